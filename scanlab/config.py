@@ -1,0 +1,70 @@
+"""Tunables of scanlab's kernels, in one place.
+
+Kernels receive these values as arguments (Numba freezes module globals at compile time), so tests
+can shrink them to exercise chunk and block boundaries on tiny inputs, and users can adapt them to
+their machine. The numbers are justified by ``benchmarks/RESULTS.md``.
+"""
+
+from dataclasses import dataclass
+
+#: Fastmath flags of every CPU kernel: fused multiply-add only. Never ``nnan``/``ninf``: NaN and
+#: Inf must propagate as IEEE 754 says.
+FASTMATH = {"contract"}
+
+
+@dataclass
+class CPUConfig:
+    """Tunables of the CPU kernels (``scanlab.cpu``).
+
+    Attributes
+    ----------
+    channel_block_bytes : int
+        Bytes of a row of channels per task of the ``"sequential"`` method. Below a page, two
+        threads sharing each row stall the prefetchers: one thread streaming whole rows is faster.
+    cache_bytes : int
+        Bytes of ``a`` and ``b`` one thread streams per cache block of the ``"scan"`` method; its
+        second pass over the block reads them back from cache instead of memory.
+    auto_scan_max_row_bytes : int
+        ``method="auto"`` takes ``"scan"`` when a row of channels is at most this many bytes
+        (too few channels to fill a vector; the sequential loop is then latency-bound)...
+    auto_scan_min_length : int
+        ...and there are at least this many time steps and more than one thread.
+    """
+
+    channel_block_bytes: int = 4096
+    cache_bytes: int = 1024 * 1024
+    auto_scan_max_row_bytes: int = 32
+    auto_scan_min_length: int = 16384
+
+
+#: The configuration used by the CPU solvers; change its attributes to tune them.
+cpu = CPUConfig()
+
+
+@dataclass
+class CUDAConfig:
+    """Tunables of the CUDA kernels (``scanlab.cuda``).
+
+    Attributes
+    ----------
+    threads_per_block : int
+        Threads per block of every kernel; a power of two for the ``"scan"`` method.
+    items_per_thread : int
+        Consecutive time steps each thread of the ``"scan"`` method composes sequentially before
+        the block-wide scan (reduce-then-scan). A block stages ``threads_per_block *
+        items_per_thread`` elements each of ``a`` and ``b`` in shared memory, which must stay
+        within 48 KiB: 4 with 256 threads fits every dtype, complex128 included (41 KiB).
+    channels_per_block : int
+        Most channels one block of the ``"scan"`` method covers, a power of two. Its threads form
+        ``(lanes, threads_per_block // lanes)`` with ``lanes = min(channels_per_block, next power
+        of two >= D)``: 32 lanes make every warp read whole 32-element row segments, and the
+        remaining threads split time.
+    """
+
+    threads_per_block: int = 256
+    items_per_thread: int = 4
+    channels_per_block: int = 32
+
+
+#: The configuration used by the CUDA solvers; change its attributes to tune them.
+cuda = CUDAConfig()

@@ -1,0 +1,1 @@
+"""Numba CPU kernels (``njit``/``prange``), one module per algorithm."""
