@@ -1,0 +1,3 @@
+from scanlab.cli import main
+
+main()

@@ -1,0 +1,78 @@
+"""The ``scanlab`` command (also ``python -m scanlab``): ``info`` and ``bench``."""
+
+import argparse
+import platform
+import sys
+
+import numba
+import numpy as np
+import scipy
+
+import scanlab
+
+
+def cuda_status() -> str:
+    """One line on the CUDA side: package, simulator, GPU."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return "numba-cuda not installed (pip install numba-cuda): CPU only"
+    if numba.config.ENABLE_CUDASIM:
+        return "CUDA simulator (NUMBA_ENABLE_CUDASIM=1): kernels run as Python, for tests"
+    if not cuda.is_available():
+        return "no usable GPU (numba.cuda.is_available() is False): CPU only"
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    return f"GPU {name}, compute capability {device.compute_capability}"
+
+
+def info(_arguments) -> None:
+    print(f"scanlab   {scanlab.__version__}")
+    print(f"python    {platform.python_version()} ({sys.executable})")
+    print(f"numba     {numba.__version__}, {numba.get_num_threads()} threads")
+    print(f"numpy     {np.__version__}")
+    print(f"scipy     {scipy.__version__}")
+    print(f"cuda      {cuda_status()}")
+
+
+def bench(arguments) -> None:
+    from scanlab import benchmark
+
+    if arguments.device == "cuda":
+        raise SystemExit("scanlab bench --device cuda: the CUDA backend is not built yet")
+    show_progress = not arguments.no_progress
+    rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)
+    print(benchmark.machine_description())
+    print(benchmark.format_table(rows))
+    print(
+        "GB/s counts a, b and h once each; 'of multiply' is the fraction of numpy.multiply's "
+        "bandwidth on the same arrays; 'x' columns are speedups (the NumPy loop is timed on "
+        f"the first {benchmark.NUMPY_LOOP_STEPS} steps and scaled; lfilter on a constant "
+        "coefficient, against scanlab on the same)."
+    )
+    if arguments.plot:
+        top = 20 if arguments.quick else 24
+        lengths = [2**k for k in range(10, top + 1, 2)]
+        series = benchmark.throughput_sweep(lengths, show_progress=show_progress)
+        benchmark.plot_sweep(lengths, series, arguments.plot)
+        print(f"plot written to {arguments.plot}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="scanlab", description="Recurrences solved in parallel over the sequence length."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="versions, threads, GPU or CUDA simulator").set_defaults(
+        run=info
+    )
+    bench_parser = commands.add_parser(
+        "bench", help="benchmark linear_recurrence against bandwidth and baselines"
+    )
+    bench_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    bench_parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    bench_parser.add_argument("--plot", metavar="FILE.png", help="also plot GB/s against length")
+    bench_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench_parser.set_defaults(run=bench)
+    arguments = parser.parse_args(argv)
+    arguments.run(arguments)
