@@ -16,6 +16,8 @@ from scanlab.config import FASTMATH
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
 CHAINS = 4
+#: The two passes of the ``scan`` kernel over each block.
+COMPOSE, APPLY = 0, 1
 
 
 @njit(inline="always")
@@ -116,17 +118,16 @@ def compose_chunks(a, b, first_step, chunk_length, length, reverse, product, par
 
     Chunk ``c`` covers ``chunk_length`` steps from ``first_step + c * chunk_length``; its summary
     is ``product[c] = prod a`` and ``partial[c]``, its last state when started from zero.
+    The outputs are written once, at the end: threads' summaries may share cache lines.
     """
     channels = product.shape[1]
     origin, direction = time_direction(length, reverse)
     a_row, a_column = broadcast_steps(a, length, channels)
     b_row, b_column = broadcast_steps(b, length, channels)
-    product[:] = 1
-    partial[:] = 0
     if channels == 1:
         # One series: four scalar chains in registers.
-        p0 = p1 = p2 = p3 = product[0, 0]
-        q0 = q1 = q2 = q3 = partial[0, 0]
+        p0 = p1 = p2 = p3 = product.dtype.type(1)
+        q0 = q1 = q2 = q3 = partial.dtype.type(0)
         for offset in range(chunk_length):
             step = first_step + offset
             t0 = time_index(step, origin, direction)
@@ -148,22 +149,31 @@ def compose_chunks(a, b, first_step, chunk_length, length, reverse, product, par
         product[0, 0], product[1, 0], product[2, 0], product[3, 0] = p0, p1, p2, p3
         partial[0, 0], partial[1, 0], partial[2, 0], partial[3, 0] = q0, q1, q2, q3
         return
+    # A run-time chain count: LLVM does not unroll the vectorised row loop four times.
+    chains = product.shape[0]
+    local_product = np.ones((chains, channels), product.dtype)
+    local_partial = np.zeros((chains, channels), partial.dtype)
     for offset in range(chunk_length):
-        for chain in range(CHAINS):
+        for chain in range(chains):
             t = time_index(first_step + chain * chunk_length + offset, origin, direction)
             a_t = a[t * a_row]
             b_t = b[t * b_row]
-            product_c = product[chain]
-            partial_c = partial[chain]
+            product_c = local_product[chain]
+            partial_c = local_partial[chain]
             for d in range(uint64(channels)):
                 coefficient = a_t[d * a_column]
                 product_c[d] *= coefficient
                 partial_c[d] = coefficient * partial_c[d] + b_t[d * b_column]
+    for chain in range(chains):
+        for d in range(channels):
+            product[chain, d] = local_product[chain, d]
+            partial[chain, d] = local_partial[chain, d]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def apply_chunks(a, b, first_step, chunk_length, length, reverse, state, out):
-    """Run ``CHAINS`` consecutive chunks in lockstep from their incoming ``state`` into ``out``."""
+def apply_chunks(a, b, first_step, chunk_length, length, reverse, incoming, out):
+    """Run ``CHAINS`` consecutive chunks in lockstep from their ``incoming`` states into ``out``."""
+    state = incoming.copy()
     channels = state.shape[1]
     origin, direction = time_direction(length, reverse)
     a_row, a_column = broadcast_steps(a, length, channels)
@@ -185,10 +195,47 @@ def apply_chunks(a, b, first_step, chunk_length, length, reverse, state, out):
             out[t2, 0] = h2
             out[t3, 0] = h3
         return
+    chains = state.shape[0]
     for offset in range(chunk_length):
-        for chain in range(CHAINS):
+        for chain in range(chains):
             t = time_index(first_step + chain * chunk_length + offset, origin, direction)
             advance_row(a[t * a_row], b[t * b_row], a_column, b_column, state[chain], out[t])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def walk_chunks(chunk_pass, a, b, first_step, chunk_length, length, reverse, product, partial, out):
+    """One thread's share of a block: ``compose_chunks`` or ``apply_chunks``.
+
+    One call site for both passes halves the time Numba takes to compile the parallel kernel.
+    """
+    if chunk_pass == COMPOSE:
+        compose_chunks(a, b, first_step, chunk_length, length, reverse, product, partial)
+    else:
+        apply_chunks(a, b, first_step, chunk_length, length, reverse, partial, out)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def incoming_states(
+    a, b, out, reverse, block_start, chunk_length, summary_product, summary_partial, carry
+):
+    """Scan the chunk summaries of a block: each chunk's incoming state replaces its partial.
+
+    ``carry`` enters as the state before the block and leaves as the state after it.
+    """
+    for chunk in range(summary_product.shape[0]):
+        for d in range(carry.shape[0]):
+            incoming = carry[d]
+            product = summary_product[chunk, d]
+            partial = summary_partial[chunk, d]
+            summary_partial[chunk, d] = incoming
+            if is_finite(product) and is_finite(partial) and not is_inf(incoming):
+                carry[d] = product * incoming + partial
+            else:
+                # An overflow, Inf or NaN in the chunk or an infinite state: composing can make
+                # NaN (inf * 0) where the recursion does not, so step through the chunk.
+                chunk_start = block_start + chunk * chunk_length
+                chunk_stop = chunk_start + chunk_length
+                run_steps(a, b, carry[d : d + 1], out, chunk_start, chunk_stop, reverse, d)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -209,43 +256,19 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads):
     block_start = 0
     while block_start + chunk_count <= length:
         block_chunk_length = min(chunk_length, (length - block_start) // chunk_count)
-        for thread in prange(threads):
-            first_chunk = thread * CHAINS
-            # Thread-local summaries: no two threads write one cache line at every step.
-            product = np.empty((CHAINS, channels), out.dtype)
-            partial = np.empty((CHAINS, channels), out.dtype)
-            first_step = block_start + first_chunk * block_chunk_length
-            compose_chunks(a, b, first_step, block_chunk_length, length, reverse, product, partial)
-            summary_product[first_chunk : first_chunk + CHAINS] = product
-            summary_partial[first_chunk : first_chunk + CHAINS] = partial
-        # Each chunk's incoming state replaces its partial summary.
-        for chunk in range(chunk_count):
-            for d in range(channels):
-                incoming = carry[d]
-                product_d = summary_product[chunk, d]
-                partial_d = summary_partial[chunk, d]
-                summary_partial[chunk, d] = incoming
-                if is_finite(product_d) and is_finite(partial_d) and not is_inf(incoming):
-                    carry[d] = product_d * incoming + partial_d
-                else:
-                    # An overflow, Inf or NaN in the chunk or an infinite state: composing can
-                    # make NaN (inf * 0) where the recursion does not, so step through the chunk.
-                    chunk_start = block_start + chunk * block_chunk_length
-                    run_steps(
-                        a,
-                        b,
-                        carry[d : d + 1],
-                        out,
-                        chunk_start,
-                        chunk_start + block_chunk_length,
-                        reverse,
-                        d,
-                    )
-        for thread in prange(threads):
-            first_chunk = thread * CHAINS
-            state = summary_partial[first_chunk : first_chunk + CHAINS].copy()
-            first_step = block_start + first_chunk * block_chunk_length
-            apply_chunks(a, b, first_step, block_chunk_length, length, reverse, state, out)
+        thread_steps = CHAINS * block_chunk_length
+        for chunk_pass in (COMPOSE, APPLY):
+            if chunk_pass == APPLY:
+                incoming_states(
+                    a, b, out, reverse, block_start, block_chunk_length,
+                    summary_product, summary_partial, carry,
+                )  # fmt: skip
+            for thread in prange(threads):
+                chunks = slice(thread * CHAINS, (thread + 1) * CHAINS)
+                walk_chunks(
+                    chunk_pass, a, b, block_start + thread * thread_steps, block_chunk_length,
+                    length, reverse, summary_product[chunks], summary_partial[chunks], out,
+                )  # fmt: skip
         block_start += chunk_count * block_chunk_length
     run_steps(a, b, carry, out, block_start, length, reverse, 0)
 
