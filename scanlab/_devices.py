@@ -13,19 +13,18 @@ def on_gpu(value) -> bool:
 def resolve_device(device, **operands) -> str:
     """``"cpu"`` or ``"cuda"`` for ``device`` and the operands (name -> value or None).
 
-    ``"auto"`` follows the data: GPU arrays run on the GPU, anything else on the CPU.
+    ``"auto"`` is the CPU: every operand is a host array, since GPU arrays (objects with
+    ``__cuda_array_interface__``) are refused with a TypeError until their zero-copy path exists.
     """
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
     gpu_operands = [name for name, value in operands.items() if on_gpu(value)]
-    if device == "auto":
-        return "cuda" if gpu_operands else "cpu"
-    if device == "cpu" and gpu_operands:
+    if gpu_operands:
         raise TypeError(
-            f"{', '.join(gpu_operands)} live(s) on the GPU but device='cpu': pass "
-            f"device='cuda' (or 'auto'), or copy the data to the host first"
+            f"{', '.join(gpu_operands)} live(s) on the GPU, and scanlab does not accept GPU "
+            "arrays yet: copy them to the host (NumPy); device='cuda' then runs on the GPU"
         )
-    return device
+    return "cpu" if device == "auto" else device
 
 
 def cuda_module(name: str):

@@ -59,11 +59,20 @@ class CUDAConfig:
         ``(lanes, threads_per_block // lanes)`` with ``lanes = min(channels_per_block, next power
         of two >= D)``: 32 lanes make every warp read whole 32-element row segments, and the
         remaining threads split time.
+    auto_sequential_min_channels : int
+        ``method="auto"`` runs one thread per channel (``"sequential"``) from this many channels
+        on, or when there are fewer than ``auto_scan_min_length`` steps; else ``"scan"``. Not
+        yet tuned on a GPU: enough channels to give every multiprocessor of a large GPU several
+        warps.
+    auto_scan_min_length : int
+        See ``auto_sequential_min_channels``.
     """
 
     threads_per_block: int = 256
     items_per_thread: int = 4
     channels_per_block: int = 32
+    auto_sequential_min_channels: int = 16384
+    auto_scan_min_length: int = 256
 
 
 #: The configuration used by the CUDA solvers; change its attributes to tune them.

@@ -46,15 +46,18 @@ def linear_recurrence(
         Run backwards, ``h[t] = a[t] * h[t+1] + b[t]``, with ``h0`` after the last step
         (discounted returns, reverse-mode gradients).
     device : {"auto", "cpu", "cuda"}, optional
-        Where to compute. ``"auto"`` follows the data: GPU arrays (with
-        ``__cuda_array_interface__``) on the GPU, anything else on the CPU.
+        Where to compute: ``"auto"`` is the CPU for NumPy input. ``"cuda"`` copies the operands
+        to the GPU, runs the CUDA kernels of ``scanlab.cuda.linear`` and copies the result back
+        (GPU arrays are not accepted yet: their zero-copy path needs a GPU to be tested on).
     method : {"auto", "sequential", "scan"}, optional
         ``"sequential"``: one pass over time, parallel over blocks of channels.
         ``"scan"``: parallel over time, a cache-blocked reduce-then-scan over chunks (two passes
         over each chunk, the second from cache). ``"auto"`` picks by shape and thread count, with
         the thresholds of ``scanlab.config``; it takes ``"scan"`` only for very few channels
         (a row of at most 32 bytes) and long sequences, where the sequential loop is
-        latency-bound.
+        latency-bound. On the GPU, ``"sequential"`` is one thread per channel and ``"scan"`` a
+        hierarchical Blelloch scan over tiles of time; ``"auto"`` takes the scan unless there
+        are very many channels or few steps (``scanlab.config.cuda``).
     out : ndarray, optional
         Where to write the result: the result's shape and dtype. Returned.
 
@@ -84,6 +87,8 @@ def linear_recurrence(
     See Also
     --------
     scipy.signal.lfilter : the constant-coefficient case, ``lfilter([1], [1, -a], b)``.
+    scanlab.cpu.linear.linear_recurrence_scan, scanlab.cuda.linear.linear_recurrence_scan :
+        the kernels.
 
     Examples
     --------
@@ -108,12 +113,10 @@ def linear_recurrence(
     """
     device = resolve_device(device, a=a, b=b, h0=h0, out=out)
     method = check_method(method)
-    reverse = bool(reverse)
-    if device == "cuda":
-        return cuda_module("linear").linear_recurrence(a, b, h0, axis, reverse, method, out)
+    backend = cpu_linear if device == "cpu" else cuda_module("linear")
     problem = prepare_linear(a, b, h0, axis, out)
     if not problem.is_empty:
-        cpu_linear.solve(problem.a, problem.b, problem.h0, problem.kernel_out, reverse, method)
+        backend.solve(problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method)
     return problem.finish()
 
 

@@ -1,4 +1,6 @@
+import contextlib
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -40,13 +42,30 @@ def assert_close(result, expected, dtype=None):
     np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance * scale)
 
 
+@contextlib.contextmanager
+def fast_thread_switching():
+    """Hand the GIL over often: the CUDA simulator busy-polls its threads' barriers."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
 @pytest.fixture
 def small_chunks():
-    """Shrink the CPU tunables so tiny inputs cross many chunks and blocks, and `auto` scans."""
-    saved = config.CPUConfig(**vars(config.cpu))
+    """Shrink the tunables so tiny inputs cross many chunks, blocks and tiles, and `auto` scans."""
+    saved = [(tunables, dict(vars(tunables))) for tunables in (config.cpu, config.cuda)]
     config.cpu.cache_bytes = 256
     config.cpu.auto_scan_min_length = 8
     config.cpu.auto_scan_max_row_bytes = 64
-    yield config.cpu
-    for name, value in vars(saved).items():
-        setattr(config.cpu, name, value)
+    config.cuda.threads_per_block = 8
+    config.cuda.items_per_thread = 2
+    config.cuda.channels_per_block = 2
+    config.cuda.auto_scan_min_length = 8
+    config.cuda.auto_sequential_min_channels = 4
+    yield
+    for tunables, values in saved:
+        for name, value in values.items():
+            setattr(tunables, name, value)

@@ -1,0 +1,512 @@
+"""CUDA kernels for the elementwise linear recurrence ``h_t = a_t * h_{t-1} + b_t``.
+
+Twin of :mod:`scanlab.cpu.linear`, with the same launcher names and the same layout: ``out`` is a
+C-contiguous ``(T, D)`` device array with time first; ``a`` and ``b`` are C-contiguous
+``(T or 1, D or 1)`` device arrays (a length-1 axis broadcasts); ``h0`` is ``(D,)``; all share one
+dtype (float32, float64, complex64 or complex128). ``reverse`` runs time backwards. ``out`` never
+overlaps ``a`` or ``b``. The launchers queue their kernels on the default stream and return without
+waiting: the results stay on the device.
+
+Every kernel reads its dtype from its arguments (``cuda.shared.array(0, out.dtype)``), so Numba
+compiles one specialisation per dtype on first use; :func:`kernel_signatures` lists them. Every
+helper is inlined into the kernels (``inline="always"``), which lets numba-cuda compile them to PTX
+without a GPU. The kernels compile without fastmath: NVVM still fuses multiply-adds, and NaN, Inf
+and subnormals behave as IEEE 754 says.
+"""
+
+from numba import cuda, njit
+
+from scanlab import config
+
+#: Shared-memory banks of a CUDA multiprocessor. Tiles in shared memory get one padding slot every
+#: this many elements, so the threads of a warp walking down a column hit distinct banks.
+SHARED_MEMORY_BANKS = 32
+
+#: Bytes of shared memory a block may use without a per-kernel opt-in.
+SHARED_MEMORY_LIMIT = 48 * 1024
+
+#: The dtypes the kernels are specialised for.
+DTYPES = ("float32", "float64", "complex64", "complex128")
+
+
+@njit(inline="always")
+def time_index(step, length, reverse):
+    """Row of ``out`` visited at the ``step``-th step of the recurrence."""
+    return length - 1 - step if reverse else step
+
+
+@njit(inline="always")
+def advance(state, coefficient, offset):
+    """One step of the recurrence: ``coefficient * state + offset``."""
+    return coefficient * state + offset
+
+
+@njit(inline="always")
+def compose(first_a, first_b, second_a, second_b):
+    """The scan operator: step ``(first_a, first_b)`` followed by step ``(second_a, second_b)``."""
+    return second_a * first_a, advance(first_b, second_a, second_b)
+
+
+@njit(inline="always")
+def padded(index):
+    """Slot in shared memory of element ``index`` of a padded tile."""
+    return index + index // SHARED_MEMORY_BANKS
+
+
+@njit(inline="always")
+def shared_slots(count):
+    """Slots a padded tile of ``count`` elements takes in shared memory."""
+    return padded(count - 1) + 1
+
+
+@cuda.jit(device=True, inline="always")
+def split_shared_memory(shared, items_per_thread):
+    """Cut the block's dynamic shared memory into its ``a``/``b`` tiles and scan arrays.
+
+    The tiles hold ``items_per_thread`` elements per thread, the scan arrays one per thread, all
+    padded (see :func:`padded`) and row-major: element ``row * blockDim.x + lane``.
+    """
+    block_threads = cuda.blockDim.x * cuda.blockDim.y
+    tile_end = shared_slots(items_per_thread * block_threads)
+    scan_end = 2 * tile_end + shared_slots(block_threads)
+    return (
+        shared[:tile_end],
+        shared[tile_end : 2 * tile_end],
+        shared[2 * tile_end : scan_end],
+        shared[scan_end : scan_end + shared_slots(block_threads)],
+    )
+
+
+@cuda.jit(device=True, inline="always")
+def tile_origin(channels, tile_rows):
+    """This block's tile, its first step and its first channel.
+
+    Blocks enumerate the channel groups of a tile first, then the tiles.
+    """
+    channel_groups = (channels + cuda.blockDim.x - 1) // cuda.blockDim.x
+    tile = cuda.blockIdx.x // channel_groups
+    first_channel = (cuda.blockIdx.x % channel_groups) * cuda.blockDim.x
+    return tile, tile * tile_rows, first_channel
+
+
+@cuda.jit(device=True, inline="always")
+def load_tile(source, source_steps, shape, first_step, first_channel, reverse, tile, tile_rows):
+    """Copy the block's tile of ``source`` (rows in step order) into shared ``tile``.
+
+    ``shape`` is ``(T, D)`` of the result. Thread ``(lane, y)`` copies channel
+    ``first_channel + lane`` of tile rows ``y, y + blockDim.y, ...``: consecutive threads read
+    consecutive channels, then consecutive time rows, so a warp reads contiguous memory however
+    few channels there are.
+    """
+    length, channels = shape
+    row_step, column_step = source_steps
+    channel = first_channel + cuda.threadIdx.x
+    if channel < channels:
+        for row in range(cuda.threadIdx.y, tile_rows, cuda.blockDim.y):
+            step = first_step + row
+            if step < length:
+                t = time_index(step, length, reverse)
+                element = source[t * row_step, channel * column_step]
+                tile[padded(row * cuda.blockDim.x + cuda.threadIdx.x)] = element
+
+
+@cuda.jit(device=True, inline="always")
+def store_tile(tile, out, first_step, first_channel, reverse, tile_rows):
+    """Copy the block's tile back to ``out``, with the coalesced access pattern of ``load_tile``."""
+    length, channels = out.shape
+    channel = first_channel + cuda.threadIdx.x
+    if channel < channels:
+        for row in range(cuda.threadIdx.y, tile_rows, cuda.blockDim.y):
+            step = first_step + row
+            if step < length:
+                t = time_index(step, length, reverse)
+                out[t, channel] = tile[padded(row * cuda.blockDim.x + cuda.threadIdx.x)]
+
+
+@cuda.jit(device=True, inline="always")
+def chunk_rows(shape, first_step, first_channel, items_per_thread):
+    """First tile row of this thread's chunk and how many of its rows hold data (maybe 0)."""
+    length, channels = shape
+    first_row = cuda.threadIdx.y * items_per_thread
+    if first_channel + cuda.threadIdx.x >= channels:
+        return first_row, 0
+    return first_row, max(0, min(items_per_thread, length - first_step - first_row))
+
+
+@cuda.jit(device=True, inline="always")
+def up_sweep(scan_a, scan_b):
+    """Blelloch's up-sweep, in place, over the ``blockDim.y`` pairs of every channel lane.
+
+    Leaves partial compositions in the tree's nodes and the composition of all pairs in the last
+    one. Every thread of the block calls it; it ends synchronised.
+    """
+    lane = cuda.threadIdx.x
+    count = cuda.blockDim.y
+    offset = 1
+    while offset < count:
+        right = (cuda.threadIdx.y + 1) * 2 * offset - 1
+        if right < count:
+            left_slot = padded((right - offset) * cuda.blockDim.x + lane)
+            right_slot = padded(right * cuda.blockDim.x + lane)
+            scan_a[right_slot], scan_b[right_slot] = compose(
+                scan_a[left_slot], scan_b[left_slot], scan_a[right_slot], scan_b[right_slot]
+            )
+        cuda.syncthreads()
+        offset *= 2
+
+
+@cuda.jit(device=True, inline="always")
+def down_sweep(scan_a, scan_b):
+    """Blelloch's down-sweep: turns the up-swept tree into exclusive prefixes, in place.
+
+    Pair ``y`` of a lane ends as the composition of pairs ``0 .. y-1`` (the identity ``(1, 0)``
+    for ``y = 0``). Every thread of the block calls it; it ends synchronised.
+    """
+    lane = cuda.threadIdx.x
+    count = cuda.blockDim.y
+    if cuda.threadIdx.y == count - 1:
+        root = padded(cuda.threadIdx.y * cuda.blockDim.x + lane)
+        scan_a[root] = 1
+        scan_b[root] = 0
+    cuda.syncthreads()
+    offset = count // 2
+    while offset > 0:
+        right = (cuda.threadIdx.y + 1) * 2 * offset - 1
+        if right < count:
+            left_slot = padded((right - offset) * cuda.blockDim.x + lane)
+            right_slot = padded(right * cuda.blockDim.x + lane)
+            left_a, left_b = scan_a[left_slot], scan_b[left_slot]
+            parent_a, parent_b = scan_a[right_slot], scan_b[right_slot]
+            scan_a[left_slot], scan_b[left_slot] = parent_a, parent_b
+            scan_a[right_slot], scan_b[right_slot] = compose(parent_a, parent_b, left_a, left_b)
+        cuda.syncthreads()
+        offset //= 2
+
+
+@cuda.jit(device=True, inline="always")
+def reduce_tile(
+    a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, shared
+):
+    """Stage the block's tile, compose each thread's chunk, and up-sweep the chunk summaries.
+
+    ``shared`` is the ``(tile_a, tile_b, scan_a, scan_b)`` of :func:`split_shared_memory`. Each
+    thread composes its ``items_per_thread`` consecutive steps sequentially into one pair
+    ``(product of a, state reached from 0)``, its entry of ``scan_a``/``scan_b``; past the data,
+    the identity ``(1, 0)``. Ends synchronised, with the composition of the whole tile in the last
+    entry of each channel lane.
+    """
+    tile_a, tile_b, scan_a, scan_b = shared
+    tile_rows = items_per_thread * cuda.blockDim.y
+    load_tile(a, a_steps, shape, first_step, first_channel, reverse, tile_a, tile_rows)
+    load_tile(b, b_steps, shape, first_step, first_channel, reverse, tile_b, tile_rows)
+    cuda.syncthreads()
+    first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
+    product = tile_a.dtype.type(1)
+    partial = tile_b.dtype.type(0)
+    for row in range(first_row, first_row + row_count):
+        slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
+        product, partial = compose(product, partial, tile_a[slot], tile_b[slot])
+    summary = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
+    scan_a[summary] = product
+    scan_b[summary] = partial
+    cuda.syncthreads()
+    up_sweep(scan_a, scan_b)
+
+
+@cuda.jit
+def sequential_kernel(a, b, a_steps, b_steps, h0, out, reverse):
+    """One thread per channel runs the whole recurrence; a warp reads one row segment per step."""
+    length, channels = out.shape
+    channel = cuda.grid(1)
+    if channel < channels:
+        a_row, a_column = a_steps
+        b_row, b_column = b_steps
+        state = h0[channel]
+        for step in range(length):
+            t = time_index(step, length, reverse)
+            coefficient = a[t * a_row, channel * a_column]
+            state = advance(state, coefficient, b[t * b_row, channel * b_column])
+            out[t, channel] = state
+
+
+@cuda.jit
+def tile_totals_kernel(
+    a, b, a_steps, b_steps, length, reverse, items_per_thread, totals_a, totals_b
+):
+    """Write the composition of each tile's steps to row ``tile`` of ``totals_a``/``totals_b``.
+
+    A block of ``(lanes, rows)`` threads covers ``items_per_thread * rows`` steps (in step order)
+    of ``lanes`` channels, with the dynamic shared memory of :func:`split_shared_memory`.
+    """
+    shape = (length, totals_a.shape[1])
+    shared = cuda.shared.array(0, totals_a.dtype)
+    tiles = split_shared_memory(shared, items_per_thread)
+    tile, first_step, first_channel = tile_origin(shape[1], items_per_thread * cuda.blockDim.y)
+    reduce_tile(
+        a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, tiles
+    )
+    channel = first_channel + cuda.threadIdx.x
+    if cuda.threadIdx.y == cuda.blockDim.y - 1 and channel < shape[1]:
+        _, _, scan_a, scan_b = tiles
+        total = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
+        totals_a[tile, channel] = scan_a[total]
+        totals_b[tile, channel] = scan_b[total]
+
+
+@cuda.jit
+def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_thread):
+    """Solve every tile from its incoming state ``carries[tile]`` and write it to ``out``.
+
+    Same blocks and tiles as ``tile_totals_kernel``. After the up-sweep, the down-sweep gives each
+    thread the composition of the chunks before its own; applied to the tile's carry it is the
+    state entering the thread's chunk, which the thread then reruns from the staged tile, writing
+    the states over ``b``'s tile for a coalesced store.
+    """
+    shared = cuda.shared.array(0, out.dtype)
+    tiles = split_shared_memory(shared, items_per_thread)
+    tile_a, tile_b, scan_a, scan_b = tiles
+    shape = out.shape
+    tile_rows = items_per_thread * cuda.blockDim.y
+    tile, first_step, first_channel = tile_origin(shape[1], tile_rows)
+    reduce_tile(
+        a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, tiles
+    )
+    down_sweep(scan_a, scan_b)
+    first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
+    if row_count > 0:
+        channel = first_channel + cuda.threadIdx.x
+        prefix = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
+        state = advance(carries[tile, channel], scan_a[prefix], scan_b[prefix])
+        for row in range(first_row, first_row + row_count):
+            slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
+            state = advance(state, tile_a[slot], tile_b[slot])
+            tile_b[slot] = state
+    cuda.syncthreads()
+    store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
+
+
+def broadcast_steps(array):
+    """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1."""
+    return tuple(int(extent > 1) for extent in array.shape)
+
+
+def linear_recurrence_sequential(a, b, h0, out, reverse, threads_per_block):
+    """Solve the recurrence with one thread per channel, looping over time.
+
+    Best for many channels and short sequences; a warp loads each step's coefficients of 32
+    consecutive channels in one coalesced transaction.
+
+    Parameters
+    ----------
+    a, b : numba.cuda.devicearray.DeviceNDArray
+        Coefficients and offsets, C-contiguous, shape ``(T or 1, D or 1)``.
+    h0 : numba.cuda.devicearray.DeviceNDArray
+        Initial state, shape ``(D,)``.
+    out : numba.cuda.devicearray.DeviceNDArray
+        Result, C-contiguous ``(T, D)``, same dtype; every element is written.
+    reverse : bool
+        Run time backwards: ``h_t = a_t * h_{t+1} + b_t`` with ``h0`` after the last step.
+    threads_per_block : int
+        Threads (channels) per block.
+
+    See Also
+    --------
+    scanlab.cpu.linear.linear_recurrence_sequential : The CPU twin.
+    linear_recurrence_scan : Parallel over time, for long sequences and few channels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba import cuda
+    >>> a = cuda.to_device(np.full((4, 1), 0.5))
+    >>> b = cuda.to_device(np.ones((4, 1)))
+    >>> h0 = cuda.to_device(np.zeros(1))
+    >>> out = cuda.device_array((4, 1))
+    >>> linear_recurrence_sequential(a, b, h0, out, False, threads_per_block=32)
+    >>> out.copy_to_host().ravel().tolist()
+    [1.0, 1.5, 1.75, 1.875]
+    """
+    channels = out.shape[1]
+    block_count = (channels + threads_per_block - 1) // threads_per_block
+    a_steps, b_steps = broadcast_steps(a), broadcast_steps(b)
+    sequential_kernel[block_count, threads_per_block](a, b, a_steps, b_steps, h0, out, reverse)
+
+
+def linear_recurrence_scan(
+    a, b, h0, out, reverse, threads_per_block, items_per_thread, channels_per_block
+):
+    """Solve the recurrence in parallel over time: a hierarchical reduce-then-scan.
+
+    Time is cut into tiles, and a block of ``threads_per_block`` threads solves one tile for up to
+    ``channels_per_block`` channels, as a grid of ``(lanes, rows)`` threads with
+    ``lanes = min(channels_per_block, next power of two >= D)`` channel lanes and
+    ``rows = threads_per_block // lanes`` threads along time, each owning a chunk of
+    ``items_per_thread`` consecutive steps; a tile is ``rows * items_per_thread`` steps.
+
+    With one tile, ``tile_scan_kernel`` alone solves the sequence from ``h0``. With more,
+    ``tile_totals_kernel`` writes each tile's composition ``(prod a, state from 0)``; these
+    totals form the same recurrence one level up, solved by a recursive call into a ``carries``
+    array (the state entering each tile); then ``tile_scan_kernel`` solves every tile from its
+    carry. Each level is a tile length times shorter than the one below, so there are
+    ``ceil(log(T) / log(tile length))`` levels and ``2 * levels - 1`` kernel launches.
+
+    Within a block (both kernels): a coalesced load of the ``a`` and ``b`` tiles into shared
+    memory; each thread composes its chunk sequentially; Blelloch's work-efficient up-sweep over the
+    chunk summaries of each channel gives the tile's total, and the down-sweep gives each chunk's
+    exclusive prefix, from which the thread reruns its chunk; the states go back to ``out`` through
+    shared memory in a coalesced store. Blocks synchronise only through kernel boundaries (no
+    single-pass look-back), so any launch order and any occupancy is safe.
+
+    Parameters
+    ----------
+    a, b : numba.cuda.devicearray.DeviceNDArray
+        Coefficients and offsets, C-contiguous, shape ``(T or 1, D or 1)``.
+    h0 : numba.cuda.devicearray.DeviceNDArray
+        Initial state, shape ``(D,)``.
+    out : numba.cuda.devicearray.DeviceNDArray
+        Result, C-contiguous ``(T, D)``, same dtype; every element is written.
+    reverse : bool
+        Run time backwards: ``h_t = a_t * h_{t+1} + b_t`` with ``h0`` after the last step.
+    threads_per_block : int
+        Threads per block, a power of two.
+    items_per_thread : int
+        Consecutive steps each thread composes sequentially before the block-wide scan, at least 2
+        (so that every level shrinks the sequence).
+    channels_per_block : int
+        Most channels per block, a power of two; the block's other threads split time.
+
+    Raises
+    ------
+    ValueError
+        If ``threads_per_block`` or ``channels_per_block`` is not a power of two,
+        ``items_per_thread`` is below 2, or a block would need more than 48 KiB of shared memory
+        for this dtype.
+
+    Notes
+    -----
+    The associative operator is ``(a1, b1) o (a2, b2) = (a2 * a1, a2 * b1 + b2)``: the
+    reduce-then-scan of Martin & Cundy (ICLR 2018) on Blelloch's scan. Temporaries: two
+    ``(tiles, D)`` totals and one ``(tiles + 1, D)`` carries array per level.
+
+    See Also
+    --------
+    scanlab.cpu.linear.linear_recurrence_scan : The CPU twin.
+    linear_recurrence_sequential : One thread per channel, for many channels or short sequences.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba import cuda
+    >>> a = cuda.to_device(np.full((5, 1), 0.5))
+    >>> b = cuda.to_device(np.ones((5, 1)))
+    >>> h0 = cuda.to_device(np.zeros(1))
+    >>> out = cuda.device_array((5, 1))
+    >>> linear_recurrence_scan(a, b, h0, out, True, threads_per_block=2, items_per_thread=2,
+    ...                        channels_per_block=1)
+    >>> out.copy_to_host().ravel().tolist()
+    [1.9375, 1.875, 1.75, 1.5, 1.0]
+    """
+    for name, value in (
+        ("threads_per_block", threads_per_block),
+        ("channels_per_block", channels_per_block),
+    ):
+        if value < 1 or value & (value - 1):
+            raise ValueError(f"{name} must be a power of two, got {value}")
+    if items_per_thread < 2:
+        # Tiles of a single step would leave the tile totals as long as the sequence.
+        raise ValueError(f"items_per_thread must be at least 2, got {items_per_thread}")
+    shared_bytes = (
+        out.dtype.itemsize
+        * 2
+        * (shared_slots(items_per_thread * threads_per_block) + shared_slots(threads_per_block))
+    )
+    if shared_bytes > SHARED_MEMORY_LIMIT:
+        raise ValueError(
+            f"threads_per_block={threads_per_block} with items_per_thread={items_per_thread} needs "
+            f"{shared_bytes} bytes of shared memory per block for {out.dtype}, more than the "
+            f"{SHARED_MEMORY_LIMIT} a block may use; lower items_per_thread or threads_per_block"
+        )
+    length, channels = out.shape
+    lanes = min(channels_per_block, threads_per_block, 1 << (channels - 1).bit_length())
+    block_shape = (lanes, threads_per_block // lanes)
+    tile_rows = items_per_thread * block_shape[1]
+    tile_count = (length + tile_rows - 1) // tile_rows
+    block_count = tile_count * ((channels + lanes - 1) // lanes)
+    a_steps, b_steps = broadcast_steps(a), broadcast_steps(b)
+    if tile_count == 1:
+        carries = h0.reshape(1, channels)
+    else:
+        totals_a = cuda.device_array((tile_count, channels), out.dtype)
+        totals_b = cuda.device_array((tile_count, channels), out.dtype)
+        tile_totals_kernel[block_count, block_shape, 0, shared_bytes](
+            a, b, a_steps, b_steps, length, reverse, items_per_thread, totals_a, totals_b
+        )
+        carries = cuda.device_array((tile_count + 1, channels), out.dtype)
+        carries[0].copy_to_device(h0)
+        linear_recurrence_scan(
+            totals_a,
+            totals_b,
+            h0,
+            carries[1:],
+            False,
+            threads_per_block,
+            items_per_thread,
+            channels_per_block,
+        )
+    tile_scan_kernel[block_count, block_shape, 0, shared_bytes](
+        a, b, a_steps, b_steps, carries, out, reverse, items_per_thread
+    )
+
+
+def kernel_signatures():
+    """List every kernel of this module with each signature its launchers compile.
+
+    Returns
+    -------
+    list of (numba.cuda.dispatcher.CUDADispatcher, str)
+        One entry per kernel and dtype of :data:`DTYPES`; compile one to PTX without a GPU with
+        ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
+    """
+    signatures = []
+    for dtype in DTYPES:
+        matrix, vector = f"{dtype}[:, ::1]", f"{dtype}[::1]"
+        coefficients = f"{matrix}, {matrix}, UniTuple(int64, 2), UniTuple(int64, 2)"
+        signatures += [
+            (sequential_kernel, f"void({coefficients}, {vector}, {matrix}, boolean)"),
+            (
+                tile_totals_kernel,
+                f"void({coefficients}, int64, boolean, int64, {matrix}, {matrix})",
+            ),
+            (tile_scan_kernel, f"void({coefficients}, {matrix}, {matrix}, boolean, int64)"),
+        ]
+    return signatures
+
+
+def choose_method(length: int, channels: int) -> str:
+    """What ``method="auto"`` runs on the GPU (thresholds in ``scanlab.config.cuda``)."""
+    if channels >= config.cuda.auto_sequential_min_channels:
+        return "sequential"
+    return "scan" if length >= config.cuda.auto_scan_min_length else "sequential"
+
+
+def solve(a, b, h0, out, reverse: bool, method: str) -> None:
+    """Run ``method`` ("auto", "sequential" or "scan") on host arrays in kernel layout.
+
+    The operands are copied to the GPU, the result back into ``out``.
+    """
+    length, channels = out.shape
+    if method == "auto":
+        method = choose_method(length, channels)
+    device_a, device_b, device_h0 = (cuda.to_device(array) for array in (a, b, h0))
+    device_out = cuda.device_array(out.shape, out.dtype)
+    settings = config.cuda
+    if method == "sequential":
+        linear_recurrence_sequential(
+            device_a, device_b, device_h0, device_out, reverse, settings.threads_per_block
+        )
+    else:
+        linear_recurrence_scan(
+            device_a, device_b, device_h0, device_out, reverse,
+            settings.threads_per_block, settings.items_per_thread, settings.channels_per_block,
+        )  # fmt: skip
+    device_out.copy_to_host(out)

@@ -1,0 +1,56 @@
+"""Every CUDA kernel of scanlab compiles to PTX for a real GPU (sm_90), with no GPU needed.
+
+Needs numba-cuda and the CUDA toolkit's NVVM, e.g.
+``pip install numba-cuda "cuda-toolkit[nvcc,nvrtc]"``; skipped under the simulator, which cannot
+compile.
+"""
+
+import os
+
+import numba
+import pytest
+from numba import cuda
+
+if numba.config.ENABLE_CUDASIM:
+    pytest.skip("the CUDA simulator cannot compile to PTX", allow_module_level=True)
+
+from numba.cuda.cudadrv.error import NvvmSupportError  # noqa: E402
+from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
+
+from scanlab.cuda import linear  # noqa: E402
+
+KERNEL_MODULES = [linear]
+
+
+@pytest.fixture(scope="module")
+def nvvm():
+    """Skip when the CUDA toolkit's NVVM, which compiles to PTX, cannot be loaded."""
+    try:
+        cuda.compile_ptx(lambda: None, "void()", cc=(9, 0))
+    except NvvmSupportError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI installs the CUDA toolkit (scanlab[cuda-toolkit]), but: {error}")
+        pytest.skip(f"the CUDA toolkit's NVVM was not found ({error})")
+
+
+@pytest.mark.parametrize("module", KERNEL_MODULES, ids=lambda module: module.__name__)
+def test_every_kernel_has_signatures(module):
+    kernels = {
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, CUDADispatcher) and not value.targetoptions.get("device")
+    }
+    listed = {kernel.py_func.__name__ for kernel, _ in module.kernel_signatures()}
+    assert kernels == listed
+
+
+@pytest.mark.parametrize(
+    "kernel, signature",
+    [entry for module in KERNEL_MODULES for entry in module.kernel_signatures()],
+    ids=lambda value: value if isinstance(value, str) else value.py_func.__name__,
+)
+def test_kernel_compiles_to_ptx(nvvm, kernel, signature):
+    ptx, return_type = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+    assert return_type == numba.types.void
+    assert ".entry" in ptx
+    assert ".target sm_90" in ptx
