@@ -63,8 +63,10 @@ def as_time_major(array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype) -
     ``rest``; an operand constant over all of them keeps a single column, one that varies over
     only some of them is expanded to all ``D`` channels.
     """
-    array = array.reshape((1,) * (ndim - array.ndim) + array.shape)
-    array = np.moveaxis(array, axis, 0)
+    if array.ndim < ndim:
+        array = array.reshape((1,) * (ndim - array.ndim) + array.shape)
+    if axis:
+        array = np.moveaxis(array, axis, 0)
     if array.shape[1:] != rest and any(size != 1 for size in array.shape[1:]):
         array = np.broadcast_to(array, array.shape[:1] + rest)
     columns = math.prod(array.shape[1:])
@@ -174,7 +176,7 @@ def output_array(out, shape: tuple, dtype) -> np.ndarray:
 
 def kernel_view(result: np.ndarray, axis: int):
     """``result`` seen as a C-contiguous ``(T, D)`` array without a copy, or None."""
-    moved = np.moveaxis(result, axis, 0)
+    moved = np.moveaxis(result, axis, 0) if axis else result
     if not moved.flags.c_contiguous:
         return None
     return moved.reshape(moved.shape[0], math.prod(moved.shape[1:]))

@@ -51,8 +51,15 @@ def numpy_loop(a, b, out, steps: int) -> None:
 
 
 def best_time(function: Callable[[], object], repeats: int) -> float:
-    """Seconds of the fastest of ``repeats`` calls, after one warm-up call."""
+    """Seconds of the fastest of at least ``repeats`` calls, after one warm-up call.
+
+    Short calls are repeated more (up to 0.2 s in all, at most 200 times): the minimum of a few
+    sub-millisecond timings is at the mercy of one interruption.
+    """
+    start = time.perf_counter()
     function()
+    warm_up = time.perf_counter() - start
+    repeats = max(repeats, min(200, int(0.2 / max(warm_up, 1e-6))))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -89,6 +89,19 @@ def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel):
         state[0] = h
         return
     width = state.shape[0]
+    if a_column == 1 and b_column == 1 and width == channels:
+        # Whole rows, unit strides: the plain loop, which LLVM vectorises without the per-row
+        # stride and offset checks of the general one below (1.5x faster at 16 channels).
+        for step in range(first_step, stop_step):
+            t = time_index(step, origin, direction)
+            a_t = a[t * a_row]
+            b_t = b[t * b_row]
+            out_t = out[t]
+            for d in range(channels):
+                value = a_t[d] * state[d] + b_t[d]
+                state[d] = value
+                out_t[d] = value
+        return
     for step in range(first_step, stop_step):
         t = time_index(step, origin, direction)
         advance_row(
@@ -303,7 +316,11 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
         method = choose_method(length, channels, out.itemsize, threads)
     if method == "sequential":
         channel_block = max(1, config.cpu.channel_block_bytes // out.itemsize)
-        linear_recurrence_sequential(a, b, h0, out, reverse, channel_block)
+        if channels <= channel_block:
+            # One block: the plain loop, without starting a parallel region for one task.
+            run_steps(a, b, h0.copy(), out, 0, length, reverse, 0)
+        else:
+            linear_recurrence_sequential(a, b, h0, out, reverse, channel_block)
     else:
         chunk_length = scan_chunk_length(channels, out.itemsize)
         linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads)
