@@ -39,7 +39,10 @@ def bench(arguments) -> None:
     from scanlab import benchmark
 
     if arguments.device == "cuda":
-        raise SystemExit("scanlab bench --device cuda: the CUDA backend is not built yet")
+        raise SystemExit(
+            "scanlab bench --device cuda: the GPU benchmark table is not written yet (it needs a "
+            "GPU to be developed and measured on); the CPU table runs with --device cpu"
+        )
     show_progress = not arguments.no_progress
     rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)
     print(benchmark.machine_description())

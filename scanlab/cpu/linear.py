@@ -36,6 +36,17 @@ def time_index(step, origin, direction):
 
 
 @njit(inline="always")
+def chain_rows(step, chunk_length, origin, direction):
+    """Rows the ``CHAINS`` chains visit at their ``step``-th step, ``chunk_length`` apart."""
+    return (
+        time_index(step, origin, direction),
+        time_index(step + chunk_length, origin, direction),
+        time_index(step + 2 * chunk_length, origin, direction),
+        time_index(step + 3 * chunk_length, origin, direction),
+    )
+
+
+@njit(inline="always")
 def broadcast_steps(array, length, channels):
     """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1.
 
@@ -142,11 +153,7 @@ def compose_chunks(a, b, first_step, chunk_length, length, reverse, product, par
         p0 = p1 = p2 = p3 = product.dtype.type(1)
         q0 = q1 = q2 = q3 = partial.dtype.type(0)
         for offset in range(chunk_length):
-            step = first_step + offset
-            t0 = time_index(step, origin, direction)
-            t1 = time_index(step + chunk_length, origin, direction)
-            t2 = time_index(step + 2 * chunk_length, origin, direction)
-            t3 = time_index(step + 3 * chunk_length, origin, direction)
+            t0, t1, t2, t3 = chain_rows(first_step + offset, chunk_length, origin, direction)
             x0 = a[t0 * a_row, 0]
             x1 = a[t1 * a_row, 0]
             x2 = a[t2 * a_row, 0]
@@ -194,11 +201,7 @@ def apply_chunks(a, b, first_step, chunk_length, length, reverse, incoming, out)
     if channels == 1:
         h0, h1, h2, h3 = state[0, 0], state[1, 0], state[2, 0], state[3, 0]
         for offset in range(chunk_length):
-            step = first_step + offset
-            t0 = time_index(step, origin, direction)
-            t1 = time_index(step + chunk_length, origin, direction)
-            t2 = time_index(step + 2 * chunk_length, origin, direction)
-            t3 = time_index(step + 3 * chunk_length, origin, direction)
+            t0, t1, t2, t3 = chain_rows(first_step + offset, chunk_length, origin, direction)
             h0 = a[t0 * a_row, 0] * h0 + b[t0 * b_row, 0]
             h1 = a[t1 * a_row, 0] * h1 + b[t1 * b_row, 0]
             h2 = a[t2 * a_row, 0] * h2 + b[t2 * b_row, 0]
