@@ -1,9 +1,9 @@
-"""Benchmark linear_recurrence on the CPU and record the table in benchmarks/RESULTS.md.
+"""Benchmark linear_recurrence and record the table in benchmarks/RESULTS.md.
 
-Usage: python benchmarks/linear_recurrence.py [--quick]
+Usage: python benchmarks/linear_recurrence.py [--device cpu|cuda] [--quick]
 
-The table replaces the block between the ``cpu-table`` markers of RESULTS.md; the analysis
-around it is written by hand from the numbers.
+The table replaces the block between the ``cpu-table`` (or ``cuda-table``) markers of RESULTS.md;
+the analysis around it is written by hand from the numbers.
 """
 
 import argparse
@@ -15,7 +15,6 @@ import sys
 from scanlab import benchmark
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
-START, END = "<!-- cpu-table:start -->", "<!-- cpu-table:end -->"
 
 
 def per_dtype(rows: list[dict], column: str, template: str) -> str:
@@ -23,7 +22,13 @@ def per_dtype(rows: list[dict], column: str, template: str) -> str:
     return ", ".join(f"{template.format(row[column])} ({row['dtype']})" for row in rows)
 
 
-def targets(rows: list[dict]) -> list[str]:
+def gpu_targets(rows: list[dict]) -> list[str]:
+    """The CUDA issue's target, checked against the measured rows."""
+    lowest = min(row["of copy"] for row in rows)
+    return [f"- >= 0.7 of the device's copy bandwidth at every D: lowest {lowest:.2f}"]
+
+
+def cpu_targets(rows: list[dict]) -> list[str]:
     """The foundation issue's CPU targets, checked against the measured rows."""
     wide = [row for row in rows if row["D"] >= 16]
     series = [row for row in rows if row["D"] == 1 and row["T"] == 2**24]
@@ -41,28 +46,38 @@ def targets(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="small sizes (does not write)")
     arguments = parser.parse_args()
-    rows = benchmark.cpu_table(quick=arguments.quick)
-    table = benchmark.format_table(rows, markdown=True)
+    if arguments.device == "cuda":
+        rows = benchmark.gpu_table(quick=arguments.quick)
+        machine, columns, targets = benchmark.gpu_description(), benchmark.GPU_COLUMNS, gpu_targets
+    else:
+        rows = benchmark.cpu_table(quick=arguments.quick)
+        machine, columns = benchmark.machine_description(), benchmark.CPU_COLUMNS
+        targets = cpu_targets
+    start = f"<!-- {arguments.device}-table:start -->"
+    end = f"<!-- {arguments.device}-table:end -->"
     block = "\n".join(
         [
-            START,
-            f"Measured {datetime.date.today()} on {benchmark.machine_description()}.",
+            start,
+            f"Measured {datetime.date.today()} on {machine}.",
             f"Command: `python {' '.join(sys.argv)}`",
             "",
-            table,
+            benchmark.format_table(rows, columns, markdown=True),
             "",
-            "Targets of the foundation issue, from this table:",
+            "Targets, from this table:",
             *targets(rows),
-            END,
+            end,
         ]
     )
     print(block)
     if arguments.quick:
         return
-    text = RESULTS.read_text() if RESULTS.exists() else f"# Benchmark results\n\n{START}\n{END}\n"
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+    text = RESULTS.read_text()
+    if start not in text:
+        raise SystemExit(f"{RESULTS} has no {start} ... {end} block to replace")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     RESULTS.write_text(pattern.sub(lambda _: block, text))
     print(f"wrote {RESULTS}")
 

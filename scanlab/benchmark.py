@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import scipy
 import scipy.signal
-from numba import njit
+from numba import cuda, njit
 
 import scanlab
 from scanlab.cpu.linear import choose_method
@@ -40,6 +40,24 @@ def numba_loop(a, b, out):
         for d in range(b.shape[1]):
             state[d] = a[t, d] * state[d] + b[t, d]
             out[t, d] = state[d]
+
+
+@cuda.jit
+def step_kernel(a, b, state, out, t):
+    """The GPU's naive baseline: one step for every channel, launched once per time step."""
+    channel = cuda.grid(1)
+    if channel < out.shape[1]:
+        value = a[t, channel] * state[channel] + b[t, channel]
+        state[channel] = value
+        out[t, channel] = value
+
+
+def kernel_signatures():
+    """``(kernel, signature)`` of this module's CUDA kernel, for the PTX compilation check."""
+    return [
+        (step_kernel, f"void({d}[:, ::1], {d}[:, ::1], {d}[::1], {d}[:, ::1], int64)")
+        for d in ("float32", "float64")
+    ]
 
 
 def numpy_loop(a, b, out, steps: int) -> None:
@@ -184,7 +202,7 @@ def plot_sweep(lengths: list[int], series: dict[str, list[float]], path: str) ->
     figure.savefig(path, dpi=120)
 
 
-COLUMNS = (
+CPU_COLUMNS = (
     ("T", "{:d}"),
     ("D", "{:d}"),
     ("dtype", "{}"),
@@ -199,10 +217,10 @@ COLUMNS = (
 )
 
 
-def format_table(rows: list[dict], markdown: bool = False) -> str:
-    """``rows`` as an aligned text table, or a Markdown one."""
-    header = [name for name, _ in COLUMNS]
-    cells = [[template.format(row[name]) for name, template in COLUMNS] for row in rows]
+def format_table(rows: list[dict], columns=CPU_COLUMNS, markdown: bool = False) -> str:
+    """``rows`` as an aligned text table, or a Markdown one; ``columns`` are (name, format)."""
+    header = [name for name, _ in columns]
+    cells = [[template.format(row[name]) for name, template in columns] for row in rows]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
         lines += ["| " + " | ".join(line) + " |" for line in cells]
@@ -231,3 +249,128 @@ def machine_description() -> str:
         f"{numba.get_num_threads()} threads ({layer}), "
         f"NumPy {np.__version__}, SciPy {scipy.__version__}, Python {platform.python_version()}"
     )
+
+
+#: ``(T, D)`` of the GPU table: T x D = 2**28 float32 elements (1 GiB per array), from one series
+#: to many channels; the quick table is 256 times smaller.
+GPU_CASES = tuple((2**28 // channels, channels) for channels in (1, 16, 256, 4096))
+QUICK_GPU_CASES = tuple((2**20 // channels, channels) for channels in (1, 16, 256, 4096))
+#: The loop of one kernel launch per step runs at most this many steps; scaled to the full length.
+LAUNCH_LOOP_STEPS = 2**10
+
+GPU_COLUMNS = (
+    ("T", "{:d}"),
+    ("D", "{:d}"),
+    ("dtype", "{}"),
+    ("method", "{}"),
+    ("ms", "{:.3f}"),
+    ("GB/s", "{:.0f}"),
+    ("copy GB/s", "{:.0f}"),
+    ("of copy", "{:.2f}"),
+    ("x sequential kernel", "{:.1f}"),
+    ("x launch loop", "{:.0f}"),
+    ("x jax scan", "{:.2f}"),
+)
+
+
+def gpu_best_time(function: Callable[[], object], repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls, timed with CUDA events after a warm-up.
+
+    Under the CUDA simulator, whose events record no time, the host clock times the (synchronous)
+    simulation instead: the numbers then only show that the benchmark runs.
+    """
+    if numba.config.ENABLE_CUDASIM:
+        return best_time(function, repeats)
+    function()
+    cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        function()
+        stop.record()
+        stop.synchronize()
+        best = min(best, start.elapsed_time(stop) / 1e3)
+    return best
+
+
+def launch_loop(a, b, state, out, steps: int) -> None:
+    """The naive GPU baseline: one kernel launch per time step, over the first ``steps``."""
+    channels = out.shape[1]
+    blocks = (channels + 255) // 256
+    for t in range(steps):
+        step_kernel[blocks, 256](a, b, state, out, t)
+
+
+def jax_scan_time(a_host: np.ndarray, b_host: np.ndarray, repeats: int) -> float:
+    """Seconds of ``jax.lax.associative_scan`` of the same recurrence, or NaN without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return float("nan")
+
+    def combine(first, second):
+        return second[0] * first[0], second[0] * first[1] + second[1]
+
+    scan = jax.jit(lambda a, b: jax.lax.associative_scan(combine, (a, b), axis=0)[1])
+    a, b = jnp.asarray(a_host), jnp.asarray(b_host)
+    return best_time(lambda: scan(a, b).block_until_ready(), repeats)
+
+
+def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
+    """Time scanlab's CUDA kernels and the GPU baselines on one ``(T, D)`` problem, on the device.
+
+    The operands live on the GPU before timing: transfers are not timed (see ``solve``).
+    """
+    from scanlab.cuda.linear import choose_method, solve_on_device
+
+    rng = np.random.default_rng(0)
+    a_host = rng.uniform(0.5, 1.0, (length, channels)).astype(dtype)
+    b_host = rng.standard_normal((length, channels)).astype(dtype)
+    a, b = cuda.to_device(a_host), cuda.to_device(b_host)
+    h0 = cuda.to_device(np.zeros(channels, dtype))
+    out = cuda.device_array((length, channels), dtype)
+    array_bytes = b_host.nbytes
+
+    scanlab_time = gpu_best_time(lambda: solve_on_device(a, b, h0, out, False, "auto"), repeats)
+    sequential_time = gpu_best_time(
+        lambda: solve_on_device(a, b, h0, out, False, "sequential"), repeats
+    )
+    copy_time = gpu_best_time(lambda: out.copy_to_device(b), repeats)
+    steps = min(length, LAUNCH_LOOP_STEPS)
+    state = cuda.to_device(np.zeros(channels, dtype))
+    loop_time = gpu_best_time(lambda: launch_loop(a, b, state, out, steps), 1) * length / steps
+    return {
+        "T": length,
+        "D": channels,
+        "dtype": np.dtype(dtype).name,
+        "method": choose_method(length, channels),
+        "ms": 1e3 * scanlab_time,
+        "GB/s": 3 * array_bytes / scanlab_time / 1e9,
+        "copy GB/s": 2 * array_bytes / copy_time / 1e9,
+        "of copy": (3 / scanlab_time) / (2 / copy_time),
+        "x sequential kernel": sequential_time / scanlab_time,
+        "x launch loop": loop_time / scanlab_time,
+        "x jax scan": jax_scan_time(a_host, b_host, repeats) / scanlab_time,
+    }
+
+
+def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
+    """The GPU benchmark table: one float32 row per ``(T, D)`` case."""
+    cases = QUICK_GPU_CASES if quick else GPU_CASES
+    rows = []
+    for index, (length, channels) in enumerate(cases):
+        if show_progress:
+            progress(index, len(cases), f"GPU T={length} D={channels} float32")
+        rows.append(measure_gpu_case(length, channels, np.float32, repeats=5 if quick else 20))
+    if show_progress:
+        progress(len(cases), len(cases), "done")
+    return rows
+
+
+def gpu_description() -> str:
+    """The GPU's name and compute capability, and the numba-cuda version."""
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    return f"{name} (compute capability {device.compute_capability}), Numba {numba.__version__}"

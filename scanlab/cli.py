@@ -9,6 +9,7 @@ import numpy as np
 import scipy
 
 import scanlab
+from scanlab._devices import cuda_module
 
 
 def cuda_status() -> str:
@@ -38,12 +39,22 @@ def info(_arguments) -> None:
 def bench(arguments) -> None:
     from scanlab import benchmark
 
-    if arguments.device == "cuda":
-        raise SystemExit(
-            "scanlab bench --device cuda: the GPU benchmark table is not written yet (it needs a "
-            "GPU to be developed and measured on); the CPU table runs with --device cpu"
-        )
     show_progress = not arguments.no_progress
+    if arguments.device == "cuda":
+        try:
+            cuda_module("linear")
+        except RuntimeError as error:
+            raise SystemExit(f"scanlab bench --device cuda: {error}") from None
+        rows = benchmark.gpu_table(quick=arguments.quick, show_progress=show_progress)
+        print(benchmark.gpu_description())
+        print(benchmark.format_table(rows, benchmark.GPU_COLUMNS))
+        print(
+            "Operands on the GPU, times from CUDA events. GB/s counts a, b and h once each; "
+            "'of copy' is the fraction of a device-to-device copy's bandwidth (read + write) on "
+            "the same array; 'x' columns are speedups (the launch loop is timed on the first "
+            f"{benchmark.LAUNCH_LOOP_STEPS} steps and scaled; 'x jax scan' is NaN without JAX)."
+        )
+        return
     rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)
     print(benchmark.machine_description())
     print(benchmark.format_table(rows))
@@ -74,8 +85,12 @@ def main(argv=None) -> None:
     )
     bench_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     bench_parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
-    bench_parser.add_argument("--plot", metavar="FILE.png", help="also plot GB/s against length")
+    bench_parser.add_argument(
+        "--plot", metavar="FILE.png", help="also plot GB/s against length (CPU)"
+    )
     bench_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench_parser.set_defaults(run=bench)
     arguments = parser.parse_args(argv)
+    if arguments.command == "bench" and arguments.plot and arguments.device == "cuda":
+        parser.error("--plot draws the CPU sweep; run it with --device cpu")
     arguments.run(arguments)

@@ -1,10 +1,13 @@
 """The scanlab command and the benchmark helpers behind it."""
 
+import math
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import fast_thread_switching
+from numba import cuda
 
 from scanlab import benchmark, cli
 
@@ -48,3 +51,43 @@ def test_numba_loop_baseline_is_the_recurrence():
     expected = np.empty_like(b)
     benchmark.numpy_loop(a, b, expected, 50)
     np.testing.assert_allclose(out, expected)
+
+
+@pytest.mark.skipif(cuda.is_available(), reason="a CUDA device (or the simulator) is here")
+def test_gpu_benchmark_without_a_gpu_says_so():
+    with pytest.raises(SystemExit, match="device='cpu'"):
+        cli.main(["bench", "--device", "cuda", "--quick"])
+
+
+def test_plot_is_refused_for_the_gpu_table():
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--device", "cuda", "--plot", "x.png"])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
+def test_one_gpu_benchmark_row_is_complete_and_consistent():
+    with fast_thread_switching():
+        row = benchmark.measure_gpu_case(40, 3, np.float32, repeats=1)
+    assert (row["T"], row["D"], row["dtype"]) == (40, 3, "float32")
+    for column in ("ms", "GB/s", "copy GB/s", "of copy", "x sequential kernel", "x launch loop"):
+        assert row[column] > 0
+    assert row["of copy"] == pytest.approx(row["GB/s"] / row["copy GB/s"])
+    jax_ratio = row["x jax scan"]
+    assert math.isnan(jax_ratio) or jax_ratio > 0
+    assert "| T | D |" in benchmark.format_table([row], benchmark.GPU_COLUMNS, markdown=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
+def test_launch_loop_baseline_is_the_recurrence():
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(-1, 1, (9, 3)), rng.normal(size=(9, 3))
+    out = cuda.device_array((9, 3))
+    with fast_thread_switching():
+        benchmark.launch_loop(
+            cuda.to_device(a), cuda.to_device(b), cuda.to_device(np.zeros(3)), out, 9
+        )
+    expected = np.empty_like(b)
+    benchmark.numpy_loop(a, b, expected, 9)
+    np.testing.assert_allclose(out.copy_to_host(), expected)

@@ -17,9 +17,10 @@ if numba.config.ENABLE_CUDASIM:
 from numba.cuda.cudadrv.error import NvvmSupportError  # noqa: E402
 from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
 
+from scanlab import benchmark  # noqa: E402
 from scanlab.cuda import linear  # noqa: E402
 
-KERNEL_MODULES = [linear]
+KERNEL_MODULES = [linear, benchmark]
 
 
 @pytest.fixture(scope="module")

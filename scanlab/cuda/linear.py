@@ -494,19 +494,22 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
 
     The operands are copied to the GPU, the result back into ``out``.
     """
+    device_a, device_b, device_h0 = (cuda.to_device(array) for array in (a, b, h0))
+    device_out = cuda.device_array(out.shape, out.dtype)
+    solve_on_device(device_a, device_b, device_h0, device_out, reverse, method)
+    device_out.copy_to_host(out)
+
+
+def solve_on_device(a, b, h0, out, reverse: bool, method: str) -> None:
+    """Run ``method`` on device arrays in kernel layout, with the tunables of ``config.cuda``."""
     length, channels = out.shape
     if method == "auto":
         method = choose_method(length, channels)
-    device_a, device_b, device_h0 = (cuda.to_device(array) for array in (a, b, h0))
-    device_out = cuda.device_array(out.shape, out.dtype)
     settings = config.cuda
     if method == "sequential":
-        linear_recurrence_sequential(
-            device_a, device_b, device_h0, device_out, reverse, settings.threads_per_block
-        )
+        linear_recurrence_sequential(a, b, h0, out, reverse, settings.threads_per_block)
     else:
         linear_recurrence_scan(
-            device_a, device_b, device_h0, device_out, reverse,
+            a, b, h0, out, reverse,
             settings.threads_per_block, settings.items_per_thread, settings.channels_per_block,
         )  # fmt: skip
-    device_out.copy_to_host(out)
