@@ -69,8 +69,9 @@ def as_time_major(array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype) -
         array = np.moveaxis(array, axis, 0)
     if array.shape[1:] != rest and any(size != 1 for size in array.shape[1:]):
         array = np.broadcast_to(array, array.shape[:1] + rest)
-    columns = math.prod(array.shape[1:])
-    return np.ascontiguousarray(array.reshape(array.shape[0], columns), dtype=dtype)
+    # One copy at most: the cast and the layout change happen together, then a free reshape.
+    contiguous = np.ascontiguousarray(array, dtype=dtype)
+    return contiguous.reshape(contiguous.shape[0], math.prod(contiguous.shape[1:]))
 
 
 @dataclass
@@ -78,7 +79,7 @@ class LinearProblem:
     """A linear recurrence in kernel layout, and where its result goes.
 
     ``a`` and ``b`` are ``(T or 1, D or 1)``, ``h0`` is ``(D,)``, ``kernel_out`` is ``(T, D)``;
-    all C-contiguous in ``dtype``. After the kernel ran, ``finish()`` returns the result.
+    all C-contiguous in the result dtype. After the kernel ran, ``finish()`` returns the result.
     """
 
     a: np.ndarray
@@ -88,14 +89,6 @@ class LinearProblem:
     result: np.ndarray
     axis: int
     writes_result: bool
-
-    @property
-    def length(self) -> int:
-        return self.kernel_out.shape[0]
-
-    @property
-    def channels(self) -> int:
-        return self.kernel_out.shape[1]
 
     @property
     def is_empty(self) -> bool:

@@ -81,8 +81,12 @@ def linear_recurrence(
     Inputs are never modified; ``out`` may alias them. NaN and Inf propagate as in the
     sequential loop: from the step where they appear onwards. The ``"scan"`` method reorders
     the arithmetic, so its results differ from ``"sequential"`` by rounding (relative
-    differences of a few ulps times the length of a chunk when ``|a|`` is near 1); a chunk
-    whose product of ``a`` over- or underflows to a non-finite value is rerun step by step.
+    differences of a few ulps times the length of a chunk when ``|a|`` is near 1). On the CPU, a
+    chunk whose product of ``a`` overflows (or holds Inf/NaN) is rerun step by step, so
+    non-finite values appear exactly where the sequential loop has them. The GPU ``"scan"`` has
+    no such fallback yet: where a product of ``a`` over a tile overflows while the recursion
+    stays finite (``a = 2``, ``b = 0`` over hundreds of steps) it returns NaN; use
+    ``method="sequential"`` for such growing recurrences on the GPU.
 
     See Also
     --------
