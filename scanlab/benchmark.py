@@ -68,22 +68,34 @@ def numpy_loop(a, b, out, steps: int) -> None:
         out[t] = state
 
 
-def best_time(function: Callable[[], object], repeats: int) -> float:
-    """Seconds of the fastest of at least ``repeats`` calls, after one warm-up call.
+def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Seconds of the fastest call of each function, the functions taking turns.
 
-    Short calls are repeated more (up to 0.2 s in all, at most 200 times): the minimum of a few
-    sub-millisecond timings is at the mercy of one interruption.
+    Taking turns exposes every function to the same disturbances of a shared machine, so their
+    ratios hold even when one burst of noise spoils a whole stretch of calls. Each timed call
+    follows an untimed one of the same function, so each finds its data as warm in the caches as
+    a run of repeated calls would (and not as the previous function left them). Short calls are
+    repeated more (up to 0.2 s per function, at most 200 rounds).
     """
-    start = time.perf_counter()
-    function()
-    warm_up = time.perf_counter() - start
-    repeats = max(repeats, min(200, int(0.2 / max(warm_up, 1e-6))))
-    times = []
-    for _ in range(repeats):
+    slowest = 0.0
+    for function in functions.values():
         start = time.perf_counter()
         function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        slowest = max(slowest, time.perf_counter() - start)
+    rounds = max(repeats, min(200, int(0.2 / max(slowest, 1e-6))))
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(rounds):
+        for name, function in functions.items():
+            function()
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def best_time(function: Callable[[], object], repeats: int) -> float:
+    """Seconds of the fastest of at least ``repeats`` calls of one function (see ``best_times``)."""
+    return best_times({"": function}, repeats)[""]
 
 
 def progress(done: int, total: int, label: str, stream=sys.stderr) -> None:
@@ -105,16 +117,26 @@ def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
     array_bytes = b.nbytes
     method = choose_method(length, channels, out.itemsize, numba.get_num_threads())
 
-    scanlab_time = best_time(lambda: scanlab.linear_recurrence(a, b, out=out), repeats)
-    multiply_time = best_time(lambda: np.multiply(a, b, out=out), repeats)
-    numba_time = best_time(lambda: numba_loop(a, b, out), repeats)
-    steps = min(length, NUMPY_LOOP_STEPS)
-    numpy_time = best_time(lambda: numpy_loop(a, b, out, steps), 1) * length / steps
-    coefficient = dtype(CONSTANT_COEFFICIENT)
-    constant_time = best_time(lambda: scanlab.linear_recurrence(coefficient, b, out=out), repeats)
-    lfilter_time = best_time(
-        lambda: scipy.signal.lfilter([1], [1, -coefficient], b, axis=0), repeats
+    times = best_times(
+        {
+            "scanlab": partial(scanlab.linear_recurrence, a, b, out=out),
+            "multiply": partial(np.multiply, a, b, out=out),
+            "Numba loop": partial(numba_loop, a, b, out),
+        },
+        repeats,
     )
+    # A separate group: lfilter allocates its output, which would evict the others' arrays.
+    coefficient = dtype(CONSTANT_COEFFICIENT)
+    constant = best_times(
+        {
+            "scanlab": partial(scanlab.linear_recurrence, coefficient, b, out=out),
+            "lfilter": partial(scipy.signal.lfilter, [1], [1, -coefficient], b, axis=0),
+        },
+        repeats,
+    )
+    scanlab_time = times["scanlab"]
+    steps = min(length, NUMPY_LOOP_STEPS)
+    numpy_time = best_time(partial(numpy_loop, a, b, out, steps), 1) * length / steps
     return {
         "T": length,
         "D": channels,
@@ -122,11 +144,11 @@ def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         "method": method,
         "ms": 1e3 * scanlab_time,
         "GB/s": 3 * array_bytes / scanlab_time / 1e9,
-        "multiply GB/s": 3 * array_bytes / multiply_time / 1e9,
-        "of multiply": multiply_time / scanlab_time,
+        "multiply GB/s": 3 * array_bytes / times["multiply"] / 1e9,
+        "of multiply": times["multiply"] / scanlab_time,
         "x NumPy loop": numpy_time / scanlab_time,
-        "x Numba loop": numba_time / scanlab_time,
-        "x lfilter": lfilter_time / constant_time,
+        "x Numba loop": times["Numba loop"] / scanlab_time,
+        "x lfilter": constant["lfilter"] / constant["scanlab"],
     }
 
 
@@ -164,7 +186,6 @@ def throughput_sweep(
         b = rng.standard_normal((length, 1)).astype(dtype)
         out = np.empty_like(b)
         gigabytes = 3 * b.nbytes / 1e9
-        repeats = max(3, min(50, 2**22 // length))
         timings = {
             "scanlab": partial(scanlab.linear_recurrence, a, b, out=out),
             "Numba loop": partial(numba_loop, a, b, out),
@@ -173,8 +194,8 @@ def throughput_sweep(
                 scipy.signal.lfilter, [1], [1, -CONSTANT_COEFFICIENT], b[:, 0]
             ),
         }
-        for name, function in timings.items():
-            series[name].append(gigabytes / best_time(function, repeats))
+        for name, seconds in best_times(timings, repeats=3).items():
+            series[name].append(gigabytes / seconds)
     if show_progress:
         progress(len(lengths), len(lengths), "done")
     return series
