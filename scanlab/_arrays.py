@@ -56,30 +56,37 @@ def normalize_axis(axis, ndim: int) -> int:
     return axis % ndim
 
 
-def as_time_major(array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype) -> np.ndarray:
-    """``array`` as a C-contiguous ``(T or 1, D or 1)`` array for the kernels.
+def as_time_major(
+    array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype, core: tuple = ()
+) -> np.ndarray:
+    """``array`` as a C-contiguous ``(T or 1, D or 1, *core)`` array for the kernels.
 
-    ``array`` broadcasts against a result with ``ndim`` dimensions whose non-time axes are
-    ``rest``; an operand constant over all of them keeps a single column, one that varies over
-    only some of them is expanded to all ``D`` channels.
+    ``array`` has ``core`` as its trailing shape, and its leading dimensions broadcast against
+    a result with ``ndim`` leading dimensions whose non-time axes are ``rest``. An operand
+    constant over all of them keeps a single column; one that varies over only some of them is
+    expanded to all ``D`` channels.
     """
-    if array.ndim < ndim:
-        array = array.reshape((1,) * (ndim - array.ndim) + array.shape)
+    leading = array.ndim - len(core)
+    if leading < ndim:
+        array = array.reshape((1,) * (ndim - leading) + array.shape)
     if axis:
         array = np.moveaxis(array, axis, 0)
-    if array.shape[1:] != rest and any(size != 1 for size in array.shape[1:]):
-        array = np.broadcast_to(array, array.shape[:1] + rest)
+    middle = array.shape[1:ndim]
+    if middle != rest and any(size != 1 for size in middle):
+        array = np.broadcast_to(array, array.shape[:1] + rest + core)
     # One copy at most: the cast and the layout change happen together, then a free reshape.
     contiguous = np.ascontiguousarray(array, dtype=dtype)
-    return contiguous.reshape(contiguous.shape[0], math.prod(contiguous.shape[1:]))
+    return contiguous.reshape(contiguous.shape[0], math.prod(contiguous.shape[1:ndim]), *core)
 
 
 @dataclass
 class LinearProblem:
     """A linear recurrence in kernel layout, and where its result goes.
 
-    ``a`` and ``b`` are ``(T or 1, D or 1)``, ``h0`` is ``(D,)``, ``kernel_out`` is ``(T, D)``;
-    all C-contiguous in the result dtype. After the kernel ran, ``finish()`` returns the result.
+    Elementwise: ``a`` and ``b`` are ``(T or 1, D or 1)``, ``h0`` is ``(D,)`` and ``kernel_out``
+    is ``(T, D)``. With matrices: ``a`` is ``(T or 1, D or 1, n, n)``, ``b`` is ``(T or 1, D or 1,
+    n)``, ``h0`` is ``(D, n)`` and ``kernel_out`` is ``(T, D, n)``. All are C-contiguous in the
+    result dtype. After the kernel ran, ``finish()`` returns the result.
     """
 
     a: np.ndarray
@@ -118,35 +125,80 @@ def prepare_linear(a, b, h0, axis, out) -> LinearProblem:
             "a and b are both scalars: give at least one of them a time axis (e.g. b of shape (T,))"
         )
     axis = normalize_axis(axis, len(shape))
-    rest = shape[:axis] + shape[axis + 1 :]
-    h0 = initial_state(h0, rest, dtype, shape, axis)
+    return lay_out(a, b, h0, shape, axis, (), dtype, out)
+
+
+def prepare_linear_matrix(a, b, h0, axis, out) -> LinearProblem:
+    """Check the arguments of ``linear_recurrence_matrix`` and lay them out for the kernels."""
+    dtype = result_dtype(A=a, b=b, h0=h0)
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"A must have shape (..., n, n), got {a.shape}")
+    size = a.shape[-1]
+    if b.ndim < 1 or b.shape[-1] != size:
+        raise ValueError(
+            f"b must have shape (..., n) with n = {size}, the size of A's matrices "
+            f"(A has shape {a.shape}); got b with shape {b.shape}"
+        )
+    try:
+        leading = np.broadcast_shapes(a.shape[:-2], b.shape[:-1])
+    except ValueError:
+        raise ValueError(
+            f"A with shape {a.shape} and b with shape {b.shape} do not broadcast together: "
+            f"their leading shapes {a.shape[:-2]} and {b.shape[:-1]} must"
+        ) from None
+    if not leading:
+        raise ValueError(
+            f"A with shape {a.shape} and b with shape {b.shape} have no time axis: give b the "
+            f"shape (T, n) or A the shape (T, n, n)"
+        )
+    shape = leading + (size,)
+    time_axis = normalize_axis(axis, len(shape))
+    if time_axis == len(leading):
+        raise ValueError(
+            f"axis={axis} is the state axis (the last) of the result, of shape {shape}; "
+            f"time must run along one of the axes before it"
+        )
+    return lay_out(a, b, h0, shape, time_axis, (size,), dtype, out)
+
+
+def lay_out(a, b, h0, shape: tuple, axis: int, state: tuple, dtype, out) -> LinearProblem:
+    """The kernel layout of a recurrence whose result has ``shape``, time at ``axis``.
+
+    ``state`` is ``()`` for an elementwise recurrence and ``(n,)`` for one with ``n x n``
+    matrices, which then end ``a``'s shape (``state * 2``), ``b``'s and the result's.
+    """
+    leading = len(shape) - len(state)
+    rest = shape[:axis] + shape[axis + 1 : leading]
+    h0 = initial_state(h0, rest + state, dtype, shape, axis).reshape(math.prod(rest), *state)
     result = output_array(out, shape, dtype)
-    kernel_a = as_time_major(a, len(shape), axis, rest, dtype)
-    kernel_b = as_time_major(b, len(shape), axis, rest, dtype)
-    kernel_out = kernel_view(result, axis)
+    kernel_a = as_time_major(a, leading, axis, rest, dtype, state * 2)
+    kernel_b = as_time_major(b, leading, axis, rest, dtype, state)
+    kernel_out = kernel_view(result, axis, len(state))
     writes_result = kernel_out is not None and not any(
         np.may_share_memory(kernel_out, operand) for operand in (kernel_a, kernel_b)
     )
     if not writes_result:
-        kernel_out = np.empty((shape[axis], h0.size), dtype)
+        kernel_out = np.empty((shape[axis], math.prod(rest), *state), dtype)
     return LinearProblem(kernel_a, kernel_b, h0, kernel_out, result, axis, writes_result)
 
 
-def initial_state(h0, rest: tuple, dtype, shape: tuple, axis: int) -> np.ndarray:
-    """``h0`` broadcast to the result's shape without ``axis``, flattened to ``(D,)``."""
+def initial_state(h0, state_shape: tuple, dtype, shape: tuple, axis: int) -> np.ndarray:
+    """``h0`` broadcast to ``state_shape`` (the result's shape without ``axis``), flattened."""
     if h0 is None:
-        return np.zeros(math.prod(rest), dtype)
+        return np.zeros(math.prod(state_shape), dtype)
     h0 = np.asarray(h0)
     try:
-        broadcast = np.broadcast_shapes(h0.shape, rest) == rest
+        broadcast = np.broadcast_shapes(h0.shape, state_shape) == state_shape
     except ValueError:
         broadcast = False
     if not broadcast:
         raise ValueError(
-            f"With axis={axis}, a result of shape {shape} needs h0 of shape {rest} "
+            f"With axis={axis}, a result of shape {shape} needs h0 of shape {state_shape} "
             f"(or one that broadcasts to it), got {h0.shape}"
         )
-    return np.ascontiguousarray(np.broadcast_to(h0, rest), dtype=dtype).reshape(-1)
+    return np.ascontiguousarray(np.broadcast_to(h0, state_shape), dtype=dtype).reshape(-1)
 
 
 def output_array(out, shape: tuple, dtype) -> np.ndarray:
@@ -167,9 +219,13 @@ def output_array(out, shape: tuple, dtype) -> np.ndarray:
     return out
 
 
-def kernel_view(result: np.ndarray, axis: int):
-    """``result`` seen as a C-contiguous ``(T, D)`` array without a copy, or None."""
+def kernel_view(result: np.ndarray, axis: int, state_ndim: int = 0):
+    """``result`` seen as a C-contiguous ``(T, D, *state)`` array without a copy, or None.
+
+    ``state_ndim`` trailing axes of ``result`` are the state of a matrix recurrence.
+    """
     moved = np.moveaxis(result, axis, 0) if axis else result
     if not moved.flags.c_contiguous:
         return None
-    return moved.reshape(moved.shape[0], math.prod(moved.shape[1:]))
+    channels = math.prod(moved.shape[1 : moved.ndim - state_ndim])
+    return moved.reshape(moved.shape[0], channels, *moved.shape[moved.ndim - state_ndim :])

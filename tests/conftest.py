@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from numba import cuda
 
 from scanlab import config
 
@@ -69,3 +70,23 @@ def small_chunks():
     for tunables, values in saved:
         for name, value in values.items():
             setattr(tunables, name, value)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request):
+    """Each device a solver runs on; ``cuda`` needs a GPU or ``NUMBA_ENABLE_CUDASIM=1``."""
+    if request.param == "cpu":
+        yield "cpu"
+        return
+    if not cuda.is_available():
+        pytest.skip("no CUDA GPU and not under NUMBA_ENABLE_CUDASIM=1")
+    with fast_thread_switching():
+        yield "cuda"
+
+
+def random_array(rng, shape, dtype, low=-1.0, high=1.0):
+    """Uniform values in [low, high), as ``dtype``; complex ones have a uniform phase too."""
+    values = rng.uniform(low, high, shape)
+    if np.dtype(dtype).kind == "c":
+        values = values * np.exp(2j * np.pi * rng.uniform(size=shape))
+    return np.asarray(values, dtype=dtype)

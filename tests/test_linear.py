@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import reference
 import scipy.signal
-from conftest import assert_close, fast_thread_switching
+from conftest import assert_close, random_array
 from hypothesis import given
 from hypothesis import strategies as st
 from numba import cuda
@@ -17,29 +17,6 @@ DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 METHODS = ["sequential", "scan", "auto"]
 #: Lengths around chunk and block boundaries of the shrunken tunables, primes, and the edges.
 LENGTHS = [0, 1, 2, 3, 5, 7, 13, 31, 32, 33, 63, 64, 65, 97, 127, 128, 129, 251]
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.cuda),
-]
-
-
-@pytest.fixture(params=DEVICES)
-def device(request):
-    if request.param == "cpu":
-        yield "cpu"
-        return
-    if not cuda.is_available():
-        pytest.skip("no CUDA GPU and not under NUMBA_ENABLE_CUDASIM=1")
-    with fast_thread_switching():
-        yield "cuda"
-
-
-def random_array(rng, shape, dtype, low=-1.0, high=1.0):
-    """Uniform values in [low, high), as ``dtype``; complex ones have a uniform phase too."""
-    values = rng.uniform(low, high, shape)
-    if np.dtype(dtype).kind == "c":
-        values = values * np.exp(2j * np.pi * rng.uniform(size=shape))
-    return np.asarray(values, dtype=dtype)
 
 
 @st.composite
