@@ -73,7 +73,12 @@ class CUDAConfig:
         yet tuned on a GPU: enough channels to give every multiprocessor of a large GPU several
         warps.
     auto_scan_min_length : int
-        See ``auto_sequential_min_channels``.
+        See ``auto_sequential_min_channels``. For ``linear_recurrence_matrix``, the channels
+        are ``systems * n``.
+    matrix_chunk_length : int
+        Steps each thread of the ``"scan"`` method of ``linear_recurrence_matrix`` composes
+        sequentially (one thread per chunk and system), at least 2; each level of the scan is
+        this many times shorter than the one below. Not yet tuned on a GPU.
     """
 
     threads_per_block: int = 256
@@ -81,6 +86,7 @@ class CUDAConfig:
     channels_per_block: int = 32
     auto_sequential_min_channels: int = 16384
     auto_scan_min_length: int = 256
+    matrix_chunk_length: int = 32
 
 
 #: The configuration used by the CUDA solvers; change its attributes to tune them.

@@ -18,9 +18,9 @@ from numba.cuda.cudadrv.error import NvvmSupportError  # noqa: E402
 from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
 
 from scanlab import benchmark  # noqa: E402
-from scanlab.cuda import linear  # noqa: E402
+from scanlab.cuda import linear, linear_matrix  # noqa: E402
 
-KERNEL_MODULES = [linear, benchmark]
+KERNEL_MODULES = [linear, linear_matrix, benchmark]
 
 
 @pytest.fixture(scope="module")

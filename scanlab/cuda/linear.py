@@ -286,8 +286,11 @@ def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_th
 
 
 def broadcast_steps(array):
-    """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1."""
-    return tuple(int(extent > 1) for extent in array.shape)
+    """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1.
+
+    Only the first two axes (time and channels or systems) broadcast.
+    """
+    return tuple(int(extent > 1) for extent in array.shape[:2])
 
 
 def linear_recurrence_sequential(a, b, h0, out, reverse, threads_per_block):

@@ -1,0 +1,334 @@
+"""CUDA kernels for the matrix linear recurrence ``h_t = A_t h_{t-1} + b_t``.
+
+Twin of :mod:`scanlab.cpu.linear_matrix`, with the same launcher names and the same layout:
+``out`` is a C-contiguous ``(T, D, n)`` device array with time first, ``D`` independent systems
+and their ``n`` states; ``a`` is C-contiguous ``(T or 1, D or 1, n, n)`` and ``b``
+``(T or 1, D or 1, n)`` (a length-1 axis broadcasts); ``h0`` is ``(D, n)``; all share one dtype.
+``reverse`` runs time backwards. ``out`` never overlaps ``a`` or ``b``. The launchers queue their
+kernels on the default stream and return without waiting.
+
+The kernels take ``n`` from their arguments at run time: one specialisation per dtype, and no
+register-resident path for small ``n`` yet (the CPU has one); see ``benchmarks/RESULTS.md``.
+"""
+
+from numba import cuda
+
+from scanlab import config
+from scanlab.cuda.linear import DTYPES, SHARED_MEMORY_LIMIT, broadcast_steps, time_index
+
+
+@cuda.jit(device=True, inline="always")
+def affine(matrix, vector, offset, result):
+    """``result = matrix @ vector + offset``; ``result`` must not overlap ``vector``."""
+    size = vector.shape[0]
+    for i in range(size):
+        value = offset[i]
+        for j in range(size):
+            value += matrix[i, j] * vector[j]
+        result[i] = value
+
+
+@cuda.jit
+def sequential_kernel(a, b, a_steps, b_steps, h0, out, reverse):
+    """Blocks of ``(lanes, systems)`` threads run the recurrence of ``blockDim.y`` systems.
+
+    Thread ``(lane, y)`` computes rows ``lane, lane + lanes, ...`` of its system's state at every
+    step. The states live in dynamic shared memory, two buffers of ``n`` per system that the
+    steps alternate between, so one barrier per step separates each step's reads from the next
+    one's writes.
+    """
+    length, systems, size = out.shape
+    shared = cuda.shared.array(0, out.dtype)
+    system = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    buffers = cuda.threadIdx.y * 2 * size
+    active = system < systems
+    if active:
+        for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            shared[buffers + i] = h0[system, i]
+    cuda.syncthreads()
+    a_row, a_system = a_steps
+    b_row, b_system = b_steps
+    for step in range(length):
+        current = buffers + (step % 2) * size
+        following = buffers + ((step + 1) % 2) * size
+        if active:
+            t = time_index(step, length, reverse)
+            matrix = a[t * a_row, system * a_system]
+            offset = b[t * b_row, system * b_system]
+            for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+                value = offset[i]
+                for j in range(size):
+                    value += matrix[i, j] * shared[current + j]
+                shared[following + i] = value
+                out[t, system, i] = value
+        cuda.syncthreads()
+
+
+@cuda.jit
+def chunk_totals_kernel(
+    a, b, a_steps, b_steps, length, reverse, chunk_length, totals_a, totals_b, work_a, work_b
+):
+    """One thread per ``(chunk, system)`` composes the chunk's steps, the systems varying fastest.
+
+    Row ``chunk`` of ``totals_a`` becomes the product of the chunk's matrices (the latest on the
+    left) and of ``totals_b`` the state they reach from zero; ``work_a``/``work_b``, shaped like
+    them, hold each step's new product and state before they are copied over the old ones.
+    """
+    chunks, systems, size = totals_b.shape
+    index = cuda.grid(1)
+    if index < chunks * systems:
+        chunk = index // systems
+        system = index % systems
+        product = totals_a[chunk, system]
+        partial = totals_b[chunk, system]
+        next_product = work_a[chunk, system]
+        next_partial = work_b[chunk, system]
+        for i in range(size):
+            partial[i] = 0
+            for k in range(size):
+                product[i, k] = 1 if i == k else 0
+        a_row, a_system = a_steps
+        b_row, b_system = b_steps
+        first_step = chunk * chunk_length
+        for step in range(first_step, min(length, first_step + chunk_length)):
+            t = time_index(step, length, reverse)
+            matrix = a[t * a_row, system * a_system]
+            affine(matrix, partial, b[t * b_row, system * b_system], next_partial)
+            for i in range(size):
+                for k in range(size):
+                    value = matrix[i, 0] * product[0, k]
+                    for j in range(1, size):
+                        value += matrix[i, j] * product[j, k]
+                    next_product[i, k] = value
+            for i in range(size):
+                partial[i] = next_partial[i]
+                for k in range(size):
+                    product[i, k] = next_product[i, k]
+
+
+@cuda.jit
+def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length):
+    """One thread per ``(chunk, system)`` runs the chunk from its incoming state ``carries``.
+
+    Each step reads the state the thread wrote to ``out`` one step before.
+    """
+    length, systems, size = out.shape
+    index = cuda.grid(1)
+    chunks = (length + chunk_length - 1) // chunk_length
+    if index < chunks * systems:
+        chunk = index // systems
+        system = index % systems
+        previous = carries[chunk, system]
+        a_row, a_system = a_steps
+        b_row, b_system = b_steps
+        first_step = chunk * chunk_length
+        for step in range(first_step, min(length, first_step + chunk_length)):
+            t = time_index(step, length, reverse)
+            state = out[t, system]
+            matrix = a[t * a_row, system * a_system]
+            affine(matrix, previous, b[t * b_row, system * b_system], state)
+            previous = state
+
+
+def sequential_layout(size, systems, itemsize, threads_per_block):
+    """``(block shape, shared bytes)`` of ``sequential_kernel`` for ``size`` states.
+
+    The block's lanes cover the rows of a state (a power of two up to ``threads_per_block``), its
+    remaining threads further systems, as many as fit in shared memory.
+    """
+    lanes = min(threads_per_block, 1 << (size - 1).bit_length())
+    systems_per_block = max(1, min(threads_per_block // lanes, systems))
+    while systems_per_block > 1 and 2 * size * itemsize * systems_per_block > SHARED_MEMORY_LIMIT:
+        systems_per_block //= 2
+    return (lanes, systems_per_block), 2 * size * itemsize * systems_per_block
+
+
+def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_block):
+    """Solve the recurrence with a block of threads per few systems, looping over time.
+
+    The rows of each system's state are split across up to ``threads_per_block`` threads (the
+    next power of two of ``n``), and the block's other threads take further systems; the states
+    live in shared memory. Best for many systems or short sequences.
+
+    Parameters
+    ----------
+    a : numba.cuda.devicearray.DeviceNDArray
+        Matrices, C-contiguous, shape ``(T or 1, D or 1, n, n)``.
+    b : numba.cuda.devicearray.DeviceNDArray
+        Offsets, C-contiguous, shape ``(T or 1, D or 1, n)``.
+    h0 : numba.cuda.devicearray.DeviceNDArray
+        Initial states, shape ``(D, n)``.
+    out : numba.cuda.devicearray.DeviceNDArray
+        Result, C-contiguous ``(T, D, n)``, same dtype; every element is written.
+    reverse : bool
+        Run time backwards: ``h_t = A_t h_{t+1} + b_t`` with ``h0`` after the last step.
+    threads_per_block : int
+        Most threads per block.
+
+    Raises
+    ------
+    ValueError
+        If two states of ``n`` elements do not fit in a block's 48 KiB of shared memory.
+
+    See Also
+    --------
+    scanlab.cpu.linear_matrix.linear_recurrence_matrix_sequential : The CPU twin.
+    linear_recurrence_matrix_scan : Parallel over time, for long sequences of few systems.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba import cuda
+    >>> a = cuda.to_device(np.array([[[[0.0, 1.0], [1.0, 0.0]]]]))
+    >>> b = cuda.to_device(np.array([[[1.0, 0.0]]]))
+    >>> h0 = cuda.to_device(np.zeros((1, 2)))
+    >>> out = cuda.device_array((3, 1, 2))
+    >>> linear_recurrence_matrix_sequential(a, b, h0, out, False, threads_per_block=32)
+    >>> out.copy_to_host()[:, 0].tolist()
+    [[1.0, 0.0], [1.0, 1.0], [2.0, 1.0]]
+    """
+    length, systems, size = out.shape
+    block, shared_bytes = sequential_layout(size, systems, out.dtype.itemsize, threads_per_block)
+    if shared_bytes > SHARED_MEMORY_LIMIT:
+        raise ValueError(
+            f"{size} states of {out.dtype} need {shared_bytes} bytes of shared memory, more than "
+            f"the {SHARED_MEMORY_LIMIT} a block may use; solve this system with device='cpu'"
+        )
+    block_count = (systems + block[1] - 1) // block[1]
+    sequential_kernel[block_count, block, 0, shared_bytes](
+        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse
+    )
+
+
+def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chunk_length):
+    """Solve the recurrence in parallel over time: a hierarchical reduce-then-scan over chunks.
+
+    Time is cut into chunks of ``chunk_length`` steps, one thread per chunk and system.
+    ``chunk_totals_kernel`` composes each chunk into ``(product of A, state from 0)``
+    (``O(n^3)`` per step); these totals form the same recurrence one level up, a chunk length
+    times shorter, solved by a recursive call into ``carries`` (the state entering each chunk);
+    then ``chunk_apply_kernel`` reruns every chunk from its carry (``O(n^2)`` per step). A
+    sequence of one chunk is solved by the apply kernel alone, from ``h0``. There are
+    ``ceil(log(T) / log(chunk_length))`` levels.
+
+    Parameters
+    ----------
+    a, b, h0, out, reverse
+        As for :func:`linear_recurrence_matrix_sequential`.
+    threads_per_block : int
+        Threads per block.
+    chunk_length : int
+        Steps per chunk, at least 2 (so that every level shrinks the sequence).
+
+    Raises
+    ------
+    ValueError
+        If ``chunk_length`` is below 2.
+
+    Notes
+    -----
+    The associative operator is ``(A1, b1) o (A2, b2) = (A2 A1, A2 b1 + b2)``. Temporaries per
+    level: four ``(chunks, D, ...)`` arrays for the totals and their work space, two of
+    ``n x n`` per chunk and system, and one ``(chunks + 1, D, n)`` of carries. Products that
+    overflow are not rerun step by step as on the CPU: growing recurrences belong to
+    :func:`linear_recurrence_matrix_sequential`.
+
+    See Also
+    --------
+    scanlab.cpu.linear_matrix.linear_recurrence_matrix_scan : The CPU twin.
+    linear_recurrence_matrix_sequential : Parallel over systems and states only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numba import cuda
+    >>> a = cuda.to_device(np.array([[[[0.0, 1.0], [1.0, 0.0]]]]))
+    >>> b = cuda.to_device(np.array([[[1.0, 0.0]]]))
+    >>> h0 = cuda.to_device(np.zeros((1, 2)))
+    >>> out = cuda.device_array((5, 1, 2))
+    >>> linear_recurrence_matrix_scan(a, b, h0, out, False, threads_per_block=32, chunk_length=2)
+    >>> out.copy_to_host()[:, 0, 0].tolist()
+    [1.0, 1.0, 2.0, 2.0, 3.0]
+    """
+    if chunk_length < 2:
+        raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
+    length, systems, size = out.shape
+    chunks = (length + chunk_length - 1) // chunk_length
+    block_count = (chunks * systems + threads_per_block - 1) // threads_per_block
+    a_steps, b_steps = broadcast_steps(a), broadcast_steps(b)
+    if chunks == 1:
+        carries = h0.reshape(1, systems, size)
+    else:
+        totals_a = cuda.device_array((chunks, systems, size, size), out.dtype)
+        totals_b = cuda.device_array((chunks, systems, size), out.dtype)
+        work_a = cuda.device_array_like(totals_a)
+        work_b = cuda.device_array_like(totals_b)
+        chunk_totals_kernel[block_count, threads_per_block](
+            a, b, a_steps, b_steps, length, reverse, chunk_length,
+            totals_a, totals_b, work_a, work_b,
+        )  # fmt: skip
+        carries = cuda.device_array((chunks + 1, systems, size), out.dtype)
+        carries[0].copy_to_device(h0)
+        linear_recurrence_matrix_scan(
+            totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length
+        )
+    chunk_apply_kernel[block_count, threads_per_block](
+        a, b, a_steps, b_steps, carries, out, reverse, chunk_length
+    )
+
+
+def kernel_signatures():
+    """List every kernel of this module with each signature its launchers compile.
+
+    Returns
+    -------
+    list of (numba.cuda.dispatcher.CUDADispatcher, str)
+        One entry per kernel and dtype of ``DTYPES``; compile one to PTX without a GPU with
+        ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
+    """
+    signatures = []
+    for dtype in DTYPES:
+        matrices, states = f"{dtype}[:, :, :, ::1]", f"{dtype}[:, :, ::1]"
+        operands = f"{matrices}, {states}, UniTuple(int64, 2), UniTuple(int64, 2)"
+        signatures += [
+            (sequential_kernel, f"void({operands}, {dtype}[:, ::1], {states}, boolean)"),
+            (
+                chunk_totals_kernel,
+                f"void({operands}, int64, boolean, int64, "
+                f"{matrices}, {states}, {matrices}, {states})",
+            ),
+            (chunk_apply_kernel, f"void({operands}, {states}, {states}, boolean, int64)"),
+        ]
+    return signatures
+
+
+def choose_method(length: int, systems: int, size: int) -> str:
+    """What ``method="auto"`` runs on the GPU (thresholds in ``scanlab.config.cuda``)."""
+    if systems * size >= config.cuda.auto_sequential_min_channels:
+        return "sequential"
+    return "scan" if length >= config.cuda.auto_scan_min_length else "sequential"
+
+
+def solve(a, b, h0, out, reverse: bool, method: str) -> None:
+    """Run ``method`` ("auto", "sequential" or "scan") on host arrays in kernel layout.
+
+    The operands are copied to the GPU, the result back into ``out``.
+    """
+    device_a, device_b, device_h0 = (cuda.to_device(array) for array in (a, b, h0))
+    device_out = cuda.device_array(out.shape, out.dtype)
+    solve_on_device(device_a, device_b, device_h0, device_out, reverse, method)
+    device_out.copy_to_host(out)
+
+
+def solve_on_device(a, b, h0, out, reverse: bool, method: str) -> None:
+    """Run ``method`` on device arrays in kernel layout, with the tunables of ``config.cuda``."""
+    length, systems, size = out.shape
+    if method == "auto":
+        method = choose_method(length, systems, size)
+    settings = config.cuda
+    if method == "sequential":
+        linear_recurrence_matrix_sequential(a, b, h0, out, reverse, settings.threads_per_block)
+    else:
+        linear_recurrence_matrix_scan(
+            a, b, h0, out, reverse, settings.threads_per_block, settings.matrix_chunk_length
+        )
