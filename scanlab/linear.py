@@ -223,8 +223,8 @@ def linear_recurrence_matrix(
     >>> b = np.zeros((3, 2))
     >>> scanlab.linear_recurrence_matrix(A, b, h0=[1.0, 0.0]).round(4)
     array([[0.7021, 0.3835],
-           [0.3224, 0.5385],
-           [0.0283, 0.4543]])
+           [0.3458, 0.5385],
+           [0.0362, 0.5107]])
 
     Three independent 2-state systems (a block-diagonal 6-state system) driven by ones:
 
