@@ -1,9 +1,9 @@
-"""Benchmark linear_recurrence and record the table in benchmarks/RESULTS.md.
+"""Benchmark linear_recurrence (or linear_recurrence_matrix) and record it in RESULTS.md.
 
-Usage: python benchmarks/linear_recurrence.py [--device cpu|cuda] [--quick]
+Usage: python benchmarks/linear_recurrence.py [--device cpu|cuda] [--matrix] [--quick]
 
-The table replaces the block between the ``cpu-table`` (or ``cuda-table``) markers of RESULTS.md;
-the analysis around it is written by hand from the numbers.
+The table replaces the block between the ``cpu-table`` (``cuda-table``, ``matrix-cpu-table``)
+markers of benchmarks/RESULTS.md; the analysis around it is written by hand from the numbers.
 """
 
 import argparse
@@ -12,7 +12,7 @@ import pathlib
 import re
 import sys
 
-from scanlab import benchmark
+from scanlab import benchmark, benchmark_matrix
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
@@ -44,20 +44,35 @@ def cpu_targets(rows: list[dict]) -> list[str]:
     return lines
 
 
+def matrix_targets(rows: list[dict]) -> list[str]:
+    """The matrix issue's comparisons, summarised from the measured rows."""
+    loop = ", ".join(f"{row['x Numba loop']:.2f}x (n={row['n']}, {row['A']})" for row in rows)
+    scan = ", ".join(f"{row['scan speedup']:.2f} (n={row['n']}, {row['A']})" for row in rows)
+    return [f"- against the sequential Numba loop: {loop}", f"- scan against sequential: {scan}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--matrix", action="store_true", help="linear_recurrence_matrix (CPU)")
     parser.add_argument("--quick", action="store_true", help="small sizes (does not write)")
     arguments = parser.parse_args()
-    if arguments.device == "cuda":
+    table = arguments.device
+    if arguments.matrix:
+        if arguments.device == "cuda":
+            parser.error("--matrix has no GPU table yet")
+        rows = benchmark_matrix.cpu_table(quick=arguments.quick)
+        machine, columns = benchmark.machine_description(), benchmark_matrix.CPU_COLUMNS
+        targets, table = matrix_targets, "matrix-cpu"
+    elif arguments.device == "cuda":
         rows = benchmark.gpu_table(quick=arguments.quick)
         machine, columns, targets = benchmark.gpu_description(), benchmark.GPU_COLUMNS, gpu_targets
     else:
         rows = benchmark.cpu_table(quick=arguments.quick)
         machine, columns = benchmark.machine_description(), benchmark.CPU_COLUMNS
         targets = cpu_targets
-    start = f"<!-- {arguments.device}-table:start -->"
-    end = f"<!-- {arguments.device}-table:end -->"
+    start = f"<!-- {table}-table:start -->"
+    end = f"<!-- {table}-table:end -->"
     block = "\n".join(
         [
             start,
@@ -66,7 +81,7 @@ def main() -> None:
             "",
             benchmark.format_table(rows, columns, markdown=True),
             "",
-            "Targets, from this table:",
+            "Summary, from this table:" if arguments.matrix else "Targets, from this table:",
             *targets(rows),
             end,
         ]

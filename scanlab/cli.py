@@ -55,6 +55,20 @@ def bench(arguments) -> None:
             f"{benchmark.LAUNCH_LOOP_STEPS} steps and scaled; 'x jax scan' is NaN without JAX)."
         )
         return
+    if arguments.matrix:
+        from scanlab import benchmark_matrix
+
+        rows = benchmark_matrix.cpu_table(quick=arguments.quick, show_progress=show_progress)
+        print(benchmark.machine_description())
+        print(benchmark.format_table(rows, benchmark_matrix.CPU_COLUMNS))
+        print(
+            "One system of n states, float64. GB/s counts A, b and h once each; GFLOP/s the "
+            "2 n^2 operations of a step; 'x' columns are speedups (the NumPy loop is timed on the "
+            f"first {benchmark_matrix.NUMPY_LOOP_STEPS} steps and scaled); 'scan speedup' is the "
+            f"scan's speed relative to the sequential method on the first "
+            f"{benchmark_matrix.SCAN_STEPS} steps."
+        )
+        return
     rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)
     print(benchmark.machine_description())
     print(benchmark.format_table(rows))
@@ -84,6 +98,9 @@ def main(argv=None) -> None:
         "bench", help="benchmark linear_recurrence against bandwidth and baselines"
     )
     bench_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    bench_parser.add_argument(
+        "--matrix", action="store_true", help="benchmark linear_recurrence_matrix instead (CPU)"
+    )
     bench_parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     bench_parser.add_argument(
         "--plot", metavar="FILE.png", help="also plot GB/s against length (CPU)"
@@ -93,4 +110,10 @@ def main(argv=None) -> None:
     arguments = parser.parse_args(argv)
     if arguments.command == "bench" and arguments.plot and arguments.device == "cuda":
         parser.error("--plot draws the CPU sweep; run it with --device cpu")
+    if (
+        arguments.command == "bench"
+        and arguments.matrix
+        and (arguments.plot or arguments.device == "cuda")
+    ):
+        parser.error("--matrix benchmarks the CPU, without a plot")
     arguments.run(arguments)

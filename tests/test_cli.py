@@ -9,7 +9,8 @@ import pytest
 from conftest import fast_thread_switching
 from numba import cuda
 
-from scanlab import benchmark, cli
+import scanlab
+from scanlab import benchmark, benchmark_matrix, cli
 
 
 def test_info_reports_versions_and_devices(capsys):
@@ -57,6 +58,36 @@ def test_numba_loop_baseline_is_the_recurrence():
 def test_gpu_benchmark_without_a_gpu_says_so():
     with pytest.raises(SystemExit, match="device='cpu'"):
         cli.main(["bench", "--device", "cuda", "--quick"])
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_one_matrix_benchmark_row_is_complete_and_consistent(per_step):
+    row = benchmark_matrix.measure_cpu_case(3, 500, per_step, np.float64, repeats=1)
+    assert (row["n"], row["T"], row["dtype"]) == (3, 500, "float64")
+    assert row["A"] == ("per step" if per_step else "constant")
+    for column in ("ms", "GB/s", "GFLOP/s", "x NumPy loop", "x Numba loop", "scan speedup"):
+        assert row[column] > 0
+    matrix_bytes = 8 * 9 * (500 if per_step else 1)
+    assert row["GB/s"] == pytest.approx((matrix_bytes + 2 * 8 * 3 * 500) / row["ms"] / 1e6)
+    assert "| n | T |" in benchmark.format_table([row], benchmark_matrix.CPU_COLUMNS, markdown=True)
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_matrix_baselines_are_the_recurrence(per_step):
+    rng = np.random.default_rng(2)
+    a = rng.uniform(-0.5, 0.5, (40 if per_step else 1, 3, 3))
+    b = rng.normal(size=(40, 3))
+    out, expected = np.empty_like(b), np.empty_like(b)
+    benchmark_matrix.numba_loop(a, b, out)
+    benchmark_matrix.numpy_loop(a, b, expected, 40)
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_allclose(out, scanlab.linear_recurrence_matrix(a if per_step else a[0], b))
+
+
+@pytest.mark.parametrize("options", [["--device", "cuda"], ["--plot", "x.png"]])
+def test_matrix_benchmark_is_cpu_only_without_a_plot(options):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--matrix", *options])
 
 
 def test_plot_is_refused_for_the_gpu_table():
