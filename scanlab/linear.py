@@ -166,12 +166,14 @@ def linear_recurrence_matrix(
         Where to compute, as for :func:`linear_recurrence`.
     method : {"auto", "sequential", "scan"}, optional
         ``"sequential"``: one pass over time, ``O(n^2)`` per step, parallel over systems.
-        ``"scan"``: parallel over time, ``O(n^3)`` per step (matrix products) plus ``O(n^2)``:
-        with ``p`` threads it beats the sequential loop only when ``p`` exceeds about ``n + 2``,
-        or when a single small system leaves the sequential loop waiting on its latency.
-        ``"auto"`` takes ``"scan"`` for a few systems with few states over long sequences on a
-        machine with enough threads for the size (``scanlab.config.cpu``), and ``"sequential"``
-        otherwise; on the GPU, ``"scan"`` for long sequences of few systems
+        ``"scan"``: parallel over time, ``O(n^3)`` per step for the matrix products of each
+        chunk plus ``O(n^2)`` to apply them: ``n + 2`` times the work of the sequential loop, so
+        it wins only with more than ``n + 2`` threads per system. ``"auto"`` takes it for
+        sequences of at least ``scanlab.config.cpu.auto_scan_min_length`` steps when there are
+        at least ``systems * (n + 2)`` threads, and ``"sequential"`` otherwise (on a 2-core CPU,
+        always: ``benchmarks/RESULTS.md``). On the GPU, ``"sequential"`` splits each state's rows
+        across threads and ``"scan"`` is a hierarchical scan of chunks, one thread per chunk and
+        system; ``"auto"`` takes the scan unless there are few steps or many systems
         (``scanlab.config.cuda``).
     out : ndarray, optional
         Where to write the result: the result's shape and dtype. Returned.
@@ -193,8 +195,10 @@ def linear_recurrence_matrix(
 
     Notes
     -----
-    Dtypes, inputs and ``out`` follow :func:`linear_recurrence`. Systems of 2 to 4 states
-    keep their state in registers; ``n = 1`` runs the elementwise kernels.
+    Dtypes, inputs and ``out`` follow :func:`linear_recurrence`. On the CPU, systems of 2 to 4
+    states keep their state (and in the scan, their matrix products) in registers; larger ones
+    vectorise the matrix-vector products, whose sums may then be added in another order than
+    the plain loop's. ``n = 1`` runs the elementwise kernels.
 
     The ``"scan"`` method multiplies the matrices of each chunk together before applying them to
     the state, so its rounding differs from the sequential loop's: errors are relative to

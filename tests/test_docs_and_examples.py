@@ -2,12 +2,14 @@
 
 import doctest
 import pathlib
+import re
 import subprocess
 import sys
 
 import scanlab.linear
 
-EXAMPLES = pathlib.Path(__file__).parents[1] / "examples"
+ROOT = pathlib.Path(__file__).parents[1]
+EXAMPLES = ROOT / "examples"
 
 
 def test_docstring_examples_run():
@@ -44,3 +46,14 @@ def test_oscillator_example_agrees_with_scipy():
     ]
     assert len(differences) == 3
     assert max(differences) < 1e-9, completed.stdout
+
+
+def test_readme_quickstart_runs():
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    # Every Python block but the call signatures, in order.
+    runnable = [block for block in blocks if "h0=None, *" not in block]
+    namespace = {}
+    exec("\n".join(runnable), namespace)
+    assert namespace["states"].shape == (10_000_000, 2)
+    assert namespace["blocks"].shape == (5000, 1000, 2)
+    assert namespace["filtered"].shape == (64, 100_000)
