@@ -2,8 +2,9 @@
 
 Usage: python benchmarks/linear_recurrence.py [--device cpu|cuda] [--matrix] [--quick]
 
-The table replaces the block between the ``cpu-table`` (``cuda-table``, ``matrix-cpu-table``)
-markers of benchmarks/RESULTS.md; the analysis around it is written by hand from the numbers.
+The table replaces the block between the ``cpu-table`` (``cuda-table``, ``matrix-cpu-table``,
+``matrix-cuda-table``) markers of benchmarks/RESULTS.md; the analysis around it is written by
+hand from the numbers.
 """
 
 import argparse
@@ -51,16 +52,26 @@ def matrix_targets(rows: list[dict]) -> list[str]:
     return [f"- against the sequential Numba loop: {loop}", f"- scan against sequential: {scan}"]
 
 
+def matrix_gpu_summary(rows: list[dict]) -> list[str]:
+    """The GPU rows of the matrix issue, summarised."""
+    sequential = ", ".join(
+        f"{row['x sequential kernel']:.1f}x (n={row['n']}, {row['method']})" for row in rows
+    )
+    return [f"- method='auto' against the sequential kernel: {sequential}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--matrix", action="store_true", help="linear_recurrence_matrix (CPU)")
+    parser.add_argument("--matrix", action="store_true", help="linear_recurrence_matrix")
     parser.add_argument("--quick", action="store_true", help="small sizes (does not write)")
     arguments = parser.parse_args()
     table = arguments.device
-    if arguments.matrix:
-        if arguments.device == "cuda":
-            parser.error("--matrix has no GPU table yet")
+    if arguments.matrix and arguments.device == "cuda":
+        rows = benchmark_matrix.gpu_table(quick=arguments.quick)
+        machine, columns = benchmark.gpu_description(), benchmark_matrix.GPU_COLUMNS
+        targets, table = matrix_gpu_summary, "matrix-cuda"
+    elif arguments.matrix:
         rows = benchmark_matrix.cpu_table(quick=arguments.quick)
         machine, columns = benchmark.machine_description(), benchmark_matrix.CPU_COLUMNS
         targets, table = matrix_targets, "matrix-cpu"

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 import scanlab
-from scanlab.benchmark import best_time, best_times, progress
+from scanlab.benchmark import best_time, best_times, gpu_best_time, progress
 from scanlab.cpu.linear_matrix import choose_method
 
 #: ``(n, T, per_step)``: matrices per step (``A`` of shape ``(T, n, n)``) where ``A`` fits in
@@ -155,3 +155,86 @@ CPU_COLUMNS = (
     ("x Numba loop", "{:.2f}"),
     ("scan speedup", "{:.2f}"),
 )
+
+
+#: ``(n, T)`` of the GPU table: one float32 system with a matrix per step, ``A`` of 2**28 bytes;
+#: the quick table is 64 times smaller.
+GPU_CASES = tuple((size, 2**26 // (size * size)) for size in (2, 4, 16, 64))
+QUICK_GPU_CASES = tuple((size, 2**20 // (size * size)) for size in (2, 4, 16, 64))
+
+GPU_COLUMNS = (
+    ("n", "{:d}"),
+    ("T", "{:d}"),
+    ("dtype", "{}"),
+    ("method", "{}"),
+    ("ms", "{:.3f}"),
+    ("GB/s", "{:.0f}"),
+    ("copy GB/s", "{:.0f}"),
+    ("of copy", "{:.2f}"),
+    ("x sequential kernel", "{:.1f}"),
+    ("x jax scan", "{:.2f}"),
+)
+
+
+def jax_scan_time(a_host: np.ndarray, b_host: np.ndarray, repeats: int) -> float:
+    """Seconds of ``jax.lax.associative_scan`` of the same matrix recurrence, or NaN without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return float("nan")
+
+    def combine(first, second):
+        first_a, first_b = first
+        second_a, second_b = second
+        return second_a @ first_a, (second_a @ first_b[..., None])[..., 0] + second_b
+
+    scan = jax.jit(lambda a, b: jax.lax.associative_scan(combine, (a, b), axis=0)[1])
+    a, b = jnp.asarray(a_host), jnp.asarray(b_host)
+    return best_time(lambda: scan(a, b).block_until_ready(), repeats)
+
+
+def measure_gpu_case(size: int, length: int, dtype, repeats: int) -> dict:
+    """Time the CUDA kernels of ``linear_recurrence_matrix`` on one system, operands on the GPU."""
+    from numba import cuda
+
+    from scanlab.cuda.linear_matrix import choose_method as choose_gpu_method
+    from scanlab.cuda.linear_matrix import solve_on_device
+
+    a_host = stable_matrices(length, size, dtype).reshape(length, 1, size, size)
+    b_host = np.random.default_rng(1).standard_normal((length, 1, size)).astype(dtype)
+    a, b = cuda.to_device(a_host), cuda.to_device(b_host)
+    h0 = cuda.to_device(np.zeros((1, size), dtype))
+    out = cuda.device_array((length, 1, size), dtype)
+    scanlab_time = gpu_best_time(lambda: solve_on_device(a, b, h0, out, False, "auto"), repeats)
+    sequential_time = gpu_best_time(
+        lambda: solve_on_device(a, b, h0, out, False, "sequential"), repeats
+    )
+    copy = cuda.device_array_like(a)
+    copy_time = gpu_best_time(lambda: copy.copy_to_device(a), repeats)
+    moved = a_host.nbytes + 2 * b_host.nbytes
+    return {
+        "n": size,
+        "T": length,
+        "dtype": np.dtype(dtype).name,
+        "method": choose_gpu_method(length, 1, size),
+        "ms": 1e3 * scanlab_time,
+        "GB/s": moved / scanlab_time / 1e9,
+        "copy GB/s": 2 * a_host.nbytes / copy_time / 1e9,
+        "of copy": (moved / scanlab_time) / (2 * a_host.nbytes / copy_time),
+        "x sequential kernel": sequential_time / scanlab_time,
+        "x jax scan": jax_scan_time(a_host[:, 0], b_host[:, 0], repeats) / scanlab_time,
+    }
+
+
+def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
+    """The GPU benchmark table of ``linear_recurrence_matrix``: float32, one system per row."""
+    cases = QUICK_GPU_CASES if quick else GPU_CASES
+    rows = []
+    for index, (size, length) in enumerate(cases):
+        if show_progress:
+            progress(index, len(cases), f"GPU n={size} T={length} float32")
+        rows.append(measure_gpu_case(size, length, np.float32, repeats=5 if quick else 20))
+    if show_progress:
+        progress(len(cases), len(cases), "done")
+    return rows

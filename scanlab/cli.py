@@ -45,6 +45,10 @@ def bench(arguments) -> None:
             cuda_module("linear")
         except RuntimeError as error:
             raise SystemExit(f"scanlab bench --device cuda: {error}") from None
+    if arguments.matrix:
+        bench_matrix(arguments.device, arguments.quick, show_progress)
+        return
+    if arguments.device == "cuda":
         rows = benchmark.gpu_table(quick=arguments.quick, show_progress=show_progress)
         print(benchmark.gpu_description())
         print(benchmark.format_table(rows, benchmark.GPU_COLUMNS))
@@ -53,20 +57,6 @@ def bench(arguments) -> None:
             "'of copy' is the fraction of a device-to-device copy's bandwidth (read + write) on "
             "the same array; 'x' columns are speedups (the launch loop is timed on the first "
             f"{benchmark.LAUNCH_LOOP_STEPS} steps and scaled; 'x jax scan' is NaN without JAX)."
-        )
-        return
-    if arguments.matrix:
-        from scanlab import benchmark_matrix
-
-        rows = benchmark_matrix.cpu_table(quick=arguments.quick, show_progress=show_progress)
-        print(benchmark.machine_description())
-        print(benchmark.format_table(rows, benchmark_matrix.CPU_COLUMNS))
-        print(
-            "One system of n states, float64. GB/s counts A, b and h once each; GFLOP/s the "
-            "2 n^2 operations of a step; 'x' columns are speedups (the NumPy loop is timed on the "
-            f"first {benchmark_matrix.NUMPY_LOOP_STEPS} steps and scaled); 'scan speedup' is the "
-            f"scan's speed relative to the sequential method on the first "
-            f"{benchmark_matrix.SCAN_STEPS} steps."
         )
         return
     rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)
@@ -86,6 +76,31 @@ def bench(arguments) -> None:
         print(f"plot written to {arguments.plot}")
 
 
+def bench_matrix(device: str, quick: bool, show_progress: bool) -> None:
+    from scanlab import benchmark, benchmark_matrix
+
+    if device == "cuda":
+        rows = benchmark_matrix.gpu_table(quick=quick, show_progress=show_progress)
+        print(benchmark.gpu_description())
+        print(benchmark.format_table(rows, benchmark_matrix.GPU_COLUMNS))
+        print(
+            "One float32 system, a matrix per step, operands on the GPU, times from CUDA events. "
+            "GB/s counts A, b and h once each; 'of copy' is the fraction of a device-to-device "
+            "copy's bandwidth on A; 'x' columns are speedups ('x jax scan' is NaN without JAX)."
+        )
+        return
+    rows = benchmark_matrix.cpu_table(quick=quick, show_progress=show_progress)
+    print(benchmark.machine_description())
+    print(benchmark.format_table(rows, benchmark_matrix.CPU_COLUMNS))
+    print(
+        "One system of n states, float64. GB/s counts A, b and h once each; GFLOP/s the "
+        "2 n^2 operations of a step; 'x' columns are speedups (the NumPy loop is timed on the "
+        f"first {benchmark_matrix.NUMPY_LOOP_STEPS} steps and scaled); 'scan speedup' is the "
+        f"scan's speed relative to the sequential method on the first "
+        f"{benchmark_matrix.SCAN_STEPS} steps."
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="scanlab", description="Recurrences solved in parallel over the sequence length."
@@ -99,7 +114,7 @@ def main(argv=None) -> None:
     )
     bench_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     bench_parser.add_argument(
-        "--matrix", action="store_true", help="benchmark linear_recurrence_matrix instead (CPU)"
+        "--matrix", action="store_true", help="benchmark linear_recurrence_matrix instead"
     )
     bench_parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     bench_parser.add_argument(
@@ -108,12 +123,7 @@ def main(argv=None) -> None:
     bench_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench_parser.set_defaults(run=bench)
     arguments = parser.parse_args(argv)
-    if arguments.command == "bench" and arguments.plot and arguments.device == "cuda":
-        parser.error("--plot draws the CPU sweep; run it with --device cpu")
-    if (
-        arguments.command == "bench"
-        and arguments.matrix
-        and (arguments.plot or arguments.device == "cuda")
-    ):
-        parser.error("--matrix benchmarks the CPU, without a plot")
+    plot_sweep = arguments.command == "bench" and arguments.plot
+    if plot_sweep and (arguments.device == "cuda" or arguments.matrix):
+        parser.error("--plot draws the sweep of linear_recurrence on the CPU, without --matrix")
     arguments.run(arguments)

@@ -84,15 +84,10 @@ def test_matrix_baselines_are_the_recurrence(per_step):
     np.testing.assert_allclose(out, scanlab.linear_recurrence_matrix(a if per_step else a[0], b))
 
 
-@pytest.mark.parametrize("options", [["--device", "cuda"], ["--plot", "x.png"]])
-def test_matrix_benchmark_is_cpu_only_without_a_plot(options):
-    with pytest.raises(SystemExit):
-        cli.main(["bench", "--matrix", *options])
-
-
-def test_plot_is_refused_for_the_gpu_table():
-    with pytest.raises(SystemExit):
-        cli.main(["bench", "--device", "cuda", "--plot", "x.png"])
+@pytest.mark.parametrize("options", [["--matrix"], ["--device", "cuda"]])
+def test_plot_is_only_for_the_elementwise_cpu_sweep(options):
+    with pytest.raises(SystemExit, match="2"):
+        cli.main(["bench", "--plot", "x.png", *options])
 
 
 @pytest.mark.cuda
@@ -107,6 +102,21 @@ def test_one_gpu_benchmark_row_is_complete_and_consistent():
     jax_ratio = row["x jax scan"]
     assert math.isnan(jax_ratio) or jax_ratio > 0
     assert "| T | D |" in benchmark.format_table([row], benchmark.GPU_COLUMNS, markdown=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
+def test_one_gpu_matrix_benchmark_row_is_complete_and_consistent():
+    with fast_thread_switching():
+        row = benchmark_matrix.measure_gpu_case(3, 20, np.float32, repeats=1)
+    assert (row["n"], row["T"], row["dtype"]) == (3, 20, "float32")
+    for column in ("ms", "GB/s", "copy GB/s", "of copy", "x sequential kernel"):
+        assert row[column] > 0
+    assert row["of copy"] == pytest.approx(row["GB/s"] / row["copy GB/s"])
+    jax_ratio = row["x jax scan"]
+    assert math.isnan(jax_ratio) or jax_ratio > 0
+    table = benchmark.format_table([row], benchmark_matrix.GPU_COLUMNS, markdown=True)
+    assert "| n | T |" in table
 
 
 @pytest.mark.cuda
