@@ -50,6 +50,8 @@ def chain_rows(step, chunk_length, origin, direction):
 def broadcast_steps(array, length, channels):
     """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1.
 
+    ``array``'s first two axes are time (``length`` or 1) and channels (``channels`` or 1).
+
     Unsigned, like every index they multiply, so Numba skips its negative-index check; computed
     by division rather than a comparison so that LLVM keeps them symbolic and versions the
     channel loops for a unit stride (vectorised) instead of giving up on them.

@@ -7,9 +7,9 @@ is ``(D, n)``; all share the result dtype. ``reverse`` runs time backwards. ``ou
 ``a`` or ``b``. Time is walked in steps, as in :mod:`scanlab.cpu.linear`.
 
 Systems of 2 to 4 states keep their state, and in the scan a chunk's matrix product, in registers:
-the kernels then receive ``registers``, a pair of tuples of ``n`` and ``n * n`` zeros whose
-lengths Numba compiles as constants (so the loops over states unroll); for other sizes it is None
-and the state lives in memory.
+the functions below the parallel tasks (``run_task``) receive ``registers``, a pair of tuples of
+``n`` and ``n * n`` zeros whose lengths Numba compiles as constants (so the loops over states
+unroll); for other sizes it is None and the state lives in memory.
 """
 
 import numba
@@ -19,16 +19,10 @@ from numba.cpython.unsafe.tuple import tuple_setitem
 
 from scanlab import config
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
-from scanlab.cpu.linear import is_finite, is_inf, time_direction, time_index
+from scanlab.cpu.linear import broadcast_steps, is_finite, is_inf, time_direction, time_index
 
 #: The tasks of the parallel kernels (see ``run_task``).
 SEQUENTIAL, COMPOSE, APPLY = 0, 1, 2
-
-
-@njit(inline="always")
-def broadcast_steps(array, length, systems):
-    """Index multipliers ``(row, system)`` of ``array``: 0 along a broadcast axis, else 1."""
-    return uint64(array.shape[0] // length), uint64(array.shape[1] // systems)
 
 
 @njit(inline="always")
