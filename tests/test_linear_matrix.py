@@ -24,8 +24,17 @@ LENGTHS = [0, 1, 2, 3, 5, 7, 13, 31, 32, 33, 64, 65, 97, 128, 129, 251]
 
 
 def random_matrices(rng, shape, size, dtype, radius=0.9):
-    """Matrices of ``shape + (size, size)`` whose spectral radius is about ``radius``."""
-    return random_array(rng, shape + (size, size), dtype) * (radius * math.sqrt(3 / size))
+    """Matrices of ``shape + (size, size)`` with entries of order ``radius / sqrt(size)``.
+
+    Each matrix is scaled down to spectral radius ``radius`` where it had more, so that a
+    constant matrix repeated for hundreds of steps does not overflow float32.
+    """
+    wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    matrices = random_array(rng, shape + (size, size), wide) * (radius * math.sqrt(3 / size))
+    if size:
+        spectral_radius = np.max(np.abs(np.linalg.eigvals(matrices)), axis=-1, initial=0.0)
+        matrices *= np.minimum(1.0, radius / np.maximum(spectral_radius, 1e-300))[..., None, None]
+    return matrices.astype(dtype)
 
 
 @st.composite
