@@ -18,6 +18,7 @@ from numba.cuda.cudadrv.error import NvvmSupportError  # noqa: E402
 from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
 
 from scanlab import benchmark  # noqa: E402
+from scanlab import math as smath  # noqa: E402
 from scanlab.cuda import linear, linear_matrix  # noqa: E402
 
 KERNEL_MODULES = [linear, linear_matrix, benchmark]
@@ -55,3 +56,18 @@ def test_kernel_compiles_to_ptx(nvvm, kernel, signature):
     assert return_type == numba.types.void
     assert ".entry" in ptx
     assert ".target sm_90" in ptx
+
+
+def math_kernel(x, out):
+    """Every function of scanlab.math, in a kernel."""
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = smath.exp(x[i]) + smath.expm1(x[i]) + smath.tanh(x[i]) + smath.sigmoid(x[i])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_math_compiles_into_kernels_in_its_precision(nvvm, dtype):
+    ptx, _ = cuda.compile_ptx(math_kernel, f"void({dtype}[::1], {dtype}[::1])", cc=(9, 0))
+    body = ptx.split(".entry")[1]
+    assert ".f64" not in body if dtype == "float32" else ".f64" in body
+    assert "call" not in body  # no library calls: plain arithmetic

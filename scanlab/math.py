@@ -1,0 +1,190 @@
+"""Elementary functions in plain arithmetic, for code compiled by Numba on CPUs and GPUs.
+
+Numba's pip build evaluates ``math.exp`` and ``math.tanh`` by calling the C library one element
+at a time, so a loop over them does not vectorise. The functions here reduce the argument and
+evaluate a polynomial in the argument's own precision (float32 or float64), which LLVM
+vectorises; the same functions compile into CUDA kernels. Call them from ``@numba.njit`` or
+``@cuda.jit`` code (for example a cell of a nonlinear recurrence) on float32 or float64 scalars;
+from Python they also run, compiled, on one scalar at a time.
+
+Accuracy (checked over the whole range in ``tests/test_math.py``): ``exp`` and ``expm1`` within
+2 units in the last place (ulp) of the exact result, ``tanh`` and ``sigmoid`` within 3, at both
+precisions; NaN and the infinities give what the C library gives. Subnormal results may lose
+their last bits.
+
+Examples
+--------
+>>> import numpy as np
+>>> from numba import njit
+>>> from scanlab import math as smath
+>>> @njit
+... def gated(x):
+...     return smath.sigmoid(x) * smath.tanh(x)
+>>> float(gated(np.float32(0.5)))  # doctest: +ELLIPSIS
+0.2876...
+"""
+
+import decimal
+import math
+
+from numba import njit, types
+from numba.extending import intrinsic
+
+
+def split_ln2(precision_bits: int) -> tuple[float, float]:
+    """``ln 2 = high + low`` with ``high`` holding ``precision_bits`` significant bits.
+
+    ``k * high`` is then exact for the ``k`` of a range reduction, and ``low`` carries the rest
+    of ``ln 2`` (computed to 40 digits, beyond float64).
+    """
+    with decimal.localcontext() as context:
+        context.prec = 40
+        ln2 = decimal.Decimal(2).ln()
+        high = decimal.Decimal(int(ln2 * 2**precision_bits)) / 2**precision_bits
+        return float(high), float(ln2 - high)
+
+
+#: ``ln 2`` in two parts, for float64 (32 bits in the high part) and float32 (12 bits).
+LN2_HIGH, LN2_LOW = split_ln2(32)
+LN2_HIGH_SINGLE, LN2_LOW_SINGLE = split_ln2(12)
+#: ``1 / ln 2``.
+INVERSE_LN2 = 1.4426950408889634
+#: Taylor coefficients ``1 / k!`` of ``expm1(r) = r + r^2 (1/2! + r (1/3! + ...))``: enough terms
+#: for ``|r| <= ln 2 / 2`` in float64 (up to ``r^14``) and float32 (up to ``r^8``).
+_FACTORIALS = [1.0]
+for _k in range(1, 15):
+    _FACTORIALS.append(_FACTORIALS[-1] * _k)
+(C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13, C14) = (1.0 / f for f in _FACTORIALS[2:])
+#: Arguments beyond which exp overflows or underflows completely, by precision.
+EXP_LIMITS = (-746.0, 710.0)
+EXP_LIMITS_SINGLE = (-104.0, 89.0)
+#: Arguments beyond which tanh rounds to +-1 (float64, float32).
+TANH_SATURATION = 22.0
+TANH_SATURATION_SINGLE = 9.5
+
+
+@intrinsic
+def power_of_two(typingctx, like, exponent):
+    """``2.0 ** exponent`` in the type of ``like``, for a normal result, built from its bits."""
+    if not isinstance(like, types.Float) or not isinstance(exponent, types.Integer):
+        return None
+    single = like.bitwidth == 32
+
+    def codegen(context, builder, signature, arguments):
+        integer = context.get_value_type(types.int32 if single else types.int64)
+        power = builder.sext(arguments[1], context.get_value_type(types.int64))
+        power = builder.trunc(power, integer) if single else power
+        bias, shift = (127, 23) if single else (1023, 52)
+        bits = builder.shl(builder.add(power, integer(bias)), integer(shift))
+        return builder.bitcast(bits, context.get_value_type(like))
+
+    return like(like, exponent), codegen
+
+
+@intrinsic
+def divide(typingctx, numerator, denominator):
+    """``numerator / denominator`` as IEEE 754 says, without Python's zero-division check.
+
+    Under Numba's default (Python) error model, ``/`` tests for a zero divisor, and that branch
+    stops LLVM vectorising the caller's loop.
+    """
+    if not isinstance(numerator, types.Float) or numerator != denominator:
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        return builder.fdiv(*arguments)
+
+    return numerator(numerator, denominator), codegen
+
+
+@njit(inline="always")
+def is_single(x):
+    """Whether ``x`` is float32 (a constant once compiled: the test folds away)."""
+    return type(x)(1.0 + 1e-10) == 1
+
+
+@njit(inline="always")
+def scale(value, exponent):
+    """``value * 2.0 ** exponent`` for ``|exponent|`` up to twice the normal exponent range."""
+    first = exponent >> 1
+    return value * power_of_two(value, first) * power_of_two(value, exponent - first)
+
+
+@njit(inline="always")
+def expm1_reduced(r):
+    """``exp(r) - 1`` for ``|r| <= ln 2 / 2``, by its Taylor series in ``r``'s precision."""
+    real = type(r)
+    if is_single(r):
+        tail = real(C8)
+        for coefficient in (C7, C6, C5, C4, C3, C2):
+            tail = tail * r + real(coefficient)
+    else:
+        tail = real(C14)
+        for coefficient in (C13, C12, C11, C10, C9, C8, C7, C6, C5, C4, C3, C2):
+            tail = tail * r + real(coefficient)
+    return r + r * r * tail
+
+
+@njit(inline="always")
+def reduce(x):
+    """``(k, expm1(r))`` with ``x = k ln 2 + r``, ``|r| <= ln 2 / 2``, ``x`` clamped to the
+    range where exp is neither 0 nor infinite."""
+    real = type(x)
+    if is_single(x):
+        low, high = EXP_LIMITS_SINGLE
+        ln2_high, ln2_low = real(LN2_HIGH_SINGLE), real(LN2_LOW_SINGLE)
+    else:
+        low, high = EXP_LIMITS
+        ln2_high, ln2_low = real(LN2_HIGH), real(LN2_LOW)
+    clamped = min(max(x, real(low)), real(high))
+    k = int(clamped * real(INVERSE_LN2) + (real(0.5) if clamped >= 0 else real(-0.5)))
+    # k as a float of x's precision: an int times a float32 would be a float64.
+    multiple = real(k)
+    r = (clamped - multiple * ln2_high) - multiple * ln2_low
+    return k, expm1_reduced(r)
+
+
+@njit(inline="always")
+def exp(x):
+    """``e ** x`` for a float32 or float64 ``x``, in its precision (within 2 ulp)."""
+    k, part = reduce(x)
+    result = scale(part + type(x)(1), k)
+    return result if x == x else x
+
+
+@njit(inline="always")
+def expm1(x):
+    """``e ** x - 1``, accurate for small ``|x|`` too (within 2 ulp)."""
+    one = type(x)(1)
+    k, part = reduce(x)
+    # For k in -1, 0, 1, 2**k - 1 is exact: no cancellation between the halves of e**x - 1
+    # (and for k = 0, the result is the series itself). Both are computed and one selected:
+    # a branch would stop LLVM vectorising.
+    power = scale(one, min(max(k, -1), 1))
+    near = power * part + (power - one)
+    far = scale(part + one, k) - one
+    result = near if -1 <= k <= 1 else far
+    # expm1 keeps the sign of x, zeros included.
+    return math.copysign(result, x) if x == x else x
+
+
+@njit(inline="always")
+def tanh(x):
+    """The hyperbolic tangent, ``expm1(2|x|) / (expm1(2|x|) + 2)`` with ``x``'s sign (3 ulp)."""
+    real = type(x)
+    # Beyond the saturation point the ratio rounds to exactly 1: clamping keeps expm1 finite.
+    saturation = real(TANH_SATURATION_SINGLE if is_single(x) else TANH_SATURATION)
+    grown = expm1(real(2) * min(abs(x), saturation))
+    return math.copysign(divide(grown, grown + real(2)), x) if x == x else x
+
+
+@njit(inline="always")
+def sigmoid(x):
+    """The logistic function ``1 / (1 + e ** -x)``, accurate in both tails (3 ulp)."""
+    real = type(x)
+    decay = exp(-abs(x))
+    numerator = real(1) if x >= 0 else decay
+    return divide(numerator, real(1) + decay)
+
+
+__all__ = ["exp", "expm1", "sigmoid", "tanh"]

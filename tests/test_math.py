@@ -1,0 +1,143 @@
+"""scanlab.math against NumPy in higher precision: accuracy in ulps, special values, vectorising."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from numba import cuda, njit
+
+from scanlab import math as smath
+
+#: Each function, its reference in NumPy, and the bound on its error in ulps.
+FUNCTIONS = {
+    "exp": (smath.exp, np.exp, 2.0),
+    "expm1": (smath.expm1, np.expm1, 2.0),
+    "tanh": (smath.tanh, np.tanh, 3.0),
+    "sigmoid": (smath.sigmoid, lambda x: np.exp(-np.logaddexp(0, -x)), 3.0),
+}
+#: Where each float64 reference is computed: x87 long doubles (64-bit significand) where the
+#: platform has them; otherwise float64 itself, and the bound widens by the reference's own ulp.
+WIDE = np.longdouble if np.finfo(np.longdouble).nmant >= 63 else np.float64
+REFERENCE_SLACK = {np.float32: 0.0, np.float64: 0.0 if WIDE is np.longdouble else 1.0}
+
+
+def applier(function):
+    """A compiled loop applying ``function`` elementwise (the way a cell calls it)."""
+
+    @njit
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = function(x[i])
+
+    return apply
+
+
+APPLIERS = {name: applier(function) for name, (function, _, _) in FUNCTIONS.items()}
+
+
+def sample(dtype, rng):
+    """Arguments over every range that matters: near 0, moderate, huge, tiny, both signs."""
+    limit = 100.0 if dtype == np.float32 else 760.0
+    parts = [
+        rng.uniform(-1, 1, 20_000),
+        rng.uniform(-30, 30, 20_000),
+        rng.uniform(-limit, limit, 20_000),
+        10.0 ** rng.uniform(-40, 0, 20_000) * rng.choice([-1, 1], 20_000),
+    ]
+    return np.concatenate(parts).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_accuracy_in_ulps(name, dtype):
+    _, reference, bound = FUNCTIONS[name]
+    x = sample(dtype, np.random.default_rng(0))
+    out = np.empty_like(x)
+    APPLIERS[name](x, out)
+    with np.errstate(all="ignore"):
+        exact = reference(x.astype(WIDE if dtype == np.float64 else np.float64))
+        rounded = exact.astype(dtype)
+    normal = np.isfinite(rounded) & (np.abs(rounded) >= np.finfo(dtype).tiny)
+    ulps = np.abs(out[normal] - exact[normal]) / np.spacing(np.abs(rounded[normal]))
+    assert ulps.max() <= bound + REFERENCE_SLACK[dtype]
+    # Where the result overflows or is 0 (or underflows), it does so as the reference does.
+    extreme = np.isinf(rounded) | (rounded == 0)
+    np.testing.assert_array_equal(out[extreme], rounded[extreme])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_special_values(name, dtype):
+    _, reference, _ = FUNCTIONS[name]
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype)
+    out = np.empty_like(x)
+    APPLIERS[name](x, out)
+    with np.errstate(all="ignore"):
+        expected = reference(x)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.signbit(out[3:]), np.signbit(expected[3:]))
+
+
+@given(x=st.floats(allow_nan=True, allow_infinity=True))
+def test_agree_with_the_c_library_on_any_float(x):
+    """Within the ulp bounds (or exactly, for non-finite and zero results) on any float64."""
+    for name, expected in (("exp", math.exp), ("expm1", math.expm1), ("tanh", math.tanh)):
+        function, _, bound = FUNCTIONS[name]
+        try:
+            value = expected(x)
+        except OverflowError:
+            value = math.inf
+        result = function(x)
+        if math.isnan(value):
+            assert math.isnan(result)
+        elif math.isinf(value) or abs(value) < 2.2250738585072014e-308:
+            assert result == value or abs(result - value) <= 2 * 5e-324
+        else:
+            assert abs(result - value) <= (bound + 1) * math.ulp(value)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float32_stays_float32(name):
+    function = FUNCTIONS[name][0]
+    wrapper = njit(lambda x: function(x))
+    wrapper(np.float32(0.5))
+    assert [str(signature.return_type) for signature in wrapper.nopython_signatures] == ["float32"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_loops_calling_them_vectorise(name, dtype):
+    """LLVM turns a loop over them into SIMD code, even under Python's error model."""
+    apply = APPLIERS[name]
+    apply(np.zeros(4, dtype), np.zeros(4, dtype))
+    signature = next(s for s in apply.signatures if str(s[0].dtype) == dtype)
+    vector_type = "float" if dtype == "float32" else "double"
+    assert f"x {vector_type}>" in apply.inspect_llvm(signature)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
+def test_they_run_in_cuda_kernels():
+    @cuda.jit
+    def kernel(x, out):
+        i = cuda.grid(1)
+        if i < x.size:
+            out[0, i] = smath.exp(x[i])
+            out[1, i] = smath.expm1(x[i])
+            out[2, i] = smath.tanh(x[i])
+            out[3, i] = smath.sigmoid(x[i])
+
+    x = np.linspace(-5, 5, 33)
+    out = cuda.device_array((4, x.size))
+    kernel[1, 64](cuda.to_device(x), out)
+    expected = [np.exp(x), np.expm1(x), np.tanh(x), 1 / (1 + np.exp(-x))]
+    np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-15)
+
+
+def test_module_docstring_example():
+    import doctest
+
+    results = doctest.testmod(smath, optionflags=doctest.ELLIPSIS)
+    assert results.attempted > 0 and results.failed == 0
