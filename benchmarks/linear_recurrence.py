@@ -10,7 +10,6 @@ hand from the numbers.
 import argparse
 import datetime
 import pathlib
-import re
 import sys
 
 from scanlab import benchmark, benchmark_matrix
@@ -100,11 +99,7 @@ def main() -> None:
     print(block)
     if arguments.quick:
         return
-    text = RESULTS.read_text()
-    if start not in text:
-        raise SystemExit(f"{RESULTS} has no {start} ... {end} block to replace")
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
-    RESULTS.write_text(pattern.sub(lambda _: block, text))
+    benchmark.write_results_block(RESULTS, f"{table}-table", block)
     print(f"wrote {RESULTS}")
 
 

@@ -7,6 +7,7 @@ compilation is never timed.
 
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -251,6 +252,17 @@ def format_table(rows: list[dict], columns=CPU_COLUMNS, markdown: bool = False) 
         "  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
         for line in [header, *cells]
     )
+
+
+def write_results_block(path, name: str, block: str) -> None:
+    """Replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``path`` by
+    ``block``, which starts and ends with those markers."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text()
+    if start not in text:
+        raise SystemExit(f"{path} has no {start} ... {end} block to replace")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
+    path.write_text(pattern.sub(lambda _: block, text))
 
 
 def machine_description() -> str:
