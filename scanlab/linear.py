@@ -171,10 +171,10 @@ def linear_recurrence_matrix(
         it wins only with more than ``n + 2`` threads per system. ``"auto"`` takes it for
         sequences of at least ``scanlab.config.cpu.auto_scan_min_length`` steps when there are
         at least ``systems * (n + 2)`` threads, and ``"sequential"`` otherwise (on a 2-core CPU,
-        always: ``benchmarks/RESULTS.md``). On the GPU, ``"sequential"`` splits each state's rows
-        across threads and ``"scan"`` is a hierarchical scan of chunks, one thread per chunk and
-        system; ``"auto"`` takes the scan unless there are few steps or many systems
-        (``scanlab.config.cuda``).
+        always: ``benchmarks/RESULTS.md``). On the GPU, ``"sequential"`` runs one thread per
+        system of up to 4 states (in registers) and splits larger states' rows across threads;
+        ``"scan"`` is a hierarchical scan of chunks, one thread per chunk and system; ``"auto"``
+        takes the scan unless there are few steps or many systems (``scanlab.config.cuda``).
     out : ndarray, optional
         Where to write the result: the result's shape and dtype. Returned.
 
@@ -195,8 +195,9 @@ def linear_recurrence_matrix(
 
     Notes
     -----
-    Dtypes, inputs and ``out`` follow :func:`linear_recurrence`. On the CPU, systems of 2 to 4
-    states keep their state (and in the scan, their matrix products) in registers; larger ones
+    Dtypes, inputs and ``out`` follow :func:`linear_recurrence`. Systems of 2 to 4 states keep
+    their state (and in the scan, their matrix products) in registers, on the CPU and the GPU;
+    on the CPU, larger ones
     vectorise the matrix-vector products, whose sums may then be added in another order than
     the plain loop's. ``n = 1`` runs the elementwise kernels.
 

@@ -65,7 +65,7 @@ def solve(method, a, b, h0, reverse, **tunables):
 
 
 @pytest.mark.parametrize("method", LAUNCHERS)
-@pytest.mark.parametrize("size", [1, 2, 3, 5])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("systems", [1, 3])
 @pytest.mark.parametrize("length", [1, 2, 3, 4, 8, 9, 10, 28, 61])
 def test_sizes_across_chunks_and_levels(method, size, systems, length):

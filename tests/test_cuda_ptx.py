@@ -71,3 +71,14 @@ def test_math_compiles_into_kernels_in_its_precision(nvvm, dtype):
     body = ptx.split(".entry")[1]
     assert ".f64" not in body if dtype == "float32" else ".f64" in body
     assert "call" not in body  # no library calls: plain arithmetic
+
+
+@pytest.mark.parametrize(
+    "kernel, signature",
+    linear_matrix.kernel_signatures(),
+    ids=lambda value: value if isinstance(value, str) else value.py_func.__name__,
+)
+def test_matrix_kernels_keep_small_states_in_registers(nvvm, kernel, signature):
+    """The padded local arrays of small systems are all promoted to registers: no local memory."""
+    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+    assert "__local_depot" not in ptx

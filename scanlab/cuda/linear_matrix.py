@@ -7,14 +7,21 @@ and their ``n`` states; ``a`` is C-contiguous ``(T or 1, D or 1, n, n)`` and ``b
 ``reverse`` runs time backwards. ``out`` never overlaps ``a`` or ``b``. The launchers queue their
 kernels on the default stream and return without waiting.
 
-The kernels take ``n`` from their arguments at run time: one specialisation per dtype, and no
-register-resident path for small ``n`` yet (the CPU has one); see ``benchmarks/RESULTS.md``.
+The kernels take ``n`` from their arguments at run time: one specialisation per dtype. Systems of
+at most ``REGISTER_SIZE`` states run one thread per system (and chunk) with the state, matrix and
+chunk product in registers: padded with zeros to ``REGISTER_SIZE``, so that every loop over
+states has a constant trip count that NVVM unrolls. Larger systems keep them in memory.
 """
 
 from numba import cuda
 
 from scanlab import config
 from scanlab.cuda.linear import DTYPES, SHARED_MEMORY_LIMIT, broadcast_steps, time_index
+
+#: Systems of at most this many states keep their state in registers (see the module docstring).
+REGISTER_SIZE = 4
+#: Entries of a padded matrix (a module constant: local array shapes must be literals).
+REGISTER_ENTRIES = REGISTER_SIZE * REGISTER_SIZE
 
 
 @cuda.jit(device=True, inline="always")
@@ -26,6 +33,93 @@ def affine(matrix, vector, offset, result):
         for j in range(size):
             value += matrix[i, j] * vector[j]
         result[i] = value
+
+
+@cuda.jit(device=True, inline="always")
+def load_padded(matrix, offset, size, padded_matrix, padded_offset):
+    """Copy ``matrix`` and ``offset`` of ``size`` states into ``REGISTER_SIZE``-padded local
+    arrays (the matrix row-major), zeros beyond ``size``."""
+    for i in range(REGISTER_SIZE):
+        padded_offset[i] = offset[i] if i < size else 0
+        for j in range(REGISTER_SIZE):
+            inside = i < size and j < size
+            padded_matrix[i * REGISTER_SIZE + j] = matrix[i, j] if inside else 0
+
+
+@cuda.jit(device=True, inline="always")
+def affine_padded(matrix, vector, offset, result):
+    """``result = matrix @ vector + offset`` for padded local arrays (unrolled)."""
+    for i in range(REGISTER_SIZE):
+        value = offset[i]
+        for j in range(REGISTER_SIZE):
+            value += matrix[i * REGISTER_SIZE + j] * vector[j]
+        result[i] = value
+
+
+@cuda.jit(device=True, inline="always")
+def compose_in_registers(a, b, a_steps, b_steps, shape, reverse, steps, system, product, partial):
+    """``product`` and ``partial`` (arrays in memory) of the chunk of ``steps`` of one system of
+    at most ``REGISTER_SIZE`` states, composed in padded local arrays."""
+    length, size = shape
+    matrix = cuda.local.array(REGISTER_ENTRIES, product.dtype)
+    offset = cuda.local.array(REGISTER_SIZE, product.dtype)
+    current = cuda.local.array(REGISTER_ENTRIES, product.dtype)
+    following = cuda.local.array(REGISTER_ENTRIES, product.dtype)
+    state = cuda.local.array(REGISTER_SIZE, product.dtype)
+    next_state = cuda.local.array(REGISTER_SIZE, product.dtype)
+    for i in range(REGISTER_SIZE):
+        state[i] = 0
+        for k in range(REGISTER_SIZE):
+            current[i * REGISTER_SIZE + k] = 1 if i == k else 0
+    a_row, a_system = a_steps
+    b_row, b_system = b_steps
+    first_step, stop_step = steps
+    for step in range(first_step, stop_step):
+        t = time_index(step, length, reverse)
+        load_padded(a[t * a_row, system * a_system], b[t * b_row, system * b_system], size,
+                    matrix, offset)  # fmt: skip
+        affine_padded(matrix, state, offset, next_state)
+        for i in range(REGISTER_SIZE):
+            state[i] = next_state[i]
+            for k in range(REGISTER_SIZE):
+                value = matrix[i * REGISTER_SIZE] * current[k]
+                for j in range(1, REGISTER_SIZE):
+                    value += matrix[i * REGISTER_SIZE + j] * current[j * REGISTER_SIZE + k]
+                following[i * REGISTER_SIZE + k] = value
+        for entry in range(REGISTER_ENTRIES):
+            current[entry] = following[entry]
+    # Constant indices only (the loops unroll): a run-time index would put the arrays in memory.
+    for i in range(REGISTER_SIZE):
+        if i < size:
+            partial[i] = state[i]
+        for k in range(REGISTER_SIZE):
+            if i < size and k < size:
+                product[i, k] = current[i * REGISTER_SIZE + k]
+
+
+@cuda.jit(device=True, inline="always")
+def apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system):
+    """Run ``steps`` of one system of at most ``REGISTER_SIZE`` states from ``incoming`` into
+    ``out``, the state in padded local arrays."""
+    length, _, size = out.shape
+    matrix = cuda.local.array(REGISTER_ENTRIES, out.dtype)
+    offset = cuda.local.array(REGISTER_SIZE, out.dtype)
+    state = cuda.local.array(REGISTER_SIZE, out.dtype)
+    next_state = cuda.local.array(REGISTER_SIZE, out.dtype)
+    for i in range(REGISTER_SIZE):
+        state[i] = incoming[i] if i < size else 0
+    a_row, a_system = a_steps
+    b_row, b_system = b_steps
+    first_step, stop_step = steps
+    for step in range(first_step, stop_step):
+        t = time_index(step, length, reverse)
+        load_padded(a[t * a_row, system * a_system], b[t * b_row, system * b_system], size,
+                    matrix, offset)  # fmt: skip
+        affine_padded(matrix, state, offset, next_state)
+        for i in range(REGISTER_SIZE):
+            state[i] = next_state[i]
+            if i < size:
+                out[t, system, i] = next_state[i]
 
 
 @cuda.jit
@@ -71,16 +165,24 @@ def chunk_totals_kernel(
     """One thread per ``(chunk, system)`` composes the chunk's steps, the systems varying fastest.
 
     Row ``chunk`` of ``totals_a`` becomes the product of the chunk's matrices (the latest on the
-    left) and of ``totals_b`` the state they reach from zero; ``work_a``/``work_b``, shaped like
-    them, hold each step's new product and state before they are copied over the old ones.
+    left) and of ``totals_b`` the state they reach from zero. Systems of more than
+    ``REGISTER_SIZE`` states compose in memory: ``work_a``/``work_b``, shaped like the totals, hold
+    each step's new product and state before they are copied over the old ones.
     """
     chunks, systems, size = totals_b.shape
     index = cuda.grid(1)
     if index < chunks * systems:
         chunk = index // systems
         system = index % systems
+        first_step = chunk * chunk_length
+        steps = (first_step, min(length, first_step + chunk_length))
         product = totals_a[chunk, system]
         partial = totals_b[chunk, system]
+        if size <= REGISTER_SIZE:
+            compose_in_registers(
+                a, b, a_steps, b_steps, (length, size), reverse, steps, system, product, partial
+            )
+            return
         next_product = work_a[chunk, system]
         next_partial = work_b[chunk, system]
         for i in range(size):
@@ -89,8 +191,7 @@ def chunk_totals_kernel(
                 product[i, k] = 1 if i == k else 0
         a_row, a_system = a_steps
         b_row, b_system = b_steps
-        first_step = chunk * chunk_length
-        for step in range(first_step, min(length, first_step + chunk_length)):
+        for step in range(steps[0], steps[1]):
             t = time_index(step, length, reverse)
             matrix = a[t * a_row, system * a_system]
             affine(matrix, partial, b[t * b_row, system * b_system], next_partial)
@@ -110,7 +211,9 @@ def chunk_totals_kernel(
 def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length):
     """One thread per ``(chunk, system)`` runs the chunk from its incoming state ``carries``.
 
-    Each step reads the state the thread wrote to ``out`` one step before.
+    Small systems keep the state in registers; larger ones read, at each step, the state the
+    thread wrote to ``out`` one step before. With one chunk this is the sequential recurrence,
+    one thread per system.
     """
     length, systems, size = out.shape
     index = cuda.grid(1)
@@ -118,11 +221,15 @@ def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_leng
     if index < chunks * systems:
         chunk = index // systems
         system = index % systems
+        first_step = chunk * chunk_length
+        steps = (first_step, min(length, first_step + chunk_length))
         previous = carries[chunk, system]
+        if size <= REGISTER_SIZE:
+            apply_in_registers(a, b, a_steps, b_steps, previous, out, reverse, steps, system)
+            return
         a_row, a_system = a_steps
         b_row, b_system = b_steps
-        first_step = chunk * chunk_length
-        for step in range(first_step, min(length, first_step + chunk_length)):
+        for step in range(steps[0], steps[1]):
             t = time_index(step, length, reverse)
             state = out[t, system]
             matrix = a[t * a_row, system * a_system]
@@ -144,11 +251,12 @@ def sequential_layout(size, systems, itemsize, threads_per_block):
 
 
 def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_block):
-    """Solve the recurrence with a block of threads per few systems, looping over time.
+    """Solve the recurrence with one thread or a block of threads per system, looping over time.
 
-    The rows of each system's state are split across up to ``threads_per_block`` threads (the
-    next power of two of ``n``), and the block's other threads take further systems; the states
-    live in shared memory. Best for many systems or short sequences.
+    Systems of at most ``REGISTER_SIZE`` states run one per thread, the state in registers.
+    Larger ones split the rows of each state across up to ``threads_per_block`` threads (the
+    next power of two of ``n``), the block's other threads taking further systems, the states in
+    shared memory. Best for many systems or short sequences.
 
     Parameters
     ----------
@@ -188,6 +296,14 @@ def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_bloc
     [[1.0, 0.0], [1.0, 1.0], [2.0, 1.0]]
     """
     length, systems, size = out.shape
+    a_steps, b_steps = broadcast_steps(a), broadcast_steps(b)
+    if size <= REGISTER_SIZE:
+        # One thread per system, the state in registers: the apply kernel with a single chunk.
+        block_count = (systems + threads_per_block - 1) // threads_per_block
+        chunk_apply_kernel[block_count, threads_per_block](
+            a, b, a_steps, b_steps, h0.reshape(1, systems, size), out, reverse, max(length, 1)
+        )
+        return
     block, shared_bytes = sequential_layout(size, systems, out.dtype.itemsize, threads_per_block)
     if shared_bytes > SHARED_MEMORY_LIMIT:
         raise ValueError(
@@ -195,9 +311,7 @@ def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_bloc
             f"the {SHARED_MEMORY_LIMIT} a block may use; solve this system with device='cpu'"
         )
     block_count = (systems + block[1] - 1) // block[1]
-    sequential_kernel[block_count, block, 0, shared_bytes](
-        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse
-    )
+    sequential_kernel[block_count, block, 0, shared_bytes](a, b, a_steps, b_steps, h0, out, reverse)
 
 
 def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chunk_length):
