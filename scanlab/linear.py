@@ -83,12 +83,10 @@ def linear_recurrence(
     Inputs are never modified; ``out`` may alias them. NaN and Inf propagate as in the
     sequential loop: from the step where they appear onwards. The ``"scan"`` method reorders
     the arithmetic, so its results differ from ``"sequential"`` by rounding (relative
-    differences of a few ulps times the length of a chunk when ``|a|`` is near 1). On the CPU, a
-    chunk whose product of ``a`` overflows (or holds Inf/NaN) is rerun step by step, so
-    non-finite values appear exactly where the sequential loop has them. The GPU ``"scan"`` has
-    no such fallback yet: where a product of ``a`` over a tile overflows while the recursion
-    stays finite (``a = 2``, ``b = 0`` over hundreds of steps) it returns NaN; use
-    ``method="sequential"`` for such growing recurrences on the GPU.
+    differences of a few ulps times the length of a chunk when ``|a|`` is near 1). A chunk whose
+    product of ``a`` overflows while the recursion does not (``a = 2``, ``b = 0``), or that meets
+    Inf or NaN, is rerun step by step (on the GPU, its whole channel), so non-finite values
+    appear exactly where the sequential loop has them.
 
     See Also
     --------
@@ -207,9 +205,8 @@ def linear_recurrence_matrix(
     products are much larger than the states they produce (strongly non-normal matrices). With
     spectral radius above 1 the products grow like the recursion itself, and with spectral
     radius below 1 they decay to zero harmlessly. A chunk whose product overflows (or holds Inf
-    or NaN) is rerun step by step on the CPU, so non-finite values appear exactly where the
-    sequential loop has them; the GPU ``"scan"`` has no such fallback yet (use
-    ``method="sequential"`` there for growing recurrences).
+    or NaN) is rerun step by step (on the GPU, its whole system), so non-finite values appear
+    exactly where the sequential loop has them.
 
     See Also
     --------

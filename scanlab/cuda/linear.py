@@ -14,9 +14,11 @@ without a GPU. The kernels compile without fastmath: NVVM still fuses multiply-a
 and subnormals behave as IEEE 754 says.
 """
 
+import numpy as np
 from numba import cuda, njit
 
 from scanlab import config
+from scanlab.cpu.linear import is_finite
 
 #: Shared-memory banks of a CUDA multiprocessor. Tiles in shared memory get one padding slot every
 #: this many elements, so the threads of a warp walking down a column hit distinct banks.
@@ -213,20 +215,26 @@ def reduce_tile(
     up_sweep(scan_a, scan_b)
 
 
+@cuda.jit(device=True, inline="always")
+def run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel):
+    """The whole recurrence of one channel, step by step."""
+    length = out.shape[0]
+    a_row, a_column = a_steps
+    b_row, b_column = b_steps
+    state = h0[channel]
+    for step in range(length):
+        t = time_index(step, length, reverse)
+        coefficient = a[t * a_row, channel * a_column]
+        state = advance(state, coefficient, b[t * b_row, channel * b_column])
+        out[t, channel] = state
+
+
 @cuda.jit
 def sequential_kernel(a, b, a_steps, b_steps, h0, out, reverse):
     """One thread per channel runs the whole recurrence; a warp reads one row segment per step."""
-    length, channels = out.shape
     channel = cuda.grid(1)
-    if channel < channels:
-        a_row, a_column = a_steps
-        b_row, b_column = b_steps
-        state = h0[channel]
-        for step in range(length):
-            t = time_index(step, length, reverse)
-            coefficient = a[t * a_row, channel * a_column]
-            state = advance(state, coefficient, b[t * b_row, channel * b_column])
-            out[t, channel] = state
+    if channel < out.shape[1]:
+        run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel)
 
 
 @cuda.jit
@@ -254,13 +262,15 @@ def tile_totals_kernel(
 
 
 @cuda.jit
-def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_thread):
+def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, rerun):
     """Solve every tile from its incoming state ``carries[tile]`` and write it to ``out``.
 
     Same blocks and tiles as ``tile_totals_kernel``. After the up-sweep, the down-sweep gives each
     thread the composition of the chunks before its own; applied to the tile's carry it is the
     state entering the thread's chunk, which the thread then reruns from the staged tile, writing
-    the states over ``b``'s tile for a coalesced store.
+    the states over ``b``'s tile for a coalesced store. A thread whose composition or carry is not
+    finite (an overflowing product, or Inf/NaN upstream) cannot trust its incoming state and marks
+    its channel in ``rerun`` for ``rerun_kernel``.
     """
     shared = cuda.shared.array(0, out.dtype)
     tiles = split_shared_memory(shared, items_per_thread)
@@ -276,13 +286,24 @@ def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_th
     if row_count > 0:
         channel = first_channel + cuda.threadIdx.x
         prefix = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
-        state = advance(carries[tile, channel], scan_a[prefix], scan_b[prefix])
+        carry = carries[tile, channel]
+        if not (is_finite(carry) and is_finite(scan_a[prefix]) and is_finite(scan_b[prefix])):
+            rerun[channel] = 1
+        state = advance(carry, scan_a[prefix], scan_b[prefix])
         for row in range(first_row, first_row + row_count):
             slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
             state = advance(state, tile_a[slot], tile_b[slot])
             tile_b[slot] = state
     cuda.syncthreads()
     store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
+
+
+@cuda.jit
+def rerun_kernel(a, b, a_steps, b_steps, h0, out, reverse, rerun):
+    """Rerun, one thread per channel, the sequential recurrence of the channels ``rerun`` marks."""
+    channel = cuda.grid(1)
+    if channel < out.shape[1] and rerun[channel]:
+        run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel)
 
 
 def broadcast_steps(array):
@@ -353,6 +374,11 @@ def linear_recurrence_scan(
     carry. Each level is a tile length times shorter than the one below, so there are
     ``ceil(log(T) / log(tile length))`` levels and ``2 * levels - 1`` kernel launches.
 
+    A chunk whose incoming composition or carry is not finite (a product of ``a`` that overflows
+    while the recursion does not, or Inf/NaN upstream) marks its channel, and a last kernel
+    reruns the marked channels step by step, so Inf and NaN land where the sequential loop puts
+    them; it costs one thread per channel that finds nothing to do otherwise.
+
     Within a block (both kernels): a coalesced load of the ``a`` and ``b`` tiles into shared
     memory; each thread composes its chunk sequentially; Blelloch's work-efficient up-sweep over the
     chunk summaries of each channel gives the tile's total, and the down-sweep gives each chunk's
@@ -389,7 +415,8 @@ def linear_recurrence_scan(
     -----
     The associative operator is ``(a1, b1) o (a2, b2) = (a2 * a1, a2 * b1 + b2)``: the
     reduce-then-scan of Martin & Cundy (ICLR 2018) on Blelloch's scan. Temporaries: two
-    ``(tiles, D)`` totals and one ``(tiles + 1, D)`` carries array per level.
+    ``(tiles, D)`` totals and one ``(tiles + 1, D)`` carries array per level, and ``D`` bytes of
+    rerun marks.
 
     See Also
     --------
@@ -429,6 +456,23 @@ def linear_recurrence_scan(
             f"{shared_bytes} bytes of shared memory per block for {out.dtype}, more than the "
             f"{SHARED_MEMORY_LIMIT} a block may use; lower items_per_thread or threads_per_block"
         )
+    channels = out.shape[1]
+    rerun = cuda.to_device(np.zeros(channels, np.uint8))
+    tunables = (threads_per_block, items_per_thread, channels_per_block, shared_bytes)
+    scan_level(a, b, h0, out, reverse, tunables, rerun)
+    block_count = (channels + threads_per_block - 1) // threads_per_block
+    rerun_kernel[block_count, threads_per_block](
+        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, rerun
+    )
+
+
+def scan_level(a, b, h0, out, reverse, tunables, rerun):
+    """One level of ``linear_recurrence_scan`` (and, recursively, those above it).
+
+    ``tunables`` is ``(threads_per_block, items_per_thread, channels_per_block, shared_bytes)``;
+    ``rerun`` collects the channels whose scan met a non-finite composition or carry.
+    """
+    threads_per_block, items_per_thread, channels_per_block, shared_bytes = tunables
     length, channels = out.shape
     lanes = min(channels_per_block, threads_per_block, 1 << (channels - 1).bit_length())
     block_shape = (lanes, threads_per_block // lanes)
@@ -446,18 +490,9 @@ def linear_recurrence_scan(
         )
         carries = cuda.device_array((tile_count + 1, channels), out.dtype)
         carries[0].copy_to_device(h0)
-        linear_recurrence_scan(
-            totals_a,
-            totals_b,
-            h0,
-            carries[1:],
-            False,
-            threads_per_block,
-            items_per_thread,
-            channels_per_block,
-        )
+        scan_level(totals_a, totals_b, h0, carries[1:], False, tunables, rerun)
     tile_scan_kernel[block_count, block_shape, 0, shared_bytes](
-        a, b, a_steps, b_steps, carries, out, reverse, items_per_thread
+        a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, rerun
     )
 
 
@@ -480,7 +515,14 @@ def kernel_signatures():
                 tile_totals_kernel,
                 f"void({coefficients}, int64, boolean, int64, {matrix}, {matrix})",
             ),
-            (tile_scan_kernel, f"void({coefficients}, {matrix}, {matrix}, boolean, int64)"),
+            (
+                tile_scan_kernel,
+                f"void({coefficients}, {matrix}, {matrix}, boolean, int64, uint8[::1])",
+            ),
+            (
+                rerun_kernel,
+                f"void({coefficients}, {vector}, {matrix}, boolean, uint8[::1])",
+            ),
         ]
     return signatures
 

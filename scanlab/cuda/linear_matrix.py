@@ -13,9 +13,11 @@ chunk product in registers: padded with zeros to ``REGISTER_SIZE``, so that ever
 states has a constant trip count that NVVM unrolls. Larger systems keep them in memory.
 """
 
+import numpy as np
 from numba import cuda
 
 from scanlab import config
+from scanlab.cpu.linear import is_finite
 from scanlab.cuda.linear import DTYPES, SHARED_MEMORY_LIMIT, broadcast_steps, time_index
 
 #: Systems of at most this many states keep their state in registers (see the module docstring).
@@ -207,13 +209,34 @@ def chunk_totals_kernel(
                     product[i, k] = next_product[i, k]
 
 
-@cuda.jit
-def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length):
-    """One thread per ``(chunk, system)`` runs the chunk from its incoming state ``carries``.
+@cuda.jit(device=True, inline="always")
+def run_system(a, b, a_steps, b_steps, incoming, out, reverse, steps, system):
+    """Run ``steps`` (first, stop) of one system from the state ``incoming`` into ``out``.
 
     Small systems keep the state in registers; larger ones read, at each step, the state the
-    thread wrote to ``out`` one step before. With one chunk this is the sequential recurrence,
-    one thread per system.
+    thread wrote to ``out`` one step before.
+    """
+    length, _, size = out.shape
+    if size <= REGISTER_SIZE:
+        apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system)
+        return
+    a_row, a_system = a_steps
+    b_row, b_system = b_steps
+    previous = incoming
+    for step in range(steps[0], steps[1]):
+        t = time_index(step, length, reverse)
+        state = out[t, system]
+        matrix = a[t * a_row, system * a_system]
+        affine(matrix, previous, b[t * b_row, system * b_system], state)
+        previous = state
+
+
+@cuda.jit
+def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length, rerun):
+    """One thread per ``(chunk, system)`` runs the chunk from its incoming state ``carries``.
+
+    A carry that is not finite (a product of matrices that overflowed, or Inf/NaN upstream)
+    cannot be trusted: the thread marks its system in ``rerun`` for ``systems_kernel``.
     """
     length, systems, size = out.shape
     index = cuda.grid(1)
@@ -222,19 +245,21 @@ def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_leng
         chunk = index // systems
         system = index % systems
         first_step = chunk * chunk_length
+        incoming = carries[chunk, system]
+        for i in range(size):
+            if not is_finite(incoming[i]):
+                rerun[system] = 1
         steps = (first_step, min(length, first_step + chunk_length))
-        previous = carries[chunk, system]
-        if size <= REGISTER_SIZE:
-            apply_in_registers(a, b, a_steps, b_steps, previous, out, reverse, steps, system)
-            return
-        a_row, a_system = a_steps
-        b_row, b_system = b_steps
-        for step in range(steps[0], steps[1]):
-            t = time_index(step, length, reverse)
-            state = out[t, system]
-            matrix = a[t * a_row, system * a_system]
-            affine(matrix, previous, b[t * b_row, system * b_system], state)
-            previous = state
+        run_system(a, b, a_steps, b_steps, incoming, out, reverse, steps, system)
+
+
+@cuda.jit
+def systems_kernel(a, b, a_steps, b_steps, h0, out, reverse, selected):
+    """One thread per system runs the whole recurrence of the systems ``selected`` marks: all
+    of them for the sequential method with small states, the scan's marked ones after it."""
+    system = cuda.grid(1)
+    if system < out.shape[1] and selected[system]:
+        run_system(a, b, a_steps, b_steps, h0[system], out, reverse, (0, out.shape[0]), system)
 
 
 def sequential_layout(size, systems, itemsize, threads_per_block):
@@ -298,10 +323,11 @@ def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_bloc
     length, systems, size = out.shape
     a_steps, b_steps = broadcast_steps(a), broadcast_steps(b)
     if size <= REGISTER_SIZE:
-        # One thread per system, the state in registers: the apply kernel with a single chunk.
+        # One thread per system, the state in registers.
         block_count = (systems + threads_per_block - 1) // threads_per_block
-        chunk_apply_kernel[block_count, threads_per_block](
-            a, b, a_steps, b_steps, h0.reshape(1, systems, size), out, reverse, max(length, 1)
+        every_system = cuda.to_device(np.ones(systems, np.uint8))
+        systems_kernel[block_count, threads_per_block](
+            a, b, a_steps, b_steps, h0, out, reverse, every_system
         )
         return
     block, shared_bytes = sequential_layout(size, systems, out.dtype.itemsize, threads_per_block)
@@ -343,9 +369,10 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
     -----
     The associative operator is ``(A1, b1) o (A2, b2) = (A2 A1, A2 b1 + b2)``. Temporaries per
     level: four ``(chunks, D, ...)`` arrays for the totals and their work space, two of
-    ``n x n`` per chunk and system, and one ``(chunks + 1, D, n)`` of carries. Products that
-    overflow are not rerun step by step as on the CPU: growing recurrences belong to
-    :func:`linear_recurrence_matrix_sequential`.
+    ``n x n`` per chunk and system, and one ``(chunks + 1, D, n)`` of carries. A chunk whose carry
+    is not finite (products of matrices that overflowed while the recursion did not, or Inf/NaN
+    upstream) marks its system, and a last kernel reruns the marked systems step by step, so Inf
+    and NaN land where the sequential loop puts them.
 
     See Also
     --------
@@ -366,6 +393,18 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
     """
     if chunk_length < 2:
         raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
+    systems = out.shape[1]
+    rerun = cuda.to_device(np.zeros(systems, np.uint8))
+    scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, rerun)
+    block_count = (systems + threads_per_block - 1) // threads_per_block
+    systems_kernel[block_count, threads_per_block](
+        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, rerun
+    )
+
+
+def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, rerun):
+    """One level of ``linear_recurrence_matrix_scan`` (and, recursively, those above it);
+    ``rerun`` collects the systems whose carries were not finite."""
     length, systems, size = out.shape
     chunks = (length + chunk_length - 1) // chunk_length
     block_count = (chunks * systems + threads_per_block - 1) // threads_per_block
@@ -383,11 +422,11 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
         )  # fmt: skip
         carries = cuda.device_array((chunks + 1, systems, size), out.dtype)
         carries[0].copy_to_device(h0)
-        linear_recurrence_matrix_scan(
-            totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length
+        scan_level(
+            totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length, rerun
         )
     chunk_apply_kernel[block_count, threads_per_block](
-        a, b, a_steps, b_steps, carries, out, reverse, chunk_length
+        a, b, a_steps, b_steps, carries, out, reverse, chunk_length, rerun
     )
 
 
@@ -411,7 +450,14 @@ def kernel_signatures():
                 f"void({operands}, int64, boolean, int64, "
                 f"{matrices}, {states}, {matrices}, {states})",
             ),
-            (chunk_apply_kernel, f"void({operands}, {states}, {states}, boolean, int64)"),
+            (
+                chunk_apply_kernel,
+                f"void({operands}, {states}, {states}, boolean, int64, uint8[::1])",
+            ),
+            (
+                systems_kernel,
+                f"void({operands}, {dtype}[:, ::1], {states}, boolean, uint8[::1])",
+            ),
         ]
     return signatures
 
