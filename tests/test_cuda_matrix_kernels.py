@@ -77,6 +77,17 @@ def test_sizes_across_chunks_and_levels(method, size, systems, length):
 
 
 @pytest.mark.parametrize("method", LAUNCHERS)
+@pytest.mark.parametrize("size", [8, 17])
+@pytest.mark.parametrize("length", [5, 13])
+def test_larger_states_in_memory(method, size, length):
+    """Beyond the register path: rows split across lanes, products composed in memory."""
+    rng = np.random.default_rng(size + length)
+    a, b, h0 = random_inputs(rng, (length, 2), (length, 2), 2, size, np.float64)
+    expected = reference.linear_recurrence_matrix(a, b, h0, reverse=length == 13)
+    assert_close(solve(method, a, b, h0, length == 13), expected, np.float64)
+
+
+@pytest.mark.parametrize("method", LAUNCHERS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "leading",
