@@ -1,11 +1,14 @@
 """scanlab: recurrences solved in parallel over the sequence length, on CPUs and GPUs.
 
-The public API is :func:`linear_recurrence` and :func:`linear_recurrence_matrix`;
-``scanlab.config`` holds the kernels' tunables.
+The public API is :func:`linear_recurrence` and :func:`linear_recurrence_matrix`, their
+gradients :func:`linear_recurrence_vjp` and :func:`linear_recurrence_matrix_vjp`, and the
+elementary functions of ``scanlab.math`` for compiled cells; ``scanlab.config`` holds the
+kernels' tunables.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from scanlab.gradients import linear_recurrence_matrix_vjp, linear_recurrence_vjp
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
 
 try:
@@ -13,4 +16,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["linear_recurrence", "linear_recurrence_matrix", "__version__"]
+__all__ = [
+    "linear_recurrence",
+    "linear_recurrence_matrix",
+    "linear_recurrence_matrix_vjp",
+    "linear_recurrence_vjp",
+    "__version__",
+]

@@ -6,14 +6,18 @@ import re
 import subprocess
 import sys
 
+import pytest
+
+import scanlab.gradients
 import scanlab.linear
 
 ROOT = pathlib.Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def test_docstring_examples_run():
-    failures, tried = doctest.testmod(scanlab.linear, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", [scanlab.linear, scanlab.gradients], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0
     assert failures == 0
 
