@@ -170,9 +170,10 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     gradient = np.moveaxis(g, time_axis, 0)
     length = states.shape[0]
     adjoint = np.empty(states.shape, dtype)
-    # The adjoint runs against the forward direction; its last step (first in the forward
-    # direction's reverse) is g itself, and the rest is one linear recurrence.
-    last, rest = (0, slice(1, None)) if reverse else (-1, slice(None, -1))
+    # The adjoint runs against the forward direction. It starts at the forward's last step, where
+    # it is g itself; the remaining steps are one linear recurrence whose coefficient at each step
+    # is the forward's coefficient one step later (``following``).
+    last, remaining = (0, slice(1, None)) if reverse else (-1, slice(None, -1))
     following = slice(None, -1) if reverse else slice(1, None)
     if length:
         adjoint[last] = gradient[last]
@@ -181,18 +182,18 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
             solve = linear_recurrence_matrix if matrices else linear_recurrence
             solve(
                 shifted.swapaxes(-1, -2) if matrices else shifted,
-                gradient[rest],
+                gradient[remaining],
                 gradient[last],
                 reverse=not reverse,
                 device=device,
-                out=adjoint[rest],
+                out=adjoint[remaining],
             )
     # The state each step started from: h[t-1] (h[t+1] backwards), h0 at the first step.
     first = -1 if reverse else 0
     previous = np.empty(states.shape, dtype)
     if length:
         previous[first] = start_full
-        previous[following] = states[rest]
+        previous[following] = states[remaining]
     da = coefficient_gradient(adjoint, previous, aligned.shape, time_axis, matrices)
     if length:
         first_coefficient = np.broadcast_to(coefficients[first], rest_shape + state)
