@@ -188,13 +188,10 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
                 device=device,
                 out=adjoint[remaining],
             )
-    # The state each step started from: h[t-1] (h[t+1] backwards), h0 at the first step.
     first = -1 if reverse else 0
-    previous = np.empty(states.shape, dtype)
-    if length:
-        previous[first] = start_full
-        previous[following] = states[remaining]
-    da = coefficient_gradient(adjoint, previous, aligned.shape, time_axis, matrices)
+    da = coefficient_gradient(
+        adjoint, states, start_full, reverse, aligned.shape, time_axis, matrices
+    )
     if length:
         first_coefficient = np.broadcast_to(coefficients[first], rest_shape + state)
         if matrices:
@@ -207,21 +204,41 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     return da.reshape(a.shape), db, reduce_to(dh0, start.shape)
 
 
-def coefficient_gradient(adjoint, previous, aligned_shape, time_axis, matrices):
-    """``sum lam[t] * previous[t]`` (outer products with matrices) over the axes the
-    coefficients were broadcast along, in their aligned shape, without a full temporary."""
+def coefficient_gradient(adjoint, states, start, reverse, aligned_shape, time_axis, matrices):
+    """``sum lam[t] * h[t-1]`` (outer products with matrices; ``h0`` before the first step) over
+    the axes the coefficients were broadcast along, in their aligned shape.
+
+    The first step and the others are two ``einsum`` calls into one result: no shifted copy of
+    ``h`` and, when the coefficients are constant in time, no temporary as long as the sequence.
+    """
+    first, following, remaining = (
+        (-1, slice(None, -1), slice(1, None)) if reverse else (0, slice(1, None), slice(None, -1))
+    )
     leading = adjoint.ndim - (1 if matrices else 0)
     letters = string.ascii_lowercase[:leading]
-    # The time axis of the coefficients is at time_axis; move it first to match adjoint.
+    # The coefficients' shape with time first, like adjoint's.
     shape = list(aligned_shape)
     shape.insert(0, shape.pop(time_axis))
     kept = "".join(letter for letter, size in zip(letters, shape, strict=False) if size != 1)
-    if matrices:
-        result = np.einsum(f"{letters}y,{letters}z->{kept}yz", adjoint, previous)
+    state_letters = ("y", "z", "yz") if matrices else ("", "", "")
+
+    def subscripts(inputs, output):
+        left, right, out = state_letters
+        return f"{inputs}{left},{inputs}{right}->{output}{out}"
+
+    kept_shape = [size for size in shape[:leading] if size != 1] + shape[leading:]
+    if not adjoint.shape[0]:
+        return np.zeros(shape, adjoint.dtype)
+    step = subscripts(letters[1:], kept.replace("a", ""))
+    steps = subscripts(letters, kept)
+    if kept.startswith("a"):
+        result = np.empty(kept_shape, adjoint.dtype)
+        np.einsum(step, adjoint[first], start, out=result[first, ...])
+        np.einsum(steps, adjoint[following], states[remaining], out=result[following])
     else:
-        result = np.einsum(f"{letters},{letters}->{kept}", adjoint, previous)
-    result = result.reshape(shape)
-    return np.moveaxis(result, 0, time_axis)
+        result = np.einsum(step, adjoint[first], start)
+        result += np.einsum(steps, adjoint[following], states[remaining])
+    return np.moveaxis(result.reshape(shape), 0, time_axis)
 
 
 def reduce_to(values, shape):
