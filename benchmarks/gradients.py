@@ -8,9 +8,7 @@ block of benchmarks/RESULTS.md.
 """
 
 import argparse
-import datetime
 import pathlib
-import sys
 from functools import partial
 
 import numpy as np
@@ -69,20 +67,13 @@ def main() -> None:
                 "vjp / forward": times["vjp"] / times["forward"],
             }
         )
-    block = "\n".join(
-        [
-            "<!-- gradients-table:start -->",
-            f"Measured {datetime.date.today()} on {benchmark.machine_description()}.",
-            f"Command: `python {' '.join(sys.argv)}`",
-            "",
-            benchmark.format_table(rows, COLUMNS, markdown=True),
-            "<!-- gradients-table:end -->",
-        ]
+    benchmark.record_results(
+        RESULTS,
+        "gradients-table",
+        benchmark.machine_description(),
+        benchmark.format_table(rows, COLUMNS, markdown=True),
+        write=not quick,
     )
-    print(block)
-    if not quick:
-        benchmark.write_results_block(RESULTS, "gradients-table", block)
-        print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ hand from the numbers.
 """
 
 import argparse
-import datetime
 import pathlib
-import sys
 
 from scanlab import benchmark, benchmark_matrix
 
@@ -81,26 +79,15 @@ def main() -> None:
         rows = benchmark.cpu_table(quick=arguments.quick)
         machine, columns = benchmark.machine_description(), benchmark.CPU_COLUMNS
         targets = cpu_targets
-    start = f"<!-- {table}-table:start -->"
-    end = f"<!-- {table}-table:end -->"
-    block = "\n".join(
-        [
-            start,
-            f"Measured {datetime.date.today()} on {machine}.",
-            f"Command: `python {' '.join(sys.argv)}`",
-            "",
-            benchmark.format_table(rows, columns, markdown=True),
-            "",
-            "Summary, from this table:" if arguments.matrix else "Targets, from this table:",
-            *targets(rows),
-            end,
-        ]
+    heading = "Summary, from this table:" if arguments.matrix else "Targets, from this table:"
+    benchmark.record_results(
+        RESULTS,
+        f"{table}-table",
+        machine,
+        benchmark.format_table(rows, columns, markdown=True),
+        notes=[heading, *targets(rows)],
+        write=not arguments.quick,
     )
-    print(block)
-    if arguments.quick:
-        return
-    benchmark.write_results_block(RESULTS, f"{table}-table", block)
-    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

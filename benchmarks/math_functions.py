@@ -9,10 +9,8 @@ channels over 2**15 steps, in float64. The table replaces the ``math-table`` blo
 """
 
 import argparse
-import datetime
 import math
 import pathlib
-import sys
 from functools import partial
 
 import numpy as np
@@ -105,24 +103,18 @@ def main() -> None:
         },
         repeats=5,
     )
-    block = "\n".join(
-        [
-            "<!-- math-table:start -->",
-            f"Measured {datetime.date.today()} on {benchmark.machine_description()}.",
-            f"Command: `python {' '.join(sys.argv)}`",
-            "",
-            benchmark.format_table(rows, COLUMNS, markdown=True),
-            "",
+    benchmark.record_results(
+        RESULTS,
+        "math-table",
+        benchmark.machine_description(),
+        benchmark.format_table(rows, COLUMNS, markdown=True),
+        notes=[
             "The sequential diagonal tanh cell, 64 channels, 2**15 steps, float64: "
             f"{1e3 * cell['scanlab.math.tanh']:.1f} ms with `scanlab.math.tanh`, "
-            f"{1e3 * cell['math.tanh']:.1f} ms with `math.tanh`.",
-            "<!-- math-table:end -->",
-        ]
+            f"{1e3 * cell['math.tanh']:.1f} ms with `math.tanh`."
+        ],
+        write=not quick,
     )
-    print(block)
-    if not quick:
-        benchmark.write_results_block(RESULTS, "math-table", block)
-        print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Used by ``scanlab bench`` and by ``benchmarks/linear_recurrence.py`` (which writ
 compilation is never timed.
 """
 
+import datetime
 import os
 import platform
 import re
@@ -109,6 +110,18 @@ def progress(done: int, total: int, label: str, stream=sys.stderr) -> None:
     stream.flush()
 
 
+def measure_rows(cases, measure, label, show_progress: bool = True) -> list[dict]:
+    """``measure(*case)`` for each case, with a progress bar showing ``label(*case)``."""
+    rows = []
+    for index, case in enumerate(cases):
+        if show_progress:
+            progress(index, len(cases), label(*case))
+        rows.append(measure(*case))
+    if show_progress:
+        progress(len(cases), len(cases), "done")
+    return rows
+
+
 def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
     """Time scanlab and the baselines on one ``(T, D)`` problem; return one table row."""
     rng = np.random.default_rng(0)
@@ -158,14 +171,12 @@ def cpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     cases = [
         (t, d, dtype) for t, d in (QUICK_CPU_CASES if quick else CPU_CASES) for dtype in DTYPES
     ]
-    rows = []
-    for index, (length, channels, dtype) in enumerate(cases):
-        if show_progress:
-            progress(index, len(cases), f"T={length} D={channels} {np.dtype(dtype).name}")
-        rows.append(measure_cpu_case(length, channels, dtype, repeats=3 if quick else 5))
-    if show_progress:
-        progress(len(cases), len(cases), "done")
-    return rows
+    return measure_rows(
+        cases,
+        partial(measure_cpu_case, repeats=3 if quick else 5),
+        lambda length, channels, dtype: f"T={length} D={channels} {np.dtype(dtype).name}",
+        show_progress,
+    )
 
 
 def throughput_sweep(
@@ -254,15 +265,23 @@ def format_table(rows: list[dict], columns=CPU_COLUMNS, markdown: bool = False) 
     )
 
 
-def write_results_block(path, name: str, block: str) -> None:
-    """Replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``path`` by
-    ``block``, which starts and ends with those markers."""
+def record_results(path, name: str, machine: str, table: str, notes=(), write=True) -> None:
+    """Print the ``name`` block of RESULTS.md (machine, command, table, ``notes`` lines) and, if
+    ``write``, replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``path``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    lines = [start, f"Measured {datetime.date.today()} on {machine}."]
+    lines += [f"Command: `python {' '.join(sys.argv)}`", "", table]
+    lines += ["", *notes] if notes else []
+    block = "\n".join([*lines, end])
+    print(block)
+    if not write:
+        return
     text = path.read_text()
     if start not in text:
         raise SystemExit(f"{path} has no {start} ... {end} block to replace")
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     path.write_text(pattern.sub(lambda _: block, text))
+    print(f"wrote {path}")
 
 
 def machine_description() -> str:
@@ -335,17 +354,20 @@ def launch_loop(a, b, state, out, steps: int) -> None:
         step_kernel[blocks, 256](a, b, state, out, t)
 
 
-def jax_scan_time(a_host: np.ndarray, b_host: np.ndarray, repeats: int) -> float:
-    """Seconds of ``jax.lax.associative_scan`` of the same recurrence, or NaN without JAX."""
+def elementwise_combine(first, second):
+    """The scan operator of the elementwise recurrence on ``(a, b)`` pairs (for JAX)."""
+    return second[0] * first[0], second[0] * first[1] + second[1]
+
+
+def jax_scan_time(
+    a_host: np.ndarray, b_host: np.ndarray, repeats: int, combine=elementwise_combine
+) -> float:
+    """Seconds of ``jax.lax.associative_scan`` of ``combine`` over ``(a, b)``, NaN without JAX."""
     try:
         import jax
         import jax.numpy as jnp
     except ImportError:
         return float("nan")
-
-    def combine(first, second):
-        return second[0] * first[0], second[0] * first[1] + second[1]
-
     scan = jax.jit(lambda a, b: jax.lax.associative_scan(combine, (a, b), axis=0)[1])
     a, b = jnp.asarray(a_host), jnp.asarray(b_host)
     return best_time(lambda: scan(a, b).block_until_ready(), repeats)
@@ -391,15 +413,12 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
 
 def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     """The GPU benchmark table: one float32 row per ``(T, D)`` case."""
-    cases = QUICK_GPU_CASES if quick else GPU_CASES
-    rows = []
-    for index, (length, channels) in enumerate(cases):
-        if show_progress:
-            progress(index, len(cases), f"GPU T={length} D={channels} float32")
-        rows.append(measure_gpu_case(length, channels, np.float32, repeats=5 if quick else 20))
-    if show_progress:
-        progress(len(cases), len(cases), "done")
-    return rows
+    return measure_rows(
+        QUICK_GPU_CASES if quick else GPU_CASES,
+        partial(measure_gpu_case, dtype=np.float32, repeats=5 if quick else 20),
+        lambda length, channels: f"GPU T={length} D={channels} float32",
+        show_progress,
+    )
 
 
 def gpu_description() -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 import scanlab
-from scanlab.benchmark import best_time, best_times, gpu_best_time, progress
+from scanlab.benchmark import best_time, best_times, gpu_best_time, jax_scan_time, measure_rows
 from scanlab.cpu.linear_matrix import choose_method
 
 #: ``(n, T, per_step)``: matrices per step (``A`` of shape ``(T, n, n)``) where ``A`` fits in
@@ -128,16 +128,14 @@ def measure_cpu_case(size: int, length: int, per_step: bool, dtype, repeats: int
 
 def cpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     """The CPU benchmark table of ``linear_recurrence_matrix``: float64, one system per row."""
-    cases = QUICK_CPU_CASES if quick else CPU_CASES
-    rows = []
-    for index, (size, length, per_step) in enumerate(cases):
-        if show_progress:
-            label = f"n={size} T={length} {'per-step' if per_step else 'constant'} A"
-            progress(index, len(cases), label)
-        rows.append(measure_cpu_case(size, length, per_step, np.float64, repeats=3))
-    if show_progress:
-        progress(len(cases), len(cases), "done")
-    return rows
+    return measure_rows(
+        QUICK_CPU_CASES if quick else CPU_CASES,
+        partial(measure_cpu_case, dtype=np.float64, repeats=3),
+        lambda size, length, per_step: (
+            f"n={size} T={length} {'per-step' if per_step else 'constant'} A"
+        ),
+        show_progress,
+    )
 
 
 CPU_COLUMNS = (
@@ -176,22 +174,11 @@ GPU_COLUMNS = (
 )
 
 
-def jax_scan_time(a_host: np.ndarray, b_host: np.ndarray, repeats: int) -> float:
-    """Seconds of ``jax.lax.associative_scan`` of the same matrix recurrence, or NaN without JAX."""
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        return float("nan")
-
-    def combine(first, second):
-        first_a, first_b = first
-        second_a, second_b = second
-        return second_a @ first_a, (second_a @ first_b[..., None])[..., 0] + second_b
-
-    scan = jax.jit(lambda a, b: jax.lax.associative_scan(combine, (a, b), axis=0)[1])
-    a, b = jnp.asarray(a_host), jnp.asarray(b_host)
-    return best_time(lambda: scan(a, b).block_until_ready(), repeats)
+def matrix_combine(first, second):
+    """The scan operator of the matrix recurrence on ``(A, b)`` pairs (for JAX)."""
+    first_a, first_b = first
+    second_a, second_b = second
+    return second_a @ first_a, (second_a @ first_b[..., None])[..., 0] + second_b
 
 
 def measure_gpu_case(size: int, length: int, dtype, repeats: int) -> dict:
@@ -223,18 +210,17 @@ def measure_gpu_case(size: int, length: int, dtype, repeats: int) -> dict:
         "copy GB/s": 2 * a_host.nbytes / copy_time / 1e9,
         "of copy": (moved / scanlab_time) / (2 * a_host.nbytes / copy_time),
         "x sequential kernel": sequential_time / scanlab_time,
-        "x jax scan": jax_scan_time(a_host[:, 0], b_host[:, 0], repeats) / scanlab_time,
+        "x jax scan": (
+            jax_scan_time(a_host[:, 0], b_host[:, 0], repeats, matrix_combine) / scanlab_time
+        ),
     }
 
 
 def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     """The GPU benchmark table of ``linear_recurrence_matrix``: float32, one system per row."""
-    cases = QUICK_GPU_CASES if quick else GPU_CASES
-    rows = []
-    for index, (size, length) in enumerate(cases):
-        if show_progress:
-            progress(index, len(cases), f"GPU n={size} T={length} float32")
-        rows.append(measure_gpu_case(size, length, np.float32, repeats=5 if quick else 20))
-    if show_progress:
-        progress(len(cases), len(cases), "done")
-    return rows
+    return measure_rows(
+        QUICK_GPU_CASES if quick else GPU_CASES,
+        partial(measure_gpu_case, dtype=np.float32, repeats=5 if quick else 20),
+        lambda size, length: f"GPU n={size} T={length} float32",
+        show_progress,
+    )
