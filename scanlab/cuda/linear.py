@@ -539,6 +539,11 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
 
     The operands are copied to the GPU, the result back into ``out``.
     """
+    through_device(solve_on_device, a, b, h0, out, reverse, method)
+
+
+def through_device(solve_on_device, a, b, h0, out, reverse: bool, method: str) -> None:
+    """Copy host operands to the GPU, run ``solve_on_device`` there, copy the result to ``out``."""
     device_a, device_b, device_h0 = (cuda.to_device(array) for array in (a, b, h0))
     device_out = cuda.device_array(out.shape, out.dtype)
     solve_on_device(device_a, device_b, device_h0, device_out, reverse, method)

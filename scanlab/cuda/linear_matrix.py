@@ -18,6 +18,7 @@ from numba import cuda
 
 from scanlab import config
 from scanlab.cpu.linear import is_finite
+from scanlab.cuda import linear
 from scanlab.cuda.linear import DTYPES, SHARED_MEMORY_LIMIT, broadcast_steps, time_index
 
 #: Systems of at most this many states keep their state in registers (see the module docstring).
@@ -463,10 +464,9 @@ def kernel_signatures():
 
 
 def choose_method(length: int, systems: int, size: int) -> str:
-    """What ``method="auto"`` runs on the GPU (thresholds in ``scanlab.config.cuda``)."""
-    if systems * size >= config.cuda.auto_sequential_min_channels:
-        return "sequential"
-    return "scan" if length >= config.cuda.auto_scan_min_length else "sequential"
+    """What ``method="auto"`` runs on the GPU: the elementwise rule, with ``systems * n``
+    channels (thresholds in ``scanlab.config.cuda``)."""
+    return linear.choose_method(length, systems * size)
 
 
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:
@@ -474,10 +474,7 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
 
     The operands are copied to the GPU, the result back into ``out``.
     """
-    device_a, device_b, device_h0 = (cuda.to_device(array) for array in (a, b, h0))
-    device_out = cuda.device_array(out.shape, out.dtype)
-    solve_on_device(device_a, device_b, device_h0, device_out, reverse, method)
-    device_out.copy_to_host(out)
+    linear.through_device(solve_on_device, a, b, h0, out, reverse, method)
 
 
 def solve_on_device(a, b, h0, out, reverse: bool, method: str) -> None:
