@@ -60,6 +60,17 @@ def affine_padded(matrix, vector, offset, result):
 
 
 @cuda.jit(device=True, inline="always")
+def padded_step(a, b, a_steps, b_steps, t, system, size, matrix, offset, state, next_state):
+    """Load row ``t``'s matrix and offset of ``system`` into the padded ``matrix`` and ``offset``,
+    and set ``next_state = matrix @ state + offset``."""
+    a_row, a_system = a_steps
+    b_row, b_system = b_steps
+    load_padded(a[t * a_row, system * a_system], b[t * b_row, system * b_system], size,
+                matrix, offset)  # fmt: skip
+    affine_padded(matrix, state, offset, next_state)
+
+
+@cuda.jit(device=True, inline="always")
 def compose_in_registers(a, b, a_steps, b_steps, shape, reverse, steps, system, product, partial):
     """``product`` and ``partial`` (arrays in memory) of the chunk of ``steps`` of one system of
     at most ``REGISTER_SIZE`` states, composed in padded local arrays."""
@@ -74,14 +85,9 @@ def compose_in_registers(a, b, a_steps, b_steps, shape, reverse, steps, system, 
         state[i] = 0
         for k in range(REGISTER_SIZE):
             current[i * REGISTER_SIZE + k] = 1 if i == k else 0
-    a_row, a_system = a_steps
-    b_row, b_system = b_steps
-    first_step, stop_step = steps
-    for step in range(first_step, stop_step):
+    for step in range(steps[0], steps[1]):
         t = time_index(step, length, reverse)
-        load_padded(a[t * a_row, system * a_system], b[t * b_row, system * b_system], size,
-                    matrix, offset)  # fmt: skip
-        affine_padded(matrix, state, offset, next_state)
+        padded_step(a, b, a_steps, b_steps, t, system, size, matrix, offset, state, next_state)
         for i in range(REGISTER_SIZE):
             state[i] = next_state[i]
             for k in range(REGISTER_SIZE):
@@ -111,14 +117,9 @@ def apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, sy
     next_state = cuda.local.array(REGISTER_SIZE, out.dtype)
     for i in range(REGISTER_SIZE):
         state[i] = incoming[i] if i < size else 0
-    a_row, a_system = a_steps
-    b_row, b_system = b_steps
-    first_step, stop_step = steps
-    for step in range(first_step, stop_step):
+    for step in range(steps[0], steps[1]):
         t = time_index(step, length, reverse)
-        load_padded(a[t * a_row, system * a_system], b[t * b_row, system * b_system], size,
-                    matrix, offset)  # fmt: skip
-        affine_padded(matrix, state, offset, next_state)
+        padded_step(a, b, a_steps, b_steps, t, system, size, matrix, offset, state, next_state)
         for i in range(REGISTER_SIZE):
             state[i] = next_state[i]
             if i < size:
