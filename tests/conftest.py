@@ -1,7 +1,9 @@
 import contextlib
+import math
 import os
 import sys
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -91,3 +93,28 @@ def random_array(rng, shape, dtype, low=-1.0, high=1.0):
     if np.dtype(dtype).kind == "c":
         values = values * np.exp(2j * np.pi * rng.uniform(size=shape))
     return np.asarray(values, dtype=dtype)
+
+
+def random_matrices(rng, shape, size, dtype, radius=0.9):
+    """Matrices of ``shape + (size, size)`` with entries of order ``radius / sqrt(size)``.
+
+    Each matrix is scaled down to spectral radius ``radius`` where it had more, so that a
+    constant matrix repeated for hundreds of steps does not overflow float32.
+    """
+    wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
+    matrices = random_array(rng, shape + (size, size), wide) * (radius * math.sqrt(3 / size))
+    if size:
+        spectral_radius = np.max(np.abs(np.linalg.eigvals(matrices)), axis=-1, initial=0.0)
+        matrices *= np.minimum(1.0, radius / np.maximum(spectral_radius, 1e-300))[..., None, None]
+    return matrices.astype(dtype)
+
+
+@contextlib.contextmanager
+def numba_threads(count):
+    """Run with ``count`` Numba threads (at most the pool's), then restore the previous count."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 import pytest
 import reference
-from conftest import assert_close, fast_thread_switching, random_array
+from conftest import assert_close, fast_thread_switching, random_array, random_matrices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
@@ -42,10 +42,10 @@ def fast_simulator():
 
 
 def random_inputs(rng, a_leading, b_leading, systems, size, dtype):
-    """Matrices of spectral radius about 0.9, offsets and initial states of order 1."""
-    a = random_array(rng, a_leading + (size, size), dtype) * (0.9 * (3 / size) ** 0.5)
+    """Matrices of spectral radius at most 0.9, offsets and initial states of order 1."""
+    a = random_matrices(rng, a_leading, size, dtype)
     b = random_array(rng, b_leading + (size,), dtype)
-    return a.astype(dtype), b, random_array(rng, (systems, size), dtype)
+    return a, b, random_array(rng, (systems, size), dtype)
 
 
 def solve(method, a, b, h0, reverse, **tunables):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import reference
-from conftest import TOLERANCES, random_array
+from conftest import TOLERANCES, random_array, random_matrices
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,8 +58,7 @@ def draw_inputs(problem):
     if size is None:
         a = random_array(rng, problem["coefficient_leading"], dtype)
     else:
-        scale = 0.9 / np.sqrt(size)
-        a = random_array(rng, problem["coefficient_leading"] + state * 2, dtype) * dtype(scale)
+        a = random_matrices(rng, problem["coefficient_leading"], size, dtype)
     b = random_array(rng, problem["leading"] + state, dtype)
     g = random_array(rng, problem["leading"] + state, dtype)
     rest = tuple(np.delete(problem["leading"], problem["axis"])) + state

@@ -1,11 +1,10 @@
 """linear_recurrence against the sequential float64 reference and scipy.signal.lfilter."""
 
-import numba
 import numpy as np
 import pytest
 import reference
 import scipy.signal
-from conftest import assert_close, random_array
+from conftest import assert_close, numba_threads, random_array
 from hypothesis import given
 from hypothesis import strategies as st
 from numba import cuda
@@ -217,12 +216,8 @@ def test_inf_in_a_matches_the_sequential_loop(dtype, device):
 def test_scan_with_any_thread_count(threads, small_chunks):
     rng = np.random.default_rng(6)
     a, b = rng.uniform(-1, 1, 1001), rng.normal(size=1001)
-    saved = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with numba_threads(threads):
         result = scanlab.linear_recurrence(a, b, method="scan")
-    finally:
-        numba.set_num_threads(saved)
     assert_close(result, reference.linear_recurrence(a, b))
 
 

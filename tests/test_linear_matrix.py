@@ -1,14 +1,11 @@
 """linear_recurrence_matrix against the sequential float64 einsum reference and scipy.signal."""
 
-import math
-
-import numba
 import numpy as np
 import pytest
 import reference
 import scipy.linalg
 import scipy.signal
-from conftest import assert_close, random_array
+from conftest import assert_close, numba_threads, random_array, random_matrices
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,20 +18,6 @@ METHODS = ["sequential", "scan", "auto"]
 SIZES = [1, 2, 3, 5, 8, 17]
 #: Lengths around the chunks of the shrunken tunables, primes, and the edges.
 LENGTHS = [0, 1, 2, 3, 5, 7, 13, 31, 32, 33, 64, 65, 97, 128, 129, 251]
-
-
-def random_matrices(rng, shape, size, dtype, radius=0.9):
-    """Matrices of ``shape + (size, size)`` with entries of order ``radius / sqrt(size)``.
-
-    Each matrix is scaled down to spectral radius ``radius`` where it had more, so that a
-    constant matrix repeated for hundreds of steps does not overflow float32.
-    """
-    wide = np.complex128 if np.dtype(dtype).kind == "c" else np.float64
-    matrices = random_array(rng, shape + (size, size), wide) * (radius * math.sqrt(3 / size))
-    if size:
-        spectral_radius = np.max(np.abs(np.linalg.eigvals(matrices)), axis=-1, initial=0.0)
-        matrices *= np.minimum(1.0, radius / np.maximum(spectral_radius, 1e-300))[..., None, None]
-    return matrices.astype(dtype)
 
 
 @st.composite
@@ -298,12 +281,8 @@ def test_scan_with_any_thread_count(threads, size, small_chunks):
     rng = np.random.default_rng(11)
     A = random_matrices(rng, (501,), size, np.float64)
     b = rng.normal(size=(501, size))
-    saved = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with numba_threads(threads):
         result = scanlab.linear_recurrence_matrix(A, b, method="scan")
-    finally:
-        numba.set_num_threads(saved)
     assert_close(result, reference.linear_recurrence_matrix(A, b))
 
 
