@@ -10,7 +10,7 @@ import string
 
 import numpy as np
 
-from scanlab._arrays import normalize_axis, result_dtype
+from scanlab._arrays import initial_state, normalize_axis, result_dtype
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
 
 
@@ -153,14 +153,7 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
             f"{h.shape}"
         ) from None
     rest_shape = leading[:time_axis] + leading[time_axis + 1 :] + state
-    start = np.zeros(rest_shape, dtype) if h0 is None else np.asarray(h0, dtype)
-    try:
-        start_full = np.broadcast_to(start, rest_shape)
-    except ValueError:
-        raise ValueError(
-            f"With axis={axis}, h of shape {h.shape} needs h0 of shape {rest_shape}, "
-            f"got {start.shape}"
-        ) from None
+    start_full = initial_state(h0, rest_shape, dtype, h.shape, time_axis).reshape(rest_shape)
 
     # Time first; the coefficients aligned to h's leading axes (a view, never materialised).
     ndim = len(leading)
@@ -201,7 +194,7 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     else:
         dh0 = np.zeros(rest_shape, dtype)
     db = np.moveaxis(adjoint, 0, time_axis)
-    return da.reshape(a.shape), db, reduce_to(dh0, start.shape)
+    return da.reshape(a.shape), db, reduce_to(dh0, rest_shape if h0 is None else np.shape(h0))
 
 
 def coefficient_gradient(adjoint, states, start, reverse, aligned_shape, time_axis, matrices):

@@ -51,10 +51,9 @@ LN2_HIGH_SINGLE, LN2_LOW_SINGLE = split_ln2(12)
 INVERSE_LN2 = 1.4426950408889634
 #: Taylor coefficients ``1 / k!`` of ``expm1(r) = r + r^2 (1/2! + r (1/3! + ...))``: enough terms
 #: for ``|r| <= ln 2 / 2`` in float64 (up to ``r^14``) and float32 (up to ``r^8``).
-_FACTORIALS = [1.0]
-for _k in range(1, 15):
-    _FACTORIALS.append(_FACTORIALS[-1] * _k)
-(C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13, C14) = (1.0 / f for f in _FACTORIALS[2:])
+(C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13, C14) = (
+    1.0 / math.factorial(k) for k in range(2, 15)
+)
 #: Arguments beyond which exp overflows or underflows completely, by precision.
 EXP_LIMITS = (-746.0, 710.0)
 EXP_LIMITS_SINGLE = (-104.0, 89.0)
