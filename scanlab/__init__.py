@@ -1,15 +1,19 @@
 """scanlab: recurrences solved in parallel over the sequence length, on CPUs and GPUs.
 
 The public API is :func:`linear_recurrence` and :func:`linear_recurrence_matrix`, their
-gradients :func:`linear_recurrence_vjp` and :func:`linear_recurrence_matrix_vjp`, and the
-elementary functions of ``scanlab.math`` for compiled cells; ``scanlab.config`` holds the
-kernels' tunables.
+gradients :func:`linear_recurrence_vjp` and :func:`linear_recurrence_matrix_vjp`,
+:func:`nonlinear_recurrence` (Newton's method over the sequence) with :func:`cell` and the
+built-in cells of ``scanlab.cells``, and the elementary functions of ``scanlab.math`` for
+compiled cells; ``scanlab.config`` holds the kernels' tunables.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from scanlab import cells
+from scanlab.cells import cell
 from scanlab.gradients import linear_recurrence_matrix_vjp, linear_recurrence_vjp
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
+from scanlab.nonlinear import ConvergenceError, NonlinearInfo, nonlinear_recurrence
 
 try:
     __version__ = version("scanlab")
@@ -17,6 +21,11 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = [
+    "ConvergenceError",
+    "NonlinearInfo",
+    "cell",
+    "cells",
+    "nonlinear_recurrence",
     "linear_recurrence",
     "linear_recurrence_matrix",
     "linear_recurrence_matrix_vjp",

@@ -251,9 +251,16 @@ CPU_COLUMNS = (
 
 
 def format_table(rows: list[dict], columns=CPU_COLUMNS, markdown: bool = False) -> str:
-    """``rows`` as an aligned text table, or a Markdown one; ``columns`` are (name, format)."""
+    """``rows`` as an aligned text table, or a Markdown one; ``columns`` are (name, format),
+    the format applied to numbers (a string, such as "skipped", is shown as it is)."""
     header = [name for name, _ in columns]
-    cells = [[template.format(row[name]) for name, template in columns] for row in rows]
+    cells = [
+        [
+            row[name] if isinstance(row[name], str) else template.format(row[name])
+            for name, template in columns
+        ]
+        for row in rows
+    ]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
         lines += ["| " + " | ".join(line) + " |" for line in cells]

@@ -48,6 +48,9 @@ def bench(arguments) -> None:
     if arguments.matrix:
         bench_matrix(arguments.device, arguments.quick, show_progress)
         return
+    if arguments.nonlinear:
+        bench_nonlinear(arguments.quick, show_progress)
+        return
     if arguments.device == "cuda":
         rows = benchmark.gpu_table(quick=arguments.quick, show_progress=show_progress)
         print(benchmark.gpu_description())
@@ -101,6 +104,15 @@ def bench_matrix(device: str, quick: bool, show_progress: bool) -> None:
     )
 
 
+def bench_nonlinear(quick: bool, show_progress: bool) -> None:
+    from scanlab import benchmark, benchmark_nonlinear
+
+    table, notes = benchmark_nonlinear.cpu_report(quick=quick, show_progress=show_progress)
+    print(benchmark.machine_description())
+    print(table)
+    print("\n".join(notes))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="scanlab", description="Recurrences solved in parallel over the sequence length."
@@ -113,8 +125,12 @@ def main(argv=None) -> None:
         "bench", help="benchmark linear_recurrence against bandwidth and baselines"
     )
     bench_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    bench_parser.add_argument(
+    solver = bench_parser.add_mutually_exclusive_group()
+    solver.add_argument(
         "--matrix", action="store_true", help="benchmark linear_recurrence_matrix instead"
+    )
+    solver.add_argument(
+        "--nonlinear", action="store_true", help="benchmark nonlinear_recurrence instead (CPU)"
     )
     bench_parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     bench_parser.add_argument(
@@ -124,6 +140,11 @@ def main(argv=None) -> None:
     bench_parser.set_defaults(run=bench)
     arguments = parser.parse_args(argv)
     plot_sweep = arguments.command == "bench" and arguments.plot
-    if plot_sweep and (arguments.device == "cuda" or arguments.matrix):
-        parser.error("--plot draws the sweep of linear_recurrence on the CPU, without --matrix")
+    if plot_sweep and (arguments.device == "cuda" or arguments.matrix or arguments.nonlinear):
+        parser.error(
+            "--plot draws the sweep of linear_recurrence on the CPU, without --matrix or "
+            "--nonlinear"
+        )
+    if arguments.command == "bench" and arguments.nonlinear and arguments.device == "cuda":
+        parser.error("--nonlinear benchmarks the CPU only, without --device cuda")
     arguments.run(arguments)

@@ -37,12 +37,18 @@ class CPUConfig:
         For ``linear_recurrence_matrix``, ``"auto"`` takes ``"scan"`` from this many steps on
         when there are at least ``systems * (n + 2)`` threads: the scan does ``n + 2`` times the
         work of the sequential loop, which is parallel over systems.
+    nonlinear_auto_newton_min_threads : int
+        ``nonlinear_recurrence(method="auto")`` runs Newton's method only with at least this
+        many threads, and more threads than sequences (else the sequential loop, parallel over
+        sequences, keeps every thread busy). An iteration of Newton costs several sequential
+        passes and it takes a few: see ``benchmarks/RESULTS.md``.
     """
 
     channel_block_bytes: int = 4096
     cache_bytes: int = 1024 * 1024
     auto_scan_max_row_bytes: int = 32
     auto_scan_min_length: int = 16384
+    nonlinear_auto_newton_min_threads: int = 32
 
 
 #: The configuration used by the CPU solvers; change its attributes to tune them.

@@ -93,3 +93,55 @@ def _backward(a, h, g, h0, axis, reverse, matrices):
         dh0 = dh0.sum(axis=tuple(range(extra)))
         dh0 = dh0.sum(axis=tuple(i for i, n in enumerate(h0.shape) if n == 1), keepdims=True)
     return da.reshape(a.shape), np.moveaxis(db, 0, axis), dh0
+
+
+def nonlinear_recurrence(step, x, h0):
+    """``h[t] = step(h[t-1], x[t])`` one step at a time in float64; ``step`` works on arrays of
+    shape ``(*batch, n)`` and ``(*batch, m)``."""
+    x = np.asarray(x, np.float64)
+    batch = np.broadcast_shapes(x.shape[1:-1], np.shape(h0)[:-1])
+    h = np.broadcast_to(np.asarray(h0, np.float64), batch + np.shape(h0)[-1:])
+    states = np.empty((x.shape[0], *h.shape))
+    for t in range(x.shape[0]):
+        h = states[t] = step(h, np.broadcast_to(x[t], batch + x.shape[-1:]))
+    return states
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def elman_step(cell):
+    """The step of a ``scanlab.cells.ElmanRNN`` in NumPy, inputs unprojected."""
+    return lambda h, x: np.tanh(h @ cell.recurrent_weights.T + x @ cell.input_weights.T + cell.bias)
+
+
+def gru_step(cell):
+    """The step of a ``scanlab.cells.ParaGRU`` in NumPy."""
+    a, w, bias = cell.recurrent_weights, cell.input_weights, cell.bias
+
+    def step(h, x):
+        u = np.einsum("...m,gnm->...gn", x, w) + bias
+        z = sigmoid(u[..., 0, :] + a[0] * h)
+        r = sigmoid(u[..., 1, :] + a[1] * h)
+        c = np.tanh(u[..., 2, :] + a[2] * r * h)
+        return (1 - z) * h + z * c
+
+    return step
+
+
+def lstm_step(cell):
+    """The step of a ``scanlab.cells.ParaLSTM`` in NumPy (state ``[c0, h0, c1, h1, ...]``)."""
+    a, w, bias = cell.recurrent_weights, cell.input_weights, cell.bias
+
+    def step(state, x):
+        c, h = state[..., 0::2], state[..., 1::2]
+        u = np.einsum("...m,gnm->...gn", x, w) + bias
+        i = sigmoid(u[..., 0, :] + a[0] * h)
+        f = sigmoid(u[..., 1, :] + a[1] * h)
+        o = sigmoid(u[..., 2, :] + a[2] * h)
+        g = np.tanh(u[..., 3, :] + a[3] * h)
+        c = f * c + i * g
+        return np.stack([c, o * np.tanh(c)], axis=-1).reshape(state.shape[:-1] + (-1,))
+
+    return step

@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+import reference
 from conftest import fast_thread_switching
 from numba import cuda
 
 import scanlab
-from scanlab import benchmark, benchmark_matrix, cli
+from scanlab import benchmark, benchmark_matrix, benchmark_nonlinear, cli
 
 
 def test_info_reports_versions_and_devices(capsys):
@@ -84,10 +85,63 @@ def test_matrix_baselines_are_the_recurrence(per_step):
     np.testing.assert_allclose(out, scanlab.linear_recurrence_matrix(a if per_step else a[0], b))
 
 
-@pytest.mark.parametrize("options", [["--matrix"], ["--device", "cuda"]])
+@pytest.mark.parametrize("options", [["--matrix"], ["--nonlinear"], ["--device", "cuda"]])
 def test_plot_is_only_for_the_elementwise_cpu_sweep(options):
     with pytest.raises(SystemExit, match="2"):
         cli.main(["bench", "--plot", "x.png", *options])
+
+
+@pytest.mark.parametrize("options", [["--device", "cuda"], ["--matrix"]])
+def test_nonlinear_benchmark_is_for_the_cpu_alone(options):
+    with pytest.raises(SystemExit, match="2"):
+        cli.main(["bench", "--nonlinear", "--quick", *options])
+
+
+def test_one_nonlinear_benchmark_row_is_complete_and_consistent():
+    row = benchmark_nonlinear.measure_case("ElmanRNN", 3, 64, benchmark_nonlinear.TimeBudget(), 1)
+    assert (row["cell"], row["n"], row["T"]) == ("ElmanRNN", 3, 64)
+    assert int(row["newton its"]) <= int(row["quasi its"])
+    for column in ("sequential ms", "newton ms", "quasi ms", "newton x seq", "seq x NumPy"):
+        assert row[column] > 0
+    assert row["newton x seq"] == pytest.approx(row["sequential ms"] / row["newton ms"])
+    assert row["max error"] < 1e-9
+    table = benchmark.format_table([row], benchmark_nonlinear.CPU_COLUMNS, markdown=True)
+    assert "| cell | n | T |" in table
+
+
+def test_nonlinear_benchmark_marks_what_it_skips():
+    budget = benchmark_nonlinear.TimeBudget(seconds=0.0)
+    row = benchmark_nonlinear.measure_case("ElmanRNN", 3, 64, budget, 1, jacobian_bytes_limit=0)
+    assert row["newton ms"] == row["quasi ms"] == "skipped (memory)"
+    assert row["sequential ms"] > 0 and row["newton x seq"] == row["max error"] == "-"
+    row = benchmark_nonlinear.measure_case("ElmanRNN", 3, 128, budget, 1)
+    assert row["sequential ms"] == "skipped (time)"
+    assert row["newton ms"] > 0  # skipped for its memory at 64 steps: no time to scale
+    assert "skipped (time)" in benchmark.format_table([row], benchmark_nonlinear.CPU_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    "name, reference_step",
+    [("ElmanRNN", reference.elman_step), ("ParaGRU", reference.gru_step),
+     ("ParaLSTM", reference.lstm_step)],
+)  # fmt: skip
+def test_nonlinear_numpy_loops_are_the_cells(name, reference_step):
+    cell = benchmark_nonlinear.CELLS[name](4, 3, seed=1)
+    x = np.random.default_rng(3).standard_normal((30, 3))
+    out = np.empty((30, cell.state_size))
+    benchmark_nonlinear.numpy_loop(cell, x, out, 30)
+    expected = reference.nonlinear_recurrence(reference_step(cell), x, np.zeros(cell.state_size))
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_bench_nonlinear_quick_prints_both_tables(capsys, monkeypatch):
+    monkeypatch.setattr(benchmark_nonlinear, "CELLS", {"ParaGRU": scanlab.cells.ParaGRU})
+    monkeypatch.setattr(benchmark_nonlinear, "QUICK_LENGTHS", (32,))
+    monkeypatch.setattr(benchmark_nonlinear, "QUICK_TANH_LENGTH", 64)
+    cli.main(["bench", "--nonlinear", "--quick", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "ParaGRU" in printed and "= newton" in printed
+    assert "jax.lax.scan" in printed and "Numba loop, math.tanh" in printed
 
 
 @pytest.mark.cuda

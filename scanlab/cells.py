@@ -1,0 +1,578 @@
+"""Cells of nonlinear recurrences ``h[t] = f(h[t-1], x[t])``: :func:`cell` for your own, and
+the built-in :class:`ElmanRNN`, :class:`ParaGRU` and :class:`ParaLSTM`.
+
+A cell holds a compiled ``step(h_prev, x_t, params, h_out)`` (and optionally its Jacobian) that
+:func:`scanlab.nonlinear_recurrence` evaluates at every step in parallel. The built-in cells
+compute their input projections for all steps at once (one matrix product) and give the step
+only the projected inputs, and have analytic Jacobians; they use :mod:`scanlab.math`, whose
+``tanh`` and ``sigmoid`` vectorise.
+
+Examples
+--------
+A cell of your own: a leaky tanh unit per channel, with its diagonal Jacobian left to scanlab.
+
+>>> import numpy as np
+>>> import scanlab
+>>> from scanlab import math as smath
+>>> def leaky(h_prev, x_t, params, h_out):
+...     for i in range(h_prev.shape[0]):
+...         h_out[i] = 0.5 * h_prev[i] + smath.tanh(x_t[i] - h_prev[i])
+>>> unit = scanlab.cell(leaky, structure="diagonal")
+>>> x = np.linspace(-1.0, 1.0, 12).reshape(6, 2)
+>>> h = scanlab.nonlinear_recurrence(unit, x, np.zeros(2), method="newton")
+>>> h.shape
+(6, 2)
+"""
+
+import operator
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import njit
+
+from scanlab import math as smath
+from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
+from scanlab.cpu import nonlinear as cpu_nonlinear
+
+#: How a cell's Jacobian is computed: its own function, or automatically.
+ANALYTIC, COMPLEX_STEP, CENTRAL_DIFFERENCES = "analytic", "complex-step", "central-differences"
+
+
+def compiled(function, name: str):
+    """``function`` as a Numba CPU dispatcher (compiled with scanlab's fastmath policy)."""
+    if isinstance(function, numba.core.registry.CPUDispatcher):
+        return function
+    if not callable(function):
+        raise TypeError(f"{name} must be a function, got {type(function).__name__}")
+    return njit(fastmath=FASTMATH)(function)
+
+
+def structure_period(structure) -> object:
+    """``structure`` checked: ``"dense"``, ``"diagonal"`` or ``("block", k)`` with k >= 1."""
+    if structure in ("dense", "diagonal"):
+        return structure
+    if isinstance(structure, tuple) and len(structure) == 2 and structure[0] == "block":
+        try:
+            size = operator.index(structure[1])
+        except TypeError:
+            size = 0
+        if size >= 1:
+            return ("block", size)
+    raise ValueError(
+        f"structure must be 'dense', 'diagonal' or ('block', k) with an integer k >= 1; "
+        f"got {structure!r}"
+    )
+
+
+@dataclass(frozen=True)
+class JacobianPlan:
+    """How a cell's Jacobian is computed for one state size and dtype (see :meth:`Cell.plan`)."""
+
+    method: str
+    period: int
+    shape: tuple
+    spacing: float
+
+
+class Cell:
+    """A recurrence cell ``h[t] = step(h[t-1], x[t], params)``; make one with :func:`cell`.
+
+    Attributes
+    ----------
+    step, jacobian : numba dispatcher
+        The compiled step and Jacobian (None: computed automatically).
+    structure : str or tuple
+        ``"dense"``, ``"diagonal"`` or ``("block", k)``.
+    state_size : int or None
+        ``n``, if known (needed when ``h0`` is None).
+    """
+
+    def __init__(self, step, *, jacobian=None, structure="dense", state_size=None):
+        self.step = compiled(step, "step")
+        self.jacobian = None if jacobian is None else compiled(jacobian, "jacobian")
+        self.structure = structure_period(structure)
+        if state_size is not None:
+            state_size = operator.index(state_size)
+            if state_size < 1:
+                raise ValueError(f"state_size must be at least 1, got {state_size}")
+        self.state_size = state_size
+        self.plans = {}
+
+    def __repr__(self) -> str:
+        name = getattr(self.step, "__name__", "step")
+        return f"scanlab.cell({name}, structure={self.structure!r})"
+
+    def period(self, size: int) -> int:
+        """Columns per row of the Jacobian's blocks: 1 (diagonal), k (blocks) or n (dense)."""
+        if self.structure == "diagonal":
+            return 1
+        if self.structure == "dense":
+            return size
+        block = self.structure[1]
+        if size % block:
+            raise ValueError(
+                f"structure=('block', {block}) needs a state size divisible by {block}, got {size}"
+            )
+        return block
+
+    def prepare(self, x: np.ndarray, params, dtype):
+        """The step's inputs for every step and its ``params``: ``x`` and ``params`` as given."""
+        return x, params
+
+    def plan(self, size: int, dtype, x_t: np.ndarray, params) -> JacobianPlan:
+        """Check the step (and Jacobian) at a random state and choose how to differentiate it.
+
+        The first call for a state size and dtype perturbs each state variable of a random
+        state and checks that only the outputs the declared structure allows change; it then
+        checks the cell's Jacobian (or the complex step, when the step compiles for complex
+        states) against central differences. A complex step that disagrees (a step that is not
+        complex-analytic, e.g. one using ``abs``) falls back to central differences.
+        """
+        key = (size, np.dtype(dtype).str)
+        if key not in self.plans:
+            self.plans[key] = self.make_plan(size, np.dtype(dtype), x_t, params)
+        return self.plans[key]
+
+    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> JacobianPlan:
+        period = self.period(size)
+        shape = {"diagonal": (size,), "dense": (size, size)}.get(
+            self.structure, (size // period, period, period)
+        )
+        eps = float(np.finfo(dtype).eps)
+        state = (np.random.default_rng(2024).standard_normal(size) * 0.5).astype(dtype)
+        value = np.empty(size, dtype)
+        self.step(state, x_t, params, value)
+        coupled = []
+        for j in range(size):
+            moved = state.copy()
+            moved[j] += dtype.type(0.25) * (1 + abs(moved[j]))
+            changed = np.empty(size, dtype)
+            self.step(moved, x_t, params, changed)
+            rows = np.flatnonzero((changed != value) & ~(np.isnan(changed) & np.isnan(value)))
+            coupled += [(i, j) for i in rows if i // period != j // period]
+        if coupled:
+            i, j = coupled[0]
+            raise ValueError(
+                f"the cell was declared structure={self.structure!r}, but at a random probe "
+                f"state its output {i} depends on h_prev[{j}] ({len(coupled)} such pairs of "
+                f"{size} states): declare a structure that holds this coupling, e.g. "
+                "structure='dense'"
+            )
+        # Jacobians are checked at states of both signs and two scales: a complex step through
+        # a branch cut (Numba's complex power of a negative number) fails only at some.
+        probes = (state, -np.abs(state), dtype.type(4) * state[::-1])
+        if self.jacobian is not None:
+            error, tolerance = self.jacobian_error(
+                ANALYTIC, shape, period, 0.0, probes, x_t, params
+            )
+            if not error <= tolerance:
+                raise ValueError(
+                    f"the cell's jacobian does not match its step: at a random probe state it "
+                    f"differs from central differences by {error:.3g} (tolerance "
+                    f"{tolerance:.3g}); check the jacobian's formula and that it writes every "
+                    f"entry of J_out, shape {shape}"
+                )
+            return JacobianPlan(ANALYTIC, period, shape, 0.0)
+        spacing = eps**2
+        try:
+            error, tolerance = self.jacobian_error(
+                COMPLEX_STEP, shape, period, spacing, probes, x_t, params
+            )
+        except Exception:  # noqa: BLE001 - any failure to compile the step for complex states
+            error, tolerance = np.inf, 0.0
+        if error <= tolerance:
+            return JacobianPlan(COMPLEX_STEP, period, shape, spacing)
+        return JacobianPlan(CENTRAL_DIFFERENCES, period, shape, eps ** (1 / 3))
+
+    def jacobian_error(self, method, shape, period, spacing, probes, x_t, params):
+        """The largest difference between the Jacobians by ``method`` and by central differences
+        at the ``probes`` states, and the tolerance it must meet."""
+        dtype = probes[0].dtype
+        difference = dtype.type(np.finfo(dtype).eps ** (1 / 3))
+        error = 0.0
+        for state in probes:
+            args = (shape, period, state, x_t, params)
+            reference = self.jacobian_with(CENTRAL_DIFFERENCES, *args, spacing=difference)
+            if not np.isfinite(reference).all():
+                continue  # a state outside the step's domain (e.g. a square root)
+            found = self.jacobian_with(method, *args, spacing=dtype.type(spacing))
+            scale = 1 + np.abs(reference).max()
+            error = max(error, np.abs(found - reference).max() / scale)
+        tolerance = 1e-2 if dtype == np.float32 else 1e-5
+        return error, tolerance
+
+    def jacobian_with(self, method, shape, period, state, x_t, params, spacing) -> np.ndarray:
+        """The Jacobian at one ``state``, by ``method``, in the structured ``shape``."""
+        matrix = np.zeros(shape, state.dtype)
+        work = np.empty(4 * state.size, state.dtype)
+        complex_work = np.empty(2 * state.size, np.result_type(state.dtype, np.complex64))
+        fill = cpu_nonlinear.JACOBIAN_KERNELS[method]
+        jacobian = self.jacobian if self.jacobian is not None else cpu_nonlinear.no_jacobian
+        fill(self.step, jacobian, state, x_t, params, period, state.dtype.type(spacing), matrix,
+             work, complex_work)  # fmt: skip
+        return matrix
+
+
+def cell(step, *, jacobian=None, structure="dense", state_size: int | None = None) -> Cell:
+    """A recurrence cell ``h[t] = f(h[t-1], x[t])`` from a step function, for
+    :func:`scanlab.nonlinear_recurrence`.
+
+    Parameters
+    ----------
+    step : function
+        ``step(h_prev, x_t, params, h_out)``: writes ``f(h_prev, x_t)`` into ``h_out``. ``h_prev``
+        and ``h_out`` are 1-D arrays of the state's length ``n`` (float32 or float64),
+        ``x_t`` the inputs of one step (1-D, length ``m``), ``params`` whatever is passed to
+        the solver (an array, a tuple of arrays and scalars, or None). Plain Python that Numba
+        compiles (``@numba.njit`` functions are taken as they are); for ``device="cuda"`` it
+        must also compile with ``numba.cuda`` (use ``math`` or :mod:`scanlab.math`, not
+        NumPy functions). It must not read ``h_out`` before writing it.
+    jacobian : function, optional
+        ``jacobian(h_prev, x_t, params, J_out)``: writes ``df/dh_prev`` into ``J_out``, of shape
+        ``(n,)`` for ``structure="diagonal"``, ``(n // k, k, k)`` for ``("block", k)`` (block
+        ``b`` holds rows and columns ``b*k`` to ``b*k + k - 1``) and ``(n, n)`` for ``"dense"``.
+        Without it, scanlab differentiates ``step`` itself: by the complex step
+        (``Im f(h + i s e_j) / s``, exact to rounding) when ``step`` compiles for complex
+        states, else by central differences (relative error about ``eps ** (2/3)``, which only
+        slows Newton's convergence: convergence is always judged on the true residual). Both
+        perturb every ``j`` of one colour at once: 1 extra evaluation of ``step`` per step for
+        a diagonal cell, ``k`` for blocks, ``n`` for dense (twice that for central differences).
+    structure : {"dense", "diagonal"} or ("block", k), optional
+        Which entries of the Jacobian can be nonzero. At the first solve for a state size and
+        dtype, a random probe checks it (a cell that mixes channels but is declared diagonal
+        raises ValueError) and checks a given ``jacobian`` against central differences.
+    state_size : int, optional
+        The state's length ``n``; needed only to call the solver with ``h0=None``.
+
+    Returns
+    -------
+    Cell
+
+    Examples
+    --------
+    Explicit Euler of the logistic equation ``dh/dt = h (1 - h) + x``, one state per channel:
+
+    >>> import numpy as np
+    >>> import scanlab
+    >>> def logistic(h_prev, x_t, dt, h_out):
+    ...     for i in range(h_prev.shape[0]):
+    ...         h_out[i] = h_prev[i] + dt * (h_prev[i] * (1 - h_prev[i]) + x_t[i])
+    >>> def logistic_jacobian(h_prev, x_t, dt, J_out):
+    ...     for i in range(h_prev.shape[0]):
+    ...         J_out[i] = 1 + dt * (1 - 2 * h_prev[i])
+    >>> growth = scanlab.cell(logistic, jacobian=logistic_jacobian, structure="diagonal")
+    >>> h = scanlab.nonlinear_recurrence(growth, np.zeros((200, 1)), [0.01], params=0.1)
+    >>> round(float(h[-1, 0]), 4)
+    0.9999
+    """
+    return Cell(step, jacobian=jacobian, structure=structure, state_size=state_size)
+
+
+@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+def elman_step(h_prev, x_t, params, h_out):
+    """``h = tanh(W h_prev + u_t)``, ``u_t`` the projected input."""
+    (weights,) = params
+    for i in range(h_prev.shape[0]):
+        total = x_t[i]
+        for j in range(h_prev.shape[0]):
+            total += weights[i, j] * h_prev[j]
+        h_out[i] = smath.tanh(total)
+
+
+@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+def elman_jacobian(h_prev, x_t, params, jacobian_out):
+    """``diag(1 - h^2) W``."""
+    (weights,) = params
+    for i in range(h_prev.shape[0]):
+        total = x_t[i]
+        for j in range(h_prev.shape[0]):
+            total += weights[i, j] * h_prev[j]
+        slope = 1 - smath.tanh(total) ** 2
+        for j in range(h_prev.shape[0]):
+            jacobian_out[i, j] = slope * weights[i, j]
+
+
+@njit(inline="always")
+def gru_channel(h, u_update, u_reset, u_candidate, a_update, a_reset, a_candidate):
+    """One ParaGRU channel: the new state and its derivative with respect to ``h``."""
+    update = smath.sigmoid(u_update + a_update * h)
+    reset = smath.sigmoid(u_reset + a_reset * h)
+    candidate = smath.tanh(u_candidate + a_candidate * reset * h)
+    d_update = update * (1 - update) * a_update
+    d_reset = reset * (1 - reset) * a_reset
+    d_candidate = (1 - candidate * candidate) * a_candidate * (reset + h * d_reset)
+    value = h + update * (candidate - h)
+    slope = 1 - update + (candidate - h) * d_update + update * d_candidate
+    return value, slope
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def gru_step(h_prev, x_t, params, h_out):
+    """ParaGRU: gates with diagonal recurrent weights (:class:`ParaGRU`)."""
+    (recurrent,) = params
+    n = h_prev.shape[0]
+    for i in range(n):
+        h_out[i], _ = gru_channel(
+            h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i],
+            recurrent[0, i], recurrent[1, i], recurrent[2, i],
+        )  # fmt: skip
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def gru_jacobian(h_prev, x_t, params, jacobian_out):
+    """The diagonal of ParaGRU's Jacobian."""
+    (recurrent,) = params
+    n = h_prev.shape[0]
+    for i in range(n):
+        _, jacobian_out[i] = gru_channel(
+            h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i],
+            recurrent[0, i], recurrent[1, i], recurrent[2, i],
+        )  # fmt: skip
+
+
+@njit(inline="always")
+def lstm_channel(c, h, u_input, u_forget, u_output, u_candidate, recurrent, j):
+    """One ParaLSTM channel ``j``: new ``(c, h)`` and the 2x2 Jacobian with respect to them."""
+    input_gate = smath.sigmoid(u_input + recurrent[0, j] * h)
+    forget = smath.sigmoid(u_forget + recurrent[1, j] * h)
+    output = smath.sigmoid(u_output + recurrent[2, j] * h)
+    candidate = smath.tanh(u_candidate + recurrent[3, j] * h)
+    cell_state = forget * c + input_gate * candidate
+    squashed = smath.tanh(cell_state)
+    dc_dh = (
+        c * forget * (1 - forget) * recurrent[1, j]
+        + candidate * input_gate * (1 - input_gate) * recurrent[0, j]
+        + input_gate * (1 - candidate * candidate) * recurrent[3, j]
+    )
+    slope = output * (1 - squashed * squashed)
+    dh_dh = output * (1 - output) * recurrent[2, j] * squashed + slope * dc_dh
+    return cell_state, output * squashed, forget, dc_dh, slope * forget, dh_dh
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_step(h_prev, x_t, params, h_out):
+    """ParaLSTM: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`)."""
+    (recurrent,) = params
+    n = h_prev.shape[0] // 2
+    for j in range(n):
+        c, h, _, _, _, _ = lstm_channel(
+            h_prev[2 * j], h_prev[2 * j + 1],
+            x_t[j], x_t[n + j], x_t[2 * n + j], x_t[3 * n + j], recurrent, j,
+        )  # fmt: skip
+        h_out[2 * j] = c
+        h_out[2 * j + 1] = h
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_jacobian(h_prev, x_t, params, jacobian_out):
+    """ParaLSTM's 2x2 blocks ``d(c, h)_j / d(c, h)_j``."""
+    (recurrent,) = params
+    n = h_prev.shape[0] // 2
+    for j in range(n):
+        _, _, dc_dc, dc_dh, dh_dc, dh_dh = lstm_channel(
+            h_prev[2 * j], h_prev[2 * j + 1],
+            x_t[j], x_t[n + j], x_t[2 * n + j], x_t[3 * n + j], recurrent, j,
+        )  # fmt: skip
+        jacobian_out[j, 0, 0] = dc_dc
+        jacobian_out[j, 0, 1] = dc_dh
+        jacobian_out[j, 1, 0] = dh_dc
+        jacobian_out[j, 1, 1] = dh_dh
+
+
+class BuiltinCell(Cell):
+    """A cell with its own parameters: ``recurrent_weights``, ``input_weights`` and ``bias``.
+
+    The input projection ``x @ input_weights.T + bias`` is computed for all steps at once (a
+    matrix product, parallel over time); the step sees only its result and the recurrent weights.
+    Parameters are float64 arrays, settable as attributes or through :attr:`params`;
+    ``nonlinear_recurrence(..., params=dict)`` overrides some of them for one call.
+    """
+
+    #: Gates per channel (their input projections are stacked), and state variables per channel.
+    gates = 1
+    states_per_channel = 1
+    parameter_names = ("recurrent_weights", "input_weights", "bias")
+
+    def __init__(self, step, jacobian, structure, hidden_size: int, input_size: int, seed):
+        hidden_size, input_size = operator.index(hidden_size), operator.index(input_size)
+        if hidden_size < 1 or input_size < 0:
+            raise ValueError(
+                f"{type(self).__name__} needs n >= 1 and m >= 0, got n={hidden_size}, "
+                f"m={input_size}"
+            )
+        super().__init__(
+            step, jacobian=jacobian, structure=structure,
+            state_size=self.states_per_channel * hidden_size,
+        )  # fmt: skip
+        self.hidden_size, self.input_size = hidden_size, input_size
+        rng = np.random.default_rng(seed)
+        bound = 1 / np.sqrt(hidden_size)
+        shape = (self.gates, hidden_size) if self.gates > 1 else (hidden_size,)
+        self.input_weights = rng.uniform(-bound, bound, (*shape, input_size))
+        self.bias = rng.uniform(-bound, bound, shape)
+        self.recurrent_weights = self.initial_recurrent_weights(rng)
+
+    def __repr__(self) -> str:
+        return f"scanlab.cells.{type(self).__name__}({self.hidden_size}, {self.input_size})"
+
+    @property
+    def params(self) -> dict:
+        """The parameters by name (the arrays themselves)."""
+        return {name: getattr(self, name) for name in self.parameter_names}
+
+    @params.setter
+    def params(self, values: dict) -> None:
+        for name, value in self.merged(values).items():
+            setattr(self, name, value)
+
+    def merged(self, values) -> dict:
+        """The cell's parameters with ``values`` (a dict by name) in their place, checked."""
+        if not isinstance(values, dict):
+            raise TypeError(
+                f"params of a {type(self).__name__} is a dict with keys among "
+                f"{self.parameter_names}, got {type(values).__name__}"
+            )
+        merged = self.params
+        for name, value in values.items():
+            if name not in merged:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {name!r}; its parameters are "
+                    f"{', '.join(self.parameter_names)}"
+                )
+            value = np.asarray(value)
+            if value.shape != merged[name].shape:
+                raise ValueError(
+                    f"{type(self).__name__}.{name} has shape {merged[name].shape}, got "
+                    f"{value.shape}"
+                )
+            merged[name] = value
+        return merged
+
+    def prepare(self, x: np.ndarray, params, dtype):
+        values = self.params if params is None else self.merged(params)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{self!r} takes inputs of size {self.input_size} (x of shape (T, ..., "
+                f"{self.input_size})), got x of shape {x.shape}"
+            )
+        weights = values["input_weights"].reshape(-1, self.input_size).astype(dtype)
+        projected = x.astype(dtype, copy=False) @ weights.T
+        projected += values["bias"].reshape(-1).astype(dtype)
+        return projected, (np.ascontiguousarray(values["recurrent_weights"], dtype),)
+
+    def output(self, states: np.ndarray) -> np.ndarray:
+        """The cell's output ``h`` from its states (the states themselves)."""
+        return states
+
+
+class ElmanRNN(BuiltinCell):
+    """The Elman RNN, ``h[t] = tanh(W h[t-1] + U x[t] + bias)``: dense Jacobian.
+
+    Parameters
+    ----------
+    n, m : int
+        State and input sizes.
+    seed : int, optional
+        Seed of the random initialisation (uniform in ``+-1/sqrt(n)``, as PyTorch).
+
+    Attributes
+    ----------
+    recurrent_weights : ndarray, shape (n, n)
+    input_weights : ndarray, shape (n, m)
+    bias : ndarray, shape (n,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scanlab
+    >>> rnn = scanlab.cells.ElmanRNN(4, 3, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((100, 3))
+    >>> h, info = scanlab.nonlinear_recurrence(rnn, x, None, method="newton", full_output=True)
+    >>> h.shape, info.converged
+    ((100, 4), True)
+    """
+
+    def __init__(self, n: int, m: int, seed=None):
+        super().__init__(elman_step, elman_jacobian, "dense", n, m, seed)
+
+    def initial_recurrent_weights(self, rng):
+        bound = 1 / np.sqrt(self.hidden_size)
+        return rng.uniform(-bound, bound, (self.hidden_size, self.hidden_size))
+
+
+class ParaGRU(BuiltinCell):
+    """ParaRNN's GRU: gates whose recurrent weights are diagonal, so its Jacobian is diagonal.
+
+    With ``u = input_weights @ x[t] + bias`` (three gates) and ``a = recurrent_weights``::
+
+        z = sigmoid(u[0] + a[0] h),  r = sigmoid(u[1] + a[1] h),
+        c = tanh(u[2] + a[2] (r h)), h[t] = (1 - z) h + z c      (h = h[t-1], elementwise)
+
+    Parameters
+    ----------
+    n, m : int
+        State and input sizes.
+    seed : int, optional
+        Seed of the random initialisation (uniform in ``+-1/sqrt(n)``; recurrent weights in
+        ``+-1``).
+
+    Attributes
+    ----------
+    recurrent_weights : ndarray, shape (3, n)
+        Diagonal recurrent weights of the update, reset and candidate gates.
+    input_weights : ndarray, shape (3, n, m)
+    bias : ndarray, shape (3, n)
+    """
+
+    gates = 3
+
+    def __init__(self, n: int, m: int, seed=None):
+        super().__init__(gru_step, gru_jacobian, "diagonal", n, m, seed)
+
+    def initial_recurrent_weights(self, rng):
+        return rng.uniform(-1.0, 1.0, (self.gates, self.hidden_size))
+
+
+class ParaLSTM(BuiltinCell):
+    """ParaRNN's LSTM: diagonal recurrent weights, so its Jacobian has a 2x2 block per channel.
+
+    The state of ``n`` channels has length ``2 n``, ``[c_0, h_0, c_1, h_1, ...]`` (use
+    :meth:`output` for the ``h`` part). With ``u = input_weights @ x[t] + bias`` (four gates)
+    and ``a = recurrent_weights``, elementwise::
+
+        i = sigmoid(u[0] + a[0] h), f = sigmoid(u[1] + a[1] h), o = sigmoid(u[2] + a[2] h),
+        g = tanh(u[3] + a[3] h),    c[t] = f c + i g,           h[t] = o tanh(c[t])
+
+    Parameters
+    ----------
+    n, m : int
+        Channels (the state has ``2 n`` values) and input size.
+    seed : int, optional
+        Seed of the random initialisation (uniform in ``+-1/sqrt(n)``, recurrent weights in
+        ``+-1``, forget-gate bias ``+1``).
+
+    Attributes
+    ----------
+    recurrent_weights : ndarray, shape (4, n)
+        Diagonal recurrent weights of the input, forget, output and candidate gates.
+    input_weights : ndarray, shape (4, n, m)
+    bias : ndarray, shape (4, n)
+    """
+
+    gates = 4
+    states_per_channel = 2
+
+    def __init__(self, n: int, m: int, seed=None):
+        super().__init__(lstm_step, lstm_jacobian, ("block", 2), n, m, seed)
+        self.bias[1] += 1.0
+
+    def initial_recurrent_weights(self, rng):
+        return rng.uniform(-1.0, 1.0, (self.gates, self.hidden_size))
+
+    def output(self, states: np.ndarray) -> np.ndarray:
+        """The hidden outputs ``h`` of every channel, ``states[..., 1::2]``."""
+        return states[..., 1::2]
+
+
+__all__ = ["Cell", "ElmanRNN", "ParaGRU", "ParaLSTM", "cell"]

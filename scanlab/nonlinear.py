@@ -1,0 +1,429 @@
+"""Nonlinear recurrences ``h[t] = f(h[t-1], x[t])`` solved by Newton's method over the whole
+sequence, each iteration a parallel linear recurrence (DEER, ParaRNN, quasi-DEER)."""
+
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from scanlab import config
+from scanlab._arrays import result_dtype
+from scanlab._devices import cuda_module, resolve_device
+from scanlab.cells import Cell
+from scanlab.cpu import nonlinear as cpu_nonlinear
+from scanlab.linear import check_method
+
+METHODS = ("auto", "newton", "quasi", "damped", "sequential")
+ON_FAIL = ("fallback", "raise")
+#: Default tolerances on the scaled residual, by dtype: about 100 and 5000 ulps.
+TOLERANCES = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+#: Default iteration limits: Newton converges in a handful, quasi-Newton needs more.
+MAX_ITERATIONS = {"newton": 50, "damped": 50, "quasi": 200}
+#: The damped method's factor on the Jacobian after a rejected step, and the factor below which
+#: it drops the Jacobian (the Picard iteration ``h[t] = f(h[t-1])``, which always advances).
+DAMPING_SHRINK, DAMPING_FLOOR = 0.25, 1e-3
+
+
+class ConvergenceError(RuntimeError):
+    """Newton's method did not converge (``on_fail="raise"``).
+
+    ``residual`` is the largest scaled residual of the sequences that did not converge (Inf
+    where an iterate diverged) and ``info`` the :class:`NonlinearInfo` so far.
+    """
+
+    def __init__(self, message: str, info: "NonlinearInfo", residual: float):
+        super().__init__(message)
+        self.info = info
+        self.residual = residual
+
+
+@dataclass
+class NonlinearInfo:
+    """How :func:`nonlinear_recurrence` solved a problem (``full_output=True``).
+
+    Attributes
+    ----------
+    method : str
+        The method that ran: ``"newton"``, ``"quasi"``, ``"damped"`` or ``"sequential"``.
+    iterations : int
+        Linear solves (Newton steps, rejected damped steps included).
+    converged : bool
+        Whether every sequence reached ``tol`` by iteration. False if any was finished by the
+        sequential loop (see ``finished_sequentially``).
+    residual : float
+        The largest scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` of the sequences
+        that converged, at the last iterate (0 for ``"sequential"``).
+    residual_history : list of float
+        After each evaluation, the largest scaled residual of the sequences it evaluated.
+    batch_converged : ndarray of bool, shape batch
+        Per sequence: converged by iteration.
+    finished_sequentially : ndarray of bool, shape batch
+        Per sequence: its states from the first unconverged step on come from the sequential
+        loop (Newton diverged, reached ``max_iter``, or met a non-finite ``f``).
+    tol : float
+        The tolerance used.
+    """
+
+    method: str
+    iterations: int = 0
+    converged: bool = True
+    residual: float = 0.0
+    residual_history: list = field(default_factory=list)
+    batch_converged: np.ndarray = None
+    finished_sequentially: np.ndarray = None
+    tol: float = 0.0
+
+
+#: Sequence states of the Newton loop.
+ITERATING, CONVERGED, DIVERGED, NOT_FINITE, EXHAUSTED = range(5)
+
+
+def nonlinear_recurrence(
+    cell: Cell,
+    x,
+    h0,
+    *,
+    params=None,
+    method: str = "auto",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    device: str = "auto",
+    guess=None,
+    on_fail: str = "fallback",
+    full_output: bool = False,
+):
+    r"""Solve the nonlinear recurrence ``h[t] = f(h[t-1], x[t])`` for every step in parallel.
+
+    The ``T`` equations ``h[t] - f(h[t-1], x[t]) = 0`` are one system, and Newton's method on
+    it is a linear recurrence per iteration, ``delta[t] = J[t] delta[t-1] + (f - h)[t]`` with
+    ``J[t] = df/dh (h[t-1], x[t])`` (DEER, Lim et al. 2023; ParaRNN, Danieli et al. 2025),
+    solved by :func:`scanlab.linear_recurrence` or :func:`scanlab.linear_recurrence_matrix`.
+
+    Parameters
+    ----------
+    cell : Cell
+        From :func:`scanlab.cell`, or a built-in cell of :mod:`scanlab.cells`.
+    x : array_like, shape (T, *batch, m)
+        The inputs of every step (time first). ``m`` may be 0.
+    h0 : array_like or None, shape (*batch, n)
+        The states before the first step; None for zeros (the cell must then know ``n``).
+        ``batch`` is the broadcast of the batch shapes of ``x`` and ``h0``.
+    params : optional
+        Passed to the cell's step as they are; a built-in cell uses its own parameters when
+        None, or a dict overriding some of them.
+    method : {"auto", "newton", "quasi", "damped", "sequential"}, optional
+        ``"newton"``: Newton with the Jacobian in the cell's structure. ``"quasi"``: only its
+        diagonal (quasi-DEER, Gonzalez et al. 2024): an elementwise scan and ``O(T n)`` memory
+        whatever the structure, for more iterations. ``"damped"``: Newton whose Jacobian is
+        scaled by a factor in ``[0, 1]`` adapted from the merit function (the sum of squared
+        residuals): a step that does not lower the merit is rejected and retried with the
+        factor quartered; an accepted one doubles it back towards 1. The factor 0 is the
+        Picard iteration ``h[t] = f(h[t-1])``, always accepted. Every one of these keeps the
+        prefix already solved exact, so each iteration solves at least one more step.
+        ``"sequential"``: the compiled loop. ``"auto"``: ``"sequential"`` on the CPU unless
+        the batch leaves threads idle and there are at least
+        ``config.cpu.nonlinear_auto_newton_min_threads`` (each Newton iteration costs several
+        sequential passes: ``benchmarks/RESULTS.md``), ``"newton"`` otherwise and on the GPU
+        (``"quasi"`` for dense cells of more than 4 states there).
+    tol : float, optional
+        Convergence when the scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` is at
+        most ``tol`` at every step, per sequence. Default 1e-5 for float32, 1e-12 for float64.
+    max_iter : int, optional
+        Most linear solves: default 50 (200 for ``"quasi"``), at most ``T``.
+    device : {"auto", "cpu", "cuda"}, optional
+        Where to compute (``"auto"``: the CPU for NumPy input).
+    guess : array_like, optional
+        The initial iterate, broadcastable to ``(T, *batch, n)`` (e.g. the previous solution
+        while training). Default: ``f(h0, x[t])`` at every step (exact at the first), one
+        parallel evaluation. Unused by ``"sequential"``.
+    on_fail : {"fallback", "raise"}, optional
+        What to do with sequences that do not converge within ``max_iter`` or diverge (an
+        iterate that is not finite where ``f`` is): ``"fallback"`` finishes them with the
+        sequential loop from their first unconverged step (``info.finished_sequentially``);
+        ``"raise"`` raises :class:`ConvergenceError`. A step whose ``f`` is not finite at an
+        exact state (NaN or Inf from the data) is finished sequentially either way, so NaN and
+        Inf land where the loop puts them.
+    full_output : bool, optional
+        Also return a :class:`NonlinearInfo`.
+
+    Returns
+    -------
+    h : ndarray, shape (T, *batch, n)
+    info : NonlinearInfo
+        Only with ``full_output=True``.
+
+    Raises
+    ------
+    TypeError
+        ``cell`` not a Cell, complex or non-numeric dtypes (states are float32 or float64).
+    ValueError
+        Shapes that do not fit, an unknown ``method``, ``device`` or ``on_fail``, a cell whose
+        declared structure or Jacobian does not match its step.
+    ConvergenceError
+        With ``on_fail="raise"``, a sequence that did not converge.
+
+    Notes
+    -----
+    After ``k`` iterations the first ``k`` steps are exact, so the solver only evaluates and
+    solves from the first step whose residual is above ``tol``, and stops each sequence as soon
+    as all its steps are. Each iteration evaluates the cell and its Jacobian at every remaining
+    step (in parallel) and runs one linear scan; a dense Jacobian needs ``T n^2`` memory and
+    ``O(n^3)`` scan work per step, a diagonal one ``T n``. The dtype is the promotion of ``x``
+    and ``h0`` (the built-in cells' parameters are cast to it).
+
+    See Also
+    --------
+    scanlab.cell : make a cell from a step function.
+    scanlab.cells : built-in cells (Elman, ParaGRU, ParaLSTM).
+
+    Examples
+    --------
+    A forced, damped pendulum, explicit Euler, solved by Newton and by the loop:
+
+    >>> import math
+    >>> import numpy as np
+    >>> import scanlab
+    >>> def pendulum(h_prev, x_t, dt, h_out):
+    ...     angle, speed = h_prev[0], h_prev[1]
+    ...     h_out[0] = angle + dt * speed
+    ...     h_out[1] = speed + dt * (x_t[0] - 0.1 * speed - math.sin(angle))
+    >>> swing = scanlab.cell(pendulum)
+    >>> force = np.sin(np.linspace(0.0, 20.0, 2000))[:, None]
+    >>> h, info = scanlab.nonlinear_recurrence(swing, force, [0.5, 0.0], params=0.01,
+    ...                                        method="newton", full_output=True)
+    >>> loop = scanlab.nonlinear_recurrence(swing, force, [0.5, 0.0], params=0.01,
+    ...                                     method="sequential")
+    >>> info.converged, bool(np.allclose(h, loop, atol=1e-9))
+    (True, True)
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
+    device = resolve_device(device, x=x, h0=h0, guess=guess)
+    method = check_method(method, METHODS)
+    check_method(on_fail, ON_FAIL)
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(
+            f"x must have shape (T, *batch, m), time first and the inputs last, got {x.shape}; "
+            "a cell without inputs takes x of shape (T, 0)"
+        )
+    dtype = result_dtype(x=x, h0=h0)
+    if dtype.kind == "c":
+        raise TypeError(
+            f"nonlinear_recurrence computes in float32 or float64, but x and h0 promote to "
+            f"{dtype}; pass real arrays"
+        )
+    length = x.shape[0]
+    h0_array = None if h0 is None else np.asarray(h0)
+    size = cell_state_size(cell, h0_array)
+    batch = batch_shape(x, h0_array)
+    sequences = math.prod(batch)
+    inputs, step_params = cell.prepare(x, params, dtype)
+    # x's batch axes align with the batch shape's last ones.
+    inputs = inputs.reshape(length, *(1,) * (len(batch) + 2 - x.ndim), *inputs.shape[1:])
+    inputs = np.ascontiguousarray(
+        np.broadcast_to(inputs, (length, *batch, inputs.shape[-1])), dtype
+    ).reshape(length, sequences, inputs.shape[-1])
+    h0_array = (
+        np.zeros((sequences, size), dtype)
+        if h0_array is None
+        else np.ascontiguousarray(np.broadcast_to(h0_array, (*batch, size)), dtype).reshape(
+            sequences, size
+        )
+    )
+    if method == "auto":
+        method = choose_method(device, cell, length, sequences, size)
+    tol = TOLERANCES[dtype] if tol is None else float(tol)
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    limit = min(MAX_ITERATIONS.get(method, 0) if max_iter is None else int(max_iter), length)
+    info = NonlinearInfo(method, tol=tol)
+    shape = (length, *batch, size)
+    initial = None if guess is None else initial_guess(guess, shape, dtype)
+    if length == 0 or sequences == 0:
+        info.batch_converged = np.ones(batch, bool)
+        info.finished_sequentially = np.zeros(batch, bool)
+        h = np.empty(shape, dtype)
+        return (h, info) if full_output else h
+    sample = inputs[0, 0]
+    plan = cell.plan(size, dtype, sample, step_params) if method != "sequential" else None
+    backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
+    backend = backend_module.Backend(cell, plan, inputs, step_params, h0_array, method == "quasi")
+    h = backend.states()
+    if method == "sequential":
+        backend.finish_sequentially(h, np.zeros(sequences, np.int64))
+        statuses = np.full(sequences, CONVERGED)
+        starts = np.zeros(sequences, np.int64)
+    else:
+        if initial is None:
+            backend.guess(h)
+        else:
+            backend.load(h, initial.reshape(length, sequences, size))
+        progress = iterate_newton(backend, h, method, tol, limit, info)
+        statuses, starts = progress.statuses, progress.exact
+        unconverged = (statuses == DIVERGED) | (statuses == EXHAUSTED)
+        if on_fail == "raise" and unconverged.any():
+            info.converged = False
+            info.batch_converged = (statuses == CONVERGED).reshape(batch)
+            residual = float(progress.worst[unconverged].max())
+            raise ConvergenceError(
+                f"Newton ({method}) did not converge for {int(unconverged.sum())} of "
+                f"{sequences} sequences in {info.iterations} iterations (residual "
+                f"{residual:.3g}, tol {tol:.3g}); pass on_fail='fallback' to finish them "
+                "sequentially, or try method='damped' or a larger max_iter",
+                info,
+                residual,
+            )
+        finishing = statuses != CONVERGED
+        if finishing.any():
+            backend.finish_sequentially(h, np.where(finishing, starts, length))
+    info.batch_converged = (statuses == CONVERGED).reshape(batch)
+    info.finished_sequentially = (statuses != CONVERGED).reshape(batch)
+    info.converged = bool(info.batch_converged.all())
+    h = backend.to_host(h).reshape(shape)
+    return (h, info) if full_output else h
+
+
+def cell_state_size(cell: Cell, h0) -> int:
+    """The state's length, from ``h0`` or the cell, checked against each other."""
+    if h0 is None:
+        if cell.state_size is None:
+            raise ValueError(
+                "h0=None needs the state size: pass h0 (e.g. np.zeros(n)) or make the cell "
+                "with scanlab.cell(..., state_size=n)"
+            )
+        return cell.state_size
+    if h0.ndim == 0 or h0.shape[-1] == 0:
+        raise ValueError(f"h0 must have shape (*batch, n) with n >= 1, got {h0.shape}")
+    if cell.state_size is not None and h0.shape[-1] != cell.state_size:
+        raise ValueError(
+            f"{cell!r} has states of size {cell.state_size}, but h0 has shape {h0.shape}"
+        )
+    return h0.shape[-1]
+
+
+def batch_shape(x: np.ndarray, h0) -> tuple:
+    """The broadcast of the batch shapes of ``x`` (``(T, *batch, m)``) and ``h0``."""
+    batch = x.shape[1:-1]
+    if h0 is None:
+        return batch
+    try:
+        return np.broadcast_shapes(batch, h0.shape[:-1])
+    except ValueError:
+        raise ValueError(
+            f"the batch shapes of x {x.shape} (T, *batch, m) and h0 {h0.shape} (*batch, n) do "
+            "not broadcast"
+        ) from None
+
+
+def initial_guess(guess, shape: tuple, dtype) -> np.ndarray:
+    """``guess`` broadcast to the result's shape, as a contiguous array of ``dtype``."""
+    guess = np.asarray(guess)
+    try:
+        return np.ascontiguousarray(np.broadcast_to(guess, shape), dtype)
+    except ValueError:
+        raise ValueError(
+            f"guess must broadcast to the result's shape {shape}, got {guess.shape}"
+        ) from None
+
+
+def choose_method(device: str, cell: Cell, length: int, sequences: int, size: int) -> str:
+    """The ``"auto"`` method (see :func:`nonlinear_recurrence`)."""
+    if device == "cuda":
+        return "quasi" if cell.structure == "dense" and size > 4 else "newton"
+    threads = numba.get_num_threads()
+    if sequences < threads and threads >= config.cpu.nonlinear_auto_newton_min_threads:
+        return "newton"
+    return "sequential"
+
+
+def iterate_newton(backend, h, method: str, tol: float, limit: int, info: NonlinearInfo):
+    """Newton's iterations on ``h`` in place; the :class:`Progress` of each sequence."""
+    length, sequences, _ = h.shape
+    current = backend.iterate(h)
+    trial = backend.iterate(backend.states()) if method == "damped" else current
+    progress = Progress(sequences)
+    first, damping = 0, 1.0
+    tail = backend.evaluate(current, first)
+    while True:
+        judged = progress.statuses == ITERATING
+        first = progress.judge(np.asarray(tail), first, tol)
+        info.residual_history.append(float(np.max(progress.worst[judged], initial=0.0)))
+        iterating = progress.statuses == ITERATING
+        if not iterating.any() or info.iterations >= limit:
+            break
+        accepted = False
+        while not accepted:
+            backend.correct(current, first, damping, ~iterating, trial)
+            info.iterations += 1
+            trial_tail = backend.evaluate(trial, first)
+            if trial is current or damping == 0:
+                accepted = True
+            else:
+                accepted = merit(trial_tail, iterating) < merit(tail, iterating)
+            if accepted:
+                damping = min(1.0, max(2 * damping, DAMPING_FLOOR))
+                current, trial, tail = trial, current, trial_tail
+                continue
+            damping *= DAMPING_SHRINK
+            if damping < DAMPING_FLOOR:
+                damping = 0.0
+            if info.iterations >= limit:
+                break
+        if not accepted:
+            break
+    statuses = progress.statuses
+    statuses[statuses == ITERATING] = EXHAUSTED
+    info.residual = float(np.max(progress.worst[statuses == CONVERGED], initial=0.0))
+    if current.h is not h:
+        h[...] = current.h
+    return progress
+
+
+class Progress:
+    """Per sequence: its status, the length of its exact prefix (every step before it within
+    ``tol``) and its largest scaled residual."""
+
+    def __init__(self, sequences: int):
+        self.statuses = np.full(sequences, ITERATING)
+        self.exact = np.zeros(sequences, np.int64)
+        self.worst = np.zeros(sequences)
+        self.prefix_worst = np.zeros(sequences)
+
+    def judge(self, tail: np.ndarray, first: int, tol: float) -> int:
+        """Update the iterating sequences from the residual rows ``tail`` (steps ``first`` on);
+        the first step still to solve."""
+        iterating = self.statuses == ITERATING
+        steps, sequences = tail.shape
+        bad = ~(tail <= tol)
+        has_bad = bad.any(axis=0)
+        first_bad = np.where(has_bad, bad.argmax(axis=0), steps)
+        at_first_bad = tail[np.minimum(first_bad, steps - 1), np.arange(sequences)]
+        finite = np.isfinite(tail)
+        magnitude = np.where(finite, tail, np.inf).max(axis=0, initial=0.0)
+        status = np.full(sequences, ITERATING)
+        status[~has_bad] = CONVERGED
+        status[has_bad & np.isnan(at_first_bad)] = NOT_FINITE
+        status[has_bad & ~np.isnan(at_first_bad) & ~finite.all(axis=0)] = DIVERGED
+        self.statuses[iterating] = status[iterating]
+        self.exact[iterating] = first + first_bad[iterating]
+        self.worst[iterating] = np.maximum(self.prefix_worst, magnitude)[iterating]
+        still = self.statuses == ITERATING
+        if not still.any():
+            return first
+        next_first = int(self.exact[still].min())
+        if next_first > first:
+            # Steps before next_first are final for every sequence still iterating.
+            solved = tail[: next_first - first]
+            self.prefix_worst = np.maximum(self.prefix_worst, solved.max(axis=0))
+        return next_first
+
+
+def merit(tail: np.ndarray, iterating: np.ndarray) -> float:
+    """The damped method's merit: the sum of squared residuals of the iterating sequences."""
+    rows = np.asarray(tail)[:, iterating]
+    return float(np.sum(np.where(np.isfinite(rows), rows, np.inf) ** 2))
+
+
+__all__ = ["ConvergenceError", "NonlinearInfo", "nonlinear_recurrence"]
