@@ -32,11 +32,9 @@ import numpy as np
 from numba import njit
 
 from scanlab import math as smath
+from scanlab._step_routines import ANALYTIC, CENTRAL_DIFFERENCES, COMPLEX_STEP
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
 from scanlab.cpu import nonlinear as cpu_nonlinear
-
-#: How a cell's Jacobian is computed: its own function, or automatically.
-ANALYTIC, COMPLEX_STEP, CENTRAL_DIFFERENCES = "analytic", "complex-step", "central-differences"
 
 
 def compiled(function, name: str):
@@ -97,7 +95,10 @@ class Cell:
             if state_size < 1:
                 raise ValueError(f"state_size must be at least 1, got {state_size}")
         self.state_size = state_size
+        #: Per state size and dtype, how the Jacobian is computed (see :meth:`plan`).
         self.plans = {}
+        #: The compiled kernels, per device and Jacobian method (built by the backends).
+        self.kernels = {}
 
     def __repr__(self) -> str:
         name = getattr(self.step, "__name__", "step")
@@ -204,14 +205,13 @@ class Cell:
 
     def jacobian_with(self, method, shape, period, state, x_t, params, spacing) -> np.ndarray:
         """The Jacobian at one ``state``, by ``method``, in the structured ``shape``."""
-        matrix = np.zeros(shape, state.dtype)
+        flat = np.zeros(state.size * period, state.dtype)
         work = np.empty(4 * state.size, state.dtype)
         complex_work = np.empty(2 * state.size, np.result_type(state.dtype, np.complex64))
-        fill = cpu_nonlinear.JACOBIAN_KERNELS[method]
-        jacobian = self.jacobian if self.jacobian is not None else cpu_nonlinear.no_jacobian
-        fill(self.step, jacobian, state, x_t, params, period, state.dtype.type(spacing), matrix,
-             work, complex_work)  # fmt: skip
-        return matrix
+        differentiate = cpu_nonlinear.kernels_for(self, method).differentiate
+        differentiate(state, x_t, params, period, state.dtype.type(spacing), flat.reshape(shape),
+                      flat, False, work, complex_work)  # fmt: skip
+        return flat.reshape(shape)
 
 
 def cell(step, *, jacobian=None, structure="dense", state_size: int | None = None) -> Cell:

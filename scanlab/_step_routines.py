@@ -1,0 +1,148 @@
+"""A cell's work at one step, from one source for the CPU and the GPU.
+
+:func:`differentiation` and :func:`evaluation` build, for a cell's ``step`` and ``jacobian``, the
+routines that ``scanlab.cpu.nonlinear`` and ``scanlab.cuda.nonlinear`` call at every step and
+sequence: ``jit`` is ``numba.njit`` for the CPU or ``cuda.jit(device=True)`` for the GPU, and
+``step``/``jacobian`` are compiled for the same target.
+
+Jacobians are stored flat per step and sequence: entry ``(i, c)`` at ``i * period + c`` is
+``df_i / dh_j`` for the ``j = (i // period) * period + c`` of the block holding ``i``. With
+``period`` 1 that is the diagonal, with ``k`` the ``(n // k, k, k)`` blocks and with ``n`` the
+dense ``(n, n)`` matrix, each in C order. ``diagonal_only`` (quasi-Newton) stores only the
+entries ``(i, i % period)``.
+"""
+
+import numpy as np
+from numba import njit
+
+from scanlab.cpu.linear import is_finite
+
+#: Sentinel residuals: a step whose iterate is not finite where ``f`` is (Newton diverged), and
+#: one where ``f`` itself is not finite (the data, or a diverged previous step).
+DIVERGED = np.inf
+NOT_FINITE = np.nan
+#: How a Jacobian is computed: the cell's own function, or automatically.
+ANALYTIC, COMPLEX_STEP, CENTRAL_DIFFERENCES = "analytic", "complex-step", "central-differences"
+
+
+@njit(inline="always")
+def residual_of_step(f_t, h_t, rhs_t):
+    """``rhs_t = f_t - h_t`` (zero where they agree, Inf and NaN included; ``rhs_t`` may be
+    ``f_t``), and its scaled size ``max_i |f_i - h_i| / (1 + |f_i|)``, or ``NOT_FINITE`` where
+    some ``f_i`` is not finite and ``h_i`` differs, or ``DIVERGED`` where ``f`` is finite and
+    ``h_t`` is not."""
+    worst = f_t[0].real * 0
+    for i in range(f_t.shape[0]):
+        value, iterate = f_t[i], h_t[i]
+        if value == iterate or (value != value and iterate != iterate):
+            rhs_t[i] = 0
+            continue
+        difference = value - iterate
+        rhs_t[i] = difference
+        if not is_finite(value):
+            worst = NOT_FINITE
+        elif not is_finite(difference):
+            if worst == worst:
+                worst = DIVERGED
+        elif worst == worst:
+            worst = max(worst, abs(difference) / (1 + abs(value)))
+    return worst
+
+
+def differentiation(step, jacobian, method: str, jit):
+    """``differentiate(h_prev, x_t, params, period, spacing, target, out, diagonal_only, work,
+    complex_work)``: the Jacobian at one step into the flat row ``out`` (or its diagonal).
+
+    ``ANALYTIC`` calls ``jacobian`` on ``target`` (the cell's structured shape: a view of ``out``,
+    or scratch whose diagonal is then copied for ``diagonal_only``). ``COMPLEX_STEP`` takes
+    ``Im f(h + i s e_j) / s`` (exact to rounding) and ``CENTRAL_DIFFERENCES`` central differences
+    with relative spacing ``s``, both perturbing every ``j`` of one colour (``j % period``) at
+    once, since no output depends on two of them; ``work`` holds ``4 n`` reals and
+    ``complex_work`` ``2 n`` complex numbers.
+    """
+    if method == ANALYTIC:
+
+        def differentiate(
+            h_prev, x_t, params, period, spacing, target, out, diagonal_only, work, complex_work
+        ):
+            jacobian(h_prev, x_t, params, target)
+            if diagonal_only:
+                flat = target.reshape(out.shape[0] * period)
+                for i in range(out.shape[0]):
+                    out[i] = flat[i * period + i % period]
+
+    elif method == COMPLEX_STEP:
+
+        def differentiate(
+            h_prev, x_t, params, period, spacing, target, out, diagonal_only, work, complex_work
+        ):
+            n = h_prev.shape[0]
+            perturbed = complex_work[:n]
+            values = complex_work[n:]
+            for colour in range(period):
+                for j in range(n):
+                    perturbed[j] = h_prev[j]
+                    if j % period == colour:
+                        perturbed[j] += 1j * spacing
+                step(perturbed, x_t, params, values)
+                for i in range(n):
+                    derivative = values[i].imag / spacing
+                    if not diagonal_only:
+                        out[i * period + colour] = derivative
+                    elif i % period == colour:
+                        out[i] = derivative
+
+    elif method == CENTRAL_DIFFERENCES:
+
+        def differentiate(
+            h_prev, x_t, params, period, spacing, target, out, diagonal_only, work, complex_work
+        ):
+            n = h_prev.shape[0]
+            plus, minus = work[:n], work[n : 2 * n]
+            f_plus, f_minus = work[2 * n : 3 * n], work[3 * n :]
+            for colour in range(period):
+                for j in range(n):
+                    plus[j] = h_prev[j]
+                    minus[j] = h_prev[j]
+                    if j % period == colour:
+                        offset = spacing * (1 + abs(h_prev[j]))
+                        plus[j] += offset
+                        minus[j] -= offset
+                step(plus, x_t, params, f_plus)
+                step(minus, x_t, params, f_minus)
+                for i in range(n):
+                    j = (i // period) * period + colour
+                    derivative = (f_plus[i] - f_minus[i]) / (plus[j] - minus[j])
+                    if not diagonal_only:
+                        out[i * period + colour] = derivative
+                    elif i % period == colour:
+                        out[i] = derivative
+
+    else:
+        raise ValueError(f"unknown Jacobian method {method!r}")
+    return jit(differentiate)
+
+
+def evaluation(step, differentiate, jit):
+    """``evaluate_at(t, sequence, x, params, h, h0, rhs, residual, period, spacing, target,
+    jacobians, diagonal_only, work, complex_work)``: at step ``t`` of ``sequence``, write
+    ``rhs[t] = f(h[t-1], x[t]) - h[t]`` and its scaled residual, and unless ``jacobians`` is
+    empty the Jacobian into the flat row ``jacobians[t, sequence]`` (see :func:`differentiation`
+    for ``target``)."""
+
+    def evaluate_at(
+        t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
+        diagonal_only, work, complex_work,
+    ):  # fmt: skip
+        h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
+        x_t = x[t, sequence]
+        f_t = rhs[t, sequence]
+        step(h_prev, x_t, params, f_t)
+        residual[t, sequence] = residual_of_step(f_t, h[t, sequence], f_t)
+        if jacobians.shape[2] > 0:
+            differentiate(
+                h_prev, x_t, params, period, spacing, target, jacobians[t, sequence],
+                diagonal_only, work, complex_work,
+            )  # fmt: skip
+
+    return jit(evaluate_at)
