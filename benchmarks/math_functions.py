@@ -18,6 +18,7 @@ from numba import njit
 
 from scanlab import benchmark
 from scanlab import math as smath
+from scanlab.benchmark_nonlinear import tanh_loop
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 #: name: (scanlab.math function, the math-module function a user would call, NumPy's ufunc).
@@ -52,20 +53,6 @@ def elementwise(function):
     return apply
 
 
-def tanh_cell(tanh):
-    """The sequential diagonal tanh cell, compiled with ``tanh``."""
-
-    @njit
-    def run(weights, x, out):
-        state = np.zeros(x.shape[1])
-        for t in range(x.shape[0]):
-            for i in range(x.shape[1]):
-                state[i] = tanh(weights[i] * state[i] + x[t, i])
-                out[t, i] = state[i]
-
-    return run
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer elements (does not write)")
@@ -98,8 +85,8 @@ def main() -> None:
     states = np.empty_like(inputs)
     cell = benchmark.best_times(
         {
-            "scanlab.math.tanh": partial(tanh_cell(smath.tanh), weights, inputs, states),
-            "math.tanh": partial(tanh_cell(math.tanh), weights, inputs, states),
+            "scanlab.math.tanh": partial(tanh_loop(smath.tanh), weights, inputs, states),
+            "math.tanh": partial(tanh_loop(math.tanh), weights, inputs, states),
         },
         repeats=5,
     )

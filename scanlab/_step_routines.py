@@ -13,7 +13,6 @@ entries ``(i, i % period)``.
 """
 
 import numpy as np
-from numba import njit
 
 from scanlab.cpu.linear import is_finite
 
@@ -25,13 +24,12 @@ NOT_FINITE = np.nan
 ANALYTIC, COMPLEX_STEP, CENTRAL_DIFFERENCES = "analytic", "complex-step", "central-differences"
 
 
-@njit(inline="always")
 def residual_of_step(f_t, h_t, rhs_t):
     """``rhs_t = f_t - h_t`` (zero where they agree, Inf and NaN included; ``rhs_t`` may be
     ``f_t``), and its scaled size ``max_i |f_i - h_i| / (1 + |f_i|)``, or ``NOT_FINITE`` where
     some ``f_i`` is not finite and ``h_i`` differs, or ``DIVERGED`` where ``f`` is finite and
     ``h_t`` is not."""
-    worst = f_t[0].real * 0
+    worst = type(h_t[0])(0)
     for i in range(f_t.shape[0]):
         value, iterate = f_t[i], h_t[i]
         if value == iterate or (value != value and iterate != iterate):
@@ -129,6 +127,7 @@ def evaluation(step, differentiate, jit):
     ``rhs[t] = f(h[t-1], x[t]) - h[t]`` and its scaled residual, and unless ``jacobians`` is
     empty the Jacobian into the flat row ``jacobians[t, sequence]`` (see :func:`differentiation`
     for ``target``)."""
+    measure = jit(residual_of_step)
 
     def evaluate_at(
         t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
@@ -138,7 +137,7 @@ def evaluation(step, differentiate, jit):
         x_t = x[t, sequence]
         f_t = rhs[t, sequence]
         step(h_prev, x_t, params, f_t)
-        residual[t, sequence] = residual_of_step(f_t, h[t, sequence], f_t)
+        residual[t, sequence] = measure(f_t, h[t, sequence], f_t)
         if jacobians.shape[2] > 0:
             differentiate(
                 h_prev, x_t, params, period, spacing, target, jacobians[t, sequence],

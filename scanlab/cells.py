@@ -97,8 +97,6 @@ class Cell:
         self.state_size = state_size
         #: Per state size and dtype, how the Jacobian is computed (see :meth:`plan`).
         self.plans = {}
-        #: The compiled kernels, per device and Jacobian method (built by the backends).
-        self.kernels = {}
 
     def __repr__(self) -> str:
         name = getattr(self.step, "__name__", "step")
@@ -307,28 +305,29 @@ def gru_channel(h, u_update, u_reset, u_candidate, a_update, a_reset, a_candidat
     return value, slope
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def gru_step(h_prev, x_t, params, h_out):
-    """ParaGRU: gates with diagonal recurrent weights (:class:`ParaGRU`)."""
-    (recurrent,) = params
+@njit(inline="always")
+def gru_channels(h_prev, x_t, recurrent, out, slopes):
+    """ParaGRU at every channel: the new states into ``out``, or their derivatives if
+    ``slopes``."""
     n = h_prev.shape[0]
     for i in range(n):
-        h_out[i], _ = gru_channel(
+        value, slope = gru_channel(
             h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i],
             recurrent[0, i], recurrent[1, i], recurrent[2, i],
         )  # fmt: skip
+        out[i] = slope if slopes else value
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def gru_step(h_prev, x_t, params, h_out):
+    """ParaGRU: gates with diagonal recurrent weights (:class:`ParaGRU`)."""
+    gru_channels(h_prev, x_t, params[0], h_out, False)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def gru_jacobian(h_prev, x_t, params, jacobian_out):
     """The diagonal of ParaGRU's Jacobian."""
-    (recurrent,) = params
-    n = h_prev.shape[0]
-    for i in range(n):
-        _, jacobian_out[i] = gru_channel(
-            h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i],
-            recurrent[0, i], recurrent[1, i], recurrent[2, i],
-        )  # fmt: skip
+    gru_channels(h_prev, x_t, params[0], jacobian_out, True)
 
 
 @njit(inline="always")
@@ -350,34 +349,35 @@ def lstm_channel(c, h, u_input, u_forget, u_output, u_candidate, recurrent, j):
     return cell_state, output * squashed, forget, dc_dh, slope * forget, dh_dh
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def lstm_step(h_prev, x_t, params, h_out):
-    """ParaLSTM: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`)."""
-    (recurrent,) = params
+@njit(inline="always")
+def lstm_channels(h_prev, x_t, recurrent, out, jacobian):
+    """ParaLSTM at every channel: the new states into ``out``, or if ``jacobian`` the 2x2
+    blocks into ``out`` of shape ``(n, 2, 2)`` (its flat view: the same index arithmetic)."""
     n = h_prev.shape[0] // 2
+    flat = out.reshape(out.size)
     for j in range(n):
-        c, h, _, _, _, _ = lstm_channel(
+        c, h, dc_dc, dc_dh, dh_dc, dh_dh = lstm_channel(
             h_prev[2 * j], h_prev[2 * j + 1],
             x_t[j], x_t[n + j], x_t[2 * n + j], x_t[3 * n + j], recurrent, j,
         )  # fmt: skip
-        h_out[2 * j] = c
-        h_out[2 * j + 1] = h
+        if jacobian:
+            flat[4 * j], flat[4 * j + 1], flat[4 * j + 2], flat[4 * j + 3] = (
+                dc_dc, dc_dh, dh_dc, dh_dh
+            )  # fmt: skip
+        else:
+            flat[2 * j], flat[2 * j + 1] = c, h
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_step(h_prev, x_t, params, h_out):
+    """ParaLSTM: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`)."""
+    lstm_channels(h_prev, x_t, params[0], h_out, False)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def lstm_jacobian(h_prev, x_t, params, jacobian_out):
     """ParaLSTM's 2x2 blocks ``d(c, h)_j / d(c, h)_j``."""
-    (recurrent,) = params
-    n = h_prev.shape[0] // 2
-    for j in range(n):
-        _, _, dc_dc, dc_dh, dh_dc, dh_dh = lstm_channel(
-            h_prev[2 * j], h_prev[2 * j + 1],
-            x_t[j], x_t[n + j], x_t[2 * n + j], x_t[3 * n + j], recurrent, j,
-        )  # fmt: skip
-        jacobian_out[j, 0, 0] = dc_dc
-        jacobian_out[j, 0, 1] = dc_dh
-        jacobian_out[j, 1, 0] = dh_dc
-        jacobian_out[j, 1, 1] = dh_dh
+    lstm_channels(h_prev, x_t, params[0], jacobian_out, True)
 
 
 class BuiltinCell(Cell):

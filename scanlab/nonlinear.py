@@ -47,7 +47,7 @@ class NonlinearInfo:
     method : str
         The method that ran: ``"newton"``, ``"quasi"``, ``"damped"`` or ``"sequential"``.
     iterations : int
-        Linear solves (Newton steps, rejected damped steps included).
+        Linear solves (Newton steps, including damped steps that some sequences rejected).
     converged : bool
         Whether every sequence reached ``tol`` by iteration. False if any was finished by the
         sequential loop (see ``finished_sequentially``).
@@ -116,11 +116,12 @@ def nonlinear_recurrence(
         ``"newton"``: Newton with the Jacobian in the cell's structure. ``"quasi"``: only its
         diagonal (quasi-DEER, Gonzalez et al. 2024): an elementwise scan and ``O(T n)`` memory
         whatever the structure, for more iterations. ``"damped"``: Newton whose Jacobian is
-        scaled by a factor in ``[0, 1]`` adapted from the merit function (the sum of squared
-        residuals): a step that does not lower the merit is rejected and retried with the
-        factor quartered; an accepted one doubles it back towards 1. The factor 0 is the
-        Picard iteration ``h[t] = f(h[t-1])``, always accepted. Every one of these keeps the
-        prefix already solved exact, so each iteration solves at least one more step.
+        scaled by a factor in ``[0, 1]`` per sequence, adapted from its merit function (the sum
+        of its squared residuals): a step that does not lower the merit is rejected (the
+        sequence stays where it was) and the factor quartered; an accepted one doubles it back
+        towards 1. The factor 0 is the Picard iteration ``h[t] = f(h[t-1])``, always accepted.
+        Every one of these keeps the prefix already solved exact, so each iteration solves at
+        least one more step.
         ``"sequential"``: the compiled loop. ``"auto"``: ``"sequential"`` on the CPU unless
         the batch leaves threads idle and there are at least
         ``config.cpu.nonlinear_auto_newton_min_threads`` (each Newton iteration costs several
@@ -342,37 +343,33 @@ def iterate_newton(backend, h, method: str, tol: float, limit: int, info: Nonlin
     """Newton's iterations on ``h`` in place; the :class:`Progress` of each sequence."""
     length, sequences, _ = h.shape
     current = backend.iterate(h)
-    trial = backend.iterate(backend.states()) if method == "damped" else current
+    damped = method == "damped"
+    trial = backend.iterate(backend.states()) if damped else current
     progress = Progress(sequences)
-    first, damping = 0, 1.0
-    tail = backend.evaluate(current, first)
+    first, damping = 0, np.ones(sequences)
+    tail = np.asarray(backend.evaluate(current, first))
     while True:
         judged = progress.statuses == ITERATING
-        first = progress.judge(np.asarray(tail), first, tol)
+        first = progress.judge(tail, first, tol)
         info.residual_history.append(float(np.max(progress.worst[judged], initial=0.0)))
         iterating = progress.statuses == ITERATING
         if not iterating.any() or info.iterations >= limit:
             break
-        accepted = False
-        while not accepted:
-            backend.correct(current, first, damping, ~iterating, trial)
-            info.iterations += 1
-            trial_tail = backend.evaluate(trial, first)
-            if trial is current or damping == 0:
-                accepted = True
-            else:
-                accepted = merit(trial_tail, iterating) < merit(tail, iterating)
-            if accepted:
-                damping = min(1.0, max(2 * damping, DAMPING_FLOOR))
-                current, trial, tail = trial, current, trial_tail
-                continue
-            damping *= DAMPING_SHRINK
-            if damping < DAMPING_FLOOR:
-                damping = 0.0
-            if info.iterations >= limit:
-                break
-        if not accepted:
-            break
+        backend.correct(current, first, damping, ~iterating, trial)
+        info.iterations += 1
+        trial_tail = np.asarray(backend.evaluate(trial, first))
+        if damped:
+            # Per sequence: a step that lowers the merit is taken and its damping relaxed; any
+            # other keeps the sequence where it was, with the Jacobian's factor quartered.
+            accepted = (merit(trial_tail) < merit(tail[-trial_tail.shape[0] :])) | (damping == 0)
+            accepted |= ~iterating
+            damping = np.where(accepted, np.minimum(1.0, np.maximum(2 * damping, DAMPING_FLOOR)),
+                               damping * DAMPING_SHRINK)  # fmt: skip
+            damping[damping < DAMPING_FLOOR] = 0.0
+            if not accepted.all():
+                backend.keep(trial, current, first, ~accepted)
+                trial_tail[:, ~accepted] = tail[-trial_tail.shape[0] :, ~accepted]
+        current, trial, tail = trial, current, trial_tail
     statuses = progress.statuses
     statuses[statuses == ITERATING] = EXHAUSTED
     info.residual = float(np.max(progress.worst[statuses == CONVERGED], initial=0.0))
@@ -420,10 +417,10 @@ class Progress:
         return next_first
 
 
-def merit(tail: np.ndarray, iterating: np.ndarray) -> float:
-    """The damped method's merit: the sum of squared residuals of the iterating sequences."""
-    rows = np.asarray(tail)[:, iterating]
-    return float(np.sum(np.where(np.isfinite(rows), rows, np.inf) ** 2))
+def merit(tail: np.ndarray) -> np.ndarray:
+    """The damped method's merit per sequence: the sum of its squared scaled residuals."""
+    with np.errstate(over="ignore"):
+        return np.sum(np.where(np.isfinite(tail), tail, np.inf) ** 2, axis=0)
 
 
 __all__ = ["ConvergenceError", "NonlinearInfo", "nonlinear_recurrence"]

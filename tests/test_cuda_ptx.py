@@ -17,11 +17,21 @@ if numba.config.ENABLE_CUDASIM:
 from numba.cuda.cudadrv.error import NvvmSupportError  # noqa: E402
 from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
 
-from scanlab import benchmark  # noqa: E402
+from scanlab import (
+    benchmark,  # noqa: E402
+    cells,  # noqa: E402
+)
 from scanlab import math as smath  # noqa: E402
-from scanlab.cuda import linear, linear_matrix  # noqa: E402
+from scanlab.cuda import linear, linear_matrix, nonlinear  # noqa: E402
 
-KERNEL_MODULES = [linear, linear_matrix, benchmark]
+KERNEL_MODULES = [linear, linear_matrix, nonlinear, benchmark]
+
+
+def leaky(h_prev, x_t, params, h_out):
+    """A cell's step using scanlab.math, which compiles for the GPU (but not for complex states:
+    its automatic Jacobian takes central differences)."""
+    for i in range(h_prev.shape[0]):
+        h_out[i] = 0.5 * h_prev[i] + smath.tanh(x_t[i % x_t.shape[0]] - h_prev[i])
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +92,34 @@ def test_matrix_kernels_keep_small_states_in_registers(nvvm, kernel, signature):
     """The padded local arrays of small systems are all promoted to registers: no local memory."""
     ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
     assert "__local_depot" not in ptx
+
+
+def polynomial(h_prev, x_t, params, h_out):
+    """A cell's step that is complex-analytic, for the complex-step Jacobian."""
+    for i in range(h_prev.shape[0]):
+        h_out[i] = 0.5 * h_prev[i] + 0.1 * h_prev[i] * h_prev[i] + x_t[i % x_t.shape[0]]
+
+
+@pytest.mark.parametrize(
+    "cell, method, dtype, quasi",
+    [
+        (cells.ParaGRU(8, 3), "analytic", "float32", False),
+        (cells.ParaGRU(8, 3), "analytic", "float64", False),
+        (cells.ParaLSTM(4, 3), "analytic", "float32", False),
+        (cells.ParaLSTM(4, 3), "analytic", "float32", True),
+        (cells.ElmanRNN(5, 3), "analytic", "float32", False),
+        (cells.cell(polynomial), "complex-step", "float32", False),
+        (cells.cell(leaky), "central-differences", "float64", True),
+    ],
+    ids=[
+        "ParaGRU-float32", "ParaGRU-float64", "ParaLSTM", "ParaLSTM-quasi", "ElmanRNN",
+        "complex-step", "central-differences-quasi",
+    ],
+)  # fmt: skip
+def test_cell_kernels_compile_to_ptx(nvvm, cell, method, dtype, quasi):
+    size = cell.state_size or 4
+    for function, signature in nonlinear.cell_kernel_signatures(
+        cell, size, 3, dtype, method, quasi
+    ):
+        ptx, _ = cuda.compile_ptx(function, signature, cc=(9, 0))
+        assert ".entry" in ptx

@@ -48,24 +48,6 @@ def pairs_jacobian(h_prev, x_t, params, jacobian_out):
         jacobian_out[j, 1, 1] = 0.9 * second
 
 
-def dense_step(h_prev, x_t, weights, h_out):
-    for i in range(h_prev.shape[0]):
-        total = x_t[i]
-        for j in range(h_prev.shape[0]):
-            total += weights[i, j] * h_prev[j]
-        h_out[i] = smath.tanh(total)
-
-
-def dense_jacobian(h_prev, x_t, weights, jacobian_out):
-    for i in range(h_prev.shape[0]):
-        total = x_t[i]
-        for j in range(h_prev.shape[0]):
-            total += weights[i, j] * h_prev[j]
-        slope = 1 - smath.tanh(total) ** 2
-        for j in range(h_prev.shape[0]):
-            jacobian_out[i, j] = slope * weights[i, j]
-
-
 def pairs_reference(h, x):
     p, q = h[..., 0::2], h[..., 1::2]
     first = np.tanh(0.9 * p - 0.5 * q + x[..., 0::2])
@@ -85,10 +67,10 @@ CELLS = {
     ),
     "block": (pairs_step, pairs_jacobian, ("block", 2), lambda params: pairs_reference, (2, 6)),
     "dense": (
-        dense_step,
-        dense_jacobian,
+        scanlab.cells.elman_step,
+        scanlab.cells.elman_jacobian,
         "dense",
-        lambda weights: lambda h, x: np.tanh(h @ weights.T + x),
+        lambda params: lambda h, x: np.tanh(h @ params[0].T + x),
         (1, 3, 5),
     ),
 }
@@ -105,7 +87,7 @@ def problem(rng, name, size, length, batch, dtype):
     x = rng.uniform(-1.0, 1.0, (length, *batch, size)).astype(dtype)
     h0 = rng.uniform(-1.0, 1.0, (*batch, size)).astype(dtype)
     weights = random_matrices(rng, (), size, np.float64, radius=0.8).astype(dtype)
-    return x, h0, weights if name == "dense" else None
+    return x, h0, (weights,) if name == "dense" else None
 
 
 def scaled_residual(step, x, h0, h):
@@ -284,8 +266,8 @@ def test_automatic_jacobian_method(step, method, reference_step):
 
 
 def test_a_wrong_structure_is_detected():
-    mixing = scanlab.cell(dense_step, structure="diagonal")
-    weights = np.full((3, 3), 0.2)
+    mixing = scanlab.cell(scanlab.cells.elman_step, structure="diagonal")
+    weights = (np.full((3, 3), 0.2),)
     with pytest.raises(
         ValueError, match="declared structure='diagonal'.*output 1 depends on h_prev\\[0\\]"
     ):
@@ -392,14 +374,14 @@ def test_guess_and_the_exact_prefix():
 
 def test_max_iter_is_respected_and_reported():
     rng = np.random.default_rng(7)
-    x, h0, weights = problem(rng, "dense", 5, 300, (), np.float64)
+    x, h0, params = problem(rng, "dense", 5, 300, (), np.float64)
     cell = COMPILED["dense", True]
     h, info = scanlab.nonlinear_recurrence(
-        cell, x, h0, params=weights, method="quasi", max_iter=2, full_output=True
+        cell, x, h0, params=params, method="quasi", max_iter=2, full_output=True
     )
     assert info.iterations == 2 and not info.converged and info.finished_sequentially.all()
     assert len(info.residual_history) == 3 and info.residual_history[-1] > info.tol
-    expected = reference.nonlinear_recurrence(CELLS["dense"][3](weights), x, h0)
+    expected = reference.nonlinear_recurrence(CELLS["dense"][3](params), x, h0)
     np.testing.assert_allclose(h, expected, rtol=1e-9, atol=1e-9)
 
 
@@ -462,3 +444,41 @@ def test_cell_errors():
         scanlab.cell(leaky_step, structure=("block", 0))
     with pytest.raises(ValueError, match="states of size 8"):
         scanlab.nonlinear_recurrence(scanlab.cells.ParaLSTM(4, 1), np.zeros((2, 1)), np.zeros(3))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_every_method_on_every_device(device, name):
+    """The GPU backend (under the simulator in CI: tiny sizes) against the loop, as the CPU's."""
+    step, _, _, make_reference, sizes = CELLS[name]
+    rng = np.random.default_rng(9)
+    for own_jacobian in (True, False):
+        for method, dtype in [
+            ("newton", np.float64), ("quasi", np.float64), ("damped", np.float32),
+            ("sequential", np.float64),
+        ]:  # fmt: skip
+            x, h0, params = problem(rng, name, sizes[-1], 7, (2,), dtype)
+            h, info = scanlab.nonlinear_recurrence(
+                COMPILED[name, own_jacobian], x, h0, params=params, method=method,
+                device=device, full_output=True,
+            )  # fmt: skip
+            expected = reference.nonlinear_recurrence(make_reference(params), x, h0)
+            tolerance = TOLERANCES[np.dtype(dtype)]
+            np.testing.assert_allclose(h, expected, rtol=tolerance, atol=tolerance)
+            assert h.dtype == dtype and info.converged
+
+
+def test_divergence_and_guesses_on_every_device(device):
+    rates = np.broadcast_to(np.array([[2.8], [3.9]]), (40, 2, 1))
+    cell = scanlab.cell(rate_step, structure="diagonal")
+    for method in ("newton", "damped"):
+        h, info = scanlab.nonlinear_recurrence(
+            cell, rates, [0.3], method=method, device=device, full_output=True
+        )
+        np.testing.assert_array_equal(info.batch_converged, [True, False])
+        assert scaled_residual(lambda h, x: x * h * (1 - h), rates, [0.3], h) <= info.tol
+    exact = scanlab.nonlinear_recurrence(cell, rates[:, :1], [0.3], method="sequential")
+    h, info = scanlab.nonlinear_recurrence(
+        cell, rates[:, :1], [0.3], guess=exact, method="newton", device=device, full_output=True
+    )
+    assert info.iterations == 0
+    np.testing.assert_array_equal(h, exact)

@@ -21,11 +21,10 @@ from scanlab.cpu import linear_matrix as cpu_linear_matrix
 
 def build_kernels(step, jacobian, method):
     """The CPU kernels of a cell: ``evaluate`` (parallel over steps and sequences),
-    ``run_sequential`` (parallel over sequences) and ``differentiate`` (one step); ``method``
-    None for the loop only."""
+    ``run_sequential`` (parallel over sequences; ``run_sequence`` for one) and ``differentiate``
+    (one step); ``method`` None for the loops only."""
     compile_routine = njit(fastmath=FASTMATH)
 
-    @njit(parallel=True, fastmath=FASTMATH)
     def run_sequential(x, params, h0, out, starts):
         """The plain loop ``out[t] = f(out[t-1], x[t])`` from step ``starts[s]`` of each sequence
         ``s`` on (``out[starts[s] - 1]`` already holds its state)."""
@@ -35,8 +34,13 @@ def build_kernels(step, jacobian, method):
                 h_prev = out[t - 1, sequence] if t > 0 else h0[sequence]
                 step(h_prev, x[t, sequence], params, out[t, sequence])
 
+    # One sequence runs without a parallel region, whose start can cost more than a short loop.
+    loops = types.SimpleNamespace(
+        run_sequential=njit(parallel=True, fastmath=FASTMATH)(run_sequential),
+        run_sequence=njit(fastmath=FASTMATH)(run_sequential),
+    )
     if method is None:
-        return types.SimpleNamespace(run_sequential=run_sequential)
+        return loops
     differentiate = differentiation(step, jacobian, method, compile_routine)
     evaluate_at = evaluation(step, differentiate, compile_routine)
 
@@ -63,17 +67,21 @@ def build_kernels(step, jacobian, method):
                     jacobians, diagonal_only, work, complex_work,
                 )  # fmt: skip
 
-    return types.SimpleNamespace(
-        run_sequential=run_sequential, evaluate=evaluate, differentiate=differentiate
-    )
+    loops.evaluate, loops.differentiate = evaluate, differentiate
+    return loops
+
+
+#: The kernels built so far, by step, Jacobian and method: cells sharing their functions (every
+#: instance of a built-in cell) share their kernels.
+KERNELS = {}
 
 
 def kernels_for(cell, method):
     """The CPU kernels of ``cell`` for a Jacobian ``method`` (None: the loop only), built once."""
-    key = ("cpu", method)
-    if key not in cell.kernels:
-        cell.kernels[key] = build_kernels(cell.step, cell.jacobian, method)
-    return cell.kernels[key]
+    key = (cell.step, cell.jacobian, method)
+    if key not in KERNELS:
+        KERNELS[key] = build_kernels(cell.step, cell.jacobian, method)
+    return KERNELS[key]
 
 
 def task_count(items: int) -> int:
@@ -152,44 +160,52 @@ class Backend:
         self.evaluate(start, 0)
         h += start.rhs
 
-    def correct(self, iterate: Iterate, first: int, damping: float, frozen, into: Iterate):
+    def correct(self, iterate: Iterate, first: int, damping, frozen, into: Iterate):
         """``into.h = iterate.h + delta`` from step ``first`` on, where the Newton correction
-        solves ``delta[t] = damping * J[t] delta[t-1] + rhs[t]`` (``delta[first-1] = 0``);
-        sequences marked in ``frozen`` (a boolean ``(B,)``) keep their states."""
+        solves ``delta[t] = damping * J[t] delta[t-1] + rhs[t]`` (``delta[first-1] = 0``) with
+        a factor per sequence in ``damping``; sequences marked in ``frozen`` (booleans) keep
+        their states."""
         rhs, jacobians = iterate.rhs[first:], iterate.jacobians[first:]
         if frozen.any():
             rhs[:, frozen] = 0
             jacobians[:, frozen] = 0
-        if damping != 1:
-            jacobians = jacobians * damping
+        if (damping != 1).any():
+            jacobians = jacobians * damping[:, None].astype(jacobians.dtype)
         delta = np.empty_like(rhs)
         solve_correction(jacobians, rhs, delta, self.plan.period, self.diagonal_only)
         if into is not iterate:
             into.h[:first] = iterate.h[:first]
         np.add(iterate.h[first:], delta, out=into.h[first:])
 
+    def keep(self, into: Iterate, source: Iterate, first: int, sequences) -> None:
+        """Copy the steps from ``first`` on of the marked ``sequences`` from ``source`` into
+        ``into`` (states, residuals and Jacobians)."""
+        for name in ("h", "rhs", "jacobians", "residual"):
+            getattr(into, name)[first:, sequences] = getattr(source, name)[first:, sequences]
+
     def finish_sequentially(self, h: np.ndarray, starts: np.ndarray) -> None:
         """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""
-        self.kernels.run_sequential(self.x, self.params, self.h0, h, starts.astype(np.int64))
+        loop = self.kernels.run_sequence if h.shape[1] == 1 else self.kernels.run_sequential
+        loop(self.x, self.params, self.h0, h, starts.astype(np.int64))
 
 
-def solve_correction(jacobians, rhs, delta, period: int, diagonal_only: bool, linear=None) -> None:
+def solve_correction(jacobians, rhs, delta, period: int, diagonal_only: bool, solvers=None):
     """``delta[t] = J[t] delta[t-1] + rhs[t]`` from zero, for flat Jacobians ``(T, B, width)``:
-    elementwise for diagonals, else with ``(period, period)`` blocks (``linear`` holds the
-    ``linear`` and ``linear_matrix`` solver modules, the CPU's by default)."""
-    elementwise, matrix = linear or (cpu_linear, cpu_linear_matrix)
+    elementwise for diagonals, else with ``(period, period)`` blocks. ``solvers`` are the
+    elementwise and matrix solvers in kernel layout and a ``zeros(shape, dtype)``: the CPU's by
+    default, the GPU's on device arrays."""
+    elementwise, matrix, zeros = solvers or (cpu_linear.solve, cpu_linear_matrix.solve, np.zeros)
     length, sequences, n = rhs.shape
     if diagonal_only or period == 1:
-        zeros = np.zeros(sequences * n, rhs.dtype)
-        elementwise.solve(
-            jacobians.reshape(length, -1), rhs.reshape(length, -1), zeros,
-            delta.reshape(length, -1), False, "auto",
+        channels = sequences * n
+        elementwise(
+            jacobians.reshape(length, channels), rhs.reshape(length, channels),
+            zeros(channels, rhs.dtype), delta.reshape(length, channels), False, "auto",
         )  # fmt: skip
     else:
         systems = sequences * n // period
-        zeros = np.zeros((systems, period), rhs.dtype)
-        matrix.solve(
+        matrix(
             jacobians.reshape(length, systems, period, period),
-            rhs.reshape(length, systems, period), zeros, delta.reshape(length, systems, period),
-            False, "auto",
+            rhs.reshape(length, systems, period), zeros((systems, period), rhs.dtype),
+            delta.reshape(length, systems, period), False, "auto",
         )  # fmt: skip

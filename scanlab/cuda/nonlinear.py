@@ -1,0 +1,321 @@
+"""CUDA kernels of the nonlinear recurrence ``h[t] = f(h[t-1], x[t])`` (``scanlab.nonlinear``).
+
+Twin of :mod:`scanlab.cpu.nonlinear`, with the same layout on device arrays: ``x`` ``(T, B, m)``,
+states ``(T, B, n)``, ``h0`` ``(B, n)``, flat Jacobians ``(T, B, width)``. The cell's step (and
+Jacobian) are compiled as device functions; ``evaluate_kernel`` runs one thread per step and
+sequence (a grid-stride loop), ``sequential_kernel`` one thread per sequence, and the Newton
+corrections are solved by :mod:`scanlab.cuda.linear` and :mod:`scanlab.cuda.linear_matrix` on the
+device. Only the residuals of the steps still to solve come back to the host at each iteration
+(``T * B`` values) for the convergence test.
+"""
+
+import math
+import types
+
+import numba
+import numpy as np
+from numba import cuda
+
+from scanlab import config
+from scanlab._step_routines import CENTRAL_DIFFERENCES, COMPLEX_STEP, differentiation, evaluation
+from scanlab.cpu.nonlinear import Iterate, solve_correction
+from scanlab.cuda import linear as cuda_linear
+from scanlab.cuda import linear_matrix as cuda_linear_matrix
+
+#: Most threads of ``evaluate_kernel``, and most bytes of their per-thread scratch (automatic
+#: Jacobians, or the quasi-Newton diagonal of a cell's own block or dense Jacobian).
+MAX_EVALUATION_THREADS = 65536
+MAX_SCRATCH_BYTES = 256 * 1024 * 1024
+
+
+def build_kernels(step_function, jacobian_function, method):
+    """The CUDA kernels of a cell's Python step (and Jacobian) for a Jacobian ``method`` (None:
+    the loop only), with the Python functions of the kernels for ``cuda.compile_ptx``.
+
+    The device functions are Numba functions inlined into the kernels, which numba-cuda compiles
+    to PTX without a GPU (a ``cuda.jit(device=True)`` function needs the driver to be linked);
+    the simulator runs them as ``cuda.jit(device=True)`` Python functions instead.
+    """
+    if numba.config.ENABLE_CUDASIM:
+        device_function = cuda.jit(device=True)
+    else:
+        device_function = numba.njit(inline="always")
+    step = device_function(step_function)
+
+    def sequential(x, params, h0, out, starts):
+        """The plain loop, one thread per sequence, from step ``starts[s]`` of sequence ``s``."""
+        sequence = cuda.grid(1)
+        if sequence < out.shape[1]:
+            for t in range(starts[sequence], out.shape[0]):
+                h_prev = out[t - 1, sequence] if t > 0 else h0[sequence]
+                step(h_prev, x[t, sequence], params, out[t, sequence])
+
+    if method is None:
+        return types.SimpleNamespace(sequential_kernel=cuda.jit(sequential), sequential=sequential)
+    jacobian = None if jacobian_function is None else device_function(jacobian_function)
+    differentiate = differentiation(step, jacobian, method, device_function)
+    evaluate_at = evaluation(step, differentiate, device_function)
+
+    def evaluate(
+        x, params, h, h0, first, period, spacing, scratch, in_place, structured, diagonal_only,
+        rhs, jacobians, residual, work, complex_work,
+    ):  # fmt: skip
+        """``evaluate_at`` at every step from ``first`` on, a grid-stride loop over steps and
+        sequences; each thread has a row of ``scratch``, ``work`` and ``complex_work`` (or
+        shares their single row when its method does not use them)."""
+        thread = cuda.grid(1)
+        sequences = h.shape[1]
+        items = (h.shape[0] - first) * sequences
+        for item in range(thread, items, cuda.gridsize(1)):
+            t = first + item // sequences
+            sequence = item % sequences
+            target = structured[t, sequence] if in_place else scratch[thread % scratch.shape[0]]
+            evaluate_at(
+                t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
+                diagonal_only, work[thread % work.shape[0]],
+                complex_work[thread % complex_work.shape[0]],
+            )  # fmt: skip
+
+    return types.SimpleNamespace(
+        sequential_kernel=cuda.jit(sequential),
+        evaluate_kernel=cuda.jit(evaluate),
+        sequential=sequential,
+        evaluate=evaluate,
+    )
+
+
+#: The kernels built so far, by step, Jacobian and method (as ``scanlab.cpu.nonlinear.KERNELS``).
+KERNELS = {}
+
+
+def kernels_for(cell, method):
+    """The CUDA kernels of ``cell`` for a Jacobian ``method`` (None: the loop only), built once."""
+    key = (cell.step, cell.jacobian, method)
+    if key not in KERNELS:
+        jacobian = None if cell.jacobian is None else cell.jacobian.py_func
+        KERNELS[key] = build_kernels(cell.step.py_func, jacobian, method)
+    return KERNELS[key]
+
+
+def to_device(params):
+    """``params`` with its host arrays (alone or in a tuple) copied to the GPU once."""
+    if isinstance(params, np.ndarray):
+        return cuda.to_device(params)
+    if isinstance(params, tuple):
+        return tuple(to_device(value) for value in params)
+    return params
+
+
+@cuda.jit
+def broadcast_rows_kernel(states, rows):
+    """``states[t] = rows`` for every ``t``, both flattened (``T * width`` and ``width``)."""
+    index = cuda.grid(1)
+    if index < states.size:
+        states[index] = rows[index % rows.shape[0]]
+
+
+@cuda.jit
+def add_kernel(result, first, second):
+    """``result = first + second``, 1-D (``result`` may be ``first``)."""
+    index = cuda.grid(1)
+    if index < result.shape[0]:
+        result[index] = first[index] + second[index]
+
+
+@cuda.jit
+def scale_kernel(result, values, factors):
+    """``result[t, s] = factors[s] * values[t, s]`` (``(T, B, width)``, ``factors`` ``(B,)``)."""
+    index = cuda.grid(1)
+    sequences = values.shape[1]
+    if index < values.shape[0] * sequences:
+        t, sequence = index // sequences, index % sequences
+        for i in range(values.shape[2]):
+            result[t, sequence, i] = factors[sequence] * values[t, sequence, i]
+
+
+@cuda.jit
+def keep_kernel(target, source, residual_target, residual_source, sequences):
+    """Copy ``source[t, s]`` to ``target[t, s]`` (and the residuals) for the marked ``s``."""
+    index = cuda.grid(1)
+    count = source.shape[1]
+    if index < source.shape[0] * count:
+        t, sequence = index // count, index % count
+        if sequences[sequence]:
+            for i in range(source.shape[2]):
+                target[t, sequence, i] = source[t, sequence, i]
+            residual_target[t, sequence] = residual_source[t, sequence]
+
+
+@cuda.jit
+def freeze_kernel(rhs, jacobians, frozen):
+    """Zero ``rhs[t, s]`` and ``jacobians[t, s]`` of every sequence ``s`` marked in ``frozen``."""
+    index = cuda.grid(1)
+    length, sequences = rhs.shape[0], rhs.shape[1]
+    if index < length * sequences:
+        t, sequence = index // sequences, index % sequences
+        if frozen[sequence]:
+            for i in range(rhs.shape[2]):
+                rhs[t, sequence, i] = 0
+            for i in range(jacobians.shape[2]):
+                jacobians[t, sequence, i] = 0
+
+
+def launch(kernel, size: int, *args) -> None:
+    """Run a one-thread-per-element ``kernel`` over ``size`` elements."""
+    threads = config.cuda.threads_per_block
+    kernel[max(1, math.ceil(size / threads)), threads](*args)
+
+
+def flat(array):
+    """A C-contiguous device array as 1-D."""
+    return array.reshape(array.size)
+
+
+def device_zeros(shape, dtype):
+    """A device array of zeros."""
+    return cuda.to_device(np.zeros(shape, dtype))
+
+
+class Backend:
+    """The Newton solver's operations on the GPU, for one cell, its inputs and initial states:
+    the twin of ``scanlab.cpu.nonlinear.Backend`` (host inputs, device arrays inside)."""
+
+    def __init__(self, cell, plan, x, params, h0, quasi: bool):
+        self.plan, self.dtype = plan, h0.dtype
+        self.x, self.params, self.h0 = cuda.to_device(x), to_device(params), cuda.to_device(h0)
+        self.shape = (x.shape[0], *h0.shape)
+        self.kernels = kernels_for(cell, None if plan is None else plan.method)
+        if plan is None:
+            return
+        self.diagonal_only = quasi and plan.period > 1
+        length, sequences, n = self.shape
+        complex_dtype = np.result_type(self.dtype, np.complex64)
+        # Per-thread scratch only where the method uses it, and at most MAX_SCRATCH_BYTES.
+        rows = {
+            "scratch": n * plan.period if self.diagonal_only and plan.method == "analytic" else 0,
+            "work": 4 * n if plan.method == CENTRAL_DIFFERENCES else 0,
+            "complex_work": 2 * n if plan.method == COMPLEX_STEP else 0,
+        }
+        row_bytes = max(1, rows["scratch"] + rows["work"] + 2 * rows["complex_work"])
+        self.threads = max(
+            1,
+            min(MAX_EVALUATION_THREADS, MAX_SCRATCH_BYTES // (row_bytes * self.dtype.itemsize)),
+        )
+        count = {name: self.threads if size else 1 for name, size in rows.items()}
+        self.scratch = cuda.device_array((count["scratch"], *plan.shape), self.dtype)
+        self.work = cuda.device_array((count["work"], 4 * n), self.dtype)
+        self.complex_work = cuda.device_array((count["complex_work"], 2 * n), complex_dtype)
+
+    def states(self):
+        """An uninitialised ``(T, B, n)`` device array of states."""
+        return cuda.device_array(self.shape, self.dtype)
+
+    def to_host(self, states) -> np.ndarray:
+        return states.copy_to_host()
+
+    def load(self, states, values: np.ndarray) -> None:
+        """Copy the host array ``values`` into ``states``."""
+        flat(states).copy_to_device(np.ascontiguousarray(values).reshape(-1))
+
+    def iterate(self, h, with_jacobian: bool = True) -> Iterate:
+        return Iterate(h, self.plan, self.diagonal_only, with_jacobian, empty=cuda.device_array)
+
+    def evaluate(self, iterate: Iterate, first: int) -> np.ndarray:
+        """Evaluate the cell at ``iterate`` from step ``first`` on; the residual rows from
+        there, copied to the host."""
+        length, sequences, _ = self.shape
+        items = (length - first) * sequences
+        threads = config.cuda.threads_per_block
+        blocks = max(1, math.ceil(min(items, self.threads) / threads))
+        self.kernels.evaluate_kernel[blocks, threads](
+            self.x, self.params, iterate.h, self.h0, first, self.plan.period,
+            self.dtype.type(self.plan.spacing), self.scratch, iterate.in_place,
+            iterate.structured, self.diagonal_only, iterate.rhs, iterate.jacobians,
+            iterate.residual, self.work, self.complex_work,
+        )  # fmt: skip
+        return iterate.residual[first:].copy_to_host()
+
+    def guess(self, h) -> None:
+        """``h[t] = f(h0, x[t])`` at every step: one parallel evaluation."""
+        launch(broadcast_rows_kernel, h.size, flat(h), flat(self.h0))
+        start = self.iterate(h, with_jacobian=False)
+        self.evaluate(start, 0)
+        launch(add_kernel, h.size, flat(h), flat(h), flat(start.rhs))
+
+    def correct(self, iterate: Iterate, first: int, damping, frozen, into: Iterate):
+        """As ``scanlab.cpu.nonlinear.Backend.correct``, on the device."""
+        rhs, jacobians = iterate.rhs[first:], iterate.jacobians[first:]
+        if frozen.any():
+            launch(freeze_kernel, rhs.shape[0] * rhs.shape[1], rhs, jacobians, frozen)
+        if (damping != 1).any():
+            damped = cuda.device_array(jacobians.shape, self.dtype)
+            launch(scale_kernel, rhs.shape[0] * rhs.shape[1], damped, jacobians,
+                   cuda.to_device(damping.astype(self.dtype)))  # fmt: skip
+            jacobians = damped
+        delta = cuda.device_array(rhs.shape, self.dtype)
+        solve_correction(
+            jacobians, rhs, delta, self.plan.period, self.diagonal_only,
+            (cuda_linear.solve_on_device, cuda_linear_matrix.solve_on_device, device_zeros),
+        )  # fmt: skip
+        if into is not iterate and first:
+            into.h[:first].copy_to_device(iterate.h[:first])
+        launch(add_kernel, delta.size, flat(into.h[first:]), flat(iterate.h[first:]), flat(delta))
+
+    def keep(self, into: Iterate, source: Iterate, first: int, sequences) -> None:
+        """As ``scanlab.cpu.nonlinear.Backend.keep``, on the device."""
+        marked = cuda.to_device(sequences)
+        steps = (self.shape[0] - first) * self.shape[1]
+        for name in ("h", "rhs", "jacobians"):
+            launch(keep_kernel, steps, getattr(into, name)[first:], getattr(source, name)[first:],
+                   into.residual[first:], source.residual[first:], marked)  # fmt: skip
+
+    def finish_sequentially(self, h, starts: np.ndarray) -> None:
+        """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""
+        launch(self.kernels.sequential_kernel, self.shape[1], self.x, self.params, self.h0, h,
+               cuda.to_device(starts.astype(np.int64)))  # fmt: skip
+
+
+def kernel_signatures():
+    """List every module-level kernel with each signature the backend compiles (float32 and
+    float64); compile one to PTX with ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
+    The kernels of a cell are listed by :func:`cell_kernel_signatures`."""
+    signatures = []
+    for dtype in ("float32", "float64"):
+        vector, states = f"{dtype}[::1]", f"{dtype}[:, :, ::1]"
+        signatures += [
+            (broadcast_rows_kernel, f"void({vector}, {vector})"),
+            (add_kernel, f"void({vector}, {vector}, {vector})"),
+            (scale_kernel, f"void({states}, {states}, {vector})"),
+            (
+                keep_kernel,
+                f"void({states}, {states}, {dtype}[:, ::1], {dtype}[:, ::1], boolean[::1])",
+            ),
+            (freeze_kernel, f"void({states}, {states}, boolean[::1])"),
+        ]
+    return signatures
+
+
+def cell_kernel_signatures(cell, size: int, inputs: int, dtype, method: str, quasi: bool):
+    """The Python functions of ``cell``'s kernels for a Jacobian ``method`` with the signatures
+    the backend launches them with, for states of ``size`` and ``inputs`` inputs per step."""
+    dtype = np.dtype(dtype)
+    kernels = kernels_for(cell, method)
+    _, params = cell.prepare(np.zeros((1, inputs)), None, dtype)
+    period = cell.period(size)
+    shape = {"diagonal": (size,), "dense": (size, size)}.get(
+        cell.structure, (size // period, period, period)
+    )
+    states = np.zeros((1, 1, size), dtype)
+    plan = types.SimpleNamespace(period=period, shape=shape)
+    iterate = Iterate(states, plan, quasi and period > 1, True)
+    complex_work = np.zeros((1, 2 * size), np.result_type(dtype, np.complex64))
+    evaluate_args = (
+        np.zeros((1, 1, inputs), dtype), params, states, states[0], 0, period, dtype.type(0),
+        np.zeros((1, *shape), dtype), iterate.in_place, iterate.structured, quasi, iterate.rhs,
+        iterate.jacobians, iterate.residual, np.zeros((1, 4 * size), dtype), complex_work,
+    )  # fmt: skip
+    sequential_args = (evaluate_args[0], params, states[0], states, np.zeros(1, np.int64))
+    return [
+        (kernels.evaluate, numba.types.void(*map(numba.typeof, evaluate_args))),
+        (kernels.sequential, numba.types.void(*map(numba.typeof, sequential_args))),
+    ]
