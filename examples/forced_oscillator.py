@@ -9,7 +9,10 @@ a recurrence ``h[t] = f(h[t-1], x[t])`` with the time as its input. The example 
 
 1. A cell written as a plain Python step (``math.cos`` inside), with its Jacobian computed by
    scanlab (the step also runs on complex states, so by the complex step) and given
-   analytically; 10**6 steps solved by ``method="newton"`` and by the sequential loop.
+   analytically; 10**6 steps solved by ``method="newton"`` and by the sequential loop. scanlab
+   checks the complex step at probe states of both signs: written with ``position**3``, whose
+   complex power Numba computes inexactly for negative positions, the step would be
+   differentiated by central differences instead (Newton takes as many iterations here).
 2. Why this damping (``c = 0.5``): each Newton iteration solves the linear recurrence
    ``delta[t] = J[t] delta[t-1] + (f - h)[t]`` with ``J = [[1, dt], [-dt (k + 3 beta x^2),
    1 - c dt]]``, whose eigenvalues have modulus about ``1 - c dt / 2``: it is contractive and
@@ -45,8 +48,8 @@ def duffing(h_prev, x_t, params, h_out):
     """One explicit Euler step; ``x_t[0]`` is the time at the start of the step."""
     dt, c, k, beta, force, frequency = params
     position, velocity = h_prev[0], h_prev[1]
-    # position**3 would go through Numba's complex power (polar form) on the complex step, which
-    # loses the tiny imaginary part when position < 0: multiply instead.
+    # Not position**3: Numba's complex power loses the complex step at position < 0, and scanlab
+    # would fall back to central differences.
     cube = position * position * position
     acceleration = force * math.cos(frequency * x_t[0]) - c * velocity - k * position - beta * cube
     h_out[0] = position + dt * velocity
@@ -72,8 +75,9 @@ def solve(cell, steps: int, params: dict, method: str):
     """States after steps 1..steps (``h[t]`` at time ``(t + 1) dt``), the info and the time."""
     times = (np.arange(steps) * params["dt"])[:, None]
     values = tuple(params.values())
-    # Compile first (a few seconds per cell and method) on a short run, then time the full one.
-    scanlab.nonlinear_recurrence(cell, times[:100], START, params=values, method=method)
+    # Compile first (a few seconds per cell and method) on a short run, then time the full one;
+    # max_iter=1 leaves steps unsolved, so the loop that finishes them is compiled too.
+    scanlab.nonlinear_recurrence(cell, times[:100], START, params=values, method=method, max_iter=1)
     start = time.perf_counter()
     h, info = scanlab.nonlinear_recurrence(
         cell, times, START, params=values, method=method, full_output=True

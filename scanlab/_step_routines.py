@@ -124,9 +124,10 @@ def differentiation(step, jacobian, method: str, jit):
 def evaluation(step, differentiate, jit):
     """``evaluate_at(t, sequence, x, params, h, h0, rhs, residual, period, spacing, target,
     jacobians, diagonal_only, work, complex_work)``: at step ``t`` of ``sequence``, write
-    ``rhs[t] = f(h[t-1], x[t]) - h[t]`` and its scaled residual, and unless ``jacobians`` is
-    empty the Jacobian into the flat row ``jacobians[t, sequence]`` (see :func:`differentiation`
-    for ``target``)."""
+    ``rhs[t] = f(h[t-1], x[t]) - h[t]`` and its scaled residual, and the Jacobian into the flat
+    row ``jacobians[t, sequence]`` (see :func:`differentiation` for ``target``). Empty
+    ``jacobians`` ask for ``f(h[t-1], x[t])`` itself in ``rhs[t]``, nothing else (the initial
+    guess)."""
     measure = jit(residual_of_step)
 
     def evaluate_at(
@@ -137,8 +138,8 @@ def evaluation(step, differentiate, jit):
         x_t = x[t, sequence]
         f_t = rhs[t, sequence]
         step(h_prev, x_t, params, f_t)
-        residual[t, sequence] = measure(f_t, h[t, sequence], f_t)
         if jacobians.shape[2] > 0:
+            residual[t, sequence] = measure(f_t, h[t, sequence], f_t)
             differentiate(
                 h_prev, x_t, params, period, spacing, target, jacobians[t, sequence],
                 diagonal_only, work, complex_work,

@@ -262,7 +262,7 @@ def cell(step, *, jacobian=None, structure="dense", state_size: int | None = Non
     >>> growth = scanlab.cell(logistic, jacobian=logistic_jacobian, structure="diagonal")
     >>> h = scanlab.nonlinear_recurrence(growth, np.zeros((200, 1)), [0.01], params=0.1)
     >>> round(float(h[-1, 0]), 4)
-    0.9999
+    1.0
     """
     return Cell(step, jacobian=jacobian, structure=structure, state_size=state_size)
 

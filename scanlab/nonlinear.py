@@ -119,9 +119,10 @@ def nonlinear_recurrence(
         scaled by a factor in ``[0, 1]`` per sequence, adapted from its merit function (the sum
         of its squared residuals): a step that does not lower the merit is rejected (the
         sequence stays where it was) and the factor quartered; an accepted one doubles it back
-        towards 1. The factor 0 is the Picard iteration ``h[t] = f(h[t-1])``, always accepted.
-        Every one of these keeps the prefix already solved exact, so each iteration solves at
-        least one more step.
+        towards 1. The factor 0 is the Picard iteration ``h[t] = f(h[t-1])``, always accepted
+        (it may overflow where the cell does; the loop then finishes the sequence). A Newton or
+        quasi-Newton step, and an accepted damped one, keeps the prefix already solved exact and
+        solves at least one more step.
         ``"sequential"``: the compiled loop. ``"auto"``: ``"sequential"`` on the CPU unless
         the batch leaves threads idle and there are at least
         ``config.cpu.nonlinear_auto_newton_min_threads`` (each Newton iteration costs several
@@ -131,7 +132,8 @@ def nonlinear_recurrence(
         Convergence when the scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` is at
         most ``tol`` at every step, per sequence. Default 1e-5 for float32, 1e-12 for float64.
     max_iter : int, optional
-        Most linear solves: default 50 (200 for ``"quasi"``), at most ``T``.
+        Most linear solves: default 50 (200 for ``"quasi"``), at most ``T`` except for
+        ``"damped"``.
     device : {"auto", "cpu", "cuda"}, optional
         Where to compute (``"auto"``: the CPU for NumPy input).
     guess : array_like, optional
@@ -238,7 +240,9 @@ def nonlinear_recurrence(
     tol = TOLERANCES[dtype] if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}")
-    limit = min(MAX_ITERATIONS.get(method, 0) if max_iter is None else int(max_iter), length)
+    limit = MAX_ITERATIONS.get(method, 0) if max_iter is None else int(max_iter)
+    if method != "damped":  # T steps solve every step (rejected damped steps solve none)
+        limit = min(limit, length)
     info = NonlinearInfo(method, tol=tol)
     shape = (length, *batch, size)
     initial = None if guess is None else initial_guess(guess, shape, dtype)

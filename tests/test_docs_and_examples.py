@@ -8,14 +8,20 @@ import sys
 
 import pytest
 
+import scanlab.cells
 import scanlab.gradients
 import scanlab.linear
+import scanlab.nonlinear
 
 ROOT = pathlib.Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-@pytest.mark.parametrize("module", [scanlab.linear, scanlab.gradients], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [scanlab.linear, scanlab.gradients, scanlab.nonlinear, scanlab.cells],
+    ids=lambda m: m.__name__,
+)
 def test_docstring_examples_run(module):
     failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0
@@ -52,12 +58,64 @@ def test_oscillator_example_agrees_with_scipy():
     assert max(differences) < 1e-9, completed.stdout
 
 
+def run_example(script: str, *args: str) -> str:
+    """The standard output of ``examples/script`` run with ``args``."""
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, check=True
+    )
+    return completed.stdout
+
+
+def test_forced_oscillator_example_claims():
+    stdout = run_example("forced_oscillator.py", "--steps", "1000")
+    heavy_damping = stdout.split("\n2. ")[0]
+    newton = re.findall(r"newton, (\w+) Jacobian .* converged (\w+)", heavy_damping)
+    assert newton == [("automatic", "True"), ("analytic", "True")], stdout
+    differences = re.findall(r"max \|newton - sequential\| = (\S+)", heavy_damping)
+    assert len(differences) == 2, stdout
+    assert max(map(float, differences)) < 1e-9, stdout
+    # Euler's global error is O(dt): about 10 times smaller for dt / 10.
+    ratios = re.findall(r"error ratio (\S+) for dt / 10", stdout)
+    assert len(ratios) == 2, stdout
+    assert all(8 < float(ratio) < 12 for ratio in ratios), stdout
+
+
+#: A run of examples/logistic_map.py: its line and the comparison with the loop below it.
+LOGISTIC_RUN = re.compile(
+    r"^  (?P<label>\S.*?)\s+[\d.]+ ms .* converged\s*(?P<converged>\d+)/(?P<sequences>\d+)"
+    r"\s+finished sequentially\s*(?P<sequential>\d+)/\d+.*\n"
+    r".*max \|h - loop\| = (?P<difference>\S+); residual of h = (?P<residual>\S+)$",
+    re.MULTILINE,
+)
+
+
+def test_logistic_map_example_claims():
+    stdout = run_example("logistic_map.py", "--steps", "1000")
+    sections = dict(re.findall(r"^r = ([\d.]+):(.*?)(?=^r = |\Z)", stdout, re.M | re.S))
+    runs = {
+        r: {match["label"]: match for match in LOGISTIC_RUN.finditer(section)}
+        for r, section in sections.items()
+    }
+    assert sorted(runs) == ["2.8", "3.9"] and all(len(each) == 3 for each in runs.values()), stdout
+    # r = 2.8 from a guess at the fixed point: every sequence converges, close to the loop.
+    near = runs["2.8"]["newton, guess = 1 - 1/r"]
+    assert near["converged"] == near["sequences"], stdout
+    assert float(near["difference"]) < 1e-9, stdout
+    # r = 3.9 (chaos): every run leaves every sequence to the loop, with residuals within tol.
+    for run in runs["3.9"].values():
+        assert run["sequential"] == run["sequences"], stdout
+        assert float(run["residual"]) <= 1e-12, stdout
+    assert "on_fail='raise': ConvergenceError: " in stdout
+
+
 def test_readme_quickstart_runs():
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     # Every Python block but the call signatures, in order.
-    runnable = [block for block in blocks if "h0=None, *" not in block]
+    runnable = [block for block in blocks if ", *," not in block]
     namespace = {}
     exec("\n".join(runnable), namespace)
     assert namespace["states"].shape == (10_000_000, 2)
     assert namespace["blocks"].shape == (5000, 1000, 2)
     assert namespace["filtered"].shape == (64, 100_000)
+    assert namespace["info"].converged and namespace["angles"].shape == (5000, 2)
+    assert namespace["outputs"].shape == (1000, 8, 64)

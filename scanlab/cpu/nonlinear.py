@@ -77,10 +77,15 @@ KERNELS = {}
 
 
 def kernels_for(cell, method):
-    """The CPU kernels of ``cell`` for a Jacobian ``method`` (None: the loop only), built once."""
+    """The CPU kernels of ``cell`` for a Jacobian ``method`` (None: the loops only), built once;
+    every method shares the loops."""
     key = (cell.step, cell.jacobian, method)
     if key not in KERNELS:
-        KERNELS[key] = build_kernels(cell.step, cell.jacobian, method)
+        kernels = build_kernels(cell.step, cell.jacobian, method)
+        if method is not None:
+            loops = kernels_for(cell, None)
+            kernels.run_sequential, kernels.run_sequence = loops.run_sequential, loops.run_sequence
+        KERNELS[key] = kernels
     return KERNELS[key]
 
 
@@ -158,7 +163,7 @@ class Backend:
         h[...] = self.h0
         start = self.iterate(h, with_jacobian=False)
         self.evaluate(start, 0)
-        h += start.rhs
+        h[...] = start.rhs
 
     def correct(self, iterate: Iterate, first: int, damping, frozen, into: Iterate):
         """``into.h = iterate.h + delta`` from step ``first`` on, where the Newton correction

@@ -93,7 +93,10 @@ def kernels_for(cell, method):
     key = (cell.step, cell.jacobian, method)
     if key not in KERNELS:
         jacobian = None if cell.jacobian is None else cell.jacobian.py_func
-        KERNELS[key] = build_kernels(cell.step.py_func, jacobian, method)
+        kernels = build_kernels(cell.step.py_func, jacobian, method)
+        if method is not None:
+            kernels.sequential_kernel = kernels_for(cell, None).sequential_kernel
+        KERNELS[key] = kernels
     return KERNELS[key]
 
 
@@ -240,7 +243,7 @@ class Backend:
         launch(broadcast_rows_kernel, h.size, flat(h), flat(self.h0))
         start = self.iterate(h, with_jacobian=False)
         self.evaluate(start, 0)
-        launch(add_kernel, h.size, flat(h), flat(h), flat(start.rhs))
+        flat(h).copy_to_device(flat(start.rhs))
 
     def correct(self, iterate: Iterate, first: int, damping, frozen, into: Iterate):
         """As ``scanlab.cpu.nonlinear.Backend.correct``, on the device."""
