@@ -37,13 +37,20 @@ from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
 from scanlab.cpu import nonlinear as cpu_nonlinear
 
 
+#: Numba dispatchers made by :func:`compiled`, by Python function: cells made again from the same
+#: function share their compiled kernels.
+DISPATCHERS = {}
+
+
 def compiled(function, name: str):
     """``function`` as a Numba CPU dispatcher (compiled with scanlab's fastmath policy)."""
     if isinstance(function, numba.core.registry.CPUDispatcher):
         return function
     if not callable(function):
         raise TypeError(f"{name} must be a function, got {type(function).__name__}")
-    return njit(fastmath=FASTMATH)(function)
+    if function not in DISPATCHERS:
+        DISPATCHERS[function] = njit(fastmath=FASTMATH)(function)
+    return DISPATCHERS[function]
 
 
 def structure_period(structure) -> object:

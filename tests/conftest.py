@@ -81,6 +81,17 @@ def device(request):
     if request.param == "cpu":
         yield "cpu"
         return
+    yield from gpu()
+
+
+@pytest.fixture(params=[pytest.param("cuda", marks=pytest.mark.cuda)])
+def cuda_device(request):
+    """The GPU alone, for tests whose CPU side other tests cover."""
+    yield from gpu()
+
+
+def gpu():
+    """``"cuda"``, or a skip without a GPU or the simulator."""
     if not cuda.is_available():
         pytest.skip("no CUDA GPU and not under NUMBA_ENABLE_CUDASIM=1")
     with fast_thread_switching():

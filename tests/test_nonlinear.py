@@ -447,7 +447,7 @@ def test_cell_errors():
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_every_method_on_every_device(device, name):
+def test_every_method_on_the_gpu(cuda_device, name):
     """The GPU backend (under the simulator in CI: tiny sizes) against the loop, as the CPU's."""
     step, _, _, make_reference, sizes = CELLS[name]
     rng = np.random.default_rng(9)
@@ -459,7 +459,7 @@ def test_every_method_on_every_device(device, name):
             x, h0, params = problem(rng, name, sizes[-1], 7, (2,), dtype)
             h, info = scanlab.nonlinear_recurrence(
                 COMPILED[name, own_jacobian], x, h0, params=params, method=method,
-                device=device, full_output=True,
+                device=cuda_device, full_output=True,
             )  # fmt: skip
             expected = reference.nonlinear_recurrence(make_reference(params), x, h0)
             tolerance = TOLERANCES[np.dtype(dtype)]
