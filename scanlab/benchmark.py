@@ -430,6 +430,8 @@ def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
 
 def gpu_description() -> str:
     """The GPU's name and compute capability, and the numba-cuda version."""
+    if numba.config.ENABLE_CUDASIM:  # its device has no name
+        return f"the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), Numba {numba.__version__}"
     device = cuda.get_current_device()
     name = device.name.decode() if isinstance(device.name, bytes) else device.name
     return f"{name} (compute capability {device.compute_capability}), Numba {numba.__version__}"

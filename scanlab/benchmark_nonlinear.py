@@ -1,24 +1,38 @@
 """Benchmarks of ``nonlinear_recurrence`` against the loops users would write.
 
-Used by ``scanlab bench --nonlinear`` and ``benchmarks/nonlinear.py`` (which writes
-``benchmarks/RESULTS.md``). Timing follows :mod:`scanlab.benchmark`: the methods compared take
-turns, each timed call after an untimed one, the best kept, compilation never timed.
+Used by ``scanlab bench --nonlinear [--device cuda]`` and ``benchmarks/nonlinear.py`` (which
+writes ``benchmarks/RESULTS.md``). Timing follows :mod:`scanlab.benchmark`: the methods compared
+take turns, each timed call after an untimed one, the best kept, compilation never timed.
 
-Each case is one float64 sequence of a built-in cell: Newton's method (and quasi-Newton where its
-Jacobian differs) against the compiled sequential loop (``method="sequential"``, the honest
-baseline) and the same cell written in NumPy one step at a time (the naive baseline). Cases whose
-Jacobians would not fit in memory, or whose calls would take too long, are reported as skipped.
+Each CPU case is one float64 sequence of a built-in cell: Newton's method (and quasi-Newton where
+its Jacobian differs) against the compiled sequential loop (``method="sequential"``, the honest
+baseline) and the same cell written in NumPy one step at a time (the naive baseline). Each GPU
+case is a float32 batch: Newton and quasi-Newton on the GPU against the sequential loop on the
+GPU (one thread per sequence) and on the CPU; the GPU's times are of whole calls, copies between
+host and device included, and those copies are timed alone too. Cases whose Jacobians would not
+fit in memory, or whose calls would take too long, are reported as skipped.
 """
 
 import math
+import time
 from functools import cache, partial
 
+import numba
 import numpy as np
 from numba import njit
 
 import scanlab
 from scanlab import math as smath
-from scanlab.benchmark import best_time, best_times, format_table, measure_rows
+from scanlab.benchmark import (
+    best_time,
+    best_times,
+    elementwise_combine,
+    format_table,
+    gpu_best_time,
+    gpu_description,
+    machine_description,
+    measure_rows,
+)
 
 #: The built-in cells benchmarked, by name.
 CELLS = {
@@ -119,6 +133,79 @@ class TimeBudget:
         self.last[key] = (length, seconds)
 
 
+def jacobian_widths(cell) -> dict:
+    """Jacobian values per state of each method; no ``"quasi"`` for a diagonal cell, whose
+    quasi-Newton is Newton."""
+    widths = {"sequential": 0, "newton": cell.period(cell.state_size), "quasi": 1}
+    if cell.structure == "diagonal":
+        del widths["quasi"]
+    return widths
+
+
+def time_methods(
+    cell,
+    x,
+    methods: dict,
+    budget: TimeBudget,
+    case: tuple,
+    repeats: int,
+    jacobian_bytes_limit: int,
+    probe_length: int | None = None,
+):
+    """Time ``nonlinear_recurrence(cell, x, None, method=method, device=device)`` for each
+    ``label: (method, device)`` of ``methods`` whose Jacobians fit ``jacobian_bytes_limit`` and
+    whose time fits ``budget`` (keys ``(*case, label)``). Return the seconds, the
+    ``(h, info)`` and the skip marks, each by label.
+
+    With ``probe_length``, a label the budget has no time for yet is first run twice on the
+    first ``probe_length`` steps (the first call compiles, the second is timed), and the budget
+    scales that time to the full length: a first length too slow for it is not run at all.
+    """
+    length, sequences = x.shape[0], math.prod(x.shape[1:-1])
+    widths = jacobian_widths(cell)
+    skipped, solves, results = {}, {}, {}
+    for label, (method, device) in methods.items():
+        key = (*case, label)
+        jacobian_bytes = length * sequences * cell.state_size * widths[method] * x.itemsize
+        if jacobian_bytes > jacobian_bytes_limit:
+            skipped[label] = "skipped (memory)"
+            continue
+        if probe_length and key not in budget.last and length > probe_length:
+            probe = partial(solve_into, {}, label, cell, x[:probe_length], method, device)
+            probe()
+            start = time.perf_counter()
+            probe()
+            budget.record(key, probe_length, time.perf_counter() - start)
+        if budget.allows(key, length):
+            solves[label] = partial(solve_into, results, label, cell, x, method, device)
+        else:
+            skipped[label] = "skipped (time)"
+    times = best_times(solves, repeats) if solves else {}
+    for label, seconds in times.items():
+        budget.record((*case, label), length, seconds)
+    return times, results, skipped
+
+
+def newton_columns(
+    row: dict, widths: dict, times: dict, results: dict, skipped: dict, reference: str
+) -> None:
+    """Fill ``row``'s iterations and milliseconds of Newton and quasi-Newton (labelled by their
+    method) and its "max error": their largest difference from ``results[reference]``."""
+    errors = []
+    for method in ("newton", "quasi"):
+        if method not in widths:
+            row[f"{method} its"] = row[f"{method} ms"] = "= newton"
+        elif method in skipped:
+            row[f"{method} its"], row[f"{method} ms"] = "-", skipped[method]
+        else:
+            h, info = results[method]
+            row[f"{method} its"] = str(info.iterations) + ("" if info.converged else " (fallback)")
+            row[f"{method} ms"] = 1e3 * times[method]
+            if reference in results:
+                errors.append(float(np.max(np.abs(h - results[reference][0]))))
+    row["max error"] = max(errors) if errors else "-"
+
+
 def measure_case(
     cell_name: str,
     size: int,
@@ -131,39 +218,17 @@ def measure_case(
     by every method that fits ``budget`` and ``jacobian_bytes_limit``; return one table row."""
     cell = benchmark_cell(cell_name, size)
     x = np.random.default_rng(0).standard_normal((length, INPUT_SIZE))
-    state_size = cell.state_size
-    widths = {"sequential": 0, "newton": cell.period(state_size), "quasi": 1}
-    if cell.structure == "diagonal":  # its quasi-Newton is Newton
-        del widths["quasi"]
-    skipped, solves, results = {}, {}, {}
-    for method, width in widths.items():
-        if length * state_size * width * x.itemsize > jacobian_bytes_limit:
-            skipped[method] = "skipped (memory)"
-        elif not budget.allows((cell_name, size, method), length):
-            skipped[method] = "skipped (time)"
-        else:
-            solves[method] = partial(solve_into, results, method, cell, x)
-    times = best_times(solves, repeats) if solves else {}
-    for method, seconds in times.items():
-        budget.record((cell_name, size, method), length, seconds)
+    widths = jacobian_widths(cell)
+    methods = {method: (method, "cpu") for method in widths}
+    times, results, skipped = time_methods(
+        cell, x, methods, budget, (cell_name, size), repeats, jacobian_bytes_limit
+    )
     steps = min(length, NUMPY_LOOP_STEPS)
-    out = np.empty((steps, state_size))
+    out = np.empty((steps, cell.state_size))
     numpy_time = best_time(partial(numpy_loop, cell, x, out, steps), 1) * length / steps
     row = {"cell": cell_name, "n": size, "T": length}
     row["sequential ms"] = skipped.get("sequential") or 1e3 * times["sequential"]
-    errors = []
-    for method in ("newton", "quasi"):
-        if method not in widths:
-            row[f"{method} its"] = row[f"{method} ms"] = "= newton"
-        elif method in skipped:
-            row[f"{method} its"], row[f"{method} ms"] = "-", skipped[method]
-        else:
-            h, info = results[method]
-            row[f"{method} its"] = str(info.iterations) + ("" if info.converged else " (fallback)")
-            row[f"{method} ms"] = 1e3 * times[method]
-            if "sequential" in results:
-                errors.append(float(np.max(np.abs(h - results["sequential"][0]))))
-    row["max error"] = max(errors) if errors else "-"
+    newton_columns(row, widths, times, results, skipped, "sequential")
     row["newton x seq"] = speedup(times, "sequential", "newton")
     row["quasi x seq"] = speedup(times, "sequential", "quasi")
     times["NumPy loop"] = numpy_time
@@ -172,9 +237,11 @@ def measure_case(
     return row
 
 
-def solve_into(results: dict, method: str, cell, x) -> None:
-    """Solve with ``method``, keeping ``(h, info)`` in ``results[method]``."""
-    results[method] = scanlab.nonlinear_recurrence(cell, x, None, method=method, full_output=True)
+def solve_into(results: dict, label: str, cell, x, method: str, device: str) -> None:
+    """Solve with ``method`` on ``device``, keeping ``(h, info)`` in ``results[label]``."""
+    results[label] = scanlab.nonlinear_recurrence(
+        cell, x, None, method=method, device=device, full_output=True
+    )
 
 
 def speedup(times: dict, baseline: str, method: str):
@@ -268,17 +335,23 @@ def jax_lax_scan_time(weights: np.ndarray, x: np.ndarray, repeats: int) -> float
     return best_time(lambda: scan(inputs).block_until_ready(), repeats)
 
 
+def tanh_problem(length: int, channels: int, dtype):
+    """The diagonal tanh cell's seeded weights and inputs of ``dtype``, and its solver
+    ``nonlinear_recurrence`` on them from zeros (options left to the call)."""
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(-1, 1, channels).astype(dtype)
+    x = rng.standard_normal((length, channels)).astype(dtype)
+    cell = scanlab.cell(tanh_step, structure="diagonal")
+    h0 = np.zeros(channels, dtype)
+    return weights, x, partial(scanlab.nonlinear_recurrence, cell, x, h0, params=weights)
+
+
 def tanh_comparison(quick: bool = False, repeats: int = 5) -> list[dict]:
     """The diagonal tanh cell of ``TANH_SIZE`` channels: JAX's ``lax.scan``, scanlab and plain
     Numba loops, each a row of milliseconds (NaN for JAX when it is not installed)."""
     length = QUICK_TANH_LENGTH if quick else TANH_LENGTH
-    rng = np.random.default_rng(0)
-    weights = rng.uniform(-1, 1, TANH_SIZE)
-    x = rng.standard_normal((length, TANH_SIZE))
+    weights, x, solve = tanh_problem(length, TANH_SIZE, np.float64)
     out = np.empty_like(x)
-    cell = scanlab.cell(tanh_step, structure="diagonal")
-    h0 = np.zeros(TANH_SIZE)
-    solve = partial(scanlab.nonlinear_recurrence, cell, x, h0, params=weights)
     times = best_times(
         {
             "scanlab sequential (scanlab.cell, scanlab.math.tanh)": partial(
@@ -309,6 +382,12 @@ def tanh_heading(quick: bool = False) -> str:
     )
 
 
+def report(rows, columns, notes: str, heading: str, tanh_rows, markdown: bool):
+    """A benchmark table, and the lines that follow it: its notes, then the tanh comparison."""
+    tanh_table = format_table(tanh_rows, TANH_COLUMNS, markdown=markdown)
+    return format_table(rows, columns, markdown=markdown), [notes, "", heading, "", tanh_table]
+
+
 def cpu_report(
     quick: bool = False, show_progress: bool = True, markdown: bool = False
 ) -> tuple[str, list[str]]:
@@ -316,6 +395,259 @@ def cpu_report(
     (its notes, then the tanh comparison)."""
     rows = cpu_table(quick=quick, show_progress=show_progress)
     tanh_rows = tanh_comparison(quick=quick)
-    notes = [CPU_NOTES, "", tanh_heading(quick), ""]
-    notes.append(format_table(tanh_rows, TANH_COLUMNS, markdown=markdown))
-    return format_table(rows, CPU_COLUMNS, markdown=markdown), notes
+    return report(rows, CPU_COLUMNS, CPU_NOTES, tanh_heading(quick), tanh_rows, markdown)
+
+
+#: The GPU table (float32, the GPU's case): batches of sequences, and the quick table's sizes.
+GPU_BATCHES = (1, 64)
+QUICK_GPU_LENGTHS = (8, 16)
+QUICK_GPU_SIZES = (2, 4)
+QUICK_GPU_BATCHES = (1, 2)
+#: On the GPU a method is skipped where its Jacobians would exceed this, and a whole case where
+#: one call's inputs (after the cell's input projection) and states would.
+GPU_BYTES_LIMIT = 4 * 2**30
+#: Before its first length a GPU case times each method on this many first steps (compiling
+#: first), so that the time budget can skip a first length that would take too long.
+PROBE_LENGTH = 2**6
+QUICK_PROBE_LENGTH = 4
+#: What the GPU table times, by label: ``(method, device)``.
+GPU_METHODS = {
+    "CPU sequential": ("sequential", "cpu"),
+    "GPU sequential": ("sequential", "cuda"),
+    "newton": ("newton", "cuda"),
+    "quasi": ("quasi", "cuda"),
+}
+#: The quick GPU tanh comparison's channels and steps (small enough for the CUDA simulator).
+QUICK_GPU_TANH_SIZE, QUICK_GPU_TANH_LENGTH = 4, 16
+
+
+def copy_times(host: np.ndarray, states_shape: tuple, repeats: int) -> tuple[float, float]:
+    """Seconds of one copy of ``host`` to the GPU and of one ``states_shape`` array back, as the
+    solver makes them (pageable memory, allocation included), from CUDA events."""
+    from numba import cuda
+
+    states = cuda.device_array(states_shape, host.dtype)
+    to_device = gpu_best_time(partial(cuda.to_device, host), repeats)
+    return to_device, gpu_best_time(states.copy_to_host, repeats)
+
+
+def measure_gpu_case(
+    cell_name: str,
+    size: int,
+    batch: int,
+    length: int,
+    budget: TimeBudget,
+    repeats: int,
+    bytes_limit: int = GPU_BYTES_LIMIT,
+    probe_length: int | None = PROBE_LENGTH,
+) -> dict:
+    """Time ``batch`` float32 sequences of ``CELLS[cell_name](size, INPUT_SIZE)`` of ``length``
+    steps by each of ``GPU_METHODS`` that fits ``budget`` and ``bytes_limit``, and the copies of
+    the call's inputs and states; return one table row."""
+    cell = benchmark_cell(cell_name, size)
+    widths = jacobian_widths(cell)
+    methods = {label: pair for label, pair in GPU_METHODS.items() if pair[0] in widths}
+    dtype = np.dtype(np.float32)
+    input_width = cell.prepare(np.zeros((1, INPUT_SIZE), dtype), None, dtype)[0].shape[-1]
+    row = {"cell": cell_name, "n": size, "batch": batch, "T": length}
+    row["copy in ms"] = row["copy out ms"] = "-"
+    if length * batch * (input_width + cell.state_size) * dtype.itemsize > bytes_limit:
+        times, results = {}, {}
+        skipped = dict.fromkeys(methods, "skipped (memory)")
+    else:
+        x = np.random.default_rng(0).standard_normal((length, batch, INPUT_SIZE), dtype)
+        times, results, skipped = time_methods(
+            cell, x, methods, budget, (cell_name, size, batch), repeats, bytes_limit, probe_length
+        )
+        states_shape = (length, batch, cell.state_size)
+        projected = cell.prepare(x, None, dtype)[0]  # what the solver copies to the GPU
+        copies = copy_times(projected, states_shape, repeats)
+        row["copy in ms"], row["copy out ms"] = (1e3 * seconds for seconds in copies)
+    for device in ("CPU", "GPU"):
+        label = f"{device} sequential"
+        row[f"{device} seq ms"] = skipped.get(label) or 1e3 * times[label]
+    reference = "GPU sequential" if "GPU sequential" in results else "CPU sequential"
+    newton_columns(row, widths, times, results, skipped, reference)
+    for method in ("newton", "quasi"):
+        row[f"{method} x GPU seq"] = speedup(times, "GPU sequential", method)
+        row[f"{method} x CPU seq"] = speedup(times, "CPU sequential", method)
+    return row
+
+
+def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
+    """The GPU benchmark table of ``nonlinear_recurrence``: float32, one batch per row."""
+    cases = [
+        (cell_name, size, batch, length)
+        for cell_name in CELLS
+        for size in (QUICK_GPU_SIZES if quick else SIZES)
+        for batch in (QUICK_GPU_BATCHES if quick else GPU_BATCHES)
+        for length in (QUICK_GPU_LENGTHS if quick else LENGTHS)
+    ]
+    return measure_rows(
+        cases,
+        partial(
+            measure_gpu_case,
+            budget=TimeBudget(),
+            repeats=1,
+            probe_length=QUICK_PROBE_LENGTH if quick else PROBE_LENGTH,
+        ),
+        lambda cell_name, size, batch, length: f"GPU {cell_name} n={size} B={batch} T={length}",
+        show_progress,
+    )
+
+
+GPU_COLUMNS = (
+    ("cell", "{}"),
+    ("n", "{:d}"),
+    ("batch", "{:d}"),
+    ("T", "{:d}"),
+    ("CPU seq ms", "{:.2f}"),
+    ("GPU seq ms", "{:.2f}"),
+    ("newton its", "{}"),
+    ("newton ms", "{:.2f}"),
+    ("quasi its", "{}"),
+    ("quasi ms", "{:.2f}"),
+    ("newton x GPU seq", "{:.2f}"),
+    ("newton x CPU seq", "{:.2f}"),
+    ("quasi x GPU seq", "{:.2f}"),
+    ("quasi x CPU seq", "{:.2f}"),
+    ("copy in ms", "{:.3f}"),
+    ("copy out ms", "{:.3f}"),
+    ("max error", "{:.0e}"),
+)
+
+
+def gpu_notes(quick: bool = False) -> str:
+    """What the GPU table measures."""
+    batches = " and ".join(map(str, QUICK_GPU_BATCHES if quick else GPU_BATCHES))
+    probe_length = QUICK_PROBE_LENGTH if quick else PROBE_LENGTH
+    return (
+        f"float32 (the GPU's case), batches of {batches} sequences from zeros, {INPUT_SIZE} "
+        "inputs per step (standard normal), the cells' seeded initialisation (ParaLSTM's state "
+        "has 2 n values). 'newton' and 'quasi': method='newton' and 'quasi' on device='cuda'; "
+        "'GPU seq': method='sequential' on device='cuda' (one GPU thread per sequence); "
+        "'CPU seq': the compiled loop on the CPU (parallel over sequences on "
+        f"{numba.get_num_threads()} threads). 'its': linear solves to the default tolerance "
+        "(scaled residual 1e-5); 'x' columns are speedups (below 1: slower) measured in the "
+        "same run; 'max error' is the largest difference of Newton's (and quasi-Newton's) "
+        "states from the GPU loop's (the CPU loop's where the GPU loop was skipped). "
+        "Every time is of a whole call, which takes and returns NumPy arrays: it includes the "
+        "input projection on the host (a NumPy matrix product), the copy of the projected "
+        "inputs (T x batch x gates n values) to the GPU and of the states back; 'copy in ms' "
+        "and 'copy out ms' are one such copy each way, timed with CUDA events in the same run, "
+        "to subtract. Times: the host clock around each call (it returns with its result on "
+        "the host), the best of at least 1 call after an untimed one (short calls repeated up "
+        "to 0.2 s), methods taking turns. 'skipped (memory)': the Jacobians, or a call's inputs "
+        f"and states, would exceed {GPU_BYTES_LIMIT / 2**30:.0f} GiB; 'skipped (time)': the "
+        f"method's time at the previous T (before the first T: on its first {probe_length} "
+        f"steps), scaled to this T, exceeds {CALL_SECONDS_LIMIT:.0f} s per call."
+    )
+
+
+def jax_newton_time(weights: np.ndarray, x: np.ndarray, iterations: int, repeats: int) -> float:
+    """Seconds of Newton's method (DEER) on the diagonal tanh cell in JAX: from scanlab's initial
+    guess ``tanh(x)``, ``iterations`` linear recurrences by ``jax.lax.associative_scan``."""
+    import jax
+    import jax.numpy as jnp
+
+    def solve(weights, inputs):
+        def newton(_, h):
+            h_prev = jnp.concatenate([jnp.zeros_like(h[:1]), h[:-1]])
+            following = jnp.tanh(weights * h_prev + inputs)
+            slope = weights * (1 - following * following)
+            pairs = (slope, following - slope * h_prev)
+            return jax.lax.associative_scan(elementwise_combine, pairs, axis=0)[1]
+
+        return jax.lax.fori_loop(0, iterations, newton, jnp.tanh(inputs))
+
+    solve = jax.jit(solve)
+    weights_device, inputs = jnp.asarray(weights), jnp.asarray(x)
+    return best_time(lambda: solve(weights_device, inputs).block_until_ready(), repeats)
+
+
+def jax_rows(weights: np.ndarray, x: np.ndarray, iterations: int, repeats: int) -> list[dict]:
+    """The JAX rows of the GPU tanh comparison: ``lax.scan``, and Newton in JAX with
+    ``iterations`` associative scans; "JAX not installed" without JAX."""
+    names = (
+        "jax.lax.scan",
+        f"jax.lax.associative_scan: Newton in JAX, {iterations} iterations over all steps",
+    )
+    try:
+        import jax
+    except ImportError:
+        return [{"implementation": name, "ms": "JAX not installed"} for name in names]
+    seconds = (
+        jax_lax_scan_time(weights, x, repeats),
+        jax_newton_time(weights, x, iterations, repeats),
+    )
+    return [
+        {"implementation": f"{name} (on {jax.default_backend()})", "ms": 1e3 * time}
+        for name, time in zip(names, seconds, strict=True)
+    ]
+
+
+def gpu_tanh_comparison(quick: bool = False, repeats: int = 5) -> list[dict]:
+    """The diagonal tanh cell in float32: scanlab on the GPU (and its loop on the CPU) against
+    JAX's ``lax.scan`` and Newton by ``lax.associative_scan``, and the copies scanlab's calls
+    include, each a row of milliseconds."""
+    length = QUICK_GPU_TANH_LENGTH if quick else TANH_LENGTH
+    channels = QUICK_GPU_TANH_SIZE if quick else TANH_SIZE
+    weights, x, solve = tanh_problem(length, channels, np.float32)
+    times = best_times(
+        {
+            "scanlab sequential, device='cuda' (one GPU thread)": partial(
+                solve, method="sequential", device="cuda"
+            ),
+            "scanlab newton, device='cuda'": partial(solve, method="newton", device="cuda"),
+            "scanlab sequential, device='cpu'": partial(solve, method="sequential", device="cpu"),
+        },
+        repeats,
+    )
+    iterations = solve(method="newton", device="cuda", full_output=True)[1].iterations
+    copies = copy_times(x, x.shape, repeats)
+    rows = jax_rows(weights, x, iterations, repeats)
+    rows += [{"implementation": name, "ms": 1e3 * seconds} for name, seconds in times.items()]
+    for direction, seconds in zip(("x to the GPU", "h to the host"), copies, strict=True):
+        rows.append({"implementation": f"one copy of {direction}", "ms": 1e3 * seconds})
+    return rows
+
+
+def gpu_tanh_heading(quick: bool = False, repeats: int = 5) -> str:
+    """What the GPU tanh comparison measures."""
+    length = QUICK_GPU_TANH_LENGTH if quick else TANH_LENGTH
+    channels = QUICK_GPU_TANH_SIZE if quick else TANH_SIZE
+    return (
+        f"The diagonal tanh cell h[t] = tanh(a * h[t-1] + x[t]), {channels} channels, "
+        f"T = {length}, float32, one sequence; best of {repeats} calls. scanlab's times include "
+        "the copies of x to the GPU and of h back (the last two rows, to subtract); JAX's "
+        "arrays are on its device before timing. Newton in JAX starts from scanlab's initial "
+        "guess and runs scanlab's number of iterations, each over every step."
+    )
+
+
+def gpu_report(
+    quick: bool = False, show_progress: bool = True, markdown: bool = False
+) -> tuple[str, list[str]]:
+    """As :func:`cpu_report`, on the GPU."""
+    rows = gpu_table(quick=quick, show_progress=show_progress)
+    repeats = 2 if quick else 5
+    tanh_rows = gpu_tanh_comparison(quick=quick, repeats=repeats)
+    heading = gpu_tanh_heading(quick, repeats)
+    return report(rows, GPU_COLUMNS, gpu_notes(quick), heading, tanh_rows, markdown)
+
+
+def gpu_machine_description() -> str:
+    """The GPU, and the CPU of the sequential loop it is compared with."""
+    return f"{gpu_description()}; CPU loop on {machine_description()}"
+
+
+def device_report(
+    device: str, quick: bool = False, show_progress: bool = True, markdown: bool = False
+) -> tuple[str, str, list[str]]:
+    """The benchmark on ``device`` ("cpu" or "cuda"): the machine it ran on, the table and the
+    lines that follow it."""
+    if device == "cuda":
+        table, notes = gpu_report(quick=quick, show_progress=show_progress, markdown=markdown)
+        return gpu_machine_description(), table, notes
+    table, notes = cpu_report(quick=quick, show_progress=show_progress, markdown=markdown)
+    return machine_description(), table, notes

@@ -36,7 +36,6 @@ from scanlab._step_routines import ANALYTIC, CENTRAL_DIFFERENCES, COMPLEX_STEP
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
 from scanlab.cpu import nonlinear as cpu_nonlinear
 
-
 #: Numba dispatchers made by :func:`compiled`, by Python function: cells made again from the same
 #: function share their compiled kernels.
 DISPATCHERS = {}

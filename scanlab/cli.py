@@ -49,7 +49,7 @@ def bench(arguments) -> None:
         bench_matrix(arguments.device, arguments.quick, show_progress)
         return
     if arguments.nonlinear:
-        bench_nonlinear(arguments.quick, show_progress)
+        bench_nonlinear(arguments.device, arguments.quick, show_progress)
         return
     if arguments.device == "cuda":
         rows = benchmark.gpu_table(quick=arguments.quick, show_progress=show_progress)
@@ -104,11 +104,11 @@ def bench_matrix(device: str, quick: bool, show_progress: bool) -> None:
     )
 
 
-def bench_nonlinear(quick: bool, show_progress: bool) -> None:
-    from scanlab import benchmark, benchmark_nonlinear
+def bench_nonlinear(device: str, quick: bool, show_progress: bool) -> None:
+    from scanlab import benchmark_nonlinear
 
-    table, notes = benchmark_nonlinear.cpu_report(quick=quick, show_progress=show_progress)
-    print(benchmark.machine_description())
+    machine, table, notes = benchmark_nonlinear.device_report(device, quick, show_progress)
+    print(machine)
     print(table)
     print("\n".join(notes))
 
@@ -130,7 +130,7 @@ def main(argv=None) -> None:
         "--matrix", action="store_true", help="benchmark linear_recurrence_matrix instead"
     )
     solver.add_argument(
-        "--nonlinear", action="store_true", help="benchmark nonlinear_recurrence instead (CPU)"
+        "--nonlinear", action="store_true", help="benchmark nonlinear_recurrence instead"
     )
     bench_parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     bench_parser.add_argument(
@@ -145,6 +145,4 @@ def main(argv=None) -> None:
             "--plot draws the sweep of linear_recurrence on the CPU, without --matrix or "
             "--nonlinear"
         )
-    if arguments.command == "bench" and arguments.nonlinear and arguments.device == "cuda":
-        parser.error("--nonlinear benchmarks the CPU only, without --device cuda")
     arguments.run(arguments)

@@ -240,6 +240,8 @@ def nonlinear_recurrence(
     tol = TOLERANCES[dtype] if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}")
+    if max_iter is not None and (not isinstance(max_iter, (int, np.integer)) or max_iter < 0):
+        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
     limit = MAX_ITERATIONS.get(method, 0) if max_iter is None else int(max_iter)
     if method != "damped":  # T steps solve every step (rejected damped steps solve none)
         limit = min(limit, length)

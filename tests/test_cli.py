@@ -1,9 +1,12 @@
 """The scanlab command and the benchmark helpers behind it."""
 
 import math
+import pathlib
+import runpy
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 import reference
@@ -11,7 +14,9 @@ from conftest import fast_thread_switching
 from numba import cuda
 
 import scanlab
-from scanlab import benchmark, benchmark_matrix, benchmark_nonlinear, cli
+from scanlab import benchmark, benchmark_matrix, benchmark_nonlinear, cli, config
+
+SCRIPTS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
 
 def test_info_reports_versions_and_devices(capsys):
@@ -56,9 +61,10 @@ def test_numba_loop_baseline_is_the_recurrence():
 
 
 @pytest.mark.skipif(cuda.is_available(), reason="a CUDA device (or the simulator) is here")
-def test_gpu_benchmark_without_a_gpu_says_so():
+@pytest.mark.parametrize("options", [[], ["--nonlinear"]])
+def test_gpu_benchmark_without_a_gpu_says_so(options):
     with pytest.raises(SystemExit, match="device='cpu'"):
-        cli.main(["bench", "--device", "cuda", "--quick"])
+        cli.main(["bench", "--device", "cuda", "--quick", *options])
 
 
 @pytest.mark.parametrize("per_step", [True, False])
@@ -91,10 +97,9 @@ def test_plot_is_only_for_the_elementwise_cpu_sweep(options):
         cli.main(["bench", "--plot", "x.png", *options])
 
 
-@pytest.mark.parametrize("options", [["--device", "cuda"], ["--matrix"]])
-def test_nonlinear_benchmark_is_for_the_cpu_alone(options):
+def test_nonlinear_and_matrix_benchmarks_exclude_each_other():
     with pytest.raises(SystemExit, match="2"):
-        cli.main(["bench", "--nonlinear", "--quick", *options])
+        cli.main(["bench", "--nonlinear", "--quick", "--matrix"])
 
 
 def test_one_nonlinear_benchmark_row_is_complete_and_consistent():
@@ -144,6 +149,55 @@ def test_bench_nonlinear_quick_prints_both_tables(capsys, monkeypatch):
     assert "jax.lax.scan" in printed and "Numba loop, math.tanh" in printed
 
 
+def test_nonlinear_benchmark_probes_before_its_first_length():
+    cell = benchmark_nonlinear.benchmark_cell("ElmanRNN", 3)
+    x = np.random.default_rng(0).standard_normal((64, 2, benchmark_nonlinear.INPUT_SIZE))
+    budget = benchmark_nonlinear.TimeBudget(seconds=0.0)
+    methods = {"loop": ("sequential", "cpu")}
+    times, results, skipped = benchmark_nonlinear.time_methods(
+        cell, x, methods, budget, ("case",), 1, 2**30, probe_length=8
+    )
+    assert times == results == {} and skipped == {"loop": "skipped (time)"}
+    probe_length, seconds = budget.last["case", "loop"]
+    assert probe_length == 8 and seconds > 0
+
+
+def test_gpu_nonlinear_benchmark_skips_what_does_not_fit():
+    budget = benchmark_nonlinear.TimeBudget()
+    row = benchmark_nonlinear.measure_gpu_case("ParaGRU", 3, 2, 64, budget, 1, bytes_limit=0)
+    assert (row["cell"], row["n"], row["batch"], row["T"]) == ("ParaGRU", 3, 2, 64)
+    assert row["CPU seq ms"] == row["GPU seq ms"] == row["newton ms"] == "skipped (memory)"
+    assert row["quasi ms"] == "= newton"
+    assert row["copy in ms"] == row["newton x CPU seq"] == row["max error"] == "-"
+    table = benchmark.format_table([row], benchmark_nonlinear.GPU_COLUMNS, markdown=True)
+    assert "| cell | n | batch | T |" in table and "skipped (memory)" in table
+
+
+@pytest.mark.parametrize(
+    "options, block, writes",
+    [
+        ([], "nonlinear-cpu-table", True),
+        (["--quick"], "nonlinear-cpu-table", False),
+        (["--device", "cuda"], "nonlinear-cuda-table", not numba.config.ENABLE_CUDASIM),
+        (["--device", "cuda", "--quick"], "nonlinear-cuda-table", False),
+    ],
+)
+def test_nonlinear_script_writes_only_full_measurements(monkeypatch, options, block, writes):
+    script = runpy.run_path(str(SCRIPTS / "nonlinear.py"))
+    monkeypatch.setattr(
+        benchmark_nonlinear, "device_report", lambda *_, **__: ("machine", "table", ["notes"])
+    )
+    recorded = []
+
+    def record_results(path, name, machine, table, notes=(), write=True):
+        recorded.append((name, write))
+
+    monkeypatch.setattr(benchmark, "record_results", record_results)
+    monkeypatch.setattr(sys, "argv", ["nonlinear.py", *options])
+    script["main"]()
+    assert recorded == [(block, writes)]
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
 def test_one_gpu_benchmark_row_is_complete_and_consistent():
@@ -186,3 +240,35 @@ def test_launch_loop_baseline_is_the_recurrence():
     expected = np.empty_like(b)
     benchmark.numpy_loop(a, b, expected, 9)
     np.testing.assert_allclose(out.copy_to_host(), expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
+def test_one_gpu_nonlinear_benchmark_row_is_complete_and_consistent(monkeypatch):
+    monkeypatch.setattr(config.cuda, "threads_per_block", 8)  # fewer simulated threads
+    budget = benchmark_nonlinear.TimeBudget()
+    with fast_thread_switching():
+        row = benchmark_nonlinear.measure_gpu_case("ElmanRNN", 3, 2, 12, budget, 1, 2**30, 4)
+    assert (row["cell"], row["n"], row["batch"], row["T"]) == ("ElmanRNN", 3, 2, 12)
+    assert int(row["newton its"]) <= int(row["quasi its"])
+    for column in ("CPU seq ms", "GPU seq ms", "newton ms", "quasi ms", "copy in ms"):
+        assert row[column] > 0
+    assert row["newton x GPU seq"] == pytest.approx(row["GPU seq ms"] / row["newton ms"])
+    assert row["quasi x CPU seq"] == pytest.approx(row["CPU seq ms"] / row["quasi ms"])
+    assert row["max error"] < 1e-4  # float32, to the default tolerance 1e-5
+    assert [key[-1] for key in budget.last] == list(benchmark_nonlinear.GPU_METHODS)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
+def test_bench_nonlinear_on_the_gpu_quick_prints_both_tables(capsys, monkeypatch):
+    # ParaGRU's and ParaLSTM's steps call compiled helpers on arrays: the simulator cannot run them.
+    monkeypatch.setattr(benchmark_nonlinear, "CELLS", {"ElmanRNN": scanlab.cells.ElmanRNN})
+    monkeypatch.setattr(config.cuda, "threads_per_block", 8)  # fewer simulated threads
+    with fast_thread_switching():
+        cli.main(["bench", "--nonlinear", "--device", "cuda", "--quick", "--no-progress"])
+    printed = capsys.readouterr().out
+    table = printed.split("float32 (the GPU's case)")[0]
+    assert table.count("ElmanRNN") == 8 and "skipped" not in table
+    assert "GPU seq ms" in table and "copy out ms" in table
+    assert "jax.lax.associative_scan" in printed and "one copy of h to the host" in printed
