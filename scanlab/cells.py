@@ -337,53 +337,54 @@ def gru_jacobian(h_prev, x_t, params, jacobian_out):
 
 
 @njit(inline="always")
-def lstm_channel(c, h, u_input, u_forget, u_output, u_candidate, recurrent, j):
-    """One ParaLSTM channel ``j``: new ``(c, h)`` and the 2x2 Jacobian with respect to them."""
-    input_gate = smath.sigmoid(u_input + recurrent[0, j] * h)
-    forget = smath.sigmoid(u_forget + recurrent[1, j] * h)
-    output = smath.sigmoid(u_output + recurrent[2, j] * h)
-    candidate = smath.tanh(u_candidate + recurrent[3, j] * h)
-    cell_state = forget * c + input_gate * candidate
-    squashed = smath.tanh(cell_state)
-    dc_dh = (
-        c * forget * (1 - forget) * recurrent[1, j]
-        + candidate * input_gate * (1 - input_gate) * recurrent[0, j]
-        + input_gate * (1 - candidate * candidate) * recurrent[3, j]
-    )
-    slope = output * (1 - squashed * squashed)
-    dh_dh = output * (1 - output) * recurrent[2, j] * squashed + slope * dc_dh
-    return cell_state, output * squashed, forget, dc_dh, slope * forget, dh_dh
-
-
-@njit(inline="always")
-def lstm_channels(h_prev, x_t, recurrent, out, jacobian):
-    """ParaLSTM at every channel: the new states into ``out``, or if ``jacobian`` the 2x2
-    blocks into ``out`` of shape ``(n, 2, 2)`` (its flat view: the same index arithmetic)."""
+def lstm_gates(h_prev, x_t, recurrent, j):
+    """ParaLSTM channel ``j``: its gates (input, forget, output, candidate), the new cell state
+    and its tanh. ``x_t`` holds the four gates' projected inputs, one after the other."""
     n = h_prev.shape[0] // 2
-    flat = out.reshape(out.size)
-    for j in range(n):
-        c, h, dc_dc, dc_dh, dh_dc, dh_dh = lstm_channel(
-            h_prev[2 * j], h_prev[2 * j + 1],
-            x_t[j], x_t[n + j], x_t[2 * n + j], x_t[3 * n + j], recurrent, j,
-        )  # fmt: skip
-        if jacobian:
-            flat[4 * j], flat[4 * j + 1], flat[4 * j + 2], flat[4 * j + 3] = (
-                dc_dc, dc_dh, dh_dc, dh_dh
-            )  # fmt: skip
-        else:
-            flat[2 * j], flat[2 * j + 1] = c, h
+    h = h_prev[2 * j + 1]
+    input_gate = smath.sigmoid(x_t[j] + recurrent[0, j] * h)
+    forget = smath.sigmoid(x_t[n + j] + recurrent[1, j] * h)
+    output = smath.sigmoid(x_t[2 * n + j] + recurrent[2, j] * h)
+    candidate = smath.tanh(x_t[3 * n + j] + recurrent[3, j] * h)
+    cell_state = forget * h_prev[2 * j] + input_gate * candidate
+    return input_gate, forget, output, candidate, cell_state, smath.tanh(cell_state)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def lstm_step(h_prev, x_t, params, h_out):
-    """ParaLSTM: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`)."""
-    lstm_channels(h_prev, x_t, params[0], h_out, False)
+    """ParaLSTM: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`).
+
+    Written out rather than through :func:`lstm_gates`: LLVM vectorises this form, 3.5x faster.
+    """
+    recurrent = params[0]
+    n = h_prev.shape[0] // 2
+    for j in range(n):
+        c, h = h_prev[2 * j], h_prev[2 * j + 1]
+        cell_state = smath.sigmoid(x_t[n + j] + recurrent[1, j] * h) * c + smath.sigmoid(
+            x_t[j] + recurrent[0, j] * h
+        ) * smath.tanh(x_t[3 * n + j] + recurrent[3, j] * h)
+        h_out[2 * j] = cell_state
+        h_out[2 * j + 1] = smath.sigmoid(x_t[2 * n + j] + recurrent[2, j] * h) * smath.tanh(
+            cell_state
+        )
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def lstm_jacobian(h_prev, x_t, params, jacobian_out):
     """ParaLSTM's 2x2 blocks ``d(c, h)_j / d(c, h)_j``."""
-    lstm_channels(h_prev, x_t, params[0], jacobian_out, True)
+    recurrent = params[0]
+    for j in range(h_prev.shape[0] // 2):
+        input_gate, forget, output, candidate, _, squashed = lstm_gates(h_prev, x_t, recurrent, j)
+        dc_dh = (
+            h_prev[2 * j] * forget * (1 - forget) * recurrent[1, j]
+            + candidate * input_gate * (1 - input_gate) * recurrent[0, j]
+            + input_gate * (1 - candidate * candidate) * recurrent[3, j]
+        )
+        slope = output * (1 - squashed * squashed)
+        jacobian_out[j, 0, 0] = forget
+        jacobian_out[j, 0, 1] = dc_dh
+        jacobian_out[j, 1, 0] = slope * forget
+        jacobian_out[j, 1, 1] = output * (1 - output) * recurrent[2, j] * squashed + slope * dc_dh
 
 
 class BuiltinCell(Cell):
