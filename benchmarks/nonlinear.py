@@ -1,16 +1,22 @@
-"""Benchmark nonlinear_recurrence on the CPU and record it in RESULTS.md.
+"""Benchmark nonlinear_recurrence on the CPU or the GPU and record it in RESULTS.md.
 
-Usage: python benchmarks/nonlinear.py [--quick]
+Usage: python benchmarks/nonlinear.py [--device cpu|cuda] [--quick]
 
-The built-in cells (ParaGRU, ParaLSTM, ElmanRNN) at T in 2**10, 2**14, 2**18 and n in 8, 64, 512,
-one float64 sequence each: Newton's iterations and time against the compiled sequential loop and
-a per-step NumPy loop; then the diagonal tanh cell against JAX's ``lax.scan`` and plain Numba
-loops. The tables replace the ``nonlinear-cpu-table`` block of benchmarks/RESULTS.md; the
-analysis around it is written by hand from the numbers.
+The built-in cells (ParaGRU, ParaLSTM, ElmanRNN) at T in 2**10, 2**14, 2**18 and n in 8, 64, 512.
+On the CPU, one float64 sequence each: Newton's iterations and time against the compiled
+sequential loop and a per-step NumPy loop; then the diagonal tanh cell against JAX's ``lax.scan``
+and plain Numba loops. On the GPU (``--device cuda``), float32 batches of 1 and 64 sequences:
+Newton and quasi-Newton on the GPU against the sequential loop on the GPU and on the CPU, and the
+host-device copies the calls include; then the tanh cell against JAX's ``lax.scan`` and Newton
+by ``lax.associative_scan``. The tables replace the ``nonlinear-cpu-table`` block (on the GPU
+``nonlinear-cuda-table``) of benchmarks/RESULTS.md; the analysis around it is written by hand
+from the numbers. ``--quick``, and the GPU under the CUDA simulator, only print.
 """
 
 import argparse
 import pathlib
+
+import numba
 
 from scanlab import benchmark, benchmark_nonlinear
 
@@ -19,16 +25,19 @@ RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="small sizes (does not write)")
-    quick = parser.parse_args().quick
-    table, notes = benchmark_nonlinear.cpu_report(quick=quick, markdown=True)
+    arguments = parser.parse_args()
+    device, quick = arguments.device, arguments.quick
+    machine, table, notes = benchmark_nonlinear.device_report(device, quick, markdown=True)
+    simulated = device == "cuda" and numba.config.ENABLE_CUDASIM
     benchmark.record_results(
         RESULTS,
-        "nonlinear-cpu-table",
-        benchmark.machine_description(),
+        f"nonlinear-{device}-table",
+        machine,
         table,
         notes=notes,
-        write=not quick,
+        write=not (quick or simulated),
     )
 
 
