@@ -311,42 +311,42 @@ def gru_channel(h, u_update, u_reset, u_candidate, a_update, a_reset, a_candidat
     return value, slope
 
 
-@njit(inline="always")
-def gru_channels(h_prev, x_t, recurrent, out, slopes):
-    """ParaGRU at every channel: the new states into ``out``, or their derivatives if
-    ``slopes``."""
-    n = h_prev.shape[0]
-    for i in range(n):
-        value, slope = gru_channel(
-            h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i],
-            recurrent[0, i], recurrent[1, i], recurrent[2, i],
-        )  # fmt: skip
-        out[i] = slope if slopes else value
+# The steps and Jacobians below give their helpers scalars only: under the CUDA simulator they run
+# as Python, and a compiled helper cannot take the simulator's arrays.
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def gru_step(h_prev, x_t, params, h_out):
     """ParaGRU: gates with diagonal recurrent weights (:class:`ParaGRU`)."""
-    gru_channels(h_prev, x_t, params[0], h_out, False)
+    a = params[0]
+    n = h_prev.shape[0]
+    for i in range(n):
+        h_out[i], _ = gru_channel(
+            h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i], a[0, i], a[1, i], a[2, i]
+        )
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def gru_jacobian(h_prev, x_t, params, jacobian_out):
     """The diagonal of ParaGRU's Jacobian."""
-    gru_channels(h_prev, x_t, params[0], jacobian_out, True)
+    a = params[0]
+    n = h_prev.shape[0]
+    for i in range(n):
+        _, jacobian_out[i] = gru_channel(
+            h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i], a[0, i], a[1, i], a[2, i]
+        )
 
 
 @njit(inline="always")
-def lstm_gates(h_prev, x_t, recurrent, j):
-    """ParaLSTM channel ``j``: its gates (input, forget, output, candidate), the new cell state
-    and its tanh. ``x_t`` holds the four gates' projected inputs, one after the other."""
-    n = h_prev.shape[0] // 2
-    h = h_prev[2 * j + 1]
-    input_gate = smath.sigmoid(x_t[j] + recurrent[0, j] * h)
-    forget = smath.sigmoid(x_t[n + j] + recurrent[1, j] * h)
-    output = smath.sigmoid(x_t[2 * n + j] + recurrent[2, j] * h)
-    candidate = smath.tanh(x_t[3 * n + j] + recurrent[3, j] * h)
-    cell_state = forget * h_prev[2 * j] + input_gate * candidate
+def lstm_gates(c, h, u_input, u_forget, u_output, u_candidate, a_input, a_forget, a_output,
+               a_candidate):  # fmt: skip
+    """One ParaLSTM channel with state ``(c, h)``: its gates (input, forget, output,
+    candidate), the new cell state and its tanh."""
+    input_gate = smath.sigmoid(u_input + a_input * h)
+    forget = smath.sigmoid(u_forget + a_forget * h)
+    output = smath.sigmoid(u_output + a_output * h)
+    candidate = smath.tanh(u_candidate + a_candidate * h)
+    cell_state = forget * c + input_gate * candidate
     return input_gate, forget, output, candidate, cell_state, smath.tanh(cell_state)
 
 
@@ -354,7 +354,7 @@ def lstm_gates(h_prev, x_t, recurrent, j):
 def lstm_step(h_prev, x_t, params, h_out):
     """ParaLSTM: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`).
 
-    Written out rather than through :func:`lstm_gates`: LLVM vectorises this form, 3.5x faster.
+    Written out rather than through :func:`lstm_gates`: LLVM vectorises this form, 4x faster.
     """
     recurrent = params[0]
     n = h_prev.shape[0] // 2
@@ -372,19 +372,24 @@ def lstm_step(h_prev, x_t, params, h_out):
 @njit(cache=True, fastmath=FASTMATH)
 def lstm_jacobian(h_prev, x_t, params, jacobian_out):
     """ParaLSTM's 2x2 blocks ``d(c, h)_j / d(c, h)_j``."""
-    recurrent = params[0]
-    for j in range(h_prev.shape[0] // 2):
-        input_gate, forget, output, candidate, _, squashed = lstm_gates(h_prev, x_t, recurrent, j)
+    a = params[0]
+    n = h_prev.shape[0] // 2
+    for j in range(n):
+        c, h = h_prev[2 * j], h_prev[2 * j + 1]
+        input_gate, forget, output, candidate, _, squashed = lstm_gates(
+            c, h, x_t[j], x_t[n + j], x_t[2 * n + j], x_t[3 * n + j],
+            a[0, j], a[1, j], a[2, j], a[3, j],
+        )  # fmt: skip
         dc_dh = (
-            h_prev[2 * j] * forget * (1 - forget) * recurrent[1, j]
-            + candidate * input_gate * (1 - input_gate) * recurrent[0, j]
-            + input_gate * (1 - candidate * candidate) * recurrent[3, j]
+            c * forget * (1 - forget) * a[1, j]
+            + candidate * input_gate * (1 - input_gate) * a[0, j]
+            + input_gate * (1 - candidate * candidate) * a[3, j]
         )
         slope = output * (1 - squashed * squashed)
         jacobian_out[j, 0, 0] = forget
         jacobian_out[j, 0, 1] = dc_dh
         jacobian_out[j, 1, 0] = slope * forget
-        jacobian_out[j, 1, 1] = output * (1 - output) * recurrent[2, j] * squashed + slope * dc_dh
+        jacobian_out[j, 1, 1] = output * (1 - output) * a[2, j] * squashed + slope * dc_dh
 
 
 class BuiltinCell(Cell):

@@ -484,3 +484,20 @@ def test_divergence_and_guesses_on_every_device(device):
     )
     assert info.iterations == 0
     np.testing.assert_array_equal(h, exact)
+
+
+@pytest.mark.parametrize(
+    ("cell_type", "make_step"),
+    [
+        (scanlab.cells.ElmanRNN, reference.elman_step),
+        (scanlab.cells.ParaGRU, reference.gru_step),
+        (scanlab.cells.ParaLSTM, reference.lstm_step),
+    ],
+)
+def test_builtin_cells_on_the_gpu(cuda_device, cell_type, make_step):
+    cell = cell_type(3, 2, seed=4)
+    x = np.random.default_rng(4).standard_normal((6, 2, 2))
+    expected = reference.nonlinear_recurrence(make_step(cell), x, np.zeros(cell.state_size))
+    for method in ("newton", "quasi"):
+        h = scanlab.nonlinear_recurrence(cell, x, None, method=method, device=cuda_device)
+        np.testing.assert_allclose(h, expected, rtol=1e-10, atol=1e-10)
