@@ -85,6 +85,11 @@ class CUDAConfig:
         Steps each thread of the ``"scan"`` method of ``linear_recurrence_matrix`` composes
         sequentially (one thread per chunk and system), at least 2; each level of the scan is
         this many times shorter than the one below. Not yet tuned on a GPU.
+    nonlinear_auto_newton_min_work : int
+        ``nonlinear_recurrence(method="auto")`` on the GPU runs Newton (quasi-Newton for dense
+        cells of more than 4 states) when ``T * n`` is at least this, else the loop (one thread
+        per sequence). From one H100 run (``benchmarks/RESULTS.md``): Newton was 0.2-0.7x the
+        loop at ``T * n = 2**13`` and 1.1-12x from ``2**16`` on, for one sequence.
     """
 
     threads_per_block: int = 256
@@ -93,6 +98,7 @@ class CUDAConfig:
     auto_sequential_min_channels: int = 16384
     auto_scan_min_length: int = 256
     matrix_chunk_length: int = 32
+    nonlinear_auto_newton_min_work: int = 65536
 
 
 #: The configuration used by the CUDA solvers; change its attributes to tune them.

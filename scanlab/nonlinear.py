@@ -126,8 +126,10 @@ def nonlinear_recurrence(
         ``"sequential"``: the compiled loop. ``"auto"``: ``"sequential"`` on the CPU unless
         the batch leaves threads idle and there are at least
         ``config.cpu.nonlinear_auto_newton_min_threads`` (each Newton iteration costs several
-        sequential passes: ``benchmarks/RESULTS.md``), ``"newton"`` otherwise and on the GPU
-        (``"quasi"`` for dense cells of more than 4 states there).
+        sequential passes: ``benchmarks/RESULTS.md``), ``"newton"`` otherwise; on the GPU,
+        ``"newton"`` when ``T * n`` is at least ``config.cuda.nonlinear_auto_newton_min_work``
+        (``"quasi"`` for dense cells of more than 4 states, whose matrix scan is slow there),
+        else the loop.
     tol : float, optional
         Convergence when the scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` is at
         most ``tol`` at every step, per sequence. Default 1e-5 for float32, 1e-12 for float64.
@@ -338,6 +340,8 @@ def initial_guess(guess, shape: tuple, dtype) -> np.ndarray:
 def choose_method(device: str, cell: Cell, length: int, sequences: int, size: int) -> str:
     """The ``"auto"`` method (see :func:`nonlinear_recurrence`)."""
     if device == "cuda":
+        if length * size < config.cuda.nonlinear_auto_newton_min_work:
+            return "sequential"
         return "quasi" if cell.structure == "dense" and size > 4 else "newton"
     threads = numba.get_num_threads()
     if sequences < threads and threads >= config.cpu.nonlinear_auto_newton_min_threads:

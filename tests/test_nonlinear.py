@@ -394,6 +394,10 @@ def test_auto_method(monkeypatch):
     monkeypatch.setattr("numba.get_num_threads", lambda: 4)
     _, info = scanlab.nonlinear_recurrence(cell, x, np.zeros(2), full_output=True)
     assert info.method == "newton"
+    choose = scanlab.nonlinear.choose_method
+    assert choose("cuda", cell, 1024, 1, 8) == "sequential"
+    assert choose("cuda", cell, 16384, 1, 8) == "newton"
+    assert choose("cuda", COMPILED["dense", True], 16384, 1, 8) == "quasi"
 
 
 def test_shapes_broadcasting_and_views():
