@@ -98,7 +98,7 @@ def scaled_residual(step, x, h0, h):
     return float(np.max(np.abs(h - value) / (1 + np.abs(value)), initial=0.0))
 
 
-@settings(max_examples=30)
+@settings(max_examples=25)
 @given(
     name=st.sampled_from(sorted(CELLS)),
     own_jacobian=st.booleans(),
@@ -167,8 +167,9 @@ def test_builtin_cells_agree_with_numpy(cell_type, make_step, size, method):
     expected = reference.nonlinear_recurrence(make_step(cell), x, h0)
     np.testing.assert_allclose(h, expected, rtol=1e-9, atol=1e-9)
     assert info.converged
-    if method == "newton":
-        assert info.iterations <= 8  # ParaRNN reports 3-4 for its cells
+    if method != "newton":
+        return
+    assert info.iterations <= 8  # ParaRNN reports 3-4 for its cells
     single, info32 = scanlab.nonlinear_recurrence(
         cell, x.astype(np.float32), h0.astype(np.float32), method=method, full_output=True
     )
