@@ -228,7 +228,8 @@ def cell(step, *, jacobian=None, structure="dense", state_size: int | None = Non
         ``step(h_prev, x_t, params, h_out)``: writes ``f(h_prev, x_t)`` into ``h_out``. ``h_prev``
         and ``h_out`` are 1-D arrays of the state's length ``n`` (float32 or float64),
         ``x_t`` the inputs of one step (1-D, length ``m``), ``params`` whatever is passed to
-        the solver (an array, a tuple of arrays and scalars, or None). Plain Python that Numba
+        the solver (an array, a tuple of arrays and scalars, or None: on the GPU, None arrives as
+        0.0, since CUDA kernels take no None). Plain Python that Numba
         compiles (``@numba.njit`` functions are taken as they are); for ``device="cuda"`` it
         must also compile with ``numba.cuda`` (use ``math`` or :mod:`scanlab.math`, not
         NumPy functions). It must not read ``h_out`` before writing it.

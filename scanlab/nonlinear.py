@@ -384,7 +384,7 @@ def iterate_newton(backend, h, method: str, tol: float, limit: int, info: Nonlin
     statuses[statuses == ITERATING] = EXHAUSTED
     info.residual = float(np.max(progress.worst[statuses == CONVERGED], initial=0.0))
     if current.h is not h:
-        h[...] = current.h
+        backend.copy(h, current.h)
     return progress
 
 

@@ -143,6 +143,10 @@ class Backend:
         """Copy the host array ``values`` into ``states``."""
         states[...] = values
 
+    def copy(self, states: np.ndarray, source: np.ndarray) -> None:
+        """Copy the states ``source`` into ``states``."""
+        states[...] = source
+
     def iterate(self, h: np.ndarray, with_jacobian: bool = True) -> Iterate:
         return Iterate(h, self.plan, self.diagonal_only, with_jacobian)
 

@@ -101,7 +101,10 @@ def kernels_for(cell, method):
 
 
 def to_device(params):
-    """``params`` with its host arrays (alone or in a tuple) copied to the GPU once."""
+    """``params`` with its host arrays (alone or in a tuple) copied to the GPU once; None, which
+    CUDA kernels cannot take, becomes 0.0."""
+    if params is None:
+        return 0.0
     if isinstance(params, np.ndarray):
         return cuda.to_device(params)
     if isinstance(params, tuple):
@@ -219,6 +222,10 @@ class Backend:
     def load(self, states, values: np.ndarray) -> None:
         """Copy the host array ``values`` into ``states``."""
         flat(states).copy_to_device(np.ascontiguousarray(values).reshape(-1))
+
+    def copy(self, states, source) -> None:
+        """Copy the device states ``source`` into ``states``."""
+        flat(states).copy_to_device(flat(source))
 
     def iterate(self, h, with_jacobian: bool = True) -> Iterate:
         return Iterate(h, self.plan, self.diagonal_only, with_jacobian, empty=cuda.device_array)
