@@ -121,6 +121,13 @@ class Cell:
             )
         return block
 
+    def jacobian_shape(self, size: int) -> tuple:
+        """The shape of ``J_out``: ``(n,)``, ``(n // k, k, k)`` or ``(n, n)``."""
+        period = self.period(size)
+        return {"diagonal": (size,), "dense": (size, size)}.get(
+            self.structure, (size // period, period, period)
+        )
+
     def prepare(self, x: np.ndarray, params, dtype):
         """The step's inputs for every step and its ``params``: ``x`` and ``params`` as given."""
         return x, params
@@ -141,9 +148,7 @@ class Cell:
 
     def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> JacobianPlan:
         period = self.period(size)
-        shape = {"diagonal": (size,), "dense": (size, size)}.get(
-            self.structure, (size // period, period, period)
-        )
+        shape = self.jacobian_shape(size)
         eps = float(np.finfo(dtype).eps)
         state = (np.random.default_rng(2024).standard_normal(size) * 0.5).astype(dtype)
         value = np.empty(size, dtype)

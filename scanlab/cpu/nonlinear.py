@@ -131,6 +131,9 @@ class Backend:
         self.diagonal_only = quasi and plan.period > 1
         self.scratch_like = np.empty(plan.shape, h0.dtype)
         self.complex_like = np.empty(0, np.result_type(h0.dtype, np.complex64))
+        # The Newton correction's buffer and its zero initial state, for every iteration.
+        self.delta = self.states()
+        self.zeros = np.zeros(h0.size, h0.dtype)
 
     def states(self) -> np.ndarray:
         """An uninitialised ``(T, B, n)`` array of states."""
@@ -180,8 +183,8 @@ class Backend:
             jacobians[:, frozen] = 0
         if (damping != 1).any():
             jacobians = jacobians * damping[:, None].astype(jacobians.dtype)
-        delta = np.empty_like(rhs)
-        solve_correction(jacobians, rhs, delta, self.plan.period, self.diagonal_only)
+        delta = self.delta[first:]
+        solve_correction(jacobians, rhs, delta, self.zeros, self.plan.period, self.diagonal_only)
         if into is not iterate:
             into.h[:first] = iterate.h[:first]
         np.add(iterate.h[first:], delta, out=into.h[first:])
@@ -198,23 +201,23 @@ class Backend:
         loop(self.x, self.params, self.h0, h, starts.astype(np.int64))
 
 
-def solve_correction(jacobians, rhs, delta, period: int, diagonal_only: bool, solvers=None):
-    """``delta[t] = J[t] delta[t-1] + rhs[t]`` from zero, for flat Jacobians ``(T, B, width)``:
-    elementwise for diagonals, else with ``(period, period)`` blocks. ``solvers`` are the
-    elementwise and matrix solvers in kernel layout and a ``zeros(shape, dtype)``: the CPU's by
+def solve_correction(jacobians, rhs, delta, zeros, period: int, diagonal_only: bool, solvers=None):
+    """``delta[t] = J[t] delta[t-1] + rhs[t]`` from ``zeros`` (``B * n`` of them), for flat
+    Jacobians ``(T, B, width)``: elementwise for diagonals, else with ``(period, period)``
+    blocks. ``solvers`` are the elementwise and matrix solvers in kernel layout: the CPU's by
     default, the GPU's on device arrays."""
-    elementwise, matrix, zeros = solvers or (cpu_linear.solve, cpu_linear_matrix.solve, np.zeros)
+    elementwise, matrix = solvers or (cpu_linear.solve, cpu_linear_matrix.solve)
     length, sequences, n = rhs.shape
     if diagonal_only or period == 1:
         channels = sequences * n
         elementwise(
-            jacobians.reshape(length, channels), rhs.reshape(length, channels),
-            zeros(channels, rhs.dtype), delta.reshape(length, channels), False, "auto",
+            jacobians.reshape(length, channels), rhs.reshape(length, channels), zeros,
+            delta.reshape(length, channels), False, "auto",
         )  # fmt: skip
     else:
         systems = sequences * n // period
         matrix(
             jacobians.reshape(length, systems, period, period),
-            rhs.reshape(length, systems, period), zeros((systems, period), rhs.dtype),
+            rhs.reshape(length, systems, period), zeros.reshape(systems, period),
             delta.reshape(length, systems, period), False, "auto",
         )  # fmt: skip

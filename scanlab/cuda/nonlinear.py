@@ -140,16 +140,21 @@ def scale_kernel(result, values, factors):
 
 
 @cuda.jit
-def keep_kernel(target, source, residual_target, residual_source, sequences):
-    """Copy ``source[t, s]`` to ``target[t, s]`` (and the residuals) for the marked ``s``."""
+def keep_kernel(into_h, into_rhs, into_jacobians, into_residual, h, rhs, jacobians, residual,
+                sequences):  # fmt: skip
+    """Copy step ``t`` of every sequence ``s`` marked in ``sequences`` from the source iterate
+    (``h``, ``rhs``, ``jacobians``, ``residual``) into the target one (``into_*``)."""
     index = cuda.grid(1)
-    count = source.shape[1]
-    if index < source.shape[0] * count:
+    count = h.shape[1]
+    if index < h.shape[0] * count:
         t, sequence = index // count, index % count
         if sequences[sequence]:
-            for i in range(source.shape[2]):
-                target[t, sequence, i] = source[t, sequence, i]
-            residual_target[t, sequence] = residual_source[t, sequence]
+            for i in range(h.shape[2]):
+                into_h[t, sequence, i] = h[t, sequence, i]
+                into_rhs[t, sequence, i] = rhs[t, sequence, i]
+            for i in range(jacobians.shape[2]):
+                into_jacobians[t, sequence, i] = jacobians[t, sequence, i]
+            into_residual[t, sequence] = residual[t, sequence]
 
 
 @cuda.jit
@@ -175,11 +180,6 @@ def launch(kernel, size: int, *args) -> None:
 def flat(array):
     """A C-contiguous device array as 1-D."""
     return array.reshape(array.size)
-
-
-def device_zeros(shape, dtype):
-    """A device array of zeros."""
-    return cuda.to_device(np.zeros(shape, dtype))
 
 
 class Backend:
@@ -211,6 +211,9 @@ class Backend:
         self.scratch = cuda.device_array((count["scratch"], *plan.shape), self.dtype)
         self.work = cuda.device_array((count["work"], 4 * n), self.dtype)
         self.complex_work = cuda.device_array((count["complex_work"], 2 * n), complex_dtype)
+        # The Newton correction's buffer and its zero initial state, for every iteration.
+        self.delta = cuda.device_array(self.shape, self.dtype)
+        self.zeros = cuda.to_device(np.zeros(sequences * n, self.dtype))
 
     def states(self):
         """An uninitialised ``(T, B, n)`` device array of states."""
@@ -262,10 +265,10 @@ class Backend:
             launch(scale_kernel, rhs.shape[0] * rhs.shape[1], damped, jacobians,
                    cuda.to_device(damping.astype(self.dtype)))  # fmt: skip
             jacobians = damped
-        delta = cuda.device_array(rhs.shape, self.dtype)
+        delta = self.delta[first:]
         solve_correction(
-            jacobians, rhs, delta, self.plan.period, self.diagonal_only,
-            (cuda_linear.solve_on_device, cuda_linear_matrix.solve_on_device, device_zeros),
+            jacobians, rhs, delta, self.zeros, self.plan.period, self.diagonal_only,
+            (cuda_linear.solve_on_device, cuda_linear_matrix.solve_on_device),
         )  # fmt: skip
         if into is not iterate and first:
             into.h[:first].copy_to_device(iterate.h[:first])
@@ -273,11 +276,11 @@ class Backend:
 
     def keep(self, into: Iterate, source: Iterate, first: int, sequences) -> None:
         """As ``scanlab.cpu.nonlinear.Backend.keep``, on the device."""
-        marked = cuda.to_device(sequences)
+        names = ("h", "rhs", "jacobians", "residual")
+        targets = [getattr(into, name)[first:] for name in names]
+        sources = [getattr(source, name)[first:] for name in names]
         steps = (self.shape[0] - first) * self.shape[1]
-        for name in ("h", "rhs", "jacobians"):
-            launch(keep_kernel, steps, getattr(into, name)[first:], getattr(source, name)[first:],
-                   into.residual[first:], source.residual[first:], marked)  # fmt: skip
+        launch(keep_kernel, steps, *targets, *sources, cuda.to_device(sequences))
 
     def finish_sequentially(self, h, starts: np.ndarray) -> None:
         """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""
@@ -292,13 +295,14 @@ def kernel_signatures():
     signatures = []
     for dtype in ("float32", "float64"):
         vector, states = f"{dtype}[::1]", f"{dtype}[:, :, ::1]"
+        iterate = ", ".join([states, states, states, f"{dtype}[:, ::1]"])
         signatures += [
             (broadcast_rows_kernel, f"void({vector}, {vector})"),
             (add_kernel, f"void({vector}, {vector}, {vector})"),
             (scale_kernel, f"void({states}, {states}, {vector})"),
             (
                 keep_kernel,
-                f"void({states}, {states}, {dtype}[:, ::1], {dtype}[:, ::1], boolean[::1])",
+                f"void({iterate}, {iterate}, boolean[::1])",
             ),
             (freeze_kernel, f"void({states}, {states}, boolean[::1])"),
         ]
@@ -311,10 +315,7 @@ def cell_kernel_signatures(cell, size: int, inputs: int, dtype, method: str, qua
     dtype = np.dtype(dtype)
     kernels = kernels_for(cell, method)
     _, params = cell.prepare(np.zeros((1, inputs)), None, dtype)
-    period = cell.period(size)
-    shape = {"diagonal": (size,), "dense": (size, size)}.get(
-        cell.structure, (size // period, period, period)
-    )
+    period, shape = cell.period(size), cell.jacobian_shape(size)
     states = np.zeros((1, 1, size), dtype)
     plan = types.SimpleNamespace(period=period, shape=shape)
     iterate = Iterate(states, plan, quasi and period > 1, True)
