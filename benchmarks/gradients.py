@@ -3,8 +3,9 @@
 Usage: python benchmarks/gradients.py [--quick]
 
 For each case, the forward solve and its VJP on the same arrays (operands in memory, float64),
-and the VJP's cost as a multiple of the forward's. The table replaces the ``gradients-table``
-block of benchmarks/RESULTS.md.
+and the VJP's cost as a multiple of the forward's. The linear table replaces the
+``gradients-table`` block of benchmarks/RESULTS.md, the nonlinear one (forward by the loop and by
+Newton, against ``nonlinear_recurrence_vjp``) the ``nonlinear-gradients-table`` block.
 """
 
 import argparse
@@ -15,6 +16,7 @@ import numpy as np
 
 import scanlab
 from scanlab import benchmark
+from scanlab import math as smath
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 #: (label, solver, coefficient shape, result shape).
@@ -32,6 +34,61 @@ COLUMNS = (
     ("vjp ms", "{:.2f}"),
     ("vjp / forward", "{:.1f}"),
 )
+
+
+def leaky_step(h_prev, x_t, params, h_out):
+    """A cell of a user's own, differentiated by scanlab (complex step, central differences)."""
+    for i in range(h_prev.shape[0]):
+        h_out[i] = 0.5 * h_prev[i] + smath.tanh(x_t[i] - h_prev[i])
+
+
+#: (label, cell, input size, T, sequences).
+NONLINEAR_CASES = (
+    ("ParaGRU n=64", scanlab.cells.ParaGRU(64, 16, seed=0), 16, 2**14, 4),
+    ("ParaLSTM n=32", scanlab.cells.ParaLSTM(32, 16, seed=0), 16, 2**14, 4),
+    ("ElmanRNN n=16", scanlab.cells.ElmanRNN(16, 16, seed=0), 16, 2**13, 4),
+    ("own diagonal cell n=64", scanlab.cell(leaky_step, structure="diagonal"), 64, 2**14, 4),
+)
+NONLINEAR_COLUMNS = (
+    ("case", "{}"),
+    ("T x B", "{}"),
+    ("loop ms", "{:.2f}"),
+    ("newton ms", "{:.2f}"),
+    ("vjp ms", "{:.2f}"),
+    ("vjp / loop", "{:.1f}"),
+)
+
+
+def nonlinear_rows(quick: bool) -> list:
+    """The forward loop, Newton and the VJP of each nonlinear case (float64)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, cell, inputs, length, sequences in NONLINEAR_CASES:
+        length = length // 16 if quick else length
+        x = rng.standard_normal((length, sequences, inputs))
+        h0 = np.zeros((sequences, cell.state_size or inputs))
+        h = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
+        g = rng.standard_normal(h.shape)
+        solve = partial(scanlab.nonlinear_recurrence, cell, x, h0)
+        times = benchmark.best_times(
+            {
+                "loop": partial(solve, method="sequential"),
+                "newton": partial(solve, method="newton"),
+                "vjp": partial(scanlab.nonlinear_recurrence_vjp, cell, x, h0, h, g),
+            },
+            repeats=3,
+        )
+        rows.append(
+            {
+                "case": label,
+                "T x B": f"{length}x{sequences}",
+                "loop ms": 1e3 * times["loop"],
+                "newton ms": 1e3 * times["newton"],
+                "vjp ms": 1e3 * times["vjp"],
+                "vjp / loop": times["vjp"] / times["loop"],
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -72,6 +129,13 @@ def main() -> None:
         "gradients-table",
         benchmark.machine_description(),
         benchmark.format_table(rows, COLUMNS, markdown=True),
+        write=not quick,
+    )
+    benchmark.record_results(
+        RESULTS,
+        "nonlinear-gradients-table",
+        benchmark.machine_description(),
+        benchmark.format_table(nonlinear_rows(quick), NONLINEAR_COLUMNS, markdown=True),
         write=not quick,
     )
 

@@ -2,7 +2,8 @@
 
 The public API is :func:`linear_recurrence` and :func:`linear_recurrence_matrix`, their
 gradients :func:`linear_recurrence_vjp` and :func:`linear_recurrence_matrix_vjp`,
-:func:`nonlinear_recurrence` (Newton's method over the sequence) with :func:`cell` and the
+:func:`nonlinear_recurrence` (Newton's method over the sequence) and its gradient
+:func:`nonlinear_recurrence_vjp`, with :func:`cell` and the
 built-in cells of ``scanlab.cells``, and the elementary functions of ``scanlab.math`` for
 compiled cells; ``scanlab.config`` holds the kernels' tunables.
 """
@@ -11,7 +12,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 from scanlab import cells
 from scanlab.cells import cell
-from scanlab.gradients import linear_recurrence_matrix_vjp, linear_recurrence_vjp
+from scanlab.gradients import (
+    linear_recurrence_matrix_vjp,
+    linear_recurrence_vjp,
+    nonlinear_recurrence_vjp,
+)
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
 from scanlab.nonlinear import ConvergenceError, NonlinearInfo, nonlinear_recurrence
 
@@ -26,6 +31,7 @@ __all__ = [
     "cell",
     "cells",
     "nonlinear_recurrence",
+    "nonlinear_recurrence_vjp",
     "linear_recurrence",
     "linear_recurrence_matrix",
     "linear_recurrence_matrix_vjp",

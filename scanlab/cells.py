@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from scanlab import math as smath
 from scanlab._step_routines import ANALYTIC, CENTRAL_DIFFERENCES, COMPLEX_STEP
@@ -132,6 +132,30 @@ class Cell:
         """The step's inputs for every step and its ``params``: ``x`` and ``params`` as given."""
         return x, params
 
+    def pullback(self, x, inputs, params, step_params, states, h0, adjoint):
+        """The gradients through the step's inputs and parameters, given the adjoint.
+
+        With ``f`` evaluated at ``(states[t-1], inputs[t])`` (``h0`` before the first step),
+        all ``(T, B, ...)`` (``x`` the inputs as given, broadcast to ``(T, B, m)``), returns
+        ``dx[t] = (df/dx)^T adjoint[t]`` and ``dparams = sum_t (df/dparams)^T adjoint[t]``
+        in ``params``' structure: an array or a float for each real floating leaf (alone or in
+        tuples), None for the others. A cell of your own is differentiated by central
+        differences in float64 (relative error about 1e-10; each parameter value costs two
+        evaluations of every step).
+        """
+        kernels = cpu_nonlinear.pullback_kernels(self)
+        wide = [np.ascontiguousarray(value, np.float64) for value in (inputs, states, h0, adjoint)]
+        tasks = cpu_nonlinear.task_count(inputs.shape[0] * inputs.shape[1])
+        dx = np.empty(inputs.shape)
+        kernels.input_gradients(wide[0], float64_leaves(step_params), *wide[1:], tasks, dx)
+        partial = np.empty(tasks)
+
+        def difference(upper, lower) -> float:
+            kernels.parameter_difference(wide[0], upper, lower, *wide[1:], tasks, partial)
+            return float(partial.sum())
+
+        return dx.astype(x.dtype), parameter_gradients(step_params, difference, x.dtype)
+
     def plan(self, size: int, dtype, x_t: np.ndarray, params) -> JacobianPlan:
         """Check the step (and Jacobian) at a random state and choose how to differentiate it.
 
@@ -221,6 +245,53 @@ class Cell:
         differentiate(state, x_t, params, period, state.dtype.type(spacing), flat.reshape(shape),
                       flat, False, work, complex_work)  # fmt: skip
         return flat.reshape(shape)
+
+
+def is_real_leaf(value) -> bool:
+    """Whether a parameter leaf has a gradient: a real floating array or scalar."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind == "f"
+    return isinstance(value, (float, np.floating))
+
+
+def float64_leaves(params):
+    """``params`` with its real floating leaves in float64 (tuples kept)."""
+    if isinstance(params, tuple):
+        return tuple(float64_leaves(value) for value in params)
+    if isinstance(params, np.ndarray) and is_real_leaf(params):
+        return np.ascontiguousarray(params, np.float64)
+    return float(params) if is_real_leaf(params) else params
+
+
+def parameter_gradients(params, difference, dtype):
+    """The gradient of every real floating leaf of ``params`` by central differences:
+    ``difference(upper, lower)`` sums the change of the loss between two parameter sets that
+    differ in one value."""
+    wide = float64_leaves(params)
+    spacing = cpu_nonlinear.PULLBACK_SPACING
+
+    def visit(value, rebuild):
+        if isinstance(value, tuple):
+            return tuple(
+                visit(item, lambda new, i=i: rebuild(value[:i] + (new,) + value[i + 1 :]))
+                for i, item in enumerate(value)
+            )
+        if not is_real_leaf(value):
+            return None
+        array = np.array(value, np.float64)
+        upper, lower, gradient = array.copy(), array.copy(), np.empty(array.shape)
+        scalar = array.ndim == 0 and not isinstance(value, np.ndarray)
+        for k in range(array.size):
+            offset = spacing * (1 + abs(array.flat[k]))
+            upper.flat[k] = array.flat[k] + offset
+            lower.flat[k] = array.flat[k] - offset
+            pair = (float(upper), float(lower)) if scalar else (upper, lower)
+            change = difference(rebuild(pair[0]), rebuild(pair[1]))
+            gradient.flat[k] = change / (upper.flat[k] - lower.flat[k])
+            upper.flat[k] = lower.flat[k] = array.flat[k]
+        return float(gradient) if scalar else gradient.astype(dtype)
+
+    return visit(wide, lambda new: new)
 
 
 def cell(step, *, jacobian=None, structure="dense", state_size: int | None = None) -> Cell:
@@ -398,6 +469,73 @@ def lstm_jacobian(h_prev, x_t, params, jacobian_out):
         jacobian_out[j, 1, 1] = output * (1 - output) * a[2, j] * squashed + slope * dc_dh
 
 
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def gru_pullback(u, a, states, h0, adjoint, tasks, d_inputs, partial):
+    """ParaGRU's gradients at every step: of its projected inputs into ``d_inputs``, and of its
+    recurrent weights, summed per task into ``partial`` ``(tasks, 3, n)`` (float64)."""
+    length, sequences, n = states.shape
+    items = length * sequences
+    for task in prange(tasks):
+        for item in range(task * items // tasks, (task + 1) * items // tasks):
+            t, sequence = item // sequences, item % sequences
+            h_prev = states[t - 1, sequence] if t > 0 else h0[sequence]
+            u_t, d_t = u[t, sequence], d_inputs[t, sequence]
+            for i in range(n):
+                h, weight = h_prev[i], adjoint[t, sequence, i]
+                update = smath.sigmoid(u_t[i] + a[0, i] * h)
+                reset = smath.sigmoid(u_t[n + i] + a[1, i] * h)
+                candidate = smath.tanh(u_t[2 * n + i] + a[2, i] * reset * h)
+                d_update = weight * (candidate - h) * update * (1 - update)
+                d_candidate = weight * update * (1 - candidate * candidate)
+                d_reset = d_candidate * a[2, i] * h * reset * (1 - reset)
+                d_t[i], d_t[n + i], d_t[2 * n + i] = d_update, d_reset, d_candidate
+                partial[task, 0, i] += d_update * h
+                partial[task, 1, i] += d_reset * h
+                partial[task, 2, i] += d_candidate * reset * h
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def lstm_pullback(u, a, states, h0, adjoint, tasks, d_inputs, partial):
+    """ParaLSTM's gradients at every step (as :func:`gru_pullback`, four gates)."""
+    length, sequences, width = states.shape
+    n = width // 2
+    items = length * sequences
+    for task in prange(tasks):
+        for item in range(task * items // tasks, (task + 1) * items // tasks):
+            t, sequence = item // sequences, item % sequences
+            h_prev = states[t - 1, sequence] if t > 0 else h0[sequence]
+            u_t, d_t, weights = u[t, sequence], d_inputs[t, sequence], adjoint[t, sequence]
+            for j in range(n):
+                c, h = h_prev[2 * j], h_prev[2 * j + 1]
+                input_gate = smath.sigmoid(u_t[j] + a[0, j] * h)
+                forget = smath.sigmoid(u_t[n + j] + a[1, j] * h)
+                output = smath.sigmoid(u_t[2 * n + j] + a[2, j] * h)
+                candidate = smath.tanh(u_t[3 * n + j] + a[3, j] * h)
+                squashed = smath.tanh(forget * c + input_gate * candidate)
+                d_h = weights[2 * j + 1]
+                d_cell = weights[2 * j] + d_h * output * (1 - squashed * squashed)
+                d_input = d_cell * candidate * input_gate * (1 - input_gate)
+                d_forget = d_cell * c * forget * (1 - forget)
+                d_output = d_h * squashed * output * (1 - output)
+                d_candidate = d_cell * input_gate * (1 - candidate * candidate)
+                d_t[j], d_t[n + j], d_t[2 * n + j], d_t[3 * n + j] = (
+                    d_input, d_forget, d_output, d_candidate
+                )  # fmt: skip
+                partial[task, 0, j] += d_input * h
+                partial[task, 1, j] += d_forget * h
+                partial[task, 2, j] += d_output * h
+                partial[task, 3, j] += d_candidate * h
+
+
+def pullback_with(kernel, u, a, states, h0, adjoint):
+    """Run a built-in cell's pullback ``kernel``: the gradients of ``u`` and of ``a``."""
+    tasks = cpu_nonlinear.task_count(states.shape[0] * states.shape[1])
+    d_inputs = np.empty_like(u)
+    partial = np.zeros((tasks, *a.shape))
+    kernel(u, a, states, h0, adjoint, tasks, d_inputs, partial)
+    return d_inputs, partial.sum(axis=0).astype(u.dtype)
+
+
 class BuiltinCell(Cell):
     """A cell with its own parameters: ``recurrent_weights``, ``input_weights`` and ``bias``.
 
@@ -483,6 +621,21 @@ class BuiltinCell(Cell):
         """The cell's output ``h`` from its states (the states themselves)."""
         return states
 
+    def pullback(self, x, inputs, params, step_params, states, h0, adjoint):
+        """As :meth:`Cell.pullback`, analytic: the gradients of the projected inputs
+        (:meth:`projected_pullback`) chained through the input projection; ``dparams`` a dict
+        of the three parameters."""
+        values = self.params if params is None else self.merged(params)
+        d_inputs, d_recurrent = self.projected_pullback(inputs, step_params[0], states, h0, adjoint)
+        weights = values["input_weights"].reshape(-1, self.input_size).astype(x.dtype)
+        rows = d_inputs.reshape(-1, d_inputs.shape[-1])
+        d_input_weights = rows.T @ x.reshape(-1, self.input_size)
+        return d_inputs @ weights, {
+            "recurrent_weights": d_recurrent.reshape(values["recurrent_weights"].shape),
+            "input_weights": d_input_weights.reshape(values["input_weights"].shape),
+            "bias": rows.sum(axis=0).reshape(values["bias"].shape),
+        }
+
 
 class ElmanRNN(BuiltinCell):
     """The Elman RNN, ``h[t] = tanh(W h[t-1] + U x[t] + bias)``: dense Jacobian.
@@ -518,6 +671,13 @@ class ElmanRNN(BuiltinCell):
         bound = 1 / np.sqrt(self.hidden_size)
         return rng.uniform(-bound, bound, (self.hidden_size, self.hidden_size))
 
+    def projected_pullback(self, u, weights, states, h0, adjoint):
+        """The gradients of the projected inputs ``u`` and of the recurrent weights."""
+        h_prev = np.concatenate([h0[None], states[:-1]])
+        d_total = adjoint * (1 - np.tanh(h_prev @ weights.T + u) ** 2)
+        rows = d_total.reshape(-1, d_total.shape[-1])
+        return d_total, rows.T @ h_prev.reshape(rows.shape)
+
 
 class ParaGRU(BuiltinCell):
     """ParaRNN's GRU: gates whose recurrent weights are diagonal, so its Jacobian is diagonal.
@@ -550,6 +710,10 @@ class ParaGRU(BuiltinCell):
 
     def initial_recurrent_weights(self, rng):
         return rng.uniform(-1.0, 1.0, (self.gates, self.hidden_size))
+
+    def projected_pullback(self, u, a, states, h0, adjoint):
+        """The gradients of the projected inputs ``u`` and of the recurrent weights ``a``."""
+        return pullback_with(gru_pullback, u, a, states, h0, adjoint)
 
 
 class ParaLSTM(BuiltinCell):
@@ -587,6 +751,10 @@ class ParaLSTM(BuiltinCell):
 
     def initial_recurrent_weights(self, rng):
         return rng.uniform(-1.0, 1.0, (self.gates, self.hidden_size))
+
+    def projected_pullback(self, u, a, states, h0, adjoint):
+        """The gradients of the projected inputs ``u`` and of the recurrent weights ``a``."""
+        return pullback_with(lstm_pullback, u, a, states, h0, adjoint)
 
     def output(self, states: np.ndarray) -> np.ndarray:
         """The hidden outputs ``h`` of every channel, ``states[..., 1::2]``."""

@@ -1,9 +1,11 @@
-"""Vector-Jacobian products (the backward pass) of the linear recurrence solvers.
+"""Vector-Jacobian products (the backward pass) of the recurrence solvers.
 
 The backward pass of ``h[t] = a[t] * h[t-1] + b[t]`` is the same recurrence run the other way:
 the adjoint ``lam[t] = g[t] + a[t+1] * lam[t+1]`` (with matrices, ``A[t+1]`` transposed), from
 which every gradient is a product with the forward states. So it runs on the same kernels, on
-either device, in parallel over time.
+either device, in parallel over time. A nonlinear recurrence's backward pass is the same
+adjoint with the transposed Jacobians of its cell at the solution (the implicit function
+theorem).
 """
 
 import string
@@ -11,7 +13,15 @@ import string
 import numpy as np
 
 from scanlab._arrays import initial_state, normalize_axis, result_dtype
+from scanlab._devices import cuda_module, resolve_device
+from scanlab.cells import Cell
+from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
+from scanlab.nonlinear import Problem
+
+#: Default largest scaled residual of a forward result that :func:`nonlinear_recurrence_vjp`
+#: accepts as a solution, by dtype (ten times the solver's default tolerance and more).
+SOLUTION_TOLERANCES = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-8}
 
 
 def linear_recurrence_vjp(a, h, g, h0=None, *, axis=0, reverse=False, device="auto"):
@@ -234,6 +244,159 @@ def coefficient_gradient(adjoint, states, start, reverse, aligned_shape, time_ax
     return np.moveaxis(result.reshape(shape), 0, time_axis)
 
 
+def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device="auto"):
+    r"""Gradients of a loss through ``h = nonlinear_recurrence(cell, x, h0, params=params)``,
+    given ``g = dL/dh``.
+
+    At a solution, the implicit function theorem makes the backward pass one reverse linear
+    recurrence with the transposed Jacobians, the adjoint
+    ``lam[t] = g[t] + J[t+1]^T lam[t+1]`` with ``J[t] = df/dh (h[t-1], x[t])``, solved in
+    parallel over time like the forward's Newton steps; then ``dx[t] = (df/dx)^T lam[t]``,
+    ``dparams = sum_t (df/dparams)^T lam[t]`` and ``dh0 = J[0]^T lam[0]``.
+
+    Parameters
+    ----------
+    cell : Cell
+        The forward call's cell.
+    x : array_like, shape (T, *batch, m)
+        The forward call's inputs.
+    h0 : array_like or None, shape (*batch, n)
+        The forward call's initial states.
+    h : array_like, shape (T, *batch, n)
+        The forward result. It must solve the recurrence: see ``tol``.
+    g : array_like
+        ``dL/dh``, in ``h``'s shape.
+    params : optional
+        The forward call's ``params``.
+    tol : float, optional
+        The largest scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` accepted: a larger
+        one raises ValueError, since gradients at a point that is not a solution are wrong.
+        Default 1e-4 for float32 and 1e-8 for float64 (any result of the solver that converged
+        or was finished sequentially passes).
+    device : {"auto", "cpu", "cuda"}, optional
+        Where the Jacobians are evaluated and the adjoint solved; the gradients through the
+        inputs and parameters are then computed on the host.
+
+    Returns
+    -------
+    dx : ndarray
+        ``dL/dx`` in ``x``'s shape (summed over the axes ``x`` was broadcast along).
+    dh0 : ndarray
+        ``dL/dh0`` in ``h0``'s shape (``(*batch, n)`` when ``h0`` is None).
+    dparams
+        ``dL/dparams``: for a built-in cell a dict with its three parameters (``params`` or
+        not); for a cell of your own, ``params``' structure with an array or float for each
+        real floating array or scalar (alone or in tuples) and None for the others (and for
+        ``params=None``).
+
+    Raises
+    ------
+    ValueError
+        ``h`` is not a solution (its residual exceeds ``tol``; NaN and Inf where the
+        recurrence puts them are fine), or shapes that do not fit.
+    TypeError
+        ``cell`` not a Cell, complex inputs.
+
+    Notes
+    -----
+    The Jacobians ``df/dh`` are the ones the forward solver uses (the cell's own, or automatic).
+    The built-in cells have analytic derivatives with respect to their inputs and parameters; a
+    cell of your own is differentiated with respect to ``x`` and ``params`` by central
+    differences in float64 (relative error about 1e-10), at a cost of ``2 m`` evaluations of
+    every step, and two more for each parameter value: pass few parameter values this way, or
+    fold them into the inputs. Memory: the Jacobians of every step, as for one Newton
+    iteration.
+
+    See Also
+    --------
+    scanlab.nonlinear_recurrence : the forward solver.
+
+    Examples
+    --------
+    The gradient of ``L = sum(h[-1])`` through a small ParaGRU, against a finite difference:
+
+    >>> import numpy as np
+    >>> import scanlab
+    >>> gru = scanlab.cells.ParaGRU(3, 2, seed=0)
+    >>> x = np.random.default_rng(1).standard_normal((50, 2))
+    >>> h = scanlab.nonlinear_recurrence(gru, x, None, method="newton")
+    >>> g = np.zeros_like(h)
+    >>> g[-1] = 1.0
+    >>> dx, dh0, dparams = scanlab.nonlinear_recurrence_vjp(gru, x, None, h, g)
+    >>> sorted(dparams)
+    ['bias', 'input_weights', 'recurrent_weights']
+    >>> moved = x.copy()
+    >>> moved[10, 0] += 1e-6
+    >>> h_moved = scanlab.nonlinear_recurrence(gru, moved, None, method="sequential")
+    >>> bool(np.isclose((h_moved[-1] - h[-1]).sum() / 1e-6, dx[10, 0], rtol=1e-4))
+    True
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
+    device = resolve_device(device, x=x, h0=h0, h=h, g=g)
+    dtype = result_dtype(x=x, h0=h0, h=h, g=g)
+    problem = Problem.of(cell, x, h0, params, dtype)
+    length, batch, size = problem.length, problem.batch, problem.size
+    shape = (length, *batch, size)
+    h, g = np.asarray(h), np.asarray(g)
+    for name, value in (("h", h), ("g", g)):
+        if value.shape != shape:
+            raise ValueError(
+                f"{name} must have the forward result's shape (T, *batch, n) = {shape} for x "
+                f"{np.shape(x)} and h0 {np.shape(h0)}, got {value.shape}"
+            )
+    tol = SOLUTION_TOLERANCES[dtype] if tol is None else float(tol)
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    sequences = problem.h0.shape[0]
+    states = np.ascontiguousarray(h, dtype).reshape(length, sequences, size)
+    gradient = np.ascontiguousarray(g, dtype).reshape(length, sequences, size)
+    x = np.asarray(x)
+    x_batch = np.ascontiguousarray(
+        np.broadcast_to(problem.align_batch(x), (length, *batch, x.shape[-1])), dtype
+    ).reshape(length, sequences, x.shape[-1])
+    if length == 0 or sequences == 0:
+        adjoint, dh0 = gradient, np.zeros(problem.h0.shape, dtype)
+    else:
+        adjoint, dh0 = solve_adjoint(cell, problem, states, gradient, tol, device)
+    dx, dparams = cell.pullback(
+        x_batch, problem.inputs, params, problem.step_params, states, problem.h0, adjoint
+    )
+    # x's batch axes align with the batch shape's last ones: reduce with time moved next to m.
+    dx = np.moveaxis(dx.reshape(length, *batch, x.shape[-1]), 0, -2)
+    dx = np.moveaxis(reduce_to(dx, x.shape[1:-1] + (length,) + x.shape[-1:]), -2, 0)
+    dh0 = reduce_to(dh0.reshape(*batch, size), (*batch, size) if h0 is None else np.shape(h0))
+    return dx, dh0, dparams
+
+
+def solve_adjoint(cell, problem, states, gradient, tol, device):
+    """The adjoint ``(T, B, n)`` and ``dh0`` ``(B, n)`` at the solution ``states``, checked."""
+    length, sequences, size = states.shape
+    plan = cell.plan(size, problem.dtype, problem.inputs[0, 0], problem.step_params)
+    backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
+    backend = backend_module.Backend(
+        cell, plan, problem.inputs, problem.step_params, problem.h0, False
+    )
+    on_device = backend.states()
+    backend.load(on_device, states)
+    iterate = backend.iterate(on_device)
+    residual = np.asarray(backend.evaluate(iterate, 0))
+    failing = ~(residual <= tol)
+    if failing.any():
+        t, sequence = np.unravel_index(np.argmax(failing), failing.shape)
+        raise ValueError(
+            f"h does not solve the recurrence: its scaled residual |h[t] - f(h[t-1], x[t])| / "
+            f"(1 + |f|) is {residual[t, sequence]:.3g} at step {t} of sequence {sequence} "
+            f"(tol {tol:.3g}; {int(failing.sum())} steps exceed it), so its gradients would be "
+            "wrong; pass the result of a converged nonlinear_recurrence (or a larger tol)"
+        )
+    adjoint, first_jacobians = backend.adjoint(iterate, gradient)
+    period = plan.period
+    blocks = first_jacobians.reshape(sequences, size // period, period, period)
+    dh0 = np.einsum("sbij,sbi->sbj", blocks, adjoint[0].reshape(sequences, -1, period))
+    return np.asarray(adjoint), dh0.reshape(sequences, size)
+
+
 def reduce_to(values, shape):
     """``values`` summed over the axes along which an array of ``shape`` was broadcast to them."""
     extra = values.ndim - len(shape)
@@ -242,4 +405,4 @@ def reduce_to(values, shape):
     return values.sum(axis=axes, keepdims=True).reshape(shape) if axes else values.reshape(shape)
 
 
-__all__ = ["linear_recurrence_vjp", "linear_recurrence_matrix_vjp"]
+__all__ = ["linear_recurrence_vjp", "linear_recurrence_matrix_vjp", "nonlinear_recurrence_vjp"]

@@ -207,36 +207,11 @@ def nonlinear_recurrence(
     device = resolve_device(device, x=x, h0=h0, guess=guess)
     method = check_method(method, METHODS)
     check_method(on_fail, ON_FAIL)
-    x = np.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(
-            f"x must have shape (T, *batch, m), time first and the inputs last, got {x.shape}; "
-            "a cell without inputs takes x of shape (T, 0)"
-        )
     dtype = result_dtype(x=x, h0=h0)
-    if dtype.kind == "c":
-        raise TypeError(
-            f"nonlinear_recurrence computes in float32 or float64, but x and h0 promote to "
-            f"{dtype}; pass real arrays"
-        )
-    length = x.shape[0]
-    h0_array = None if h0 is None else np.asarray(h0)
-    size = cell_state_size(cell, h0_array)
-    batch = batch_shape(x, h0_array)
-    sequences = math.prod(batch)
-    inputs, step_params = cell.prepare(x, params, dtype)
-    # x's batch axes align with the batch shape's last ones.
-    inputs = inputs.reshape(length, *(1,) * (len(batch) + 2 - x.ndim), *inputs.shape[1:])
-    inputs = np.ascontiguousarray(
-        np.broadcast_to(inputs, (length, *batch, inputs.shape[-1])), dtype
-    ).reshape(length, sequences, inputs.shape[-1])
-    h0_array = (
-        np.zeros((sequences, size), dtype)
-        if h0_array is None
-        else np.ascontiguousarray(np.broadcast_to(h0_array, (*batch, size)), dtype).reshape(
-            sequences, size
-        )
-    )
+    problem = Problem.of(cell, x, h0, params, dtype)
+    length, batch, size = problem.length, problem.batch, problem.size
+    inputs, step_params, h0_array = problem.inputs, problem.step_params, problem.h0
+    sequences = h0_array.shape[0]
     if method == "auto":
         method = choose_method(device, cell, length, sequences, size)
     tol = TOLERANCES[dtype] if tol is None else float(tol)
@@ -292,6 +267,71 @@ def nonlinear_recurrence(
     info.converged = bool(info.batch_converged.all())
     h = backend.to_host(h).reshape(shape)
     return (h, info) if full_output else h
+
+
+@dataclass
+class Problem:
+    """A solver call's arrays in kernel layout: the cell's ``inputs`` ``(T, B, m)`` (after its
+    input projections), its ``step_params`` and ``h0`` ``(B, n)``, for ``B`` sequences of the
+    broadcast ``batch`` shape."""
+
+    inputs: np.ndarray
+    step_params: object
+    h0: np.ndarray
+    batch: tuple
+    dtype: np.dtype
+
+    @property
+    def length(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.h0.shape[1]
+
+    @classmethod
+    def of(cls, cell: Cell, x, h0, params, dtype) -> "Problem":
+        """Check ``x`` ``(T, *batch, m)`` and ``h0`` ``(*batch, n)`` or None against each other
+        and the cell, and lay them out in ``dtype`` (real)."""
+        x = np.asarray(x)
+        if x.ndim < 2:
+            raise ValueError(
+                f"x must have shape (T, *batch, m), time first and the inputs last, got "
+                f"{x.shape}; a cell without inputs takes x of shape (T, 0)"
+            )
+        if dtype.kind == "c":
+            raise TypeError(
+                f"nonlinear_recurrence computes in float32 or float64, but the inputs promote "
+                f"to {dtype}; pass real arrays"
+            )
+        length = x.shape[0]
+        h0_array = None if h0 is None else np.asarray(h0)
+        size = cell_state_size(cell, h0_array)
+        batch = batch_shape(x, h0_array)
+        sequences = math.prod(batch)
+        inputs, step_params = cell.prepare(x, params, dtype)
+        inputs = np.ascontiguousarray(
+            np.broadcast_to(align_batch(inputs, len(batch)), (length, *batch, inputs.shape[-1])),
+            dtype,
+        ).reshape(length, sequences, inputs.shape[-1])
+        h0_array = (
+            np.zeros((sequences, size), dtype)
+            if h0_array is None
+            else np.ascontiguousarray(np.broadcast_to(h0_array, (*batch, size)), dtype).reshape(
+                sequences, size
+            )
+        )
+        return cls(inputs, step_params, h0_array, batch, dtype)
+
+    def align_batch(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ``(T, *batch_x, m)`` aligned to the batch shape (see :func:`align_batch`)."""
+        return align_batch(x, len(self.batch))
+
+
+def align_batch(x: np.ndarray, dimensions: int) -> np.ndarray:
+    """``x`` ``(T, *batch_x, m)`` with ones inserted after ``T``, so that its batch axes align
+    with the last of ``dimensions`` batch axes."""
+    return x.reshape(x.shape[0], *(1,) * (dimensions + 2 - x.ndim), *x.shape[1:])
 
 
 def cell_state_size(cell: Cell, h0) -> int:

@@ -145,3 +145,21 @@ def lstm_step(cell):
         return np.stack([c, o * np.tanh(c)], axis=-1).reshape(state.shape[:-1] + (-1,))
 
     return step
+
+
+def elman_vjp(cell, x, h0, h, g):
+    """The backward pass of a ``scanlab.cells.ElmanRNN`` unrolled one step at a time, in
+    float64: ``(dx, dh0, dparams)`` for ``x`` ``(T, B, m)``, ``h0`` ``(B, n)``."""
+    weights, input_weights = cell.recurrent_weights, cell.input_weights
+    dparams = {name: np.zeros_like(value) for name, value in cell.params.items()}
+    dx = np.empty(x.shape)
+    carried = np.zeros(h0.shape)
+    for t in reversed(range(x.shape[0])):
+        d_total = (g[t] + carried) * (1 - h[t] ** 2)
+        previous = h[t - 1] if t else h0
+        dparams["recurrent_weights"] += d_total.T @ previous
+        dparams["input_weights"] += d_total.T @ x[t]
+        dparams["bias"] += d_total.sum(axis=0)
+        dx[t] = d_total @ input_weights
+        carried = d_total @ weights
+    return dx, carried, dparams

@@ -119,3 +119,5 @@ def test_readme_quickstart_runs():
     assert namespace["filtered"].shape == (64, 100_000)
     assert namespace["info"].converged and namespace["angles"].shape == (5000, 2)
     assert namespace["outputs"].shape == (1000, 8, 64)
+    assert namespace["dx"].shape == (500, 2, 3) and namespace["dh0"].shape == (2, 16)
+    assert namespace["optimizer"].steps == 1 and namespace["out"].shape == (200, 4, 8)

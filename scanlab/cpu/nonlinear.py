@@ -89,6 +89,76 @@ def kernels_for(cell, method):
     return KERNELS[key]
 
 
+#: Relative spacing of the central differences of :func:`pullback_kernels`, in float64.
+PULLBACK_SPACING = float(np.finfo(np.float64).eps ** (1 / 3))
+
+
+def build_pullback_kernels(step):
+    """The CPU kernels of a cell's pullback through its inputs and parameters: central
+    differences in float64, parallel over steps and sequences (see :func:`pullback_kernels`)."""
+
+    @njit(parallel=True, fastmath=FASTMATH)
+    def input_gradients(x, params, h, h0, adjoint, tasks, dx):
+        """``dx[t, s] = (df/dx)^T adjoint[t, s]`` at ``(h[t-1, s], x[t, s])``."""
+        length, sequences, inputs = x.shape
+        n = h.shape[2]
+        items = length * sequences
+        for task in prange(tasks):
+            moved = np.empty(inputs)
+            plus, minus = np.empty(n), np.empty(n)
+            for item in range(task * items // tasks, (task + 1) * items // tasks):
+                t, sequence = item // sequences, item % sequences
+                h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
+                x_t = x[t, sequence]
+                moved[:] = x_t
+                for j in range(inputs):
+                    upper = x_t[j] + PULLBACK_SPACING * (1 + abs(x_t[j]))
+                    lower = x_t[j] - PULLBACK_SPACING * (1 + abs(x_t[j]))
+                    moved[j] = upper
+                    step(h_prev, moved, params, plus)
+                    moved[j] = lower
+                    step(h_prev, moved, params, minus)
+                    moved[j] = x_t[j]
+                    total = 0.0
+                    for i in range(n):
+                        total += (plus[i] - minus[i]) * adjoint[t, sequence, i]
+                    dx[t, sequence, j] = total / (upper - lower)
+
+    @njit(parallel=True, fastmath=FASTMATH)
+    def parameter_difference(x, upper, lower, h, h0, adjoint, tasks, partial):
+        """``partial[task] = sum (f(upper) - f(lower)) . adjoint`` over its share of steps and
+        sequences, ``f`` with parameters ``upper`` and ``lower``."""
+        length, sequences, _ = x.shape
+        n = h.shape[2]
+        items = length * sequences
+        for task in prange(tasks):
+            plus, minus = np.empty(n), np.empty(n)
+            total = 0.0
+            for item in range(task * items // tasks, (task + 1) * items // tasks):
+                t, sequence = item // sequences, item % sequences
+                h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
+                step(h_prev, x[t, sequence], upper, plus)
+                step(h_prev, x[t, sequence], lower, minus)
+                for i in range(n):
+                    total += (plus[i] - minus[i]) * adjoint[t, sequence, i]
+            partial[task] = total
+
+    return types.SimpleNamespace(
+        input_gradients=input_gradients, parameter_difference=parameter_difference
+    )
+
+
+#: The pullback kernels built so far, by step.
+PULLBACKS = {}
+
+
+def pullback_kernels(cell):
+    """The pullback kernels of ``cell``'s step, built once (they take float64 arrays)."""
+    if cell.step not in PULLBACKS:
+        PULLBACKS[cell.step] = build_pullback_kernels(cell.step)
+    return PULLBACKS[cell.step]
+
+
 def task_count(items: int) -> int:
     """Tasks for ``items`` independent evaluations: a few per thread, to balance the load."""
     return max(1, min(items, 4 * numba.get_num_threads()))
@@ -200,24 +270,47 @@ class Backend:
         loop = self.kernels.run_sequence if h.shape[1] == 1 else self.kernels.run_sequential
         loop(self.x, self.params, self.h0, h, starts.astype(np.int64))
 
+    def adjoint(self, iterate: Iterate, gradient: np.ndarray):
+        """The adjoint ``lam[t] = gradient[t] + J[t+1]^T lam[t+1]`` of an evaluated iterate, and
+        its first Jacobians ``J[0]`` (flat, ``(B, width)``), both on the host."""
+        following = np.empty_like(iterate.jacobians)
+        transpose_following(iterate.jacobians, self.plan.period, following)
+        solve_correction(following, gradient, self.delta, self.zeros, self.plan.period, False,
+                         reverse=True)  # fmt: skip
+        return self.delta, iterate.jacobians[0]
 
-def solve_correction(jacobians, rhs, delta, zeros, period: int, diagonal_only: bool, solvers=None):
+
+def transpose_following(jacobians, period: int, out) -> None:
+    """``out[t] = J[t+1]^T`` for ``t < T - 1`` and ``out[T-1] = 0``, flat Jacobians with
+    ``(period, period)`` blocks (the adjoint's coefficients)."""
+    length, sequences, width = jacobians.shape
+    blocks = (width // period**2, period, period)
+    out[:-1].reshape(length - 1, sequences, *blocks)[...] = (
+        jacobians[1:].reshape(length - 1, sequences, *blocks).swapaxes(-1, -2)
+    )
+    out[-1] = 0
+
+
+def solve_correction(
+    jacobians, rhs, delta, zeros, period: int, diagonal_only: bool, solvers=None, reverse=False
+):
     """``delta[t] = J[t] delta[t-1] + rhs[t]`` from ``zeros`` (``B * n`` of them), for flat
     Jacobians ``(T, B, width)``: elementwise for diagonals, else with ``(period, period)``
-    blocks. ``solvers`` are the elementwise and matrix solvers in kernel layout: the CPU's by
-    default, the GPU's on device arrays."""
+    blocks; ``reverse``: ``delta[t] = J[t] delta[t+1] + rhs[t]``. ``solvers`` are the
+    elementwise and matrix solvers in kernel layout: the CPU's by default, the GPU's on device
+    arrays."""
     elementwise, matrix = solvers or (cpu_linear.solve, cpu_linear_matrix.solve)
     length, sequences, n = rhs.shape
     if diagonal_only or period == 1:
         channels = sequences * n
         elementwise(
             jacobians.reshape(length, channels), rhs.reshape(length, channels), zeros,
-            delta.reshape(length, channels), False, "auto",
+            delta.reshape(length, channels), reverse, "auto",
         )  # fmt: skip
     else:
         systems = sequences * n // period
         matrix(
             jacobians.reshape(length, systems, period, period),
             rhs.reshape(length, systems, period), zeros.reshape(systems, period),
-            delta.reshape(length, systems, period), False, "auto",
+            delta.reshape(length, systems, period), reverse, "auto",
         )  # fmt: skip

@@ -171,6 +171,24 @@ def freeze_kernel(rhs, jacobians, frozen):
                 jacobians[t, sequence, i] = 0
 
 
+@cuda.jit
+def transpose_following_kernel(jacobians, period, out):
+    """``out[t] = J[t+1]^T`` for ``t < T - 1`` and ``out[T-1] = 0``: flat Jacobians ``(T, B,
+    width)`` with ``(period, period)`` blocks (``scanlab.cpu.nonlinear.transpose_following``)."""
+    index = cuda.grid(1)
+    length, sequences, width = out.shape
+    if index < length * sequences * width:
+        t, rest = index // (sequences * width), index % (sequences * width)
+        sequence, entry = rest // width, rest % width
+        if t + 1 < length:
+            # Entry (i, c) of the transpose is entry (j, i % period) of J, j = i's block + c.
+            row, colour = entry // period, entry % period
+            column = (row // period) * period + colour
+            out[t, sequence, entry] = jacobians[t + 1, sequence, column * period + row % period]
+        else:
+            out[t, sequence, entry] = 0
+
+
 def launch(kernel, size: int, *args) -> None:
     """Run a one-thread-per-element ``kernel`` over ``size`` elements."""
     threads = config.cuda.threads_per_block
@@ -287,6 +305,18 @@ class Backend:
         launch(self.kernels.sequential_kernel, self.shape[1], self.x, self.params, self.h0, h,
                cuda.to_device(starts.astype(np.int64)))  # fmt: skip
 
+    def adjoint(self, iterate: Iterate, gradient: np.ndarray):
+        """As ``scanlab.cpu.nonlinear.Backend.adjoint``: solved on the device, returned on the
+        host."""
+        following = cuda.device_array(iterate.jacobians.shape, self.dtype)
+        launch(transpose_following_kernel, following.size, iterate.jacobians, self.plan.period,
+               following)  # fmt: skip
+        solve_correction(
+            following, cuda.to_device(gradient), self.delta, self.zeros, self.plan.period, False,
+            (cuda_linear.solve_on_device, cuda_linear_matrix.solve_on_device), reverse=True,
+        )  # fmt: skip
+        return self.delta.copy_to_host(), iterate.jacobians[0].copy_to_host()
+
 
 def kernel_signatures():
     """List every module-level kernel with each signature the backend compiles (float32 and
@@ -305,6 +335,7 @@ def kernel_signatures():
                 f"void({iterate}, {iterate}, boolean[::1])",
             ),
             (freeze_kernel, f"void({states}, {states}, boolean[::1])"),
+            (transpose_following_kernel, f"void({states}, int64, {states})"),
         ]
     return signatures
 
