@@ -21,7 +21,7 @@ without error. The last line is machine-readable:
 
 On a small machine, run long sequences with two settings in the environment (benchmarks/RESULTS.md
 has the numbers): ``OPENBLAS_NUM_THREADS=1``, since OpenBLAS's threads, spinning between the
-matrix products, fight Numba's for the cores; and
+matrix products, fight Numba's and other processes' for the cores; and
 ``MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=68719476736``, which keeps glibc from
 handing the arrays of each iteration back to the system only to fault them in again at the next.
 

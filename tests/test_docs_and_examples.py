@@ -10,8 +10,10 @@ import pytest
 
 import scanlab.cells
 import scanlab.gradients
+import scanlab.layers
 import scanlab.linear
 import scanlab.nonlinear
+import scanlab.optim
 
 ROOT = pathlib.Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
@@ -19,7 +21,14 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.mark.parametrize(
     "module",
-    [scanlab.linear, scanlab.gradients, scanlab.nonlinear, scanlab.cells],
+    [
+        scanlab.linear,
+        scanlab.gradients,
+        scanlab.nonlinear,
+        scanlab.cells,
+        scanlab.layers,
+        scanlab.optim,
+    ],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples_run(module):
