@@ -140,14 +140,17 @@ class Cell:
         ``dx[t] = (df/dx)^T adjoint[t]`` and ``dparams = sum_t (df/dparams)^T adjoint[t]``
         in ``params``' structure: an array or a float for each real floating leaf (alone or in
         tuples), None for the others. A cell of your own is differentiated by central
-        differences in float64 (relative error about 1e-10; each parameter value costs two
-        evaluations of every step).
+        differences in float64 (relative error about 1e-10): the inputs by colours (see
+        :meth:`input_colouring`), two evaluations of every step per colour; each parameter value
+        two more.
         """
         kernels = cpu_nonlinear.pullback_kernels(self)
         wide = [np.ascontiguousarray(value, np.float64) for value in (inputs, states, h0, adjoint)]
+        wide_params = float64_leaves(step_params)
+        colours, owners = self.input_colouring(wide[0], wide_params, states.shape[-1])
         tasks = cpu_nonlinear.task_count(inputs.shape[0] * inputs.shape[1])
         dx = np.empty(inputs.shape)
-        kernels.input_gradients(wide[0], float64_leaves(step_params), *wide[1:], tasks, dx)
+        kernels.input_gradients(wide[0], wide_params, *wide[1:], colours, owners, tasks, dx)
         partial = np.empty(tasks)
 
         def difference(upper, lower) -> float:
@@ -155,6 +158,43 @@ class Cell:
             return float(partial.sum())
 
         return dx.astype(x.dtype), parameter_gradients(step_params, difference, x.dtype)
+
+    def input_colouring(self, inputs: np.ndarray, params, n: int):
+        """Which outputs of the step depend on which inputs, probed like the structure (see
+        :meth:`plan`), and a colouring of the inputs such that no output depends on two of one
+        colour, so that they can be perturbed together.
+
+        The probes pair three random states with three steps of ``inputs`` ``(T, B, m)``
+        (float64) and move each input by a quarter of its size: an output that changes depends
+        on it (as with the structure, a dependence that no probe shows is taken to be absent).
+        Returns ``colours`` ``(m,)`` and ``owners`` ``(colours, n)``: the input of each colour
+        that each of the ``n`` outputs depends on, or -1.
+        """
+        length, sequences, m = inputs.shape
+        state = np.random.default_rng(2025).standard_normal(n) * 0.5
+        samples = [inputs[0, 0], inputs[length // 2, sequences // 2], inputs[-1, -1]]
+        depends = np.zeros((n, m), bool)
+        value, changed = np.empty(n), np.empty(n)
+        for h_prev, x_t in zip((state, -np.abs(state), 4 * state[::-1]), samples, strict=True):
+            self.step(h_prev, x_t, params, value)
+            for j in range(m):
+                moved = x_t.copy()
+                moved[j] += 0.25 * (1 + abs(moved[j]))
+                self.step(h_prev, moved, params, changed)
+                depends[:, j] |= (changed != value) & ~(np.isnan(changed) & np.isnan(value))
+        colours = np.empty(m, np.int64)
+        owners = []
+        for j in range(m):
+            # The first colour none of whose inputs shares an output with input j.
+            colour = next(
+                (c for c, owner in enumerate(owners) if not (depends[:, j] & (owner >= 0)).any()),
+                len(owners),
+            )
+            if colour == len(owners):
+                owners.append(np.full(n, -1, np.int64))
+            owners[colour][depends[:, j]] = j
+            colours[j] = colour
+        return colours, np.array(owners, np.int64).reshape(len(owners), n)
 
     def plan(self, size: int, dtype, x_t: np.ndarray, params) -> JacobianPlan:
         """Check the step (and Jacobian) at a random state and choose how to differentiate it.

@@ -302,10 +302,12 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     The Jacobians ``df/dh`` are the ones the forward solver uses (the cell's own, or automatic).
     The built-in cells have analytic derivatives with respect to their inputs and parameters; a
     cell of your own is differentiated with respect to ``x`` and ``params`` by central
-    differences in float64 (relative error about 1e-10), at a cost of ``2 m`` evaluations of
-    every step, and two more for each parameter value: pass few parameter values this way, or
-    fold them into the inputs. Memory: the Jacobians of every step, as for one Newton
-    iteration.
+    differences in float64 (relative error about 1e-10). Inputs that no output shares (found by
+    probing the step, like its structure) are perturbed together: two evaluations of every step
+    for a cell whose outputs each read their own inputs, ``2 m`` when every output reads every
+    input. Each parameter value costs two more evaluations of every step: pass few parameter
+    values this way, or fold them into the inputs. Memory: the Jacobians of every step, as for
+    one Newton iteration.
 
     See Also
     --------

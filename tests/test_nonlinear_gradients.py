@@ -33,20 +33,20 @@ def assert_gradient(got, expected, name):
 @settings(max_examples=8)
 @given(
     name=st.sampled_from(sorted(CELLS)),
-    own_jacobian=st.booleans(),
     length=st.sampled_from([1, 2, 3, 7, 17]),
     shapes=st.sampled_from([((), ()), ((3,), (3,)), ((2, 1), (3,)), ((2,), (1, 2))]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_gradients_match_finite_differences(name, own_jacobian, length, shapes, seed):
-    """Every structure: dx, dh0 and dparams against the float64 loop, broadcast batch shapes."""
+def test_gradients_match_finite_differences(name, length, shapes, seed):
+    """Every structure: dx, dh0 and dparams against the float64 loop, broadcast batch shapes
+    (the cells' own Jacobians: the automatic ones are tested with the solver)."""
     step, _, _, make_reference, sizes = CELLS[name]
     size = sizes[-1] if name != "diagonal" else 3
     x_batch, h0_batch = shapes
     rng = np.random.default_rng(seed)
     x, _, params = problem(rng, name, size, length, x_batch, np.float64)
     h0 = rng.uniform(-1.0, 1.0, (*h0_batch, size))
-    cell = COMPILED[name, own_jacobian]
+    cell = COMPILED[name, True]
     h = scanlab.nonlinear_recurrence(cell, x, h0, params=params, method="newton")
     g = rng.standard_normal(h.shape)
     saved = [value.copy() for value in (x, h0, h, g)]
@@ -143,6 +143,31 @@ def test_parameter_structure_and_params_none():
         return float(states.sum())
 
     assert d_scale == pytest.approx(float(central_differences(loss, 0.8)), rel=1e-6)
+
+
+def neighbours_step(h_prev, x_t, params, h_out):
+    m = x_t.shape[0]
+    for i in range(h_prev.shape[0]):
+        h_out[i] = np.tanh(0.5 * h_prev[i] + x_t[i % m] - 0.7 * x_t[(i + 1) % m])
+
+
+def test_inputs_shared_by_outputs_get_their_own_colours():
+    """Each output reads two neighbouring inputs: three colours for five inputs (a cycle), and
+    the gradients still match finite differences."""
+    cell = scanlab.cell(neighbours_step, structure="diagonal")
+    rng = np.random.default_rng(8)
+    x, h0 = rng.standard_normal((5, 2, 5)), rng.standard_normal((2, 5))
+    colours, owners = cell.input_colouring(x, None, 5)
+    assert owners.shape == (3, 5)
+    assert sorted(np.bincount(colours)) == [1, 2, 2]
+    h = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
+    g = rng.standard_normal(h.shape)
+    dx, _, _ = scanlab.nonlinear_recurrence_vjp(cell, x, h0, h, g)
+
+    def loss(value):
+        return float(np.sum(scanlab.nonlinear_recurrence(cell, value, h0, method="sequential") * g))
+
+    assert_gradient(dx, central_differences(loss, x), "dx")
 
 
 def test_non_solutions_raise_and_nan_propagates():

@@ -98,31 +98,37 @@ def build_pullback_kernels(step):
     differences in float64, parallel over steps and sequences (see :func:`pullback_kernels`)."""
 
     @njit(parallel=True, fastmath=FASTMATH)
-    def input_gradients(x, params, h, h0, adjoint, tasks, dx):
-        """``dx[t, s] = (df/dx)^T adjoint[t, s]`` at ``(h[t-1, s], x[t, s])``."""
+    def input_gradients(x, params, h, h0, adjoint, colours, owners, tasks, dx):
+        """``dx[t, s] = (df/dx)^T adjoint[t, s]`` at ``(h[t-1, s], x[t, s])``: the inputs of
+        each colour (``colours[j]``) move together, and ``owners[c, i]`` is the input of colour
+        ``c`` that output ``i`` depends on (-1: none)."""
         length, sequences, inputs = x.shape
         n = h.shape[2]
         items = length * sequences
         for task in prange(tasks):
-            moved = np.empty(inputs)
+            moved, spans = np.empty(inputs), np.empty(inputs)
             plus, minus = np.empty(n), np.empty(n)
             for item in range(task * items // tasks, (task + 1) * items // tasks):
                 t, sequence = item // sequences, item % sequences
                 h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
-                x_t = x[t, sequence]
-                moved[:] = x_t
-                for j in range(inputs):
-                    upper = x_t[j] + PULLBACK_SPACING * (1 + abs(x_t[j]))
-                    lower = x_t[j] - PULLBACK_SPACING * (1 + abs(x_t[j]))
-                    moved[j] = upper
+                x_t, dx_t, weights = x[t, sequence], dx[t, sequence], adjoint[t, sequence]
+                dx_t[:] = 0.0
+                for colour in range(owners.shape[0]):
+                    for j in range(inputs):
+                        moved[j] = x_t[j]
+                        if colours[j] == colour:
+                            moved[j] += PULLBACK_SPACING * (1 + abs(x_t[j]))
+                            spans[j] = moved[j]
                     step(h_prev, moved, params, plus)
-                    moved[j] = lower
+                    for j in range(inputs):
+                        if colours[j] == colour:
+                            moved[j] = x_t[j] - PULLBACK_SPACING * (1 + abs(x_t[j]))
+                            spans[j] -= moved[j]
                     step(h_prev, moved, params, minus)
-                    moved[j] = x_t[j]
-                    total = 0.0
                     for i in range(n):
-                        total += (plus[i] - minus[i]) * adjoint[t, sequence, i]
-                    dx[t, sequence, j] = total / (upper - lower)
+                        j = owners[colour, i]
+                        if j >= 0:
+                            dx_t[j] += (plus[i] - minus[i]) * weights[i] / spans[j]
 
     @njit(parallel=True, fastmath=FASTMATH)
     def parameter_difference(x, upper, lower, h, h0, adjoint, tasks, partial):
