@@ -130,3 +130,4 @@ def test_readme_quickstart_runs():
     assert namespace["outputs"].shape == (1000, 8, 64)
     assert namespace["dx"].shape == (500, 2, 3) and namespace["dh0"].shape == (2, 16)
     assert namespace["optimizer"].steps == 1 and namespace["out"].shape == (200, 4, 8)
+    assert namespace["smoothed"].chunks == ((100_000,) * 10, (2, 2))

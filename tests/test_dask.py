@@ -1,0 +1,186 @@
+"""scanlab.dask against the in-memory solvers: uneven chunkings (chunks of one step, one chunk),
+reverse, axes, batches, dtypes, NaN, h0 as NumPy or Dask, errors, and a real distributed cluster."""
+
+import doctest
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import scanlab
+from scanlab import math as smath
+
+da = pytest.importorskip("dask.array")
+scanlab_dask = pytest.importorskip("scanlab.dask")
+
+
+def chunking(draw, length):
+    """Uneven chunk lengths summing to ``length``, chunks of one step included."""
+    sizes = []
+    while sum(sizes) < length:
+        sizes.append(min(draw(st.sampled_from([1, 2, 3, 5, 8])), length - sum(sizes)))
+    return tuple(sizes) or (0,)
+
+
+@st.composite
+def problems(draw, matrices=False):
+    length = draw(st.sampled_from([1, 2, 7, 13]))
+    batch = draw(st.sampled_from([(), (3,), (2, 2)]))
+    axis = draw(st.integers(0, len(batch)))
+    leading = batch[:axis] + (length,) + batch[axis:]
+    time_chunks = draw(st.sampled_from([chunking(draw, length), (length,)]))
+    chunks = tuple(time_chunks if i == axis else 1 for i in range(len(leading)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    state = (draw(st.sampled_from([1, 2, 3])),) if matrices else ()
+    coefficient_shape = draw(st.sampled_from([leading, ()])) + state * 2
+    scale = 0.9 / np.sqrt(state[0]) if matrices else 0.9
+    a = rng.uniform(-scale, scale, coefficient_shape).astype(dtype)
+    b = rng.standard_normal(leading + state).astype(dtype)
+    rest = batch + state
+    h0_shape = draw(st.sampled_from([None, rest, (1,) * len(rest)]))
+    h0 = None if h0_shape is None else rng.standard_normal(h0_shape).astype(dtype)
+    reverse = draw(st.booleans())
+    return a, b, h0, axis, reverse, chunks + tuple(-1 for _ in state)
+
+
+@settings(max_examples=20, deadline=None)
+@given(problem=problems())
+def test_elementwise_matches_in_memory(problem):
+    a, b, h0, axis, reverse, chunks = problem
+    h = scanlab_dask.linear_recurrence(a, da.from_array(b, chunks), h0, axis=axis, reverse=reverse)
+    assert isinstance(h, da.Array) and h.dtype == b.dtype
+    expected = scanlab.linear_recurrence(a, b, h0, axis=axis, reverse=reverse)
+    np.testing.assert_allclose(h.compute(), expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=12, deadline=None)
+@given(problem=problems(matrices=True))
+def test_matrices_match_in_memory(problem):
+    A, b, h0, axis, reverse, chunks = problem
+    h = scanlab_dask.linear_recurrence_matrix(
+        da.from_array(A), da.from_array(b, chunks), None if h0 is None else da.from_array(h0),
+        axis=axis, reverse=reverse,
+    )  # fmt: skip
+    expected = scanlab.linear_recurrence_matrix(A, b, h0, axis=axis, reverse=reverse)
+    np.testing.assert_allclose(h.compute(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_nan_lands_where_the_loop_puts_it_and_chunks_are_kept():
+    b = np.ones((10, 2))
+    b[4, 0] = np.nan
+    h = scanlab_dask.linear_recurrence(0.5, da.from_array(b, ((3, 1, 6), (1, 1))))
+    assert h.chunks == ((3, 1, 6), (1, 1))
+    expected = scanlab.linear_recurrence(0.5, b)
+    np.testing.assert_array_equal(np.isnan(h.compute()), np.isnan(expected))
+    np.testing.assert_allclose(h.compute()[:, 1], expected[:, 1])
+
+
+def test_coefficients_as_the_only_dask_array_set_the_chunks():
+    a = da.from_array(np.full((9, 2), 0.5), chunks=(4, 2))
+    h = scanlab_dask.linear_recurrence(a, np.ones((9, 2)))
+    assert h.chunks == ((4, 4, 1), (2,))
+    np.testing.assert_allclose(h.compute(), scanlab.linear_recurrence(0.5, np.ones((9, 2))))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: scanlab_dask.linear_recurrence(np.ones(3), da.ones(4)), ValueError, "broadcast"),
+        (lambda: scanlab_dask.linear_recurrence(0.5, da.ones(4), method="scan"), ValueError,
+         "method"),
+        (lambda: scanlab_dask.linear_recurrence(0.5, da.ones((4, 2)), np.ones(3)), ValueError,
+         "h0"),
+        (lambda: scanlab_dask.linear_recurrence_matrix(np.eye(3), da.ones((4, 2))), ValueError,
+         r"\(\.\.\., n, n\)"),
+        (lambda: scanlab_dask.linear_recurrence(0.5, da.ones(4, dtype=np.float16)), TypeError,
+         "float16"),
+    ],
+)  # fmt: skip
+def test_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def damped_step(h_prev, x_t, rate, h_out):
+    for i in range(h_prev.shape[0]):
+        h_out[i] = h_prev[i] + rate * (smath.tanh(x_t[i]) - h_prev[i] ** 3)
+
+
+DAMPED = scanlab.cell(damped_step, structure="diagonal", state_size=2)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    length=st.sampled_from([1, 2, 9, 17]),
+    batch=st.sampled_from([(), (3,), (2, 2)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    with_h0=st.booleans(),
+    data=st.data(),
+)
+def test_nonlinear_matches_in_memory(length, batch, dtype, with_h0, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((length, *batch, 2)).astype(dtype)
+    h0 = rng.uniform(-1.0, 1.0, (*batch, 2)).astype(dtype) if with_h0 else None
+    chunks = (chunking(data.draw, length),) + (1,) * len(batch) + (2,)
+    x_dask = da.from_array(x, chunks)
+    h = scanlab_dask.nonlinear_recurrence(DAMPED, x_dask, h0, params=0.1)
+    assert h.dtype == dtype and h.chunks[:-1] == x_dask.chunks[:-1]
+    expected = scanlab.nonlinear_recurrence(DAMPED, x, h0, params=0.1, method="sequential")
+    np.testing.assert_allclose(h.compute(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_nonlinear_chunks_use_the_given_method_and_broadcast_h0():
+    gru = scanlab.cells.ParaGRU(3, 2, seed=0)
+    x = np.random.default_rng(2).standard_normal((40, 2))
+    h0 = np.random.default_rng(3).standard_normal((4, 3))  # batch (4,) from h0 alone
+    h = scanlab_dask.nonlinear_recurrence(
+        gru, da.from_array(x, (15, 2)), h0, method="newton", on_fail="raise"
+    )
+    assert h.shape == (40, 4, 3)
+    np.testing.assert_allclose(h.compute(), scanlab.nonlinear_recurrence(gru, x, h0), atol=1e-9)
+    with pytest.raises(TypeError, match="cell must be made by"):
+        scanlab_dask.nonlinear_recurrence(damped_step, x, h0)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        scanlab_dask.nonlinear_recurrence(gru, np.zeros((5, 3, 2)), h0)
+
+
+def test_on_a_distributed_cluster():
+    """Worker processes: the cell of work, its arguments and results are serialised for real."""
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(-0.9, 0.9, (50, 3)), rng.standard_normal((50, 3))
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, distributed.Client(cluster):  # fmt: skip
+        h = scanlab_dask.linear_recurrence(
+            da.from_array(a, (7, 2)), da.from_array(b, (7, 2)), reverse=True
+        ).compute()
+        states = scanlab_dask.nonlinear_recurrence(
+            DAMPED, da.from_array(b[:, :2], (7, 2)), None, params=0.1
+        ).compute()
+    np.testing.assert_allclose(h, scanlab.linear_recurrence(a, b, reverse=True))
+    expected = scanlab.nonlinear_recurrence(DAMPED, b[:, :2], None, params=0.1)
+    np.testing.assert_allclose(states, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_long_sequence_example_agrees_with_memory(tmp_path):
+    script = pathlib.Path(__file__).parents[1] / "examples" / "dask_long_sequence.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--steps", "30000", "--chunk", "7001", "--check",
+         "--directory", str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    assert "chunks=5 scheduler=threads" in completed.stdout, completed.stdout
+    difference = re.search(r"max \|dask - in memory\| = (\S+)", completed.stdout)
+    assert difference and float(difference.group(1)) < 1e-9, completed.stdout
+
+
+def test_docstring_examples_run():
+    failures, tried = doctest.testmod(scanlab_dask, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried > 0 and failures == 0
