@@ -171,6 +171,8 @@ class Cell:
         that each of the ``n`` outputs depends on, or -1.
         """
         length, sequences, m = inputs.shape
+        if length * sequences == 0:
+            return np.zeros(m, np.int64), np.empty((0, n), np.int64)
         state = np.random.default_rng(2025).standard_normal(n) * 0.5
         samples = [inputs[0, 0], inputs[length // 2, sequences // 2], inputs[-1, -1]]
         depends = np.zeros((n, m), bool)

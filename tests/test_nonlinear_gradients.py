@@ -199,6 +199,11 @@ def test_empty_sequences():
     )
     assert dx.shape == x.shape and dh0.shape == (3, 2)
     assert not dh0.any() and not dparams["bias"].any()
+    own = scanlab.cell(scaled_step, structure="diagonal", state_size=2)
+    dx, dh0, (d_scale, _) = scanlab.nonlinear_recurrence_vjp(
+        own, x, np.ones(2), np.zeros((0, 3, 2)), np.zeros((0, 3, 2)), params=(0.5, 1)
+    )
+    assert dx.shape == x.shape and dh0.shape == (2,) and d_scale == 0.0
 
 
 @pytest.mark.parametrize(
