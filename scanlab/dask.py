@@ -37,7 +37,7 @@ from scanlab.linear import check_method
 from scanlab.linear import linear_recurrence as solve_elementwise
 from scanlab.linear import linear_recurrence_matrix as solve_matrices
 
-METHODS = ("auto", "sequential")
+METHODS = ("auto", "sequential", "blelloch")
 
 
 def linear_recurrence(a, b, h0=None, *, axis=0, reverse=False, method="auto"):
@@ -55,9 +55,13 @@ def linear_recurrence(a, b, h0=None, *, axis=0, reverse=False, method="auto"):
         The time axis.
     reverse : bool, optional
         Run from the last step to the first.
-    method : {"auto", "sequential"}, optional
-        How the chunk summaries are combined across chunks: ``"sequential"`` (``"auto"``), a
-        chain of one tiny task per chunk.
+    method : {"auto", "sequential", "blelloch"}, optional
+        How the chunk summaries are combined across chunks: ``"sequential"``, a chain of one
+        tiny task per chunk, or ``"blelloch"``, a tree of pairwise compositions (about twice the
+        tiny tasks, ``2 log2(chunks)`` deep, so the chunks need not wait for each other);
+        ``"auto"``: the chain. With threads on 2 cores both took the same time at 100 and 1000
+        chunks (``benchmarks/RESULTS.md``); the tree is for clusters where a task's latency,
+        times the number of chunks, would dominate (not measured).
 
     Returns
     -------
@@ -248,15 +252,22 @@ def chunked_solve(a, b, h0, axis, reverse, method, matrices):
         b_blocks, start_blocks = b_blocks[..., 0], start_blocks[..., 0]
     summarise = dask.delayed(chunk_summary, pure=True)
     advance = dask.delayed(next_carry, pure=True)
+    compose = dask.delayed(compose_summaries, pure=True)
     solve = dask.delayed(solve_chunk, pure=True)
     solved = np.empty(b_blocks.shape, object)
     order = range(len(chunks[0]))
     for index in np.ndindex(b_blocks.shape[1:]):
-        carry = start_blocks[index]
-        for k in reversed(order) if reverse else order:
-            block = (k, *index)
+        steps = [(k, *index) for k in (reversed(order) if reverse else order)]
+        summaries = [summarise(a_blocks[k], b_blocks[k], reverse, matrices) for k in steps]
+        carries = [start_blocks[index]]
+        if method == "sequential":
+            for summary in summaries[:-1]:
+                carries.append(advance(summary, carries[-1]))
+        else:
+            prefixes = prefix_summaries(summaries[:-1], compose)
+            carries += [advance(prefix, carries[0]) for prefix in prefixes]
+        for block, carry in zip(steps, carries, strict=True):
             solved[block] = solve(a_blocks[block], b_blocks[block], carry, reverse, matrices)
-            carry = advance(summarise(a_blocks[block], b_blocks[block], reverse, matrices), carry)
     blocks = np.empty(solved.shape, object)
     for block in np.ndindex(solved.shape):
         shape = tuple(chunks[axis][i] for axis, i in enumerate(block)) + state
@@ -288,6 +299,25 @@ def next_carry(summary, carry):
     if composed.ndim == carry.ndim:
         return composed * carry + end
     return np.einsum("...ij,...j->...i", composed, carry) + end
+
+
+def compose_summaries(earlier, later):
+    """The summary of two consecutive chunks (in the order they are solved)."""
+    composed = later[0] @ earlier[0] if later[0].ndim > later[1].ndim else later[0] * earlier[0]
+    return composed, next_carry(later, earlier[1])
+
+
+def prefix_summaries(summaries: list, compose) -> list:
+    """The compositions of ``summaries[:k + 1]`` for every ``k``, by pairs then recursion: about
+    ``2 n`` calls of ``compose``, ``2 log2(n)`` deep (Blelloch's scan)."""
+    if len(summaries) <= 1:
+        return list(summaries)
+    pairs = [compose(summaries[i], summaries[i + 1]) for i in range(0, len(summaries) - 1, 2)]
+    inner = prefix_summaries(pairs, compose)
+    prefixes = [summaries[0]]
+    for k in range(1, len(summaries)):
+        prefixes.append(inner[k // 2] if k % 2 else compose(inner[k // 2 - 1], summaries[k]))
+    return prefixes
 
 
 def solve_chunk(a, b, carry, reverse: bool, matrices: bool):

@@ -46,14 +46,17 @@ def problems(draw, matrices=False):
     h0_shape = draw(st.sampled_from([None, rest, (1,) * len(rest)]))
     h0 = None if h0_shape is None else rng.standard_normal(h0_shape).astype(dtype)
     reverse = draw(st.booleans())
-    return a, b, h0, axis, reverse, chunks + tuple(-1 for _ in state)
+    method = draw(st.sampled_from(["sequential", "blelloch"]))
+    return a, b, h0, axis, reverse, chunks + tuple(-1 for _ in state), method
 
 
 @settings(max_examples=20, deadline=None)
 @given(problem=problems())
 def test_elementwise_matches_in_memory(problem):
-    a, b, h0, axis, reverse, chunks = problem
-    h = scanlab_dask.linear_recurrence(a, da.from_array(b, chunks), h0, axis=axis, reverse=reverse)
+    a, b, h0, axis, reverse, chunks, method = problem
+    h = scanlab_dask.linear_recurrence(
+        a, da.from_array(b, chunks), h0, axis=axis, reverse=reverse, method=method
+    )
     assert isinstance(h, da.Array) and h.dtype == b.dtype
     expected = scanlab.linear_recurrence(a, b, h0, axis=axis, reverse=reverse)
     np.testing.assert_allclose(h.compute(), expected, rtol=1e-5, atol=1e-5)
@@ -62,10 +65,10 @@ def test_elementwise_matches_in_memory(problem):
 @settings(max_examples=12, deadline=None)
 @given(problem=problems(matrices=True))
 def test_matrices_match_in_memory(problem):
-    A, b, h0, axis, reverse, chunks = problem
+    A, b, h0, axis, reverse, chunks, method = problem
     h = scanlab_dask.linear_recurrence_matrix(
         da.from_array(A), da.from_array(b, chunks), None if h0 is None else da.from_array(h0),
-        axis=axis, reverse=reverse,
+        axis=axis, reverse=reverse, method=method,
     )  # fmt: skip
     expected = scanlab.linear_recurrence_matrix(A, b, h0, axis=axis, reverse=reverse)
     np.testing.assert_allclose(h.compute(), expected, rtol=1e-5, atol=1e-5)
@@ -79,6 +82,14 @@ def test_nan_lands_where_the_loop_puts_it_and_chunks_are_kept():
     expected = scanlab.linear_recurrence(0.5, b)
     np.testing.assert_array_equal(np.isnan(h.compute()), np.isnan(expected))
     np.testing.assert_allclose(h.compute()[:, 1], expected[:, 1])
+
+
+def test_the_tree_over_many_chunks():
+    b = da.from_array(np.random.default_rng(4).standard_normal(300), chunks=3)  # 100 chunks
+    h = scanlab_dask.linear_recurrence(0.9, b, method="blelloch")
+    names = {key[0] if isinstance(key, tuple) else key for key in h.__dask_graph__()}
+    assert any(name.startswith("compose_summaries") for name in names)
+    np.testing.assert_allclose(h.compute(), scanlab.linear_recurrence(0.9, b.compute()))
 
 
 def test_coefficients_as_the_only_dask_array_set_the_chunks():
