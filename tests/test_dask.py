@@ -195,3 +195,15 @@ def test_long_sequence_example_agrees_with_memory(tmp_path):
 def test_docstring_examples_run():
     failures, tried = doctest.testmod(scanlab_dask, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
+
+
+def test_scanlab_imports_without_dask_and_says_what_to_install():
+    code = (
+        "import sys; sys.modules['dask'] = None\n"
+        "import scanlab\n"
+        "try:\n    import scanlab.dask\nexcept ImportError as error:\n    print(error)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "pip install 'scanlab[dask]'" in completed.stdout
