@@ -136,7 +136,7 @@ class Cell:
         """The gradients through the step's inputs and parameters, given the adjoint.
 
         With ``f`` evaluated at ``(states[t-1], inputs[t])`` (``h0`` before the first step),
-        all ``(T, B, ...)`` (``x`` the inputs as given, broadcast to ``(T, B, m)``), returns
+        all ``(T, B, ...)`` (``x`` the inputs as given, broadcast to ``(T, *batch, m)``), returns
         ``dx[t] = (df/dx)^T adjoint[t]`` and ``dparams = sum_t (df/dparams)^T adjoint[t]``
         in ``params``' structure: an array or a float for each real floating leaf (alone or in
         tuples), None for the others. A cell of your own is differentiated by central
@@ -157,7 +157,7 @@ class Cell:
             kernels.parameter_difference(wide[0], upper, lower, *wide[1:], tasks, partial)
             return float(partial.sum())
 
-        return dx.astype(x.dtype), parameter_gradients(step_params, difference, x.dtype)
+        return dx.astype(x.dtype), parameter_gradients(wide_params, difference, x.dtype)
 
     def input_colouring(self, inputs: np.ndarray, params, n: int):
         """Which outputs of the step depend on which inputs, probed like the structure (see
@@ -305,11 +305,11 @@ def float64_leaves(params):
     return float(params) if is_real_leaf(params) else params
 
 
-def parameter_gradients(params, difference, dtype):
-    """The gradient of every real floating leaf of ``params`` by central differences:
+def parameter_gradients(wide, difference, dtype):
+    """The gradient of every real floating leaf of the parameters ``wide`` (those leaves in
+    float64, as :func:`float64_leaves` gives them) by central differences, in ``dtype``:
     ``difference(upper, lower)`` sums the change of the loss between two parameter sets that
     differ in one value."""
-    wide = float64_leaves(params)
     spacing = cpu_nonlinear.PULLBACK_SPACING
 
     def visit(value, rebuild):

@@ -155,7 +155,9 @@ def nonlinear_recurrence(cell, x, h0, *, params=None, method="auto", **options):
     x = da.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"x must have shape (T, *batch, m), time first, got {x.shape}")
-    size = nonlinear.cell_state_size(cell, None if h0 is None else np.empty(np.shape(h0)))
+    size = nonlinear.cell_state_size(
+        cell, None if h0 is None else np.broadcast_to(0.0, np.shape(h0))
+    )
     try:
         batch = np.broadcast_shapes(x.shape[1:-1], np.shape(h0)[:-1] if h0 is not None else ())
     except ValueError:

@@ -353,10 +353,12 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     sequences = problem.h0.shape[0]
     states = np.ascontiguousarray(h, dtype).reshape(length, sequences, size)
     gradient = np.ascontiguousarray(g, dtype).reshape(length, sequences, size)
+    # The inputs as given, broadcast to (T, *batch, m) as a view: only a built-in cell's pullback
+    # reads them (the others differentiate the prepared inputs).
     x = np.asarray(x)
-    x_batch = np.ascontiguousarray(
-        np.broadcast_to(problem.align_batch(x), (length, *batch, x.shape[-1])), dtype
-    ).reshape(length, sequences, x.shape[-1])
+    x_batch = np.broadcast_to(
+        problem.align_batch(x.astype(dtype, copy=False)), (length, *batch, x.shape[-1])
+    )
     if length == 0 or sequences == 0:
         adjoint, dh0 = gradient, np.zeros(problem.h0.shape, dtype)
     else:
