@@ -2,7 +2,8 @@
 
 Every kernel, on every device, sees the same layout: time first, the other axes flattened into
 one channel axis, C-contiguous, in the result dtype. Here the public functions check their
-arguments, work out the result's dtype and shape, and move ``axis`` to the front.
+arguments, work out the result's dtype and shape (a :class:`Layout`), and move ``axis`` to the
+front of host arrays; :mod:`scanlab.cuda.arrays` does the same on the GPU for GPU arrays.
 """
 
 import math
@@ -10,6 +11,8 @@ import operator
 from dataclasses import dataclass
 
 import numpy as np
+
+from scanlab._devices import on_gpu
 
 #: The dtypes the kernels compute in; integers and bools are promoted to float64.
 COMPUTE_DTYPES = tuple(np.dtype(name) for name in ("float32", "float64", "complex64", "complex128"))
@@ -22,7 +25,7 @@ def result_dtype(**operands) -> np.dtype:
     float64; any other dtype outside ``COMPUTE_DTYPES`` raises a TypeError naming the culprit.
     """
     given = {
-        name: value if isinstance(value, (int, float, complex)) else np.asarray(value)
+        name: value if isinstance(value, (int, float, complex)) else stand_in(value)
         for name, value in operands.items()
         if value is not None
     }
@@ -43,6 +46,28 @@ def result_dtype(**operands) -> np.dtype:
             f"({found}) promote to {dtype}; convert them, e.g. with .astype(np.float64)"
         )
     return dtype
+
+
+def stand_in(value) -> np.ndarray:
+    """``value`` as a NumPy array, for checks of its shape and dtype.
+
+    A GPU array becomes a read-only zero-stride array of its shape and dtype: its data stays on
+    the GPU, unread.
+    """
+    if not on_gpu(value):
+        return np.asarray(value)
+    interface = array_interface(value)
+    return np.broadcast_to(np.zeros((), np.dtype(interface["typestr"])), interface["shape"])
+
+
+def array_interface(value) -> dict:
+    """The ``__cuda_array_interface__`` of a GPU array (shape, typestr, data, strides).
+
+    Device arrays of Numba's CUDA simulator wrap a NumPy array and give its
+    ``__array_interface__``, which has the same keys: their "device" memory is host memory.
+    """
+    interface = getattr(value, "__cuda_array_interface__", None)
+    return interface if interface is not None else value.__array_interface__
 
 
 def normalize_axis(axis, ndim: int) -> int:
@@ -79,6 +104,32 @@ def as_time_major(
     return contiguous.reshape(contiguous.shape[0], math.prod(contiguous.shape[1:ndim]), *core)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A checked recurrence: its result's ``shape`` and ``dtype``, the time ``axis``, and the
+    ``state`` shape that ends the result's (``()`` elementwise, ``(n,)`` with matrices)."""
+
+    shape: tuple
+    axis: int
+    state: tuple
+    dtype: np.dtype
+
+    @property
+    def leading(self) -> int:
+        """The number of axes before the state's."""
+        return len(self.shape) - len(self.state)
+
+    @property
+    def rest(self) -> tuple:
+        """The shape of the channel axes: the leading ones other than time."""
+        return self.shape[: self.axis] + self.shape[self.axis + 1 : self.leading]
+
+    @property
+    def initial_shape(self) -> tuple:
+        """The shape of ``h0``: the result's without the time axis."""
+        return self.rest + self.state
+
+
 @dataclass
 class LinearProblem:
     """A linear recurrence in kernel layout, and where its result goes.
@@ -86,7 +137,7 @@ class LinearProblem:
     Elementwise: ``a`` and ``b`` are ``(T or 1, D or 1)``, ``h0`` is ``(D,)`` and ``kernel_out``
     is ``(T, D)``. With matrices: ``a`` is ``(T or 1, D or 1, n, n)``, ``b`` is ``(T or 1, D or 1,
     n)``, ``h0`` is ``(D, n)`` and ``kernel_out`` is ``(T, D, n)``. All are C-contiguous in the
-    result dtype. After the kernel ran, ``finish()`` returns the result.
+    result dtype, host arrays. After the kernel ran, ``finish()`` returns the result.
     """
 
     a: np.ndarray
@@ -96,6 +147,7 @@ class LinearProblem:
     result: np.ndarray
     axis: int
     writes_result: bool
+    on_device = False
 
     @property
     def is_empty(self) -> bool:
@@ -109,11 +161,10 @@ class LinearProblem:
         return self.result
 
 
-def prepare_linear(a, b, h0, axis, out) -> LinearProblem:
-    """Check the arguments of ``linear_recurrence`` and lay them out for the kernels."""
+def check_linear(a, b, h0, axis) -> Layout:
+    """Check the arguments of ``linear_recurrence`` (host or GPU arrays) and lay out the result."""
     dtype = result_dtype(a=a, b=b, h0=h0)
-    a = np.asarray(a)
-    b = np.asarray(b)
+    a, b = stand_in(a), stand_in(b)
     try:
         shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
@@ -124,15 +175,13 @@ def prepare_linear(a, b, h0, axis, out) -> LinearProblem:
         raise ValueError(
             "a and b are both scalars: give at least one of them a time axis (e.g. b of shape (T,))"
         )
-    axis = normalize_axis(axis, len(shape))
-    return lay_out(a, b, h0, shape, axis, (), dtype, out)
+    return checked_layout(h0, shape, normalize_axis(axis, len(shape)), (), dtype)
 
 
-def prepare_linear_matrix(a, b, h0, axis, out) -> LinearProblem:
-    """Check the arguments of ``linear_recurrence_matrix`` and lay them out for the kernels."""
+def check_linear_matrix(a, b, h0, axis) -> Layout:
+    """Check the arguments of ``linear_recurrence_matrix`` and lay out the result."""
     dtype = result_dtype(A=a, b=b, h0=h0)
-    a = np.asarray(a)
-    b = np.asarray(b)
+    a, b = stand_in(a), stand_in(b)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"A must have shape (..., n, n), got {a.shape}")
     size = a.shape[-1]
@@ -160,21 +209,30 @@ def prepare_linear_matrix(a, b, h0, axis, out) -> LinearProblem:
             f"axis={axis} is the state axis (the last) of the result, of shape {shape}; "
             f"time must run along one of the axes before it"
         )
-    return lay_out(a, b, h0, shape, time_axis, (size,), dtype, out)
+    return checked_layout(h0, shape, time_axis, (size,), dtype)
 
 
-def lay_out(a, b, h0, shape: tuple, axis: int, state: tuple, dtype, out) -> LinearProblem:
-    """The kernel layout of a recurrence whose result has ``shape``, time at ``axis``.
+def checked_layout(h0, shape: tuple, axis: int, state: tuple, dtype) -> Layout:
+    """The layout of a result of ``shape``, after checking ``h0`` against it."""
+    layout = Layout(shape, axis, state, dtype)
+    if h0 is not None:
+        check_initial_state(stand_in(h0).shape, layout.initial_shape, shape, axis)
+    return layout
 
-    ``state`` is ``()`` for an elementwise recurrence and ``(n,)`` for one with ``n x n``
-    matrices, which then end ``a``'s shape (``state * 2``), ``b``'s and the result's.
+
+def lay_out(a, b, h0, layout: Layout, out) -> LinearProblem:
+    """The host kernel layout of a checked recurrence.
+
+    With matrices (``layout.state`` is ``(n,)``), ``n x n`` matrices end ``a``'s shape, and
+    ``n`` ends ``b``'s and the result's.
     """
-    leading = len(shape) - len(state)
-    rest = shape[:axis] + shape[axis + 1 : leading]
-    h0 = initial_state(h0, rest + state, dtype, shape, axis).reshape(math.prod(rest), *state)
+    shape, axis, state, dtype = layout.shape, layout.axis, layout.state, layout.dtype
+    leading, rest = layout.leading, layout.rest
+    h0 = initial_state(h0, layout.initial_shape, dtype, shape, axis)
+    h0 = h0.reshape(math.prod(rest), *state)
     result = output_array(out, shape, dtype)
-    kernel_a = as_time_major(a, leading, axis, rest, dtype, state * 2)
-    kernel_b = as_time_major(b, leading, axis, rest, dtype, state)
+    kernel_a = as_time_major(np.asarray(a), leading, axis, rest, dtype, state * 2)
+    kernel_b = as_time_major(np.asarray(b), leading, axis, rest, dtype, state)
     kernel_out = kernel_view(result, axis, len(state))
     writes_result = kernel_out is not None and not any(
         np.may_share_memory(kernel_out, operand) for operand in (kernel_a, kernel_b)
@@ -184,21 +242,41 @@ def lay_out(a, b, h0, shape: tuple, axis: int, state: tuple, dtype, out) -> Line
     return LinearProblem(kernel_a, kernel_b, h0, kernel_out, result, axis, writes_result)
 
 
-def initial_state(h0, state_shape: tuple, dtype, shape: tuple, axis: int) -> np.ndarray:
-    """``h0`` broadcast to ``state_shape`` (the result's shape without ``axis``), flattened."""
-    if h0 is None:
-        return np.zeros(math.prod(state_shape), dtype)
-    h0 = np.asarray(h0)
+def check_initial_state(h0_shape: tuple, state_shape: tuple, shape: tuple, axis: int) -> None:
+    """A ValueError unless ``h0_shape`` broadcasts to ``state_shape``, the result's without
+    ``axis``."""
     try:
-        broadcast = np.broadcast_shapes(h0.shape, state_shape) == state_shape
+        broadcast = np.broadcast_shapes(h0_shape, state_shape) == state_shape
     except ValueError:
         broadcast = False
     if not broadcast:
         raise ValueError(
             f"With axis={axis}, a result of shape {shape} needs h0 of shape {state_shape} "
-            f"(or one that broadcasts to it), got {h0.shape}"
+            f"(or one that broadcasts to it), got {h0_shape}"
         )
+
+
+def initial_state(h0, state_shape: tuple, dtype, shape: tuple, axis: int) -> np.ndarray:
+    """``h0`` broadcast to ``state_shape`` (the result's shape without ``axis``), flattened."""
+    if h0 is None:
+        return np.zeros(math.prod(state_shape), dtype)
+    h0 = np.asarray(h0)
+    check_initial_state(h0.shape, state_shape, shape, axis)
     return np.ascontiguousarray(np.broadcast_to(h0, state_shape), dtype=dtype).reshape(-1)
+
+
+def check_output(out, shape: tuple, dtype, read_only: bool) -> None:
+    """A ValueError or TypeError unless ``out`` (host or GPU) can take a result of ``shape``
+    and ``dtype``."""
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, but the result has shape {shape}")
+    if out.dtype != dtype:
+        raise TypeError(
+            f"out has dtype {out.dtype}, but the result has dtype {dtype}; "
+            f"pass out=np.empty({shape}, dtype=np.{dtype})"
+        )
+    if read_only:
+        raise ValueError("out is read-only")
 
 
 def output_array(out, shape: tuple, dtype) -> np.ndarray:
@@ -207,15 +285,7 @@ def output_array(out, shape: tuple, dtype) -> np.ndarray:
         return np.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
-    if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}, but the result has shape {shape}")
-    if out.dtype != dtype:
-        raise TypeError(
-            f"out has dtype {out.dtype}, but the result has dtype {dtype}; "
-            f"pass out=np.empty({shape}, dtype=np.{dtype})"
-        )
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
+    check_output(out, shape, dtype, not out.flags.writeable)
     return out
 
 

@@ -6,25 +6,37 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def on_gpu(value) -> bool:
-    """Whether ``value`` is a GPU array (exposes ``__cuda_array_interface__``)."""
-    return hasattr(value, "__cuda_array_interface__")
+    """Whether ``value`` is a GPU array: it exposes ``__cuda_array_interface__`` (CuPy, PyTorch,
+    Numba device arrays) or is a device array of Numba's CUDA simulator."""
+    return hasattr(value, "__cuda_array_interface__") or bool(
+        getattr(type(value), "__cuda_ndarray__", False)
+    )
 
 
-def resolve_device(device, **operands) -> str:
+def resolve_device(device, *, gpu_arrays: bool = False, **operands) -> str:
     """``"cpu"`` or ``"cuda"`` for ``device`` and the operands (name -> value or None).
 
-    ``"auto"`` is the CPU: every operand is a host array, since GPU arrays (objects with
-    ``__cuda_array_interface__``) are refused with a TypeError until their zero-copy path exists.
+    ``"auto"`` follows the data: ``"cuda"`` when an operand is a GPU array, else ``"cpu"``.
+    GPU operands with ``device="cpu"``, or passed to a solver that takes host arrays only
+    (``gpu_arrays=False``), raise a TypeError that says what to do instead.
     """
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
-    gpu_operands = [name for name, value in operands.items() if on_gpu(value)]
-    if gpu_operands:
+    gpu_operands = ", ".join(name for name, value in operands.items() if on_gpu(value))
+    if not gpu_operands:
+        return "cpu" if device == "auto" else device
+    if device == "cpu":
         raise TypeError(
-            f"{', '.join(gpu_operands)} live(s) on the GPU, and scanlab does not accept GPU "
-            "arrays yet: copy them to the host (NumPy); device='cuda' then runs on the GPU"
+            f"{gpu_operands} live(s) on the GPU, but device='cpu': pass device='cuda' (or "
+            "'auto') to compute there, or copy them to the host (NumPy) first"
         )
-    return "cpu" if device == "auto" else device
+    if not gpu_arrays:
+        raise TypeError(
+            f"{gpu_operands} live(s) on the GPU, and this solver takes host (NumPy) arrays only; "
+            "copy them to the host first (device='cuda' still runs it on the GPU). "
+            "linear_recurrence and linear_recurrence_matrix take GPU arrays as they are"
+        )
+    return "cuda"
 
 
 def cuda_module(name: str):

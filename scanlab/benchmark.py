@@ -157,6 +157,7 @@ def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         "dtype": np.dtype(dtype).name,
         "method": method,
         "ms": 1e3 * scanlab_time,
+        "API ms": 1e3 * api_time,
         "GB/s": 3 * array_bytes / scanlab_time / 1e9,
         "multiply GB/s": 3 * array_bytes / times["multiply"] / 1e9,
         "of multiply": times["multiply"] / scanlab_time,
@@ -323,12 +324,14 @@ GPU_COLUMNS = (
     ("dtype", "{}"),
     ("method", "{}"),
     ("ms", "{:.3f}"),
+    ("API ms", "{:.3f}"),
     ("GB/s", "{:.0f}"),
     ("copy GB/s", "{:.0f}"),
     ("of copy", "{:.2f}"),
     ("x sequential kernel", "{:.1f}"),
     ("x launch loop", "{:.0f}"),
     ("x jax scan", "{:.2f}"),
+    ("x cupy cumsum", "{:.2f}"),
 )
 
 
@@ -380,6 +383,17 @@ def jax_scan_time(
     return best_time(lambda: scan(a, b).block_until_ready(), repeats)
 
 
+def cupy_cumsum_time(b_host: np.ndarray, repeats: int) -> float:
+    """Seconds of ``cupy.cumsum`` over time (a library scan of additions), NaN without CuPy."""
+    try:
+        import cupy
+    except ImportError:
+        return float("nan")
+    b = cupy.asarray(b_host)
+    out = cupy.empty_like(b)
+    return gpu_best_time(lambda: cupy.cumsum(b, axis=0, out=out), repeats)
+
+
 def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
     """Time scanlab's CUDA kernels and the GPU baselines on one ``(T, D)`` problem, on the device.
 
@@ -396,6 +410,7 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
     array_bytes = b_host.nbytes
 
     scanlab_time = gpu_best_time(lambda: solve_on_device(a, b, h0, out, False, "auto"), repeats)
+    api_time = gpu_best_time(lambda: scanlab.linear_recurrence(a, b, out=out), repeats)
     sequential_time = gpu_best_time(
         lambda: solve_on_device(a, b, h0, out, False, "sequential"), repeats
     )
@@ -409,12 +424,14 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         "dtype": np.dtype(dtype).name,
         "method": choose_method(length, channels),
         "ms": 1e3 * scanlab_time,
+        "API ms": 1e3 * api_time,
         "GB/s": 3 * array_bytes / scanlab_time / 1e9,
         "copy GB/s": 2 * array_bytes / copy_time / 1e9,
         "of copy": (3 / scanlab_time) / (2 / copy_time),
         "x sequential kernel": sequential_time / scanlab_time,
         "x launch loop": loop_time / scanlab_time,
         "x jax scan": jax_scan_time(a_host, b_host, repeats) / scanlab_time,
+        "x cupy cumsum": cupy_cumsum_time(b_host, repeats) / scanlab_time,
     }
 
 

@@ -56,10 +56,12 @@ def bench(arguments) -> None:
         print(benchmark.gpu_description())
         print(benchmark.format_table(rows, benchmark.GPU_COLUMNS))
         print(
-            "Operands on the GPU, times from CUDA events. GB/s counts a, b and h once each; "
-            "'of copy' is the fraction of a device-to-device copy's bandwidth (read + write) on "
-            "the same array; 'x' columns are speedups (the launch loop is timed on the first "
-            f"{benchmark.LAUNCH_LOOP_STEPS} steps and scaled; 'x jax scan' is NaN without JAX)."
+            "Operands on the GPU, times from CUDA events: 'ms' of the kernels, 'API ms' of the "
+            "public call on the same device arrays (read in place). GB/s counts a, b and h once "
+            "each; 'of copy' is the fraction of a device-to-device copy's bandwidth (read + "
+            "write) on the same array; 'x' columns are speedups (the launch loop is timed on the "
+            f"first {benchmark.LAUNCH_LOOP_STEPS} steps and scaled; 'x jax scan' and 'x cupy "
+            "cumsum' are NaN without JAX and CuPy)."
         )
         return
     rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)

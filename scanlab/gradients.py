@@ -139,6 +139,7 @@ def linear_recurrence_matrix_vjp(A, h, g, h0=None, *, axis=0, reverse=False, dev
 
 def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     """Both VJPs: the adjoint recurrence on the forward solvers, then the gradients."""
+    device = resolve_device(device, a=a, h=h, g=g, h0=h0)
     dtype = result_dtype(a=a, h=h, g=g, h0=h0)
     a, h, g = (np.asarray(value, dtype) for value in (a, h, g))
     if h.shape != g.shape:

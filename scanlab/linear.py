@@ -1,8 +1,8 @@
 """Linear recurrences, elementwise ``h_t = a_t * h_{t-1} + b_t`` and with matrices
 ``h_t = A_t h_{t-1} + b_t``, solved in parallel."""
 
-from scanlab._arrays import prepare_linear, prepare_linear_matrix
-from scanlab._devices import cuda_module, resolve_device
+from scanlab._arrays import check_linear, check_linear_matrix, lay_out
+from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
 
@@ -48,9 +48,11 @@ def linear_recurrence(
         Run backwards, ``h[t] = a[t] * h[t+1] + b[t]``, with ``h0`` after the last step
         (discounted returns, reverse-mode gradients).
     device : {"auto", "cpu", "cuda"}, optional
-        Where to compute: ``"auto"`` is the CPU for NumPy input. ``"cuda"`` copies the operands
-        to the GPU, runs the CUDA kernels of ``scanlab.cuda.linear`` and copies the result back
-        (GPU arrays are not accepted yet: their zero-copy path needs a GPU to be tested on).
+        Where to compute. ``"auto"`` follows the data: the GPU when any of ``a``, ``b``, ``h0``
+        and ``out`` is a GPU array, else the CPU. On the GPU (the kernels of
+        ``scanlab.cuda.linear``), NumPy operands are copied over and the result back, while GPU
+        arrays, objects with ``__cuda_array_interface__`` such as CuPy arrays, PyTorch CUDA
+        tensors and Numba device arrays, are read in place and the result stays there.
     method : {"auto", "sequential", "scan"}, optional
         ``"sequential"``: one pass over time, parallel over blocks of channels.
         ``"scan"``: parallel over time, a cache-blocked reduce-then-scan over chunks (two passes
@@ -60,13 +62,17 @@ def linear_recurrence(
         latency-bound. On the GPU, ``"sequential"`` is one thread per channel and ``"scan"`` a
         hierarchical Blelloch scan over tiles of time; ``"auto"`` takes the scan unless there
         are very many channels or few steps (``scanlab.config.cuda``).
-    out : ndarray, optional
-        Where to write the result: the result's shape and dtype. Returned.
+    out : ndarray or GPU array, optional
+        Where to write the result: the result's shape and dtype; on the GPU when the result
+        is. Returned.
 
     Returns
     -------
-    h : ndarray
-        Every state ``h[t]``, in the broadcast shape of ``a`` and ``b``.
+    h : ndarray or numba.cuda.devicearray.DeviceNDArray
+        Every state ``h[t]``, in the broadcast shape of ``a`` and ``b``. When an operand is a GPU
+        array, a new C-contiguous Numba device array (or ``out``), on the GPU:
+        ``cupy.asarray(h)`` and ``torch.as_tensor(h, device="cuda")`` wrap it without a copy,
+        ``h.copy_to_host()`` copies it to NumPy.
 
     Raises
     ------
@@ -80,7 +86,12 @@ def linear_recurrence(
     Notes
     -----
     The dtype is NumPy's promotion of ``a``, ``b`` and ``h0`` and the arithmetic is done in it.
-    Inputs are never modified; ``out`` may alias them. NaN and Inf propagate as in the
+    Inputs are never modified; ``out`` may alias them. A GPU operand that is already in the
+    kernels' layout (time along its first axis, C-contiguous, in the result dtype; or constant
+    over time or channels with length-1 axes) is read without a copy, and so is ``out`` written;
+    any other is laid out by one copy on the GPU (``scanlab.cuda.arrays``). GPU work is queued
+    on the default stream, after the stream an operand's interface names, and the function
+    returns without waiting for it. NaN and Inf propagate as in the
     sequential loop: from the step where they appear onwards. The ``"scan"`` method reorders
     the arithmetic, so its results differ from ``"sequential"`` by rounding (relative
     differences of a few ulps times the length of a chunk when ``|a|`` is near 1). A chunk whose
@@ -115,12 +126,12 @@ def linear_recurrence(
     array([[11., 12., 13.],
            [21., 22., 23.]])
     """
-    device = resolve_device(device, a=a, b=b, h0=h0, out=out)
+    device = resolve_device(device, gpu_arrays=True, a=a, b=b, h0=h0, out=out)
     method = check_method(method)
-    backend = cpu_linear if device == "cpu" else cuda_module("linear")
-    problem = prepare_linear(a, b, h0, axis, out)
+    problem = laid_out(check_linear(a, b, h0, axis), a, b, h0, out, device)
     if not problem.is_empty:
-        backend.solve(problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method)
+        solve = solver(problem, cpu_linear if device == "cpu" else cuda_module("linear"))
+        solve(problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method)
     return problem.finish()
 
 
@@ -161,7 +172,7 @@ def linear_recurrence_matrix(
         Run backwards, ``h[t] = A[t] @ h[t+1] + b[t]``, with ``h0`` after the last step (pass
         ``A.swapaxes(-1, -2)`` for the adjoint recurrence of reverse-mode gradients).
     device : {"auto", "cpu", "cuda"}, optional
-        Where to compute, as for :func:`linear_recurrence`.
+        Where to compute, as for :func:`linear_recurrence` (GPU arrays are read in place).
     method : {"auto", "sequential", "scan"}, optional
         ``"sequential"``: one pass over time, ``O(n^2)`` per step, parallel over systems.
         ``"scan"``: parallel over time, ``O(n^3)`` per step for the matrix products of each
@@ -173,13 +184,14 @@ def linear_recurrence_matrix(
         system of up to 4 states (in registers) and splits larger states' rows across threads;
         ``"scan"`` is a hierarchical scan of chunks, one thread per chunk and system; ``"auto"``
         takes the scan unless there are few steps or many systems (``scanlab.config.cuda``).
-    out : ndarray, optional
+    out : ndarray or GPU array, optional
         Where to write the result: the result's shape and dtype. Returned.
 
     Returns
     -------
-    h : ndarray
-        Every state ``h[t]``, shape ``broadcast(A.shape[:-2], b.shape[:-1]) + (n,)``.
+    h : ndarray or numba.cuda.devicearray.DeviceNDArray
+        Every state ``h[t]``, shape ``broadcast(A.shape[:-2], b.shape[:-1]) + (n,)``; on the
+        GPU when an operand is, as for :func:`linear_recurrence`.
 
     Raises
     ------
@@ -237,21 +249,36 @@ def linear_recurrence_matrix(
            [3., 3.],
            [4., 4.]])
     """
-    device = resolve_device(device, A=A, b=b, h0=h0, out=out)
+    device = resolve_device(device, gpu_arrays=True, A=A, b=b, h0=h0, out=out)
     method = check_method(method)
-    problem = prepare_linear_matrix(A, b, h0, axis, out)
+    problem = laid_out(check_linear_matrix(A, b, h0, axis), A, b, h0, out, device)
     if not problem.is_empty:
         reverse = bool(reverse)
         if problem.h0.shape[1] == 1:
             # One state: the elementwise recurrence, with the trailing unit axes dropped.
-            backend = cpu_linear if device == "cpu" else cuda_module("linear")
+            solve = solver(problem, cpu_linear if device == "cpu" else cuda_module("linear"))
             a, b, h0, out = (problem.a, problem.b, problem.h0, problem.kernel_out)
             a, b, out = (array.reshape(array.shape[:2]) for array in (a, b, out))
-            backend.solve(a, b, h0.reshape(-1), out, reverse, method)
+            solve(a, b, h0.reshape(-1), out, reverse, method)
         else:
             backend = cpu_linear_matrix if device == "cpu" else cuda_module("linear_matrix")
-            backend.solve(problem.a, problem.b, problem.h0, problem.kernel_out, reverse, method)
+            solve = solver(problem, backend)
+            solve(problem.a, problem.b, problem.h0, problem.kernel_out, reverse, method)
     return problem.finish()
+
+
+def laid_out(layout, a, b, h0, out, device: str):
+    """The checked recurrence in kernel layout: on the GPU when any operand is a GPU array
+    (then none is copied to the host), else on the host."""
+    if device == "cuda" and any(map(on_gpu, (a, b, h0, out))):
+        return cuda_module("arrays").lay_out(a, b, h0, layout, out)
+    return lay_out(a, b, h0, layout, out)
+
+
+def solver(problem, backend):
+    """``backend``'s launcher for ``problem``'s arrays: ``solve_on_device`` for device arrays,
+    ``solve`` for host arrays (which the GPU backends copy over and back)."""
+    return backend.solve_on_device if problem.on_device else backend.solve
 
 
 __all__ = ["linear_recurrence", "linear_recurrence_matrix"]

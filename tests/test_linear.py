@@ -265,8 +265,16 @@ class FakeGPUArray:
             "out has dtype float32, but the result has dtype float64",
         ),
         ({"a": 0.5, "b": np.ones(3), "out": [0.0, 0.0, 0.0]}, TypeError, "out must be a NumPy"),
-        ({"a": 0.5, "b": FakeGPUArray(), "device": "cpu"}, TypeError, "b live.* on the GPU"),
-        ({"a": FakeGPUArray(), "b": np.ones(3)}, TypeError, "does not accept GPU arrays yet"),
+        (
+            {"a": 0.5, "b": FakeGPUArray(), "device": "cpu"},
+            TypeError,
+            "b live.* on the GPU, but device='cpu'",
+        ),
+        (
+            {"a": 0.5, "b": np.ones(3), "out": FakeGPUArray(), "device": "cpu"},
+            TypeError,
+            "out live.* on the GPU, but device='cpu'",
+        ),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, error, message):
@@ -285,3 +293,21 @@ def test_read_only_out_is_refused():
 def test_cuda_without_a_gpu_says_how_to_run_on_the_cpu():
     with pytest.raises(RuntimeError, match="device='cpu'"):
         scanlab.linear_recurrence(0.5, np.ones(3), device="cuda")
+    with pytest.raises(RuntimeError, match="device='cpu'"):  # 'auto' follows the data
+        scanlab.linear_recurrence(FakeGPUArray(), np.ones(3))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: scanlab.linear_recurrence_vjp(0.5, FakeGPUArray(), np.ones(3)),
+        lambda: scanlab.nonlinear_recurrence(scanlab.cells.ParaGRU(2, 3), FakeGPUArray(), None),
+        lambda: scanlab.nonlinear_recurrence_vjp(
+            scanlab.cells.ParaGRU(2, 3), np.ones((3, 3)), None, np.ones((3, 2)), FakeGPUArray()
+        ),
+    ],
+    ids=["linear_recurrence_vjp", "nonlinear_recurrence", "nonlinear_recurrence_vjp"],
+)
+def test_solvers_of_host_arrays_refuse_gpu_arrays_clearly(call):
+    with pytest.raises(TypeError, match="live.* on the GPU, and this solver takes host"):
+        call()
