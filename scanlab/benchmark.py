@@ -21,6 +21,7 @@ import scipy.signal
 from numba import cuda, njit
 
 import scanlab
+from scanlab import config
 from scanlab.cpu.linear import choose_method
 
 #: ``(T, D)`` of the CPU table: one long series, a few channels, many channels, and the issue's
@@ -157,7 +158,6 @@ def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         "dtype": np.dtype(dtype).name,
         "method": method,
         "ms": 1e3 * scanlab_time,
-        "API ms": 1e3 * api_time,
         "GB/s": 3 * array_bytes / scanlab_time / 1e9,
         "multiply GB/s": 3 * array_bytes / times["multiply"] / 1e9,
         "of multiply": times["multiply"] / scanlab_time,
@@ -328,6 +328,9 @@ GPU_COLUMNS = (
     ("GB/s", "{:.0f}"),
     ("copy GB/s", "{:.0f}"),
     ("of copy", "{:.2f}"),
+    ("1-pass ms", "{:.3f}"),
+    ("1-pass of copy", "{:.2f}"),
+    ("1-pass diff", "{:.1e}"),
     ("x sequential kernel", "{:.1f}"),
     ("x launch loop", "{:.0f}"),
     ("x jax scan", "{:.2f}"),
@@ -399,7 +402,7 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
 
     The operands live on the GPU before timing: transfers are not timed (see ``solve``).
     """
-    from scanlab.cuda.linear import choose_method, solve_on_device
+    from scanlab.cuda.linear import choose_method, linear_recurrence_scan, solve_on_device
 
     rng = np.random.default_rng(0)
     a_host = rng.uniform(0.5, 1.0, (length, channels)).astype(dtype)
@@ -415,6 +418,15 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         lambda: solve_on_device(a, b, h0, out, False, "sequential"), repeats
     )
     copy_time = gpu_best_time(lambda: out.copy_to_device(b), repeats)
+    settings = config.cuda
+    tunables = (settings.threads_per_block, settings.items_per_thread, settings.channels_per_block)
+    single_pass_out = cuda.device_array_like(out)
+    single_pass_time = gpu_best_time(
+        lambda: linear_recurrence_scan(a, b, h0, single_pass_out, False, *tunables, True), repeats
+    )
+    linear_recurrence_scan(a, b, h0, out, False, *tunables, False)
+    two_pass, one_pass = out.copy_to_host(), single_pass_out.copy_to_host()
+    difference = np.max(np.abs(one_pass - two_pass)) / max(np.max(np.abs(two_pass)), 1e-30)
     steps = min(length, LAUNCH_LOOP_STEPS)
     state = cuda.to_device(np.zeros(channels, dtype))
     loop_time = gpu_best_time(lambda: launch_loop(a, b, state, out, steps), 1) * length / steps
@@ -428,6 +440,9 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         "GB/s": 3 * array_bytes / scanlab_time / 1e9,
         "copy GB/s": 2 * array_bytes / copy_time / 1e9,
         "of copy": (3 / scanlab_time) / (2 / copy_time),
+        "1-pass ms": 1e3 * single_pass_time,
+        "1-pass of copy": (3 / single_pass_time) / (2 / copy_time),
+        "1-pass diff": difference,
         "x sequential kernel": sequential_time / scanlab_time,
         "x launch loop": loop_time / scanlab_time,
         "x jax scan": jax_scan_time(a_host, b_host, repeats) / scanlab_time,

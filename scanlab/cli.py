@@ -59,9 +59,11 @@ def bench(arguments) -> None:
             "Operands on the GPU, times from CUDA events: 'ms' of the kernels, 'API ms' of the "
             "public call on the same device arrays (read in place). GB/s counts a, b and h once "
             "each; 'of copy' is the fraction of a device-to-device copy's bandwidth (read + "
-            "write) on the same array; 'x' columns are speedups (the launch loop is timed on the "
-            f"first {benchmark.LAUNCH_LOOP_STEPS} steps and scaled; 'x jax scan' and 'x cupy "
-            "cumsum' are NaN without JAX and CuPy)."
+            "write) on the same array; '1-pass' columns are of the single-pass look-back scan "
+            "(config.cuda.single_pass_scan), 'diff' its largest difference from the "
+            "reduce-then-scan relative to the largest state; 'x' columns are speedups (the "
+            f"launch loop is timed on the first {benchmark.LAUNCH_LOOP_STEPS} steps and scaled; "
+            "'x jax scan' and 'x cupy cumsum' are NaN without JAX and CuPy)."
         )
         return
     rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)

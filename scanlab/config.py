@@ -81,6 +81,11 @@ class CUDAConfig:
     auto_scan_min_length : int
         See ``auto_sequential_min_channels``. For ``linear_recurrence_matrix``, the channels
         are ``systems * n``.
+    single_pass_scan : bool
+        Whether the ``"scan"`` method of ``linear_recurrence`` runs the single-pass decoupled
+        look-back scan (reads ``a`` and ``b`` once) instead of the reduce-then-scan (twice). Off
+        until it has been run and measured on a GPU: it is tested only under the simulator,
+        which runs blocks one after another.
     matrix_chunk_length : int
         Steps each thread of the ``"scan"`` method of ``linear_recurrence_matrix`` composes
         sequentially (one thread per chunk and system), at least 2; each level of the scan is
@@ -97,6 +102,7 @@ class CUDAConfig:
     channels_per_block: int = 32
     auto_sequential_min_channels: int = 16384
     auto_scan_min_length: int = 256
+    single_pass_scan: bool = False
     matrix_chunk_length: int = 32
     nonlinear_auto_newton_min_work: int = 65536
 

@@ -229,6 +229,20 @@ def test_one_gpu_matrix_benchmark_row_is_complete_and_consistent():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
+def test_one_gpu_benchmark_row_is_complete_and_consistent(small_chunks):
+    with fast_thread_switching():
+        row = benchmark.measure_gpu_case(50, 3, np.float32, repeats=1)
+    assert (row["T"], row["D"], row["method"]) == (50, 3, "scan")
+    for column in ("ms", "API ms", "GB/s", "of copy", "1-pass ms", "x sequential kernel"):
+        assert row[column] > 0
+    assert row["1-pass of copy"] == pytest.approx(row["of copy"] * row["ms"] / row["1-pass ms"])
+    assert row["1-pass diff"] < 1e-6
+    assert math.isnan(row["x cupy cumsum"]) or row["x cupy cumsum"] > 0
+    assert "| T | D |" in benchmark.format_table([row], benchmark.GPU_COLUMNS, markdown=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
 def test_launch_loop_baseline_is_the_recurrence():
     rng = np.random.default_rng(1)
     a, b = rng.uniform(-1, 1, (9, 3)), rng.normal(size=(9, 3))

@@ -5,6 +5,7 @@ that small sequences cross several blocks and several levels of the scan of tile
 """
 
 import doctest
+from functools import partial
 
 import numba
 import numpy as np
@@ -35,6 +36,7 @@ SEQUENTIAL_TUNABLES = {"threads_per_block": 8}
 LAUNCHERS = {
     "sequential": (linear.linear_recurrence_sequential, SEQUENTIAL_TUNABLES),
     "scan": (linear.linear_recurrence_scan, SCAN_TUNABLES),
+    "single-pass": (partial(linear.linear_recurrence_scan, single_pass=True), SCAN_TUNABLES),
 }
 # D = 17 stops at T = 65 (still three levels): its 5 channel groups are slow to simulate.
 SIZES = [
@@ -134,16 +136,17 @@ def test_nan_propagates_only_downstream(method, reverse, dtype):
     lanes_log2=st.integers(0, 3),
     items_per_thread=st.integers(2, 4),
     reverse=st.booleans(),
+    method=st.sampled_from(["scan", "single-pass"]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_scan_matches_reference_for_any_tunables(
-    length, channels, threads_log2, lanes_log2, items_per_thread, reverse, seed
+    length, channels, threads_log2, lanes_log2, items_per_thread, reverse, method, seed
 ):
     a, b, h0 = random_inputs(
         np.random.default_rng(seed), (length, channels), (length, channels), channels, np.float64
     )
     result = solve(
-        "scan",
+        method,
         a,
         b,
         h0,
@@ -218,6 +221,35 @@ def test_scan_rejects_bad_tunables(tunables, message):
     a = np.ones((4, 1))
     with pytest.raises(ValueError, match=message):
         solve("scan", a, a, np.zeros(1), False, **tunables)
+
+
+@cuda.jit
+def look_back_kernel(flags, aggregates_a, aggregates_b, inclusive, tile, out):
+    channel = cuda.grid(1)
+    if channel < out.shape[0]:
+        out[channel] = linear.look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel)
+
+
+def test_look_back_composes_aggregates_until_an_inclusive_prefix():
+    """The look-back past tiles that have published only their aggregate, which the simulator,
+    running blocks one after another, never meets in a whole scan."""
+    aggregate, inclusive = linear.AGGREGATE, linear.INCLUSIVE
+    flags = np.array([[inclusive, aggregate], [aggregate, inclusive], [aggregate, aggregate]])
+    aggregates_a = np.array([[np.nan, 0.5], [2.0, np.nan], [3.0, -1.0]])
+    aggregates_b = np.array([[np.nan, 1.0], [1.0, np.nan], [-2.0, 4.0]])
+    states = np.array([[10.0, np.nan], [np.nan, 7.0], [np.nan, np.nan]])
+    out = cuda.device_array(2)
+
+    look_back_kernel[1, 2](
+        cuda.to_device(flags.astype(np.int32)),
+        *map(cuda.to_device, (aggregates_a, aggregates_b, states)),
+        3,
+        out,
+    )
+
+    # Channel 0: tile 0's state 10, then tiles 1 and 2; channel 1: tile 1's state 7, then tile 2.
+    expected = [3.0 * (2.0 * 10.0 + 1.0) - 2.0, -1.0 * 7.0 + 4.0]
+    np.testing.assert_array_equal(out.copy_to_host(), expected)
 
 
 def test_docstring_examples_run():

@@ -14,6 +14,7 @@ without a GPU. The kernels compile without fastmath: NVVM still fuses multiply-a
 and subnormals behave as IEEE 754 says.
 """
 
+import numba
 import numpy as np
 from numba import cuda, njit
 
@@ -80,14 +81,14 @@ def split_shared_memory(shared, items_per_thread):
 
 
 @cuda.jit(device=True, inline="always")
-def tile_origin(channels, tile_rows):
-    """This block's tile, its first step and its first channel.
+def tile_origin(channels, tile_rows, block):
+    """The tile of the ``block``-th block, its first step and its first channel.
 
     Blocks enumerate the channel groups of a tile first, then the tiles.
     """
     channel_groups = (channels + cuda.blockDim.x - 1) // cuda.blockDim.x
-    tile = cuda.blockIdx.x // channel_groups
-    first_channel = (cuda.blockIdx.x % channel_groups) * cuda.blockDim.x
+    tile = block // channel_groups
+    first_channel = (block % channel_groups) * cuda.blockDim.x
     return tile, tile * tile_rows, first_channel
 
 
@@ -158,18 +159,20 @@ def up_sweep(scan_a, scan_b):
 
 
 @cuda.jit(device=True, inline="always")
-def down_sweep(scan_a, scan_b):
+def down_sweep(scan_a, scan_b, root_a, root_b):
     """Blelloch's down-sweep: turns the up-swept tree into exclusive prefixes, in place.
 
-    Pair ``y`` of a lane ends as the composition of pairs ``0 .. y-1`` (the identity ``(1, 0)``
-    for ``y = 0``). Every thread of the block calls it; it ends synchronised.
+    Pair ``y`` of a lane ends as ``(root_a, root_b)`` composed with pairs ``0 .. y-1``: with the
+    identity ``(1, 0)`` as root, the exclusive prefixes. The root is read from the lane's last
+    thread (``threadIdx.y == blockDim.y - 1``). Every thread of the block calls it; it ends
+    synchronised.
     """
     lane = cuda.threadIdx.x
     count = cuda.blockDim.y
     if cuda.threadIdx.y == count - 1:
         root = padded(cuda.threadIdx.y * cuda.blockDim.x + lane)
-        scan_a[root] = 1
-        scan_b[root] = 0
+        scan_a[root] = root_a
+        scan_b[root] = root_b
     cuda.syncthreads()
     offset = count // 2
     while offset > 0:
@@ -249,7 +252,9 @@ def tile_totals_kernel(
     shape = (length, totals_a.shape[1])
     shared = cuda.shared.array(0, totals_a.dtype)
     tiles = split_shared_memory(shared, items_per_thread)
-    tile, first_step, first_channel = tile_origin(shape[1], items_per_thread * cuda.blockDim.y)
+    tile, first_step, first_channel = tile_origin(
+        shape[1], items_per_thread * cuda.blockDim.y, cuda.blockIdx.x
+    )
     reduce_tile(
         a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, tiles
     )
@@ -277,11 +282,11 @@ def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_th
     tile_a, tile_b, scan_a, scan_b = tiles
     shape = out.shape
     tile_rows = items_per_thread * cuda.blockDim.y
-    tile, first_step, first_channel = tile_origin(shape[1], tile_rows)
+    tile, first_step, first_channel = tile_origin(shape[1], tile_rows, cuda.blockIdx.x)
     reduce_tile(
         a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, tiles
     )
-    down_sweep(scan_a, scan_b)
+    down_sweep(scan_a, scan_b, 1, 0)
     first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
     if row_count > 0:
         channel = first_channel + cuda.threadIdx.x
@@ -304,6 +309,109 @@ def rerun_kernel(a, b, a_steps, b_steps, h0, out, reverse, rerun):
     channel = cuda.grid(1)
     if channel < out.shape[1] and rerun[channel]:
         run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel)
+
+
+#: Look-back flags of the single-pass scan: a tile (of one channel) has published nothing yet,
+#: its aggregate (the composition of its steps), or its inclusive prefix (the state it ends in).
+PENDING, AGGREGATE, INCLUSIVE = 0, 1, 2
+
+
+@cuda.jit(device=True, inline="always")
+def raise_flag(flags, tile, channel, flag):
+    """Set the look-back flag of ``tile`` of ``channel``, after the values it announces.
+
+    The fence orders this thread's earlier writes before the flag for every thread of the GPU
+    that sees the flag.
+    """
+    cuda.threadfence()
+    cuda.atomic.exch(flags, (tile, channel), flag)
+
+
+@cuda.jit(device=True, inline="always")
+def look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel):
+    """The state entering ``tile`` of ``channel``, from the tiles before it (decoupled look-back).
+
+    Walks back from ``tile - 1``, waiting for each tile to publish, composing the aggregates it
+    meets until a tile has published its inclusive prefix. Tiles are handed out in launch order,
+    so every tile waited on belongs to a block that is already running.
+    """
+    total_a = aggregates_a.dtype.type(1)
+    total_b = aggregates_b.dtype.type(0)
+    previous = tile - 1
+    while True:
+        flag = cuda.atomic.or_(flags, (previous, channel), 0)  # an atomic read
+        if flag != PENDING:
+            cuda.threadfence()
+            if flag == INCLUSIVE:
+                return advance(inclusive[previous, channel], total_a, total_b)
+            total_a, total_b = compose(
+                aggregates_a[previous, channel], aggregates_b[previous, channel], total_a, total_b
+            )
+            previous -= 1
+
+
+@cuda.jit
+def single_pass_kernel(
+    a, b, a_steps, b_steps, h0, out, reverse, items_per_thread, rerun, flags, tiles_started,
+    aggregates_a, aggregates_b, inclusive
+):  # fmt: skip
+    """Solve every tile in one pass: the decoupled look-back scan (Merrill & Garland 2016).
+
+    Blocks take tiles in the order they start (``tiles_started`` counts them), stage and
+    up-sweep their tile as ``tile_scan_kernel`` does, and publish its aggregate; each lane's last
+    thread then looks back for the state entering the tile, publishes the state it leaves with,
+    and roots the down-sweep at ``(0, carry)``, so every chunk's prefix holds its incoming state.
+    ``a`` and ``b`` are read once. Non-finite prefixes mark their channel in ``rerun``.
+    """
+    shared = cuda.shared.array(0, out.dtype)
+    started = cuda.shared.array(1, numba.int64)
+    tiles = split_shared_memory(shared, items_per_thread)
+    tile_a, tile_b, scan_a, scan_b = tiles
+    shape = out.shape
+    tile_rows = items_per_thread * cuda.blockDim.y
+    if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
+        started[0] = cuda.atomic.add(tiles_started, 0, 1)
+    cuda.syncthreads()
+    tile, first_step, first_channel = tile_origin(shape[1], tile_rows, started[0])
+    reduce_tile(
+        a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, tiles
+    )
+    channel = first_channel + cuda.threadIdx.x
+    root_a = out.dtype.type(0)
+    root_b = out.dtype.type(0)
+    if cuda.threadIdx.y == cuda.blockDim.y - 1 and channel < shape[1]:
+        total = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
+        total_a, total_b = scan_a[total], scan_b[total]
+        if tile == 0:
+            carry = h0[channel]
+        else:
+            aggregates_a[tile, channel] = total_a
+            aggregates_b[tile, channel] = total_b
+            raise_flag(flags, tile, channel, AGGREGATE)
+            carry = look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel)
+        inclusive[tile, channel] = advance(carry, total_a, total_b)
+        raise_flag(flags, tile, channel, INCLUSIVE)
+        root_b = carry
+    down_sweep(scan_a, scan_b, root_a, root_b)
+    first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
+    if row_count > 0:
+        prefix = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
+        if not (is_finite(scan_a[prefix]) and is_finite(scan_b[prefix])):
+            rerun[channel] = 1
+        state = scan_b[prefix]
+        for row in range(first_row, first_row + row_count):
+            slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
+            state = advance(state, tile_a[slot], tile_b[slot])
+            tile_b[slot] = state
+    cuda.syncthreads()
+    store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
+
+
+@cuda.jit
+def clear_kernel(values):
+    """Set every element of the 1-D ``values`` to zero."""
+    for index in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
+        values[index] = 0
 
 
 def broadcast_steps(array):
@@ -357,8 +465,9 @@ def linear_recurrence_sequential(a, b, h0, out, reverse, threads_per_block):
 
 
 def linear_recurrence_scan(
-    a, b, h0, out, reverse, threads_per_block, items_per_thread, channels_per_block
-):
+    a, b, h0, out, reverse, threads_per_block, items_per_thread, channels_per_block,
+    single_pass=False,
+):  # fmt: skip
     """Solve the recurrence in parallel over time: a hierarchical reduce-then-scan.
 
     Time is cut into tiles, and a block of ``threads_per_block`` threads solves one tile for up to
@@ -403,6 +512,12 @@ def linear_recurrence_scan(
         (so that every level shrinks the sequence).
     channels_per_block : int
         Most channels per block, a power of two; the block's other threads split time.
+    single_pass : bool, optional
+        Run the single-pass decoupled look-back scan instead (``single_pass_kernel``): the same
+        blocks and tiles, but tiles are taken in launch order and each block finds its incoming
+        state by looking back at the tiles before it, so ``a`` and ``b`` are read once (3 array
+        passes instead of 5, the reduce-then-scan's ceiling being 0.6 of copy bandwidth). Not
+        yet run on a GPU: ``scanlab.config.cuda.single_pass_scan`` keeps it off by default.
 
     Raises
     ------
@@ -450,7 +565,7 @@ def linear_recurrence_scan(
         * 2
         * (shared_slots(items_per_thread * threads_per_block) + shared_slots(threads_per_block))
     )
-    if shared_bytes > SHARED_MEMORY_LIMIT:
+    if shared_bytes + 8 * bool(single_pass) > SHARED_MEMORY_LIMIT:  # + the tile index
         raise ValueError(
             f"threads_per_block={threads_per_block} with items_per_thread={items_per_thread} needs "
             f"{shared_bytes} bytes of shared memory per block for {out.dtype}, more than the "
@@ -459,7 +574,7 @@ def linear_recurrence_scan(
     channels = out.shape[1]
     rerun = cuda.to_device(np.zeros(channels, np.uint8))
     tunables = (threads_per_block, items_per_thread, channels_per_block, shared_bytes)
-    scan_level(a, b, h0, out, reverse, tunables, rerun)
+    (single_pass_scan if single_pass else scan_level)(a, b, h0, out, reverse, tunables, rerun)
     block_count = (channels + threads_per_block - 1) // threads_per_block
     rerun_kernel[block_count, threads_per_block](
         a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, rerun
@@ -472,13 +587,9 @@ def scan_level(a, b, h0, out, reverse, tunables, rerun):
     ``tunables`` is ``(threads_per_block, items_per_thread, channels_per_block, shared_bytes)``;
     ``rerun`` collects the channels whose scan met a non-finite composition or carry.
     """
-    threads_per_block, items_per_thread, channels_per_block, shared_bytes = tunables
+    items_per_thread, shared_bytes = tunables[1], tunables[3]
     length, channels = out.shape
-    lanes = min(channels_per_block, threads_per_block, 1 << (channels - 1).bit_length())
-    block_shape = (lanes, threads_per_block // lanes)
-    tile_rows = items_per_thread * block_shape[1]
-    tile_count = (length + tile_rows - 1) // tile_rows
-    block_count = tile_count * ((channels + lanes - 1) // lanes)
+    block_shape, tile_count, block_count = tile_grid(length, channels, tunables)
     a_steps, b_steps = broadcast_steps(a), broadcast_steps(b)
     if tile_count == 1:
         carries = h0.reshape(1, channels)
@@ -494,6 +605,36 @@ def scan_level(a, b, h0, out, reverse, tunables, rerun):
     tile_scan_kernel[block_count, block_shape, 0, shared_bytes](
         a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, rerun
     )
+
+
+def single_pass_scan(a, b, h0, out, reverse, tunables, rerun):
+    """The single-pass variant of ``linear_recurrence_scan``: one launch of
+    ``single_pass_kernel`` over every tile, after clearing its look-back flags."""
+    items_per_thread, shared_bytes = tunables[1], tunables[3]
+    length, channels = out.shape
+    block_shape, tile_count, block_count = tile_grid(length, channels, tunables)
+    flags_and_counter = cuda.device_array(tile_count * channels + 1, np.int32)
+    clear_blocks = min(4096, -(-flags_and_counter.size // tunables[0]))
+    clear_kernel[clear_blocks, tunables[0]](flags_and_counter)
+    tiles_started = flags_and_counter[:1]
+    flags = flags_and_counter[1:].reshape(tile_count, channels)
+    aggregates_a, aggregates_b, inclusive = (
+        cuda.device_array((tile_count, channels), out.dtype) for _ in range(3)
+    )
+    single_pass_kernel[block_count, block_shape, 0, shared_bytes](
+        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, items_per_thread, rerun,
+        flags, tiles_started, aggregates_a, aggregates_b, inclusive,
+    )  # fmt: skip
+
+
+def tile_grid(length: int, channels: int, tunables: tuple) -> tuple:
+    """The scan's ``(block_shape, tile_count, block_count)`` for a ``(T, D)`` problem."""
+    threads_per_block, items_per_thread, channels_per_block, _ = tunables
+    lanes = min(channels_per_block, threads_per_block, 1 << (channels - 1).bit_length())
+    block_shape = (lanes, threads_per_block // lanes)
+    tile_rows = items_per_thread * block_shape[1]
+    tile_count = (length + tile_rows - 1) // tile_rows
+    return block_shape, tile_count, tile_count * ((channels + lanes - 1) // lanes)
 
 
 def kernel_signatures():
@@ -523,8 +664,13 @@ def kernel_signatures():
                 rerun_kernel,
                 f"void({coefficients}, {vector}, {matrix}, boolean, uint8[::1])",
             ),
+            (
+                single_pass_kernel,
+                f"void({coefficients}, {vector}, {matrix}, boolean, int64, uint8[::1], "
+                f"int32[:, ::1], int32[::1], {matrix}, {matrix}, {matrix})",
+            ),
         ]
-    return signatures
+    return signatures + [(clear_kernel, "void(int32[::1])")]
 
 
 def choose_method(length: int, channels: int) -> str:
@@ -562,4 +708,5 @@ def solve_on_device(a, b, h0, out, reverse: bool, method: str) -> None:
         linear_recurrence_scan(
             a, b, h0, out, reverse,
             settings.threads_per_block, settings.items_per_thread, settings.channels_per_block,
+            settings.single_pass_scan,
         )  # fmt: skip
