@@ -42,6 +42,12 @@ class CPUConfig:
         many threads, and more threads than sequences (else the sequential loop, parallel over
         sequences, keeps every thread busy). An iteration of Newton costs several sequential
         passes and it takes a few: see ``benchmarks/RESULTS.md``.
+    dask_auto_newton_min_threads : int
+        ``scanlab.dask.nonlinear_recurrence(strategy="auto")`` runs Newton over the chunks only
+        with at least this many worker threads of a ``distributed`` cluster per batch chunk, and
+        as many chunks along time; else it carries the state from chunk to chunk, which cost
+        12-15 times less work for ParaGRU (``benchmarks/RESULTS.md``, measured on 2 workers
+        only).
     """
 
     channel_block_bytes: int = 4096
@@ -49,6 +55,7 @@ class CPUConfig:
     auto_scan_max_row_bytes: int = 32
     auto_scan_min_length: int = 16384
     nonlinear_auto_newton_min_threads: int = 32
+    dask_auto_newton_min_threads: int = 32
 
 
 #: The configuration used by the CPU solvers; change its attributes to tune them.

@@ -6,7 +6,8 @@ composed coefficient and its result from a zero start (``(prod a, h_end)``: ``O(
 summary of one state per channel), the summaries are combined across chunks into each chunk's
 initial state (a chain of tiny tasks), and each chunk is then solved from its initial state. Work
 and data moved per chunk are ``O(chunk)``; every chunk is solved twice. A nonlinear recurrence
-passes each chunk's last state to the next (:func:`nonlinear_recurrence`).
+passes each chunk's last state to the next, or runs Newton's method over the whole sequence,
+each iteration one such linear solve (:func:`nonlinear_recurrence`).
 
 Examples
 --------
@@ -20,6 +21,10 @@ Examples
 True
 """
 
+import contextlib
+import math
+import sys
+
 import numpy as np
 
 try:
@@ -30,14 +35,19 @@ except ImportError as error:  # scanlab itself works without Dask
         "scanlab.dask needs Dask: pip install 'scanlab[dask]' (dask[array] and distributed)"
     ) from error
 
-from scanlab import nonlinear
+from scanlab import config, nonlinear
 from scanlab._arrays import normalize_axis, result_dtype
-from scanlab.cells import Cell
+from scanlab.cells import Cell, JacobianPlan
+from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import check_method
 from scanlab.linear import linear_recurrence as solve_elementwise
 from scanlab.linear import linear_recurrence_matrix as solve_matrices
 
 METHODS = ("auto", "sequential", "blelloch")
+STRATEGIES = ("auto", "carry", "newton")
+#: The Jacobians of the ``"newton"`` strategy, and the options it takes.
+NEWTON_METHODS = ("auto", "newton", "quasi")
+NEWTON_OPTIONS = ("tol", "max_iter", "full_output")
 
 
 def linear_recurrence(a, b, h0=None, *, axis=0, reverse=False, method="auto"):
@@ -102,13 +112,24 @@ def linear_recurrence_matrix(A, b, h0=None, *, axis=0, reverse=False, method="au
     return chunked_solve(A, b, h0, axis, reverse, method, matrices=True)
 
 
-def nonlinear_recurrence(cell, x, h0, *, params=None, method="auto", **options):
-    """``h[t] = f(h[t-1], x[t])`` over a Dask array ``x`` chunked along time and batch: a lazy
-    Dask array of the states.
+def nonlinear_recurrence(
+    cell: Cell, x, h0, *, params=None, method: str = "auto", strategy: str = "auto", **options
+):
+    """``h[t] = f(h[t-1], x[t])`` over a Dask array ``x`` chunked along time and batch: a Dask
+    array of the states.
 
-    The chunks along time pass their last state to the next (a chain of tasks per batch chunk,
-    the batch chunks in parallel); each chunk is solved by :func:`scanlab.nonlinear_recurrence`
-    with ``method`` and ``options`` (e.g. ``tol``, ``max_iter``, ``on_fail``).
+    Two strategies. ``"carry"``: the chunks along time pass their last state to the next (a
+    chain of tasks per batch chunk, the batch chunks in parallel); each chunk is solved by
+    :func:`scanlab.nonlinear_recurrence` with ``method`` and ``options`` (e.g. ``tol``,
+    ``max_iter``, ``on_fail``), and the result is lazy. ``"newton"``: Newton's method over the
+    whole sequence (DEER), iterated on the cluster from the in-memory solver's initial guess
+    ``f(h0, x[t])``: each iteration evaluates the cell and its Jacobian on every chunk in
+    parallel, solves the linearised recurrence for the correction, ``d[t] = J[t] d[t-1] +
+    f(h[t-1], x[t]) - h[t]``, with the chunked scan of :func:`linear_recurrence` (or
+    :func:`linear_recurrence_matrix`) and gathers the largest residual of each chunk and
+    sequence on the client; the states stay on the workers (persisted), so this strategy
+    computes eagerly and returns a Dask array of persisted chunks. The leading chunks within
+    ``tol`` are final and not computed again.
 
     Parameters
     ----------
@@ -118,22 +139,62 @@ def nonlinear_recurrence(cell, x, h0, *, params=None, method="auto", **options):
         The inputs, time first; the result has its chunks along time and batch.
     h0 : array_like or None, shape (*batch, n)
         The states before the first step (zeros if None: the cell must know ``n``).
-    params, method, options
-        Passed to :func:`scanlab.nonlinear_recurrence` for every chunk.
+    params : optional
+        The cell's parameters, as for :func:`scanlab.nonlinear_recurrence`.
+    method : str, optional
+        ``"carry"``: the method of :func:`scanlab.nonlinear_recurrence` for every chunk.
+        ``"newton"``: the Jacobian, ``"newton"`` (``"auto"``) in the cell's structure or
+        ``"quasi"``, its diagonal only (more iterations, an elementwise scan).
+    strategy : {"auto", "carry", "newton"}, optional
+        ``"auto"`` is ``"carry"`` except on a ``distributed`` cluster with at least
+        ``scanlab.config.cpu.dask_auto_newton_min_threads`` (32) worker threads per batch
+        chunk and as many chunks along time, with ``method="auto"`` and no options but ``tol``
+        and ``max_iter``: ``"newton"`` then, falling back to ``"carry"`` if it does not
+        converge (see Notes).
+    options
+        ``"carry"``: passed to :func:`scanlab.nonlinear_recurrence` for every chunk.
+        ``"newton"``: ``tol`` and ``max_iter``, with the meanings and defaults of
+        :func:`scanlab.nonlinear_recurrence` (the scaled residual of every step, of every
+        sequence, at most ``tol``), and ``full_output``.
 
     Returns
     -------
     h : dask.array.Array, shape (T, *batch, n)
+        ``"newton"`` leaves out the empty chunks of ``x``.
+    info : NonlinearInfo
+        Only with ``strategy="newton"`` and ``full_output=True``: ``iterations`` and the
+        residuals; ``finished_sequentially`` is all False.
+
+    Raises
+    ------
+    ConvergenceError
+        ``"newton"``: some sequence still above ``tol`` after ``max_iter`` iterations, or a
+        non-finite residual (an iterate that overflowed, or NaN or Inf from the data, which
+        ``"carry"`` puts where the sequential loop does).
 
     Notes
     -----
-    Passing the carry keeps every chunk's work the plain solve of that chunk: on a CPU, where the
-    compiled loop beats Newton's iterations by 5-50x (``benchmarks/RESULTS.md``), this is the
-    fastest way whatever the number of workers, as long as the batch chunks keep them busy. A
-    Newton iteration over the whole distributed sequence (each iteration one evaluation per chunk,
-    one distributed linear scan and a global residual check) would let the time chunks of one
-    sequence run in parallel; it pays only with many more workers than batch chunks, and is not
-    implemented.
+    ``"carry"`` keeps each chunk's work the plain solve of that chunk (the compiled loop), but
+    the chunks of one sequence run one after another: its depth is the number of chunks.
+    ``"newton"`` runs the chunks in parallel, at the price of a handful of iterations, each
+    about 3 passes over every chunk (the cell and its Jacobian, the chunk's summary for the
+    scan, the solve from its initial correction) and a round trip to the client; it holds the
+    inputs, states, Jacobians and ``f - h`` of two iterates (for ParaGRU about 13 times the
+    memory of the states). On a ``distributed`` cluster each chunk's tasks are restricted to the
+    worker that holds the chunk, so that no chunk moves between workers (a worker lost during
+    the iterations stalls them).
+
+    Measured on 2 cores (``benchmarks/RESULTS.md``), ParaGRU with 8 states over 2**22 steps in
+    32 chunks, from disk: ``"carry"`` 1.1 s and ``"newton"`` (5 iterations) 6.8-8.1 s on
+    threads, 1.9 s and 14-15 s on 2 worker processes. Newton does 12-15 times the work of
+    carrying there, so it can only win with more worker threads than that per batch chunk and as
+    many chunks along time: ``"auto"`` waits for twice that (an extrapolation, not measured
+    beyond 2 workers). With a batch of sequences to spread over the workers, ``"carry"`` wins.
+
+    See Also
+    --------
+    scanlab.nonlinear_recurrence : the in-memory solver, the same Newton's method.
+    linear_recurrence : the chunked scan of Newton's corrections.
 
     Examples
     --------
@@ -146,11 +207,37 @@ def nonlinear_recurrence(cell, x, h0, *, params=None, method="auto", **options):
     >>> h = scanlab.dask.nonlinear_recurrence(gru, x, None)
     >>> h.chunks[:2], h.shape
     (((300, 300, 300, 100), (1, 1, 1)), (1000, 3, 4))
-    >>> bool(np.allclose(h.compute(), scanlab.nonlinear_recurrence(gru, x.compute(), None)))
+    >>> expected = scanlab.nonlinear_recurrence(gru, x.compute(), None)
+    >>> bool(np.allclose(h.compute(), expected))
     True
+    >>> h, info = scanlab.dask.nonlinear_recurrence(gru, x, None, strategy="newton",
+    ...                                             full_output=True)
+    >>> info.converged, bool(np.allclose(h.compute(), expected))
+    (True, True)
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
+    if not isinstance(strategy, str):
+        raise TypeError(f"strategy must be a string, got {strategy!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}"
+        )
+    x, start = aligned_inputs(cell, x, h0)
+    chosen = choose_strategy(x, method, options) if strategy == "auto" else strategy
+    if chosen == "newton":
+        try:
+            return newton_over_chunks(cell, x, start, params, method, options)
+        except nonlinear.ConvergenceError:
+            if strategy == "newton":
+                raise
+    return carry_passing(cell, x, start, params, method, options)
+
+
+def aligned_inputs(cell: Cell, x, h0):
+    """``x`` ``(T, *batch, m)`` broadcast to the batch shape of ``x`` and ``h0``, one chunk
+    along ``m``, and the initial states ``(*batch, n)`` in the result's dtype, chunked like
+    it."""
     dtype = result_dtype(x=dtype_stand_in(x), h0=dtype_stand_in(h0))
     x = da.asarray(x)
     if x.ndim < 2:
@@ -169,13 +256,49 @@ def nonlinear_recurrence(cell, x, h0, *, params=None, method="auto", **options):
                         (x.shape[0], *batch, x.shape[-1]))  # fmt: skip
     x = x.rechunk(x.chunks[:-1] + ((x.shape[-1],),))
     if h0 is None:
-        start = da.zeros((*batch, size), dtype, chunks=x.chunks[1:-1] + ((size,),))
-    else:
-        start = da.broadcast_to(da.asarray(h0).astype(dtype), (*batch, size))
-        start = start.rechunk(x.chunks[1:-1] + ((size,),))
+        return x, da.zeros((*batch, size), dtype=dtype, chunks=x.chunks[1:-1] + ((size,),))
+    start = da.broadcast_to(da.asarray(h0).astype(dtype), (*batch, size))
+    return x, start.rechunk(x.chunks[1:-1] + ((size,),))
+
+
+def choose_strategy(x, method: str, options: dict) -> str:
+    """The ``"auto"`` strategy of :func:`nonlinear_recurrence` for the aligned ``x``."""
+    if method != "auto" or set(options) - {"tol", "max_iter"}:
+        return "carry"
+    columns = math.prod(len(chunks) for chunks in x.chunks[1:-1])
+    enough = config.cpu.dask_auto_newton_min_threads
+    if len(x.chunks[0]) >= enough and cluster_threads() >= enough * columns:
+        return "newton"
+    return "carry"
+
+
+def cluster_threads() -> int:
+    """The worker threads of the ``distributed`` client Dask computes on (0: none)."""
+    client = distributed_client()
+    return 0 if client is None else sum(client.nthreads().values())
+
+
+def distributed_client():
+    """The ``distributed`` client Dask computes on, or None (a local scheduler)."""
+    distributed = sys.modules.get("distributed")  # a client needs it imported
+    if distributed is None:
+        return None
+    client = getattr(dask.base.get_scheduler(), "__self__", None)
+    return client if isinstance(client, distributed.Client) else None
+
+
+def carry_passing(cell: Cell, x, start, params, method, options):
+    """The ``"carry"`` strategy: each chunk solved in memory from the previous one's last
+    state, lazily."""
+    if options.get("full_output"):
+        raise ValueError(
+            "full_output=True needs strategy='newton' (with 'carry', each chunk is a separate "
+            "solve with its own NonlinearInfo)"
+        )
     x_blocks, start_blocks = x.to_delayed()[..., 0], start.to_delayed()[..., 0]
     solve = dask.delayed(solve_nonlinear_chunk, pure=True)
     last = dask.delayed(last_state, pure=True)
+    dtype, size = start.dtype, start.shape[-1]
     blocks = np.empty(x_blocks.shape + (1,), object)
     for index in np.ndindex(x_blocks.shape[1:]):
         carry = start_blocks[index]
@@ -197,6 +320,258 @@ def solve_nonlinear_chunk(cell, x, h0, dtype, params, method, options):
 def last_state(states):
     """A chunk's last states: the next chunk's initial ones."""
     return states[-1]
+
+
+def newton_over_chunks(cell: Cell, x, start, params, method, options):
+    """The ``"newton"`` strategy: Newton's iterations on the persisted chunks of the states,
+    until every scaled residual is at most ``tol``."""
+    if not isinstance(method, str) or method not in NEWTON_METHODS:
+        raise ValueError(
+            f"strategy='newton' takes method 'auto', 'newton' or 'quasi' (its Jacobian); got "
+            f"{method!r} (the other methods need strategy='carry')"
+        )
+    method = "newton" if method == "auto" else method
+    unknown = sorted(set(options) - set(NEWTON_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"strategy='newton' takes the options {', '.join(NEWTON_OPTIONS)}; got "
+            f"{', '.join(unknown)}"
+        )
+    dtype, size = start.dtype, start.shape[-1]
+    length = x.shape[0]
+    tol, limit = nonlinear.newton_settings(
+        method, dtype, options.get("tol"), options.get("max_iter"), length
+    )
+    info = nonlinear.NonlinearInfo(method, tol=tol)
+    batch = start.shape[:-1]
+    info.finished_sequentially = np.zeros(batch, bool)
+    if length == 0 or 0 in batch:
+        info.batch_converged = np.ones(batch, bool)
+        h = da.zeros((length, *batch, size), dtype=dtype, chunks=x.chunks[:-1] + ((size,),))
+        return (h, info) if options.get("full_output") else h
+    # Empty chunks have no last state to pass on.
+    x = x.rechunk(tuple(tuple(filter(None, chunks)) for chunks in x.chunks[:-1]) + x.chunks[-1:])
+    start = start.rechunk(x.chunks[1:-1] + ((size,),))
+    iterate = ChunkedIterate.first(cell, x, start, params, method == "quasi")
+    while True:
+        residuals = iterate.residuals()
+        chunk_worst = np.array([np.max(values) for values in residuals.flat]).reshape(
+            residuals.shape
+        )
+        info.residual_history.append(float(np.max(chunk_worst)))
+        finite = bool(np.isfinite(chunk_worst).all())
+        bad = ~(chunk_worst <= tol)
+        if finite and not bad.any():
+            break
+        if not finite or info.iterations >= limit:
+            raise convergence_error(method, info, sequence_residuals(residuals), tol, finite)
+        # The leading chunks within tol are final, as Newton keeps a solved prefix exact.
+        iterate.correct(np.where(bad.any(axis=0), bad.argmax(axis=0), bad.shape[0]))
+        info.iterations += 1
+    info.residual = info.residual_history[-1]
+    info.batch_converged = np.ones(batch, bool)
+    h = iterate.states(x.chunks[:-1] + ((size,),), dtype)
+    return (h, info) if options.get("full_output") else h
+
+
+class ChunkedIterate:
+    """A Newton iterate over chunks, persisted: per chunk (an object array ``(time chunks,
+    *batch chunks)`` of Delayed each) its ``problem`` (:class:`scanlab.nonlinear.Problem`),
+    states ``h``, ``last`` states, ``linearisation`` there and, from that, its ``summary`` for
+    the correction's scan and largest scaled residual per sequence, ``worst``."""
+
+    def __init__(self, cell, plan, quasi: bool, problems: np.ndarray, homes: np.ndarray):
+        self.cell, self.plan, self.quasi = cell, plan, quasi
+        self.problem, self.homes = problems, homes
+        self.h, self.last = np.empty_like(problems), np.empty_like(problems)
+        self.linearisation, self.summary = np.empty_like(problems), np.empty_like(problems)
+        self.worst = np.empty_like(problems)
+
+    @classmethod
+    def first(cls, cell: Cell, x, start, params, quasi: bool) -> "ChunkedIterate":
+        """The initial iterate ``f(h0, x[t])`` at every step, as the in-memory solver's, and
+        the cell's :class:`~scanlab.cells.JacobianPlan` chosen once, at the first input."""
+        x_blocks, start_blocks = x.to_delayed()[..., 0], start.to_delayed()[..., 0]
+        prepare = dask.delayed(nonlinear.Problem.of)
+        (cell_task,) = dask.persist(dask.delayed(cell, pure=True))
+        problems = np.empty(x_blocks.shape, object)
+        for block in np.ndindex(problems.shape):
+            problems[block] = prepare(
+                cell_task, x_blocks[block], start_blocks[block[1:]], params, start.dtype
+            )
+        persist_blocks(problems)
+        homes = chunk_homes(problems)
+        with at_home(homes.flat[0]):
+            (plan,) = dask.compute(dask.delayed(plan_of)(cell_task, problems.flat[0]))
+        iterate = cls(cell_task, plan, quasi, problems, homes)
+        guess = dask.delayed(first_guess)
+        for block in np.ndindex(problems.shape):
+            with at_home(iterate.homes[block]):
+                iterate.h[block] = guess(cell_task, plan, problems[block])
+        iterate.linearise(np.zeros(problems.shape[1:], int))
+        return iterate
+
+    def linearise(self, firsts: np.ndarray) -> None:
+        """Linearise the chunks from ``firsts`` on (per batch chunk) at their states, and
+        persist them."""
+        last = dask.delayed(last_state)
+        linearise = dask.delayed(linearise_chunk, nout=3)
+        for block in self.blocks_from(firsts):
+            previous = self.last[(block[0] - 1, *block[1:])] if block[0] else None
+            with at_home(self.homes[block]):
+                self.last[block] = last(self.h[block])
+                self.linearisation[block], self.summary[block], self.worst[block] = linearise(
+                    self.cell, self.plan, self.quasi, self.problem[block], self.h[block], previous
+                )
+        persist_blocks(self.h, self.last, self.linearisation, self.summary, self.worst)
+
+    def correct(self, firsts: np.ndarray) -> None:
+        """One Newton step on the chunks from ``firsts`` on (per batch chunk; the correction
+        zero before them), then :meth:`linearise` them."""
+        correct = dask.delayed(corrected_states)
+        for column in np.ndindex(firsts.shape):
+            chunks = range(firsts[column], self.h.shape[0])
+            if not chunks:  # converged
+                continue
+            summaries = [self.summary[(k, *column)] for k in chunks]
+            carries = chunk_carries(summaries, None, "sequential")
+            for k, carry in zip(chunks, carries, strict=True):
+                block = (k, *column)
+                with at_home(self.homes[block]):
+                    self.h[block] = correct(self.h[block], self.linearisation[block], carry)
+        self.linearise(firsts)
+
+    def blocks_from(self, firsts: np.ndarray):
+        """The chunks from ``firsts[column]`` on of each batch chunk, in time order."""
+        for column in np.ndindex(firsts.shape):
+            for k in range(firsts[column], self.h.shape[0]):
+                yield (k, *column)
+
+    def residuals(self) -> np.ndarray:
+        """Per chunk, the largest scaled residual of each of its sequences (on the client)."""
+        values = np.empty(self.worst.shape, object)
+        values.ravel()[:] = dask.compute(*self.worst.flat)
+        return values
+
+    def states(self, chunks: tuple, dtype) -> "da.Array":
+        """The states as a Dask array with ``chunks`` (of persisted blocks)."""
+        blocks = np.empty(self.h.shape + (1,), object)
+        for block in np.ndindex(self.h.shape):
+            shape = tuple(chunks[axis][i] for axis, i in enumerate(block)) + chunks[-1]
+            blocks[(*block, 0)] = da.from_delayed(self.h[block], shape, dtype)
+        return da.block(blocks.tolist())
+
+
+def chunk_homes(blocks: np.ndarray) -> np.ndarray:
+    """Per chunk, the ``distributed`` worker that holds its persisted block (None without a
+    cluster): its later tasks run there, so that its data never moves."""
+    homes = np.full(blocks.shape, None, object)
+    client = distributed_client()
+    if client is not None:
+        from distributed import wait
+
+        futures = client.futures_of(list(blocks.flat))
+        wait(futures)
+        holders = client.who_has(futures)
+        for block in np.ndindex(blocks.shape):
+            homes[block] = holders[blocks[block].key][0]
+    return homes
+
+
+def at_home(home):
+    """A context in which the tasks made run on the worker ``home`` alone (None: anywhere).
+
+    Else the scheduler would balance the iterations' waves of tasks by moving chunks between
+    workers."""
+    if home is None:
+        return contextlib.nullcontext()
+    return dask.annotate(workers=[home], allow_other_workers=False)
+
+
+def persist_blocks(*arrays: np.ndarray) -> None:
+    """Persist the Delayed in the object ``arrays`` in one call, in place."""
+    flat = [array.reshape(-1) for array in arrays]
+    persisted = iter(dask.persist(*(value for values in flat for value in values)))
+    for values in flat:
+        values[:] = [next(persisted) for _ in values]
+
+
+def plan_of(cell: Cell, problem) -> JacobianPlan:
+    """How the cell is differentiated, chosen at the first input as the in-memory solver does."""
+    return cell.plan(problem.size, problem.dtype, problem.inputs[0, 0], problem.step_params)
+
+
+def first_guess(cell: Cell, plan: JacobianPlan, problem) -> np.ndarray:
+    """A chunk's initial iterate ``f(h0, x[t])``, ``(T, *batch, n)`` (``h0``: the sequence's
+    initial states)."""
+    backend = cpu_nonlinear.Backend(
+        cell, plan, problem.inputs, problem.step_params, problem.h0, False
+    )
+    h = backend.states()
+    backend.guess(h)
+    return h.reshape(problem.length, *problem.batch, problem.size)
+
+
+def linearise_chunk(cell: Cell, plan: JacobianPlan, quasi: bool, problem, h, previous):
+    """Newton's linearisation of a chunk at its states ``h``, after the ``previous`` chunk's
+    last states (None: the first chunk, after ``h0``): the correction's coefficients and
+    right-hand side ``f - h`` in the layout of :func:`solve_chunk`, the chunk's summary and the
+    largest scaled residual of each sequence."""
+    h0 = problem.h0 if previous is None else previous.reshape(problem.h0.shape)
+    backend = cpu_nonlinear.Backend(cell, plan, problem.inputs, problem.step_params, h0, quasi)
+    iterate = backend.iterate(h.reshape(problem.length, *problem.h0.shape))
+    backend.evaluate(iterate, 0)
+    length, width = problem.length, iterate.jacobians.shape[-1]
+    matrices = width > problem.size
+    if matrices:
+        period = plan.period
+        coefficients = iterate.jacobians.reshape(length, -1, period, period)
+        rhs = iterate.rhs.reshape(length, -1, period)
+    else:
+        coefficients = iterate.jacobians.reshape(length, -1)
+        rhs = iterate.rhs.reshape(length, -1)
+    worst = np.max(iterate.residual, axis=0).reshape(problem.batch)
+    return (coefficients, rhs), chunk_summary(coefficients, rhs, False, matrices), worst
+
+
+def corrected_states(h, linearisation, carry):
+    """A chunk's next iterate ``h + delta``: the Newton correction ``delta`` from ``carry``,
+    its value before the chunk (None: zero)."""
+    coefficients, rhs = linearisation
+    matrices = coefficients.ndim > rhs.ndim
+    return h + solve_chunk(coefficients, rhs, carry, False, matrices).reshape(h.shape)
+
+
+def sequence_residuals(residuals: np.ndarray) -> np.ndarray:
+    """The largest scaled residual of each sequence ``(*batch)``, from :meth:`ChunkedIterate.
+    residuals`."""
+    columns = np.empty(residuals.shape[1:], object)
+    for column in np.ndindex(columns.shape):
+        columns[column] = np.max(np.stack(list(residuals[(slice(None), *column)])), axis=0)
+    return np.block(columns.tolist())
+
+
+def convergence_error(method: str, info, worst: np.ndarray, tol: float, finite: bool):
+    """The :class:`~scanlab.ConvergenceError` of the ``"newton"`` strategy, ``worst`` the
+    largest scaled residual of each sequence."""
+    unconverged = ~(worst <= tol)
+    info.converged = False
+    info.batch_converged = np.asarray(~unconverged)
+    residual = float(np.max(worst[unconverged]))
+    reason = (
+        f"did not converge in {info.iterations} iterations"
+        if finite
+        else f"met a non-finite residual at iteration {info.iterations} (an iterate that "
+        "overflowed, or NaN or Inf from the data)"
+    )
+    return nonlinear.ConvergenceError(
+        f"Newton ({method}) over the chunks {reason} for {int(unconverged.sum())} of "
+        f"{unconverged.size} sequences (residual {residual:.3g}, tol {tol:.3g}); "
+        "strategy='carry' solves each chunk with the sequential loop"
+        + (", or try a larger max_iter" if finite else ""),
+        info,
+        residual,
+    )
 
 
 def dtype_stand_in(value):
@@ -236,7 +611,7 @@ def chunked_solve(a, b, h0, axis, reverse, method, matrices):
     a = a.rechunk(chunks + tuple((size,) for size in state * 2))
     rest = b.shape[1:]
     if h0 is None:
-        start = da.zeros(rest, dtype, chunks=b.chunks[1:])
+        start = da.zeros(rest, dtype=dtype, chunks=b.chunks[1:])
     else:
         try:
             start = da.broadcast_to(da.asarray(h0).astype(dtype), rest)
@@ -253,21 +628,13 @@ def chunked_solve(a, b, h0, axis, reverse, method, matrices):
     if state:
         b_blocks, start_blocks = b_blocks[..., 0], start_blocks[..., 0]
     summarise = dask.delayed(chunk_summary, pure=True)
-    advance = dask.delayed(next_carry, pure=True)
-    compose = dask.delayed(compose_summaries, pure=True)
     solve = dask.delayed(solve_chunk, pure=True)
     solved = np.empty(b_blocks.shape, object)
     order = range(len(chunks[0]))
     for index in np.ndindex(b_blocks.shape[1:]):
         steps = [(k, *index) for k in (reversed(order) if reverse else order)]
         summaries = [summarise(a_blocks[k], b_blocks[k], reverse, matrices) for k in steps]
-        carries = [start_blocks[index]]
-        if method == "sequential":
-            for summary in summaries[:-1]:
-                carries.append(advance(summary, carries[-1]))
-        else:
-            prefixes = prefix_summaries(summaries[:-1], compose)
-            carries += [advance(prefix, carries[0]) for prefix in prefixes]
+        carries = chunk_carries(summaries, start_blocks[index], method)
         for block, carry in zip(steps, carries, strict=True):
             solved[block] = solve(a_blocks[block], b_blocks[block], carry, reverse, matrices)
     blocks = np.empty(solved.shape, object)
@@ -295,9 +662,27 @@ def chunk_summary(a, b, reverse: bool, matrices: bool):
     return composed, local[0] if reverse else local[-1]
 
 
+def chunk_carries(summaries: list, start, method: str) -> list:
+    """Each chunk's initial state (Delayed): ``start`` (None: zeros) carried through the
+    ``summaries`` of the chunks before it, by a chain (``"sequential"``) or a tree
+    (``"blelloch"``) of tiny tasks."""
+    advance = dask.delayed(next_carry, pure=True)
+    carries = [start]
+    if method == "sequential":
+        for summary in summaries[:-1]:
+            carries.append(advance(summary, carries[-1]))
+    else:
+        prefixes = prefix_summaries(summaries[:-1], dask.delayed(compose_summaries, pure=True))
+        carries += [advance(prefix, start) for prefix in prefixes]
+    return carries
+
+
 def next_carry(summary, carry):
-    """The state after a chunk (before it, with ``reverse``), from the one before it."""
+    """The state after a chunk (before it, with ``reverse``), from the one before it (None:
+    zeros)."""
     composed, end = summary
+    if carry is None:
+        return end
     if composed.ndim == carry.ndim:
         return composed * carry + end
     return np.einsum("...ij,...j->...i", composed, carry) + end

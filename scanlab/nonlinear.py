@@ -214,14 +214,7 @@ def nonlinear_recurrence(
     sequences = h0_array.shape[0]
     if method == "auto":
         method = choose_method(device, cell, length, sequences, size)
-    tol = TOLERANCES[dtype] if tol is None else float(tol)
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol}")
-    if max_iter is not None and (not isinstance(max_iter, (int, np.integer)) or max_iter < 0):
-        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
-    limit = MAX_ITERATIONS.get(method, 0) if max_iter is None else int(max_iter)
-    if method != "damped":  # T steps solve every step (rejected damped steps solve none)
-        limit = min(limit, length)
+    tol, limit = newton_settings(method, dtype, tol, max_iter, length)
     info = NonlinearInfo(method, tol=tol)
     shape = (length, *batch, size)
     initial = None if guess is None else initial_guess(guess, shape, dtype)
@@ -375,6 +368,20 @@ def initial_guess(guess, shape: tuple, dtype) -> np.ndarray:
         raise ValueError(
             f"guess must broadcast to the result's shape {shape}, got {guess.shape}"
         ) from None
+
+
+def newton_settings(method: str, dtype, tol, max_iter, length: int) -> tuple:
+    """The tolerance and iteration limit of ``method`` over ``length`` steps, from the ``tol``
+    and ``max_iter`` given (None: the defaults for ``dtype`` and ``method``), checked."""
+    tol = TOLERANCES[dtype] if tol is None else float(tol)
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol}")
+    if max_iter is not None and (not isinstance(max_iter, (int, np.integer)) or max_iter < 0):
+        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
+    limit = MAX_ITERATIONS.get(method, 0) if max_iter is None else int(max_iter)
+    if method != "damped":  # T steps solve every step (rejected damped steps solve none)
+        limit = min(limit, length)
+    return tol, limit
 
 
 def choose_method(device: str, cell: Cell, length: int, sequences: int, size: int) -> str:

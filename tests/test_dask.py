@@ -1,5 +1,6 @@
 """scanlab.dask against the in-memory solvers: uneven chunkings (chunks of one step, one chunk),
-reverse, axes, batches, dtypes, NaN, h0 as NumPy or Dask, errors, and a real distributed cluster."""
+reverse, axes, batches, dtypes, NaN, h0 as NumPy or Dask, both strategies of the nonlinear
+recurrence, errors, and a real distributed cluster."""
 
 import doctest
 import pathlib
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scanlab
+from scanlab import config
 from scanlab import math as smath
 
 da = pytest.importorskip("dask.array")
@@ -161,23 +163,118 @@ def test_nonlinear_chunks_use_the_given_method_and_broadcast_h0():
         scanlab_dask.nonlinear_recurrence(gru, np.zeros((5, 3, 2)), h0)
 
 
-def test_on_a_distributed_cluster():
-    """Worker processes: the cell of work, its arguments and results are serialised for real."""
+#: Tolerances of Newton's states against the loop's: its default ``tol`` is 1e-5 and 1e-12.
+NEWTON_TOLERANCES = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+#: The diagonal cell of the Newton tests (a built-in cell: its kernels compile once per dtype).
+GRU = scanlab.cells.ParaGRU(2, 2, seed=1)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    length=st.sampled_from([1, 2, 9, 17]),
+    batch=st.sampled_from([(), (3,), (2, 2)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    dense=st.booleans(),
+    method=st.sampled_from(["auto", "quasi"]),
+    with_h0=st.booleans(),
+    data=st.data(),
+)
+def test_newton_matches_in_memory(length, batch, dtype, dense, method, with_h0, data):
+    """Diagonal (ParaGRU) and dense Jacobians (ElmanRNN), Newton and quasi-Newton."""
+    cell = scanlab.cells.ElmanRNN(2, 2, seed=1) if dense else GRU
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((length, *batch, 2)).astype(dtype)
+    h0 = rng.uniform(-1.0, 1.0, (*batch, 2)).astype(dtype) if with_h0 else None
+    time_chunks = data.draw(st.sampled_from([chunking(data.draw, length), (length,)]))
+    x_dask = da.from_array(x, (time_chunks,) + (1,) * len(batch) + (2,))
+    h, info = scanlab_dask.nonlinear_recurrence(
+        cell, x_dask, h0, method=method, strategy="newton", full_output=True
+    )
+    assert h.dtype == dtype and h.chunks[:-1] == x_dask.chunks[:-1]
+    assert info.converged and info.residual <= info.tol and info.batch_converged.shape == batch
+    expected = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
+    tolerance = NEWTON_TOLERANCES[np.dtype(dtype)]
+    np.testing.assert_allclose(h.compute(), expected, rtol=tolerance, atol=tolerance)
+
+
+def test_newton_raises_when_it_does_not_converge():
+    x = da.from_array(np.random.default_rng(5).standard_normal((30, 2, 2)), (7, 1, 2))
+    with pytest.raises(scanlab.ConvergenceError, match="did not converge in 2 iterations") as error:
+        scanlab_dask.nonlinear_recurrence(GRU, x, None, strategy="newton", max_iter=2)
+    assert error.value.info.iterations == 2 and error.value.residual > error.value.info.tol
+    assert not error.value.info.batch_converged.all()
+    with_nan = x.compute()
+    with_nan[12, 1, 0] = np.nan
+    with pytest.raises(scanlab.ConvergenceError, match="non-finite") as error:
+        scanlab_dask.nonlinear_recurrence(
+            GRU, da.from_array(with_nan, (7, 1, 2)), None, strategy="newton"
+        )
+    assert np.isnan(error.value.residual) and error.value.info.iterations == 0
+
+
+def test_auto_falls_back_to_carrying_where_newton_fails(monkeypatch):
+    """Where "auto" chooses Newton (a large cluster) and it fails, the chunks pass the carry."""
+    monkeypatch.setattr(scanlab_dask, "choose_strategy", lambda *arguments: "newton")
+    x = np.random.default_rng(6).standard_normal((20, 2))
+    x[5, 1] = np.nan
+    h = scanlab_dask.nonlinear_recurrence(GRU, da.from_array(x, 6), None)
+    expected = scanlab.nonlinear_recurrence(GRU, x, None, method="sequential")
+    np.testing.assert_array_equal(np.isnan(h.compute()), np.isnan(expected))
+    np.testing.assert_allclose(h.compute(), expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"strategy": "deer"}, ValueError, "strategy must be one of"),
+        ({"strategy": None}, TypeError, "strategy must be a string"),
+        ({"strategy": "newton", "method": "damped"}, ValueError, "strategy='carry'"),
+        ({"strategy": "newton", "on_fail": "raise"}, TypeError, "on_fail"),
+        ({"strategy": "newton", "tol": 0.0}, ValueError, "tol must be positive"),
+        ({"strategy": "carry", "full_output": True}, ValueError, "strategy='newton'"),
+    ],
+)
+def test_nonlinear_option_errors(options, error, match):
+    with pytest.raises(error, match=match):
+        scanlab_dask.nonlinear_recurrence(DAMPED, da.ones((4, 2)), None, params=0.1, **options)
+
+
+def task_names(array) -> set:
+    """The names of the tasks in a Dask array's graph."""
+    return {pytest.importorskip("dask.utils").key_split(key) for key in array.__dask_graph__()}
+
+
+def test_on_a_distributed_cluster(monkeypatch):
+    """Worker processes: the cell of work, its arguments and results are serialised for real;
+    "auto" runs Newton on enough worker threads, and its chunks stay where they are computed."""
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(1)
     a, b = rng.uniform(-0.9, 0.9, (50, 3)), rng.standard_normal((50, 3))
+    x = da.from_array(b[:, :2], (7, 2))
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster):  # fmt: skip
+    ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         h = scanlab_dask.linear_recurrence(
             da.from_array(a, (7, 2)), da.from_array(b, (7, 2)), reverse=True
         ).compute()
-        states = scanlab_dask.nonlinear_recurrence(
-            DAMPED, da.from_array(b[:, :2], (7, 2)), None, params=0.1
-        ).compute()
+        carried = scanlab_dask.nonlinear_recurrence(DAMPED, x, None, params=0.1)
+        # 2 threads, 8 chunks:
+        monkeypatch.setattr(config.cpu, "dask_auto_newton_min_threads", 2)
+        newton = scanlab_dask.nonlinear_recurrence(DAMPED, x, None, params=0.1)
+        moved = client.run(
+            lambda dask_worker: [key for log in dask_worker.transfer_incoming_log
+                                 for key in log["keys"]]
+        )  # fmt: skip
+        states = da.compute(carried, newton)
+    assert "solve_nonlinear_chunk" in task_names(carried)
+    assert "corrected_states" in task_names(newton)
+    big = {"of", "first_guess", "linearise_chunk", "corrected_states"}
+    assert not big & {pytest.importorskip("dask.utils").key_split(key) for keys in moved.values()
+                      for key in keys}  # fmt: skip
     np.testing.assert_allclose(h, scanlab.linear_recurrence(a, b, reverse=True))
     expected = scanlab.nonlinear_recurrence(DAMPED, b[:, :2], None, params=0.1)
-    np.testing.assert_allclose(states, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(states[0], expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(states[1], expected, rtol=1e-10, atol=1e-10)
 
 
 def test_long_sequence_example_agrees_with_memory(tmp_path):
