@@ -57,10 +57,11 @@ def bench(arguments) -> None:
         print(benchmark.format_table(rows, benchmark.GPU_COLUMNS))
         print(
             "Operands on the GPU, times from CUDA events: 'ms' of the kernels, 'API ms' of the "
-            "public call on the same device arrays (read in place). GB/s counts a, b and h once "
-            "each; 'of copy' is the fraction of a device-to-device copy's bandwidth (read + "
-            "write) on the same array; '1-pass' columns are of the single-pass look-back scan "
-            "(config.cuda.single_pass_scan), 'diff' its largest difference from the "
+            "public call on the same device arrays (read in place), 'API time-last ms' of the "
+            "public call on (D, T) arrays with axis=1 (laid out on the GPU). GB/s counts a, b "
+            "and h once each; 'of copy' is the fraction of a device-to-device copy's bandwidth "
+            "(read + write) on the same array; '1-pass' columns are of the single-pass "
+            "look-back scan (config.cuda.single_pass_scan), 'diff' its largest difference from the "
             "reduce-then-scan relative to the largest state; 'x' columns are speedups (the "
             f"launch loop is timed on the first {benchmark.LAUNCH_LOOP_STEPS} steps and scaled; "
             "'x jax scan' and 'x cupy cumsum' are NaN without JAX and CuPy)."

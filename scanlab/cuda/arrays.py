@@ -22,9 +22,10 @@ from scanlab import _arrays, config
 from scanlab._arrays import Layout, LinearProblem, array_interface, check_output, stand_in
 from scanlab._devices import on_gpu
 
-#: The most blocks :func:`strided_copy_kernel` is launched with, of
-#: ``config.cuda.threads_per_block`` threads; beyond, each thread copies several elements.
-COPY_BLOCKS = 4096
+#: The most blocks :func:`strided_copy_kernel` is launched with along the last axis (of
+#: ``config.cuda.threads_per_block`` threads) and along the rows (the grid's y limit); beyond,
+#: each thread copies several elements.
+COPY_BLOCKS, COPY_ROWS = 4096, 65535
 
 #: The (source, destination) dtypes :func:`kernel_signatures` lists for :func:`strided_copy_kernel`:
 #: every promotion between compute dtypes, and the common integers and bools to float64.
@@ -43,22 +44,29 @@ def strided_copy_kernel(source, destination, starts, geometry):
     Element ``(i_0, ..., i_k)`` of the index space, of shape ``geometry[0]``, is
     ``source[starts[0] + sum(i * geometry[1])]`` and ``destination[starts[1] + sum(i *
     geometry[2])]``: ``geometry`` holds the shape and both arrays' strides, in elements (zero to
-    broadcast). Values are converted to the destination's dtype. One thread per element, in a
-    grid-stride loop.
+    broadcast). Values are converted to the destination's dtype.
+
+    The grid's y dimension walks the rows (every axis but the last) and its x dimension the last
+    axis, so that index arithmetic (divisions) is done once per row and thread, not per element,
+    and consecutive threads touch consecutive elements of the last axis.
     """
     shape = geometry[0]
-    total = 1
-    for size in shape:
-        total *= size
-    for flat in range(cuda.grid(1), total, cuda.gridsize(1)):
-        remainder = flat
-        source_index, destination_index = starts[0], starts[1]
-        for axis in range(shape.shape[0] - 1, -1, -1):
+    last = shape.shape[0] - 1
+    rows = 1
+    for axis in range(last):
+        rows *= shape[axis]
+    for row in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
+        remainder = row
+        source_row, destination_row = starts[0], starts[1]
+        for axis in range(last - 1, -1, -1):
             index = remainder % shape[axis]
             remainder //= shape[axis]
-            source_index += index * geometry[1, axis]
-            destination_index += index * geometry[2, axis]
-        destination[destination_index] = source[source_index]
+            source_row += index * geometry[1, axis]
+            destination_row += index * geometry[2, axis]
+        first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        for column in range(first, shape[last], cuda.blockDim.x * cuda.gridDim.x):
+            element = source[source_row + column * geometry[1, last]]
+            destination[destination_row + column * geometry[2, last]] = element
 
 
 def kernel_signatures():
@@ -149,12 +157,20 @@ class Strided:
         )
 
     def copy_into(self, destination: "Strided") -> None:
-        """Launch :func:`strided_copy_kernel` from these elements into ``destination``'s."""
-        geometry = np.array([self.shape, self.strides, destination.strides], np.int64)
+        """Launch :func:`strided_copy_kernel` from these elements into ``destination``'s.
+
+        Axes of length 1 are dropped, and one of length 1 leads, so the kernel always has rows.
+        """
+        kept = [axis for axis, size in enumerate(self.shape) if size != 1]
+        geometry = np.array(
+            [[first] + [row[axis] for axis in kept]
+             for first, row in ((1, self.shape), (0, self.strides), (0, destination.strides))],
+            np.int64,
+        )  # fmt: skip
         starts = np.array([self.start, destination.start], np.int64)
-        total = math.prod(self.shape)
         threads = config.cuda.threads_per_block
-        blocks = min(COPY_BLOCKS, -(-total // threads))
+        rows, columns = int(math.prod(geometry[0, :-1])), int(geometry[0, -1])
+        blocks = (min(COPY_BLOCKS, -(-columns // threads)), min(COPY_ROWS, rows))
         strided_copy_kernel[blocks, threads](
             self.memory, destination.memory, cuda.to_device(starts), cuda.to_device(geometry)
         )
