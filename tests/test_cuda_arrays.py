@@ -6,6 +6,11 @@ object that only exposes ``__cuda_array_interface__``); the result must equal th
 on the GPU.
 """
 
+import pathlib
+import re
+import runpy
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -210,3 +215,13 @@ def test_bad_gpu_arguments_raise_clear_errors(kwargs, error, message):
         arguments[name] = stand_ins[value]() if isinstance(value, str) else value
     with pytest.raises(error, match=message):
         scanlab.linear_recurrence(**arguments)
+
+
+def test_gpu_arrays_example_agrees_with_the_cpu(small_chunks, capsys, monkeypatch):
+    script = pathlib.Path(__file__).parents[1] / "examples" / "gpu_arrays.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--length", "300", "--batch", "3"])
+    runpy.run_path(str(script), run_name="__main__")
+    printed = capsys.readouterr().out
+    differences = [float(value) for value in re.findall(r"= ([0-9.e+-]+)", printed)]
+    assert len(differences) == 2 and max(differences) < 1e-5, printed
+    assert "shape (3, 300), on the GPU" in printed and "written into out (True)" in printed
