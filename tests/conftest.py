@@ -75,6 +75,17 @@ def small_chunks():
             setattr(tunables, name, value)
 
 
+#: The ``pytestmark`` of a module of CUDA tests: selected by ``-m cuda``, skipped without a GPU or
+#: the simulator.
+CUDA_MODULE_MARKS = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
+        reason="needs a CUDA GPU or the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
+    ),
+]
+
+
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def device(request):
     """Each device a solver runs on; ``cuda`` needs a GPU or ``NUMBA_ENABLE_CUDASIM=1``."""

@@ -14,7 +14,13 @@ import sys
 import numba
 import numpy as np
 import pytest
-from conftest import assert_close, fast_thread_switching, random_array, random_matrices
+from conftest import (
+    CUDA_MODULE_MARKS,
+    assert_close,
+    fast_thread_switching,
+    random_array,
+    random_matrices,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
@@ -22,13 +28,7 @@ from numba import cuda
 import scanlab
 from scanlab._arrays import check_linear
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(
-        not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
-        reason="needs a CUDA GPU or the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
-    ),
-]
+pytestmark = CUDA_MODULE_MARKS
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 FORMS = ["host", "contiguous", "strided", "reversed", "transposed", "foreign"]

@@ -7,24 +7,17 @@ that small sequences cross several blocks and several levels of the scan of tile
 import doctest
 from functools import partial
 
-import numba
 import numpy as np
 import pytest
 import reference
-from conftest import assert_close, fast_thread_switching
+from conftest import CUDA_MODULE_MARKS, assert_close, fast_thread_switching
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
 
 from scanlab.cuda import linear
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(
-        not (numba.config.ENABLE_CUDASIM or cuda.is_available()),
-        reason="needs a CUDA GPU or the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)",
-    ),
-]
+pytestmark = CUDA_MODULE_MARKS
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 

@@ -38,11 +38,11 @@ COPY_DTYPES = [
 
 
 @cuda.jit
-def strided_copy_kernel(source, destination, starts, geometry):
+def strided_copy_kernel(source, destination, source_start, destination_start, geometry):
     """``destination[...] = source[...]`` over the elements of a strided index space.
 
     Element ``(i_0, ..., i_k)`` of the index space, of shape ``geometry[0]``, is
-    ``source[starts[0] + sum(i * geometry[1])]`` and ``destination[starts[1] + sum(i *
+    ``source[source_start + sum(i * geometry[1])]`` and ``destination[destination_start + sum(i *
     geometry[2])]``: ``geometry`` holds the shape and both arrays' strides, in elements (zero to
     broadcast). Values are converted to the destination's dtype.
 
@@ -57,7 +57,7 @@ def strided_copy_kernel(source, destination, starts, geometry):
         rows *= shape[axis]
     for row in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
         remainder = row
-        source_row, destination_row = starts[0], starts[1]
+        source_row, destination_row = source_start, destination_start
         for axis in range(last - 1, -1, -1):
             index = remainder % shape[axis]
             remainder //= shape[axis]
@@ -82,7 +82,7 @@ def kernel_signatures():
         (
             strided_copy_kernel,
             f"void({numba.from_dtype(source)}[::1], {numba.from_dtype(destination)}[::1], "
-            "int64[::1], int64[:, ::1])",
+            "int64, int64, int64[:, ::1])",
         )
         for source, destination in COPY_DTYPES
     ]
@@ -167,12 +167,11 @@ class Strided:
              for first, row in ((1, self.shape), (0, self.strides), (0, destination.strides))],
             np.int64,
         )  # fmt: skip
-        starts = np.array([self.start, destination.start], np.int64)
         threads = config.cuda.threads_per_block
         rows, columns = int(math.prod(geometry[0, :-1])), int(geometry[0, -1])
         blocks = (min(COPY_BLOCKS, -(-columns // threads)), min(COPY_ROWS, rows))
         strided_copy_kernel[blocks, threads](
-            self.memory, destination.memory, cuda.to_device(starts), cuda.to_device(geometry)
+            self.memory, destination.memory, self.start, destination.start, cuda.to_device(geometry)
         )
 
     def as_contiguous(self, dtype):

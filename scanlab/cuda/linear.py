@@ -219,6 +219,17 @@ def reduce_tile(
 
 
 @cuda.jit(device=True, inline="always")
+def run_chunk(state, shared, first_row, row_count):
+    """Run this thread's chunk of the staged tile from ``state``, the state entering it, and
+    write its states over ``b``'s tile (``shared`` as in :func:`reduce_tile`)."""
+    tile_a, tile_b, _, _ = shared
+    for row in range(first_row, first_row + row_count):
+        slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
+        state = advance(state, tile_a[slot], tile_b[slot])
+        tile_b[slot] = state
+
+
+@cuda.jit(device=True, inline="always")
 def run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel):
     """The whole recurrence of one channel, step by step."""
     length = out.shape[0]
@@ -279,7 +290,7 @@ def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_th
     """
     shared = cuda.shared.array(0, out.dtype)
     tiles = split_shared_memory(shared, items_per_thread)
-    tile_a, tile_b, scan_a, scan_b = tiles
+    _, tile_b, scan_a, scan_b = tiles
     shape = out.shape
     tile_rows = items_per_thread * cuda.blockDim.y
     tile, first_step, first_channel = tile_origin(shape[1], tile_rows, cuda.blockIdx.x)
@@ -294,11 +305,7 @@ def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_th
         carry = carries[tile, channel]
         if not (is_finite(carry) and is_finite(scan_a[prefix]) and is_finite(scan_b[prefix])):
             rerun[channel] = 1
-        state = advance(carry, scan_a[prefix], scan_b[prefix])
-        for row in range(first_row, first_row + row_count):
-            slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
-            state = advance(state, tile_a[slot], tile_b[slot])
-            tile_b[slot] = state
+        run_chunk(advance(carry, scan_a[prefix], scan_b[prefix]), tiles, first_row, row_count)
     cuda.syncthreads()
     store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
 
@@ -366,7 +373,7 @@ def single_pass_kernel(
     shared = cuda.shared.array(0, out.dtype)
     started = cuda.shared.array(1, numba.int64)
     tiles = split_shared_memory(shared, items_per_thread)
-    tile_a, tile_b, scan_a, scan_b = tiles
+    _, tile_b, scan_a, scan_b = tiles
     shape = out.shape
     tile_rows = items_per_thread * cuda.blockDim.y
     if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
@@ -398,11 +405,7 @@ def single_pass_kernel(
         prefix = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
         if not (is_finite(scan_a[prefix]) and is_finite(scan_b[prefix])):
             rerun[channel] = 1
-        state = scan_b[prefix]
-        for row in range(first_row, first_row + row_count):
-            slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
-            state = advance(state, tile_a[slot], tile_b[slot])
-            tile_b[slot] = state
+        run_chunk(scan_b[prefix], tiles, first_row, row_count)
     cuda.syncthreads()
     store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
 
