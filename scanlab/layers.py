@@ -18,6 +18,10 @@ Every layer has the same interface:
     ``dy = dL/dy`` in ``y``'s shape; ``dx = dL/dx`` in ``x``'s shape (None for a
     :class:`OneHot` input, which has no gradient) and ``grads`` a dict with the keys and shapes
     of ``params``. The backward pass runs on the device of the forward pass.
+``dx, grads, dh0 = layer.backward(cache, dy, return_dh0=True)``
+    Also ``dh0 = dL/dh0`` in the shape of the forward's ``h0`` (summed over the axes it was
+    broadcast along), or ``(*batch, hidden_size)`` when it was None (the gradient with respect to
+    the zero state): for a learned initial state, or one that an encoder computes.
 
 :class:`Linear` (a dense layer applied at every step) has no state: its ``forward`` takes only
 ``x``, of shape ``(..., input_size)``.
@@ -45,7 +49,7 @@ import numpy as np
 import scipy.sparse
 
 from scanlab import cells
-from scanlab.gradients import linear_recurrence_vjp, nonlinear_recurrence_vjp
+from scanlab.gradients import linear_recurrence_vjp, nonlinear_recurrence_vjp, reduce_to
 from scanlab.linear import linear_recurrence
 from scanlab.nonlinear import NonlinearInfo, nonlinear_recurrence
 
@@ -153,13 +157,14 @@ def check_input(x, input_size: int, dtype, min_ndim: int):
 
 
 def check_initial_state(h0, batch: tuple, hidden_size: int, dtype):
-    """``h0`` broadcast to ``(*batch, hidden_size)`` in ``dtype``, or None."""
-    if h0 is None:
-        return None
+    """``h0`` broadcast to ``(*batch, hidden_size)`` in ``dtype`` (or None), and the shape of
+    its gradient: ``h0``'s own, or the broadcast shape when it is None."""
     shape = batch + (hidden_size,)
+    if h0 is None:
+        return None, shape
     h0 = np.asarray(h0)
     try:
-        return np.broadcast_to(h0, shape).astype(dtype)
+        return np.broadcast_to(h0, shape).astype(dtype), h0.shape
     except ValueError:
         raise ValueError(
             f"h0 must broadcast to (*batch, hidden_size) = {shape} for x of batch shape {batch}, "
@@ -299,6 +304,7 @@ class GILRCache(NamedTuple):
 
     x: object
     h0: np.ndarray | None
+    h0_shape: tuple
     gate: np.ndarray
     candidate: np.ndarray
     states: np.ndarray
@@ -360,7 +366,7 @@ class GILR:
     def forward(self, x, h0=None, *, device: str = "auto"):
         """Every state ``h_t``, shape ``(T, *batch, hidden_size)``, and the cache."""
         x = check_input(x, self.params["input_weight"].shape[0], self.dtype, min_ndim=2)
-        h0 = check_initial_state(h0, x.shape[1:-1], self.hidden_size, self.dtype)
+        h0, h0_shape = check_initial_state(h0, x.shape[1:-1], self.hidden_size, self.dtype)
         pre = input_product(x, self.params["input_weight"])
         pre += self.params["bias"]
         gate = sigmoid(pre[..., : self.hidden_size])
@@ -368,13 +374,13 @@ class GILR:
         drive = 1 - gate
         drive *= candidate
         states = linear_recurrence(gate, drive, h0, device=device)
-        return states, GILRCache(x, h0, gate, candidate, states, device)
+        return states, GILRCache(x, h0, h0_shape, gate, candidate, states, device)
 
-    def backward(self, cache: GILRCache, dy):
-        """``dL/dx`` and the parameters' gradients, given ``dy = dL/dh``."""
+    def backward(self, cache: GILRCache, dy, *, return_dh0: bool = False):
+        """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dh``."""
         dy = check_output_gradient(dy, cache.states.shape, self.dtype)
         gate, candidate = cache.gate, cache.candidate
-        dgate, ddrive, _ = linear_recurrence_vjp(
+        dgate, ddrive, dh0 = linear_recurrence_vjp(
             gate, cache.states, dy, cache.h0, device=cache.device
         )
         dpre = np.empty(gate.shape[:-1] + (2 * self.hidden_size,), self.dtype)
@@ -382,7 +388,8 @@ class GILR:
         dpre[..., : self.hidden_size] = (dgate - ddrive * candidate) * gate * (1 - gate)
         dpre[..., self.hidden_size :] = ddrive * (1 - gate) * (1 - candidate * candidate)
         dweight, dx = input_backward(cache.x, self.params["input_weight"], dpre)
-        return dx, {"input_weight": dweight, "bias": sum_over_steps(dpre)}
+        grads = {"input_weight": dweight, "bias": sum_over_steps(dpre)}
+        return (dx, grads, reduce_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
 
 
 class GILRLSTMCache(NamedTuple):
@@ -480,8 +487,8 @@ class GILRLSTM:
         cache = GILRLSTMCache(surrogate_cache, forget, input_gate, output_gate, candidate, cells)
         return output_gate * cells, cache
 
-    def backward(self, cache: GILRLSTMCache, dy):
-        """``dL/dx`` and the parameters' gradients, given ``dy = dL/dh``."""
+    def backward(self, cache: GILRLSTMCache, dy, *, return_dh0: bool = False):
+        """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dh``."""
         dy = check_output_gradient(dy, cache.cells.shape, self.dtype)
         forget, input_gate, output_gate = cache.forget, cache.input_gate, cache.output_gate
         candidate, cells = cache.candidate, cache.cells
@@ -503,7 +510,12 @@ class GILRLSTM:
             drecurrent += surrogate_cache.h0.reshape(-1, n).T @ dpre[0].reshape(-1, 4 * n)
         dsurrogate = np.zeros_like(surrogate)
         dsurrogate[:-1] = matrix_product(dpre[1:], recurrent_weight.T)
-        dx_surrogate, surrogate_grads = self.surrogate.backward(surrogate_cache, dsurrogate)
+        dx_surrogate, surrogate_grads, dh0 = self.surrogate.backward(
+            surrogate_cache, dsurrogate, return_dh0=True
+        )
+        if len(dpre):
+            # h0 also feeds the gates of the first step.
+            dh0 += reduce_to(matrix_product(dpre[0], recurrent_weight.T), surrogate_cache.h0_shape)
         dweight, dx = input_backward(surrogate_cache.x, self.params["input_weight"], dpre)
         if dx is not None:
             dx += dx_surrogate
@@ -514,7 +526,7 @@ class GILRLSTM:
             "input_weight": dweight,
             "bias": sum_over_steps(dpre),
         }
-        return dx, grads
+        return (dx, grads, dh0) if return_dh0 else (dx, grads)
 
 
 class NewtonCache(NamedTuple):
@@ -522,6 +534,7 @@ class NewtonCache(NamedTuple):
 
     x: np.ndarray
     h0: np.ndarray | None
+    h0_shape: tuple
     states: np.ndarray
     info: NonlinearInfo
     device: str
@@ -554,21 +567,21 @@ class NewtonLayer:
         x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2)
         if isinstance(x, OneHot):
             x = x.dense(self.dtype)
-        h0 = check_initial_state(h0, x.shape[1:-1], self.cell.state_size, self.dtype)
+        h0, h0_shape = check_initial_state(h0, x.shape[1:-1], self.cell.state_size, self.dtype)
         states, info = nonlinear_recurrence(
             self.cell, x, h0, method=self.method, device=device, full_output=True
         )
-        return self.cell.output(states), NewtonCache(x, h0, states, info, device)
+        return self.cell.output(states), NewtonCache(x, h0, h0_shape, states, info, device)
 
-    def backward(self, cache: NewtonCache, dy):
-        """``dL/dx`` and the parameters' gradients, given ``dy = dL/dy``."""
+    def backward(self, cache: NewtonCache, dy, *, return_dh0: bool = False):
+        """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dy``."""
         dy = check_output_gradient(dy, cache.states.shape[:-1] + (self.hidden_size,), self.dtype)
         gradient = np.zeros_like(cache.states)
         self.cell.output(gradient)[...] = dy
-        dx, _, grads = nonlinear_recurrence_vjp(
+        dx, dh0, grads = nonlinear_recurrence_vjp(
             self.cell, cache.x, cache.h0, cache.states, gradient, device=cache.device
         )
-        return dx, grads
+        return (dx, grads, reduce_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
 
 
 class ParaGRU(NewtonLayer):

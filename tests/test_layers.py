@@ -44,9 +44,21 @@ def numerical_gradient(loss, array, step=1e-6):
 
 
 def assert_gradients_match_finite_differences(layer, x, h0, rng):
+    """Every gradient of ``backward`` (and ``dh0`` of a recurrent layer, also for ``h0=None``:
+    the gradient at the zero state) against central differences of a random linear loss."""
     y, cache = forward(layer, x, h0)
     weights = rng.standard_normal(y.shape)
-    dx, grads = layer.backward(cache, weights)
+    if isinstance(layer, Linear):
+        dx, grads = layer.backward(cache, weights)
+    else:
+        dx, grads, dh0 = layer.backward(cache, weights, return_dh0=True)
+        state_size = layer.cell.state_size if hasattr(layer, "cell") else layer.hidden_size
+        initial = np.zeros(y.shape[1:-1] + (state_size,)) if h0 is None else h0.copy()
+        assert dh0.shape == initial.shape and dh0.dtype == y.dtype
+        expected = numerical_gradient(
+            lambda: float(np.sum(weights * forward(layer, x, initial)[0])), initial
+        )
+        np.testing.assert_allclose(dh0, expected, rtol=1e-6, atol=1e-7, err_msg="h0")
 
     def loss():
         return float(np.sum(weights * forward(layer, x, h0)[0]))
@@ -152,10 +164,11 @@ def test_layers_run_their_scans_on_the_gpu(cuda_device):
     results = []
     for device in ("cpu", cuda_device):
         y, cache = layer.forward(x, h0, device=device)
-        results.append((y, *layer.backward(cache, dy)))
-    (y_cpu, dx_cpu, grads_cpu), (y_gpu, dx_gpu, grads_gpu) = results
+        results.append((y, *layer.backward(cache, dy, return_dh0=True)))
+    (y_cpu, dx_cpu, grads_cpu, dh0_cpu), (y_gpu, dx_gpu, grads_gpu, dh0_gpu) = results
     np.testing.assert_allclose(y_gpu, y_cpu, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx_gpu, dx_cpu, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dh0_gpu, dh0_cpu, rtol=1e-10, atol=1e-12)
     for name, value in grads_cpu.items():
         np.testing.assert_allclose(grads_gpu[name], value, rtol=1e-10, atol=1e-12)
 
