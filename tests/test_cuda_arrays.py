@@ -6,6 +6,7 @@ object that only exposes ``__cuda_array_interface__``); the result must equal th
 on the GPU.
 """
 
+import collections
 import pathlib
 import re
 import runpy
@@ -26,7 +27,8 @@ from hypothesis import strategies as st
 from numba import cuda
 
 import scanlab
-from scanlab._arrays import check_linear
+from scanlab._arrays import array_interface, check_linear
+from scanlab.cuda import arrays
 
 pytestmark = CUDA_MODULE_MARKS
 
@@ -72,15 +74,37 @@ def as_form(array: np.ndarray, form: str):
     if form == "reversed":  # negative strides along the first axis
         return cuda.to_device(np.ascontiguousarray(array[::-1]))[::-1]
     if form == "transposed":  # the axes' order reversed in memory
-        return cuda.to_device(np.ascontiguousarray(array.T)).T
+        return strided_gpu_array(array, tuple(reversed(range(array.ndim))))
     return ForeignArray(cuda.to_device(array) if not numba.config.ENABLE_CUDASIM else array.copy())
 
 
+def strided_gpu_array(values: np.ndarray, memory_order: tuple, reverse: bool = False):
+    """``values`` as a strided GPU array (a :class:`ForeignArray`): its axes laid out in memory in
+    ``memory_order`` (outermost first), the first axis reversed in memory if ``reverse``.
+
+    Numba's device arrays cannot make such views on a GPU: their ``transpose`` copies a 2-D array
+    and refuses more axes (the simulator's makes views).
+    """
+    memory = np.ascontiguousarray((values[::-1] if reverse else values).transpose(memory_order))
+    view = memory.transpose(np.argsort(memory_order))
+    view = view[::-1] if reverse else view
+    foreign = ForeignArray(memory if numba.config.ENABLE_CUDASIM else cuda.to_device(memory))
+    interface = foreign.__cuda_array_interface__
+    offset = view.__array_interface__["data"][0] - memory.__array_interface__["data"][0]
+    interface.update(data=(interface["data"][0] + offset, False), shape=view.shape,
+                     strides=view.strides)  # fmt: skip
+    return foreign
+
+
 def to_host(value) -> np.ndarray:
-    """A host copy of ``value`` (host, device or foreign array)."""
-    if isinstance(value, ForeignArray):
-        value = value.array
-    return value.copy_to_host() if hasattr(value, "copy_to_host") else np.asarray(value).copy()
+    """A host copy of ``value`` (host, device or foreign array, of any strides)."""
+    if not isinstance(value, ForeignArray):
+        return value.copy_to_host() if hasattr(value, "copy_to_host") else np.asarray(value).copy()
+    memory = to_host(value.array)
+    interface = value.__cuda_array_interface__
+    offset = interface["data"][0] - array_interface(value.array)["data"][0]
+    view = np.ndarray(interface["shape"], memory.dtype, memory, offset, interface["strides"])
+    return view.copy()
 
 
 def sub_shape(data, shape: tuple) -> tuple:
@@ -140,14 +164,14 @@ def test_gpu_matrices_and_their_transposed_views(small_chunks, length, size, dty
     A = random_matrices(rng, (length, 2), size, dtype)
     b = random_array(rng, (2, length, size), dtype)
     h0 = random_array(rng, (size,), dtype)
-    transposed = cuda.to_device(np.ascontiguousarray(A.swapaxes(-1, -2))).transpose((0, 1, 3, 2))
+    transposed = strided_gpu_array(A, (0, 1, 3, 2))
     expected = scanlab.linear_recurrence_matrix(
         A, b.transpose(1, 0, 2), h0, reverse=reverse, device="cpu"
     )
 
     result = scanlab.linear_recurrence_matrix(
         transposed,
-        cuda.to_device(b).transpose((1, 0, 2)),
+        strided_gpu_array(b.transpose(1, 0, 2), (1, 0, 2)),
         cuda.to_device(h0),
         reverse=reverse,
         method=method,
@@ -159,7 +183,6 @@ def test_gpu_matrices_and_their_transposed_views(small_chunks, length, size, dty
 def test_operands_in_kernel_layout_are_read_and_written_in_place(small_chunks):
     a, b = cuda.to_device(np.full((6, 3), 0.5)), cuda.to_device(np.ones((6, 3)))
     out = cuda.device_array((6, 3))
-    from scanlab.cuda import arrays
 
     problem = arrays.lay_out(a, b, None, check_linear(a, b, None, 0), out)
 
@@ -225,3 +248,166 @@ def test_gpu_arrays_example_agrees_with_the_cpu(small_chunks, capsys, monkeypatc
     differences = [float(value) for value in re.findall(r"= ([0-9.e+-]+)", printed)]
     assert len(differences) == 2 and max(differences) < 1e-5, printed
     assert "shape (3, 300), on the GPU" in printed and "written into out (True)" in printed
+
+
+class CountedKernel:
+    """A CUDA kernel whose launches are counted in ``launches`` under ``name``."""
+
+    def __init__(self, kernel, name: str, launches: collections.Counter):
+        self.kernel, self.name, self.launches = kernel, name, launches
+
+    def __getitem__(self, configuration):
+        self.launches[self.name] += 1
+        return self.kernel[configuration]
+
+
+@pytest.fixture
+def copy_launches(monkeypatch):
+    """The launches of each copy kernel of :mod:`scanlab.cuda.arrays`, by kernel name."""
+    launches = collections.Counter()
+    for name in ("strided_copy_kernel", "tiled_transpose_kernel"):
+        monkeypatch.setattr(arrays, name, CountedKernel(getattr(arrays, name), name, launches))
+    return launches
+
+
+@pytest.fixture
+def small_grids(monkeypatch):
+    """Grids of at most 2 blocks along each dimension: the copy kernels loop over the rest."""
+    monkeypatch.setattr(arrays, "COPY_BLOCKS", 2)
+    monkeypatch.setattr(arrays, "COPY_ROWS", 2)
+
+
+#: Index spaces for :func:`test_copy_geometry_orders_the_axes_and_tiles_transposing_copies`: shape,
+#: source strides and destination strides, and the geometry and tile axis expected.
+GEOMETRIES = {
+    # (T, D) of a time-last (D, T) array, into the kernel layout: tiles over (T, D).
+    "time-last": ((70, 16), (1, 70), (16, 1), [[1, 70, 16], [0, 1, 70], [0, 16, 1]], 1),
+    # The same with T reversed, and axes of length 1 between (dropped).
+    "reversed-with-length-1-axes": ((70, 1, 16, 1), (-1, 5, 70, 9), (16, 16, 1, 1),
+                                    [[1, 70, 16], [0, -1, 70], [0, 16, 1]], 1),
+    # (T, B, C, D) of a time-last (B, C, D, T) array: B, C and D, contiguous in both, merge.
+    "batch-axes-merge": ((70, 2, 3, 16), (1, 3360, 1120, 70), (96, 48, 16, 1),
+                         [[1, 70, 96], [0, 1, 70], [0, 96, 1]], 1),
+    # (T, B, D) of a (D, B, T) array: B and D do not merge, and B is a row walked by the grid.
+    "two-rows": ((70, 2, 16), (1, 70, 140), (32, 16, 1),
+                 [[1, 70, 2, 16], [0, 1, 70, 140], [0, 32, 16, 1]], 1),
+    # The kernel's (T, D) output into a time-last result: D, the destination's innermost
+    # axis, is moved last.
+    "into-time-last": ((70, 16), (16, 1), (1, 70), [[1, 16, 70], [0, 1, 16], [0, 70, 1]], 1),
+    # The same order in both, contiguous (a cast): one long axis, no transpose.
+    "same-order": ((70, 16), (16, 1), (16, 1), [[1, 1120], [0, 1], [0, 1]], None),
+    # The same order, every other element of the source: one axis of stride 2...
+    "same-order-every-other": ((70, 16), (32, 2), (16, 1), [[1, 1120], [0, 2], [0, 1]], None),
+    # ...but rows of a wider array do not merge.
+    "same-order-padded-rows": ((70, 16), (40, 2), (16, 1),
+                               [[1, 70, 16], [0, 40, 2], [0, 16, 1]], None),
+    # Broadcast along the last axis: a warp reads a single element.
+    "broadcast-last-axis": ((70, 16), (1, 0), (16, 1), [[1, 70, 16], [0, 1, 0], [0, 16, 1]],
+                            None),
+    # Broadcast along every row: the last axis is the source's only one.
+    "broadcast-rows": ((70, 16), (0, 1), (16, 1), [[1, 70, 16], [0, 0, 1], [0, 16, 1]], None),
+    # Fewer than TILE_ROWS time steps of a time-last array: too short a tile.
+    "few-time-steps": ((4, 70), (1, 4), (70, 1), [[1, 4, 70], [0, 1, 4], [0, 70, 1]], None),
+    # One axis of length above 1: no rows but the leading one.
+    "one-axis": ((1, 70), (70, 1), (70, 1), [[1, 70], [0, 1], [0, 1]], None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shape", "source_strides", "destination_strides", "geometry", "tile_axis"),
+    GEOMETRIES.values(),
+    ids=GEOMETRIES.keys(),
+)
+def test_copy_geometry_orders_the_axes_and_tiles_transposing_copies(
+    shape, source_strides, destination_strides, geometry, tile_axis
+):
+    chosen, chosen_tile_axis = arrays.copy_geometry(shape, source_strides, destination_strides)
+
+    np.testing.assert_array_equal(chosen, geometry)
+    assert chosen.dtype == np.int64
+    assert chosen_tile_axis == tile_axis
+
+
+#: Copies for :func:`test_copy_into_matches_numpy`: the source's values (shape and dtype), the
+#: order of its axes in memory (outermost first) and whether its first axis is reversed, the
+#: shape it is broadcast to, the axis moved to the front, the destination's dtype and its layout
+#: (the kernel layout, or the front axis last in memory), and whether the copy is tiled.
+COPIES = {
+    "time-last-to-kernel-layout": ((16, 70), np.float32, (0, 1), False, None, 1, np.float64,
+                                   "kernel", True),
+    "tile-edges-int-to-float": ((33, 31), np.int32, (0, 1), True, None, 1, np.float64, "kernel",
+                                True),
+    "kernel-layout-to-time-last": ((70, 33), np.float64, (0, 1), False, None, 0, np.float64,
+                                   "time-last", True),
+    "two-other-rows-broadcast": ((2, 1, 9, 33), np.complex64, (0, 1, 2, 3), True, (2, 2, 9, 33),
+                                 3, np.complex128, "kernel", True),
+    "time-in-the-middle-transposed": ((9, 6, 5), np.float32, (2, 1, 0), True, None, 1,
+                                      np.complex64, "kernel", True),
+    "kernel-layout-cast": ((31, 5), np.float32, (0, 1), False, None, 0, np.float64, "kernel",
+                           False),
+    "few-time-steps": ((70, 4), np.bool_, (0, 1), False, None, 1, np.float64, "kernel", False),
+    "broadcast-along-the-last-axis": ((33, 1), np.int64, (0, 1), False, (33, 16), 0, np.float64,
+                                      "kernel", False),
+    "single-channel": ((1, 70), np.float64, (1, 0), False, None, 1, np.float64, "time-last",
+                       False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("copy", COPIES.values(), ids=COPIES.keys())
+def test_copy_into_matches_numpy(small_chunks, small_grids, copy):
+    values_shape, values_dtype, memory_order, reverse, shape, axis, dtype, layout, tiled = copy
+    values = (np.arange(np.prod(values_shape)) % 97).reshape(values_shape).astype(values_dtype)
+    shape = shape or values_shape
+    source = arrays.Strided.of(strided_gpu_array(values, memory_order, reverse))
+    source = source.expanded(shape).time_first(axis)
+    expected = np.moveaxis(np.broadcast_to(values, shape), axis, 0).astype(dtype)
+    if layout == "kernel":
+        result = cuda.device_array(expected.shape, dtype)
+        destination = arrays.Strided.contiguous(result.reshape(-1), expected.shape)
+    else:
+        result = cuda.device_array(expected.shape[1:] + expected.shape[:1], dtype)
+        destination = arrays.Strided.of(result).time_first(result.ndim - 1)
+    tile_axis = arrays.copy_geometry(source.shape, source.strides, destination.strides)[1]
+
+    source.copy_into(destination)
+
+    assert (tile_axis is not None) == tiled
+    copied = result.copy_to_host()
+    np.testing.assert_array_equal(copied if layout == "kernel" else np.moveaxis(copied, -1, 0),
+                                  expected)  # fmt: skip
+
+
+#: Recurrences for :func:`test_transposed_gpu_operands_give_the_cpu_result`: shape, axis, the
+#: layouts of ``a`` and ``b`` (their shapes, dtypes, memory orders of their axes, outermost
+#: first), ``h0``'s shape, the launches of the tiled kernel expected.
+RECURRENCES = {
+    # (B, D, T), C-contiguous, time last: the copies of a (float32, cast, broadcast over B), of b
+    # and into the result all transpose.
+    "batch-first-time-last": ((2, 9, 33), -1, ((9, 33), np.float32, (0, 1)),
+                              ((2, 9, 33), np.float64, (0, 1, 2)), (9,), 3),
+    # (B, T, D) with time in the middle, in memory as (D, T, B): b's copy tiles over B.
+    "time-in-the-middle": ((9, 5, 4), 1, ((), np.float64, ()),
+                           ((9, 5, 4), np.complex64, (2, 1, 0)), None, 1),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("recurrence", RECURRENCES.values(), ids=RECURRENCES.keys())
+def test_transposed_gpu_operands_give_the_cpu_result(small_chunks, copy_launches, recurrence):
+    shape, axis, a_layout, b_layout, h0_shape, tiled_launches = recurrence
+    rng = np.random.default_rng(0)
+    (a_shape, a_dtype, a_order), (b_shape, b_dtype, b_order) = a_layout, b_layout
+    a = random_array(rng, a_shape, a_dtype, -0.95, 0.95)
+    b = random_array(rng, b_shape, b_dtype)
+    h0 = None if h0_shape is None else random_array(rng, h0_shape, np.float64)
+    expected = scanlab.linear_recurrence(a, b, h0, axis=axis, device="cpu")
+
+    result = scanlab.linear_recurrence(
+        a if a.ndim == 0 else strided_gpu_array(a, a_order),
+        strided_gpu_array(b, b_order),
+        None if h0 is None else cuda.to_device(h0),
+        axis=axis,
+    )
+
+    assert result.shape == shape
+    assert_close(result.copy_to_host(), expected, expected.dtype)
+    assert copy_launches["tiled_transpose_kernel"] == tiled_launches

@@ -3,7 +3,8 @@
 An operand that is a GPU array (it exposes ``__cuda_array_interface__``: CuPy, PyTorch CUDA
 tensors, Numba device arrays) is read where it lies. When it already has the kernel layout (time
 first, C-contiguous, the result dtype) the kernels read it without a copy; otherwise one pass of
-:func:`strided_copy_kernel` on the GPU moves the time axis to the front, broadcasts and casts it.
+:func:`strided_copy_kernel` (or of :func:`tiled_transpose_kernel`, when the copy transposes) on the
+GPU moves the time axis to the front, broadcasts and casts it.
 Host operands (scalars, NumPy arrays) are laid out on the host and copied to the GPU. The result
 is a new Numba device array, or ``out`` (any writable GPU array) written in place.
 
@@ -22,12 +23,22 @@ from scanlab import _arrays, config
 from scanlab._arrays import Layout, LinearProblem, array_interface, check_output, stand_in
 from scanlab._devices import on_gpu
 
-#: The most blocks :func:`strided_copy_kernel` is launched with along the last axis (of
-#: ``config.cuda.threads_per_block`` threads) and along the rows (the grid's y limit); beyond,
-#: each thread copies several elements.
+#: The most blocks the copy kernels are launched with along the last axis (of
+#: ``config.cuda.threads_per_block`` threads, or of ``TILE`` elements) and along the rows or the
+#: tiles across them (the grid's y and z limit); beyond, each thread copies several elements.
 COPY_BLOCKS, COPY_ROWS = 4096, 65535
 
-#: The (source, destination) dtypes :func:`kernel_signatures` lists for :func:`strided_copy_kernel`:
+#: The side of the square tiles :func:`tiled_transpose_kernel` copies (a warp's width: a warp reads
+#: a tile's row and writes its column), and the rows of threads of its blocks (``TILE`` by
+#: ``TILE_ROWS`` threads, each moving ``TILE // TILE_ROWS`` elements in and out). Fixed, unlike
+#: ``config.cuda.threads_per_block``: the shape of a shared array is a compile-time constant.
+TILE, TILE_ROWS = 32, 8
+
+#: The shared array of a tile: one column of padding puts the elements of a tile's column in
+#: different banks, so that a warp reads a column (to write it out) without bank conflicts.
+TILE_SHAPE = (TILE, TILE + 1)
+
+#: The (source, destination) dtypes :func:`kernel_signatures` lists for the copy kernels:
 #: every promotion between compute dtypes, and the common integers and bools to float64.
 COPY_DTYPES = [
     (source, destination)
@@ -69,28 +80,85 @@ def strided_copy_kernel(source, destination, source_start, destination_start, ge
             destination[destination_row + column * geometry[2, last]] = element
 
 
+@cuda.jit
+def tiled_transpose_kernel(
+    source, destination, source_start, destination_start, geometry, tile_axis
+):
+    """:func:`strided_copy_kernel` through shared memory, for copies that transpose.
+
+    The same copy, for index spaces whose axis ``tile_axis`` (not the last) is the source's
+    innermost and whose last axis is the destination's. Each block copies ``TILE`` by ``TILE``
+    tiles over (``tile_axis``, last axis) of one row of the other axes: its threads read a tile
+    with consecutive threads along ``tile_axis`` into a shared array of the destination's dtype
+    (converting), then write it with consecutive threads along the last axis: both passes are
+    coalesced.
+
+    The grid's x dimension walks the tiles along the last axis, its y dimension those along
+    ``tile_axis`` and its z dimension the rows of the other axes, whose index arithmetic
+    (divisions) is done once per row and block. Blocks are ``(TILE, TILE_ROWS)`` threads.
+    """
+    tile = cuda.shared.array(TILE_SHAPE, destination.dtype)
+    shape = geometry[0]
+    last = shape.shape[0] - 1
+    across, along = shape[tile_axis], shape[last]
+    source_across, source_along = geometry[1, tile_axis], geometry[1, last]
+    destination_across, destination_along = geometry[2, tile_axis], geometry[2, last]
+    lane, warp = cuda.threadIdx.x, cuda.threadIdx.y
+    rows = 1
+    for axis in range(last):
+        if axis != tile_axis:
+            rows *= shape[axis]
+    for row in range(cuda.blockIdx.z, rows, cuda.gridDim.z):
+        remainder = row
+        source_row, destination_row = source_start, destination_start
+        for axis in range(last - 1, -1, -1):
+            if axis != tile_axis:
+                index = remainder % shape[axis]
+                remainder //= shape[axis]
+                source_row += index * geometry[1, axis]
+                destination_row += index * geometry[2, axis]
+        for first_across in range(cuda.blockIdx.y * TILE, across, cuda.gridDim.y * TILE):
+            tile_across = min(TILE, across - first_across)
+            for first_along in range(cuda.blockIdx.x * TILE, along, cuda.gridDim.x * TILE):
+                tile_along = min(TILE, along - first_along)
+                if lane < tile_across:
+                    source_column = source_row + (first_across + lane) * source_across
+                    for offset in range(warp, tile_along, TILE_ROWS):
+                        tile[offset, lane] = source[
+                            source_column + (first_along + offset) * source_along
+                        ]
+                cuda.syncthreads()
+                if lane < tile_along:
+                    destination_column = destination_row + (first_along + lane) * destination_along
+                    for offset in range(warp, tile_across, TILE_ROWS):
+                        destination[
+                            destination_column + (first_across + offset) * destination_across
+                        ] = tile[lane, offset]
+                cuda.syncthreads()
+
+
 def kernel_signatures():
     """List every kernel of this module with each signature its launchers compile.
 
     Returns
     -------
     list of (numba.cuda.dispatcher.CUDADispatcher, str)
-        One entry per pair of :data:`COPY_DTYPES`; compile one to PTX without a GPU with
-        ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
+        One entry per kernel and pair of :data:`COPY_DTYPES`; compile one to PTX without a GPU
+        with ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
     """
-    return [
-        (
-            strided_copy_kernel,
-            f"void({numba.from_dtype(source)}[::1], {numba.from_dtype(destination)}[::1], "
-            "int64, int64, int64[:, ::1])",
-        )
-        for source, destination in COPY_DTYPES
-    ]
+    signatures = []
+    for source, destination in COPY_DTYPES:
+        arrays = f"{numba.from_dtype(source)}[::1], {numba.from_dtype(destination)}[::1]"
+        signatures += [
+            (strided_copy_kernel, f"void({arrays}, int64, int64, int64[:, ::1])"),
+            (tiled_transpose_kernel, f"void({arrays}, int64, int64, int64[:, ::1], int64)"),
+        ]
+    return signatures
 
 
 @dataclass(frozen=True)
 class Strided:
-    """A GPU array's elements as :func:`strided_copy_kernel` reads and writes them.
+    """A GPU array's elements as the copy kernels read and write them.
 
     ``memory`` is a 1-D device array over the array's bytes, from its lowest element to its
     highest; element ``(i_0, ..., i_k)`` is ``memory[start + sum(i * strides)]``.
@@ -157,22 +225,27 @@ class Strided:
         )
 
     def copy_into(self, destination: "Strided") -> None:
-        """Launch :func:`strided_copy_kernel` from these elements into ``destination``'s.
-
-        Axes of length 1 are dropped, and one of length 1 leads, so the kernel always has rows.
-        """
-        kept = [axis for axis, size in enumerate(self.shape) if size != 1]
-        geometry = np.array(
-            [[first] + [row[axis] for axis in kept]
-             for first, row in ((1, self.shape), (0, self.strides), (0, destination.strides))],
-            np.int64,
-        )  # fmt: skip
-        threads = config.cuda.threads_per_block
-        rows, columns = int(math.prod(geometry[0, :-1])), int(geometry[0, -1])
-        blocks = (min(COPY_BLOCKS, -(-columns // threads)), min(COPY_ROWS, rows))
-        strided_copy_kernel[blocks, threads](
-            self.memory, destination.memory, self.start, destination.start, cuda.to_device(geometry)
-        )
+        """Copy these elements into ``destination``'s on the GPU: one launch of the kernel
+        :func:`copy_geometry` chooses, over the index space it orders."""
+        geometry, tile_axis = copy_geometry(self.shape, self.strides, destination.strides)
+        arguments = (self.memory, destination.memory, self.start, destination.start)
+        along = int(geometry[0, -1])
+        if tile_axis is None:
+            threads = config.cuda.threads_per_block
+            rows = int(math.prod(geometry[0, :-1]))
+            blocks = (min(COPY_BLOCKS, -(-along // threads)), min(COPY_ROWS, rows))
+            strided_copy_kernel[blocks, threads](*arguments, cuda.to_device(geometry))
+        else:
+            across = int(geometry[0, tile_axis])
+            other_rows = int(math.prod(np.delete(geometry[0, :-1], tile_axis)))
+            blocks = (
+                min(COPY_BLOCKS, -(-along // TILE)),
+                min(COPY_ROWS, -(-across // TILE)),
+                min(COPY_ROWS, other_rows),
+            )
+            tiled_transpose_kernel[blocks, (TILE, TILE_ROWS)](
+                *arguments, cuda.to_device(geometry), tile_axis
+            )
 
     def as_contiguous(self, dtype):
         """The elements as a C-contiguous device array of ``dtype``: ``memory`` itself when it
@@ -182,6 +255,58 @@ class Strided:
         copy = cuda.device_array(math.prod(self.shape), dtype)
         self.copy_into(Strided.contiguous(copy, self.shape))
         return copy.reshape(self.shape)
+
+
+def copy_geometry(shape: tuple, source_strides: tuple, destination_strides: tuple) -> tuple:
+    """The index space a copy walks, and whether :func:`tiled_transpose_kernel` walks it.
+
+    Parameters
+    ----------
+    shape, source_strides, destination_strides : tuple of int
+        The elements to copy, and their strides in the source and the destination, in elements.
+
+    Returns
+    -------
+    geometry : numpy.ndarray
+        The ``geometry`` argument of the copy kernels: the shape, source strides and destination
+        strides of the index space, one column per axis. Axes of length 1 are dropped and one
+        of length 1 leads, so that there are always rows. The axis of the destination's smallest
+        stride comes last (on a tie, the later one: a space already in the destination's order
+        keeps it), so that both kernels write with consecutive threads along it: coalesced.
+        Neighbouring axes that both arrays step through as through one are merged into it.
+    tile_axis : int or None
+        The column of the source's smallest nonzero stride when it is a row axis's (not the
+        last), smaller than the last axis's, and that axis has at least ``TILE_ROWS`` elements:
+        the copy transposes, and :func:`tiled_transpose_kernel` reads along ``tile_axis``. Else
+        None, for :func:`strided_copy_kernel`, which reads along the last axis: the source's
+        innermost there (or broadcast: a warp reads one element), or the tile axis is too short,
+        its tiles would leave most of each warp idle while reading, and the strided kernel's
+        reads, then usually fewer than ``TILE_ROWS`` elements apart, share their sectors with
+        neighbouring warps'.
+    """
+    kept = [axis for axis, size in enumerate(shape) if size != 1]
+    if kept:
+        inner = min(reversed(kept), key=lambda axis: abs(destination_strides[axis]))
+        kept = [axis for axis in kept if axis != inner] + [inner]
+    # Each axis as (size, source stride, destination stride); neighbours that step through both
+    # arrays as one axis would are merged (a contiguous copy that casts is one long axis).
+    axes = []
+    for axis in kept:
+        size, source, destination = shape[axis], source_strides[axis], destination_strides[axis]
+        if axes and axes[-1][1] == source * size and axes[-1][2] == destination * size:
+            size *= axes.pop()[0]
+        axes.append((size, source, destination))
+    geometry = np.array([[1, 0, 0], *axes], np.int64).T.copy()
+    source_steps = np.abs(geometry[1])
+    row_columns = [column for column in range(1, len(axes)) if source_steps[column]]
+    tile_axis = min(row_columns, key=lambda column: source_steps[column], default=None)
+    if (
+        tile_axis is None
+        or source_steps[tile_axis] >= source_steps[-1]
+        or geometry[0, tile_axis] < TILE_ROWS
+    ):
+        return geometry, None
+    return geometry, tile_axis
 
 
 def contiguous_strides(shape: tuple, itemsize: int) -> tuple:
