@@ -8,6 +8,8 @@ GPU: a Numba device array, which ``cupy.asarray`` or ``torch.as_tensor`` wrap wi
    laid out for the kernels on the GPU).
 2. Discounted returns of a batch of episodes (``reverse=True``), written into a preallocated GPU
    array (``out=``), time first (read in place).
+3. The gradient of a loss of those returns with respect to the rewards and the discounts
+   (``linear_recurrence_vjp``), on the GPU too.
 
 Each is checked against the same call on the CPU. The arrays are CuPy's when CuPy is installed,
 else Numba's. Needs an NVIDIA GPU (or Numba's CUDA simulator, ``NUMBA_ENABLE_CUDASIM=1``).
@@ -66,6 +68,19 @@ def main() -> None:
     difference = np.max(np.abs(to_host(returns) - expected)) / np.max(np.abs(expected))
     print(f"returns: written into out ({result is returns}); "
           f"max |GPU - CPU| / max |G| = {difference:.1e}")  # fmt: skip
+
+    # 3. Gradients of L = sum(w * G), for weights w: the adjoint recurrence runs forwards in time.
+    weights = rng.standard_normal((length, batch)).astype(np.float32)
+    gradients = scanlab.linear_recurrence_vjp(
+        to_gpu(discounts), returns, to_gpu(weights), reverse=True
+    )
+    expected = scanlab.linear_recurrence_vjp(discounts, to_host(returns), weights, reverse=True)
+    difference = max(
+        np.max(np.abs(to_host(gpu) - cpu)) / np.max(np.abs(cpu))
+        for gpu, cpu in zip(gradients[:2], expected[:2], strict=True)
+    )
+    print(f"gradients: d/d discounts and d/d rewards on the GPU; "
+          f"max |GPU - CPU| / max |gradient| = {difference:.1e}")  # fmt: skip
 
 
 if __name__ == "__main__":

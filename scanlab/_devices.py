@@ -34,7 +34,8 @@ def resolve_device(device, *, gpu_arrays: bool = False, **operands) -> str:
         raise TypeError(
             f"{gpu_operands} live(s) on the GPU, and this solver takes host (NumPy) arrays only; "
             "copy them to the host first (device='cuda' still runs it on the GPU). "
-            "linear_recurrence and linear_recurrence_matrix take GPU arrays as they are"
+            "linear_recurrence, linear_recurrence_matrix and their VJPs take GPU arrays as they "
+            "are"
         )
     return "cuda"
 

@@ -97,6 +97,10 @@ class CUDAConfig:
         Steps each thread of the ``"scan"`` method of ``linear_recurrence_matrix`` composes
         sequentially (one thread per chunk and system), at least 2; each level of the scan is
         this many times shorter than the one below. Not yet tuned on a GPU.
+    reduce_items_per_thread : int
+        Products each thread of the linear VJPs' gradient sums on GPU arrays adds up before
+        adding its sum to the result atomically (fewer: more threads, more atomic additions).
+        Not yet tuned on a GPU.
     nonlinear_auto_newton_min_work : int
         ``nonlinear_recurrence(method="auto")`` on the GPU runs Newton (quasi-Newton for dense
         cells of more than 4 states) when ``T * n`` is at least this, else the loop (one thread
@@ -111,6 +115,7 @@ class CUDAConfig:
     auto_scan_min_length: int = 256
     single_pass_scan: bool = False
     matrix_chunk_length: int = 32
+    reduce_items_per_thread: int = 256
     nonlinear_auto_newton_min_work: int = 65536
 
 

@@ -3,17 +3,24 @@
 The backward pass of ``h[t] = a[t] * h[t-1] + b[t]`` is the same recurrence run the other way:
 the adjoint ``lam[t] = g[t] + a[t+1] * lam[t+1]`` (with matrices, ``A[t+1]`` transposed), from
 which every gradient is a product with the forward states. So it runs on the same kernels, on
-either device, in parallel over time. A nonlinear recurrence's backward pass is the same
-adjoint with the transposed Jacobians of its cell at the solution (the implicit function
-theorem).
+either device, in parallel over time; GPU operands stay on the GPU (:mod:`scanlab.cuda.gradients`).
+A nonlinear recurrence's backward pass is the same adjoint with the transposed Jacobians of its
+cell at the solution (the implicit function theorem).
 """
 
 import string
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scanlab._arrays import initial_state, normalize_axis, result_dtype
-from scanlab._devices import cuda_module, resolve_device
+from scanlab._arrays import (
+    check_initial_state,
+    initial_state,
+    normalize_axis,
+    result_dtype,
+    stand_in,
+)
+from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
@@ -40,7 +47,9 @@ def linear_recurrence_vjp(a, h, g, h0=None, *, axis=0, reverse=False, device="au
     axis, reverse : optional
         As in the forward call.
     device : {"auto", "cpu", "cuda"}, optional
-        Where the adjoint recurrence runs, as for :func:`scanlab.linear_recurrence`.
+        Where the adjoint recurrence runs, as for :func:`scanlab.linear_recurrence`. With GPU
+        operands (anything with ``__cuda_array_interface__``) every step runs on the GPU and
+        the three results are Numba device arrays.
 
     Returns
     -------
@@ -98,7 +107,8 @@ def linear_recurrence_matrix_vjp(A, h, g, h0=None, *, axis=0, reverse=False, dev
     axis, reverse : optional
         As in the forward call.
     device : {"auto", "cpu", "cuda"}, optional
-        Where the adjoint recurrence runs, as for :func:`scanlab.linear_recurrence_matrix`.
+        Where the adjoint recurrence runs, as for :func:`scanlab.linear_recurrence_matrix`; GPU
+        operands as in :func:`linear_recurrence_vjp`.
 
     Returns
     -------
@@ -137,38 +147,79 @@ def linear_recurrence_matrix_vjp(A, h, g, h0=None, *, axis=0, reverse=False, dev
     return adjoint_gradients(A, h, g, h0, axis, reverse, device, matrices=True)
 
 
+@dataclass(frozen=True)
+class AdjointLayout:
+    """The shapes of a linear VJP's operands, checked against each other.
+
+    ``h`` has shape ``leading + state`` (``state`` is ``(n,)`` with matrices, else empty) with
+    time at ``time_axis``; the coefficients broadcast to ``leading + state * 2``.
+    """
+
+    dtype: np.dtype
+    time_axis: int
+    leading: tuple
+    state: tuple
+    coefficient_shape: tuple
+    h0_shape: tuple | None
+
+    @classmethod
+    def of(cls, a, h, g, h0, axis, matrices: bool) -> "AdjointLayout":
+        """Check the operands (host or GPU arrays: only their shapes are read)."""
+        dtype = result_dtype(a=a, h=h, g=g, h0=h0)
+        a, h, g = stand_in(a), stand_in(h), stand_in(g)
+        if h.shape != g.shape:
+            raise ValueError(f"g must have h's shape {h.shape}, got {g.shape}")
+        state = h.shape[-1:] if matrices else ()
+        if matrices and (a.ndim < 2 or a.shape[-2:] != state * 2):
+            raise ValueError(f"A must have shape (..., n, n) with n = h.shape[-1], got {a.shape}")
+        if not h.ndim > len(state):
+            raise ValueError(f"h has no time axis: shape {h.shape}")
+        time_axis = normalize_axis(axis, h.ndim)
+        if time_axis >= h.ndim - len(state):
+            raise ValueError(f"axis={axis} is the state axis of h (shape {h.shape})")
+        leading = h.shape[: h.ndim - len(state)]
+        coefficient_leading = a.shape[: a.ndim - 2 * len(state)]
+        try:
+            if np.broadcast_shapes(coefficient_leading, leading) != leading:
+                raise ValueError
+        except ValueError:
+            name = "A" if matrices else "a"
+            raise ValueError(
+                f"{name} with shape {a.shape} does not broadcast to the forward result's shape "
+                f"{h.shape}"
+            ) from None
+        layout = cls(dtype, time_axis, leading, state, a.shape, None)
+        if h0 is not None:
+            h0_shape = stand_in(h0).shape
+            check_initial_state(h0_shape, layout.rest_shape, h.shape, time_axis)
+            layout = replace(layout, h0_shape=h0_shape)
+        return layout
+
+    @property
+    def rest_shape(self) -> tuple:
+        """``h``'s shape without the time axis: the shape of a state."""
+        return self.leading[: self.time_axis] + self.leading[self.time_axis + 1 :] + self.state
+
+    @property
+    def aligned_shape(self) -> tuple:
+        """The coefficients' shape with leading axes of length 1 up to ``h``'s."""
+        missing = len(self.leading) + 2 * len(self.state) - len(self.coefficient_shape)
+        return (1,) * missing + self.coefficient_shape
+
+
 def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     """Both VJPs: the adjoint recurrence on the forward solvers, then the gradients."""
-    device = resolve_device(device, a=a, h=h, g=g, h0=h0)
-    dtype = result_dtype(a=a, h=h, g=g, h0=h0)
+    device = resolve_device(device, gpu_arrays=True, a=a, h=h, g=g, h0=h0)
+    layout = AdjointLayout.of(a, h, g, h0, axis, matrices)
+    if any(on_gpu(value) for value in (a, h, g, h0)):
+        return cuda_module("gradients").adjoint_gradients(a, h, g, h0, layout, reverse)
+    dtype, time_axis, state = layout.dtype, layout.time_axis, layout.state
     a, h, g = (np.asarray(value, dtype) for value in (a, h, g))
-    if h.shape != g.shape:
-        raise ValueError(f"g must have h's shape {h.shape}, got {g.shape}")
-    state = h.shape[-1:] if matrices else ()
-    if matrices and (a.ndim < 2 or a.shape[-2:] != state * 2):
-        raise ValueError(f"A must have shape (..., n, n) with n = h.shape[-1], got {a.shape}")
-    if not h.ndim > len(state):
-        raise ValueError(f"h has no time axis: shape {h.shape}")
-    time_axis = normalize_axis(axis, h.ndim)
-    if time_axis >= h.ndim - len(state):
-        raise ValueError(f"axis={axis} is the state axis of h (shape {h.shape})")
-    leading = h.shape[: h.ndim - len(state)]
-    coefficient_leading = a.shape[: a.ndim - 2 * len(state)]
-    try:
-        if np.broadcast_shapes(coefficient_leading, leading) != leading:
-            raise ValueError
-    except ValueError:
-        name = "A" if matrices else "a"
-        raise ValueError(
-            f"{name} with shape {a.shape} does not broadcast to the forward result's shape "
-            f"{h.shape}"
-        ) from None
-    rest_shape = leading[:time_axis] + leading[time_axis + 1 :] + state
+    rest_shape = layout.rest_shape
     start_full = initial_state(h0, rest_shape, dtype, h.shape, time_axis).reshape(rest_shape)
 
     # Time first; the coefficients aligned to h's leading axes (a view, never materialised).
-    ndim = len(leading)
-    aligned = a.reshape((1,) * (ndim - len(coefficient_leading)) + a.shape)
+    aligned = a.reshape(layout.aligned_shape)
     coefficients = np.moveaxis(aligned, time_axis, 0)
     states = np.moveaxis(h, time_axis, 0)
     gradient = np.moveaxis(g, time_axis, 0)

@@ -69,6 +69,7 @@ def small_chunks():
     config.cuda.auto_scan_min_length = 8
     config.cuda.auto_sequential_min_channels = 4
     config.cuda.matrix_chunk_length = 3
+    config.cuda.reduce_items_per_thread = 2
     yield
     for tunables, values in saved:
         for name, value in values.items():

@@ -25,6 +25,7 @@ from conftest import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
+from test_gradients import assert_gradients_close, draw_inputs, problems
 
 import scanlab
 from scanlab._arrays import array_interface, check_linear
@@ -246,7 +247,7 @@ def test_gpu_arrays_example_agrees_with_the_cpu(small_chunks, capsys, monkeypatc
     runpy.run_path(str(script), run_name="__main__")
     printed = capsys.readouterr().out
     differences = [float(value) for value in re.findall(r"= ([0-9.e+-]+)", printed)]
-    assert len(differences) == 2 and max(differences) < 1e-5, printed
+    assert len(differences) == 3 and max(differences) < 1e-5, printed
     assert "shape (3, 300), on the GPU" in printed and "written into out (True)" in printed
 
 
@@ -411,3 +412,38 @@ def test_transposed_gpu_operands_give_the_cpu_result(small_chunks, copy_launches
     assert result.shape == shape
     assert_close(result.copy_to_host(), expected, expected.dtype)
     assert copy_launches["tiled_transpose_kernel"] == tiled_launches
+
+
+@settings(max_examples=40)
+@given(data=st.data())
+def test_linear_vjps_of_gpu_arrays_match_the_host_ones(small_chunks, data):
+    """Both VJPs with operands in any GPU form (or on the host), gradients summed over
+    broadcast axes by the GPU's atomic sums (several threads per sum with small_chunks)."""
+    matrices = data.draw(st.booleans())
+    problem = data.draw(problems(matrices=matrices, simulated=True))
+    a, b, g, h0 = draw_inputs(problem)
+    axis, reverse = problem["axis"], problem["reverse"]
+    forward = scanlab.linear_recurrence_matrix if matrices else scanlab.linear_recurrence
+    vjp = scanlab.linear_recurrence_matrix_vjp if matrices else scanlab.linear_recurrence_vjp
+    h = forward(a, b, h0, axis=axis, reverse=reverse, device="cpu")
+    expected = vjp(a, h, g, h0, axis=axis, reverse=reverse, device="cpu")
+    originals = [np.asarray(value) for value in (a, h, g)] + [h0]
+    given_values = [
+        None if value is None else as_form(np.asarray(value), data.draw(st.sampled_from(FORMS)))
+        for value in originals
+    ]
+    if not any(on_device(value) for value in given_values):
+        given_values[2] = cuda.to_device(g)
+
+    result = vjp(*given_values, axis=axis, reverse=reverse)
+
+    assert all(hasattr(value, "copy_to_host") for value in result)
+    assert_gradients_close([value.copy_to_host() for value in result], expected, problem["dtype"])
+    for given_value, original in zip(given_values, originals, strict=True):
+        if given_value is not None:
+            np.testing.assert_array_equal(to_host(given_value), original)  # inputs untouched
+
+
+def on_device(value) -> bool:
+    """Whether ``value`` is a GPU array of the tests (device or foreign)."""
+    return hasattr(value, "copy_to_host") or isinstance(value, ForeignArray)

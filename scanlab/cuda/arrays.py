@@ -207,13 +207,51 @@ class Strided:
 
     def time_first(self, axis: int) -> "Strided":
         """Axis ``axis`` moved to the front, as ``numpy.moveaxis(array, axis, 0)``."""
-        order = [axis] + [other for other in range(len(self.shape)) if other != axis]
+        return self.permuted([axis] + [other for other in range(len(self.shape)) if other != axis])
+
+    def permuted(self, order) -> "Strided":
+        """The axes in ``order``, as ``numpy.transpose(array, order)``."""
         return Strided(
             self.memory,
             self.start,
             tuple(self.shape[index] for index in order),
             tuple(self.strides[index] for index in order),
         )
+
+    def sliced(self, axis: int, start: int, stop: int) -> "Strided":
+        """Indices ``start`` to ``stop`` (exclusive, both in range) along ``axis``."""
+        shape = self.shape[:axis] + (stop - start,) + self.shape[axis + 1 :]
+        return Strided(self.memory, self.start + start * self.strides[axis], shape, self.strides)
+
+    def at(self, axis: int, index: int) -> "Strided":
+        """Index ``index`` along ``axis``, which is dropped."""
+        return Strided(
+            self.memory,
+            self.start + index * self.strides[axis],
+            self.shape[:axis] + self.shape[axis + 1 :],
+            self.strides[:axis] + self.strides[axis + 1 :],
+        )
+
+    def with_axis(self, position: int, size: int) -> "Strided":
+        """A new axis of ``size`` at ``position`` along which the elements repeat (stride 0)."""
+        return Strided(
+            self.memory,
+            self.start,
+            self.shape[:position] + (size,) + self.shape[position:],
+            self.strides[:position] + (0,) + self.strides[position:],
+        )
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        """These elements as a GPU array that scanlab's solvers (or CuPy, PyTorch) can take."""
+        itemsize = self.memory.dtype.itemsize
+        return {
+            "shape": self.shape,
+            "strides": tuple(stride * itemsize for stride in self.strides),
+            "typestr": self.memory.dtype.str,
+            "data": (array_interface(self.memory)["data"][0] + self.start * itemsize, False),
+            "version": 3,
+        }
 
     @property
     def is_contiguous(self) -> bool:
