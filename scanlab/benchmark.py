@@ -326,6 +326,7 @@ GPU_COLUMNS = (
     ("ms", "{:.3f}"),
     ("API ms", "{:.3f}"),
     ("API time-last ms", "{:.3f}"),
+    ("VJP ms", "{:.3f}"),
     ("GB/s", "{:.0f}"),
     ("copy GB/s", "{:.0f}"),
     ("of copy", "{:.2f}"),
@@ -424,6 +425,7 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
     scanlab_time = gpu_best_time(lambda: solve_on_device(a, b, h0, out, False, "auto"), repeats)
     api_time = gpu_best_time(lambda: scanlab.linear_recurrence(a, b, out=out), repeats)
     time_last_time = time_last_api_time(a_host, b_host, repeats)
+    vjp_time = gpu_best_time(lambda: scanlab.linear_recurrence_vjp(a, out, b), repeats)
     sequential_time = gpu_best_time(
         lambda: solve_on_device(a, b, h0, out, False, "sequential"), repeats
     )
@@ -448,6 +450,7 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         "ms": 1e3 * scanlab_time,
         "API ms": 1e3 * api_time,
         "API time-last ms": 1e3 * time_last_time,
+        "VJP ms": 1e3 * vjp_time,
         "GB/s": 3 * array_bytes / scanlab_time / 1e9,
         "copy GB/s": 2 * array_bytes / copy_time / 1e9,
         "of copy": (3 / scanlab_time) / (2 / copy_time),

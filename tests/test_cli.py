@@ -204,7 +204,7 @@ def test_one_gpu_benchmark_row_is_complete_and_consistent(small_chunks):
     with fast_thread_switching():
         row = benchmark.measure_gpu_case(50, 3, np.float32, repeats=1)
     assert (row["T"], row["D"], row["dtype"], row["method"]) == (50, 3, "float32", "scan")
-    for column in ("ms", "API ms", "API time-last ms", "GB/s", "copy GB/s", "of copy"):
+    for column in ("ms", "API ms", "API time-last ms", "VJP ms", "GB/s", "copy GB/s", "of copy"):
         assert row[column] > 0
     for column in ("1-pass ms", "x sequential kernel", "x launch loop"):
         assert row[column] > 0
