@@ -31,12 +31,13 @@ COPY_BLOCKS, COPY_ROWS = 4096, 65535
 #: The side of the square tiles :func:`tiled_transpose_kernel` copies (a warp's width: a warp reads
 #: a tile's row and writes its column), and the rows of threads of its blocks (``TILE`` by
 #: ``TILE_ROWS`` threads, each moving ``TILE // TILE_ROWS`` elements in and out). Fixed, unlike
-#: ``config.cuda.threads_per_block``: the shape of a shared array is a compile-time constant.
+#: ``config.cuda.threads_per_block``: the kernel's index arithmetic assumes it.
 TILE, TILE_ROWS = 32, 8
 
-#: The shared array of a tile: one column of padding puts the elements of a tile's column in
-#: different banks, so that a warp reads a column (to write it out) without bank conflicts.
-TILE_SHAPE = (TILE, TILE + 1)
+#: Elements between the rows of a tile in shared memory: one column of padding puts the elements
+#: of a tile's column in different banks, so that a warp reads a column (to write it out)
+#: without bank conflicts.
+TILE_PITCH = TILE + 1
 
 #: The (source, destination) dtypes :func:`kernel_signatures` lists for the copy kernels:
 #: every promotion between compute dtypes, and the common integers and bools to float64.
@@ -97,7 +98,10 @@ def tiled_transpose_kernel(
     ``tile_axis`` and its z dimension the rows of the other axes, whose index arithmetic
     (divisions) is done once per row and block. Blocks are ``(TILE, TILE_ROWS)`` threads.
     """
-    tile = cuda.shared.array(TILE_SHAPE, destination.dtype)
+    # Dynamic shared memory (TILE rows of TILE_PITCH), like every kernel of scanlab: the CUDA
+    # simulator allocates a static shared array racily (threads of a block may get different
+    # arrays), which made this kernel fail there now and then.
+    tile = cuda.shared.array(0, destination.dtype)
     shape = geometry[0]
     last = shape.shape[0] - 1
     across, along = shape[tile_axis], shape[last]
@@ -124,7 +128,7 @@ def tiled_transpose_kernel(
                 if lane < tile_across:
                     source_column = source_row + (first_across + lane) * source_across
                     for offset in range(warp, tile_along, TILE_ROWS):
-                        tile[offset, lane] = source[
+                        tile[offset * TILE_PITCH + lane] = source[
                             source_column + (first_along + offset) * source_along
                         ]
                 cuda.syncthreads()
@@ -133,7 +137,7 @@ def tiled_transpose_kernel(
                     for offset in range(warp, tile_across, TILE_ROWS):
                         destination[
                             destination_column + (first_across + offset) * destination_across
-                        ] = tile[lane, offset]
+                        ] = tile[lane * TILE_PITCH + offset]
                 cuda.syncthreads()
 
 
@@ -281,7 +285,8 @@ class Strided:
                 min(COPY_ROWS, -(-across // TILE)),
                 min(COPY_ROWS, other_rows),
             )
-            tiled_transpose_kernel[blocks, (TILE, TILE_ROWS)](
+            shared_bytes = TILE * TILE_PITCH * destination.memory.dtype.itemsize
+            tiled_transpose_kernel[blocks, (TILE, TILE_ROWS), 0, shared_bytes](
                 *arguments, cuda.to_device(geometry), tile_axis
             )
 

@@ -14,7 +14,6 @@ without a GPU. The kernels compile without fastmath: NVVM still fuses multiply-a
 and subnormals behave as IEEE 754 says.
 """
 
-import numba
 import numpy as np
 from numba import cuda, njit
 
@@ -360,26 +359,28 @@ def look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel):
 @cuda.jit
 def single_pass_kernel(
     a, b, a_steps, b_steps, h0, out, reverse, items_per_thread, rerun, flags, tiles_started,
-    aggregates_a, aggregates_b, inclusive
+    block_tiles, aggregates_a, aggregates_b, inclusive
 ):  # fmt: skip
     """Solve every tile in one pass: the decoupled look-back scan (Merrill & Garland 2016).
 
-    Blocks take tiles in the order they start (``tiles_started`` counts them), stage and
+    Blocks take tiles in the order they start (``tiles_started`` counts them; a block's first
+    thread hands its tile to the others through ``block_tiles``), stage and
     up-sweep their tile as ``tile_scan_kernel`` does, and publish its aggregate; each lane's last
     thread then looks back for the state entering the tile, publishes the state it leaves with,
     and roots the down-sweep at ``(0, carry)``, so every chunk's prefix holds its incoming state.
     ``a`` and ``b`` are read once. Non-finite prefixes mark their channel in ``rerun``.
     """
     shared = cuda.shared.array(0, out.dtype)
-    started = cuda.shared.array(1, numba.int64)
     tiles = split_shared_memory(shared, items_per_thread)
     _, tile_b, scan_a, scan_b = tiles
     shape = out.shape
     tile_rows = items_per_thread * cuda.blockDim.y
+    # The block's tile goes through global memory, not a static shared array, which the CUDA
+    # simulator allocates racily (its threads of a block may get different arrays).
     if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
-        started[0] = cuda.atomic.add(tiles_started, 0, 1)
+        block_tiles[cuda.blockIdx.x] = cuda.atomic.add(tiles_started, 0, 1)
     cuda.syncthreads()
-    tile, first_step, first_channel = tile_origin(shape[1], tile_rows, started[0])
+    tile, first_step, first_channel = tile_origin(shape[1], tile_rows, block_tiles[cuda.blockIdx.x])
     reduce_tile(
         a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, tiles
     )
@@ -624,9 +625,10 @@ def single_pass_scan(a, b, h0, out, reverse, tunables, rerun):
     aggregates_a, aggregates_b, inclusive = (
         cuda.device_array((tile_count, channels), out.dtype) for _ in range(3)
     )
+    block_tiles = cuda.device_array(block_count, np.int32)
     single_pass_kernel[block_count, block_shape, 0, shared_bytes](
         a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, items_per_thread, rerun,
-        flags, tiles_started, aggregates_a, aggregates_b, inclusive,
+        flags, tiles_started, block_tiles, aggregates_a, aggregates_b, inclusive,
     )  # fmt: skip
 
 
@@ -670,7 +672,7 @@ def kernel_signatures():
             (
                 single_pass_kernel,
                 f"void({coefficients}, {vector}, {matrix}, boolean, int64, uint8[::1], "
-                f"int32[:, ::1], int32[::1], {matrix}, {matrix}, {matrix})",
+                f"int32[:, ::1], int32[::1], int32[::1], {matrix}, {matrix}, {matrix})",
             ),
         ]
     return signatures + [(clear_kernel, "void(int32[::1])")]
