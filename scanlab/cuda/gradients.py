@@ -28,11 +28,12 @@ def reduce_products_kernel(x, y, out, x_start, y_start, out_start, geometry, kep
 
     ``geometry`` holds the index space's shape and, per axis, the strides of ``x``, ``y`` and
     ``out`` in elements from ``x_start``, ``y_start`` and ``out_start`` (zero along an axis an
-    operand repeats along). Its first ``kept`` axes
-    index ``out`` (``k``), the others are summed (``r``). Each of ``chunks`` threads per ``k``
-    sums every ``chunks``-th ``r`` (consecutive threads read consecutive elements) and adds its
-    sum to ``out`` atomically. ``out`` is the result's memory as real numbers, ``parts`` (1, or
-    2 for complex results) per element.
+    operand repeats along). Its first ``kept`` axes index ``out`` (``k``), the others are summed
+    (``r``). Each of ``chunks`` threads per ``k`` sums every ``chunks``-th ``r`` and adds its sum
+    to ``out`` atomically. Consecutive threads take consecutive ``k`` of one chunk, or
+    consecutive ``r`` when there is one ``k``: either way they read neighbouring elements when
+    the innermost axis is contiguous. ``out`` is the result's memory as real numbers, ``parts``
+    (1, or 2 for complex results) per element.
     """
     shape = geometry[0]
     axes = shape.shape[0]
@@ -42,7 +43,8 @@ def reduce_products_kernel(x, y, out, x_start, y_start, out_start, geometry, kep
     for axis in range(kept, axes):
         reduced *= shape[axis]
     for task in range(cuda.grid(1), rows * chunks, cuda.gridsize(1)):
-        row = task // chunks
+        chunk = task // rows
+        row = task - chunk * rows
         x_row, y_row, out_row = x_start, y_start, out_start
         remainder = row
         for axis in range(kept - 1, -1, -1):
@@ -52,7 +54,7 @@ def reduce_products_kernel(x, y, out, x_start, y_start, out_start, geometry, kep
             y_row += index * geometry[2, axis]
             out_row += index * geometry[3, axis]
         total = x.dtype.type(0)
-        for column in range(task - row * chunks, reduced, chunks):
+        for column in range(chunk, reduced, chunks):
             remainder = column
             x_at, y_at = x_row, y_row
             for axis in range(axes - 1, kept - 1, -1):
