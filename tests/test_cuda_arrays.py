@@ -108,6 +108,11 @@ def to_host(value) -> np.ndarray:
     return view.copy()
 
 
+def on_device(value) -> bool:
+    """Whether ``value`` is a GPU array of the tests (device or foreign)."""
+    return hasattr(value, "copy_to_host") or isinstance(value, ForeignArray)
+
+
 def sub_shape(data, shape: tuple) -> tuple:
     """A shape that broadcasts to ``shape``: some leading axes dropped, some axes of length 1."""
     dropped = data.draw(st.integers(0, len(shape)))
@@ -135,8 +140,7 @@ def test_gpu_operands_give_the_cpu_result_on_the_gpu(small_chunks, data):
     out_form = data.draw(st.sampled_from([None, "contiguous", "strided", "transposed"]))
     expected = scanlab.linear_recurrence(a, b, initial, axis=axis, reverse=reverse, device="cpu")
     out = None if out_form is None else as_form(np.zeros_like(expected), out_form)
-    if not any(hasattr(value, "copy_to_host") or isinstance(value, ForeignArray)
-               for value in (a_gpu, b_gpu, h0_gpu, out)):  # fmt: skip
+    if not any(map(on_device, (a_gpu, b_gpu, h0_gpu, out))):
         b_gpu = cuda.to_device(b)
 
     result = scanlab.linear_recurrence(
@@ -442,8 +446,3 @@ def test_linear_vjps_of_gpu_arrays_match_the_host_ones(small_chunks, data):
     for given_value, original in zip(given_values, originals, strict=True):
         if given_value is not None:
             np.testing.assert_array_equal(to_host(given_value), original)  # inputs untouched
-
-
-def on_device(value) -> bool:
-    """Whether ``value`` is a GPU array of the tests (device or foreign)."""
-    return hasattr(value, "copy_to_host") or isinstance(value, ForeignArray)
