@@ -471,21 +471,9 @@ def time_major(value, layout: Layout, core: tuple):
     return view.as_contiguous(layout.dtype).reshape(view.shape[0], channels, *core)
 
 
-def zeros(shape: tuple, dtype):
-    """A C-contiguous device array of zeros, filled on the GPU."""
-    array = cuda.device_array(shape, dtype)
-    if array.size:
-        zero = cuda.to_device(np.zeros(1, dtype))
-        memory = array.reshape(-1)
-        Strided(zero, 0, shape, (0,) * len(shape)).copy_into(Strided.contiguous(memory, shape))
-    return array
-
-
 def initial_state(h0, layout: Layout):
     """``h0`` (None, host or GPU) as a C-contiguous ``(D, *state)`` device array."""
     shape = (math.prod(layout.rest), *layout.state)
-    if h0 is None:
-        return zeros(shape, layout.dtype)
     if not on_gpu(h0):
         host = _arrays.initial_state(
             h0, layout.initial_shape, layout.dtype, layout.shape, layout.axis
