@@ -94,9 +94,10 @@ class CUDAConfig:
         until it has been run and measured on a GPU: it is tested only under the simulator,
         which runs blocks one after another.
     matrix_chunk_length : int
-        Steps each thread of the ``"scan"`` method of ``linear_recurrence_matrix`` composes
-        sequentially (one thread per chunk and system), at least 2; each level of the scan is
-        this many times shorter than the one below. Not yet tuned on a GPU.
+        Steps per chunk of the ``"scan"`` method of ``linear_recurrence_matrix``, composed
+        sequentially (by one thread per chunk and system, or a block for more than 4 states),
+        at least 2; each level of the scan is this many times shorter than the one below. Not
+        yet tuned on a GPU.
     reduce_items_per_thread : int
         Products each thread of the linear VJPs' gradient sums on GPU arrays adds up before
         adding its sum to the result atomically (fewer: more threads, more atomic additions).

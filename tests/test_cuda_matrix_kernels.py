@@ -103,10 +103,11 @@ def test_dtypes_and_broadcasting(method, dtype, leading):
 
 @pytest.mark.parametrize("method", LAUNCHERS)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_nan_propagates_only_downstream_in_its_system(method, reverse):
+@pytest.mark.parametrize("size", [2, 5])
+def test_nan_propagates_only_downstream_in_its_system(method, reverse, size):
     length, systems, poisoned_step = 30, 3, 17
     rng = np.random.default_rng(3)
-    a, b, h0 = random_inputs(rng, (length, systems), (length, systems), systems, 2, np.float64)
+    a, b, h0 = random_inputs(rng, (length, systems), (length, systems), systems, size, np.float64)
     b[poisoned_step, 1, 0] = np.nan
     result = solve(method, a, b, h0, reverse)
     downstream = (
@@ -120,7 +121,7 @@ def test_nan_propagates_only_downstream_in_its_system(method, reverse):
 @given(
     length=st.integers(1, 40),
     systems=st.integers(1, 3),
-    size=st.integers(1, 4),
+    size=st.integers(1, 6),
     threads_log2=st.integers(0, 5),
     chunk_length=st.integers(2, 5),
     reverse=st.booleans(),
@@ -138,13 +139,18 @@ def test_scan_matches_reference_for_any_tunables(
     assert_close(result, reference.linear_recurrence_matrix(a, b, h0, reverse=reverse))
 
 
+@pytest.mark.parametrize("method", LAUNCHERS)
 @pytest.mark.parametrize("threads_per_block", [1, 2, 4, 64])
 @pytest.mark.parametrize("size", [2, 5])
-def test_sequential_for_any_block_shape(threads_per_block, size):
-    """Fewer lanes than states (rows in turn) and several systems per block."""
+def test_any_block_shape(method, threads_per_block, size):
+    """Fewer lanes than states (rows in turn), several systems (or chunks) per block, and
+    fewer or more threads than a chunk's product has entries."""
     rng = np.random.default_rng(threads_per_block)
     a, b, h0 = random_inputs(rng, (12, 5), (12, 5), 5, size, np.float64)
-    result = solve("sequential", a, b, h0, False, threads_per_block=threads_per_block)
+    tunables = {"threads_per_block": threads_per_block}
+    if method == "scan":
+        tunables["chunk_length"] = 3
+    result = solve(method, a, b, h0, False, **tunables)
     assert_close(result, reference.linear_recurrence_matrix(a, b, h0))
 
 

@@ -10,7 +10,9 @@ kernels on the default stream and return without waiting.
 The kernels take ``n`` from their arguments at run time: one specialisation per dtype. Systems of
 at most ``REGISTER_SIZE`` states run one thread per system (and chunk) with the state, matrix and
 chunk product in registers: padded with zeros to ``REGISTER_SIZE``, so that every loop over
-states has a constant trip count that NVVM unrolls. Larger systems keep them in memory.
+states has a constant trip count that NVVM unrolls. Larger systems share each system (and
+chunk) among a block's threads: the rows of its state (kept in shared memory) or the entries of
+its chunk's matrix product (kept in global memory), one barrier per step.
 """
 
 import numpy as np
@@ -28,14 +30,12 @@ REGISTER_ENTRIES = REGISTER_SIZE * REGISTER_SIZE
 
 
 @cuda.jit(device=True, inline="always")
-def affine(matrix, vector, offset, result):
-    """``result = matrix @ vector + offset``; ``result`` must not overlap ``vector``."""
-    size = vector.shape[0]
-    for i in range(size):
-        value = offset[i]
-        for j in range(size):
-            value += matrix[i, j] * vector[j]
-        result[i] = value
+def all_finite(values):
+    """Whether every element of the 1-D ``values`` is finite."""
+    for i in range(values.shape[0]):
+        if not is_finite(values[i]):
+            return False
+    return True
 
 
 @cuda.jit(device=True, inline="always")
@@ -127,30 +127,156 @@ def apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, sy
 
 
 @cuda.jit
-def sequential_kernel(a, b, a_steps, b_steps, h0, out, reverse):
-    """Blocks of ``(lanes, systems)`` threads run the recurrence of ``blockDim.y`` systems.
+def chunk_totals_kernel(a, b, a_steps, b_steps, length, reverse, chunk_length, totals_a, totals_b):
+    """One thread per ``(chunk, system)`` of at most ``REGISTER_SIZE`` states composes the
+    chunk's steps in registers, the systems varying fastest.
 
-    Thread ``(lane, y)`` computes rows ``lane, lane + lanes, ...`` of its system's state at every
-    step. The states live in dynamic shared memory, two buffers of ``n`` per system that the
-    steps alternate between, so one barrier per step separates each step's reads from the next
-    one's writes.
+    Row ``chunk`` of ``totals_a`` becomes the product of the chunk's matrices (the latest on the
+    left) and of ``totals_b`` the state they reach from zero.
+    """
+    chunks, systems, size = totals_b.shape
+    index = cuda.grid(1)
+    if index < chunks * systems:
+        chunk = index // systems
+        system = index % systems
+        first_step = chunk * chunk_length
+        steps = (first_step, min(length, first_step + chunk_length))
+        compose_in_registers(
+            a, b, a_steps, b_steps, (length, size), reverse, steps, system,
+            totals_a[chunk, system], totals_b[chunk, system],
+        )  # fmt: skip
+
+
+@cuda.jit
+def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length, rerun):
+    """One thread per ``(chunk, system)`` of at most ``REGISTER_SIZE`` states runs the chunk from
+    its incoming state ``carries[chunk]``, the state in registers.
+
+    A carry from the scan (past the first chunk) that is not finite (a product of matrices that
+    overflowed, or Inf/NaN upstream) cannot be trusted: the thread marks its system in ``rerun``.
     """
     length, systems, size = out.shape
-    shared = cuda.shared.array(0, out.dtype)
-    system = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
-    buffers = cuda.threadIdx.y * 2 * size
-    active = system < systems
-    if active:
-        for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
-            shared[buffers + i] = h0[system, i]
+    index = cuda.grid(1)
+    chunks = (length + chunk_length - 1) // chunk_length
+    if index < chunks * systems:
+        chunk = index // systems
+        system = index % systems
+        first_step = chunk * chunk_length
+        incoming = carries[chunk, system]
+        if chunk > 0 and not all_finite(incoming):
+            rerun[system] = 1
+        steps = (first_step, min(length, first_step + chunk_length))
+        apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system)
+
+
+@cuda.jit
+def systems_kernel(a, b, a_steps, b_steps, h0, out, reverse, selected):
+    """One thread per system of at most ``REGISTER_SIZE`` states runs the whole recurrence of the
+    systems ``selected`` marks: all of them for the sequential method, the scan's marked ones
+    after it."""
+    system = cuda.grid(1)
+    if system < out.shape[1] and selected[system]:
+        apply_in_registers(
+            a, b, a_steps, b_steps, h0[system], out, reverse, (0, out.shape[0]), system
+        )
+
+
+@cuda.jit
+def block_totals_kernel(
+    a, b, a_steps, b_steps, length, reverse, chunk_length, totals_a, totals_b, work_a, work_b
+):
+    """One block per ``(chunk, system)`` composes the chunk's steps, as ``chunk_totals_kernel``
+    does, for systems of any size, the systems varying fastest.
+
+    At each step the block's threads share the ``n * n`` entries of the new product and the
+    ``n`` of the new state: consecutive threads take consecutive columns of the product, reading
+    the same row of the step's matrix and neighbouring elements of the product's rows. Products
+    and states alternate between the totals and ``work_a``/``work_b`` (shaped like them), one
+    barrier per step; the chunk starts in the work arrays when it has an odd number of steps, so
+    that it ends in the totals.
+    """
+    chunks, systems, size = totals_b.shape
+    entries = size * size
+    chunk = cuda.blockIdx.x // systems
+    system = cuda.blockIdx.x % systems
+    first_step = chunk * chunk_length
+    stop = min(length, first_step + chunk_length)
+    product, partial = totals_a[chunk, system], totals_b[chunk, system]
+    next_product, next_partial = work_a[chunk, system], work_b[chunk, system]
+    if (stop - first_step) % 2:
+        product, next_product = next_product, product
+        partial, next_partial = next_partial, partial
+    for entry in range(cuda.threadIdx.x, entries + size, cuda.blockDim.x):
+        if entry < entries:
+            row, column = entry // size, entry % size
+            product[row, column] = 1 if row == column else 0
+        else:
+            partial[entry - entries] = 0
     cuda.syncthreads()
     a_row, a_system = a_steps
     b_row, b_system = b_steps
-    for step in range(length):
+    for step in range(first_step, stop):
+        t = time_index(step, length, reverse)
+        matrix = a[t * a_row, system * a_system]
+        offset = b[t * b_row, system * b_system]
+        for entry in range(cuda.threadIdx.x, entries + size, cuda.blockDim.x):
+            if entry < entries:
+                row, column = entry // size, entry % size
+                value = matrix[row, 0] * product[0, column]
+                for j in range(1, size):
+                    value += matrix[row, j] * product[j, column]
+                next_product[row, column] = value
+            else:
+                row = entry - entries
+                value = offset[row]
+                for j in range(size):
+                    value += matrix[row, j] * partial[j]
+                next_partial[row] = value
+        cuda.syncthreads()
+        product, next_product = next_product, product
+        partial, next_partial = next_partial, partial
+
+
+@cuda.jit
+def block_apply_kernel(
+    a, b, a_steps, b_steps, carries, out, reverse, chunk_length, selected, rerun
+):
+    """Blocks of ``(lanes, items)`` threads run chunks of systems of any size from their
+    incoming states ``carries[chunk]``: the sequential method (one chunk of ``T`` steps from
+    ``h0``), the scan's last pass, and its rerun of the systems ``selected`` marks.
+
+    Item ``blockIdx.x * blockDim.y + threadIdx.y`` is ``(chunk, system)``, the systems varying
+    fastest; thread ``(lane, y)`` computes rows ``lane, lane + lanes, ...`` of the item's state
+    at every step. The states live in dynamic shared memory, two buffers of ``n`` per item that
+    the steps alternate between, so one barrier per step separates each step's reads from the
+    next one's writes. A carry from the scan (past the first chunk) that is not finite marks its
+    system in ``rerun``.
+    """
+    length, systems, size = out.shape
+    chunks = (length + chunk_length - 1) // chunk_length
+    shared = cuda.shared.array(0, out.dtype)
+    item = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    chunk = item // systems
+    system = item % systems
+    active = item < chunks * systems and selected[system] != 0
+    if not cuda.syncthreads_or(1 if active else 0):
+        return  # the whole block (uniformly): a rerun that selects none of its systems
+    buffers = cuda.threadIdx.y * 2 * size
+    first_step = chunk * chunk_length
+    if active:
+        incoming = carries[chunk, system]
+        for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
+            shared[buffers + i] = incoming[i]
+        if chunk > 0 and cuda.threadIdx.x == 0 and not all_finite(incoming):
+            rerun[system] = 1
+    cuda.syncthreads()
+    a_row, a_system = a_steps
+    b_row, b_system = b_steps
+    for step in range(min(chunk_length, length)):  # the same count for every item: barriers
         current = buffers + (step % 2) * size
         following = buffers + ((step + 1) % 2) * size
-        if active:
-            t = time_index(step, length, reverse)
+        if active and first_step + step < length:
+            t = time_index(first_step + step, length, reverse)
             matrix = a[t * a_row, system * a_system]
             offset = b[t * b_row, system * b_system]
             for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
@@ -162,119 +288,60 @@ def sequential_kernel(a, b, a_steps, b_steps, h0, out, reverse):
         cuda.syncthreads()
 
 
-@cuda.jit
-def chunk_totals_kernel(
-    a, b, a_steps, b_steps, length, reverse, chunk_length, totals_a, totals_b, work_a, work_b
-):
-    """One thread per ``(chunk, system)`` composes the chunk's steps, the systems varying fastest.
-
-    Row ``chunk`` of ``totals_a`` becomes the product of the chunk's matrices (the latest on the
-    left) and of ``totals_b`` the state they reach from zero. Systems of more than
-    ``REGISTER_SIZE`` states compose in memory: ``work_a``/``work_b``, shaped like the totals, hold
-    each step's new product and state before they are copied over the old ones.
-    """
-    chunks, systems, size = totals_b.shape
-    index = cuda.grid(1)
-    if index < chunks * systems:
-        chunk = index // systems
-        system = index % systems
-        first_step = chunk * chunk_length
-        steps = (first_step, min(length, first_step + chunk_length))
-        product = totals_a[chunk, system]
-        partial = totals_b[chunk, system]
-        if size <= REGISTER_SIZE:
-            compose_in_registers(
-                a, b, a_steps, b_steps, (length, size), reverse, steps, system, product, partial
-            )
-            return
-        next_product = work_a[chunk, system]
-        next_partial = work_b[chunk, system]
-        for i in range(size):
-            partial[i] = 0
-            for k in range(size):
-                product[i, k] = 1 if i == k else 0
-        a_row, a_system = a_steps
-        b_row, b_system = b_steps
-        for step in range(steps[0], steps[1]):
-            t = time_index(step, length, reverse)
-            matrix = a[t * a_row, system * a_system]
-            affine(matrix, partial, b[t * b_row, system * b_system], next_partial)
-            for i in range(size):
-                for k in range(size):
-                    value = matrix[i, 0] * product[0, k]
-                    for j in range(1, size):
-                        value += matrix[i, j] * product[j, k]
-                    next_product[i, k] = value
-            for i in range(size):
-                partial[i] = next_partial[i]
-                for k in range(size):
-                    product[i, k] = next_product[i, k]
-
-
-@cuda.jit(device=True, inline="always")
-def run_system(a, b, a_steps, b_steps, incoming, out, reverse, steps, system):
-    """Run ``steps`` (first, stop) of one system from the state ``incoming`` into ``out``.
-
-    Small systems keep the state in registers; larger ones read, at each step, the state the
-    thread wrote to ``out`` one step before.
-    """
-    length, _, size = out.shape
-    if size <= REGISTER_SIZE:
-        apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system)
-        return
-    a_row, a_system = a_steps
-    b_row, b_system = b_steps
-    previous = incoming
-    for step in range(steps[0], steps[1]):
-        t = time_index(step, length, reverse)
-        state = out[t, system]
-        matrix = a[t * a_row, system * a_system]
-        affine(matrix, previous, b[t * b_row, system * b_system], state)
-        previous = state
-
-
-@cuda.jit
-def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length, rerun):
-    """One thread per ``(chunk, system)`` runs the chunk from its incoming state ``carries``.
-
-    A carry that is not finite (a product of matrices that overflowed, or Inf/NaN upstream)
-    cannot be trusted: the thread marks its system in ``rerun`` for ``systems_kernel``.
-    """
-    length, systems, size = out.shape
-    index = cuda.grid(1)
-    chunks = (length + chunk_length - 1) // chunk_length
-    if index < chunks * systems:
-        chunk = index // systems
-        system = index % systems
-        first_step = chunk * chunk_length
-        incoming = carries[chunk, system]
-        for i in range(size):
-            if not is_finite(incoming[i]):
-                rerun[system] = 1
-        steps = (first_step, min(length, first_step + chunk_length))
-        run_system(a, b, a_steps, b_steps, incoming, out, reverse, steps, system)
-
-
-@cuda.jit
-def systems_kernel(a, b, a_steps, b_steps, h0, out, reverse, selected):
-    """One thread per system runs the whole recurrence of the systems ``selected`` marks: all
-    of them for the sequential method with small states, the scan's marked ones after it."""
-    system = cuda.grid(1)
-    if system < out.shape[1] and selected[system]:
-        run_system(a, b, a_steps, b_steps, h0[system], out, reverse, (0, out.shape[0]), system)
-
-
-def sequential_layout(size, systems, itemsize, threads_per_block):
-    """``(block shape, shared bytes)`` of ``sequential_kernel`` for ``size`` states.
+def block_apply_layout(size, items, itemsize, threads_per_block):
+    """``(block shape, shared bytes)`` of ``block_apply_kernel`` for ``items`` chunks of
+    ``size`` states.
 
     The block's lanes cover the rows of a state (a power of two up to ``threads_per_block``), its
-    remaining threads further systems, as many as fit in shared memory.
+    remaining threads further items, as many as fit in shared memory.
     """
     lanes = min(threads_per_block, 1 << (size - 1).bit_length())
-    systems_per_block = max(1, min(threads_per_block // lanes, systems))
-    while systems_per_block > 1 and 2 * size * itemsize * systems_per_block > SHARED_MEMORY_LIMIT:
-        systems_per_block //= 2
-    return (lanes, systems_per_block), 2 * size * itemsize * systems_per_block
+    items_per_block = max(1, min(threads_per_block // lanes, items))
+    while items_per_block > 1 and 2 * size * itemsize * items_per_block > SHARED_MEMORY_LIMIT:
+        items_per_block //= 2
+    return (lanes, items_per_block), 2 * size * itemsize * items_per_block
+
+
+def apply_in_blocks(a, b, carries, out, reverse, chunk_length, selected, rerun, threads_per_block):
+    """Launch ``block_apply_kernel`` over every chunk of ``chunk_length`` steps of the systems
+    ``selected`` marks (a ``uint8`` array of ``D``).
+
+    Raises
+    ------
+    ValueError
+        If two states of ``n`` elements do not fit in a block's 48 KiB of shared memory.
+    """
+    length, systems, size = out.shape
+    items = -(-length // chunk_length) * systems
+    block, shared_bytes = block_apply_layout(size, items, out.dtype.itemsize, threads_per_block)
+    if items == 0:
+        return
+    if shared_bytes > SHARED_MEMORY_LIMIT:
+        raise ValueError(
+            f"{size} states of {out.dtype} need {shared_bytes} bytes of shared memory, more than "
+            f"the {SHARED_MEMORY_LIMIT} a block may use; solve this system with device='cpu'"
+        )
+    block_count = -(-items // block[1])
+    block_apply_kernel[block_count, block, 0, shared_bytes](
+        a, b, broadcast_steps(a), broadcast_steps(b), carries, out, reverse, chunk_length,
+        selected, rerun,
+    )  # fmt: skip
+
+
+def run_selected(a, b, h0, out, reverse, selected, threads_per_block):
+    """Run the whole recurrence of the systems ``selected`` marks, step by step: one thread per
+    system of at most ``REGISTER_SIZE`` states, else a block's lanes per system."""
+    length, systems, size = out.shape
+    if size > REGISTER_SIZE:
+        # One chunk of every step, from h0: nothing past a first chunk, so rerun is not written.
+        carries = h0.reshape(1, systems, size)
+        steps = max(length, 1)
+        apply_in_blocks(a, b, carries, out, reverse, steps, selected, selected, threads_per_block)
+        return
+    block_count = (systems + threads_per_block - 1) // threads_per_block
+    systems_kernel[block_count, threads_per_block](
+        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, selected
+    )
 
 
 def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_block):
@@ -322,36 +389,23 @@ def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_bloc
     >>> out.copy_to_host()[:, 0].tolist()
     [[1.0, 0.0], [1.0, 1.0], [2.0, 1.0]]
     """
-    length, systems, size = out.shape
-    a_steps, b_steps = broadcast_steps(a), broadcast_steps(b)
-    if size <= REGISTER_SIZE:
-        # One thread per system, the state in registers.
-        block_count = (systems + threads_per_block - 1) // threads_per_block
-        every_system = cuda.to_device(np.ones(systems, np.uint8))
-        systems_kernel[block_count, threads_per_block](
-            a, b, a_steps, b_steps, h0, out, reverse, every_system
-        )
-        return
-    block, shared_bytes = sequential_layout(size, systems, out.dtype.itemsize, threads_per_block)
-    if shared_bytes > SHARED_MEMORY_LIMIT:
-        raise ValueError(
-            f"{size} states of {out.dtype} need {shared_bytes} bytes of shared memory, more than "
-            f"the {SHARED_MEMORY_LIMIT} a block may use; solve this system with device='cpu'"
-        )
-    block_count = (systems + block[1] - 1) // block[1]
-    sequential_kernel[block_count, block, 0, shared_bytes](a, b, a_steps, b_steps, h0, out, reverse)
+    every_system = cuda.to_device(np.ones(out.shape[1], np.uint8))
+    run_selected(a, b, h0, out, reverse, every_system, threads_per_block)
 
 
 def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chunk_length):
     """Solve the recurrence in parallel over time: a hierarchical reduce-then-scan over chunks.
 
-    Time is cut into chunks of ``chunk_length`` steps, one thread per chunk and system.
-    ``chunk_totals_kernel`` composes each chunk into ``(product of A, state from 0)``
-    (``O(n^3)`` per step); these totals form the same recurrence one level up, a chunk length
-    times shorter, solved by a recursive call into ``carries`` (the state entering each chunk);
-    then ``chunk_apply_kernel`` reruns every chunk from its carry (``O(n^2)`` per step). A
-    sequence of one chunk is solved by the apply kernel alone, from ``h0``. There are
-    ``ceil(log(T) / log(chunk_length))`` levels.
+    Time is cut into chunks of ``chunk_length`` steps. Each chunk is composed into ``(product of
+    A, state from 0)`` (``O(n^3)`` per step); these totals form the same recurrence one level
+    up, a chunk length times shorter, solved by a recursive call into ``carries`` (the state
+    entering each chunk); then every chunk is rerun from its carry (``O(n^2)`` per step). A
+    sequence of one chunk is solved by the rerun alone, from ``h0``. There are
+    ``ceil(log(T) / log(chunk_length))`` levels. Systems of at most ``REGISTER_SIZE`` states run
+    one thread per chunk and system (``chunk_totals_kernel``, ``chunk_apply_kernel``); larger
+    ones a block per chunk and system for the products (``block_totals_kernel``, its threads
+    sharing the entries) and a block's lanes per chunk and system for the rerun
+    (``block_apply_kernel``, its lanes sharing the rows).
 
     Parameters
     ----------
@@ -365,7 +419,8 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
     Raises
     ------
     ValueError
-        If ``chunk_length`` is below 2.
+        If ``chunk_length`` is below 2, or two states of ``n`` elements do not fit in a block's
+        48 KiB of shared memory.
 
     Notes
     -----
@@ -397,16 +452,17 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
         raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
     systems = out.shape[1]
     rerun = cuda.to_device(np.zeros(systems, np.uint8))
-    scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, rerun)
-    block_count = (systems + threads_per_block - 1) // threads_per_block
-    systems_kernel[block_count, threads_per_block](
-        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, rerun
-    )
+    every_system = cuda.to_device(np.ones(systems, np.uint8))
+    scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, (every_system, rerun))
+    run_selected(a, b, h0, out, reverse, rerun, threads_per_block)
 
 
-def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, rerun):
-    """One level of ``linear_recurrence_matrix_scan`` (and, recursively, those above it);
-    ``rerun`` collects the systems whose carries were not finite."""
+def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, marks):
+    """One level of ``linear_recurrence_matrix_scan`` (and, recursively, those above it).
+
+    ``marks`` is ``(every_system, rerun)``: ones for every system, and the marks of the systems
+    whose carries were not finite.
+    """
     length, systems, size = out.shape
     chunks = (length + chunk_length - 1) // chunk_length
     block_count = (chunks * systems + threads_per_block - 1) // threads_per_block
@@ -416,20 +472,29 @@ def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, rerun):
     else:
         totals_a = cuda.device_array((chunks, systems, size, size), out.dtype)
         totals_b = cuda.device_array((chunks, systems, size), out.dtype)
-        work_a = cuda.device_array_like(totals_a)
-        work_b = cuda.device_array_like(totals_b)
-        chunk_totals_kernel[block_count, threads_per_block](
-            a, b, a_steps, b_steps, length, reverse, chunk_length,
-            totals_a, totals_b, work_a, work_b,
-        )  # fmt: skip
+        if size <= REGISTER_SIZE:
+            chunk_totals_kernel[block_count, threads_per_block](
+                a, b, a_steps, b_steps, length, reverse, chunk_length, totals_a, totals_b
+            )
+        else:
+            work_a = cuda.device_array_like(totals_a)
+            work_b = cuda.device_array_like(totals_b)
+            threads = min(threads_per_block, 1 << (size * size + size - 1).bit_length())
+            block_totals_kernel[chunks * systems, threads](
+                a, b, a_steps, b_steps, length, reverse, chunk_length,
+                totals_a, totals_b, work_a, work_b,
+            )  # fmt: skip
         carries = cuda.device_array((chunks + 1, systems, size), out.dtype)
         carries[0].copy_to_device(h0)
         scan_level(
-            totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length, rerun
+            totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length, marks
         )
-    chunk_apply_kernel[block_count, threads_per_block](
-        a, b, a_steps, b_steps, carries, out, reverse, chunk_length, rerun
-    )
+    if size <= REGISTER_SIZE:
+        chunk_apply_kernel[block_count, threads_per_block](
+            a, b, a_steps, b_steps, carries, out, reverse, chunk_length, marks[1]
+        )
+    else:
+        apply_in_blocks(a, b, carries, out, reverse, chunk_length, *marks, threads_per_block)
 
 
 def kernel_signatures():
@@ -446,11 +511,9 @@ def kernel_signatures():
         matrices, states = f"{dtype}[:, :, :, ::1]", f"{dtype}[:, :, ::1]"
         operands = f"{matrices}, {states}, UniTuple(int64, 2), UniTuple(int64, 2)"
         signatures += [
-            (sequential_kernel, f"void({operands}, {dtype}[:, ::1], {states}, boolean)"),
             (
                 chunk_totals_kernel,
-                f"void({operands}, int64, boolean, int64, "
-                f"{matrices}, {states}, {matrices}, {states})",
+                f"void({operands}, int64, boolean, int64, {matrices}, {states})",
             ),
             (
                 chunk_apply_kernel,
@@ -459,6 +522,15 @@ def kernel_signatures():
             (
                 systems_kernel,
                 f"void({operands}, {dtype}[:, ::1], {states}, boolean, uint8[::1])",
+            ),
+            (
+                block_totals_kernel,
+                f"void({operands}, int64, boolean, int64, "
+                f"{matrices}, {states}, {matrices}, {states})",
+            ),
+            (
+                block_apply_kernel,
+                f"void({operands}, {states}, {states}, boolean, int64, uint8[::1], uint8[::1])",
             ),
         ]
     return signatures
