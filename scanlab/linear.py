@@ -91,13 +91,14 @@ def linear_recurrence(
     over time or channels with length-1 axes) is read without a copy, and so is ``out`` written;
     any other is laid out by one copy on the GPU (``scanlab.cuda.arrays``). GPU work is queued
     on the default stream, after the stream an operand's interface names, and the function
-    returns without waiting for it. NaN and Inf propagate as in the
-    sequential loop: from the step where they appear onwards. The ``"scan"`` method reorders
-    the arithmetic, so its results differ from ``"sequential"`` by rounding (relative
-    differences of a few ulps times the length of a chunk when ``|a|`` is near 1). A chunk whose
-    product of ``a`` overflows while the recursion does not (``a = 2``, ``b = 0``), or that meets
-    Inf or NaN, is rerun step by step (on the GPU, its whole channel), so non-finite values
-    appear exactly where the sequential loop has them.
+    returns without waiting for it, unless it uploads something: a host operand, or the few
+    index numbers of a layout copy (an upload waits for the GPU work queued before it). NaN and
+    Inf propagate as in the sequential loop: from the step where they appear onwards. The
+    ``"scan"`` method reorders the arithmetic, so its results differ from ``"sequential"`` by
+    rounding (relative differences of a few ulps times the length of a chunk when ``|a|`` is
+    near 1). A chunk whose product of ``a`` overflows while the recursion does not (``a = 2``,
+    ``b = 0``), or that meets Inf or NaN, is rerun step by step (on the GPU, its whole channel),
+    so non-finite values appear exactly where the sequential loop has them.
 
     See Also
     --------

@@ -418,6 +418,24 @@ def test_transposed_gpu_operands_give_the_cpu_result(small_chunks, copy_launches
     assert copy_launches["tiled_transpose_kernel"] == tiled_launches
 
 
+@pytest.mark.parametrize(
+    "shape, dtype, byte, expected",
+    [
+        ((), np.float64, 0, 0.0),
+        (5, np.complex128, 0, 0j),
+        ((2, 3), np.float32, 0, 0.0),
+        ((2, 0), np.float32, 0, None),
+        (7, np.uint8, 1, 1),
+    ],
+    ids=str,
+)
+def test_filled_sets_every_byte_on_the_gpu(shape, dtype, byte, expected):
+    result = arrays.filled(shape, dtype, byte).copy_to_host()
+    assert result.shape == np.empty(shape).shape
+    assert result.dtype == dtype
+    np.testing.assert_array_equal(result, np.full(result.shape, expected, dtype))
+
+
 @settings(max_examples=40)
 @given(data=st.data())
 def test_linear_vjps_of_gpu_arrays_match_the_host_ones(small_chunks, data):

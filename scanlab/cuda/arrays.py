@@ -9,7 +9,9 @@ Host operands (scalars, NumPy arrays) are laid out on the host and copied to the
 is a new Numba device array, or ``out`` (any writable GPU array) written in place.
 
 Everything is queued on the default stream. The producer's stream of each GPU operand, when its
-interface names one, is synchronised first, as by ``numba.cuda.as_cuda_array``.
+interface names one, is synchronised first, as by ``numba.cuda.as_cuda_array``. Zeros (and other
+fills) are set by a memset on the GPU, which the host does not wait for; uploads (host operands,
+and the ``geometry`` of each copy) wait for the GPU work queued before them.
 """
 
 import math
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from numba import cuda
+from numba.cuda.cudadrv import driver
 
 from scanlab import _arrays, config
 from scanlab._arrays import Layout, LinearProblem, array_interface, check_output, stand_in
@@ -352,6 +355,24 @@ def copy_geometry(shape: tuple, source_strides: tuple, destination_strides: tupl
     return geometry, tile_axis
 
 
+def filled(shape, dtype, byte: int):
+    """A new C-contiguous device array whose every byte is ``byte``.
+
+    The memset is queued on the default stream: unlike an upload (``cuda.to_device``), it does
+    not make the host wait for the GPU work queued before it.
+    """
+    shape = tuple(shape) if np.iterable(shape) else (shape,)
+    memory = cuda.device_array(math.prod(shape), dtype)  # 1-D: the simulator's memset needs it
+    if memory.size:
+        driver.device_memset(memory, byte, memory.nbytes, stream=cuda.default_stream())
+    return memory.reshape(shape)
+
+
+def zeros(shape, dtype):
+    """A new C-contiguous device array of zeros, set on the GPU (see :func:`filled`)."""
+    return filled(shape, dtype, 0)
+
+
 def contiguous_strides(shape: tuple, itemsize: int) -> tuple:
     """The strides of a C-contiguous array of ``shape``, in units of ``itemsize``."""
     strides, step = [], itemsize
@@ -474,6 +495,8 @@ def time_major(value, layout: Layout, core: tuple):
 def initial_state(h0, layout: Layout):
     """``h0`` (None, host or GPU) as a C-contiguous ``(D, *state)`` device array."""
     shape = (math.prod(layout.rest), *layout.state)
+    if h0 is None:
+        return zeros(shape, layout.dtype)
     if not on_gpu(h0):
         host = _arrays.initial_state(
             h0, layout.initial_shape, layout.dtype, layout.shape, layout.axis

@@ -15,7 +15,7 @@ from numba import cuda
 
 from scanlab import config
 from scanlab._devices import on_gpu
-from scanlab.cuda.arrays import Strided
+from scanlab.cuda.arrays import Strided, zeros
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
 
 #: The most blocks :func:`reduce_products_kernel` is launched with; beyond, threads loop.
@@ -134,16 +134,6 @@ def reduce_products(x: Strided, y: Strided, out: Strided) -> None:
         x.memory, y.memory, real, x.start, y.start, out.start, cuda.to_device(geometry), kept,
         chunks, parts,
     )  # fmt: skip
-
-
-def zeros(shape: tuple, dtype):
-    """A C-contiguous device array of zeros, filled on the GPU."""
-    array = cuda.device_array(shape, dtype)
-    if array.size:
-        zero = cuda.to_device(np.zeros(1, dtype))
-        memory = array.reshape(-1)
-        Strided(zero, 0, shape, (0,) * len(shape)).copy_into(Strided.contiguous(memory, shape))
-    return array
 
 
 def device_view(value, shape: tuple, dtype) -> Strided:

@@ -19,6 +19,7 @@ from numba import cuda, njit
 
 from scanlab import config
 from scanlab.cpu.linear import is_finite
+from scanlab.cuda.arrays import zeros
 
 #: Shared-memory banks of a CUDA multiprocessor. Tiles in shared memory get one padding slot every
 #: this many elements, so the threads of a warp walking down a column hit distinct banks.
@@ -411,13 +412,6 @@ def single_pass_kernel(
     store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
 
 
-@cuda.jit
-def clear_kernel(values):
-    """Set every element of the 1-D ``values`` to zero."""
-    for index in range(cuda.grid(1), values.shape[0], cuda.gridsize(1)):
-        values[index] = 0
-
-
 def broadcast_steps(array):
     """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1.
 
@@ -576,7 +570,7 @@ def linear_recurrence_scan(
             f"{SHARED_MEMORY_LIMIT} a block may use; lower items_per_thread or threads_per_block"
         )
     channels = out.shape[1]
-    rerun = cuda.to_device(np.zeros(channels, np.uint8))
+    rerun = zeros(channels, np.uint8)
     tunables = (threads_per_block, items_per_thread, channels_per_block, shared_bytes)
     (single_pass_scan if single_pass else scan_level)(a, b, h0, out, reverse, tunables, rerun)
     block_count = (channels + threads_per_block - 1) // threads_per_block
@@ -613,13 +607,11 @@ def scan_level(a, b, h0, out, reverse, tunables, rerun):
 
 def single_pass_scan(a, b, h0, out, reverse, tunables, rerun):
     """The single-pass variant of ``linear_recurrence_scan``: one launch of
-    ``single_pass_kernel`` over every tile, after clearing its look-back flags."""
+    ``single_pass_kernel`` over every tile, its look-back flags cleared by a memset."""
     items_per_thread, shared_bytes = tunables[1], tunables[3]
     length, channels = out.shape
     block_shape, tile_count, block_count = tile_grid(length, channels, tunables)
-    flags_and_counter = cuda.device_array(tile_count * channels + 1, np.int32)
-    clear_blocks = min(4096, -(-flags_and_counter.size // tunables[0]))
-    clear_kernel[clear_blocks, tunables[0]](flags_and_counter)
+    flags_and_counter = zeros(tile_count * channels + 1, np.int32)
     tiles_started = flags_and_counter[:1]
     flags = flags_and_counter[1:].reshape(tile_count, channels)
     aggregates_a, aggregates_b, inclusive = (
@@ -675,7 +667,7 @@ def kernel_signatures():
                 f"int32[:, ::1], int32[::1], int32[::1], {matrix}, {matrix}, {matrix})",
             ),
         ]
-    return signatures + [(clear_kernel, "void(int32[::1])")]
+    return signatures
 
 
 def choose_method(length: int, channels: int) -> str:

@@ -21,6 +21,7 @@ from numba import cuda
 from scanlab import config
 from scanlab.cpu.linear import is_finite
 from scanlab.cuda import linear
+from scanlab.cuda.arrays import filled, zeros
 from scanlab.cuda.linear import DTYPES, SHARED_MEMORY_LIMIT, broadcast_steps, time_index
 
 #: Systems of at most this many states keep their state in registers (see the module docstring).
@@ -389,7 +390,7 @@ def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_bloc
     >>> out.copy_to_host()[:, 0].tolist()
     [[1.0, 0.0], [1.0, 1.0], [2.0, 1.0]]
     """
-    every_system = cuda.to_device(np.ones(out.shape[1], np.uint8))
+    every_system = filled(out.shape[1], np.uint8, 1)
     run_selected(a, b, h0, out, reverse, every_system, threads_per_block)
 
 
@@ -451,8 +452,8 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
     if chunk_length < 2:
         raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
     systems = out.shape[1]
-    rerun = cuda.to_device(np.zeros(systems, np.uint8))
-    every_system = cuda.to_device(np.ones(systems, np.uint8))
+    rerun = zeros(systems, np.uint8)
+    every_system = filled(systems, np.uint8, 1)
     scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, (every_system, rerun))
     run_selected(a, b, h0, out, reverse, rerun, threads_per_block)
 
