@@ -26,6 +26,9 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+#: The dtypes every solver computes in.
+DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
+
 #: Tolerances of a result against the float64 reference, by dtype.
 TOLERANCES = {
     np.dtype(np.float32): 2e-4,

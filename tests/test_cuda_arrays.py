@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import (
     CUDA_MODULE_MARKS,
+    DTYPES,
     assert_close,
     fast_thread_switching,
     random_array,
@@ -33,7 +34,6 @@ from scanlab.cuda import arrays
 
 pytestmark = CUDA_MODULE_MARKS
 
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 FORMS = ["host", "contiguous", "strided", "reversed", "transposed", "foreign"]
 
 

@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 import pytest
 import reference
-from conftest import CUDA_MODULE_MARKS, assert_close, fast_thread_switching
+from conftest import CUDA_MODULE_MARKS, DTYPES, assert_close, fast_thread_switching
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
@@ -19,7 +19,6 @@ from scanlab.cuda import linear
 
 pytestmark = CUDA_MODULE_MARKS
 
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 
 # Tiles of 24 steps for D = 1 (1 lane x 8 time threads) and of 6 steps for D = 3 or 17 (4 lanes x
 # 2 time threads, 5 channel groups for D = 17): with D = 3, T = 200 recurses on 34 tile totals,

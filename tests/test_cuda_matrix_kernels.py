@@ -11,6 +11,7 @@ import pytest
 import reference
 from conftest import (
     CUDA_MODULE_MARKS,
+    DTYPES,
     assert_close,
     fast_thread_switching,
     random_array,
@@ -24,7 +25,6 @@ from scanlab.cuda import linear_matrix
 
 pytestmark = CUDA_MODULE_MARKS
 
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 LAUNCHERS = {
     "sequential": (linear_matrix.linear_recurrence_matrix_sequential, {"threads_per_block": 8}),
     "scan": (

@@ -3,13 +3,11 @@
 import numpy as np
 import pytest
 import reference
-from conftest import TOLERANCES, random_array, random_matrices
+from conftest import DTYPES, TOLERANCES, random_array, random_matrices
 from hypothesis import given
 from hypothesis import strategies as st
 
 import scanlab
-
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 
 
 def assert_gradients_close(result, expected, dtype):

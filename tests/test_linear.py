@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import reference
 import scipy.signal
-from conftest import assert_close, numba_threads, random_array
+from conftest import DTYPES, assert_close, numba_threads, random_array
 from hypothesis import given
 from hypothesis import strategies as st
 from numba import cuda
@@ -12,7 +12,6 @@ from numba import cuda
 import scanlab
 from scanlab.cpu import linear as cpu_linear
 
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 METHODS = ["sequential", "scan", "auto"]
 #: Lengths around chunk and block boundaries of the shrunken tunables, primes, and the edges.
 LENGTHS = [0, 1, 2, 3, 5, 7, 13, 31, 32, 33, 63, 64, 65, 97, 127, 128, 129, 251]

@@ -5,14 +5,13 @@ import pytest
 import reference
 import scipy.linalg
 import scipy.signal
-from conftest import assert_close, numba_threads, random_array, random_matrices
+from conftest import DTYPES, assert_close, numba_threads, random_array, random_matrices
 from hypothesis import given
 from hypothesis import strategies as st
 
 import scanlab
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
 
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 METHODS = ["sequential", "scan", "auto"]
 #: State sizes: the elementwise path (1), registers (2, 3), memory (5, 8, 17).
 SIZES = [1, 2, 3, 5, 8, 17]

@@ -273,13 +273,16 @@ class Strided:
         """Copy these elements into ``destination``'s on the GPU: one launch of the kernel
         :func:`copy_geometry` chooses, over the index space it orders."""
         geometry, tile_axis = copy_geometry(self.shape, self.strides, destination.strides)
-        arguments = (self.memory, destination.memory, self.start, destination.start)
+        arguments = (
+            self.memory, destination.memory, self.start, destination.start,
+            cuda.to_device(geometry),
+        )  # fmt: skip
         along = int(geometry[0, -1])
         if tile_axis is None:
             threads = config.cuda.threads_per_block
             rows = int(math.prod(geometry[0, :-1]))
             blocks = (min(COPY_BLOCKS, -(-along // threads)), min(COPY_ROWS, rows))
-            strided_copy_kernel[blocks, threads](*arguments, cuda.to_device(geometry))
+            strided_copy_kernel[blocks, threads](*arguments)
         else:
             across = int(geometry[0, tile_axis])
             other_rows = int(math.prod(np.delete(geometry[0, :-1], tile_axis)))
@@ -290,7 +293,7 @@ class Strided:
             )
             shared_bytes = TILE * TILE_PITCH * destination.memory.dtype.itemsize
             tiled_transpose_kernel[blocks, (TILE, TILE_ROWS), 0, shared_bytes](
-                *arguments, cuda.to_device(geometry), tile_axis
+                *arguments, tile_axis
             )
 
     def as_contiguous(self, dtype):
@@ -361,8 +364,7 @@ def filled(shape, dtype, byte: int):
     The memset is queued on the default stream: unlike an upload (``cuda.to_device``), it does
     not make the host wait for the GPU work queued before it.
     """
-    shape = tuple(shape) if np.iterable(shape) else (shape,)
-    memory = cuda.device_array(math.prod(shape), dtype)  # 1-D: the simulator's memset needs it
+    memory = cuda.device_array(int(np.prod(shape)), dtype)  # 1-D: the simulator's memset needs it
     if memory.size:
         driver.device_memset(memory, byte, memory.nbytes, stream=cuda.default_stream())
     return memory.reshape(shape)

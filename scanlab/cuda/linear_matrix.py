@@ -314,9 +314,9 @@ def apply_in_blocks(a, b, carries, out, reverse, chunk_length, selected, rerun, 
     """
     length, systems, size = out.shape
     items = -(-length // chunk_length) * systems
-    block, shared_bytes = block_apply_layout(size, items, out.dtype.itemsize, threads_per_block)
     if items == 0:
         return
+    block, shared_bytes = block_apply_layout(size, items, out.dtype.itemsize, threads_per_block)
     if shared_bytes > SHARED_MEMORY_LIMIT:
         raise ValueError(
             f"{size} states of {out.dtype} need {shared_bytes} bytes of shared memory, more than "
