@@ -231,6 +231,9 @@ def lay_out(a, b, h0, layout: Layout, out) -> LinearProblem:
     h0 = initial_state(h0, layout.initial_shape, dtype, shape, axis)
     h0 = h0.reshape(math.prod(rest), *state)
     result = output_array(out, shape, dtype)
+    if np.may_share_memory(h0, result):
+        # The kernels read h0 while writing out's first rows: a copy of one row is cheap.
+        h0 = h0.copy()
     kernel_a = as_time_major(np.asarray(a), leading, axis, rest, dtype, state * 2)
     kernel_b = as_time_major(np.asarray(b), leading, axis, rest, dtype, state)
     kernel_out = kernel_view(result, axis, len(state))

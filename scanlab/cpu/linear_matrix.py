@@ -4,7 +4,7 @@ Layout seen by every kernel (prepared by ``scanlab._arrays``): ``out`` is C-cont
 with time first, ``D`` independent *systems* and their ``n`` states; ``a`` is C-contiguous
 ``(T or 1, D or 1, n, n)`` and ``b`` ``(T or 1, D or 1, n)`` (a length-1 axis broadcasts); ``h0``
 is ``(D, n)``; all share the result dtype. ``reverse`` runs time backwards. ``out`` never overlaps
-``a`` or ``b``. Time is walked in steps, as in :mod:`scanlab.cpu.linear`.
+``a``, ``b`` or ``h0``. Time is walked in steps, as in :mod:`scanlab.cpu.linear`.
 
 Systems of 2 to 4 states keep their state, and in the scan a chunk's matrix product, in registers:
 the functions below the parallel tasks (``run_task``) receive ``registers``, a pair of tuples of
