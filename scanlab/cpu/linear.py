@@ -11,13 +11,31 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from scanlab import config
+from scanlab._scaled_products import (
+    agrees,
+    carried,
+    in_range,
+    is_finite,
+    product_bounds,
+    renormalised,
+)
 from scanlab.config import FASTMATH
+from scanlab.cpu import atomics
 
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
 CHAINS = 4
-#: The two passes of the ``scan`` kernel over each block.
-COMPOSE, APPLY = 0, 1
+#: Tiles of the ``scan`` kernel per thread at least, when the sequence is short enough that
+#: cache-sized chunks would give fewer.
+TILES_PER_THREAD = 4
+#: Steps between the checks that keep a chunk's product of ``a`` in range. The product is kept
+#: in double precision, so between two checks it falls out of the normal range only through
+#: coefficients below about ``2**-15`` on average (and then the carry check catches what it
+#: changes). Checks more often cost more than the composition itself.
+CHECK_PERIOD = 64
+#: What a tile of the ``scan`` kernel has published: nothing, its chunks' summaries, or also the
+#: state after it.
+UNSEEN, COMPOSED, CARRIED = 0, 1, 2
 
 
 @njit(inline="always")
@@ -57,12 +75,6 @@ def broadcast_steps(array, length, channels):
     channel loops for a unit stride (vectorised) instead of giving up on them.
     """
     return uint64(array.shape[0] // length), uint64(array.shape[1] // channels)
-
-
-@njit(inline="always")
-def is_finite(value):
-    """Whether a real or complex ``value`` is neither Inf nor NaN."""
-    return value - value == 0
 
 
 @njit(inline="always")
@@ -147,13 +159,16 @@ def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def compose_chunks(a, b, first_step, chunk_length, length, reverse, product, partial):
+def compose_chunks(a, b, first_step, chunk_length, length, reverse, summary, bounds):
     """Summaries of ``CHAINS`` consecutive chunks, walked in lockstep.
 
     Chunk ``c`` covers ``chunk_length`` steps from ``first_step + c * chunk_length``; its summary
-    is ``product[c] = prod a`` and ``partial[c]``, its last state when started from zero.
-    The outputs are written once, at the end: threads' summaries may share cache lines.
+    is ``summary = (product, partial, exponent)`` at row ``c``: ``prod a`` as ``product *
+    2**exponent``, kept in range every ``CHECK_PERIOD`` steps (``scanlab._scaled_products``), and
+    ``partial``, its last state when started from zero. Written once, at the end: threads'
+    summaries may share cache lines.
     """
+    product, partial, exponent = summary
     channels = product.shape[1]
     origin, direction = time_direction(length, reverse)
     a_row, a_column = broadcast_steps(a, length, channels)
@@ -162,54 +177,74 @@ def compose_chunks(a, b, first_step, chunk_length, length, reverse, product, par
         # One series: four scalar chains in registers.
         p0 = p1 = p2 = p3 = product.dtype.type(1)
         q0 = q1 = q2 = q3 = partial.dtype.type(0)
-        for offset in range(chunk_length):
-            t0, t1, t2, t3 = chain_rows(first_step + offset, chunk_length, origin, direction)
-            x0 = a[t0 * a_row, 0]
-            x1 = a[t1 * a_row, 0]
-            x2 = a[t2 * a_row, 0]
-            x3 = a[t3 * a_row, 0]
-            p0 *= x0
-            p1 *= x1
-            p2 *= x2
-            p3 *= x3
-            q0 = x0 * q0 + b[t0 * b_row, 0]
-            q1 = x1 * q1 + b[t1 * b_row, 0]
-            q2 = x2 * q2 + b[t2 * b_row, 0]
-            q3 = x3 * q3 + b[t3 * b_row, 0]
+        e0 = e1 = e2 = e3 = 0
+        for period_start in range(0, chunk_length, CHECK_PERIOD):
+            for offset in range(period_start, min(period_start + CHECK_PERIOD, chunk_length)):
+                t0, t1, t2, t3 = chain_rows(first_step + offset, chunk_length, origin, direction)
+                x0 = a[t0 * a_row, 0]
+                x1 = a[t1 * a_row, 0]
+                x2 = a[t2 * a_row, 0]
+                x3 = a[t3 * a_row, 0]
+                p0 *= x0
+                p1 *= x1
+                p2 *= x2
+                p3 *= x3
+                q0 = x0 * q0 + b[t0 * b_row, 0]
+                q1 = x1 * q1 + b[t1 * b_row, 0]
+                q2 = x2 * q2 + b[t2 * b_row, 0]
+                q3 = x3 * q3 + b[t3 * b_row, 0]
+            if not (
+                in_range(p0, bounds) and in_range(p1, bounds)
+                and in_range(p2, bounds) and in_range(p3, bounds)
+            ):  # fmt: skip
+                p0, e0 = renormalised(p0, e0, bounds)
+                p1, e1 = renormalised(p1, e1, bounds)
+                p2, e2 = renormalised(p2, e2, bounds)
+                p3, e3 = renormalised(p3, e3, bounds)
         product[0, 0], product[1, 0], product[2, 0], product[3, 0] = p0, p1, p2, p3
         partial[0, 0], partial[1, 0], partial[2, 0], partial[3, 0] = q0, q1, q2, q3
+        exponent[0, 0], exponent[1, 0], exponent[2, 0], exponent[3, 0] = e0, e1, e2, e3
         return
     # A run-time chain count: LLVM does not unroll the vectorised row loop four times.
     chains = product.shape[0]
     local_product = np.ones((chains, channels), product.dtype)
     local_partial = np.zeros((chains, channels), partial.dtype)
-    for offset in range(chunk_length):
+    local_exponent = np.zeros((chains, channels), np.int64)
+    for period_start in range(0, chunk_length, CHECK_PERIOD):
+        for offset in range(period_start, min(period_start + CHECK_PERIOD, chunk_length)):
+            for chain in range(chains):
+                t = time_index(first_step + chain * chunk_length + offset, origin, direction)
+                a_t = a[t * a_row]
+                b_t = b[t * b_row]
+                product_c = local_product[chain]
+                partial_c = local_partial[chain]
+                for d in range(uint64(channels)):
+                    coefficient = a_t[d * a_column]
+                    product_c[d] *= coefficient
+                    partial_c[d] = coefficient * partial_c[d] + b_t[d * b_column]
         for chain in range(chains):
-            t = time_index(first_step + chain * chunk_length + offset, origin, direction)
-            a_t = a[t * a_row]
-            b_t = b[t * b_row]
-            product_c = local_product[chain]
-            partial_c = local_partial[chain]
-            for d in range(uint64(channels)):
-                coefficient = a_t[d * a_column]
-                product_c[d] *= coefficient
-                partial_c[d] = coefficient * partial_c[d] + b_t[d * b_column]
+            for d in range(channels):
+                if not in_range(local_product[chain, d], bounds):
+                    local_product[chain, d], local_exponent[chain, d] = renormalised(
+                        local_product[chain, d], local_exponent[chain, d], bounds
+                    )
     for chain in range(chains):
         for d in range(channels):
             product[chain, d] = local_product[chain, d]
             partial[chain, d] = local_partial[chain, d]
+            exponent[chain, d] = local_exponent[chain, d]
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def apply_chunks(a, b, first_step, chunk_length, length, reverse, incoming, out):
-    """Run ``CHAINS`` consecutive chunks in lockstep from their ``incoming`` states into ``out``."""
-    state = incoming.copy()
-    channels = state.shape[1]
+def apply_chunks(a, b, first_step, chunk_length, length, reverse, incoming, out, ends):
+    """Run ``CHAINS`` consecutive chunks in lockstep from their ``incoming`` states into ``out``;
+    ``ends`` receives the state each chunk ends in."""
+    channels = incoming.shape[1]
     origin, direction = time_direction(length, reverse)
     a_row, a_column = broadcast_steps(a, length, channels)
     b_row, b_column = broadcast_steps(b, length, channels)
     if channels == 1:
-        h0, h1, h2, h3 = state[0, 0], state[1, 0], state[2, 0], state[3, 0]
+        h0, h1, h2, h3 = incoming[0, 0], incoming[1, 0], incoming[2, 0], incoming[3, 0]
         for offset in range(chunk_length):
             t0, t1, t2, t3 = chain_rows(first_step + offset, chunk_length, origin, direction)
             h0 = a[t0 * a_row, 0] * h0 + b[t0 * b_row, 0]
@@ -220,83 +255,157 @@ def apply_chunks(a, b, first_step, chunk_length, length, reverse, incoming, out)
             out[t1, 0] = h1
             out[t2, 0] = h2
             out[t3, 0] = h3
+        ends[0, 0], ends[1, 0], ends[2, 0], ends[3, 0] = h0, h1, h2, h3
         return
+    state = incoming.copy()
     chains = state.shape[0]
     for offset in range(chunk_length):
         for chain in range(chains):
             t = time_index(first_step + chain * chunk_length + offset, origin, direction)
             advance_row(a[t * a_row], b[t * b_row], a_column, b_column, state[chain], out[t])
+    ends[:] = state
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def walk_chunks(chunk_pass, a, b, first_step, chunk_length, length, reverse, product, partial, out):
-    """One thread's share of a block: ``compose_chunks`` or ``apply_chunks``.
+@njit(fastmath=FASTMATH)
+def stepped_state(a, b, state, first_step, stop_step, length, reverse, channel):
+    """The state of ``channel`` after steps ``[first_step, stop_step)`` from ``state``, step by
+    step as the loop computes it (nothing is written)."""
+    origin, direction = time_direction(length, reverse)
+    a_row, a_d = uint64(a.shape[0] > 1), uint64(channel) * uint64(a.shape[1] > 1)
+    b_row, b_d = uint64(b.shape[0] > 1), uint64(channel) * uint64(b.shape[1] > 1)
+    for step in range(first_step, stop_step):
+        t = time_index(step, origin, direction)
+        state = a[t * a_row, a_d] * state + b[t * b_row, b_d]
+    return state
 
-    One call site for both passes halves the time Numba takes to compile the parallel kernel.
-    """
-    if chunk_pass == COMPOSE:
-        compose_chunks(a, b, first_step, chunk_length, length, reverse, product, partial)
-    else:
-        apply_chunks(a, b, first_step, chunk_length, length, reverse, partial, out)
 
-
-@njit(cache=True, fastmath=FASTMATH)
-def incoming_states(
-    a, b, out, reverse, block_start, chunk_length, summary_product, summary_partial, carry
+@njit(fastmath=FASTMATH)
+def carry_through_chunks(
+    a, b, state, summary, first_step, chunk_length, length, reverse, bounds, starts
 ):
-    """Scan the chunk summaries of a block: each chunk's incoming state replaces its partial.
+    """Carry ``state`` (a row of channels, updated in place) through the chunks of ``summary``,
+    which start at ``first_step``; ``starts`` (``0 x D`` for none) receives each chunk's
+    incoming state.
 
-    ``carry`` enters as the state before the block and leaves as the state after it.
+    A chunk whose composition has NaN or Inf in it is stepped through instead (``carried``).
     """
-    for chunk in range(summary_product.shape[0]):
-        for d in range(carry.shape[0]):
-            incoming = carry[d]
-            product = summary_product[chunk, d]
-            partial = summary_partial[chunk, d]
-            summary_partial[chunk, d] = incoming
-            if is_finite(product) and is_finite(partial) and not is_inf(incoming):
-                carry[d] = product * incoming + partial
-            else:
-                # An overflow, Inf or NaN in the chunk or an infinite state: composing can make
-                # NaN (inf * 0) where the recursion does not, so step through the chunk.
-                chunk_start = block_start + chunk * chunk_length
-                chunk_stop = chunk_start + chunk_length
-                run_steps(a, b, carry[d : d + 1], out, chunk_start, chunk_stop, reverse, d)
+    product, partial, exponent = summary
+    for row in range(product.shape[0]):
+        chunk_start = first_step + row * chunk_length
+        for d in range(state.shape[0]):
+            if starts.shape[0]:
+                starts[row, d] = state[d]
+            value, usable = carried(
+                product[row, d], exponent[row, d], partial[row, d], state[d], bounds
+            )
+            if not usable:
+                value = stepped_state(
+                    a, b, state[d], chunk_start, chunk_start + chunk_length, length, reverse, d
+                )
+            state[d] = value
+
+
+@njit(fastmath=FASTMATH)
+def incoming_state(
+    a, b, tile, summary, carries, status, h0, chunk_length, length, reverse, bounds, scratch
+):
+    """The state before ``tile``: the nearest published carry before it, carried through the
+    tiles in between (their summaries as published, or composed here when their thread has not
+    got that far: a late thread never holds the others up)."""
+    tile_steps = CHAINS * chunk_length
+    source = tile - 1
+    while source >= 0 and atomics.load(status, source) != CARRIED:
+        source -= 1
+    state = h0.copy() if source < 0 else carries[source].copy()
+    no_starts = np.empty((0, state.shape[0]), state.dtype)
+    for between in range(source + 1, tile):
+        rows = slice(between * CHAINS, (between + 1) * CHAINS)
+        first_step = between * tile_steps
+        if atomics.load(status, between) == UNSEEN:
+            compose_chunks(a, b, first_step, chunk_length, length, reverse, scratch, bounds)
+            used = scratch
+        else:
+            used = (summary[0][rows], summary[1][rows], summary[2][rows])
+        carry_through_chunks(
+            a, b, state, used, first_step, chunk_length, length, reverse, bounds, no_starts
+        )
+    return state
+
+
+@njit(fastmath=FASTMATH)
+def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds):
+    """Rerun, from the loop's state, every chunk whose incoming carry disagrees with the state
+    the chunk before it ended in (``agrees``), for as long as they disagree; ``ends`` then holds
+    the loop's states."""
+    for chunk in range(1, starts.shape[0]):
+        for d in range(starts.shape[1]):
+            if not agrees(ends[chunk - 1, d], starts[chunk, d], bounds):
+                state = ends[chunk - 1, d : d + 1].copy()
+                starts[chunk, d] = state[0]
+                first_step = chunk * chunk_length
+                run_steps(a, b, state, out, first_step, first_step + chunk_length, reverse, d)
+                ends[chunk, d] = state[0]
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads):
-    """Parallel over time: a cache-blocked reduce-then-scan over chunks.
+def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype):
+    """Parallel over time: a reduce-then-scan over tiles, handed out as threads come free.
 
-    Time is cut into blocks of ``threads * CHAINS`` chunks of ``chunk_length`` steps. Per block,
-    each thread composes its ``CHAINS`` chunks into ``(prod a, h from 0)`` summaries (pass 1), a
-    short sequential scan of the summaries gives every chunk's incoming state, and each thread
-    reruns its chunks from those states (pass 2), reading ``a`` and ``b`` back from its cache.
-    The fewer than ``threads * CHAINS`` steps left at the end run sequentially.
+    Time is cut into tiles of ``CHAINS`` chunks of ``chunk_length`` steps. A thread takes the
+    next tile (an atomic counter), composes its chunks into summaries (``prod a`` kept in range
+    and the state from zero) and publishes them, finds the state before the tile by looking back
+    to the nearest published carry (composing any tile in between whose thread is late itself),
+    publishes the carry after its tile, and reruns its chunks from their incoming states,
+    reading ``a`` and ``b`` back from its cache. One parallel region: no thread ever waits for
+    another until the end, so a thread descheduled by a busy neighbour delays the scan by at
+    most its own tile. Then the loop's state at the end of each chunk is checked against the
+    carry the next one started from (``settle_chunks``). The fewer than a tile's steps left at
+    the end run sequentially.
     """
     length, channels = out.shape
-    chunk_count = threads * CHAINS
-    summary_product = np.empty((chunk_count, channels), out.dtype)
-    summary_partial = np.empty((chunk_count, channels), out.dtype)
-    carry = h0.copy()
-    block_start = 0
-    while block_start + chunk_count <= length:
-        block_chunk_length = min(chunk_length, (length - block_start) // chunk_count)
-        thread_steps = CHAINS * block_chunk_length
-        for chunk_pass in (COMPOSE, APPLY):
-            if chunk_pass == APPLY:
-                incoming_states(
-                    a, b, out, reverse, block_start, block_chunk_length,
-                    summary_product, summary_partial, carry,
-                )  # fmt: skip
-            for thread in prange(threads):
-                chunks = slice(thread * CHAINS, (thread + 1) * CHAINS)
-                walk_chunks(
-                    chunk_pass, a, b, block_start + thread * thread_steps, block_chunk_length,
-                    length, reverse, summary_product[chunks], summary_partial[chunks], out,
-                )  # fmt: skip
-        block_start += chunk_count * block_chunk_length
-    run_steps(a, b, carry, out, block_start, length, reverse, 0)
+    tile_steps = CHAINS * chunk_length
+    tiles = length // tile_steps
+    dtype = out.dtype
+    summary = (
+        np.empty((tiles * CHAINS, channels), product_dtype),
+        np.empty((tiles * CHAINS, channels), dtype),
+        np.empty((tiles * CHAINS, channels), np.int64),
+    )
+    starts = np.empty((tiles * CHAINS, channels), dtype)
+    ends = np.empty((tiles * CHAINS, channels), dtype)
+    carries = np.empty((tiles, channels), dtype)
+    status = np.zeros(tiles, np.int64)
+    next_tile = np.zeros(1, np.int64)
+    for _ in prange(threads):
+        scratch = (
+            np.empty((CHAINS, channels), product_dtype),
+            np.empty((CHAINS, channels), dtype),
+            np.empty((CHAINS, channels), np.int64),
+        )
+        tile = atomics.fetch_add(next_tile, 0, 1)
+        while tile < tiles:
+            rows = slice(tile * CHAINS, (tile + 1) * CHAINS)
+            first_step = tile * tile_steps
+            mine = (summary[0][rows], summary[1][rows], summary[2][rows])
+            compose_chunks(a, b, first_step, chunk_length, length, reverse, mine, bounds)
+            atomics.store(status, tile, COMPOSED)
+            state = incoming_state(
+                a, b, tile, summary, carries, status, h0, chunk_length, length, reverse,
+                bounds, scratch,
+            )  # fmt: skip
+            carry_through_chunks(
+                a, b, state, mine, first_step, chunk_length, length, reverse, bounds,
+                starts[rows],
+            )  # fmt: skip
+            carries[tile] = state
+            atomics.store(status, tile, CARRIED)
+            apply_chunks(
+                a, b, first_step, chunk_length, length, reverse, starts[rows], out, ends[rows]
+            )
+            tile = atomics.fetch_add(next_tile, 0, 1)
+    settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds)
+    carry = h0.copy() if tiles == 0 else ends[tiles * CHAINS - 1].copy()
+    run_steps(a, b, carry, out, tiles * tile_steps, length, reverse, 0)
 
 
 def choose_method(length: int, channels: int, itemsize: int, threads: int) -> str:
@@ -335,5 +444,9 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
         else:
             linear_recurrence_sequential(a, b, h0, out, reverse, channel_block)
     else:
-        chunk_length = scan_chunk_length(channels, out.itemsize)
-        linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads)
+        # Several tiles per thread, so that threads that come free take over a late one's share.
+        balanced = length // (CHAINS * threads * TILES_PER_THREAD)
+        chunk_length = max(1, min(scan_chunk_length(channels, out.itemsize), balanced))
+        bounds = product_bounds(out.dtype, chunk_length)
+        product_dtype = np.result_type(out.dtype, np.float64)
+        linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype)

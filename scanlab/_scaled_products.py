@@ -1,0 +1,114 @@
+"""Products of a chunk's coefficients kept in range, and the check that a composed carry holds.
+
+A scan composes each chunk into ``(P, Q)``: ``P`` the product of its coefficients, ``Q`` its last
+state from zero, so that the chunk maps an incoming state ``h`` to ``P * h + Q``. Multiplied out
+as plain numbers, ``P`` falls through the subnormal range (about 100 cycles an operation on many
+CPUs) to zero, and a product that underflows and grows back (``1e-200, 1e-200, 1e200, 1e200``)
+loses the state the loop carries. So the scans keep ``P = mantissa * 2**exponent``, bringing the
+mantissa back to ``[0.5, 1)`` by an exact power of two whenever a periodic check finds it outside
+``[2**-64, 2**64]``.
+
+Whatever composition does, the loop is the reference: a scan reruns each chunk from its incoming
+state anyway, so the state the rerun ends in is the loop's, and ``agrees`` compares it with the
+composed carry the next chunk started from. Where they disagree beyond rounding (a state lost to
+underflow, a state of the loop that overflowed inside the chunk, a product that lost bits), the
+following chunks are rerun from the loop's state until they agree again.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+def product_bounds(dtype, chunk_length: int):
+    """The constants of the kept range and the agreement check for ``dtype`` (real or complex).
+
+    ``(low, high, step, unit, tolerance)``: the products are kept in double precision (also for
+    single-precision data: a wider range, at no cost in the scalar chains), their mantissa in
+    ``[low, high] = [2**-64, 2**64]``; ``step`` is the largest power of two by which scaling is
+    always exact; ``unit`` is 1.0; ``tolerance`` is the relative difference between a composed
+    carry and the loop's state beyond which the carry is wrong rather than rounded differently
+    (``4 * chunk_length * eps`` of ``dtype``, at least ``sqrt(eps)``).
+    """
+    eps = float(np.finfo(dtype).eps)
+    return (
+        2.0**-64,
+        2.0**64,
+        np.int64(np.finfo(np.float64).maxexp // 2),
+        1.0,
+        min(0.5, max(math.sqrt(eps), 4 * chunk_length * eps)),
+    )
+
+
+@njit(inline="always")
+def magnitude(value):
+    """``max(|re|, |im|)`` of a real or complex ``value``: its modulus within ``sqrt(2)``."""
+    return max(abs(value.real), abs(value.imag))
+
+
+@njit(inline="always")
+def is_finite(value):
+    """Whether a real or complex ``value`` is neither Inf nor NaN."""
+    return value - value == 0
+
+
+@njit(inline="always")
+def in_range(product, bounds):
+    """Whether the mantissa ``product`` lies in ``[2**-64, 2**64]`` (False for NaN)."""
+    return bounds[0] <= magnitude(product) <= bounds[1]
+
+
+@njit
+def scaled(value, exponent, bounds):
+    """``value * 2**exponent`` for any integer ``exponent``, in ``value``'s precision.
+
+    Steps of ``2**step`` are exact; only the last multiplication can round (when the result is
+    subnormal).
+    """
+    step, unit = bounds[2], bounds[3]
+    while exponent > step and is_finite(value):
+        value = value * math.ldexp(unit, step)
+        exponent -= step
+    while exponent < -step and value != 0:
+        value = value * math.ldexp(unit, -step)
+        exponent += step
+    return value * math.ldexp(unit, exponent)
+
+
+@njit
+def renormalised(product, exponent, bounds):
+    """``(mantissa, exponent)`` of ``product * 2**exponent`` with the mantissa in ``[0.5, 1)``.
+
+    Zero, NaN and Inf are returned as they are.
+    """
+    size = magnitude(product)
+    if 0 < size < math.inf:
+        shift = math.frexp(size)[1]
+        return scaled(product, -shift, bounds), exponent + shift
+    return product, exponent
+
+
+@njit(inline="always")
+def carried(product, exponent, partial, incoming, bounds):
+    """``(product * 2**exponent * incoming + partial, usable)``.
+
+    Not usable when anything is NaN or Inf: composing can make NaN from ``inf * 0`` where the
+    loop does not, so the caller steps through the chunk instead.
+    """
+    if is_finite(product) and is_finite(partial) and is_finite(incoming):
+        return scaled(product * incoming, exponent, bounds) + partial, True
+    return incoming, False
+
+
+@njit(inline="always")
+def agrees(loop_state, carry, bounds):
+    """Whether ``carry`` is the loop's state ``loop_state`` up to the rounding of composition:
+    equal (infinities and zeros included), both NaN, or both finite and within ``tolerance``
+    relative to the larger."""
+    if loop_state == carry or (loop_state != loop_state and carry != carry):
+        return True
+    if not (is_finite(loop_state) and is_finite(carry)):
+        return False
+    scale = max(magnitude(loop_state), magnitude(carry))
+    return magnitude(loop_state - carry) <= bounds[4] * scale

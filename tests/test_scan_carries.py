@@ -1,0 +1,165 @@
+"""The CPU scan's carries between chunks: products that underflow, overflow or grow back, states
+that overflow inside a chunk, late threads, any thread count. The loop is the reference."""
+
+import numpy as np
+import pytest
+from conftest import numba_threads
+from hypothesis import given
+from hypothesis import strategies as st
+
+import scanlab
+from scanlab._scaled_products import product_bounds
+from scanlab.cpu import linear as cpu_linear
+
+#: Relative tolerance of the scan against the loop in the same precision, and the absolute
+#: floor below which the loop's own states are subnormal (and so imprecise themselves).
+CLOSE = {np.float32: (1e-3, 1e-30), np.float64: (1e-8, 1e-290)}
+
+
+def assert_like_the_loop(scanned, sequential, dtype):
+    """NaN and Inf exactly where the loop has them; finite values equal to rounding."""
+    np.testing.assert_array_equal(np.isnan(scanned), np.isnan(sequential))
+    np.testing.assert_array_equal(np.isposinf(scanned), np.isposinf(sequential))
+    np.testing.assert_array_equal(np.isneginf(scanned), np.isneginf(sequential))
+    finite = np.isfinite(sequential)
+    rtol, atol = CLOSE[dtype]
+    np.testing.assert_allclose(scanned[finite], sequential[finite], rtol=rtol, atol=atol)
+
+
+def test_a_product_that_underflows_and_grows_back_keeps_the_state(small_chunks):
+    """The issue's reproduction: the loop gives 1e300 every fourth step."""
+    a = np.tile([1e-200, 1e-200, 1e200, 1e200], 16)
+    for length in (64, 2**15):
+        coefficients = np.resize(a, length)
+        result = scanlab.linear_recurrence(coefficients, np.zeros(length), 1e300, method="scan")
+        np.testing.assert_allclose(result[3::4], 1e300, rtol=1e-12)
+        np.testing.assert_allclose(result[1::4], 1e-100, rtol=1e-12)
+
+
+@pytest.mark.parametrize("where", [1, 40, 101])
+def test_a_state_that_overflows_inside_a_chunk_stays_infinite(where, small_chunks):
+    """The product over the chunk is 1, but the loop's state overflowed on the way."""
+    a = np.ones(256)
+    a[where], a[where + 1] = 1e10, 1e-10
+    result = scanlab.linear_recurrence(a, np.zeros(256), 1e300, method="scan")
+    expected = scanlab.linear_recurrence(a, np.zeros(256), 1e300, method="sequential")
+    assert np.isinf(expected[where:]).all()
+    np.testing.assert_array_equal(result, expected)
+
+
+def extreme_values(dtype):
+    """Magnitudes across the dtype's exponent range, zeros, ones, and now and then NaN/Inf."""
+    top = 250 if dtype == np.float64 else 30
+    magnitude = st.floats(-top, top).map(lambda exponent: 10.0**exponent)
+    special = st.sampled_from([0.0, 1.0, -1.0, np.inf, -np.inf, np.nan])
+    sign = st.sampled_from([1.0, -1.0])
+    signed = st.tuples(sign, magnitude).map(lambda pair: pair[0] * pair[1])
+    return st.one_of(signed, signed, signed, special)
+
+
+@st.composite
+def hostile_problems(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    length = draw(st.integers(0, 200))
+    channels = draw(st.sampled_from([1, 3]))
+    values = extreme_values(dtype)
+    size = length * channels
+    a = np.array(draw(st.lists(values, min_size=size, max_size=size)), dtype)
+    b_kind = draw(st.sampled_from(["zeros", "extreme", "normal"]))
+    if b_kind == "zeros":
+        b = np.zeros(size, dtype)
+    elif b_kind == "extreme":
+        b = np.array(draw(st.lists(values, min_size=size, max_size=size)), dtype)
+    else:
+        b = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).normal(size=size)
+    h0 = np.array(draw(st.lists(values, min_size=channels, max_size=channels)), dtype)
+    shape = (length, channels)
+    return a.reshape(shape), b.astype(dtype).reshape(shape), h0, draw(st.booleans()), dtype
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@given(problem=hostile_problems())
+def test_scan_matches_the_loop_on_extreme_values(problem, small_chunks):
+    a, b, h0, reverse, dtype = problem
+    with np.errstate(all="ignore"):
+        sequential = scanlab.linear_recurrence(a, b, h0, reverse=reverse, method="sequential")
+    scanned = scanlab.linear_recurrence(a, b, h0, reverse=reverse, method="scan")
+    assert_like_the_loop(scanned, sequential, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_any_number_of_workers_gives_the_loop(threads, channels):
+    """More workers than threads (and than cores) take tiles in turn; all agree with the loop."""
+    rng = np.random.default_rng(threads)
+    a = rng.uniform(-1, 1, (3001, channels))
+    b = rng.normal(size=(3001, channels))
+    h0 = rng.normal(size=channels)
+    out = np.empty_like(b)
+    bounds = product_bounds(np.float64, 7)
+    with numba_threads(threads):
+        cpu_linear.linear_recurrence_scan(a, b, h0, out, False, 7, threads, bounds, np.float64)
+    expected = scanlab.linear_recurrence(a, b, h0, method="sequential")
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("published", ["none", "composed", "carried", "mixed"])
+def test_a_late_thread_is_looked_past(published):
+    """The state before a tile is the loop's, whatever the tiles before it have published:
+    summaries not yet composed are composed by the looker, carries are used where present."""
+    rng = np.random.default_rng(3)
+    chunk_length, tiles, channels = 5, 6, 2
+    length = tiles * cpu_linear.CHAINS * chunk_length
+    a = rng.uniform(-1, 1, (length, channels))
+    b = rng.normal(size=(length, channels))
+    h0 = rng.normal(size=channels)
+    expected = scanlab.linear_recurrence(a, b, h0, method="sequential")
+    bounds = product_bounds(np.float64, chunk_length)
+    rows = tiles * cpu_linear.CHAINS
+    summary = (
+        np.empty((rows, channels)),
+        np.empty((rows, channels)),
+        np.empty((rows, channels), np.int64),
+    )
+    carries = np.full((tiles, channels), np.nan)
+    states = {
+        "none": [cpu_linear.UNSEEN] * tiles,
+        "composed": [cpu_linear.COMPOSED] * tiles,
+        "carried": [cpu_linear.CARRIED] * tiles,
+        "mixed": [cpu_linear.CARRIED, cpu_linear.UNSEEN, cpu_linear.COMPOSED] * 2,
+    }[published]
+    status = np.array(states, np.int64)
+    tile_steps = cpu_linear.CHAINS * chunk_length
+    for tile in range(tiles):
+        mine = tuple(
+            part[tile * cpu_linear.CHAINS : (tile + 1) * cpu_linear.CHAINS] for part in summary
+        )
+        if status[tile] != cpu_linear.UNSEEN:
+            cpu_linear.compose_chunks(
+                a, b, tile * tile_steps, chunk_length, length, False, mine, bounds
+            )
+        if status[tile] == cpu_linear.CARRIED:
+            carries[tile] = expected[(tile + 1) * tile_steps - 1]
+    scratch = (
+        np.empty((cpu_linear.CHAINS, channels)),
+        np.empty((cpu_linear.CHAINS, channels)),
+        np.empty((cpu_linear.CHAINS, channels), np.int64),
+    )
+    for tile in range(1, tiles):
+        state = cpu_linear.incoming_state(
+            a, b, tile, summary, carries, status, h0, chunk_length, length, False, bounds, scratch
+        )
+        np.testing.assert_allclose(state, expected[tile * tile_steps - 1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_products_far_below_the_normal_range_are_kept_exactly(dtype):
+    """a = 0.5 over 4096 steps: the product 2**-4096 is kept as a mantissa and an exponent, so a
+    state of 2**4000... would survive; here h0 = 1 decays to exactly what the loop gives."""
+    length = 3 * 2**14 + 5
+    a = np.full(length, 0.999, dtype)
+    b = np.zeros(length, dtype)
+    scanned = scanlab.linear_recurrence(a, b, dtype(1), method="scan")
+    sequential = scanlab.linear_recurrence(a, b, dtype(1), method="sequential")
+    real = np.float32 if dtype == np.float32 else np.float64
+    assert_like_the_loop(np.abs(scanned), np.abs(sequential), real)
