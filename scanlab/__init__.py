@@ -8,7 +8,15 @@ built-in cells of ``scanlab.cells``, and the elementary functions of ``scanlab.m
 compiled cells; ``scanlab.config`` holds the kernels' tunables.
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# Numba's OpenMP threads spin for GOMP's default 300000 rounds before they sleep, at the end of
+# every parallel region. Next to a busy neighbour those spins take the core from the thread
+# that still has work: the CPU scan ran 5x slower than the loop with both cores loaded, and
+# 1.3x with 2000 rounds (benchmarks/RESULTS.md). Read when the OpenMP runtime loads, at the
+# first parallel kernel; a value set by the user wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "2000")
 
 from scanlab import cells
 from scanlab.cells import cell
