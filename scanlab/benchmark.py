@@ -130,7 +130,7 @@ def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
     b = rng.standard_normal((length, channels)).astype(dtype)
     out = np.empty_like(b)
     array_bytes = b.nbytes
-    method = choose_method(length, channels, out.itemsize, numba.get_num_threads())
+    method = choose_method(length, channels, out.dtype, numba.get_num_threads())
 
     times = best_times(
         {

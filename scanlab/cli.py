@@ -1,4 +1,4 @@
-"""The ``scanlab`` command (also ``python -m scanlab``): ``info`` and ``bench``."""
+"""The ``scanlab`` command (also ``python -m scanlab``): ``info``, ``tune`` and ``bench``."""
 
 import argparse
 import platform
@@ -9,6 +9,7 @@ import numpy as np
 import scipy
 
 import scanlab
+from scanlab import wisdom
 from scanlab._devices import cuda_module
 
 
@@ -34,6 +35,41 @@ def info(_arguments) -> None:
     print(f"numpy     {np.__version__}")
     print(f"scipy     {scipy.__version__}")
     print(f"cuda      {cuda_status()}")
+    print(f"cpu       {wisdom.cpu_model()}")
+    print(f"wisdom    {wisdom.path() or 'not kept (scanlab.config.cpu.wisdom is None)'}")
+    for key, speeds in sorted(wisdom.entries().items()):
+        measured = ", ".join(f"{method} {value:.2f}" for method, value in sorted(speeds.items()))
+        print(f"  {key}: {measured} ns/element")
+
+
+#: The dtypes and channel counts ``scanlab tune`` measures (``auto`` rounds channels up to the
+#: next power of 4).
+TUNED_DTYPES = ("float32", "float64", "complex64", "complex128")
+TUNED_CHANNELS = (1, 4, 16, 64, 256, 1024)
+
+
+def tune(_arguments) -> None:
+    """Measure again what ``method="auto"`` chooses from, and store it."""
+    from scanlab.cpu import linear as cpu_linear
+
+    wisdom.forget()
+    threads = numba.get_num_threads()
+    print(f"{wisdom.cpu_model()}, {threads} threads; ns per element:")
+    print(f"{'dtype':<11}{'channels':>9}{'sequential':>12}{'scan':>8}  auto")
+    for dtype in TUNED_DTYPES:
+        for channels in TUNED_CHANNELS:
+            method = cpu_linear.choose_method(
+                scanlab.config.cpu.auto_scan_min_length, channels, dtype, threads
+            )
+            key = f"linear {dtype} channels<={channels} threads={threads}"
+            speeds = wisdom.entries().get(key, {})
+            cells = (
+                f"{speeds[name]:.2f}" if name in speeds else "-" for name in ("sequential", "scan")
+            )
+            print(f"{dtype:<11}{channels:>9}{next(cells):>12}{next(cells):>8}  {method}")
+    print(
+        f"stored in {wisdom.path()}" if wisdom.path() else "not stored (config.cpu.wisdom is None)"
+    )
 
 
 def bench(arguments) -> None:
@@ -126,6 +162,9 @@ def main(argv=None) -> None:
     commands.add_parser("info", help="versions, threads, GPU or CUDA simulator").set_defaults(
         run=info
     )
+    commands.add_parser(
+        "tune", help="measure again the kernels that method='auto' chooses between"
+    ).set_defaults(run=tune)
     bench_parser = commands.add_parser(
         "bench", help="benchmark linear_recurrence against bandwidth and baselines"
     )

@@ -29,14 +29,23 @@ class CPUConfig:
     cache_bytes : int
         Bytes of ``a`` and ``b`` one thread streams per cache block of the ``"scan"`` method; its
         second pass over the block reads them back from cache instead of memory.
-    auto_scan_max_row_bytes : int
-        ``method="auto"`` takes ``"scan"`` when a row of channels is at most this many bytes
-        (too few channels to fill a vector; the sequential loop is then latency-bound)...
     auto_scan_min_length : int
-        ...and there are at least this many time steps and more than one thread.
+        ``method="auto"`` runs ``"sequential"`` below this many time steps (or with one
+        thread); from it on, the kernel measured faster on this machine for the dtype, thread
+        count and number of channels (``scanlab.wisdom``).
         For ``linear_recurrence_matrix``, ``"auto"`` takes ``"scan"`` from this many steps on
         when there are at least ``systems * (n + 2)`` threads: the scan does ``n + 2`` times the
         work of the sequential loop, which is parallel over systems.
+    auto_scan_max_row_bytes : int or None
+        An override of the measurement: ``"auto"`` takes ``"scan"`` (from
+        ``auto_scan_min_length`` steps on) exactly when a row of channels is at most this many
+        bytes. ``None`` (the default): measure.
+    calibration_elements : int
+        Size of the synthetic problem each kernel is timed on, the first time ``"auto"`` meets
+        a kind of problem (a few milliseconds, plus compiling the kernels if not cached).
+    wisdom : str or None
+        Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
+        the user's cache directory), a file path, or ``None`` to measure in every process.
     nonlinear_auto_newton_min_threads : int
         ``nonlinear_recurrence(method="auto")`` runs Newton's method only with at least this
         many threads, and more threads than sequences (else the sequential loop, parallel over
@@ -52,8 +61,10 @@ class CPUConfig:
 
     channel_block_bytes: int = 4096
     cache_bytes: int = 1024 * 1024
-    auto_scan_max_row_bytes: int = 32
     auto_scan_min_length: int = 16384
+    auto_scan_max_row_bytes: int | None = None
+    calibration_elements: int = 2**20
+    wisdom: str | None = "default"
     nonlinear_auto_newton_min_threads: int = 32
     dask_auto_newton_min_threads: int = 32
 

@@ -220,12 +220,12 @@ def test_scan_with_any_thread_count(threads, small_chunks):
     assert_close(result, reference.linear_recurrence(a, b))
 
 
-def test_auto_scans_only_few_channels_over_long_sequences():
+def test_auto_with_the_static_override_scans_only_few_channels():
     choose = cpu_linear.choose_method
-    assert choose(length=2**20, channels=1, itemsize=8, threads=2) == "scan"
-    assert choose(length=2**20, channels=1, itemsize=8, threads=1) == "sequential"
-    assert choose(length=2**20, channels=512, itemsize=8, threads=2) == "sequential"
-    assert choose(length=100, channels=1, itemsize=8, threads=2) == "sequential"
+    assert choose(length=2**20, channels=1, dtype=np.float64, threads=2) == "scan"
+    assert choose(length=2**20, channels=1, dtype=np.float64, threads=1) == "sequential"
+    assert choose(length=2**20, channels=512, dtype=np.float64, threads=2) == "sequential"
+    assert choose(length=100, channels=1, dtype=np.float64, threads=2) == "sequential"
 
 
 class FakeGPUArray:

@@ -6,11 +6,15 @@ with time first; ``a`` and ``b`` are C-contiguous ``(T or 1, D or 1)`` (a length
 overlaps ``a`` or ``b``. Time is walked in *steps*: step ``s`` visits row ``time_index(s)``.
 """
 
+import contextlib
+import math
+import time
+
 import numba
 import numpy as np
 from numba import njit, prange, uint64
 
-from scanlab import config
+from scanlab import config, wisdom
 from scanlab._scaled_products import (
     agrees,
     carried,
@@ -408,12 +412,62 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds
     run_steps(a, b, carry, out, tiles * tile_steps, length, reverse, 0)
 
 
-def choose_method(length: int, channels: int, itemsize: int, threads: int) -> str:
-    """What ``method="auto"`` runs on the CPU (thresholds in ``scanlab.config.cpu``)."""
-    few_channels = channels * itemsize <= config.cpu.auto_scan_max_row_bytes
-    if few_channels and length >= config.cpu.auto_scan_min_length and threads > 1:
-        return "scan"
-    return "sequential"
+def choose_method(length: int, channels: int, dtype, threads: int) -> str:
+    """What ``method="auto"`` runs on the CPU: the faster kernel as measured on this machine.
+
+    Sequences shorter than ``config.cpu.auto_scan_min_length`` and single threads run
+    ``"sequential"``. Otherwise the kernels' speeds for problems of this dtype, thread count and
+    number of channels (to the next power of 4) come from ``scanlab.wisdom``, measured there the
+    first time (``measured_speeds``), unless ``config.cpu.auto_scan_max_row_bytes`` is set: then
+    ``"scan"`` runs for rows of channels of at most that many bytes.
+    """
+    if threads < 2 or length < config.cpu.auto_scan_min_length:
+        return "sequential"
+    dtype = np.dtype(dtype)
+    if config.cpu.auto_scan_max_row_bytes is not None:
+        few_channels = channels * dtype.itemsize <= config.cpu.auto_scan_max_row_bytes
+        return "scan" if few_channels else "sequential"
+    bucket = 4 ** math.ceil(math.log(channels, 4)) if channels > 1 else 1
+    key = f"linear {dtype.name} channels<={bucket} threads={threads}"
+    speeds = wisdom.recall(key, lambda: measured_speeds(dtype, bucket, threads))
+    return "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
+
+
+def measured_speeds(dtype, channels: int, threads: int) -> dict:
+    """Nanoseconds per element of each method on this machine, for ``channels`` channels.
+
+    A synthetic problem of ``config.cpu.calibration_elements`` elements (coefficients uniform
+    in ``[0.5, 1)``, which the scan's cost no longer depends on); each kernel runs once to
+    compile and warm up, then three times, the two taking turns so that a passing disturbance
+    hits both; the fastest run of each counts.
+    """
+    length = max(config.cpu.calibration_elements // channels, 1)
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 1.0, (length, channels)).astype(dtype)
+    b = rng.normal(size=(length, channels)).astype(dtype)
+    h0 = np.zeros(channels, dtype)
+    out = np.empty((length, channels), dtype)
+    best = {}
+    with numba_threads(threads):
+        for repeat in range(4):
+            for method in ("sequential", "scan"):
+                start = time.perf_counter()
+                solve(a, b, h0, out, False, method)
+                elapsed = time.perf_counter() - start
+                if repeat:
+                    best[method] = min(best.get(method, math.inf), elapsed)
+    return {method: seconds * 1e9 / out.size for method, seconds in best.items()}
+
+
+@contextlib.contextmanager
+def numba_threads(count: int):
+    """Run with ``count`` Numba threads, then restore the previous count."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
 
 
 def scan_chunk_length(channels: int, itemsize: int) -> int:
@@ -435,7 +489,7 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
     length, channels = out.shape
     threads = numba.get_num_threads()
     if method == "auto":
-        method = choose_method(length, channels, out.itemsize, threads)
+        method = choose_method(length, channels, out.dtype, threads)
     if method == "sequential":
         channel_block = max(1, config.cpu.channel_block_bytes // out.itemsize)
         if channels <= channel_block:

@@ -1,0 +1,120 @@
+"""Per-machine "wisdom": what the solvers measured on this machine, kept between processes.
+
+``method="auto"`` chooses between kernels by timing them on the machine that runs them (as FFTW
+does with its plans) instead of by thresholds fitted to one machine: the first time a kind of
+problem is solved, both kernels run on a small synthetic problem of its kind, and the times are
+stored here, in a JSON file per machine (its CPU model and core count in the name), next to
+Numba's cache. ``scanlab info`` shows it, ``scanlab tune`` measures again, and
+``scanlab.config.cpu.wisdom`` overrides where it lives (or, ``None``, turns storing off).
+
+Example
+-------
+>>> import scanlab.wisdom
+>>> sorted(scanlab.wisdom.entries())  # doctest: +SKIP
+['linear float64 channels<=1 threads=2', ...]
+"""
+
+import json
+import os
+import platform
+import re
+import threading
+from pathlib import Path
+
+from scanlab import config
+
+#: Serialises reads and writes of the file by threads of one process.
+LOCK = threading.Lock()
+#: Entries read from or written to the file, by path, so a process reads it once.
+LOADED: dict[Path, dict] = {}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def default_path() -> Path:
+    """``$XDG_CACHE_HOME/scanlab/wisdom-<cpu>-<cores>.json`` (``~/.cache`` by default)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    machine = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-").lower()
+    return cache / "scanlab" / f"wisdom-{machine}-{os.cpu_count()}cores.json"
+
+
+def path() -> Path | None:
+    """Where wisdom is kept: ``config.cpu.wisdom`` if set, ``None`` to keep none."""
+    setting = config.cpu.wisdom
+    if setting is None:
+        return None
+    return default_path() if setting == "default" else Path(setting)
+
+
+def entries() -> dict:
+    """Every stored measurement, by key (a copy)."""
+    location = path()
+    if location is None:
+        return {}
+    with LOCK:
+        return dict(loaded(location))
+
+
+def loaded(location: Path) -> dict:
+    """The entries of the file at ``location``, read once per process (an unreadable or
+    malformed file counts as empty: wisdom is only ever a cache of measurements)."""
+    if location not in LOADED:
+        try:
+            LOADED[location] = dict(json.loads(location.read_text()))
+        except (OSError, ValueError, TypeError):
+            LOADED[location] = {}
+    return LOADED[location]
+
+
+def recall(key: str, measure):
+    """The stored measurement ``key``, or ``measure()``'s result, stored (when it can be)."""
+    location = path()
+    if location is None:
+        return measure()
+    with LOCK:
+        known = loaded(location).get(key)
+    if known is not None:
+        return known
+    result = measure()
+    remember(key, result)
+    return result
+
+
+def remember(key: str, result) -> None:
+    """Store ``result`` under ``key``; a location that cannot be written keeps it in memory."""
+    location = path()
+    if location is None:
+        return
+    with LOCK:
+        stored = loaded(location)
+        stored[key] = result
+        try:
+            location.parent.mkdir(parents=True, exist_ok=True)
+            temporary = location.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(stored, indent=1, sort_keys=True))
+            os.replace(temporary, location)
+        except OSError:
+            pass
+
+
+def forget() -> None:
+    """Drop every stored measurement (``scanlab tune`` measures them again)."""
+    location = path()
+    if location is None:
+        return
+    with LOCK:
+        LOADED[location] = {}
+        try:
+            location.unlink()
+        except OSError:
+            pass
