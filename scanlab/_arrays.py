@@ -135,9 +135,10 @@ class LinearProblem:
     """A linear recurrence in kernel layout, and where its result goes.
 
     Elementwise: ``a`` and ``b`` are ``(T or 1, D or 1)``, ``h0`` is ``(D,)`` and ``kernel_out``
-    is ``(T, D)``. With matrices: ``a`` is ``(T or 1, D or 1, n, n)``, ``b`` is ``(T or 1, D or 1,
-    n)``, ``h0`` is ``(D, n)`` and ``kernel_out`` is ``(T, D, n)``. All are C-contiguous in the
-    result dtype, host arrays. After the kernel ran, ``finish()`` returns the result.
+    is ``(T, D)``; or, with ``time_last``, ``(D or 1, T or 1)`` and ``(D, T)``. With matrices:
+    ``a`` is ``(T or 1, D or 1, n, n)``, ``b`` is ``(T or 1, D or 1, n)``, ``h0`` is ``(D, n)``
+    and ``kernel_out`` is ``(T, D, n)``. All are C-contiguous in the result dtype, host arrays.
+    After the kernel ran, ``finish()`` returns the result.
     """
 
     a: np.ndarray
@@ -147,6 +148,7 @@ class LinearProblem:
     result: np.ndarray
     axis: int
     writes_result: bool
+    time_last: bool = False
     on_device = False
 
     @property
@@ -156,7 +158,7 @@ class LinearProblem:
     def finish(self) -> np.ndarray:
         """Copy the kernel's output into ``result`` unless the kernel wrote there directly."""
         if not self.writes_result:
-            moved = np.moveaxis(self.result, self.axis, 0)
+            moved = np.moveaxis(self.result, self.axis, -1 if self.time_last else 0)
             moved[...] = self.kernel_out.reshape(moved.shape)
         return self.result
 
@@ -302,3 +304,54 @@ def kernel_view(result: np.ndarray, axis: int, state_ndim: int = 0):
         return None
     channels = math.prod(moved.shape[1 : moved.ndim - state_ndim])
     return moved.reshape(moved.shape[0], channels, *moved.shape[moved.ndim - state_ndim :])
+
+
+def time_runs_last(b, layout: Layout, min_channels: int) -> bool:
+    """Whether an elementwise recurrence is solved time last: ``b`` is a host array of the
+    result's shape that steps through time contiguously (time its axis of smallest stride: the
+    last of a C-ordered array, the first of a Fortran-ordered one) for ``min_channels`` or more
+    channels. Then the time-last kernel reads it as it is, with no transposing copy."""
+    if layout.state or not isinstance(b, np.ndarray) or b.shape != layout.shape:
+        return False
+    if math.prod(layout.rest) < min_channels:
+        return False
+    strides = [abs(stride) for stride, size in zip(b.strides, b.shape, strict=True) if size > 1]
+    return b.strides[layout.axis] == b.itemsize and min(strides) == b.itemsize
+
+
+def as_time_last(array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype) -> np.ndarray:
+    """``array`` as a C-contiguous ``(D or 1, T or 1)`` array for the time-last kernel: the
+    mirror of :func:`as_time_major`."""
+    if array.ndim < ndim:
+        array = array.reshape((1,) * (ndim - array.ndim) + array.shape)
+    array = np.moveaxis(array, axis, -1)
+    middle = array.shape[:-1]
+    if middle != rest and any(size != 1 for size in middle):
+        array = np.broadcast_to(array, rest + array.shape[-1:])
+    contiguous = np.ascontiguousarray(array, dtype=dtype)
+    return contiguous.reshape(math.prod(contiguous.shape[:-1]), contiguous.shape[-1])
+
+
+def lay_out_time_last(a, b, h0, layout: Layout, out) -> LinearProblem:
+    """The host time-last layout of a checked elementwise recurrence (see
+    :func:`time_runs_last`). A new result is laid out like ``b``: time contiguous."""
+    shape, axis, dtype, rest = layout.shape, layout.axis, layout.dtype, layout.rest
+    h0 = initial_state(h0, layout.initial_shape, dtype, shape, axis)
+    if out is None:
+        result = np.moveaxis(np.empty(rest + (shape[axis],), dtype), -1, axis)
+    else:
+        result = output_array(out, shape, dtype)
+    if np.may_share_memory(h0, result):
+        h0 = h0.copy()
+    kernel_a = as_time_last(np.asarray(a), len(shape), axis, rest, dtype)
+    kernel_b = as_time_last(np.asarray(b), len(shape), axis, rest, dtype)
+    moved = np.moveaxis(result, axis, -1)
+    kernel_out = moved.reshape(-1, shape[axis]) if moved.flags.c_contiguous else None
+    writes_result = kernel_out is not None and not any(
+        np.may_share_memory(kernel_out, operand) for operand in (kernel_a, kernel_b)
+    )
+    if not writes_result:
+        kernel_out = np.empty((math.prod(rest), shape[axis]), dtype)
+    return LinearProblem(
+        kernel_a, kernel_b, h0, kernel_out, result, axis, writes_result, time_last=True
+    )

@@ -1,12 +1,21 @@
 """Linear recurrences, elementwise ``h_t = a_t * h_{t-1} + b_t`` and with matrices
 ``h_t = A_t h_{t-1} + b_t``, solved in parallel."""
 
-from scanlab._arrays import check_linear, check_linear_matrix, lay_out
+from scanlab._arrays import (
+    check_linear,
+    check_linear_matrix,
+    lay_out,
+    lay_out_time_last,
+    time_runs_last,
+)
 from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
 
 METHODS = ("auto", "sequential", "scan")
+#: Channels from which a time-contiguous problem runs the time-last kernel (one chain per
+#: channel, ``scanlab.cpu.linear.ROW_CHAINS`` of them walked together by each thread).
+ROW_CHANNELS = cpu_linear.ROW_CHAINS
 
 
 def check_method(method, methods=METHODS) -> str:
@@ -54,14 +63,18 @@ def linear_recurrence(
         arrays, objects with ``__cuda_array_interface__`` such as CuPy arrays, PyTorch CUDA
         tensors and Numba device arrays, are read in place and the result stays there.
     method : {"auto", "sequential", "scan"}, optional
-        ``"sequential"``: one pass over time, parallel over blocks of channels.
-        ``"scan"``: parallel over time, a cache-blocked reduce-then-scan over chunks (two passes
-        over each chunk, the second from cache). ``"auto"`` picks by shape and thread count, with
-        the thresholds of ``scanlab.config``; it takes ``"scan"`` only for very few channels
-        (a row of at most 32 bytes) and long sequences, where the sequential loop is
-        latency-bound. On the GPU, ``"sequential"`` is one thread per channel and ``"scan"`` a
-        hierarchical Blelloch scan over tiles of time; ``"auto"`` takes the scan unless there
-        are very many channels or few steps (``scanlab.config.cuda``).
+        ``"sequential"``: one pass over time, parallel over blocks of channels (or, when ``b``
+        lies with time contiguous in memory, such as ``axis=-1`` of a C-ordered array, over
+        groups of 8 channels walked together along their rows, with no transposing copy).
+        ``"scan"``: parallel over time, a reduce-then-scan over tiles of chunks that threads
+        take as they come free (two passes over each chunk, the second from cache).
+        ``"auto"``: the sequential loop for time-contiguous data of 8 channels or more and for
+        short sequences; otherwise the method measured faster on this machine for problems of
+        this dtype, thread count and number of channels, measured the first time and kept
+        (``scanlab.wisdom``; ``scanlab tune`` measures again). On the GPU, ``"sequential"``
+        is one thread per channel and ``"scan"`` a hierarchical Blelloch scan over tiles of
+        time; ``"auto"`` takes the scan unless there are very many channels or few steps
+        (``scanlab.config.cuda``).
     out : ndarray or GPU array, optional
         Where to write the result: the result's shape and dtype; on the GPU when the result
         is. Returned.
@@ -129,7 +142,17 @@ def linear_recurrence(
     """
     device = resolve_device(device, gpu_arrays=True, a=a, b=b, h0=h0, out=out)
     method = check_method(method)
-    problem = laid_out(check_linear(a, b, h0, axis), a, b, h0, out, device)
+    layout = check_linear(a, b, h0, axis)
+    if device == "cpu" and method != "scan" and time_runs_last(b, layout, ROW_CHANNELS):
+        # Time contiguous in memory (axis=-1 of a C array, axis=0 of a Fortran one): solved
+        # as it lies, without transposing the operands and the result.
+        problem = lay_out_time_last(a, b, h0, layout, out)
+        if not problem.is_empty:
+            cpu_linear.linear_recurrence_rows(
+                problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse)
+            )
+        return problem.finish()
+    problem = laid_out(layout, a, b, h0, out, device)
     if not problem.is_empty:
         solve = solver(problem, cpu_linear if device == "cpu" else cuda_module("linear"))
         solve(problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method)

@@ -29,6 +29,8 @@ from scanlab.cpu import atomics
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
 CHAINS = 4
+#: Channels each thread of the time-last kernel advances together.
+ROW_CHAINS = 8
 #: Tiles of the ``scan`` kernel per thread at least, when the sequence is short enough that
 #: cache-sized chunks would give fewer.
 TILES_PER_THREAD = 4
@@ -160,6 +162,30 @@ def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block):
         first = block * channel_block
         state = h0[first : min(channels, first + channel_block)].copy()
         run_steps(a, b, state, out, 0, length, reverse, first)
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def linear_recurrence_rows(a, b, h0, out, reverse):
+    """Time last: ``out`` is ``(D, T)``, each channel's steps contiguous, and ``a``, ``b`` are
+    ``(D or 1, T or 1)``. Parallel over groups of ``ROW_CHAINS`` channels, each group walked
+    in lockstep: independent chains that hide the latency of the multiply-add, each reading
+    along contiguous memory, so no transposing copy of the operands or the result is needed.
+    """
+    channels, length = out.shape
+    a_channel, a_step = broadcast_steps(a, channels, length)
+    b_channel, b_step = broadcast_steps(b, channels, length)
+    origin, direction = time_direction(length, reverse)
+    for group in prange((channels + ROW_CHAINS - 1) // ROW_CHAINS):
+        first = group * ROW_CHAINS
+        count = min(ROW_CHAINS, channels - first)
+        state = h0[first : first + count].copy()
+        for step in range(length):
+            t = time_index(step, origin, direction)
+            for k in range(count):
+                d = uint64(first + k)
+                value = a[d * a_channel, t * a_step] * state[k] + b[d * b_channel, t * b_step]
+                state[k] = value
+                out[d, t] = value
 
 
 @njit(cache=True, fastmath=FASTMATH)

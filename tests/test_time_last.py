@@ -1,0 +1,119 @@
+"""Time contiguous in memory (axis=-1 of C arrays, axis=0 of Fortran ones): the time-last kernel
+reads the operands as they lie, and gives the loop's result."""
+
+import numpy as np
+import pytest
+import reference
+from conftest import DTYPES, assert_close, random_array
+from hypothesis import given
+from hypothesis import strategies as st
+
+import scanlab
+from scanlab.cpu import linear as cpu_linear
+
+LENGTHS = [0, 1, 2, 3, 7, 31, 64, 97, 251]
+
+
+@pytest.fixture
+def rows_calls(monkeypatch):
+    """Count the launches of the time-last kernel."""
+    calls = []
+    kernel = cpu_linear.linear_recurrence_rows
+
+    def counted(*arguments):
+        calls.append(arguments[3].shape)
+        return kernel(*arguments)
+
+    monkeypatch.setattr(cpu_linear, "linear_recurrence_rows", counted)
+    return calls
+
+
+@st.composite
+def time_last_problems(draw):
+    length = draw(st.one_of(st.sampled_from(LENGTHS), st.integers(0, 300)))
+    channels = draw(
+        st.lists(st.integers(1, 6), min_size=1, max_size=2).filter(
+            lambda sizes: int(np.prod(sizes)) >= 8
+        )
+    )
+    fortran = draw(st.booleans())
+    shape = (length, *channels) if fortran else (*channels, length)
+    axis = 0 if fortran else len(shape) - 1
+    time_only = tuple(length if i == axis else 1 for i in range(len(shape)))
+    channel_only = tuple(1 if i == axis else size for i, size in enumerate(shape))
+    return {
+        "shape": shape,
+        "axis": axis,
+        "fortran": fortran,
+        "a_shape": draw(st.sampled_from([(), shape, time_only, channel_only])),
+        "dtype": draw(st.sampled_from(DTYPES)),
+        "reverse": draw(st.booleans()),
+        "with_h0": draw(st.booleans()),
+        "with_out": draw(st.booleans()),
+        "method": draw(st.sampled_from(["auto", "sequential"])),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+    }
+
+
+@given(problem=time_last_problems())
+def test_time_last_matches_the_reference(problem, rows_calls):
+    rows_calls.clear()  # the fixture outlives one example
+    rng = np.random.default_rng(problem["seed"])
+    dtype, axis, shape = problem["dtype"], problem["axis"], problem["shape"]
+    order = "F" if problem["fortran"] else "C"
+    a = random_array(rng, problem["a_shape"], dtype)
+    b = np.asarray(random_array(rng, shape, dtype, -2.0, 2.0), order=order)
+    rest = tuple(np.delete(shape, axis))
+    h0 = random_array(rng, rest, dtype) if problem["with_h0"] else None
+    out = np.empty(shape, dtype, order=order) if problem["with_out"] else None
+    copies = [None if x is None else x.copy() for x in (a, b, h0)]
+
+    result = scanlab.linear_recurrence(
+        a, b, h0, axis=axis, reverse=problem["reverse"], method=problem["method"], out=out
+    )
+
+    assert_close(
+        result, reference.linear_recurrence(a, b, h0, axis=axis, reverse=problem["reverse"]), dtype
+    )
+    assert len(rows_calls) == (1 if b.size else 0)
+    if out is not None:
+        assert result is out
+    elif b.size:
+        assert result.strides[axis] == result.itemsize  # laid out like b: time contiguous
+    for given_input, original in zip((a, b, h0), copies, strict=True):
+        if given_input is not None:
+            np.testing.assert_array_equal(given_input, original)
+
+
+def test_in_place_over_b_and_a_c_ordered_out(rows_calls):
+    rng = np.random.default_rng(4)
+    b = rng.normal(size=(9, 300))
+    expected = reference.linear_recurrence(0.9, b, axis=-1)
+    same = scanlab.linear_recurrence(0.9, b, axis=-1, out=b)
+    assert same is b
+    assert_close(b, expected)
+    fortran = np.asfortranarray(rng.normal(size=(300, 9)))
+    out = np.empty((300, 9))  # C-ordered: the kernel writes a buffer, copied in
+    assert_close(
+        scanlab.linear_recurrence(0.5, fortran, out=out), reference.linear_recurrence(0.5, fortran)
+    )
+    assert len(rows_calls) == 2
+
+
+def test_few_channels_scan_and_time_first_arrays_keep_their_kernels(rows_calls):
+    rng = np.random.default_rng(5)
+    scanlab.linear_recurrence(0.9, rng.normal(size=(7, 100)), axis=-1)  # too few channels
+    scanlab.linear_recurrence(0.9, rng.normal(size=(100, 9)), axis=0)  # time first
+    scanlab.linear_recurrence(0.9, rng.normal(size=(9, 100)), axis=-1, method="scan")
+    scanlab.linear_recurrence(0.9, rng.normal(size=(9, 100))[:, ::2], axis=-1)  # strided time
+    assert rows_calls == []
+
+
+def test_nan_and_inf_stay_in_their_channel_from_their_step_on(rows_calls):
+    b = np.ones((8, 50))
+    b[2, 10] = np.nan
+    b[5, 20] = np.inf
+    result = scanlab.linear_recurrence(0.5, b, axis=-1)
+    assert np.isnan(result[2, 10:]).all() and np.isfinite(result[2, :10]).all()
+    assert np.isinf(result[5, 20:]).all() and np.isfinite(result[5, :20]).all()
+    assert np.isfinite(np.delete(result, [2, 5], axis=0)).all()
