@@ -1,16 +1,16 @@
 """Benchmark linear_recurrence (or linear_recurrence_matrix) and record it in RESULTS.md.
 
-Usage: python benchmarks/linear_recurrence.py [--device cpu|cuda] [--matrix] [--quick]
+Usage: python benchmarks/linear_recurrence.py [--device cpu|cuda] [--matrix | --spread] [--quick]
 
 The table replaces the block between the ``cpu-table`` (``cuda-table``, ``matrix-cpu-table``,
-``matrix-cuda-table``) markers of benchmarks/RESULTS.md; the analysis around it is written by
-hand from the numbers.
+``matrix-cuda-table``, ``spread-table``) markers of benchmarks/RESULTS.md; the analysis around
+it is written by hand from the numbers.
 """
 
 import argparse
 import pathlib
 
-from scanlab import benchmark, benchmark_matrix
+from scanlab import benchmark, benchmark_matrix, benchmark_spread
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
@@ -68,8 +68,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--matrix", action="store_true", help="linear_recurrence_matrix")
+    parser.add_argument(
+        "--spread", action="store_true", help="distributions x layouts x a busy core (CPU)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (does not write)")
     arguments = parser.parse_args()
+    if arguments.spread:
+        record_spread(arguments.quick)
+        return
     table = arguments.device
     if arguments.matrix and arguments.device == "cuda":
         rows = benchmark_matrix.gpu_table(quick=arguments.quick)
@@ -94,6 +100,30 @@ def main() -> None:
         benchmark.format_table(rows, columns, markdown=True),
         notes=[heading, *targets(rows)],
         write=not arguments.quick,
+    )
+
+
+def record_spread(quick: bool) -> None:
+    """The spread grid, quiet and next to a busy core, with the headline ratios."""
+    quiet = benchmark_spread.spread_table(quick=quick)
+    busy = benchmark_spread.spread_table(quick=quick, busy=True)
+    for quiet_row, busy_row in zip(quiet, busy, strict=True):
+        quiet_row["busy auto ms"] = busy_row["auto ms"]
+        quiet_row["busy auto/best"] = busy_row["auto/best"]
+    columns = benchmark_spread.SPREAD_COLUMNS + (
+        ("busy auto ms", "{:.2f}"),
+        ("busy auto/best", "{:.2f}"),
+    )
+    notes = ["Targets, from this table:"]
+    notes += benchmark_spread.spread_summary(quiet, busy)
+    notes += benchmark_spread.headline_ratios(quick)
+    benchmark.record_results(
+        RESULTS,
+        "spread-table",
+        benchmark.machine_description(),
+        benchmark.format_table(quiet, columns, markdown=True),
+        notes=notes,
+        write=not quick,
     )
 
 

@@ -87,6 +87,9 @@ def bench(arguments) -> None:
     if arguments.nonlinear:
         bench_nonlinear(arguments.device, arguments.quick, show_progress)
         return
+    if arguments.spread:
+        bench_spread(arguments.quick, show_progress)
+        return
     if arguments.device == "cuda":
         rows = benchmark.gpu_table(quick=arguments.quick, show_progress=show_progress)
         print(benchmark.gpu_description())
@@ -118,6 +121,21 @@ def bench(arguments) -> None:
         series = benchmark.throughput_sweep(lengths, show_progress=show_progress)
         benchmark.plot_sweep(lengths, series, arguments.plot)
         print(f"plot written to {arguments.plot}")
+
+
+def bench_spread(quick: bool, show_progress: bool) -> None:
+    from scanlab import benchmark, benchmark_spread
+
+    rows = benchmark_spread.spread_table(quick=quick, show_progress=show_progress)
+    print(benchmark.machine_description())
+    print(benchmark.format_table(rows, benchmark_spread.SPREAD_COLUMNS))
+    print("\n".join(benchmark_spread.spread_summary(rows, [])))
+    print("\n".join(benchmark_spread.headline_ratios(quick)))
+    print(
+        "Each row: the public call with method='auto', 'sequential' and 'scan' taking turns; "
+        "'best' is the faster of the two methods. benchmarks/linear_recurrence.py --spread "
+        "also runs the grid next to a busy core."
+    )
 
 
 def bench_matrix(device: str, quick: bool, show_progress: bool) -> None:
@@ -176,6 +194,11 @@ def main(argv=None) -> None:
     solver.add_argument(
         "--nonlinear", action="store_true", help="benchmark nonlinear_recurrence instead"
     )
+    solver.add_argument(
+        "--spread",
+        action="store_true",
+        help="linear_recurrence over coefficient distributions, channels and layouts (CPU)",
+    )
     bench_parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     bench_parser.add_argument(
         "--plot", metavar="FILE.png", help="also plot GB/s against length (CPU)"
@@ -184,7 +207,9 @@ def main(argv=None) -> None:
     bench_parser.set_defaults(run=bench)
     arguments = parser.parse_args(argv)
     plot_sweep = arguments.command == "bench" and arguments.plot
-    if plot_sweep and (arguments.device == "cuda" or arguments.matrix or arguments.nonlinear):
+    if plot_sweep and (
+        arguments.device == "cuda" or arguments.matrix or arguments.nonlinear or arguments.spread
+    ):
         parser.error(
             "--plot draws the sweep of linear_recurrence on the CPU, without --matrix or "
             "--nonlinear"
