@@ -276,3 +276,23 @@ def test_bench_nonlinear_on_the_gpu_quick_prints_both_tables(capsys, monkeypatch
     assert table.count("ElmanRNN") == 8 and "skipped" not in table
     assert "GPU seq ms" in table and "copy out ms" in table
     assert "jax.lax.associative_scan" in printed and "one copy of h to the host" in printed
+
+
+@pytest.mark.parametrize("layout", ["time-first", "time-last"])
+def test_one_spread_row_is_complete_and_consistent(layout):
+    from scanlab import benchmark_spread
+
+    row = benchmark_spread.measure_spread_case("U(-1,1)", 4, np.float64, layout, 2**12, 1)
+    assert [name for name, _ in benchmark_spread.SPREAD_COLUMNS] == list(row)
+    assert row["best"] in ("sequential", "scan") and row["layout"] == layout
+    assert 0 < row["best ms"] <= row["auto ms"] / row["auto/best"] * 1.0001
+
+
+@pytest.mark.parametrize("distribution", ["0.9", "U(0.5,1)", "U(-1,1)", "complex, modulus<1"])
+def test_spread_distributions_are_what_they_say(distribution):
+    from scanlab import benchmark_spread
+
+    a = benchmark_spread.coefficients(distribution, (1000, 2), np.float32, np.random.default_rng(0))
+    assert a.shape == (1000, 2)
+    assert a.dtype == (np.complex64 if distribution.startswith("complex") else np.float32)
+    assert np.abs(a).max() < 1 and (np.abs(a).min() >= 0.5 or distribution == "U(-1,1)")
