@@ -18,23 +18,24 @@ from scanlab._devices import on_gpu
 COMPUTE_DTYPES = tuple(np.dtype(name) for name in ("float32", "float64", "complex64", "complex128"))
 
 
+#: The operands that may be None (the initial state: zeros); any other None is a TypeError.
+OPTIONAL_OPERANDS = frozenset({"h0"})
+
+
 def result_dtype(**operands) -> np.dtype:
-    """NumPy's promotion of ``operands`` (name -> array, scalar or None), as a compute dtype.
+    """NumPy's promotion of ``operands`` (name -> array or scalar; None for ``h0``), as a
+    compute dtype.
 
     Python scalars are weak (``0.5`` keeps float32 arrays float32). Integers and bools become
-    float64; any other dtype outside ``COMPUTE_DTYPES`` raises a TypeError naming the culprit.
+    float64. Every operand is checked by :func:`numeric_array` first, and a dtype outside
+    ``COMPUTE_DTYPES`` raises a TypeError naming the culprit.
     """
-    given = {
-        name: value if isinstance(value, (int, float, complex)) else stand_in(value)
-        for name, value in operands.items()
-        if value is not None
-    }
-    for name, value in given.items():
-        if np.asarray(value).dtype.kind not in "biufc":
-            raise TypeError(
-                f"{name} has dtype {np.asarray(value).dtype}, which is not numeric; scanlab "
-                f"computes in {', '.join(map(str, COMPUTE_DTYPES))}"
-            )
+    given = {}
+    for name, value in operands.items():
+        if value is None and name in OPTIONAL_OPERANDS:
+            continue
+        array = numeric_array(name, value, stand_in)
+        given[name] = value if isinstance(value, (int, float, complex)) else array
     dtype = np.result_type(*given.values())
     if dtype.kind in "biu":
         return np.dtype(np.float64)
@@ -46,6 +47,25 @@ def result_dtype(**operands) -> np.dtype:
             f"({found}) promote to {dtype}; convert them, e.g. with .astype(np.float64)"
         )
     return dtype
+
+
+def numeric_array(name: str, value, convert=np.asarray) -> np.ndarray:
+    """``value`` as an array by ``convert`` (:func:`stand_in` also takes GPU arrays), checked to
+    hold numbers: a TypeError naming ``name`` for None or a non-numeric dtype (object, string,
+    date), a ValueError for a ragged sequence."""
+    if value is None:
+        raise TypeError(f"{name} is None; pass an array (or a number)")
+    try:
+        array = convert(value)
+    except ValueError as error:  # NumPy's "inhomogeneous shape"
+        raise ValueError(f"{name} could not be read as an array ({error})") from None
+    if array.dtype.kind not in "biufc":
+        described = name if hasattr(value, "dtype") else f"{name} ({type(value).__name__})"
+        raise TypeError(
+            f"{described} has dtype {array.dtype}, which is not numeric; scanlab computes in "
+            f"{', '.join(map(str, COMPUTE_DTYPES))}"
+        )
+    return array
 
 
 def stand_in(value) -> np.ndarray:

@@ -165,7 +165,7 @@ class AdjointLayout:
     @classmethod
     def of(cls, a, h, g, h0, axis, matrices: bool) -> "AdjointLayout":
         """Check the operands (host or GPU arrays: only their shapes are read)."""
-        dtype = result_dtype(a=a, h=h, g=g, h0=h0)
+        dtype = result_dtype(**{"A" if matrices else "a": a}, h=h, g=g, h0=h0)
         a, h, g = stand_in(a), stand_in(h), stand_in(g)
         if h.shape != g.shape:
             raise ValueError(f"g must have h's shape {h.shape}, got {g.shape}")

@@ -49,6 +49,7 @@ import numpy as np
 import scipy.sparse
 
 from scanlab import cells
+from scanlab._arrays import numeric_array
 from scanlab.gradients import linear_recurrence_vjp, nonlinear_recurrence_vjp, reduce_to
 from scanlab.linear import linear_recurrence
 from scanlab.nonlinear import NonlinearInfo, nonlinear_recurrence
@@ -144,7 +145,7 @@ def check_input(x, input_size: int, dtype, min_ndim: int):
         if x.indices.ndim < min_ndim - 1:
             raise ValueError(f"x needs a time axis, shape (T, *batch); got indices {x.shape}")
         return x
-    x = np.asarray(x)
+    x = numeric_array("x", x)
     if x.dtype.kind != "f":
         raise TypeError(
             f"x must hold floats, got dtype {x.dtype}; for one-hot indices pass "
@@ -162,7 +163,7 @@ def check_initial_state(h0, batch: tuple, hidden_size: int, dtype):
     shape = batch + (hidden_size,)
     if h0 is None:
         return None, shape
-    h0 = np.asarray(h0)
+    h0 = numeric_array("h0", h0)
     try:
         return np.broadcast_to(h0, shape).astype(dtype), h0.shape
     except ValueError:
@@ -174,7 +175,7 @@ def check_initial_state(h0, batch: tuple, hidden_size: int, dtype):
 
 def check_output_gradient(dy, shape: tuple, dtype) -> np.ndarray:
     """``dy`` in ``dtype``, checked to have the forward output's ``shape``."""
-    dy = np.asarray(dy)
+    dy = numeric_array("dy", dy)
     if dy.shape != shape:
         raise ValueError(f"dy must have the forward output's shape {shape}, got {dy.shape}")
     return dy.astype(dtype, copy=False)

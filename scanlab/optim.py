@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 
+from scanlab._arrays import numeric_array
+
 
 def flatten(groups, name: str) -> list:
     """``(key, array)`` pairs of a dict of arrays or a list of such dicts."""
@@ -103,7 +105,7 @@ class Adam:
             raise ValueError(f"grads must have the keys of params {expected}, got {sorted(given)}")
         gradients = []
         for key, value in self.params:
-            gradient = np.asarray(given[key])
+            gradient = numeric_array(f"grads{list(key)}", given[key])
             if gradient.shape != value.shape:
                 raise ValueError(
                     f"grads{list(key)} must have its parameter's shape {value.shape}, "
