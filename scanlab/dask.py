@@ -30,6 +30,7 @@ import numpy as np
 try:
     import dask
     import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
 except ImportError as error:  # scanlab itself works without Dask
     raise ImportError(
         "scanlab.dask needs Dask: pip install 'scanlab[dask]' (dask[array] and distributed)"
@@ -160,7 +161,6 @@ def nonlinear_recurrence(
     Returns
     -------
     h : dask.array.Array, shape (T, *batch, n)
-        ``"newton"`` leaves out the empty chunks of ``x``.
     info : NonlinearInfo
         Only with ``strategy="newton"`` and ``full_output=True``: ``iterations`` and the
         residuals; ``finished_sequentially`` is all False.
@@ -180,9 +180,10 @@ def nonlinear_recurrence(
     about 3 passes over every chunk (the cell and its Jacobian, the chunk's summary for the
     scan, the solve from its initial correction) and a round trip to the client; it holds the
     inputs, states, Jacobians and ``f - h`` of two iterates (for ParaGRU about 13 times the
-    memory of the states). On a ``distributed`` cluster each chunk's tasks are restricted to the
-    worker that holds the chunk, so that no chunk moves between workers (a worker lost during
-    the iterations stalls them).
+    memory of the states). On a ``distributed`` cluster each chunk's tasks run on the worker
+    that holds the chunk, so that chunks do not move between workers (unless Dask's work
+    stealing judges a move worth it); the chunks of a worker lost during or after the
+    iterations are recomputed on the others, as those of Dask's own collections are.
 
     Measured on 2 cores (``benchmarks/RESULTS.md``), ParaGRU with 8 states over 2**22 steps in
     32 chunks, from disk: ``"carry"`` 1.1 s and ``"newton"`` (5 iterations) 6.8-8.1 s on
@@ -304,10 +305,9 @@ def carry_passing(cell: Cell, x, start, params, method, options):
         carry = start_blocks[index]
         for k in range(x_blocks.shape[0]):
             states = solve(cell, x_blocks[(k, *index)], carry, dtype, params, method, options)
-            shape = tuple(x.chunks[axis][i] for axis, i in enumerate((k, *index))) + (size,)
-            blocks[(k, *index, 0)] = da.from_delayed(states, shape, dtype)
-            carry = last(states)
-    return da.block(blocks.tolist())
+            blocks[(k, *index, 0)] = states
+            carry = last(states, carry)
+    return array_of_blocks("nonlinear_recurrence", blocks, x.chunks[:-1] + ((size,),), dtype)
 
 
 def solve_nonlinear_chunk(cell, x, h0, dtype, params, method, options):
@@ -317,9 +317,10 @@ def solve_nonlinear_chunk(cell, x, h0, dtype, params, method, options):
     )
 
 
-def last_state(states):
-    """A chunk's last states: the next chunk's initial ones."""
-    return states[-1]
+def last_state(states, initial=None):
+    """A chunk's last states, the next chunk's initial ones; ``initial``, the chunk's own, if it
+    is empty."""
+    return states[-1] if len(states) else initial
 
 
 def newton_over_chunks(cell: Cell, x, start, params, method, options):
@@ -349,8 +350,9 @@ def newton_over_chunks(cell: Cell, x, start, params, method, options):
         info.batch_converged = np.ones(batch, bool)
         h = da.zeros((length, *batch, size), dtype=dtype, chunks=x.chunks[:-1] + ((size,),))
         return (h, info) if options.get("full_output") else h
-    # Empty chunks have no last state to pass on.
-    x = x.rechunk(tuple(tuple(filter(None, chunks)) for chunks in x.chunks[:-1]) + x.chunks[-1:])
+    chunks = x.chunks[:-1] + ((size,),)
+    # Empty chunks have no last state to pass on: the iteration leaves them out.
+    x = x.rechunk(tuple(tuple(filter(None, sizes)) for sizes in x.chunks[:-1]) + x.chunks[-1:])
     start = start.rechunk(x.chunks[1:-1] + ((size,),))
     iterate = ChunkedIterate.first(cell, x, start, params, method == "quasi")
     while True:
@@ -370,7 +372,7 @@ def newton_over_chunks(cell: Cell, x, start, params, method, options):
         info.iterations += 1
     info.residual = info.residual_history[-1]
     info.batch_converged = np.ones(batch, bool)
-    h = iterate.states(x.chunks[:-1] + ((size,),), dtype)
+    h = iterate.states(chunks, dtype)
     return (h, info) if options.get("full_output") else h
 
 
@@ -454,17 +456,21 @@ class ChunkedIterate:
         return values
 
     def states(self, chunks: tuple, dtype) -> "da.Array":
-        """The states as a Dask array with ``chunks`` (of persisted blocks)."""
-        blocks = np.empty(self.h.shape + (1,), object)
-        for block in np.ndindex(self.h.shape):
-            shape = tuple(chunks[axis][i] for axis, i in enumerate(block)) + chunks[-1]
-            blocks[(*block, 0)] = da.from_delayed(self.h[block], shape, dtype)
-        return da.block(blocks.tolist())
+        """The states as a Dask array with ``chunks``: the persisted blocks, and an empty block
+        for each empty chunk (which the iteration leaves out)."""
+        blocks = np.empty(tuple(map(len, chunks)), object)
+        blocks[np.ix_(*(np.flatnonzero(sizes) for sizes in chunks[:-1]), [0])] = self.h[..., None]
+        empty = dask.delayed(np.empty, pure=True)
+        for index in np.ndindex(blocks.shape):
+            shape = tuple(sizes[i] for sizes, i in zip(chunks, index, strict=True))
+            if 0 in shape[:-1]:
+                blocks[index] = empty(shape, dtype)
+        return array_of_blocks("nonlinear_recurrence", blocks, chunks, dtype)
 
 
 def chunk_homes(blocks: np.ndarray) -> np.ndarray:
     """Per chunk, the ``distributed`` worker that holds its persisted block (None without a
-    cluster): its later tasks run there, so that its data never moves."""
+    cluster, or if it was just lost): its later tasks run there, so that its data stays."""
     homes = np.full(blocks.shape, None, object)
     client = distributed_client()
     if client is not None:
@@ -474,18 +480,20 @@ def chunk_homes(blocks: np.ndarray) -> np.ndarray:
         wait(futures)
         holders = client.who_has(futures)
         for block in np.ndindex(blocks.shape):
-            homes[block] = holders[blocks[block].key][0]
+            homes[block] = next(iter(holders[blocks[block].key]), None)
     return homes
 
 
 def at_home(home):
-    """A context in which the tasks made run on the worker ``home`` alone (None: anywhere).
+    """A context in which the tasks made run on the worker ``home`` (None: anywhere).
 
     Else the scheduler would balance the iterations' waves of tasks by moving chunks between
-    workers."""
+    workers. The restriction is loose, a preference: once ``home`` is lost, its tasks (those
+    recomputing its lost chunks included) run elsewhere instead of waiting for it forever
+    (and work stealing may move one where it judges that pays)."""
     if home is None:
         return contextlib.nullcontext()
-    return dask.annotate(workers=[home], allow_other_workers=False)
+    return dask.annotate(workers=[home], allow_other_workers=True)
 
 
 def persist_blocks(*arrays: np.ndarray) -> None:
@@ -584,7 +592,8 @@ def dtype_stand_in(value):
 def chunked_solve(a, b, h0, axis, reverse, method, matrices):
     """Both solvers: summaries per chunk, carries across chunks, then each chunk solved."""
     check_method(method, METHODS)
-    dtype = result_dtype(a=dtype_stand_in(a), b=dtype_stand_in(b), h0=dtype_stand_in(h0))
+    operands = {"A" if matrices else "a": a, "b": b, "h0": h0}
+    dtype = result_dtype(**{name: dtype_stand_in(value) for name, value in operands.items()})
     follow_a = isinstance(a, da.Array) and not isinstance(b, da.Array)
     a, b = da.asarray(a).astype(dtype), da.asarray(b).astype(dtype)
     state = b.shape[-1:] if matrices else ()
@@ -637,20 +646,27 @@ def chunked_solve(a, b, h0, axis, reverse, method, matrices):
         carries = chunk_carries(summaries, start_blocks[index], method)
         for block, carry in zip(steps, carries, strict=True):
             solved[block] = solve(a_blocks[block], b_blocks[block], carry, reverse, matrices)
-    blocks = np.empty(solved.shape, object)
-    for block in np.ndindex(solved.shape):
-        shape = tuple(chunks[axis][i] for axis, i in enumerate(block)) + state
-        blocks[block] = da.from_delayed(solved[block], shape, dtype)
-    if state:
-        blocks = blocks[..., None]
-    return da.moveaxis(da.block(blocks.tolist()), 0, time_axis)
+    name = "linear_recurrence_matrix" if matrices else "linear_recurrence"
+    blocks = solved[..., None] if state else solved
+    h = array_of_blocks(name, blocks, chunks + tuple((size,) for size in state), dtype)
+    return da.moveaxis(h, 0, time_axis)
+
+
+def array_of_blocks(name: str, blocks: np.ndarray, chunks: tuple, dtype) -> "da.Array":
+    """The Dask array whose block at each index is the Delayed ``blocks[index]``, with
+    ``chunks``: the empty ones too, which ``da.block`` would leave out."""
+    name = f"{name}-{dask.base.tokenize(*blocks.flat)}"
+    layer = {(name, *index): blocks[index].key for index in np.ndindex(blocks.shape)}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=list(blocks.flat))
+    return da.Array(graph, name, chunks, dtype)
 
 
 def chunk_summary(a, b, reverse: bool, matrices: bool):
-    """A chunk's composed coefficient and its result at its far end from a zero start."""
+    """A chunk's composed coefficient and its result at its far end from a zero start (an empty
+    chunk: the identity and zeros, so that it passes its carry through)."""
     if not matrices:
         local = solve_elementwise(a, b, reverse=reverse)
-        return np.prod(a, axis=0), local[0] if reverse else local[-1]
+        return np.prod(a, axis=0), far_end(local, 0, reverse)
     local = solve_matrices(a, b, reverse=reverse)
     # The composition applied to each basis vector: the same recurrence with no input.
     n = b.shape[-1]
@@ -658,8 +674,16 @@ def chunk_summary(a, b, reverse: bool, matrices: bool):
     columns = solve_matrices(
         a[..., None, :, :], np.zeros(b.shape[:-1] + (n, n), b.dtype), identity, reverse=reverse
     )
-    composed = (columns[0] if reverse else columns[-1]).swapaxes(-1, -2)
-    return composed, local[0] if reverse else local[-1]
+    composed = far_end(columns, identity, reverse).swapaxes(-1, -2)
+    return composed, far_end(local, 0, reverse)
+
+
+def far_end(states, start, reverse: bool) -> np.ndarray:
+    """The last of a chunk's ``states`` (the first with ``reverse``), or ``start`` if the
+    chunk is empty."""
+    if not len(states):
+        return np.broadcast_to(start, states.shape[1:]).astype(states.dtype)
+    return states[0] if reverse else states[-1]
 
 
 def chunk_carries(summaries: list, start, method: str) -> list:

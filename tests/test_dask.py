@@ -3,8 +3,10 @@ reverse, axes, batches, dtypes, NaN, h0 as NumPy or Dask, both strategies of the
 recurrence, errors, and a real distributed cluster."""
 
 import doctest
+import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 
@@ -17,16 +19,17 @@ import scanlab
 from scanlab import config
 from scanlab import math as smath
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 scanlab_dask = pytest.importorskip("scanlab.dask")
 
 
 def chunking(draw, length):
-    """Uneven chunk lengths summing to ``length``, chunks of one step included."""
+    """Uneven chunk lengths summing to ``length``: chunks of one step, and empty ones anywhere."""
     sizes = []
     while sum(sizes) < length:
-        sizes.append(min(draw(st.sampled_from([1, 2, 3, 5, 8])), length - sum(sizes)))
-    return tuple(sizes) or (0,)
+        sizes.append(min(draw(st.sampled_from([1, 2, 3, 5, 8, 0])), length - sum(sizes)))
+    return tuple(sizes) + draw(st.sampled_from([(), (0,)])) or (0,)
 
 
 @st.composite
@@ -92,6 +95,30 @@ def test_the_tree_over_many_chunks():
     names = {key[0] if isinstance(key, tuple) else key for key in h.__dask_graph__()}
     assert any(name.startswith("compose_summaries") for name in names)
     np.testing.assert_allclose(h.compute(), scanlab.linear_recurrence(0.9, b.compute()))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_empty_chunks_pass_their_carry_through(reverse):
+    """The reproduction: ``chunks=((3, 0, 4),)`` raised IndexError in every solver but Newton."""
+    rng = np.random.default_rng(7)
+    a, b = rng.uniform(-0.9, 0.9, (7, 3)), rng.standard_normal((7, 3))
+    A = rng.uniform(-0.5, 0.5, (7, 2, 2))
+    chunks = ((3, 0, 4), (1, 0, 2))
+    h = scanlab_dask.linear_recurrence(a, da.from_array(b, chunks), b[0], reverse=reverse)
+    assert h.chunks == chunks
+    np.testing.assert_allclose(h.compute(), scanlab.linear_recurrence(a, b, b[0], reverse=reverse))
+    h = scanlab_dask.linear_recurrence_matrix(
+        A, da.from_array(b[:, :2], (chunks[0], 2)), b[0, :2], reverse=reverse, method="blelloch"
+    )
+    expected = scanlab.linear_recurrence_matrix(A, b[:, :2], b[0, :2], reverse=reverse)
+    np.testing.assert_allclose(h.compute(), expected)
+    x = da.from_array(rng.standard_normal((7, 3, 2)), chunks + (2,))
+    h0 = rng.uniform(-1.0, 1.0, (3, 2))
+    expected = scanlab.nonlinear_recurrence(GRU, x.compute(), h0, method="sequential")
+    for strategy in ("carry", "newton"):
+        h = scanlab_dask.nonlinear_recurrence(GRU, x, h0, strategy=strategy)
+        assert h.chunks == x.chunks
+        np.testing.assert_allclose(h.compute(), expected, rtol=1e-10, atol=1e-10)
 
 
 def test_coefficients_as_the_only_dask_array_set_the_chunks():
@@ -244,14 +271,18 @@ def task_names(array) -> set:
     return {pytest.importorskip("dask.utils").key_split(key) for key in array.__dask_graph__()}
 
 
-def test_on_a_distributed_cluster(monkeypatch):
+def test_on_a_distributed_cluster_that_loses_a_worker(monkeypatch):
     """Worker processes: the cell of work, its arguments and results are serialised for real;
-    "auto" runs Newton on enough worker threads, and its chunks stay where they are computed."""
+    "auto" runs Newton on enough worker threads, and its chunks stay where they are computed
+    (work stealing, which may move them where it judges that pays, is off). Then the worker
+    holding a chunk of Newton's states is killed: the tasks recomputing it were pinned to that
+    worker and waited forever (the reproduction); they run on the other one now, and a
+    regression fails at the timeout instead of hanging."""
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(1)
     a, b = rng.uniform(-0.9, 0.9, (50, 3)), rng.standard_normal((50, 3))
     x = da.from_array(b[:, :2], (7, 2))
-    with distributed.LocalCluster(
+    with dask.config.set({"distributed.scheduler.work-stealing": False}), distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         h = scanlab_dask.linear_recurrence(
@@ -266,6 +297,12 @@ def test_on_a_distributed_cluster(monkeypatch):
                                  for key in log["keys"]]
         )  # fmt: skip
         states = da.compute(carried, newton)
+        (home, *_), *_ = client.who_has(client.futures_of(newton)).values()
+        nanny = next(nanny for nanny in cluster.workers.values() if nanny.worker_address == home)
+        nanny.close_gracefully()  # not restarted: the worker and its chunks are gone for good
+        os.kill(nanny.pid, signal.SIGKILL)
+        recomputed = client.compute(newton).result(timeout=30)
+        assert home not in client.nthreads()
     assert "solve_nonlinear_chunk" in task_names(carried)
     assert "corrected_states" in task_names(newton)
     big = {"of", "first_guess", "linearise_chunk", "corrected_states"}
@@ -275,6 +312,7 @@ def test_on_a_distributed_cluster(monkeypatch):
     expected = scanlab.nonlinear_recurrence(DAMPED, b[:, :2], None, params=0.1)
     np.testing.assert_allclose(states[0], expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(states[1], expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(recomputed, states[1], rtol=1e-12, atol=1e-12)
 
 
 def test_long_sequence_example_agrees_with_memory(tmp_path):
