@@ -111,7 +111,11 @@ def linear_recurrence(
     rounding (relative differences of a few ulps times the length of a chunk when ``|a|`` is
     near 1). A chunk whose product of ``a`` overflows while the recursion does not (``a = 2``,
     ``b = 0``), or that meets Inf or NaN, is rerun step by step (on the GPU, its whole channel),
-    so non-finite values appear exactly where the sequential loop has them.
+    so non-finite values appear exactly where the sequential loop has them. On the CPU, the
+    products are kept as a mantissa and an exponent (never subnormal, never lost to underflow),
+    and each chunk's composed carry is checked against the state the loop reaches at the end of
+    the chunk before it: where they disagree beyond rounding (a state that overflowed inside the
+    chunk, bits lost to underflow), the following chunks are rerun from the loop's state.
 
     See Also
     --------
