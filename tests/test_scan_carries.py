@@ -105,51 +105,47 @@ def test_any_number_of_workers_gives_the_loop(threads, channels):
 
 @pytest.mark.parametrize("published", ["none", "composed", "carried", "mixed"])
 def test_a_late_thread_is_looked_past(published):
-    """The state before a tile is the loop's, whatever the tiles before it have published:
-    summaries not yet composed are composed by the looker, carries are used where present."""
+    """A worker that starts at tile 3 finds the state before it whatever tiles 0-2 have
+    published: summaries not yet composed it composes itself, carries it uses where present."""
+    chains = cpu_linear.CHAINS
     rng = np.random.default_rng(3)
     chunk_length, tiles, channels = 5, 6, 2
-    length = tiles * cpu_linear.CHAINS * chunk_length
+    tile_steps = chains * chunk_length
+    length = tiles * tile_steps
     a = rng.uniform(-1, 1, (length, channels))
     b = rng.normal(size=(length, channels))
     h0 = rng.normal(size=channels)
     expected = scanlab.linear_recurrence(a, b, h0, method="sequential")
     bounds = product_bounds(np.float64, chunk_length)
-    rows = tiles * cpu_linear.CHAINS
-    summary = (
-        np.empty((rows, channels)),
-        np.empty((rows, channels)),
-        np.empty((rows, channels), np.int64),
-    )
+    rows = tiles * chains
+    summary = tuple(np.full((rows, channels), np.nan) for _ in range(2))
+    summary += (np.zeros((rows, channels), np.int64),)
+    starts, ends = np.empty((rows, channels)), np.empty((rows, channels))
     carries = np.full((tiles, channels), np.nan)
+    unseen, composed, carried = cpu_linear.UNSEEN, cpu_linear.COMPOSED, cpu_linear.CARRIED
     states = {
-        "none": [cpu_linear.UNSEEN] * tiles,
-        "composed": [cpu_linear.COMPOSED] * tiles,
-        "carried": [cpu_linear.CARRIED] * tiles,
-        "mixed": [cpu_linear.CARRIED, cpu_linear.UNSEEN, cpu_linear.COMPOSED] * 2,
+        "none": [unseen] * 3,
+        "composed": [composed] * 3,
+        "carried": [carried] * 3,
+        "mixed": [carried, unseen, composed],
     }[published]
-    status = np.array(states, np.int64)
-    tile_steps = cpu_linear.CHAINS * chunk_length
-    for tile in range(tiles):
-        mine = tuple(
-            part[tile * cpu_linear.CHAINS : (tile + 1) * cpu_linear.CHAINS] for part in summary
-        )
-        if status[tile] != cpu_linear.UNSEEN:
+    status = np.array(states + [unseen] * 3, np.int64)
+    for tile in range(3):
+        mine = tuple(part[tile * chains : (tile + 1) * chains] for part in summary)
+        if status[tile] != unseen:
             cpu_linear.compose_chunks(
                 a, b, tile * tile_steps, chunk_length, length, False, mine, bounds
             )
-        if status[tile] == cpu_linear.CARRIED:
+        if status[tile] == carried:
             carries[tile] = expected[(tile + 1) * tile_steps - 1]
-    scratch = (
-        np.empty((cpu_linear.CHAINS, channels)),
-        np.empty((cpu_linear.CHAINS, channels)),
-        np.empty((cpu_linear.CHAINS, channels), np.int64),
-    )
-    for tile in range(1, tiles):
-        state = cpu_linear.incoming_state(
-            a, b, tile, summary, carries, status, h0, chunk_length, length, False, bounds, scratch
-        )
-        np.testing.assert_allclose(state, expected[tile * tile_steps - 1], rtol=1e-10, atol=1e-12)
+    out = np.full((length, channels), np.nan)
+    cpu_linear.work_on_tiles(
+        a, b, h0, out, False, chunk_length, bounds, summary, starts, ends, carries, status,
+        np.array([3], np.int64),
+    )  # fmt: skip
+    np.testing.assert_allclose(out[3 * tile_steps :], expected[3 * tile_steps :], rtol=1e-10)
+    assert np.isnan(out[: 3 * tile_steps]).all()  # the late tiles are left to their thread
+    np.testing.assert_array_equal(status, states + [carried] * 3)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])

@@ -287,13 +287,14 @@ def apply_chunks(a, b, first_step, chunk_length, length, reverse, incoming, out,
             out[t3, 0] = h3
         ends[0, 0], ends[1, 0], ends[2, 0], ends[3, 0] = h0, h1, h2, h3
         return
-    state = incoming.copy()
-    chains = state.shape[0]
+    chains = incoming.shape[0]
+    for chain in range(chains):
+        for d in range(channels):
+            ends[chain, d] = incoming[chain, d]
     for offset in range(chunk_length):
         for chain in range(chains):
             t = time_index(first_step + chain * chunk_length + offset, origin, direction)
-            advance_row(a[t * a_row], b[t * b_row], a_column, b_column, state[chain], out[t])
-    ends[:] = state
+            advance_row(a[t * a_row], b[t * b_row], a_column, b_column, ends[chain], out[t])
 
 
 @njit(fastmath=FASTMATH)
@@ -336,33 +337,6 @@ def carry_through_chunks(
 
 
 @njit(fastmath=FASTMATH)
-def incoming_state(
-    a, b, tile, summary, carries, status, h0, chunk_length, length, reverse, bounds, scratch
-):
-    """The state before ``tile``: the nearest published carry before it, carried through the
-    tiles in between (their summaries as published, or composed here when their thread has not
-    got that far: a late thread never holds the others up)."""
-    tile_steps = CHAINS * chunk_length
-    source = tile - 1
-    while source >= 0 and atomics.load(status, source) != CARRIED:
-        source -= 1
-    state = h0.copy() if source < 0 else carries[source].copy()
-    no_starts = np.empty((0, state.shape[0]), state.dtype)
-    for between in range(source + 1, tile):
-        rows = slice(between * CHAINS, (between + 1) * CHAINS)
-        first_step = between * tile_steps
-        if atomics.load(status, between) == UNSEEN:
-            compose_chunks(a, b, first_step, chunk_length, length, reverse, scratch, bounds)
-            used = scratch
-        else:
-            used = (summary[0][rows], summary[1][rows], summary[2][rows])
-        carry_through_chunks(
-            a, b, state, used, first_step, chunk_length, length, reverse, bounds, no_starts
-        )
-    return state
-
-
-@njit(fastmath=FASTMATH)
 def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds):
     """Rerun, from the loop's state, every chunk whose incoming carry disagrees with the state
     the chunk before it ended in (``agrees``), for as long as they disagree; ``ends`` then holds
@@ -375,6 +349,57 @@ def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds
                 first_step = chunk * chunk_length
                 run_steps(a, b, state, out, first_step, first_step + chunk_length, reverse, d)
                 ends[chunk, d] = state[0]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def work_on_tiles(
+    a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries, status, next_tile
+):
+    """One thread's part of ``linear_recurrence_scan``: take the next tile until none is left.
+
+    For each: look back to the nearest published carry, carry it through the tiles in between
+    (their summaries as published, or composed here when their thread has not got that far: a
+    late thread never holds the others up) and through this tile, composed and published on
+    the way; publish the carry after the tile; rerun the tile's chunks from their incoming
+    states into ``out``. Each kernel is called from one place, and the parallel loop's body is
+    one call: Numba compiles much faster so.
+    """
+    length, channels = out.shape
+    tile_steps = CHAINS * chunk_length
+    scratch = (
+        np.empty((CHAINS, channels), summary[0].dtype),
+        np.empty((CHAINS, channels), out.dtype),
+        np.empty((CHAINS, channels), np.int64),
+    )
+    no_starts = np.empty((0, channels), out.dtype)
+    tile = atomics.fetch_add(next_tile, 0, 1)
+    while tile < status.shape[0]:
+        source = tile - 1
+        while source >= 0 and atomics.load(status, source) != CARRIED:
+            source -= 1
+        state = h0.copy() if source < 0 else carries[source].copy()
+        for between in range(source + 1, tile + 1):
+            rows = slice(between * CHAINS, (between + 1) * CHAINS)
+            first_step = between * tile_steps
+            published = (summary[0][rows], summary[1][rows], summary[2][rows])
+            own = between == tile
+            used = published
+            if own or atomics.load(status, between) == UNSEEN:
+                used = published if own else scratch
+                compose_chunks(a, b, first_step, chunk_length, length, reverse, used, bounds)
+                if own:
+                    atomics.store(status, tile, COMPOSED)
+            carry_through_chunks(
+                a, b, state, used, first_step, chunk_length, length, reverse, bounds,
+                starts[rows] if own else no_starts,
+            )  # fmt: skip
+        carries[tile] = state
+        atomics.store(status, tile, CARRIED)
+        rows = slice(tile * CHAINS, (tile + 1) * CHAINS)
+        apply_chunks(
+            a, b, tile * tile_steps, chunk_length, length, reverse, starts[rows], out, ends[rows]
+        )
+        tile = atomics.fetch_add(next_tile, 0, 1)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -407,35 +432,13 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds
     status = np.zeros(tiles, np.int64)
     next_tile = np.zeros(1, np.int64)
     for _ in prange(threads):
-        scratch = (
-            np.empty((CHAINS, channels), product_dtype),
-            np.empty((CHAINS, channels), dtype),
-            np.empty((CHAINS, channels), np.int64),
-        )
-        tile = atomics.fetch_add(next_tile, 0, 1)
-        while tile < tiles:
-            rows = slice(tile * CHAINS, (tile + 1) * CHAINS)
-            first_step = tile * tile_steps
-            mine = (summary[0][rows], summary[1][rows], summary[2][rows])
-            compose_chunks(a, b, first_step, chunk_length, length, reverse, mine, bounds)
-            atomics.store(status, tile, COMPOSED)
-            state = incoming_state(
-                a, b, tile, summary, carries, status, h0, chunk_length, length, reverse,
-                bounds, scratch,
-            )  # fmt: skip
-            carry_through_chunks(
-                a, b, state, mine, first_step, chunk_length, length, reverse, bounds,
-                starts[rows],
-            )  # fmt: skip
-            carries[tile] = state
-            atomics.store(status, tile, CARRIED)
-            apply_chunks(
-                a, b, first_step, chunk_length, length, reverse, starts[rows], out, ends[rows]
-            )
-            tile = atomics.fetch_add(next_tile, 0, 1)
+        work_on_tiles(
+            a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries,
+            status, next_tile,
+        )  # fmt: skip
     settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds)
     carry = h0.copy() if tiles == 0 else ends[tiles * CHAINS - 1].copy()
-    run_steps(a, b, carry, out, tiles * tile_steps, length, reverse, 0)
+    run_steps(a, b, carry, out, tiles * tile_steps, length, reverse, np.int64(0))
 
 
 def choose_method(length: int, channels: int, dtype, threads: int) -> str:
