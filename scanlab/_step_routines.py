@@ -10,6 +10,12 @@ Jacobians are stored flat per step and sequence: entry ``(i, c)`` at ``i * perio
 ``period`` 1 that is the diagonal, with ``k`` the ``(n // k, k, k)`` blocks and with ``n`` the
 dense ``(n, n)`` matrix, each in C order. ``diagonal_only`` (quasi-Newton) stores only the
 entries ``(i, i % period)``.
+
+A cell's step may raise. Neither backend can raise from its parallel kernels (a Numba ``prange``
+loop loses the exception, a CUDA thread just stops), so the routines leave marks instead: the
+residual ``FAILED`` at a step whose evaluation did not finish, and :func:`sequence_loop` the step
+where a sequence stopped. The host then runs the step again there, alone, to raise its exception
+(:meth:`scanlab.cells.Cell.raise_again`).
 """
 
 import numpy as np
@@ -20,6 +26,9 @@ from scanlab.cpu.linear import is_finite
 #: one where ``f`` itself is not finite (the data, or a diverged previous step).
 DIVERGED = np.inf
 NOT_FINITE = np.nan
+#: The residual of a step whose evaluation raised: written before the step is evaluated and
+#: replaced by its residual (at least 0, or NaN or Inf) once it is.
+FAILED = -1.0
 #: How a Jacobian is computed: the cell's own function, or automatically.
 ANALYTIC, COMPLEX_STEP, CENTRAL_DIFFERENCES = "analytic", "complex-step", "central-differences"
 
@@ -126,23 +135,51 @@ def evaluation(step, differentiate, jit):
     jacobians, diagonal_only, work, complex_work)``: at step ``t`` of ``sequence``, write
     ``rhs[t] = f(h[t-1], x[t]) - h[t]`` and its scaled residual, and the Jacobian into the flat
     row ``jacobians[t, sequence]`` (see :func:`differentiation` for ``target``). Empty
-    ``jacobians`` ask for ``f(h[t-1], x[t])`` itself in ``rhs[t]``, nothing else (the initial
-    guess)."""
+    ``jacobians`` ask for ``f(h[t-1], x[t])`` itself in ``rhs[t]`` and a residual of 0 (the
+    initial guess). The residual is ``FAILED`` until everything else is written."""
     measure = jit(residual_of_step)
 
     def evaluate_at(
         t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
         diagonal_only, work, complex_work,
     ):  # fmt: skip
+        residual[t, sequence] = FAILED
         h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
         x_t = x[t, sequence]
         f_t = rhs[t, sequence]
         step(h_prev, x_t, params, f_t)
+        worst = type(residual[t, sequence])(0)
         if jacobians.shape[2] > 0:
-            residual[t, sequence] = measure(f_t, h[t, sequence], f_t)
+            worst = measure(f_t, h[t, sequence], f_t)
             differentiate(
                 h_prev, x_t, params, period, spacing, target, jacobians[t, sequence],
                 diagonal_only, work, complex_work,
             )  # fmt: skip
+        residual[t, sequence] = worst
 
     return jit(evaluate_at)
+
+
+def sequence_loop(step, jit):
+    """``run_from(x, params, h0, out, sequence, start, position)``: the plain loop
+    ``out[t] = f(out[t-1], x[t])`` of one sequence from step ``start`` on (``out[start - 1]``
+    already holds its state); ``position[0]`` holds the step being run, so that it says where
+    the loop stopped if a step raised."""
+
+    def run_from(x, params, h0, out, sequence, start, position):
+        for t in range(start, out.shape[0]):
+            position[0] = t
+            h_prev = out[t - 1, sequence] if t > 0 else h0[sequence]
+            step(h_prev, x[t, sequence], params, out[t, sequence])
+
+    return jit(run_from)
+
+
+def failed_steps(residual_rows: np.ndarray, first: int) -> np.ndarray:
+    """The ``(t, sequence)`` of each step whose evaluation raised, from the residual rows of the
+    steps ``first`` on: those marked ``FAILED``, then any other negative residual (a GPU thread
+    that stopped at a raise leaves its later steps unwritten)."""
+    marked = residual_rows == FAILED
+    failed = np.concatenate([np.argwhere(marked), np.argwhere((residual_rows < 0) & ~marked)])
+    failed[:, 0] += first
+    return failed

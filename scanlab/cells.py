@@ -26,12 +26,22 @@ A cell of your own: a leaky tanh unit per channel, with its diagonal Jacobian le
 
 import operator
 from dataclasses import dataclass
+from functools import partial
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from scanlab import math as smath
+from scanlab._step_checks import (
+    add_note,
+    check_params,
+    compile_error,
+    finite_row,
+    raise_from_reruns,
+    unwritten_error,
+    unwritten_outputs,
+)
 from scanlab._step_routines import ANALYTIC, CENTRAL_DIFFERENCES, COMPLEX_STEP
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
 from scanlab.cpu import nonlinear as cpu_nonlinear
@@ -103,6 +113,8 @@ class Cell:
         self.state_size = state_size
         #: Per state size and dtype, how the Jacobian is computed (see :meth:`plan`).
         self.plans = {}
+        #: The state sizes, dtypes and Numba types of params that :meth:`check_step` passed.
+        self.checked = set()
 
     def __repr__(self) -> str:
         name = getattr(self.step, "__name__", "step")
@@ -129,8 +141,56 @@ class Cell:
         )
 
     def prepare(self, x: np.ndarray, params, dtype):
-        """The step's inputs for every step and its ``params``: ``x`` and ``params`` as given."""
+        """The step's inputs for every step and its ``params``: ``x`` and ``params`` as given
+        (``params`` checked to be something a step can take)."""
+        check_params(params)
         return x, params
+
+    def check_step(self, h_prev: np.ndarray, x_t: np.ndarray, params) -> None:
+        """Call the step once on the host before a kernel does, at ``h_prev`` and the first
+        row of ``x_t`` ``(..., m)`` whose inputs are all finite, once per state size, dtype and
+        Numba type of ``params``.
+
+        Raises ValueError if the declared structure does not fit the state size (see
+        :meth:`period`), TypeError naming ``params`` if the step does not compile for them
+        (Numba's error chained), and ValueError if it leaves an entry of ``h_out`` unwritten:
+        outputs set to NaN that stay NaN, and stay as they were when set to another value, are.
+        """
+        key = (h_prev.size, h_prev.dtype.str, numba.typeof(params))
+        if key in self.checked:
+            return
+        self.period(h_prev.size)
+        x_t = finite_row(x_t)
+        try:
+            unwritten, returned = unwritten_outputs(
+                self.step, h_prev, x_t, params, np.empty_like(h_prev)
+            )
+        except numba.core.errors.TypingError as error:
+            raise compile_error(self, error, h_prev, x_t, params) from error
+        except Exception as error:
+            add_note(error, f"raised by the step of {self!r}, run once on the host to check it")
+            raise
+        if unwritten.size:
+            raise unwritten_error(self, unwritten, h_prev.size, returned)
+        self.checked.add(key)
+
+    def evaluate_once(self, h_prev, x_t, params, plan=None) -> None:
+        """Evaluate the step (and its Jacobian as ``plan`` says, if given) at one step on the
+        host: how a step that raised in a kernel is run again to raise its exception."""
+        self.step(h_prev, x_t, params, np.empty_like(h_prev))
+        if plan is not None:
+            self.jacobian_with(plan.method, plan.shape, plan.period, h_prev, x_t, params,
+                               plan.spacing)  # fmt: skip
+
+    def raise_again(self, failures, params, plan=None) -> None:
+        """Raise the exception of the step at the first of ``failures``, ``(t, sequence,
+        h_prev, x_t)`` of each step where a kernel found that it raised, by evaluating it
+        again there (see :meth:`evaluate_once` and
+        :func:`scanlab._step_checks.raise_from_reruns`)."""
+        raise_from_reruns(self, (
+            (t, sequence, partial(self.evaluate_once, h_prev, x_t, params, plan))
+            for t, sequence, h_prev, x_t in failures
+        ))  # fmt: skip
 
     def pullback(self, x, inputs, params, step_params, states, h0, adjoint):
         """The gradients through the step's inputs and parameters, given the adjoint.
@@ -147,17 +207,44 @@ class Cell:
         kernels = cpu_nonlinear.pullback_kernels(self)
         wide = [np.ascontiguousarray(value, np.float64) for value in (inputs, states, h0, adjoint)]
         wide_params = float64_leaves(step_params)
+        length, sequences, _ = inputs.shape
         colours, owners = self.input_colouring(wide[0], wide_params, states.shape[-1])
-        tasks = cpu_nonlinear.task_count(inputs.shape[0] * inputs.shape[1])
+        tasks = cpu_nonlinear.task_count(length * sequences)
         dx = np.empty(inputs.shape)
-        kernels.input_gradients(wide[0], wide_params, *wide[1:], colours, owners, tasks, dx)
-        partial = np.empty(tasks)
+        failures = np.empty(tasks, np.int64)
+        position = np.empty(1, np.int64)  # where a routine run again on the host is
+        kernels.input_gradients(wide[0], wide_params, *wide[1:], colours, owners, tasks, dx,
+                                failures)  # fmt: skip
+
+        def input_gradient(item):
+            kernels.input_gradients_between(item, item + 1, wide[0], wide_params, *wide[1:],
+                                            colours, owners, dx, position)  # fmt: skip
+
+        self.raise_failed_items(failures, sequences, input_gradient)
+        partial_sums = np.empty(tasks)
 
         def difference(upper, lower) -> float:
-            kernels.parameter_difference(wide[0], upper, lower, *wide[1:], tasks, partial)
-            return float(partial.sum())
+            kernels.parameter_difference(wide[0], upper, lower, *wide[1:], tasks, partial_sums,
+                                         failures)  # fmt: skip
+
+            def parameter_difference(item):
+                kernels.parameter_difference_between(
+                    item, item + 1, wide[0], upper, lower, *wide[1:], np.empty(1), 0, position
+                )
+
+            self.raise_failed_items(failures, sequences, parameter_difference)
+            return float(partial_sums.sum())
 
         return dx.astype(x.dtype), parameter_gradients(wide_params, difference, x.dtype)
+
+    def raise_failed_items(self, failures: np.ndarray, sequences: int, rerun) -> None:
+        """After a pullback kernel, raise the step's exception if it raised at an item (a step
+        of a sequence, ``t * sequences + s``, marked in ``failures``): ``rerun(item)`` runs
+        the item again on the host."""
+        failed = failures[failures >= 0]
+        if failed.size:
+            raise_from_reruns(self, ((item // sequences, item % sequences, partial(rerun, item))
+                               for item in failed))  # fmt: skip
 
     def input_colouring(self, inputs: np.ndarray, params, n: int):
         """Which outputs of the step depend on which inputs, probed like the structure (see
@@ -165,8 +252,10 @@ class Cell:
         colour, so that they can be perturbed together.
 
         The probes pair three random states with three steps of ``inputs`` ``(T, B, m)``
-        (float64) and move each input by a quarter of its size: an output that changes depends
-        on it (as with the structure, a dependence that no probe shows is taken to be absent).
+        (float64) whose inputs are all finite, and move each input by a quarter of its size: an
+        output that changes depends on it (as with the structure, a dependence that no probe
+        shows is taken to be absent). An output that is not finite at a probe, or inputs with
+        no finite step, cannot show it: such an output is taken to depend on every input.
         Returns ``colours`` ``(m,)`` and ``owners`` ``(colours, n)``: the input of each colour
         that each of the ``n`` outputs depends on, or -1.
         """
@@ -174,11 +263,15 @@ class Cell:
         if length * sequences == 0:
             return np.zeros(m, np.int64), np.empty((0, n), np.int64)
         state = np.random.default_rng(2025).standard_normal(n) * 0.5
-        samples = [inputs[0, 0], inputs[length // 2, sequences // 2], inputs[-1, -1]]
-        depends = np.zeros((n, m), bool)
+        rows = inputs.reshape(length * sequences, m)
+        finite = rows[np.isfinite(rows).all(axis=1)]
+        samples = [finite[0], finite[len(finite) // 2], finite[-1]] if len(finite) else []
+        depends = np.zeros((n, m), bool) if samples else np.ones((n, m), bool)
         value, changed = np.empty(n), np.empty(n)
-        for h_prev, x_t in zip((state, -np.abs(state), 4 * state[::-1]), samples, strict=True):
+        states = (state, -np.abs(state), 4 * state[::-1])[: len(samples)]
+        for h_prev, x_t in zip(states, samples, strict=True):
             self.step(h_prev, x_t, params, value)
+            depends[~np.isfinite(value)] = True
             for j in range(m):
                 moved = x_t.copy()
                 moved[j] += 0.25 * (1 + abs(moved[j]))
@@ -201,24 +294,39 @@ class Cell:
     def plan(self, size: int, dtype, x_t: np.ndarray, params) -> JacobianPlan:
         """Check the step (and Jacobian) at a random state and choose how to differentiate it.
 
-        The first call for a state size and dtype perturbs each state variable of a random
-        state and checks that only the outputs the declared structure allows change; it then
-        checks the cell's Jacobian (or the complex step, when the step compiles for complex
-        states) against central differences. A complex step that disagrees (a step that is not
+        ``x_t`` holds the inputs of one step ``(m,)``, or of many ``(..., m)``: the probes use
+        the first step whose inputs are all finite. The first call for a state size and dtype
+        checks the step (:meth:`check_step`), perturbs each state variable of a random state
+        and checks that only the outputs the declared structure allows change; it then checks
+        the cell's Jacobian (or the complex step, when the step compiles for complex states)
+        against central differences. A complex step that disagrees (a step that is not
         complex-analytic, e.g. one using ``abs``) falls back to central differences.
+
+        A plan is kept for later calls only once its probes proved it: every output finite at
+        the random state, and central differences finite at one of the probe states at least.
+        Otherwise (NaN in ``params``, or a step not finite at any probe) this call gets the
+        cell's own Jacobian, or central differences, which need no proof.
         """
-        key = (size, np.dtype(dtype).str)
+        dtype = np.dtype(dtype)
+        self.check_step(np.zeros(size, dtype), x_t, params)
+        key = (size, dtype.str)
         if key not in self.plans:
-            self.plans[key] = self.make_plan(size, np.dtype(dtype), x_t, params)
+            plan, proven = self.make_plan(size, dtype, finite_row(np.asarray(x_t)), params)
+            if not proven:
+                return plan
+            self.plans[key] = plan
         return self.plans[key]
 
-    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> JacobianPlan:
+    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> tuple:
+        """The :class:`JacobianPlan` of :meth:`plan`, and whether its probes proved it."""
         period = self.period(size)
         shape = self.jacobian_shape(size)
         eps = float(np.finfo(dtype).eps)
         state = (np.random.default_rng(2024).standard_normal(size) * 0.5).astype(dtype)
         value = np.empty(size, dtype)
         self.step(state, x_t, params, value)
+        # An output that is NaN at the probe cannot show what it depends on.
+        structure_proven = bool(np.isfinite(value).all())
         coupled = []
         for j in range(size):
             moved = state.copy()
@@ -237,11 +345,12 @@ class Cell:
             )
         # Jacobians are checked at states of both signs and two scales: a complex step through
         # a branch cut (Numba's complex power of a negative number) fails only at some.
-        probes = (state, -np.abs(state), dtype.type(4) * state[::-1])
+        probes = self.finite_references(
+            shape, period, (state, -np.abs(state), dtype.type(4) * state[::-1]), x_t, params
+        )
+        tolerance = 1e-2 if dtype == np.float32 else 1e-5
         if self.jacobian is not None:
-            error, tolerance = self.jacobian_error(
-                ANALYTIC, shape, period, 0.0, probes, x_t, params
-            )
+            error = self.jacobian_error(ANALYTIC, shape, period, 0.0, probes, x_t, params)
             if not error <= tolerance:
                 raise ValueError(
                     f"the cell's jacobian does not match its step: at a random probe state it "
@@ -249,38 +358,46 @@ class Cell:
                     f"{tolerance:.3g}); check the jacobian's formula and that it writes every "
                     f"entry of J_out, shape {shape}"
                 )
-            return JacobianPlan(ANALYTIC, period, shape, 0.0)
+            return JacobianPlan(ANALYTIC, period, shape, 0.0), structure_proven and bool(probes)
         spacing = eps**2
         try:
-            error, tolerance = self.jacobian_error(
-                COMPLEX_STEP, shape, period, spacing, probes, x_t, params
-            )
-        except Exception:  # noqa: BLE001 - any failure to compile the step for complex states
-            error, tolerance = np.inf, 0.0
-        if error <= tolerance:
-            return JacobianPlan(COMPLEX_STEP, period, shape, spacing)
-        return JacobianPlan(CENTRAL_DIFFERENCES, period, shape, eps ** (1 / 3))
+            error = self.jacobian_error(COMPLEX_STEP, shape, period, spacing, probes, x_t, params)
+        except Exception:  # noqa: BLE001 - the step does not compile or run for complex states
+            error = np.inf
+        if probes and error <= tolerance:
+            return JacobianPlan(COMPLEX_STEP, period, shape, spacing), structure_proven
+        central = JacobianPlan(CENTRAL_DIFFERENCES, period, shape, eps ** (1 / 3))
+        return central, structure_proven and bool(probes)
+
+    def finite_references(self, shape, period, states, x_t, params) -> list:
+        """``(state, Jacobian)`` by central differences at each of ``states`` where it is finite
+        (the others are outside the step's domain, e.g. a square root's, or NaN comes from
+        ``params``): the probes a Jacobian is checked at."""
+        difference = np.finfo(states[0].dtype).eps ** (1 / 3)
+        probes = []
+        for state in states:
+            reference = self.jacobian_with(CENTRAL_DIFFERENCES, shape, period, state, x_t,
+                                           params, spacing=difference)  # fmt: skip
+            if np.isfinite(reference).all():
+                probes.append((state, reference))
+        return probes
 
     def jacobian_error(self, method, shape, period, spacing, probes, x_t, params):
         """The largest difference between the Jacobians by ``method`` and by central differences
-        at the ``probes`` states, and the tolerance it must meet."""
-        dtype = probes[0].dtype
-        difference = dtype.type(np.finfo(dtype).eps ** (1 / 3))
+        at the ``probes`` (``(state, reference)`` pairs), relative to the reference's size; NaN
+        if a Jacobian by ``method`` has a NaN."""
         error = 0.0
-        for state in probes:
-            args = (shape, period, state, x_t, params)
-            reference = self.jacobian_with(CENTRAL_DIFFERENCES, *args, spacing=difference)
-            if not np.isfinite(reference).all():
-                continue  # a state outside the step's domain (e.g. a square root)
-            found = self.jacobian_with(method, *args, spacing=dtype.type(spacing))
+        for state, reference in probes:
+            found = self.jacobian_with(method, shape, period, state, x_t, params, spacing)
             scale = 1 + np.abs(reference).max()
-            error = max(error, np.abs(found - reference).max() / scale)
-        tolerance = 1e-2 if dtype == np.float32 else 1e-5
-        return error, tolerance
+            # np.maximum, not max: a NaN (a Jacobian that writes NaN) must fail the check.
+            error = np.maximum(error, np.abs(found - reference).max() / scale)
+        return float(error)
 
     def jacobian_with(self, method, shape, period, state, x_t, params, spacing) -> np.ndarray:
-        """The Jacobian at one ``state``, by ``method``, in the structured ``shape``."""
-        flat = np.zeros(state.size * period, state.dtype)
+        """The Jacobian at one ``state``, by ``method``, in the structured ``shape``; an entry
+        that ``method`` does not write is NaN."""
+        flat = np.full(state.size * period, np.nan, state.dtype)
         work = np.empty(4 * state.size, state.dtype)
         complex_work = np.empty(2 * state.size, np.result_type(state.dtype, np.complex64))
         differentiate = cpu_nonlinear.kernels_for(self, method).differentiate
@@ -343,18 +460,23 @@ def cell(step, *, jacobian=None, structure="dense", state_size: int | None = Non
     Parameters
     ----------
     step : function
-        ``step(h_prev, x_t, params, h_out)``: writes ``f(h_prev, x_t)`` into ``h_out``. ``h_prev``
-        and ``h_out`` are 1-D arrays of the state's length ``n`` (float32 or float64),
-        ``x_t`` the inputs of one step (1-D, length ``m``), ``params`` whatever is passed to
-        the solver (an array, a tuple of arrays and scalars, or None: on the GPU, None arrives as
-        0.0, since CUDA kernels take no None). Plain Python that Numba
-        compiles (``@numba.njit`` functions are taken as they are); for ``device="cuda"`` it
-        must also compile with ``numba.cuda`` (use ``math`` or :mod:`scanlab.math`, not
-        NumPy functions). It must not read ``h_out`` before writing it.
+        ``step(h_prev, x_t, params, h_out)``: writes ``f(h_prev, x_t)`` into every entry of
+        ``h_out`` and returns nothing. ``h_prev`` and ``h_out`` are 1-D arrays of the state's
+        length ``n`` (float32 or float64), ``x_t`` the inputs of one step (1-D, length ``m``),
+        ``params`` whatever is passed to the solver: a number, a NumPy array, a tuple of those,
+        or None (on the GPU, None arrives as 0.0, since CUDA kernels take no None). Plain Python
+        that Numba compiles (``@numba.njit`` functions are taken as they are); for
+        ``device="cuda"`` it must also compile with ``numba.cuda`` (use ``math`` or
+        :mod:`scanlab.math`, not NumPy functions). It must not read ``h_out`` before writing
+        it. At the first solve for a state size, dtype and type of ``params``, scanlab runs it
+        once on the host: ``params`` it does not compile for raise a TypeError naming them, an
+        entry of ``h_out`` left unwritten a ValueError. An exception it raises reaches the
+        caller, from every method and device.
     jacobian : function, optional
         ``jacobian(h_prev, x_t, params, J_out)``: writes ``df/dh_prev`` into ``J_out``, of shape
         ``(n,)`` for ``structure="diagonal"``, ``(n // k, k, k)`` for ``("block", k)`` (block
-        ``b`` holds rows and columns ``b*k`` to ``b*k + k - 1``) and ``(n, n)`` for ``"dense"``.
+        ``b`` holds rows and columns ``b*k`` to ``b*k + k - 1``) and ``(n, n)`` for ``"dense"``,
+        every entry.
         Without it, scanlab differentiates ``step`` itself: by the complex step
         (``Im f(h + i s e_j) / s``, exact to rounding) when ``step`` compiles for complex
         states, else by central differences (relative error about ``eps ** (2/3)``, which only
@@ -364,7 +486,10 @@ def cell(step, *, jacobian=None, structure="dense", state_size: int | None = Non
     structure : {"dense", "diagonal"} or ("block", k), optional
         Which entries of the Jacobian can be nonzero. At the first solve for a state size and
         dtype, a random probe checks it (a cell that mixes channels but is declared diagonal
-        raises ValueError) and checks a given ``jacobian`` against central differences.
+        raises ValueError) and checks a given ``jacobian`` against central differences (one
+        that writes NaN or leaves an entry unwritten raises ValueError). NaN in the data or in
+        ``params`` decides nothing: the probes take a step with finite inputs, and what they
+        could not prove is probed again at the next solve.
     state_size : int, optional
         The state's length ``n``; needed only to call the solver with ``h0=None``.
 
@@ -638,7 +763,15 @@ class BuiltinCell(Cell):
                     f"{type(self).__name__} has no parameter {name!r}; its parameters are "
                     f"{', '.join(self.parameter_names)}"
                 )
-            value = np.asarray(value)
+            try:
+                value = np.asarray(value)
+            except ValueError:  # a ragged sequence
+                value = np.empty(0, object)
+            if value.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"params[{name!r}] of a {type(self).__name__} must be an array of real "
+                    f"numbers, got {type(values[name]).__name__} (dtype {value.dtype})"
+                )
             if value.shape != merged[name].shape:
                 raise ValueError(
                     f"{type(self).__name__}.{name} has shape {merged[name].shape}, got "
@@ -647,6 +780,10 @@ class BuiltinCell(Cell):
             merged[name] = value
         return merged
 
+    def projection(self, values: dict) -> np.ndarray:
+        """The input weights of ``values`` as one ``(gates * n, m)`` matrix (``m`` may be 0)."""
+        return values["input_weights"].reshape(self.gates * self.hidden_size, self.input_size)
+
     def prepare(self, x: np.ndarray, params, dtype):
         values = self.params if params is None else self.merged(params)
         if x.shape[-1] != self.input_size:
@@ -654,7 +791,7 @@ class BuiltinCell(Cell):
                 f"{self!r} takes inputs of size {self.input_size} (x of shape (T, ..., "
                 f"{self.input_size})), got x of shape {x.shape}"
             )
-        weights = values["input_weights"].reshape(-1, self.input_size).astype(dtype)
+        weights = self.projection(values).astype(dtype)
         projected = x.astype(dtype, copy=False) @ weights.T
         projected += values["bias"].reshape(-1).astype(dtype)
         return projected, (np.ascontiguousarray(values["recurrent_weights"], dtype),)
@@ -669,9 +806,9 @@ class BuiltinCell(Cell):
         of the three parameters."""
         values = self.params if params is None else self.merged(params)
         d_inputs, d_recurrent = self.projected_pullback(inputs, step_params[0], states, h0, adjoint)
-        weights = values["input_weights"].reshape(-1, self.input_size).astype(x.dtype)
+        weights = self.projection(values).astype(x.dtype)
         rows = d_inputs.reshape(-1, d_inputs.shape[-1])
-        d_input_weights = rows.T @ x.reshape(-1, self.input_size)
+        d_input_weights = rows.T @ x.reshape(rows.shape[0], self.input_size)
         return d_inputs @ weights, {
             "recurrent_weights": d_recurrent.reshape(values["recurrent_weights"].shape),
             "input_weights": d_input_weights.reshape(values["input_weights"].shape),

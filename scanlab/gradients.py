@@ -428,7 +428,7 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
 def solve_adjoint(cell, problem, states, gradient, tol, device):
     """The adjoint ``(T, B, n)`` and ``dh0`` ``(B, n)`` at the solution ``states``, checked."""
     length, sequences, size = states.shape
-    plan = cell.plan(size, problem.dtype, problem.inputs[0, 0], problem.step_params)
+    plan = cell.plan(size, problem.dtype, problem.inputs, problem.step_params)
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     backend = backend_module.Backend(
         cell, plan, problem.inputs, problem.step_params, problem.h0, False

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from scanlab import config
-from scanlab._arrays import result_dtype
+from scanlab._arrays import numeric_array, result_dtype
 from scanlab._devices import cuda_module, resolve_device
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
@@ -161,12 +161,18 @@ def nonlinear_recurrence(
     Raises
     ------
     TypeError
-        ``cell`` not a Cell, complex or non-numeric dtypes (states are float32 or float64).
+        ``cell`` not a Cell, complex or non-numeric dtypes (states are float32 or float64),
+        ``params`` the step cannot take or does not compile for (named, Numba's error chained).
     ValueError
         Shapes that do not fit, an unknown ``method``, ``device`` or ``on_fail``, a cell whose
-        declared structure or Jacobian does not match its step.
+        declared structure or Jacobian does not match its step, or whose step leaves an entry
+        of ``h_out`` unwritten.
     ConvergenceError
         With ``on_fail="raise"``, a sequence that did not converge.
+    Exception
+        Whatever the cell's step (or Jacobian) raises, on every method and device, with a note
+        of the step and sequence where (the kernels cannot raise it: scanlab runs the step
+        again there, alone, on the host).
 
     Notes
     -----
@@ -223,8 +229,8 @@ def nonlinear_recurrence(
         info.finished_sequentially = np.zeros(batch, bool)
         h = np.empty(shape, dtype)
         return (h, info) if full_output else h
-    sample = inputs[0, 0]
-    plan = cell.plan(size, dtype, sample, step_params) if method != "sequential" else None
+    cell.check_step(h0_array[0], inputs, step_params)
+    plan = cell.plan(size, dtype, inputs, step_params) if method != "sequential" else None
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     backend = backend_module.Backend(cell, plan, inputs, step_params, h0_array, method == "quasi")
     h = backend.states()
@@ -360,8 +366,12 @@ def batch_shape(x: np.ndarray, h0) -> tuple:
 
 
 def initial_guess(guess, shape: tuple, dtype) -> np.ndarray:
-    """``guess`` broadcast to the result's shape, as a contiguous array of ``dtype``."""
-    guess = np.asarray(guess)
+    """``guess`` broadcast to the result's shape, as a contiguous array of ``dtype`` (real)."""
+    guess = numeric_array("guess", guess)
+    if guess.dtype.kind == "c":
+        raise TypeError(
+            f"guess has dtype {guess.dtype}, but the states are real ({dtype}); pass real values"
+        )
     try:
         return np.ascontiguousarray(np.broadcast_to(guess, shape), dtype)
     except ValueError:

@@ -13,10 +13,26 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from scanlab._step_routines import differentiation, evaluation
+from scanlab._step_routines import differentiation, evaluation, failed_steps, sequence_loop
 from scanlab.config import FASTMATH
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
+
+
+def catching(routine, jit):
+    """``routine`` compiled to return whether it finished instead of raising. A kernel calls it
+    inside ``prange``, whose parallel region would lose the exception (or leave it set in a
+    worker thread, for Python to find later as a ``SystemError``); it calls it once per task or
+    sequence, as a ``try`` around every step would keep the step from being inlined."""
+
+    def attempt(*args):
+        try:
+            routine(*args)
+        except Exception:  # noqa: BLE001 - the host runs the step again to raise it
+            return False
+        return True
+
+    return jit(attempt)
 
 
 def build_kernels(step, jacobian, method):
@@ -24,15 +40,16 @@ def build_kernels(step, jacobian, method):
     ``run_sequential`` (parallel over sequences; ``run_sequence`` for one) and ``differentiate``
     (one step); ``method`` None for the loops only."""
     compile_routine = njit(fastmath=FASTMATH)
+    attempt_sequence = catching(sequence_loop(step, compile_routine), compile_routine)
 
-    def run_sequential(x, params, h0, out, starts):
+    def run_sequential(x, params, h0, out, starts, stopped):
         """The plain loop ``out[t] = f(out[t-1], x[t])`` from step ``starts[s]`` of each sequence
-        ``s`` on (``out[starts[s] - 1]`` already holds its state)."""
-        length, sequences, n = out.shape
-        for sequence in prange(sequences):
-            for t in range(starts[sequence], length):
-                h_prev = out[t - 1, sequence] if t > 0 else h0[sequence]
-                step(h_prev, x[t, sequence], params, out[t, sequence])
+        ``s`` on (``out[starts[s] - 1]`` already holds its state); a sequence whose step raises
+        stops there, and ``stopped[s]`` says where (it is left alone otherwise)."""
+        for sequence in prange(out.shape[1]):
+            position = np.empty(1, np.int64)
+            if not attempt_sequence(x, params, h0, out, sequence, starts[sequence], position):
+                stopped[sequence] = position[0]
 
     # One sequence runs without a parallel region, whose start can cost more than a short loop.
     loops = types.SimpleNamespace(
@@ -44,28 +61,42 @@ def build_kernels(step, jacobian, method):
     differentiate = differentiation(step, jacobian, method, compile_routine)
     evaluate_at = evaluation(step, differentiate, compile_routine)
 
+    def evaluate_items(
+        begin, end, x, params, h, h0, first, period, spacing, scratch, in_place, structured,
+        diagonal_only, rhs, jacobians, residual, work, complex_work,
+    ):  # fmt: skip
+        """``evaluate_at`` at the items ``begin`` to ``end - 1`` of ``evaluate``."""
+        sequences = h.shape[1]
+        for item in range(begin, end):
+            t = first + item // sequences
+            sequence = item % sequences
+            target = structured[t, sequence] if in_place else scratch
+            evaluate_at(
+                t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
+                diagonal_only, work, complex_work,
+            )  # fmt: skip
+
+    attempt_items = catching(compile_routine(evaluate_items), compile_routine)
+
     @njit(parallel=True, fastmath=FASTMATH)
     def evaluate(
         x, params, h, h0, first, tasks, period, spacing, scratch_like, complex_like, in_place,
         structured, diagonal_only, rhs, jacobians, residual,
     ):  # fmt: skip
-        """Evaluate the cell at every step from ``first`` on, in ``tasks`` parallel tasks: see
-        ``evaluate_at``. ``in_place``: the cell's Jacobian writes into ``structured[t, s]`` (a
-        structured view of ``jacobians``), else into per-task scratch like ``scratch_like``."""
+        """Evaluate the cell at every step from ``first`` on (each step and sequence an item),
+        in ``tasks`` parallel tasks: see ``evaluate_at`` (a task stops at a step that raises,
+        whose residual stays ``FAILED``). ``in_place``: the cell's Jacobian writes into
+        ``structured[t, s]`` (a structured view of ``jacobians``), else into per-task scratch
+        like ``scratch_like``."""
         length, sequences, n = h.shape
         items = (length - first) * sequences
         for task in prange(tasks):
-            scratch = np.empty_like(scratch_like)
-            work = np.empty(4 * n, h.dtype)
-            complex_work = np.empty(2 * n, complex_like.dtype)
-            for item in range(task * items // tasks, (task + 1) * items // tasks):
-                t = first + item // sequences
-                sequence = item % sequences
-                target = structured[t, sequence] if in_place else scratch
-                evaluate_at(
-                    t, sequence, x, params, h, h0, rhs, residual, period, spacing, target,
-                    jacobians, diagonal_only, work, complex_work,
-                )  # fmt: skip
+            attempt_items(
+                task * items // tasks, (task + 1) * items // tasks, x, params, h, h0, first,
+                period, spacing, np.empty_like(scratch_like), in_place, structured,
+                diagonal_only, rhs, jacobians, residual, np.empty(4 * n, h.dtype),
+                np.empty(2 * n, complex_like.dtype),
+            )  # fmt: skip
 
     loops.evaluate, loops.differentiate = evaluate, differentiate
     return loops
@@ -95,63 +126,103 @@ PULLBACK_SPACING = float(np.finfo(np.float64).eps ** (1 / 3))
 
 def build_pullback_kernels(step):
     """The CPU kernels of a cell's pullback through its inputs and parameters: central
-    differences in float64, parallel over steps and sequences (see :func:`pullback_kernels`)."""
+    differences in float64, parallel over steps and sequences (see :func:`pullback_kernels`).
 
-    @njit(parallel=True, fastmath=FASTMATH)
-    def input_gradients(x, params, h, h0, adjoint, colours, owners, tasks, dx):
-        """``dx[t, s] = (df/dx)^T adjoint[t, s]`` at ``(h[t-1, s], x[t, s])``: the inputs of
-        each colour (``colours[j]``) move together, and ``owners[c, i]`` is the input of colour
-        ``c`` that output ``i`` depends on (-1: none)."""
-        length, sequences, inputs = x.shape
-        n = h.shape[2]
-        items = length * sequences
-        for task in prange(tasks):
-            moved, spans = np.empty(inputs), np.empty(inputs)
-            plus, minus = np.empty(n), np.empty(n)
-            for item in range(task * items // tasks, (task + 1) * items // tasks):
-                t, sequence = item // sequences, item % sequences
-                h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
-                x_t, dx_t, weights = x[t, sequence], dx[t, sequence], adjoint[t, sequence]
-                dx_t[:] = 0.0
-                for colour in range(owners.shape[0]):
-                    for j in range(inputs):
-                        moved[j] = x_t[j]
-                        if colours[j] == colour:
-                            moved[j] += PULLBACK_SPACING * (1 + abs(x_t[j]))
-                            spans[j] = moved[j]
-                    step(h_prev, moved, params, plus)
-                    for j in range(inputs):
-                        if colours[j] == colour:
-                            moved[j] = x_t[j] - PULLBACK_SPACING * (1 + abs(x_t[j]))
-                            spans[j] -= moved[j]
-                    step(h_prev, moved, params, minus)
-                    for i in range(n):
-                        j = owners[colour, i]
-                        if j >= 0:
-                            dx_t[j] += (plus[i] - minus[i]) * weights[i] / spans[j]
+    Each kernel runs a routine over a range of items (a step of a sequence, ``t * B + s``) per
+    task, ``input_gradients_between`` or ``parameter_difference_between``, and marks in
+    ``failures[task]`` the item where the step raised (-1: none), which the host runs again
+    with the same routine."""
+    compile_routine = njit(fastmath=FASTMATH)
 
-    @njit(parallel=True, fastmath=FASTMATH)
-    def parameter_difference(x, upper, lower, h, h0, adjoint, tasks, partial):
-        """``partial[task] = sum (f(upper) - f(lower)) . adjoint`` over its share of steps and
-        sequences, ``f`` with parameters ``upper`` and ``lower``."""
-        length, sequences, _ = x.shape
+    def input_gradients_between(begin, end, x, params, h, h0, adjoint, colours, owners, dx,
+                                position):  # fmt: skip
+        """``dx[t, s] = (df/dx)^T adjoint[t, s]`` at ``(h[t-1, s], x[t, s])`` for the items
+        ``begin`` to ``end - 1``: the inputs of each colour (``colours[j]``) move together,
+        and ``owners[c, i]`` is the input of colour ``c`` that output ``i`` depends on (-1:
+        none); ``position[0]`` holds the item being computed."""
+        sequences, inputs = x.shape[1], x.shape[2]
         n = h.shape[2]
-        items = length * sequences
-        for task in prange(tasks):
-            plus, minus = np.empty(n), np.empty(n)
-            total = 0.0
-            for item in range(task * items // tasks, (task + 1) * items // tasks):
-                t, sequence = item // sequences, item % sequences
-                h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
-                step(h_prev, x[t, sequence], upper, plus)
-                step(h_prev, x[t, sequence], lower, minus)
+        moved, spans = np.empty(inputs), np.empty(inputs)
+        plus, minus = np.empty(n), np.empty(n)
+        for item in range(begin, end):
+            position[0] = item
+            t, sequence = item // sequences, item % sequences
+            h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
+            x_t, dx_t, weights = x[t, sequence], dx[t, sequence], adjoint[t, sequence]
+            dx_t[:] = 0.0
+            for colour in range(owners.shape[0]):
+                for j in range(inputs):
+                    moved[j] = x_t[j]
+                    if colours[j] == colour:
+                        moved[j] += PULLBACK_SPACING * (1 + abs(x_t[j]))
+                        spans[j] = moved[j]
+                step(h_prev, moved, params, plus)
+                for j in range(inputs):
+                    if colours[j] == colour:
+                        moved[j] = x_t[j] - PULLBACK_SPACING * (1 + abs(x_t[j]))
+                        spans[j] -= moved[j]
+                step(h_prev, moved, params, minus)
                 for i in range(n):
-                    total += (plus[i] - minus[i]) * adjoint[t, sequence, i]
-            partial[task] = total
+                    j = owners[colour, i]
+                    if j >= 0:
+                        dx_t[j] += (plus[i] - minus[i]) * weights[i] / spans[j]
+
+    def parameter_difference_between(begin, end, x, upper, lower, h, h0, adjoint, partial,
+                                     task, position):  # fmt: skip
+        """``partial[task] = sum (f(upper) - f(lower)) . adjoint[t, s]`` over the items
+        ``begin`` to ``end - 1``, ``f`` with parameters ``upper`` and ``lower``;
+        ``position[0]`` holds the item being computed."""
+        sequences, n = x.shape[1], h.shape[2]
+        plus, minus = np.empty(n), np.empty(n)
+        total = 0.0
+        for item in range(begin, end):
+            position[0] = item
+            t, sequence = item // sequences, item % sequences
+            h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
+            step(h_prev, x[t, sequence], upper, plus)
+            step(h_prev, x[t, sequence], lower, minus)
+            for i in range(n):
+                total += (plus[i] - minus[i]) * adjoint[t, sequence, i]
+        partial[task] = total
+
+    input_gradients_between = compile_routine(input_gradients_between)
+    parameter_difference_between = compile_routine(parameter_difference_between)
+    attempt_input_gradients = catching(input_gradients_between, compile_routine)
+    attempt_parameter_difference = catching(parameter_difference_between, compile_routine)
+
+    @njit(parallel=True, fastmath=FASTMATH)
+    def input_gradients(x, params, h, h0, adjoint, colours, owners, tasks, dx, failures):
+        """``input_gradients_between`` over every step and sequence, in ``tasks`` parallel
+        tasks."""
+        items = x.shape[0] * x.shape[1]
+        for task in prange(tasks):
+            position = np.empty(1, np.int64)
+            failures[task] = -1
+            if not attempt_input_gradients(
+                task * items // tasks, (task + 1) * items // tasks, x, params, h, h0, adjoint,
+                colours, owners, dx, position,
+            ):  # fmt: skip
+                failures[task] = position[0]
+
+    @njit(parallel=True, fastmath=FASTMATH)
+    def parameter_difference(x, upper, lower, h, h0, adjoint, tasks, partial, failures):
+        """``partial[task] = sum (f(upper) - f(lower)) . adjoint`` over its share of steps and
+        sequences (see ``parameter_difference_between``)."""
+        items = x.shape[0] * x.shape[1]
+        for task in prange(tasks):
+            position = np.empty(1, np.int64)
+            failures[task] = -1
+            if not attempt_parameter_difference(
+                task * items // tasks, (task + 1) * items // tasks, x, upper, lower, h, h0,
+                adjoint, partial, task, position,
+            ):  # fmt: skip
+                failures[task] = position[0]
 
     return types.SimpleNamespace(
-        input_gradients=input_gradients, parameter_difference=parameter_difference
-    )
+        input_gradients=input_gradients, parameter_difference=parameter_difference,
+        input_gradients_between=input_gradients_between,
+        parameter_difference_between=parameter_difference_between,
+    )  # fmt: skip
 
 
 #: The pullback kernels built so far, by step.
@@ -199,7 +270,7 @@ class Backend:
     """
 
     def __init__(self, cell, plan, x, params, h0, quasi: bool):
-        self.plan, self.x, self.params, self.h0 = plan, x, params, h0
+        self.cell, self.plan, self.x, self.params, self.h0 = cell, plan, x, params, h0
         self.kernels = kernels_for(cell, None if plan is None else plan.method)
         if plan is None:
             return
@@ -239,7 +310,19 @@ class Backend:
             iterate.in_place, iterate.structured, self.diagonal_only, iterate.rhs,
             iterate.jacobians, iterate.residual,
         )  # fmt: skip
-        return iterate.residual[first:]
+        rows = iterate.residual[first:]
+        if (rows < 0).any():  # a step raised (see scanlab._step_routines.FAILED)
+            plan = self.plan if iterate.jacobians.shape[2] else None
+            failed = failed_steps(rows, first)
+            self.cell.raise_again(self.failures(iterate.h, failed), self.params, plan)
+        return rows
+
+    def failures(self, states: np.ndarray, steps):
+        """``(t, sequence, h_prev, x_t)`` of each step of ``steps`` (``(t, sequence)`` pairs)
+        where the cell's step raised, ``h_prev`` from ``states`` (or ``h0``)."""
+        for t, sequence in steps:
+            h_prev = states[t - 1, sequence] if t else self.h0[sequence]
+            yield t, sequence, h_prev, self.x[t, sequence]
 
     def guess(self, h: np.ndarray) -> None:
         """``h[t] = f(h0, x[t])`` at every step: one parallel evaluation."""
@@ -274,7 +357,13 @@ class Backend:
     def finish_sequentially(self, h: np.ndarray, starts: np.ndarray) -> None:
         """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""
         loop = self.kernels.run_sequence if h.shape[1] == 1 else self.kernels.run_sequential
-        loop(self.x, self.params, self.h0, h, starts.astype(np.int64))
+        length = h.shape[0]
+        stopped = np.full(h.shape[1], length)
+        loop(self.x, self.params, self.h0, h, starts.astype(np.int64), stopped)
+        failed = np.flatnonzero(stopped < length)
+        if failed.size:
+            steps = zip(stopped[failed], failed, strict=True)
+            self.cell.raise_again(self.failures(h, steps), self.params)
 
     def adjoint(self, iterate: Iterate, gradient: np.ndarray):
         """The adjoint ``lam[t] = gradient[t] + J[t+1]^T lam[t+1]`` of an evaluated iterate, and

@@ -17,7 +17,14 @@ import numpy as np
 from numba import cuda
 
 from scanlab import config
-from scanlab._step_routines import CENTRAL_DIFFERENCES, COMPLEX_STEP, differentiation, evaluation
+from scanlab._step_routines import (
+    CENTRAL_DIFFERENCES,
+    COMPLEX_STEP,
+    differentiation,
+    evaluation,
+    failed_steps,
+    sequence_loop,
+)
 from scanlab.cpu.nonlinear import Iterate, solve_correction
 from scanlab.cuda import linear as cuda_linear
 from scanlab.cuda import linear_matrix as cuda_linear_matrix
@@ -42,13 +49,17 @@ def build_kernels(step_function, jacobian_function, method):
         device_function = numba.njit(inline="always")
     step = device_function(step_function)
 
-    def sequential(x, params, h0, out, starts):
-        """The plain loop, one thread per sequence, from step ``starts[s]`` of sequence ``s``."""
+    run_from = sequence_loop(step, device_function)
+
+    def sequential(x, params, h0, out, starts, stopped):
+        """The plain loop, one thread per sequence, from step ``starts[s]`` of sequence ``s``;
+        ``stopped[s]`` holds the step being run, ``T`` once done (a thread stops where its step
+        raises)."""
         sequence = cuda.grid(1)
         if sequence < out.shape[1]:
-            for t in range(starts[sequence], out.shape[0]):
-                h_prev = out[t - 1, sequence] if t > 0 else h0[sequence]
-                step(h_prev, x[t, sequence], params, out[t, sequence])
+            run_from(x, params, h0, out, sequence, starts[sequence],
+                     stopped[sequence : sequence + 1])  # fmt: skip
+            stopped[sequence] = out.shape[0]
 
     if method is None:
         return types.SimpleNamespace(sequential_kernel=cuda.jit(sequential), sequential=sequential)
@@ -61,8 +72,9 @@ def build_kernels(step_function, jacobian_function, method):
         rhs, jacobians, residual, work, complex_work,
     ):  # fmt: skip
         """``evaluate_at`` at every step from ``first`` on, a grid-stride loop over steps and
-        sequences; each thread has a row of ``scratch``, ``work`` and ``complex_work`` (or
-        shares their single row when its method does not use them)."""
+        sequences (a thread stops where a step raises, leaving its residual ``FAILED``); each
+        thread has a row of ``scratch``, ``work`` and ``complex_work`` (or shares their single
+        row when its method does not use them)."""
         thread = cuda.grid(1)
         sequences = h.shape[1]
         items = (h.shape[0] - first) * sequences
@@ -205,7 +217,9 @@ class Backend:
     the twin of ``scanlab.cpu.nonlinear.Backend`` (host inputs, device arrays inside)."""
 
     def __init__(self, cell, plan, x, params, h0, quasi: bool):
-        self.plan, self.dtype = plan, h0.dtype
+        self.cell, self.plan, self.dtype = cell, plan, h0.dtype
+        # The host's arrays run a step again on the host where it raised on the GPU.
+        self.host_x, self.host_params, self.host_h0 = x, params, h0
         self.x, self.params, self.h0 = cuda.to_device(x), to_device(params), cuda.to_device(h0)
         self.shape = (x.shape[0], *h0.shape)
         self.kernels = kernels_for(cell, None if plan is None else plan.method)
@@ -264,7 +278,18 @@ class Backend:
             iterate.structured, self.diagonal_only, iterate.rhs, iterate.jacobians,
             iterate.residual, self.work, self.complex_work,
         )  # fmt: skip
-        return iterate.residual[first:].copy_to_host()
+        rows = iterate.residual[first:].copy_to_host()
+        if (rows < 0).any():  # a step raised (see scanlab._step_routines.FAILED)
+            plan = self.plan if iterate.jacobians.shape[2] else None
+            failed = failed_steps(rows, first)
+            self.cell.raise_again(self.failures(iterate.h, failed), self.host_params, plan)
+        return rows
+
+    def failures(self, states, steps):
+        """As ``scanlab.cpu.nonlinear.Backend.failures``, with ``h_prev`` copied to the host."""
+        for t, sequence in steps:
+            h_prev = states[t - 1, sequence].copy_to_host() if t else self.host_h0[sequence]
+            yield t, sequence, h_prev, self.host_x[t, sequence]
 
     def guess(self, h) -> None:
         """``h[t] = f(h0, x[t])`` at every step: one parallel evaluation."""
@@ -302,8 +327,15 @@ class Backend:
 
     def finish_sequentially(self, h, starts: np.ndarray) -> None:
         """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""
-        launch(self.kernels.sequential_kernel, self.shape[1], self.x, self.params, self.h0, h,
-               cuda.to_device(starts.astype(np.int64)))  # fmt: skip
+        length, sequences, _ = self.shape
+        stopped = cuda.device_array(sequences, np.int64)
+        launch(self.kernels.sequential_kernel, sequences, self.x, self.params, self.h0, h,
+               cuda.to_device(starts.astype(np.int64)), stopped)  # fmt: skip
+        stopped = stopped.copy_to_host()
+        failed = np.flatnonzero(stopped < length)
+        if failed.size:
+            steps = zip(stopped[failed], failed, strict=True)
+            self.cell.raise_again(self.failures(h, steps), self.host_params)
 
     def adjoint(self, iterate: Iterate, gradient: np.ndarray):
         """As ``scanlab.cpu.nonlinear.Backend.adjoint``: solved on the device, returned on the
@@ -356,7 +388,8 @@ def cell_kernel_signatures(cell, size: int, inputs: int, dtype, method: str, qua
         np.zeros((1, *shape), dtype), iterate.in_place, iterate.structured, quasi, iterate.rhs,
         iterate.jacobians, iterate.residual, np.zeros((1, 4 * size), dtype), complex_work,
     )  # fmt: skip
-    sequential_args = (evaluate_args[0], params, states[0], states, np.zeros(1, np.int64))
+    marks = np.zeros(1, np.int64)
+    sequential_args = (evaluate_args[0], params, states[0], states, marks, marks)
     return [
         (kernels.evaluate, numba.types.void(*map(numba.typeof, evaluate_args))),
         (kernels.sequential, numba.types.void(*map(numba.typeof, sequential_args))),
