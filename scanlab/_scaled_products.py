@@ -112,3 +112,64 @@ def agrees(loop_state, carry, bounds):
         return False
     scale = max(magnitude(loop_state), magnitude(carry))
     return magnitude(loop_state - carry) <= bounds[4] * scale
+
+
+@njit(inline="always")
+def state_agrees(loop_state, carry, size, bounds):
+    """``agrees`` for the first ``size`` entries of the state vectors ``loop_state`` and
+    ``carry`` (1-D arrays), the tolerance relative to their largest finite entry: an entry that
+    matrices make small beside the others differs from the loop's by the others' rounding."""
+    scale = 0.0
+    for i in range(len(loop_state)):
+        if i < size:
+            if is_finite(loop_state[i]):
+                scale = max(scale, magnitude(loop_state[i]))
+            if is_finite(carry[i]):
+                scale = max(scale, magnitude(carry[i]))
+    for i in range(len(loop_state)):
+        if i < size:
+            state, composed = loop_state[i], carry[i]
+            if state == composed or (state != state and composed != composed):
+                continue
+            if not (is_finite(state) and is_finite(composed)):
+                return False
+            if magnitude(state - composed) > bounds[4] * scale:
+                return False
+    return True
+
+
+@njit(cache=True)
+def rows_agree(loop_states, carries, bounds):
+    """``state_agrees`` for each row of the 2-D ``loop_states`` and ``carries``, one state a row
+    (of one entry for the elementwise recurrence: then it is ``agrees``)."""
+    result = np.empty(loop_states.shape[0], np.bool_)
+    for row in range(loop_states.shape[0]):
+        result[row] = state_agrees(loop_states[row], carries[row], loop_states.shape[1], bounds)
+    return result
+
+
+@njit(cache=True)
+def column_products(values, bounds, mantissa, exponent):
+    """``mantissa * 2**exponent`` (1-D arrays, the mantissa in double precision) becomes the
+    product of each column of the 2-D ``values``, renormalised whenever a step takes the
+    mantissa out of range: no product turns subnormal or is lost by underflowing and growing
+    back, unless a coefficient itself is below about ``2**-958``."""
+    mantissa[:] = 1
+    exponent[:] = 0
+    for row in range(values.shape[0]):
+        for column in range(values.shape[1]):
+            product = mantissa[column] * values[row, column]
+            if not in_range(product, bounds):
+                product, exponent[column] = renormalised(product, exponent[column], bounds)
+            mantissa[column] = product
+
+
+@njit(cache=True)
+def carried_states(mantissa, exponent, partial, incoming, bounds):
+    """``mantissa * 2**exponent * incoming + partial`` for 1-D arrays, in ``partial``'s dtype:
+    carries through chunks whose products ``column_products`` kept (NaN and Inf as the
+    arithmetic makes them: the caller checks the carries against the loop)."""
+    result = np.empty_like(partial)
+    for i in range(partial.shape[0]):
+        result[i] = scaled(mantissa[i] * incoming[i], exponent[i], bounds) + partial[i]
+    return result

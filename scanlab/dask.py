@@ -2,12 +2,15 @@
 scheduler: ``pip install scanlab[dask]``.
 
 Each chunk along time is solved by scanlab's in-memory kernels. A chunk is first summarised by its
-composed coefficient and its result from a zero start (``(prod a, h_end)``: ``O(chunk)`` work, a
-summary of one state per channel), the summaries are combined across chunks into each chunk's
-initial state (a chain of tiny tasks), and each chunk is then solved from its initial state. Work
-and data moved per chunk are ``O(chunk)``; every chunk is solved twice. A nonlinear recurrence
-passes each chunk's last state to the next, or runs Newton's method over the whole sequence,
-each iteration one such linear solve (:func:`nonlinear_recurrence`).
+composed coefficient (kept in range as mantissa and exponent) and its result from a zero start
+(``(prod a, h_end)``: ``O(chunk)`` work, a summary of one state per channel), the summaries are
+combined across chunks into each chunk's initial state (a chain of tiny tasks), and each chunk is
+then solved from its initial state. Work and data moved per chunk are ``O(chunk)``; every chunk
+is solved twice. The loop is the reference: a chain of tiny tasks checks the state each solved
+chunk ends in against the initial state the next one was given, and reruns a chunk, in the
+sequences where the two disagree, from the loop's state (:func:`settled_chunk`). A nonlinear
+recurrence passes each chunk's last state to the next, or runs Newton's method over the whole
+sequence, each iteration one such linear solve (:func:`nonlinear_recurrence`).
 
 Examples
 --------
@@ -38,6 +41,7 @@ except ImportError as error:  # scanlab itself works without Dask
 
 from scanlab import config, nonlinear
 from scanlab._arrays import normalize_axis, result_dtype
+from scanlab._scaled_products import carried_states, column_products, product_bounds, rows_agree
 from scanlab.cells import Cell, JacobianPlan
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import check_method
@@ -72,7 +76,9 @@ def linear_recurrence(a, b, h0=None, *, axis=0, reverse=False, method="auto"):
         tiny tasks, ``2 log2(chunks)`` deep, so the chunks need not wait for each other);
         ``"auto"``: the chain. With threads on 2 cores both took the same time at 100 and 1000
         chunks (``benchmarks/RESULTS.md``); the tree is for clusters where a task's latency,
-        times the number of chunks, would dominate (not measured).
+        times the number of chunks, would dominate (not measured). Either way, the check of
+        each chunk's initial state against the loop's (:func:`settled_chunk`) is a chain of
+        one tiny task per chunk after the chunks' solves.
 
     Returns
     -------
@@ -590,7 +596,8 @@ def dtype_stand_in(value):
 
 
 def chunked_solve(a, b, h0, axis, reverse, method, matrices):
-    """Both solvers: summaries per chunk, carries across chunks, then each chunk solved."""
+    """Both solvers: summaries per chunk, carries across chunks, then each chunk solved and
+    checked against the loop."""
     check_method(method, METHODS)
     operands = {"A" if matrices else "a": a, "b": b, "h0": h0}
     dtype = result_dtype(**{name: dtype_stand_in(value) for name, value in operands.items()})
@@ -638,14 +645,26 @@ def chunked_solve(a, b, h0, axis, reverse, method, matrices):
         b_blocks, start_blocks = b_blocks[..., 0], start_blocks[..., 0]
     summarise = dask.delayed(chunk_summary, pure=True)
     solve = dask.delayed(solve_chunk, pure=True)
+    settle = dask.delayed(settled_chunk, pure=True)
+    end_state = dask.delayed(far_end, pure=True)
+    # Rounding of composition grows with the steps composed, and with the states for matrices.
+    bounds = product_bounds(dtype, max(max(chunks[0], default=1), 1) * (state[0] if state else 1))
     solved = np.empty(b_blocks.shape, object)
     order = range(len(chunks[0]))
     for index in np.ndindex(b_blocks.shape[1:]):
         steps = [(k, *index) for k in (reversed(order) if reverse else order)]
         summaries = [summarise(a_blocks[k], b_blocks[k], reverse, matrices) for k in steps]
         carries = chunk_carries(summaries, start_blocks[index], method)
+        loop_state = None  # the state the loop reaches before the chunk, past the first
         for block, carry in zip(steps, carries, strict=True):
-            solved[block] = solve(a_blocks[block], b_blocks[block], carry, reverse, matrices)
+            states = solve(a_blocks[block], b_blocks[block], carry, reverse, matrices)
+            if loop_state is not None:
+                states = settle(
+                    states, a_blocks[block], b_blocks[block], carry, loop_state, reverse,
+                    matrices, bounds,
+                )  # fmt: skip
+            loop_state = end_state(states, carry if loop_state is None else loop_state, reverse)
+            solved[block] = states
     name = "linear_recurrence_matrix" if matrices else "linear_recurrence"
     blocks = solved[..., None] if state else solved
     h = array_of_blocks(name, blocks, chunks + tuple((size,) for size in state), dtype)
@@ -662,11 +681,17 @@ def array_of_blocks(name: str, blocks: np.ndarray, chunks: tuple, dtype) -> "da.
 
 
 def chunk_summary(a, b, reverse: bool, matrices: bool):
-    """A chunk's composed coefficient and its result at its far end from a zero start (an empty
-    chunk: the identity and zeros, so that it passes its carry through)."""
+    """A chunk's ``(product, exponent, end)``: its composed coefficient ``product *
+    2**exponent`` (``exponent`` None for matrices) and its result at its far end from a zero
+    start (an empty chunk: the identity and zeros, so that it passes its carry through).
+
+    The product of ``a`` is kept in range (:func:`scaled_product`); that of matrices is the
+    in-memory solver's, and the check against the loop (:func:`settled_chunk`) reruns what a
+    product that underflowed or overflowed got wrong.
+    """
     if not matrices:
         local = solve_elementwise(a, b, reverse=reverse)
-        return np.prod(a, axis=0), far_end(local, 0, reverse)
+        return *scaled_product(a), far_end(local, 0, reverse)
     local = solve_matrices(a, b, reverse=reverse)
     # The composition applied to each basis vector: the same recurrence with no input.
     n = b.shape[-1]
@@ -675,7 +700,20 @@ def chunk_summary(a, b, reverse: bool, matrices: bool):
         a[..., None, :, :], np.zeros(b.shape[:-1] + (n, n), b.dtype), identity, reverse=reverse
     )
     composed = far_end(columns, identity, reverse).swapaxes(-1, -2)
-    return composed, far_end(local, 0, reverse)
+    return composed, None, far_end(local, 0, reverse)
+
+
+def scaled_product(values) -> tuple:
+    """``(mantissa, exponent)``: ``mantissa * 2**exponent`` is the product of ``values`` along
+    its first axis, the mantissa in double precision and kept in range step by step
+    (:mod:`scanlab._scaled_products`), so that a product that underflows and grows back keeps
+    the state it carries."""
+    rest = values.shape[1:]
+    columns = np.reshape(values, (len(values), math.prod(rest)))
+    mantissa = np.empty(columns.shape[1], np.result_type(values.dtype, np.float64))
+    exponent = np.empty(columns.shape[1], np.int64)
+    column_products(columns, product_bounds(values.dtype, 1), mantissa, exponent)
+    return mantissa.reshape(rest), exponent.reshape(rest)
 
 
 def far_end(states, start, reverse: bool) -> np.ndarray:
@@ -703,19 +741,25 @@ def chunk_carries(summaries: list, start, method: str) -> list:
 
 def next_carry(summary, carry):
     """The state after a chunk (before it, with ``reverse``), from the one before it (None:
-    zeros)."""
-    composed, end = summary
+    zeros), as composition gives it."""
+    product, exponent, end = summary
     if carry is None:
         return end
-    if composed.ndim == carry.ndim:
-        return composed * carry + end
-    return np.einsum("...ij,...j->...i", composed, carry) + end
+    if exponent is None:
+        return np.einsum("...ij,...j->...i", product, carry) + end
+    bounds = product_bounds(end.dtype, 1)
+    incoming = np.broadcast_to(carry, end.shape)
+    flat = (np.ravel(part) for part in (product, exponent, end, incoming))
+    return carried_states(*flat, bounds).reshape(end.shape)
 
 
 def compose_summaries(earlier, later):
     """The summary of two consecutive chunks (in the order they are solved)."""
-    composed = later[0] @ earlier[0] if later[0].ndim > later[1].ndim else later[0] * earlier[0]
-    return composed, next_carry(later, earlier[1])
+    end = next_carry(later, earlier[2])
+    if later[1] is None:
+        return later[0] @ earlier[0], None, end
+    mantissa, exponent = scaled_product(np.stack([earlier[0], later[0]]))
+    return mantissa, exponent + earlier[1] + later[1], end
 
 
 def prefix_summaries(summaries: list, compose) -> list:
@@ -735,6 +779,26 @@ def solve_chunk(a, b, carry, reverse: bool, matrices: bool):
     """A chunk solved from its initial state ``carry``."""
     solver = solve_matrices if matrices else solve_elementwise
     return solver(a, b, carry, reverse=reverse)
+
+
+def settled_chunk(states, a, b, carry, loop_state, reverse: bool, matrices: bool, bounds):
+    """A chunk's ``states``, solved from ``carry``, its initial state as the summaries composed
+    it, rerun from ``loop_state``, the state the loop reaches before the chunk, in the sequences
+    where the two disagree beyond rounding (``rows_agree``: a product that underflowed or
+    overflowed, a state of the loop that overflowed inside an earlier chunk, a NaN that
+    composition made from ``inf * 0``). Only those sequences are rerun, once each."""
+    size = carry.shape[-1] if matrices else 1
+    agreeing = rows_agree(
+        np.reshape(loop_state, (-1, size)), np.reshape(carry, (-1, size)), bounds
+    ).reshape(carry.shape[: carry.ndim - matrices])
+    if not len(states) or agreeing.all():
+        return states
+    if not agreeing.any():
+        return solve_chunk(a, b, loop_state, reverse, matrices)
+    wrong = ~agreeing
+    states = states.copy()
+    states[:, wrong] = solve_chunk(a[:, wrong], b[:, wrong], loop_state[wrong], reverse, matrices)
+    return states
 
 
 __all__ = ["linear_recurrence", "linear_recurrence_matrix", "nonlinear_recurrence"]
