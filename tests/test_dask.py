@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from extremes import assert_like_the_loop, extreme_problems
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -97,42 +98,33 @@ def test_the_tree_over_many_chunks():
     np.testing.assert_allclose(h.compute(), scanlab.linear_recurrence(0.9, b.compute()))
 
 
-#: Relative tolerance of the chunked solvers against the loop in the same precision, and the
-#: absolute floor below which the loop's own states are subnormal (and so imprecise themselves).
-LOOP_CLOSE = {np.dtype(np.float32): (1e-3, 1e-30), np.dtype(np.float64): (1e-8, 1e-290)}
-
-
-def assert_like_the_loop(result, loop):
-    """NaN and Inf of each sign exactly where the loop has them; finite values to rounding."""
-    for where in (np.isnan, np.isposinf, np.isneginf):
-        np.testing.assert_array_equal(where(result), where(loop), err_msg=where.__name__)
-    finite = np.isfinite(loop)
-    rtol, atol = LOOP_CLOSE[loop.dtype]
-    np.testing.assert_allclose(result[finite], loop[finite], rtol=rtol, atol=atol)
-
-
 def elementwise_and_matrices(a, b, h0, chunks, method):
-    """The chunked elementwise solve and the matrix one of the same recurrence (``a * I``),
-    each with the loop's result."""
-    dense = a[:, None, None] * np.eye(2)
-    h0_vector = np.full(2, h0)
-    solves = [
-        (scanlab_dask.linear_recurrence(da.from_array(a, chunks), b, h0, method=method),
-         scanlab.linear_recurrence(a, b, h0, method="sequential")),
-        (scanlab_dask.linear_recurrence_matrix(
-            da.from_array(dense, (chunks, 2, 2)), np.stack([b, b], -1), h0_vector, method=method),
-         scanlab.linear_recurrence_matrix(
-            dense, np.stack([b, b], -1), h0_vector, method="sequential")),
-    ]  # fmt: skip
-    return [(h.compute(), loop) for h, loop in solves]
+    """The chunked elementwise solve of ``(T, D)`` operands and the matrix one of the same
+    recurrence (``a * I``, of 2 states), each with the loop's result and the loop's on absolute
+    values (a bound of the terms that make each state)."""
+    matrices = (a[..., None, None] * np.eye(2), np.stack([b, b], -1), np.stack([h0, h0], -1))
+    chunked = (scanlab_dask.linear_recurrence, scanlab_dask.linear_recurrence_matrix)
+    in_memory = (scanlab.linear_recurrence, scanlab.linear_recurrence_matrix)
+    results = []
+    for (a_k, b_k, h0_k), solve, loop in zip(
+        [(a, b, h0), matrices], chunked, in_memory, strict=True
+    ):
+        time_chunks = (chunks,) + (-1,) * (a_k.ndim - 1)
+        h = solve(da.from_array(a_k, time_chunks), b_k, h0_k, method=method)
+        with np.errstate(all="ignore"):
+            terms = loop(np.abs(a_k), np.abs(b_k), np.abs(h0_k), method="sequential")
+        results.append((h.compute(), loop(a_k, b_k, h0_k, method="sequential"), terms))
+    return results
 
 
 @pytest.mark.parametrize("method", ["sequential", "blelloch"])
 def test_a_product_that_underflows_and_grows_back_keeps_the_state(method):
     """Issue 18: the chunk carries lost the state (0 from the second chunk on) where the loop
     comes back to 1e300 every fourth step."""
-    a = np.tile([1e-200, 1e-200, 1e200, 1e200], 16)
-    for result, loop in elementwise_and_matrices(a, np.zeros(64), 1e300, 5, method):
+    a = np.tile([1e-200, 1e-200, 1e200, 1e200], 16)[:, None]
+    for result, loop, _ in elementwise_and_matrices(
+        a, np.zeros_like(a), np.array([1e300]), 5, method
+    ):
         assert_like_the_loop(result, loop)
         np.testing.assert_allclose(result[3::4], 1e300, rtol=1e-12)
 
@@ -141,9 +133,11 @@ def test_a_product_that_underflows_and_grows_back_keeps_the_state(method):
 def test_a_state_that_overflows_inside_a_chunk_stays_infinite(method):
     """Issue 18: the product over the first chunk is 1, but the loop's state overflowed at step
     1; the chunks after it were finite again."""
-    a = np.ones(64)
+    a = np.ones((64, 1))
     a[1], a[2] = 1e10, 1e-10
-    for result, loop in elementwise_and_matrices(a, np.zeros(64), 1e300, 5, method):
+    for result, loop, _ in elementwise_and_matrices(
+        a, np.zeros_like(a), np.array([1e300]), 5, method
+    ):
         assert not np.isfinite(loop[1:]).any()
         assert_like_the_loop(result, loop)
 
@@ -156,31 +150,20 @@ def test_chunk_products_are_kept_in_range():
     np.testing.assert_allclose(np.ldexp(mantissa, exponent), [1.0, 1.0], rtol=1e-12)
 
 
-def extreme_values(dtype):
-    """Magnitudes across the dtype's exponent range, zeros, ones, and now and then NaN/Inf."""
-    top = 250 if dtype == np.float64 else 30
-    magnitude = st.floats(-top, top).map(lambda exponent: 10.0**exponent)
-    special = st.sampled_from([0.0, 1.0, -1.0, np.inf, -np.inf, np.nan])
-    signed = st.tuples(st.sampled_from([1.0, -1.0]), magnitude).map(lambda pair: pair[0] * pair[1])
-    return st.one_of(signed, signed, signed, special)
-
-
-@settings(max_examples=25, deadline=None)
-@given(data=st.data())
-def test_chunk_carries_match_the_loop_on_extreme_values(data):
-    """Extreme coefficients, offsets and initial states over uneven chunks (empty ones too):
-    the chunked solvers give the loop's result in the same dtype, NaN and Inf included."""
-    dtype = np.dtype(data.draw(st.sampled_from([np.float32, np.float64])))
-    length = data.draw(st.integers(1, 30))
-    values = extreme_values(dtype)
-    a, b = (np.array(data.draw(st.lists(values, min_size=length, max_size=length)), dtype)
-            for _ in range(2))  # fmt: skip
-    h0 = dtype.type(data.draw(values))
-    chunks = chunking(data.draw, length)
-    method = data.draw(st.sampled_from(["sequential", "blelloch"]))
-    with np.errstate(all="ignore"):
-        for result, loop in elementwise_and_matrices(a, b, h0, chunks, method):
-            assert_like_the_loop(result, loop)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@settings(max_examples=40, deadline=None)
+@given(
+    problem=extreme_problems(lengths=(1, 30)),
+    method=st.sampled_from(["sequential", "blelloch"]),
+    data=st.data(),
+)
+def test_chunk_carries_match_the_loop_on_extreme_values(problem, method, data):
+    """Products that underflow, overflow and come back, NaN and Inf, over uneven chunks (empty
+    ones too): the loop's result in the same dtype, within rounding of the terms that make it."""
+    a, b, h0 = problem
+    chunks = chunking(data.draw, len(a))
+    for result, loop, terms in elementwise_and_matrices(a, b, h0, chunks, method):
+        assert_like_the_loop(result, loop, terms)
 
 
 @pytest.mark.parametrize("reverse", [False, True])

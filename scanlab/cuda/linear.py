@@ -18,7 +18,7 @@ import numpy as np
 from numba import cuda, njit
 
 from scanlab import config
-from scanlab.cpu.linear import is_finite
+from scanlab._scaled_products import agrees, product_bounds
 from scanlab.cuda.arrays import zeros
 
 #: Shared-memory banks of a CUDA multiprocessor. Tiles in shared memory get one padding slot every
@@ -30,6 +30,10 @@ SHARED_MEMORY_LIMIT = 48 * 1024
 
 #: The dtypes the kernels are specialised for.
 DTYPES = ("float32", "float64", "complex64", "complex128")
+
+#: The Numba type of ``scanlab._scaled_products.product_bounds``, which the checks of the scans
+#: take as it is.
+BOUNDS_TYPE = "Tuple((float64, float64, int64, float64, float64))"
 
 
 @njit(inline="always")
@@ -220,27 +224,30 @@ def reduce_tile(
 
 @cuda.jit(device=True, inline="always")
 def run_chunk(state, shared, first_row, row_count):
-    """Run this thread's chunk of the staged tile from ``state``, the state entering it, and
-    write its states over ``b``'s tile (``shared`` as in :func:`reduce_tile`)."""
+    """Run this thread's chunk of the staged tile from ``state``, the state entering it, write
+    its states over ``b``'s tile (``shared`` as in :func:`reduce_tile`), and return the state it
+    ends in."""
     tile_a, tile_b, _, _ = shared
     for row in range(first_row, first_row + row_count):
         slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
         state = advance(state, tile_a[slot], tile_b[slot])
         tile_b[slot] = state
+    return state
 
 
 @cuda.jit(device=True, inline="always")
-def run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel):
-    """The whole recurrence of one channel, step by step."""
+def run_steps(a, b, a_steps, b_steps, state, out, reverse, channel, steps):
+    """Steps ``[steps[0], steps[1])`` of one channel from ``state``, one after another, written
+    to ``out``; the state after them."""
     length = out.shape[0]
     a_row, a_column = a_steps
     b_row, b_column = b_steps
-    state = h0[channel]
-    for step in range(length):
+    for step in range(steps[0], steps[1]):
         t = time_index(step, length, reverse)
         coefficient = a[t * a_row, channel * a_column]
         state = advance(state, coefficient, b[t * b_row, channel * b_column])
         out[t, channel] = state
+    return state
 
 
 @cuda.jit
@@ -248,7 +255,18 @@ def sequential_kernel(a, b, a_steps, b_steps, h0, out, reverse):
     """One thread per channel runs the whole recurrence; a warp reads one row segment per step."""
     channel = cuda.grid(1)
     if channel < out.shape[1]:
-        run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel)
+        run_steps(a, b, a_steps, b_steps, h0[channel], out, reverse, channel, (0, out.shape[0]))
+
+
+@cuda.jit(device=True, inline="always")
+def check_chunk_end(end, next_incoming, checks, tile, channel):
+    """Mark ``tile`` of ``channel`` in ``checks = (flags, rerun, bounds)`` (and the channel in
+    ``rerun``) when ``end``, the state a thread's chunk ends in (the loop's, from its incoming
+    state), disagrees with ``next_incoming``, the composed state the next chunk started from."""
+    flags, rerun, bounds = checks
+    if not agrees(end, next_incoming, bounds):
+        flags[tile, channel] = 1
+        rerun[channel] = 1
 
 
 @cuda.jit
@@ -277,16 +295,31 @@ def tile_totals_kernel(
         totals_b[tile, channel] = scan_b[total]
 
 
+@cuda.jit(device=True, inline="always")
+def check_within_tile(end, scan_b, items_per_thread, first_step, length, checks, tile, channel):
+    """After the block's chunks ran (synchronised), compare the state this thread's chunk ended
+    in, ``end``, with the incoming state of the next thread's chunk, which ``scan_b`` holds in
+    its slot, if that chunk has data (``check_chunk_end``)."""
+    following = cuda.threadIdx.y + 1
+    if following < cuda.blockDim.y and first_step + following * items_per_thread < length:
+        next_incoming = scan_b[padded(following * cuda.blockDim.x + cuda.threadIdx.x)]
+        check_chunk_end(end, next_incoming, checks, tile, channel)
+
+
 @cuda.jit
-def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, rerun):
+def tile_scan_kernel(
+    a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, flags, rerun, bounds
+):
     """Solve every tile from its incoming state ``carries[tile]`` and write it to ``out``.
 
     Same blocks and tiles as ``tile_totals_kernel``. After the up-sweep, the down-sweep gives each
     thread the composition of the chunks before its own; applied to the tile's carry it is the
     state entering the thread's chunk, which the thread then reruns from the staged tile, writing
-    the states over ``b``'s tile for a coalesced store. A thread whose composition or carry is not
-    finite (an overflowing product, or Inf/NaN upstream) cannot trust its incoming state and marks
-    its channel in ``rerun`` for ``rerun_kernel``.
+    the states over ``b``'s tile for a coalesced store. At the first level (``flags`` of one row
+    per tile; empty above, where the carries are only the first level's guesses), the state each
+    chunk ends in is checked against the one the next chunk of the tile started from
+    (``check_within_tile``); a disagreement marks the tile in ``flags`` and its channel in
+    ``rerun`` for ``settle_kernel``.
     """
     shared = cuda.shared.array(0, out.dtype)
     tiles = split_shared_memory(shared, items_per_thread)
@@ -299,23 +332,61 @@ def tile_scan_kernel(a, b, a_steps, b_steps, carries, out, reverse, items_per_th
     )
     down_sweep(scan_a, scan_b, 1, 0)
     first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
+    channel = first_channel + cuda.threadIdx.x
+    end = out.dtype.type(0)
     if row_count > 0:
-        channel = first_channel + cuda.threadIdx.x
         prefix = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
-        carry = carries[tile, channel]
-        if not (is_finite(carry) and is_finite(scan_a[prefix]) and is_finite(scan_b[prefix])):
-            rerun[channel] = 1
-        run_chunk(advance(carry, scan_a[prefix], scan_b[prefix]), tiles, first_row, row_count)
+        incoming = advance(carries[tile, channel], scan_a[prefix], scan_b[prefix])
+        scan_b[prefix] = incoming  # for the chunk before it to check against (its own slot)
+        end = run_chunk(incoming, tiles, first_row, row_count)
     cuda.syncthreads()
+    if row_count > 0 and flags.shape[0] > 0:
+        check_within_tile(
+            end, scan_b, items_per_thread, first_step, shape[0], (flags, rerun, bounds), tile,
+            channel,
+        )  # fmt: skip
     store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
 
 
 @cuda.jit
-def rerun_kernel(a, b, a_steps, b_steps, h0, out, reverse, rerun):
-    """Rerun, one thread per channel, the sequential recurrence of the channels ``rerun`` marks."""
+def check_tiles_kernel(out, carries, reverse, tile_rows, flags, rerun, bounds):
+    """One thread per tile past the first and channel checks the state the tile before ended in
+    (the loop's, from its incoming state) against the carry the tile started from,
+    ``carries[tile]``, and marks a disagreement as ``check_chunk_end`` does; the channels vary
+    fastest."""
+    length, channels = out.shape
+    index = cuda.grid(1)
+    if index < (flags.shape[0] - 1) * channels:
+        tile = index // channels + 1
+        channel = index % channels
+        end = out[time_index(tile * tile_rows - 1, length, reverse), channel]
+        check_chunk_end(end, carries[tile, channel], (flags, rerun, bounds), tile, channel)
+
+
+@cuda.jit
+def settle_kernel(a, b, a_steps, b_steps, h0, out, reverse, tile_rows, carries, flags, rerun,
+                  bounds):  # fmt: skip
+    """One thread per channel that ``rerun`` marks walks its tiles in order and reruns, step by
+    step from the loop's state, each tile ``flags`` marks, and each tile after a rerun one whose
+    carry ``carries[tile]`` disagrees with the state the rerun ended in: the tiles the scan got
+    wrong, and only those, end as the sequential loop has them."""
+    length, channels = out.shape
     channel = cuda.grid(1)
-    if channel < out.shape[1] and rerun[channel]:
-        run_channel(a, b, a_steps, b_steps, h0, out, reverse, channel)
+    if channel < channels and rerun[channel]:
+        state = h0[channel]
+        rerun_before = False  # whether ``state`` is the end of the tile before, rerun
+        for tile in range(flags.shape[0]):
+            first_step = tile * tile_rows
+            steps = (first_step, min(length, first_step + tile_rows))
+            if flags[tile, channel] or (
+                rerun_before and not agrees(state, carries[tile, channel], bounds)
+            ):
+                if not rerun_before and tile > 0:
+                    state = out[time_index(first_step - 1, length, reverse), channel]
+                state = run_steps(a, b, a_steps, b_steps, state, out, reverse, channel, steps)
+                rerun_before = True
+            else:
+                rerun_before = False
 
 
 #: Look-back flags of the single-pass scan: a tile (of one channel) has published nothing yet,
@@ -359,8 +430,8 @@ def look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel):
 
 @cuda.jit
 def single_pass_kernel(
-    a, b, a_steps, b_steps, h0, out, reverse, items_per_thread, rerun, flags, tiles_started,
-    block_tiles, aggregates_a, aggregates_b, inclusive
+    a, b, a_steps, b_steps, h0, out, reverse, items_per_thread, marks, rerun, bounds, carries,
+    flags, tiles_started, block_tiles, aggregates_a, aggregates_b, inclusive
 ):  # fmt: skip
     """Solve every tile in one pass: the decoupled look-back scan (Merrill & Garland 2016).
 
@@ -369,7 +440,9 @@ def single_pass_kernel(
     up-sweep their tile as ``tile_scan_kernel`` does, and publish its aggregate; each lane's last
     thread then looks back for the state entering the tile, publishes the state it leaves with,
     and roots the down-sweep at ``(0, carry)``, so every chunk's prefix holds its incoming state.
-    ``a`` and ``b`` are read once. Non-finite prefixes mark their channel in ``rerun``.
+    ``a`` and ``b`` are read once. Each tile's carry goes to ``carries``, and the ends of its
+    chunks are checked as in ``tile_scan_kernel``, into ``marks`` (its ``flags``: ``flags`` here
+    are the look-back's) and ``rerun``.
     """
     shared = cuda.shared.array(0, out.dtype)
     tiles = split_shared_memory(shared, items_per_thread)
@@ -400,15 +473,20 @@ def single_pass_kernel(
             carry = look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel)
         inclusive[tile, channel] = advance(carry, total_a, total_b)
         raise_flag(flags, tile, channel, INCLUSIVE)
+        carries[tile, channel] = carry
         root_b = carry
     down_sweep(scan_a, scan_b, root_a, root_b)
     first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
+    end = out.dtype.type(0)
     if row_count > 0:
         prefix = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
-        if not (is_finite(scan_a[prefix]) and is_finite(scan_b[prefix])):
-            rerun[channel] = 1
-        run_chunk(scan_b[prefix], tiles, first_row, row_count)
+        end = run_chunk(scan_b[prefix], tiles, first_row, row_count)
     cuda.syncthreads()
+    if row_count > 0:
+        check_within_tile(
+            end, scan_b, items_per_thread, first_step, shape[0], (marks, rerun, bounds), tile,
+            channel,
+        )  # fmt: skip
     store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
 
 
@@ -481,10 +559,23 @@ def linear_recurrence_scan(
     carry. Each level is a tile length times shorter than the one below, so there are
     ``ceil(log(T) / log(tile length))`` levels and ``2 * levels - 1`` kernel launches.
 
-    A chunk whose incoming composition or carry is not finite (a product of ``a`` that overflows
-    while the recursion does not, or Inf/NaN upstream) marks its channel, and a last kernel
-    reruns the marked channels step by step, so Inf and NaN land where the sequential loop puts
-    them; it costs one thread per channel that finds nothing to do otherwise.
+    The loop is the reference, as in the CPU scan (:mod:`scanlab._scaled_products`): every chunk
+    is rerun from its incoming state anyway, so the state it ends in is the loop's, and at the
+    first level it is checked (``agrees``) against the composed state the next chunk started
+    from, within a tile (``tile_scan_kernel``) and across tiles (``check_tiles_kernel``, against
+    the next tile's carry). A disagreement beyond rounding (a product that underflowed and lost
+    the state it carries, a state of the loop that overflowed inside a chunk, a NaN that
+    composition made from ``inf * 0``) marks the tile; a last kernel, one thread per marked
+    channel, reruns the marked tiles step by step from the loop's state, and the tiles after
+    them until their carries agree again (``settle_kernel``), so Inf, NaN and extreme states land
+    where the sequential loop puts them. That costs one thread per channel that finds nothing
+    to do, and a pass over one state per tile and channel.
+
+    Unlike the CPU scan, the products of ``a`` are left as plain numbers, not kept in range as
+    mantissa and exponent: the kernels run without fastmath, so subnormals are not flushed, and
+    the GPU computes with them at full speed; and a product that underflows or overflows changes
+    a carry only where a state near the ends of the range meets it, which the check finds. Such
+    data costs the reruns of the tiles it affects, never a wrong result.
 
     Within a block (both kernels): a coalesced load of the ``a`` and ``b`` tiles into shared
     memory; each thread composes its chunk sequentially; Blelloch's work-efficient up-sweep over the
@@ -528,8 +619,8 @@ def linear_recurrence_scan(
     -----
     The associative operator is ``(a1, b1) o (a2, b2) = (a2 * a1, a2 * b1 + b2)``: the
     reduce-then-scan of Martin & Cundy (ICLR 2018) on Blelloch's scan. Temporaries: two
-    ``(tiles, D)`` totals and one ``(tiles + 1, D)`` carries array per level, and ``D`` bytes of
-    rerun marks.
+    ``(tiles, D)`` totals and one ``(tiles + 1, D)`` carries array per level, and
+    ``(tiles + 1) * D`` bytes of marks of the first level.
 
     See Also
     --------
@@ -569,21 +660,24 @@ def linear_recurrence_scan(
             f"{shared_bytes} bytes of shared memory per block for {out.dtype}, more than the "
             f"{SHARED_MEMORY_LIMIT} a block may use; lower items_per_thread or threads_per_block"
         )
-    channels = out.shape[1]
-    rerun = zeros(channels, np.uint8)
+    length, channels = out.shape
     tunables = (threads_per_block, items_per_thread, channels_per_block, shared_bytes)
-    (single_pass_scan if single_pass else scan_level)(a, b, h0, out, reverse, tunables, rerun)
-    block_count = (channels + threads_per_block - 1) // threads_per_block
-    rerun_kernel[block_count, threads_per_block](
-        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, rerun
-    )
+    block_shape, tile_count, _ = tile_grid(length, channels, tunables)
+    tile_rows = items_per_thread * block_shape[1]
+    bounds = product_bounds(out.dtype, tile_rows)
+    checks = (zeros((tile_count, channels), np.uint8), zeros(channels, np.uint8), bounds)
+    scan = single_pass_scan if single_pass else scan_level
+    carries = scan(a, b, h0, out, reverse, tunables, checks)
+    settle(a, b, h0, out, reverse, tile_rows, carries, checks, threads_per_block)
 
 
-def scan_level(a, b, h0, out, reverse, tunables, rerun):
-    """One level of ``linear_recurrence_scan`` (and, recursively, those above it).
+def scan_level(a, b, h0, out, reverse, tunables, checks):
+    """One level of ``linear_recurrence_scan`` (and, recursively, those above it); the carries
+    of its tiles, ``(tiles or more, D)``.
 
     ``tunables`` is ``(threads_per_block, items_per_thread, channels_per_block, shared_bytes)``;
-    ``rerun`` collects the channels whose scan met a non-finite composition or carry.
+    ``checks`` is ``(flags, rerun, bounds)`` of ``tile_scan_kernel``: the levels above the first
+    get empty ``flags``.
     """
     items_per_thread, shared_bytes = tunables[1], tunables[3]
     length, channels = out.shape
@@ -599,28 +693,49 @@ def scan_level(a, b, h0, out, reverse, tunables, rerun):
         )
         carries = cuda.device_array((tile_count + 1, channels), out.dtype)
         carries[0].copy_to_device(h0)
-        scan_level(totals_a, totals_b, h0, carries[1:], False, tunables, rerun)
+        unchecked = (zeros((0, channels), np.uint8), *checks[1:])
+        scan_level(totals_a, totals_b, h0, carries[1:], False, tunables, unchecked)
     tile_scan_kernel[block_count, block_shape, 0, shared_bytes](
-        a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, rerun
+        a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, *checks
     )
+    return carries
 
 
-def single_pass_scan(a, b, h0, out, reverse, tunables, rerun):
+def single_pass_scan(a, b, h0, out, reverse, tunables, checks):
     """The single-pass variant of ``linear_recurrence_scan``: one launch of
-    ``single_pass_kernel`` over every tile, its look-back flags cleared by a memset."""
+    ``single_pass_kernel`` over every tile, its look-back flags cleared by a memset; the
+    carries of its tiles, ``(tiles, D)``."""
     items_per_thread, shared_bytes = tunables[1], tunables[3]
     length, channels = out.shape
     block_shape, tile_count, block_count = tile_grid(length, channels, tunables)
     flags_and_counter = zeros(tile_count * channels + 1, np.int32)
     tiles_started = flags_and_counter[:1]
     flags = flags_and_counter[1:].reshape(tile_count, channels)
-    aggregates_a, aggregates_b, inclusive = (
-        cuda.device_array((tile_count, channels), out.dtype) for _ in range(3)
+    aggregates_a, aggregates_b, inclusive, carries = (
+        cuda.device_array((tile_count, channels), out.dtype) for _ in range(4)
     )
     block_tiles = cuda.device_array(block_count, np.int32)
     single_pass_kernel[block_count, block_shape, 0, shared_bytes](
-        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, items_per_thread, rerun,
-        flags, tiles_started, block_tiles, aggregates_a, aggregates_b, inclusive,
+        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, items_per_thread, *checks,
+        carries, flags, tiles_started, block_tiles, aggregates_a, aggregates_b, inclusive,
+    )  # fmt: skip
+    return carries
+
+
+def settle(a, b, h0, out, reverse, tile_rows, carries, checks, threads_per_block):
+    """Check the state each tile of ``tile_rows`` steps ends in against the next tile's carry
+    (``check_tiles_kernel``), then rerun what the scan got wrong from the loop's states
+    (``settle_kernel``); ``checks`` as for ``scan_level``, its flags filled within the tiles."""
+    flags, rerun, bounds = checks
+    tile_count, channels = flags.shape
+    if tile_count > 1:
+        boundaries = (tile_count - 1) * channels
+        check_tiles_kernel[-(-boundaries // threads_per_block), threads_per_block](
+            out, carries, reverse, tile_rows, flags, rerun, bounds
+        )
+    settle_kernel[-(-channels // threads_per_block), threads_per_block](
+        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, tile_rows, carries,
+        flags, rerun, bounds,
     )  # fmt: skip
 
 
@@ -644,6 +759,7 @@ def kernel_signatures():
         ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
     """
     signatures = []
+    checks = f"uint8[:, ::1], uint8[::1], {BOUNDS_TYPE}"
     for dtype in DTYPES:
         matrix, vector = f"{dtype}[:, ::1]", f"{dtype}[::1]"
         coefficients = f"{matrix}, {matrix}, UniTuple(int64, 2), UniTuple(int64, 2)"
@@ -655,15 +771,19 @@ def kernel_signatures():
             ),
             (
                 tile_scan_kernel,
-                f"void({coefficients}, {matrix}, {matrix}, boolean, int64, uint8[::1])",
+                f"void({coefficients}, {matrix}, {matrix}, boolean, int64, {checks})",
             ),
             (
-                rerun_kernel,
-                f"void({coefficients}, {vector}, {matrix}, boolean, uint8[::1])",
+                check_tiles_kernel,
+                f"void({matrix}, {matrix}, boolean, int64, {checks})",
+            ),
+            (
+                settle_kernel,
+                f"void({coefficients}, {vector}, {matrix}, boolean, int64, {matrix}, {checks})",
             ),
             (
                 single_pass_kernel,
-                f"void({coefficients}, {vector}, {matrix}, boolean, int64, uint8[::1], "
+                f"void({coefficients}, {vector}, {matrix}, boolean, int64, {checks}, {matrix}, "
                 f"int32[:, ::1], int32[::1], int32[::1], {matrix}, {matrix}, {matrix})",
             ),
         ]
