@@ -118,7 +118,8 @@ def agrees(loop_state, carry, bounds):
 def state_agrees(loop_state, carry, size, bounds):
     """``agrees`` for the first ``size`` entries of the state vectors ``loop_state`` and
     ``carry`` (1-D arrays), the tolerance relative to their largest finite entry: an entry that
-    matrices make small beside the others differs from the loop's by the others' rounding."""
+    matrices make small beside the others differs from the loop's by the others' rounding.
+    ``scanlab.cuda.linear_matrix`` compiles the same function (``py_func``) for the GPU."""
     scale = 0.0
     for i in range(len(loop_state)):
         if i < size:

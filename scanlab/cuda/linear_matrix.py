@@ -19,24 +19,25 @@ import numpy as np
 from numba import cuda
 
 from scanlab import config
-from scanlab.cpu.linear import is_finite
+from scanlab._scaled_products import product_bounds, state_agrees
 from scanlab.cuda import linear
 from scanlab.cuda.arrays import filled, zeros
-from scanlab.cuda.linear import DTYPES, SHARED_MEMORY_LIMIT, broadcast_steps, time_index
+from scanlab.cuda.linear import (
+    BOUNDS_TYPE,
+    DTYPES,
+    SHARED_MEMORY_LIMIT,
+    broadcast_steps,
+    time_index,
+)
 
 #: Systems of at most this many states keep their state in registers (see the module docstring).
 REGISTER_SIZE = 4
 #: Entries of a padded matrix (a module constant: local array shapes must be literals).
 REGISTER_ENTRIES = REGISTER_SIZE * REGISTER_SIZE
 
-
-@cuda.jit(device=True, inline="always")
-def all_finite(values):
-    """Whether every element of the 1-D ``values`` is finite."""
-    for i in range(values.shape[0]):
-        if not is_finite(values[i]):
-            return False
-    return True
+#: ``scanlab._scaled_products.state_agrees`` compiled for the GPU: the same function, which the
+#: CUDA simulator also runs on its arrays (a CPU-compiled function cannot take them).
+state_agrees_on_device = cuda.jit(device=True, inline="always")(state_agrees.py_func)
 
 
 @cuda.jit(device=True, inline="always")
@@ -108,13 +109,12 @@ def compose_in_registers(a, b, a_steps, b_steps, shape, reverse, steps, system, 
 
 
 @cuda.jit(device=True, inline="always")
-def apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system):
+def apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system, state):
     """Run ``steps`` of one system of at most ``REGISTER_SIZE`` states from ``incoming`` into
-    ``out``, the state in padded local arrays."""
+    ``out``, the state in the padded local array ``state``, where it ends."""
     length, _, size = out.shape
     matrix = cuda.local.array(REGISTER_ENTRIES, out.dtype)
     offset = cuda.local.array(REGISTER_SIZE, out.dtype)
-    state = cuda.local.array(REGISTER_SIZE, out.dtype)
     next_state = cuda.local.array(REGISTER_SIZE, out.dtype)
     for i in range(REGISTER_SIZE):
         state[i] = incoming[i] if i < size else 0
@@ -148,13 +148,24 @@ def chunk_totals_kernel(a, b, a_steps, b_steps, length, reverse, chunk_length, t
         )  # fmt: skip
 
 
-@cuda.jit
-def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length, rerun):
-    """One thread per ``(chunk, system)`` of at most ``REGISTER_SIZE`` states runs the chunk from
-    its incoming state ``carries[chunk]``, the state in registers.
+@cuda.jit(device=True, inline="always")
+def check_chunk_end(end, carries, chunk, system, rerun, bounds):
+    """Mark ``system`` in ``rerun`` when ``end``, the state its ``chunk`` ends in (the loop's,
+    from the chunk's incoming state), disagrees with the carry the next chunk started from,
+    ``carries[chunk + 1]`` (``state_agrees_on_device``), if there is one and ``rerun`` is not
+    empty (the levels above the first, whose carries are only its guesses)."""
+    if rerun.shape[0] > 0 and chunk + 1 < carries.shape[0]:
+        if not state_agrees_on_device(end, carries[chunk + 1, system], carries.shape[2], bounds):
+            rerun[system] = 1
 
-    A carry from the scan (past the first chunk) that is not finite (a product of matrices that
-    overflowed, or Inf/NaN upstream) cannot be trusted: the thread marks its system in ``rerun``.
+
+@cuda.jit
+def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_length, rerun, bounds):
+    """One thread per ``(chunk, system)`` of at most ``REGISTER_SIZE`` states runs the chunk from
+    its incoming state ``carries[chunk]``, the state in registers, and checks the state it ends
+    in against the next chunk's carry (``check_chunk_end``): a disagreement (a product of
+    matrices that underflowed or overflowed, a state of the loop that overflowed inside the
+    chunk, NaN from ``inf * 0``) marks its system in ``rerun``.
     """
     length, systems, size = out.shape
     index = cuda.grid(1)
@@ -163,11 +174,12 @@ def chunk_apply_kernel(a, b, a_steps, b_steps, carries, out, reverse, chunk_leng
         chunk = index // systems
         system = index % systems
         first_step = chunk * chunk_length
-        incoming = carries[chunk, system]
-        if chunk > 0 and not all_finite(incoming):
-            rerun[system] = 1
         steps = (first_step, min(length, first_step + chunk_length))
-        apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system)
+        state = cuda.local.array(REGISTER_SIZE, out.dtype)
+        apply_in_registers(
+            a, b, a_steps, b_steps, carries[chunk, system], out, reverse, steps, system, state
+        )
+        check_chunk_end(state, carries, chunk, system, rerun, bounds)
 
 
 @cuda.jit
@@ -177,8 +189,9 @@ def systems_kernel(a, b, a_steps, b_steps, h0, out, reverse, selected):
     after it."""
     system = cuda.grid(1)
     if system < out.shape[1] and selected[system]:
+        state = cuda.local.array(REGISTER_SIZE, out.dtype)
         apply_in_registers(
-            a, b, a_steps, b_steps, h0[system], out, reverse, (0, out.shape[0]), system
+            a, b, a_steps, b_steps, h0[system], out, reverse, (0, out.shape[0]), system, state
         )
 
 
@@ -240,7 +253,7 @@ def block_totals_kernel(
 
 @cuda.jit
 def block_apply_kernel(
-    a, b, a_steps, b_steps, carries, out, reverse, chunk_length, selected, rerun
+    a, b, a_steps, b_steps, carries, out, reverse, chunk_length, selected, rerun, bounds
 ):
     """Blocks of ``(lanes, items)`` threads run chunks of systems of any size from their
     incoming states ``carries[chunk]``: the sequential method (one chunk of ``T`` steps from
@@ -250,8 +263,8 @@ def block_apply_kernel(
     fastest; thread ``(lane, y)`` computes rows ``lane, lane + lanes, ...`` of the item's state
     at every step. The states live in dynamic shared memory, two buffers of ``n`` per item that
     the steps alternate between, so one barrier per step separates each step's reads from the
-    next one's writes. A carry from the scan (past the first chunk) that is not finite marks its
-    system in ``rerun``.
+    next one's writes. The state each chunk ends in is checked against the next chunk's carry,
+    as ``chunk_apply_kernel`` does.
     """
     length, systems, size = out.shape
     chunks = (length + chunk_length - 1) // chunk_length
@@ -268,8 +281,6 @@ def block_apply_kernel(
         incoming = carries[chunk, system]
         for i in range(cuda.threadIdx.x, size, cuda.blockDim.x):
             shared[buffers + i] = incoming[i]
-        if chunk > 0 and cuda.threadIdx.x == 0 and not all_finite(incoming):
-            rerun[system] = 1
     cuda.syncthreads()
     a_row, a_system = a_steps
     b_row, b_system = b_steps
@@ -287,6 +298,9 @@ def block_apply_kernel(
                 shared[following + i] = value
                 out[t, system, i] = value
         cuda.syncthreads()
+    if active and cuda.threadIdx.x == 0:
+        end = buffers + (min(chunk_length, length - first_step) % 2) * size
+        check_chunk_end(shared[end : end + size], carries, chunk, system, rerun, bounds)
 
 
 def block_apply_layout(size, items, itemsize, threads_per_block):
@@ -303,9 +317,9 @@ def block_apply_layout(size, items, itemsize, threads_per_block):
     return (lanes, items_per_block), 2 * size * itemsize * items_per_block
 
 
-def apply_in_blocks(a, b, carries, out, reverse, chunk_length, selected, rerun, threads_per_block):
+def apply_in_blocks(a, b, carries, out, reverse, chunk_length, checks, threads_per_block):
     """Launch ``block_apply_kernel`` over every chunk of ``chunk_length`` steps of the systems
-    ``selected`` marks (a ``uint8`` array of ``D``).
+    ``selected`` marks (a ``uint8`` array of ``D``); ``checks`` is ``(selected, rerun, bounds)``.
 
     Raises
     ------
@@ -324,9 +338,8 @@ def apply_in_blocks(a, b, carries, out, reverse, chunk_length, selected, rerun, 
         )
     block_count = -(-items // block[1])
     block_apply_kernel[block_count, block, 0, shared_bytes](
-        a, b, broadcast_steps(a), broadcast_steps(b), carries, out, reverse, chunk_length,
-        selected, rerun,
-    )  # fmt: skip
+        a, b, broadcast_steps(a), broadcast_steps(b), carries, out, reverse, chunk_length, *checks
+    )
 
 
 def run_selected(a, b, h0, out, reverse, selected, threads_per_block):
@@ -337,7 +350,8 @@ def run_selected(a, b, h0, out, reverse, selected, threads_per_block):
         # One chunk of every step, from h0: nothing past a first chunk, so rerun is not written.
         carries = h0.reshape(1, systems, size)
         steps = max(length, 1)
-        apply_in_blocks(a, b, carries, out, reverse, steps, selected, selected, threads_per_block)
+        checks = (selected, selected, product_bounds(out.dtype, steps))
+        apply_in_blocks(a, b, carries, out, reverse, steps, checks, threads_per_block)
         return
     block_count = (systems + threads_per_block - 1) // threads_per_block
     systems_kernel[block_count, threads_per_block](
@@ -427,10 +441,19 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
     -----
     The associative operator is ``(A1, b1) o (A2, b2) = (A2 A1, A2 b1 + b2)``. Temporaries per
     level: four ``(chunks, D, ...)`` arrays for the totals and their work space, two of
-    ``n x n`` per chunk and system, and one ``(chunks + 1, D, n)`` of carries. A chunk whose carry
-    is not finite (products of matrices that overflowed while the recursion did not, or Inf/NaN
-    upstream) marks its system, and a last kernel reruns the marked systems step by step, so Inf
-    and NaN land where the sequential loop puts them.
+    ``n x n`` per chunk and system, and one ``(chunks + 1, D, n)`` of carries.
+
+    The loop is the reference, as in the elementwise scans (:mod:`scanlab._scaled_products`):
+    at the first level, the state each chunk ends in (the loop's, from its incoming state) is
+    checked against the carry the next chunk started from (``state_agrees``, relative to the
+    state's largest entry); a disagreement beyond rounding (a product of matrices that
+    underflowed or overflowed, a state of the loop that overflowed inside a chunk, NaN from
+    ``inf * 0``) marks the system, and a last kernel reruns the marked systems step by step, so
+    extreme states, Inf and NaN land where the sequential loop puts them. A simpler scheme than
+    the elementwise scan's, which reruns only the tiles affected: products are not kept in
+    range (subnormals run at full speed without fastmath, and the check finds what a product
+    that left the range changed), and a marked system is rerun whole. Rounding rarely marks a
+    system, its tolerance being relative to the whole state, not to an entry that cancels.
 
     See Also
     --------
@@ -451,18 +474,22 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
     """
     if chunk_length < 2:
         raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
-    systems = out.shape[1]
+    systems, size = out.shape[1:]
     rerun = zeros(systems, np.uint8)
     every_system = filled(systems, np.uint8, 1)
-    scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, (every_system, rerun))
+    # Rounding of composition grows with the steps composed and the states summed at each.
+    bounds = product_bounds(out.dtype, chunk_length * size)
+    checks = (every_system, rerun, bounds)
+    scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, checks)
     run_selected(a, b, h0, out, reverse, rerun, threads_per_block)
 
 
-def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, marks):
+def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, checks):
     """One level of ``linear_recurrence_matrix_scan`` (and, recursively, those above it).
 
-    ``marks`` is ``(every_system, rerun)``: ones for every system, and the marks of the systems
-    whose carries were not finite.
+    ``checks`` is ``(every_system, rerun, bounds)``: ones for every system, the marks of the
+    systems whose chunks disagree with their carries, and the tolerance of that check; the
+    levels above the first get an empty ``rerun`` and check nothing.
     """
     length, systems, size = out.shape
     chunks = (length + chunk_length - 1) // chunk_length
@@ -487,15 +514,16 @@ def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, marks):
             )  # fmt: skip
         carries = cuda.device_array((chunks + 1, systems, size), out.dtype)
         carries[0].copy_to_device(h0)
+        unchecked = (checks[0], zeros(0, np.uint8), checks[2])
         scan_level(
-            totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length, marks
+            totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length, unchecked
         )
     if size <= REGISTER_SIZE:
         chunk_apply_kernel[block_count, threads_per_block](
-            a, b, a_steps, b_steps, carries, out, reverse, chunk_length, marks[1]
+            a, b, a_steps, b_steps, carries, out, reverse, chunk_length, *checks[1:]
         )
     else:
-        apply_in_blocks(a, b, carries, out, reverse, chunk_length, *marks, threads_per_block)
+        apply_in_blocks(a, b, carries, out, reverse, chunk_length, checks, threads_per_block)
 
 
 def kernel_signatures():
@@ -518,7 +546,7 @@ def kernel_signatures():
             ),
             (
                 chunk_apply_kernel,
-                f"void({operands}, {states}, {states}, boolean, int64, uint8[::1])",
+                f"void({operands}, {states}, {states}, boolean, int64, uint8[::1], {BOUNDS_TYPE})",
             ),
             (
                 systems_kernel,
@@ -531,7 +559,8 @@ def kernel_signatures():
             ),
             (
                 block_apply_kernel,
-                f"void({operands}, {states}, {states}, boolean, int64, uint8[::1], uint8[::1])",
+                f"void({operands}, {states}, {states}, boolean, int64, uint8[::1], uint8[::1], "
+                f"{BOUNDS_TYPE})",
             ),
         ]
     return signatures
