@@ -10,7 +10,18 @@ Systems of 2 to 4 states keep their state, and in the scan a chunk's matrix prod
 the functions below the parallel tasks (``run_task``) receive ``registers``, a pair of tuples of
 ``n`` and ``n * n`` zeros whose lengths Numba compiles as constants (so the loops over states
 unroll); for other sizes it is None and the state lives in memory.
+
+The scan keeps products as the elementwise scan does (:mod:`scanlab._scaled_products`): a chunk's
+product of matrices is a double-precision mantissa times ``2**exponent``, its largest entry
+brought back into ``[0.5, 1)`` by exact powers of two whenever a check every ``CHECK_PERIOD``
+steps finds it outside ``[2**-64, 2**64]``, so that it never decays through the subnormal range
+nor loses a state by underflowing and growing back. The loop is the reference: each chunk is
+rerun from its incoming state, and where the state it ends in disagrees with the composed carry
+the next chunk started from (``states_agree``), the chunks after it are rerun from the loop's
+state (``settle_block``).
 """
+
+import math
 
 import numba
 import numpy as np
@@ -18,8 +29,16 @@ from numba import njit, prange, uint64
 from numba.cpython.unsafe.tuple import tuple_setitem
 
 from scanlab import config
+from scanlab._scaled_products import (
+    agrees,
+    in_range,
+    is_finite,
+    magnitude,
+    product_bounds,
+    scaled,
+)
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
-from scanlab.cpu.linear import broadcast_steps, is_finite, is_inf, time_direction, time_index
+from scanlab.cpu.linear import CHECK_PERIOD, broadcast_steps, is_inf, time_direction, time_index
 
 #: The tasks of the parallel kernels (see ``run_task``).
 SEQUENTIAL, COMPOSE, APPLY = 0, 1, 2
@@ -39,6 +58,26 @@ def store_tuple(values, target):
     """Copy the tuple ``values`` into the array ``target``."""
     for i in range(len(values)):
         target[i] = values[i]
+
+
+@njit(inline="always")
+def store_matrix(values, target):
+    """Copy the row-major tuple ``values`` into the square array ``target``."""
+    size = target.shape[0]
+    for i in range(size):
+        for k in range(size):
+            target[i, k] = values[i * size + k]
+
+
+@njit(inline="always")
+def load_matrix(source, like):
+    """The square array ``source`` as a row-major tuple typed like ``like``."""
+    size = source.shape[0]
+    values = like
+    for i in range(size):
+        for k in range(size):
+            values = tuple_setitem(values, i * size + k, source[i, k])
+    return values
 
 
 @njit(inline="always")
@@ -98,6 +137,33 @@ def product_rows(matrix, product, result):
                 result[i, k] += coefficient * product[j, k]
 
 
+@njit(inline="always")
+def largest_magnitude(values):
+    """The largest ``magnitude`` in a 1-D array or tuple (with NaN among them, NaN or the
+    largest of the others)."""
+    largest = magnitude(values[0])
+    for i in range(1, len(values)):
+        largest = max(largest, magnitude(values[i]))
+    return largest
+
+
+@njit
+def renormalise_rows(product, exponent, bounds):
+    """Bring the largest entry of the 2-D array ``product`` (times ``2**exponent``) into
+    ``[0.5, 1)`` in place if it left ``[2**-64, 2**64]``; the new exponent. Zero, NaN and Inf
+    are left as they are."""
+    largest = largest_magnitude(product[0])
+    for i in range(1, product.shape[0]):
+        largest = max(largest, largest_magnitude(product[i]))
+    if not in_range(largest, bounds) and 0 < largest < math.inf:
+        shift = math.frexp(largest)[1]
+        for i in range(product.shape[0]):
+            for k in range(product.shape[1]):
+                product[i, k] = scaled(product[i, k], -shift, bounds)
+        exponent += shift
+    return exponent
+
+
 @njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
 def run_steps(a, b, state, out, first_step, stop_step, reverse, system, registers):
     """Sequential recurrence of one ``system`` over steps ``[first_step, stop_step)``.
@@ -152,11 +218,15 @@ def run_systems(a, b, h0, out, reverse, first_system, stop_system, registers):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def compose_chunk(a, b, shape, first_step, stop_step, reverse, system, product, partial, registers):
+def compose_chunk(
+    a, b, shape, first_step, stop_step, reverse, system, product, partial, exponents, registers,
+    bounds,
+):  # fmt: skip
     """Summary of steps ``[first_step, stop_step)`` of one system of a ``shape`` ``(T, D)`` result.
 
-    ``product`` (``n x n``) becomes the product of the steps' matrices, the latest on the left,
-    and ``partial`` (``n``) the state they reach from zero; both are written once, at the end.
+    ``product`` (``n x n``) times ``2**exponents[system]`` becomes the product of the steps'
+    matrices, the latest on the left, kept in range every ``CHECK_PERIOD`` steps, and
+    ``partial`` (``n``) the state they reach from zero. Written once, at the end.
     """
     length, systems = shape
     size = partial.shape[0]
@@ -165,18 +235,21 @@ def compose_chunk(a, b, shape, first_step, stop_step, reverse, system, product, 
     b_row, b_system = broadcast_steps(b, length, systems)
     a_index = uint64(system) * a_system
     b_index = uint64(system) * b_system
+    exponent = 0
     if registers is None:
         current_product = np.eye(size, dtype=product.dtype)
         current_partial = np.zeros(size, partial.dtype)
         next_product = np.empty_like(current_product)
         next_partial = np.empty_like(current_partial)
-        for step in range(first_step, stop_step):
-            t = time_index(step, origin, direction)
-            matrix = a[t * a_row, a_index]
-            product_rows(matrix, current_product, next_product)
-            affine_row(matrix, current_partial, b[t * b_row, b_index], next_partial)
-            current_product, next_product = next_product, current_product
-            current_partial, next_partial = next_partial, current_partial
+        for period_start in range(first_step, stop_step, CHECK_PERIOD):
+            for step in range(period_start, min(period_start + CHECK_PERIOD, stop_step)):
+                t = time_index(step, origin, direction)
+                matrix = a[t * a_row, a_index]
+                product_rows(matrix, current_product, next_product)
+                affine_row(matrix, current_partial, b[t * b_row, b_index], next_partial)
+                current_product, next_product = next_product, current_product
+                current_partial, next_partial = next_partial, current_partial
+            exponent = renormalise_rows(current_product, exponent, bounds)
         for i in range(size):
             copy_vector(current_product[i], product[i])
         copy_vector(current_partial, partial)
@@ -186,31 +259,40 @@ def compose_chunk(a, b, shape, first_step, stop_step, reverse, system, product, 
         for i in range(len(vector_zeros)):
             p = tuple_setitem(p, i * len(vector_zeros) + i, 1)
         q = vector_zeros
-        for step in range(first_step, stop_step):
-            t = time_index(step, origin, direction)
-            matrix = a[t * a_row, a_index]
-            p = product_tuple(matrix, p, vector_zeros)
-            q = affine_tuple(matrix, q, b[t * b_row, b_index])
-        for i in range(len(vector_zeros)):
-            for k in range(len(vector_zeros)):
-                product[i, k] = p[i * len(vector_zeros) + k]
+        for period_start in range(first_step, stop_step, CHECK_PERIOD):
+            for step in range(period_start, min(period_start + CHECK_PERIOD, stop_step)):
+                t = time_index(step, origin, direction)
+                matrix = a[t * a_row, a_index]
+                p = product_tuple(matrix, p, vector_zeros)
+                q = affine_tuple(matrix, q, b[t * b_row, b_index])
+            if not in_range(largest_magnitude(p), bounds):
+                # Rarely: through memory, so that one function rescales every size.
+                store_matrix(p, product)
+                exponent = renormalise_rows(product, exponent, bounds)
+                p = load_matrix(product, p)
+        store_matrix(p, product)
         store_tuple(q, partial)
+    exponents[system] = exponent
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def run_task_with(task, a, b, h0, out, reverse, first, stop, product, partial, registers):
+def run_task_with(
+    task, a, b, h0, out, reverse, first, stop, product, partial, exponents, registers, bounds
+):
     """One task of a parallel kernel; ``first`` and ``stop`` delimit its systems or steps.
 
     ``SEQUENTIAL``: the recurrence of systems ``[first, stop)`` over all steps; one system keeps
     its state in registers (``run_steps``), more advance a step at a time (``run_systems``).
     ``COMPOSE`` and ``APPLY``: the chunk of steps ``[first, stop)`` of every system, composed into
-    ``product`` and ``partial`` (``compose_chunk``) or run from the incoming states that
-    ``partial`` then holds (``run_steps``).
+    ``product``, ``partial`` and ``exponents`` (``compose_chunk``) or run from the incoming
+    states that ``partial`` then holds (``run_steps``), which become the states it ends in.
     """
     length, systems, _ = out.shape
     if task == SEQUENTIAL:
         if stop - first == 1:
-            run_steps(a, b, h0[first].copy(), out, 0, length, reverse, first, registers)
+            # An int64 zero, not the literal 0, for which Numba would compile run_steps again.
+            start = np.int64(0)
+            run_steps(a, b, h0[first].copy(), out, start, length, reverse, first, registers)
         else:
             run_systems(a, b, h0, out, reverse, first, stop, registers)
         return
@@ -218,117 +300,212 @@ def run_task_with(task, a, b, h0, out, reverse, first, stop, product, partial, r
         if task == COMPOSE:
             compose_chunk(
                 a, b, (length, systems), first, stop, reverse, system,
-                product[system], partial[system], registers,
+                product[system], partial[system], exponents, registers, bounds,
             )  # fmt: skip
         else:
             run_steps(a, b, partial[system], out, first, stop, reverse, system, registers)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def run_task(task, a, b, h0, out, reverse, first, stop, product, partial):
-    """``run_task_with`` the ``registers`` of the state size: tuples of 2 to 4 and 4 to 16
-    zeros, or None.
+def run_task(task, a, b, h0, out, reverse, first, stop, product, partial, exponents, bounds):
+    """``run_task_with`` the ``registers`` of the state size: tuples of 2 to 4 zeros of the
+    result's dtype and of their squares of ``product``'s, or None.
 
     Parallel loops cannot pass tuples to their bodies, so the tuples are made here (and by
     concatenation: Numba cannot repeat a tuple).
     """
     pair = (out.dtype.type(0),) + (out.dtype.type(0),)
+    two = (product.dtype.type(0),) + (product.dtype.type(0),)
+    four = two + two
     size = out.shape[2]
+    summary = (product, partial, exponents)
     if size == 2:
-        registers = (pair, pair + pair)
-        run_task_with(task, a, b, h0, out, reverse, first, stop, product, partial, registers)
+        registers = (pair, four)
+        run_task_with(task, a, b, h0, out, reverse, first, stop, *summary, registers, bounds)
     elif size == 3:
-        triple = pair + pair[:1]
-        registers = (triple, triple + triple + triple)
-        run_task_with(task, a, b, h0, out, reverse, first, stop, product, partial, registers)
+        registers = (pair + pair[:1], four + four + two[:1])
+        run_task_with(task, a, b, h0, out, reverse, first, stop, *summary, registers, bounds)
     elif size == 4:
-        quad = pair + pair
-        registers = (quad, quad + quad + quad + quad)
-        run_task_with(task, a, b, h0, out, reverse, first, stop, product, partial, registers)
+        registers = (pair + pair, four + four + four + four)
+        run_task_with(task, a, b, h0, out, reverse, first, stop, *summary, registers, bounds)
     else:
-        run_task_with(task, a, b, h0, out, reverse, first, stop, product, partial, None)
+        run_task_with(task, a, b, h0, out, reverse, first, stop, *summary, None, bounds)
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, systems_per_task):
-    """One pass over time, parallel over tasks of ``systems_per_task`` consecutive systems."""
-    systems, size = h0.shape
-    no_product = np.empty((0, size, size), out.dtype)
-    no_partial = np.empty((0, size), out.dtype)
+def linear_recurrence_matrix_sequential(
+    a, b, h0, out, reverse, systems_per_task, summaries, bounds
+):  # fmt: skip
+    """One pass over time, parallel over tasks of ``systems_per_task`` consecutive systems.
+
+    ``summaries`` and ``bounds`` are the scan's, unused (``no_summaries``, ``product_bounds``).
+    """
+    systems = h0.shape[0]
     task_count = (systems + systems_per_task - 1) // systems_per_task
     for task in prange(task_count):
         first = task * systems_per_task
         stop = min(systems, first + systems_per_task)
-        run_task(SEQUENTIAL, a, b, h0, out, reverse, first, stop, no_product, no_partial)
+        run_task(SEQUENTIAL, a, b, h0, out, reverse, first, stop, *summaries, bounds)
+
+
+@njit(inline="always")
+def composable(product, partial, incoming):
+    """Whether a chunk's summary is finite and ``incoming`` holds no Inf: composing Inf can make
+    NaN (``inf * 0``) where the loop does not. A NaN state composes like the loop: NaN in every
+    entry after a step."""
+    size = incoming.shape[0]
+    for i in range(size):
+        if not (is_finite(partial[i]) and not is_inf(incoming[i])):
+            return False
+        for j in range(size):
+            if not is_finite(product[i, j]):
+                return False
+    return True
+
+
+@njit(inline="always")
+def composed_carry(product, exponent, partial, incoming, state, bounds):
+    """``state = product @ incoming * 2**exponent + partial``; ``state`` must not overlap
+    ``incoming``."""
+    size = incoming.shape[0]
+    for i in range(size):
+        value = product[i, 0] * incoming[0]
+        for j in range(1, size):
+            value += product[i, j] * incoming[j]
+        state[i] = scaled(value, exponent, bounds) + partial[i]
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def incoming_states(
-    a, b, out, reverse, block_start, chunk_length, summary_product, summary_partial, carry
-):
-    """Scan the chunk summaries of a block: each chunk's incoming state replaces its partial.
+    a, b, out, reverse, block_start, chunk_length, summaries, carry, ends, bounds
+):  # fmt: skip
+    """Scan the chunk summaries of a block: each chunk's incoming state replaces its partial and
+    is copied to ``ends``, from which the second pass runs it.
 
-    ``carry`` (``D x n``) enters as the state before the block and leaves as the state after it.
+    ``carry`` (``D x n``) enters as the state before the block. A chunk with Inf or NaN in its
+    composition, or Inf in its incoming state, is stepped through instead (``composable``).
     """
-    size = carry.shape[1]
+    summary_product, summary_partial, summary_exponents = summaries
+    chunks, systems, size = summary_partial.shape
     incoming = np.empty(size, carry.dtype)
-    for chunk in range(summary_product.shape[0]):
+    for chunk in range(chunks):
         chunk_start = block_start + chunk * chunk_length
-        for system in range(carry.shape[0]):
-            product = summary_product[chunk, system]
-            partial = summary_partial[chunk, system]
+        for system in range(systems):
             state = carry[system]
+            partial = summary_partial[chunk, system]
             copy_vector(state, incoming)
-            usable = True
-            for i in range(size):
-                usable &= is_finite(partial[i]) and not is_inf(incoming[i])
-                for j in range(size):
-                    usable &= is_finite(product[i, j])
-            if usable:
-                affine_row(product, incoming, partial, state)
-            else:
-                # An overflow, Inf or NaN in the chunk or an infinite state: composing can make
-                # NaN (inf * 0) where the recursion does not, so step through the chunk.
+            if chunk + 1 < chunks:
+                product = summary_product[chunk, system]
+                if composable(product, partial, incoming):
+                    exponent = summary_exponents[chunk, system]
+                    composed_carry(product, exponent, partial, incoming, state, bounds)
+                else:
+                    run_steps(
+                        a, b, state, out, chunk_start, chunk_start + chunk_length, reverse,
+                        system, None,
+                    )  # fmt: skip
+            copy_vector(incoming, partial)
+            copy_vector(incoming, ends[chunk, system])
+
+
+@njit(inline="always")
+def states_agree(loop_state, carry, bounds):
+    """Whether ``carry`` is the loop's state ``loop_state`` up to the rounding of composition,
+    entry by entry (``scanlab._scaled_products.agrees``): an entry small beside the others may
+    grow back to dominate the state in later steps."""
+    for i in range(loop_state.shape[0]):
+        if not agrees(loop_state[i], carry[i], bounds):
+            return False
+    return True
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def settle_block(a, b, out, reverse, block_start, chunk_length, starts, ends, carry, bounds):
+    """Rerun, from the loop's state, every chunk of a block whose incoming carry (``starts``)
+    disagrees with the state the chunk before it ended in (``ends``), for as long as they
+    disagree; ``carry`` becomes the loop's state after the block."""
+    chunks, systems, _ = ends.shape
+    for chunk in range(1, chunks):
+        chunk_start = block_start + chunk * chunk_length
+        for system in range(systems):
+            if not states_agree(ends[chunk - 1, system], starts[chunk, system], bounds):
+                state = ends[chunk, system]
+                copy_vector(ends[chunk - 1, system], state)
                 run_steps(
                     a, b, state, out, chunk_start, chunk_start + chunk_length, reverse, system,
                     None,
                 )  # fmt: skip
-            copy_vector(incoming, partial)
+    for system in range(systems):
+        copy_vector(ends[chunks - 1, system], carry[system])
 
 
 @njit(cache=True, parallel=True, fastmath=FASTMATH)
-def linear_recurrence_matrix_scan(a, b, h0, out, reverse, chunk_length, threads):
+def linear_recurrence_matrix_scan(
+    a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype
+):  # fmt: skip
     """Parallel over time: a cache-blocked reduce-then-scan over chunks.
 
     Time is cut into blocks of ``threads`` chunks of ``chunk_length`` steps. Per block, each
     thread composes its chunk into ``(product of A, state from 0)`` summaries for every system
-    (pass 1, ``O(n^3)`` per step), a short sequential scan of the summaries gives each chunk's
-    incoming state, and each thread reruns its chunk from there (pass 2, ``O(n^2)`` per step),
-    reading ``a`` and ``b`` back from its cache. The fewer than ``threads`` steps left at the
-    end run sequentially.
+    (pass 1, ``O(n^3)`` per step; the products in ``product_dtype``, kept in range), a short
+    sequential scan of the summaries gives each chunk's incoming state, and each thread reruns
+    its chunk from there (pass 2, ``O(n^2)`` per step), reading ``a`` and ``b`` back from its
+    cache. Then the state each chunk ended in is checked against the carry the next one started
+    from (``settle_block``); the block's last state is the loop's. The fewer than ``threads``
+    steps left at the end run sequentially.
+
+    Notes
+    -----
+    Results are the loop's up to rounding: every state is computed by the loop from its chunk's
+    incoming state, which is the composed carry only where that agrees with the loop's state
+    entry by entry to ``bounds[4]`` (``sqrt(eps)`` at least). A state that overflows inside a
+    chunk, one the loop loses to underflow, a product that lost bits (a step by a matrix with
+    entries near ``1e-300`` can take it below the normal range between two checks) or terms
+    that overflow although their sum would not, make the chunks after it rerun sequentially
+    until the carries agree again. A chunk with Inf or NaN in its composition, or Inf in its
+    incoming state, is stepped through (sequentially, then again in the second pass).
     """
     length, systems, size = out.shape
-    summary_product = np.empty((threads, systems, size, size), out.dtype)
-    summary_partial = np.empty((threads, systems, size), out.dtype)
+    summaries = (
+        np.empty((threads, systems, size, size), product_dtype),
+        np.empty((threads, systems, size), out.dtype),
+        np.empty((threads, systems), np.int64),
+    )
+    ends = np.empty((threads, systems, size), out.dtype)
     carry = h0.copy()
-    block_start = 0
+    block_start = np.int64(0)  # not the literal 0: one compiled incoming_states and settle_block
     while block_start + threads <= length:
         block_chunk_length = min(chunk_length, (length - block_start) // threads)
         for task in (COMPOSE, APPLY):
             if task == APPLY:
                 incoming_states(
-                    a, b, out, reverse, block_start, block_chunk_length,
-                    summary_product, summary_partial, carry,
+                    a, b, out, reverse, block_start, block_chunk_length, summaries, carry, ends,
+                    bounds,
                 )  # fmt: skip
+            # The second pass runs each chunk from its incoming state in ends.
+            partials = summaries[1] if task == COMPOSE else ends
             for thread in prange(threads):
                 first_step = block_start + thread * block_chunk_length
                 run_task(
                     task, a, b, h0, out, reverse, first_step, first_step + block_chunk_length,
-                    summary_product[thread], summary_partial[thread],
+                    summaries[0][thread], partials[thread], summaries[2][thread], bounds,
                 )  # fmt: skip
+        settle_block(
+            a, b, out, reverse, block_start, block_chunk_length, summaries[1], ends, carry, bounds
+        )
         block_start += threads * block_chunk_length
     for system in range(systems):
         run_steps(a, b, carry[system], out, block_start, length, reverse, system, None)
+
+
+def no_summaries(size: int, dtype) -> tuple:
+    """Empty ``(product, partial, exponents)`` for the ``SEQUENTIAL`` task, which composes none:
+    typed like the scan's, so that both compile the tasks once."""
+    return (
+        np.empty((0, size, size), np.result_type(dtype, np.float64)),
+        np.empty((0, size), dtype),
+        np.empty(0, np.int64),
+    )
 
 
 def choose_method(length: int, systems: int, size: int, threads: int) -> str:
@@ -342,19 +519,24 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
     """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout."""
     length, systems, size = out.shape
     threads = numba.get_num_threads()
+    step_bytes = systems * size * (size + 1) * out.itemsize
+    chunk_length = max(1, config.cpu.cache_bytes // step_bytes)
+    bounds = product_bounds(out.dtype, chunk_length)
     if method == "auto":
         method = choose_method(length, systems, size, threads)
     if method == "sequential":
         systems_per_task = max(1, config.cpu.channel_block_bytes // (size * out.itemsize))
         systems_per_task = min(systems_per_task, -(-systems // threads))
+        summaries = no_summaries(size, out.dtype)
         if systems <= systems_per_task:
             # One task: run it without starting a parallel region.
-            no_product = np.empty((0, size, size), out.dtype)
-            no_partial = np.empty((0, size), out.dtype)
-            run_task(SEQUENTIAL, a, b, h0, out, reverse, 0, systems, no_product, no_partial)
+            run_task(SEQUENTIAL, a, b, h0, out, reverse, 0, systems, *summaries, bounds)
         else:
-            linear_recurrence_matrix_sequential(a, b, h0, out, reverse, systems_per_task)
+            linear_recurrence_matrix_sequential(
+                a, b, h0, out, reverse, systems_per_task, summaries, bounds
+            )
     else:
-        step_bytes = systems * size * (size + 1) * out.itemsize
-        chunk_length = max(1, config.cpu.cache_bytes // step_bytes)
-        linear_recurrence_matrix_scan(a, b, h0, out, reverse, chunk_length, threads)
+        product_dtype = np.result_type(out.dtype, np.float64)
+        linear_recurrence_matrix_scan(
+            a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype
+        )
