@@ -456,7 +456,7 @@ def lay_out(a, b, h0, layout: Layout, out) -> DeviceLinearProblem:
     kernel_shape = (shape[axis], math.prod(layout.rest), *state)
     if math.prod(shape) == 0:
         empty = cuda.device_array(kernel_shape, dtype)
-        return DeviceLinearProblem(empty, empty, empty, empty, result, axis, True, layout)
+        return DeviceLinearProblem(empty, empty, empty, empty, result, axis, True, layout=layout)
     kernel_a = time_major(a, layout, state * 2)
     kernel_b = time_major(b, layout, state)
     kernel_h0 = initial_state(h0, layout)
@@ -470,7 +470,7 @@ def lay_out(a, b, h0, layout: Layout, out) -> DeviceLinearProblem:
         else cuda.device_array(kernel_shape, dtype)
     )
     return DeviceLinearProblem(
-        kernel_a, kernel_b, kernel_h0, kernel_out, result, axis, writes_result, layout
+        kernel_a, kernel_b, kernel_h0, kernel_out, result, axis, writes_result, layout=layout
     )
 
 
