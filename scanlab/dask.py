@@ -512,7 +512,7 @@ def persist_blocks(*arrays: np.ndarray) -> None:
 
 def plan_of(cell: Cell, problem) -> JacobianPlan:
     """How the cell is differentiated, chosen at the first input as the in-memory solver does."""
-    return cell.plan(problem.size, problem.dtype, problem.inputs[0, 0], problem.step_params)
+    return cell.plan(problem.size, problem.dtype, problem.inputs, problem.step_params)
 
 
 def first_guess(cell: Cell, plan: JacobianPlan, problem) -> np.ndarray:

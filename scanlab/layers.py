@@ -42,6 +42,7 @@ side by side in the order of each layer's docstring, and initialised uniformly i
 ``input_size``), biases at zero but where a layer says otherwise.
 """
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -195,9 +196,14 @@ def sigmoid(x) -> np.ndarray:
     return np.reciprocal(result, out=result)
 
 
+def rows_of(values: np.ndarray) -> np.ndarray:
+    """``values`` as a 2-D array of its last axis' rows (also when that axis has length 0)."""
+    return values.reshape(math.prod(values.shape[:-1]), values.shape[-1])
+
+
 def matrix_product(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """``x @ weight`` over the last axis, as one 2-D product (not one per leading index)."""
-    flat = x.reshape(-1, x.shape[-1]) @ weight
+    flat = rows_of(x) @ weight
     return flat.reshape(x.shape[:-1] + weight.shape[1:])
 
 
@@ -213,9 +219,9 @@ def input_product(x, weight: np.ndarray) -> np.ndarray:
 
 def input_backward(x, weight: np.ndarray, dpre: np.ndarray):
     """``dL/dweight`` and ``dL/dx`` (None for a :class:`OneHot`) through ``x @ weight``."""
-    flat = dpre.reshape(-1, dpre.shape[-1])
+    flat = rows_of(dpre)
     if not isinstance(x, OneHot):
-        return x.reshape(-1, x.shape[-1]).T @ flat, matrix_product(dpre, weight.T)
+        return rows_of(x).T @ flat, matrix_product(dpre, weight.T)
     count = flat.shape[0]
     values = np.broadcast_to(1 if x.values is None else x.values, x.indices.shape)
     # One nonzero per row: a sparse product sums the rows of dpre by index in O(count).
@@ -232,12 +238,12 @@ def input_backward(x, weight: np.ndarray, dpre: np.ndarray):
 
 def sum_over_steps(values: np.ndarray) -> np.ndarray:
     """``values`` summed over every axis but the last (a bias gradient)."""
-    return values.reshape(-1, values.shape[-1]).sum(axis=0)
+    return rows_of(values).sum(axis=0)
 
 
 def uniform_weights(rng, shape: tuple, fan: int, dtype) -> np.ndarray:
-    """Uniform in ``[-1/sqrt(fan), 1/sqrt(fan)]``."""
-    bound = 1 / np.sqrt(fan)
+    """Uniform in ``[-1/sqrt(fan), 1/sqrt(fan)]`` (no weights to draw when ``fan`` is 0)."""
+    bound = 1 / np.sqrt(max(fan, 1))
     return rng.uniform(-bound, bound, shape).astype(dtype)
 
 

@@ -109,13 +109,14 @@ def linear_recurrence(
     Inf propagate as in the sequential loop: from the step where they appear onwards. The
     ``"scan"`` method reorders the arithmetic, so its results differ from ``"sequential"`` by
     rounding (relative differences of a few ulps times the length of a chunk when ``|a|`` is
-    near 1). A chunk whose product of ``a`` overflows while the recursion does not (``a = 2``,
-    ``b = 0``), or that meets Inf or NaN, is rerun step by step (on the GPU, its whole channel),
-    so non-finite values appear exactly where the sequential loop has them. On the CPU, the
-    products are kept as a mantissa and an exponent (never subnormal, never lost to underflow),
-    and each chunk's composed carry is checked against the state the loop reaches at the end of
-    the chunk before it: where they disagree beyond rounding (a state that overflowed inside the
-    chunk, bits lost to underflow), the following chunks are rerun from the loop's state.
+    near 1). Every chunk's composed carry is checked against the state the sequential loop
+    reaches at the end of the chunk before it (on the CPU, in Dask and on the GPU alike): where
+    they disagree beyond rounding (a state that overflowed inside the chunk, a product that
+    underflowed and grew back, ``inf * 0``), the following chunks are rerun step by step from
+    the loop's state until they agree again, so non-finite values appear exactly where the loop
+    has them and no state is lost or invented. On the CPU and in Dask the products of ``a`` are
+    kept as a mantissa and a power-of-two exponent, never subnormal, so their cost does not
+    depend on the coefficients' values.
 
     See Also
     --------
@@ -244,9 +245,12 @@ def linear_recurrence_matrix(
     ``norm(product) * norm(state)`` rather than to ``norm(state)``, which matters only when the
     products are much larger than the states they produce (strongly non-normal matrices). With
     spectral radius above 1 the products grow like the recursion itself, and with spectral
-    radius below 1 they decay to zero harmlessly. A chunk whose product overflows (or holds Inf
-    or NaN) is rerun step by step (on the GPU, its whole system), so non-finite values appear
-    exactly where the sequential loop has them.
+    radius below 1 they decay to zero harmlessly. The state each chunk's loop ends in is
+    checked, entry by entry, against the composed carry the next chunk started from; where they
+    disagree beyond rounding (a state that overflowed inside the chunk, huge terms whose product
+    cancels, a state lost to underflow), the chunks after it are rerun from the loop's state (on
+    the GPU, the whole system), so non-finite values appear exactly where the sequential loop
+    has them. On the CPU the chunk products are kept as a mantissa and a power-of-two exponent.
 
     See Also
     --------

@@ -131,3 +131,14 @@ def test_readme_quickstart_runs():
     assert namespace["dx"].shape == (500, 2, 3) and namespace["dh0"].shape == (2, 16)
     assert namespace["optimizer"].steps == 1 and namespace["out"].shape == (200, 4, 8)
     assert namespace["smoothed"].chunks == ((100_000,) * 10, (2, 2))
+
+
+def test_the_readmes_guarantees_cite_tests_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## What scanlab guarantees", 1)[1].split("\n## ", 1)[0]
+    sources = "\n".join(path.read_text() for path in (ROOT / "tests").glob("test_*.py"))
+    files = re.findall(r"`(tests/[\w/]+\.py)`", section)
+    names = re.findall(r"`(test_\w+)`", section)
+    assert files and names
+    assert [name for name in files if not (ROOT / name).is_file()] == []
+    assert [name for name in names if f"def {name}(" not in sources] == []

@@ -149,6 +149,25 @@ def test_float32_layers_compute_in_float32(kind):
     assert all(value.dtype == np.float32 for value in (*layer.params.values(), *grads.values()))
 
 
+@pytest.mark.parametrize("kind", [GILR, GILRLSTM, Linear, ParaGRU, ParaLSTM])
+def test_a_layer_without_inputs_is_one_fed_zeros(kind):
+    empty, fed_zeros = kind(0, 3, seed=0, dtype=np.float64), kind(1, 3, seed=1, dtype=np.float64)
+    for name, value in empty.params.items():
+        if value.size:
+            fed_zeros.params[name][...] = value
+    y, cache = empty.forward(np.zeros((5, 2, 0)))
+    expected, expected_cache = fed_zeros.forward(np.zeros((5, 2, 1)))
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    dy = np.random.default_rng(0).standard_normal(y.shape)
+    dx, grads = empty.backward(cache, dy)[:2]
+    _, expected_grads = fed_zeros.backward(expected_cache, dy)[:2]
+    assert dx.shape == (5, 2, 0)
+    for name, value in grads.items():
+        assert value.shape == empty.params[name].shape
+        if value.size:
+            np.testing.assert_allclose(value, expected_grads[name], rtol=1e-9, atol=1e-12)
+
+
 def test_seeds_make_layers_reproducible():
     first, second = GILRLSTM(3, 2, seed=7), GILRLSTM(3, 2, seed=7)
     for name, value in first.params.items():

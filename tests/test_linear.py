@@ -1,5 +1,7 @@
 """linear_recurrence against the sequential float64 reference and scipy.signal.lfilter."""
 
+import concurrent.futures
+
 import numpy as np
 import pytest
 import reference
@@ -311,3 +313,22 @@ def test_cuda_without_a_gpu_says_how_to_run_on_the_cpu():
 def test_solvers_of_host_arrays_refuse_gpu_arrays_clearly(call):
     with pytest.raises(TypeError, match="live.* on the GPU, and this solver takes host"):
         call()
+
+
+@pytest.mark.parametrize("method", ["scan", "sequential"])
+def test_many_python_threads_at_once_get_their_own_results(method, small_chunks):
+    rng = np.random.default_rng(11)
+    problems = [
+        (rng.uniform(-1, 1, (257, 3)), rng.standard_normal((257, 3)), rng.standard_normal(3))
+        for _ in range(10)
+    ]
+    expected = [reference.linear_recurrence(a, b, h0) for a, b, h0 in problems]
+
+    def solve(problem):
+        a, b, h0 = problem
+        return scanlab.linear_recurrence(a, b, h0, method=method, device="cpu")
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(solve, problems * 3))
+    for result, wanted in zip(results, expected * 3, strict=True):
+        assert_close(result, wanted, np.float64)

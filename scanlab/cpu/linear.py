@@ -3,9 +3,9 @@
 Layout seen by every kernel (prepared by ``scanlab._arrays``): ``out`` is C-contiguous ``(T, D)``
 with time first; ``a`` and ``b`` are C-contiguous ``(T or 1, D or 1)`` (a length-1 axis broadcasts);
 ``h0`` is ``(D,)``; all share the result dtype (the time-last kernel ``linear_recurrence_rows``
-sees the transposed layout: ``out`` ``(D, T)``, ``a`` and ``b`` ``(D or 1, T or 1)``). ``reverse``
-runs time backwards. ``out`` never overlaps ``a`` or ``b``. Time is walked in *steps*: step ``s``
-visits row ``time_index(s)``.
+sees the transposed layout: ``out`` ``(D, T)``, ``a`` and ``b`` ``(D or 1, T or 1)``).
+``reverse`` runs time backwards. ``out`` never overlaps ``a``, ``b`` or ``h0``. Time is walked in
+*steps*: step ``s`` visits row ``time_index(s)``.
 """
 
 import contextlib
