@@ -37,7 +37,14 @@ CONSTANT_COEFFICIENT = 0.99
 
 @njit(cache=True)
 def numba_loop(a, b, out):
-    """The honest baseline: the sequential loop a user would compile with Numba (one thread)."""
+    """The honest baseline: the sequential loop a user would compile with Numba (one thread),
+    with the state of one series in a local variable (a register) and of several in an array."""
+    if b.shape[1] == 1:
+        h = out.dtype.type(0)
+        for t in range(b.shape[0]):
+            h = a[t, 0] * h + b[t, 0]
+            out[t, 0] = h
+        return
     state = np.zeros(b.shape[1], out.dtype)
     for t in range(b.shape[0]):
         for d in range(b.shape[1]):

@@ -134,7 +134,7 @@ def headline_ratios(quick: bool = False) -> list[str]:
     rng = np.random.default_rng(0)
     length = 2**18 if quick else 2**24
     x = rng.standard_normal((length, 1))
-    a = np.full((1, 1), 0.9)
+    a = np.full_like(x, 0.9)
     out = np.empty_like(x)
     times = best_times(
         {

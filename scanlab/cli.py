@@ -43,7 +43,7 @@ def info(_arguments) -> None:
 
 
 #: The dtypes and channel counts ``scanlab tune`` measures (``auto`` rounds channels up to the
-#: next power of 4).
+#: next power of 4, and the elements of a problem too, up to ``config.cpu.calibration_elements``).
 TUNED_DTYPES = ("float32", "float64", "complex64", "complex128")
 TUNED_CHANNELS = (1, 4, 16, 64, 256, 1024)
 
@@ -54,19 +54,28 @@ def tune(_arguments) -> None:
 
     wisdom.forget()
     threads = numba.get_num_threads()
+    settings = scanlab.config.cpu
     print(f"{wisdom.cpu_model()}, {threads} threads; ns per element:")
-    print(f"{'dtype':<11}{'channels':>9}{'sequential':>12}{'scan':>8}  auto")
+    print(f"{'dtype':<11}{'channels':>9}{'elements':>10}{'sequential':>12}{'scan':>8}  auto")
     for dtype in TUNED_DTYPES:
         for channels in TUNED_CHANNELS:
-            method = cpu_linear.choose_method(
-                scanlab.config.cpu.auto_scan_min_length, channels, dtype, threads
-            )
-            key = f"linear {dtype} channels<={channels} threads={threads}"
-            speeds = wisdom.entries().get(key, {})
-            cells = (
-                f"{speeds[name]:.2f}" if name in speeds else "-" for name in ("sequential", "scan")
-            )
-            print(f"{dtype:<11}{channels:>9}{next(cells):>12}{next(cells):>8}  {method}")
+            _, elements = cpu_linear.problem_class(settings.auto_scan_min_length, channels)
+            while True:
+                length = max(elements // channels, settings.auto_scan_min_length)
+                method = cpu_linear.choose_method(length, channels, dtype, threads)
+                key = cpu_linear.wisdom_key(dtype, channels, elements, threads)
+                speeds = wisdom.entries().get(key, {})
+                cells = (
+                    f"{speeds[name]:.2f}" if name in speeds else "-"
+                    for name in ("sequential", "scan")
+                )
+                print(
+                    f"{dtype:<11}{channels:>9}{elements:>10}{next(cells):>12}{next(cells):>8}"
+                    f"  {method}"
+                )
+                if elements >= settings.calibration_elements:
+                    break
+                elements *= 4
     print(
         f"stored in {wisdom.path()}" if wisdom.path() else "not stored (config.cpu.wisdom is None)"
     )

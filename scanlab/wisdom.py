@@ -2,7 +2,7 @@
 
 ``method="auto"`` chooses between kernels by timing them on the machine that runs them (as FFTW
 does with its plans) instead of by thresholds fitted to one machine: the first time a kind of
-problem is solved, both kernels run on a small synthetic problem of its kind, and the times are
+problem is solved, both kernels run on a synthetic problem of its kind and size, and the times are
 stored here, in a JSON file per machine (its CPU model and core count in the name), next to
 Numba's cache. ``scanlab info`` shows it, ``scanlab tune`` measures again, and
 ``scanlab.config.cpu.wisdom`` overrides where it lives (or, ``None``, turns storing off).
@@ -11,9 +11,10 @@ Example
 -------
 >>> import scanlab.wisdom
 >>> sorted(scanlab.wisdom.entries())  # doctest: +SKIP
-['linear float64 channels<=1 threads=2', ...]
+['linear float64 channels<=1 elements<=1048576 threads=2', ...]
 """
 
+import functools
 import json
 import os
 import platform
@@ -29,8 +30,10 @@ LOCK = threading.Lock()
 LOADED: dict[Path, dict] = {}
 
 
+@functools.cache
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``); read
+    once per process (``method="auto"`` asks for it on every call)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:

@@ -18,9 +18,9 @@ def measured(tmp_path, monkeypatch):
     monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
     speeds, calls = {}, []
 
-    def fake(dtype, channels, threads):
-        calls.append((np.dtype(dtype).name, channels, threads))
-        return speeds[channels]
+    def fake(dtype, channels, threads, elements):
+        calls.append((np.dtype(dtype).name, channels, threads, elements))
+        return speeds.get((channels, elements), speeds.get(channels))
 
     monkeypatch.setattr(cpu_linear, "measured_speeds", fake)
     yield speeds, calls
@@ -35,11 +35,24 @@ def test_auto_takes_the_faster_kernel_and_remembers_it(measured):
     assert choose(2**20, 1, np.float64, 2) == "scan"
     assert choose(2**20, 9, np.float64, 2) == "sequential"  # rounded up to 16 channels
     assert choose(2**22, 16, np.float64, 2) == "sequential"
-    assert calls == [("float64", 1, 2), ("float64", 16, 2)]
+    assert calls == [("float64", 1, 2, 2**20), ("float64", 16, 2, 2**20)]
     wisdom.LOADED.clear()  # as a new process: read back from the file, not measured again
     assert choose(2**20, 1, np.float64, 2) == "scan"
     assert len(calls) == 2
-    assert "linear float64 channels<=1 threads=2" in wisdom.entries()
+    assert "linear float64 channels<=1 elements<=1048576 threads=2" in wisdom.entries()
+
+
+def test_auto_measures_each_size_of_problem_apart(measured):
+    """A short series can favour the loop where a long one favours the scan: each size class
+    (elements to the next power of 4, up to config.cpu.calibration_elements) is its own entry."""
+    speeds, calls = measured
+    speeds[1, 2**14] = {"sequential": 1.0, "scan": 3.0}
+    speeds[1, 2**20] = {"sequential": 1.3, "scan": 0.6}
+    choose = cpu_linear.choose_method
+    assert choose(2**14, 1, np.float32, 2) == "sequential"
+    assert choose(2**24, 1, np.float32, 2) == "scan"  # beyond the largest class: measured there
+    assert choose(2**19 + 1, 1, np.float32, 2) == "scan"
+    assert calls == [("float32", 1, 2, 2**14), ("float32", 1, 2, 2**20)]
 
 
 def test_short_sequences_and_one_thread_are_never_measured(measured):
@@ -64,7 +77,7 @@ def test_a_damaged_wisdom_file_is_measured_again(measured, content):
     with open(config.cpu.wisdom, "w") as damaged:
         damaged.write(content)
     assert cpu_linear.choose_method(2**20, 3, np.float64, 2) == "scan"
-    assert calls == [("float64", 4, 2)]
+    assert calls == [("float64", 4, 2, 2**20)]
 
 
 def test_an_unwritable_location_keeps_wisdom_in_memory(measured, tmp_path):
@@ -92,7 +105,8 @@ def test_auto_results_are_the_loop_whichever_kernel_is_measured_faster(measured)
 def test_measured_speeds_times_both_kernels(monkeypatch):
     """The real measurement, on a tiny problem: a positive time for each kernel."""
     monkeypatch.setattr(config.cpu, "calibration_elements", 4096)
-    speeds = cpu_linear.measured_speeds(np.float64, 4, 2)
+    monkeypatch.setattr(config.cpu, "auto_scan_min_length", 64)
+    speeds = cpu_linear.measured_speeds(np.float64, 4, 2, 4096)
     assert set(speeds) == {"sequential", "scan"}
     assert all(value > 0 for value in speeds.values())
 
@@ -105,6 +119,7 @@ def test_tune_and_info_show_the_measurements(measured, capsys):
     main(["tune"])
     tuned = capsys.readouterr().out
     assert "float64" in tuned and "scan" in tuned and "sequential" in tuned
+    assert "elements" in tuned
     main(["info"])
     shown = capsys.readouterr().out
     assert "linear float32 channels<=1024" in shown and config.cpu.wisdom in shown

@@ -28,6 +28,9 @@ from scanlab._scaled_products import (
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics
 
+#: Timed runs of each kernel when ``auto`` measures a kind of problem (``measured_speeds``).
+CALIBRATION_RUNS = 7
+
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
 CHAINS = 4
@@ -447,9 +450,9 @@ def choose_method(length: int, channels: int, dtype, threads: int) -> str:
     """What ``method="auto"`` runs on the CPU: the faster kernel as measured on this machine.
 
     Sequences shorter than ``config.cpu.auto_scan_min_length`` and single threads run
-    ``"sequential"``. Otherwise the kernels' speeds for problems of this dtype, thread count and
-    number of channels (to the next power of 4) come from ``scanlab.wisdom``, measured there the
-    first time (``measured_speeds``), unless ``config.cpu.auto_scan_max_row_bytes`` is set: then
+    ``"sequential"``. Otherwise the kernels' speeds for problems of this dtype, thread count,
+    number of channels and size come from ``scanlab.wisdom``, measured there the first time
+    (``measured_speeds``), unless ``config.cpu.auto_scan_max_row_bytes`` is set: then
     ``"scan"`` runs for rows of channels of at most that many bytes.
     """
     if threads < 2 or length < config.cpu.auto_scan_min_length:
@@ -458,36 +461,54 @@ def choose_method(length: int, channels: int, dtype, threads: int) -> str:
     if config.cpu.auto_scan_max_row_bytes is not None:
         few_channels = channels * dtype.itemsize <= config.cpu.auto_scan_max_row_bytes
         return "scan" if few_channels else "sequential"
-    bucket = 4 ** math.ceil(math.log(channels, 4)) if channels > 1 else 1
-    key = f"linear {dtype.name} channels<={bucket} threads={threads}"
-    speeds = wisdom.recall(key, lambda: measured_speeds(dtype, bucket, threads))
+    channel_class, size_class = problem_class(length, channels)
+    key = wisdom_key(dtype, channel_class, size_class, threads)
+    speeds = wisdom.recall(key, lambda: measured_speeds(dtype, channel_class, threads, size_class))
     return "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
 
 
-def measured_speeds(dtype, channels: int, threads: int) -> dict:
-    """Nanoseconds per element of each method on this machine, for ``channels`` channels.
+def problem_class(length: int, channels: int) -> tuple[int, int]:
+    """The class ``auto`` measures a problem by: its channels and its elements ``length *
+    channels``, each rounded up to a power of 4, the elements at most
+    ``config.cpu.calibration_elements`` (beyond it the time per element no longer changes)."""
+    channel_class = 4 ** math.ceil(math.log(channels, 4)) if channels > 1 else 1
+    elements = length * channels
+    size_class = 4 ** math.ceil(math.log(elements, 4)) if elements > 1 else 1
+    return channel_class, min(size_class, config.cpu.calibration_elements)
 
-    A synthetic problem of ``config.cpu.calibration_elements`` elements (coefficients uniform
-    in ``[0.5, 1)``, which the scan's cost no longer depends on); each kernel runs once to
-    compile and warm up, then three times, the two taking turns so that a passing disturbance
-    hits both; the fastest run of each counts.
+
+def wisdom_key(dtype, channel_class: int, size_class: int, threads: int) -> str:
+    """The name of a measurement in ``scanlab.wisdom``."""
+    return (
+        f"linear {np.dtype(dtype).name} channels<={channel_class} "
+        f"elements<={size_class} threads={threads}"
+    )
+
+
+def measured_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
+    """Nanoseconds per element of each method on this machine, for a problem of ``channels``
+    channels and ``elements`` elements (at least ``config.cpu.auto_scan_min_length`` steps).
+
+    Coefficients uniform in ``[0.5, 1)`` (the scan's cost no longer depends on them). Each
+    kernel runs once to compile and warm up, then ``CALIBRATION_RUNS`` times, the two taking
+    turns so that a passing disturbance hits both; the median run of each counts, so that
+    one lucky or unlucky run (a thread woken late, a busy neighbour) does not decide.
     """
-    length = max(config.cpu.calibration_elements // channels, 1)
+    length = max(elements // channels, config.cpu.auto_scan_min_length)
     rng = np.random.default_rng(0)
     a = rng.uniform(0.5, 1.0, (length, channels)).astype(dtype)
     b = rng.normal(size=(length, channels)).astype(dtype)
     h0 = np.zeros(channels, dtype)
     out = np.empty((length, channels), dtype)
-    best = {}
+    runs = {"sequential": [], "scan": []}
     with numba_threads(threads):
-        for repeat in range(4):
-            for method in ("sequential", "scan"):
+        for repeat in range(CALIBRATION_RUNS + 1):
+            for method, times in runs.items():
                 start = time.perf_counter()
                 solve(a, b, h0, out, False, method)
-                elapsed = time.perf_counter() - start
                 if repeat:
-                    best[method] = min(best.get(method, math.inf), elapsed)
-    return {method: seconds * 1e9 / out.size for method, seconds in best.items()}
+                    times.append(time.perf_counter() - start)
+    return {method: float(np.median(times)) * 1e9 / out.size for method, times in runs.items()}
 
 
 @contextlib.contextmanager
