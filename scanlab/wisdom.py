@@ -46,7 +46,14 @@ def cpu_model() -> str:
 
 def default_path() -> Path:
     """``$XDG_CACHE_HOME/scanlab/wisdom-<cpu>-<cores>.json`` (``~/.cache`` by default)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return default_path_under(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+
+
+@functools.cache
+def default_path_under(cache_home: str | None, home: str | None) -> Path:
+    """``default_path()`` for these environment variables, worked out once (``method="auto"``
+    asks for it on every call)."""
+    cache = Path(cache_home or Path.home() / ".cache")
     machine = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-").lower()
     return cache / "scanlab" / f"wisdom-{machine}-{os.cpu_count()}cores.json"
 
