@@ -148,14 +148,12 @@ def linear_recurrence(
     device = resolve_device(device, gpu_arrays=True, a=a, b=b, h0=h0, out=out)
     method = check_method(method)
     layout = check_linear(a, b, h0, axis)
-    if device == "cpu" and method != "scan" and time_runs_last(b, layout, ROW_CHANNELS):
+    if device == "cpu" and time_runs_last(b, layout, 2):
         # Time contiguous in memory (axis=-1 of a C array, axis=0 of a Fortran one): solved
         # as it lies, without transposing the operands and the result.
         problem = lay_out_time_last(a, b, h0, layout, out)
         if not problem.is_empty:
-            cpu_linear.linear_recurrence_rows(
-                problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse)
-            )
+            solve_time_last(problem, bool(reverse), method)
         return problem.finish()
     problem = laid_out(layout, a, b, h0, out, device)
     if not problem.is_empty:
@@ -305,6 +303,28 @@ def laid_out(layout, a, b, h0, out, device: str):
     if device == "cuda" and any(map(on_gpu, (a, b, h0, out))):
         return cuda_module("arrays").lay_out(a, b, h0, layout, out)
     return lay_out(a, b, h0, layout, out)
+
+
+def solve_time_last(problem, reverse: bool, method: str) -> None:
+    """Solve a host time-last problem (``(D, T)`` rows, time contiguous) as it lies: many
+    channels by the time-last kernel, which walks ``ROW_CHANNELS`` rows in lockstep; fewer
+    channels, or ``method="scan"``, row by row, each row a one-channel series in time-first
+    layout (a view: ``(T, 1)`` is ``(T,)`` in memory), so a few long series get the parallel
+    scan over time and no transposing copy."""
+    channels = problem.kernel_out.shape[0]
+    if channels >= ROW_CHANNELS and method != "scan":
+        cpu_linear.linear_recurrence_rows(
+            problem.a, problem.b, problem.h0, problem.kernel_out, reverse
+        )
+        return
+    for channel in range(channels):
+        a_row, b_row = (
+            operand[min(channel, operand.shape[0] - 1)].reshape(-1, 1)
+            for operand in (problem.a, problem.b)
+        )
+        out_row = problem.kernel_out[channel].reshape(-1, 1)
+        h0_row = problem.h0[channel : channel + 1]
+        cpu_linear.solve(a_row, b_row, h0_row, out_row, reverse, method)
 
 
 def solver(problem, backend):

@@ -33,7 +33,7 @@ def time_last_problems(draw):
     length = draw(st.one_of(st.sampled_from(LENGTHS), st.integers(0, 300)))
     channels = draw(
         st.lists(st.integers(1, 6), min_size=1, max_size=2).filter(
-            lambda sizes: int(np.prod(sizes)) >= 8
+            lambda sizes: int(np.prod(sizes)) >= 2
         )
     )
     fortran = draw(st.booleans())
@@ -50,7 +50,7 @@ def time_last_problems(draw):
         "reverse": draw(st.booleans()),
         "with_h0": draw(st.booleans()),
         "with_out": draw(st.booleans()),
-        "method": draw(st.sampled_from(["auto", "sequential"])),
+        "method": draw(st.sampled_from(["auto", "sequential", "scan"])),
         "seed": draw(st.integers(0, 2**32 - 1)),
     }
 
@@ -75,7 +75,9 @@ def test_time_last_matches_the_reference(problem, rows_calls):
     assert_close(
         result, reference.linear_recurrence(a, b, h0, axis=axis, reverse=problem["reverse"]), dtype
     )
-    assert len(rows_calls) == (1 if b.size else 0)
+    channels = b.size // max(1, shape[axis])
+    by_rows = b.size and channels >= cpu_linear.ROW_CHAINS and problem["method"] != "scan"
+    assert len(rows_calls) == (1 if by_rows else 0)
     if out is not None:
         assert result is out
     elif b.size:
@@ -100,11 +102,32 @@ def test_in_place_over_b_and_a_c_ordered_out(rows_calls):
     assert len(rows_calls) == 2
 
 
-def test_few_channels_scan_and_time_first_arrays_keep_their_kernels(rows_calls):
+def test_few_channels_and_scan_go_row_by_row_as_they_lie(rows_calls, monkeypatch):
+    """Fewer than ROW_CHAINS channels, or method="scan": each row is solved as a one-channel
+    series, a view of the caller's memory (no transposing copy)."""
+    solved = []
+    solve = cpu_linear.solve
+
+    def recorded(a, b, h0, out, reverse, method):
+        solved.append((b.shape, method))
+        return solve(a, b, h0, out, reverse, method)
+
+    monkeypatch.setattr(cpu_linear, "solve", recorded)
     rng = np.random.default_rng(5)
-    scanlab.linear_recurrence(0.9, rng.normal(size=(7, 100)), axis=-1)  # too few channels
+    few = rng.normal(size=(7, 100))
+    assert_close(
+        scanlab.linear_recurrence(0.9, few, axis=-1), reference.linear_recurrence(0.9, few, axis=-1)
+    )
+    many = rng.normal(size=(9, 100))
+    scanned = scanlab.linear_recurrence(0.9, many, axis=-1, method="scan", reverse=True)
+    assert_close(scanned, reference.linear_recurrence(0.9, many, axis=-1, reverse=True))
+    assert solved == [((100, 1), "auto")] * 7 + [((100, 1), "scan")] * 9
+    assert rows_calls == []
+
+
+def test_time_first_and_strided_time_keep_the_time_first_kernels(rows_calls):
+    rng = np.random.default_rng(5)
     scanlab.linear_recurrence(0.9, rng.normal(size=(100, 9)), axis=0)  # time first
-    scanlab.linear_recurrence(0.9, rng.normal(size=(9, 100)), axis=-1, method="scan")
     scanlab.linear_recurrence(0.9, rng.normal(size=(9, 100))[:, ::2], axis=-1)  # strided time
     assert rows_calls == []
 
