@@ -67,7 +67,9 @@ def linear_recurrence(
         lies with time contiguous in memory, such as ``axis=-1`` of a C-ordered array, over
         groups of 8 channels walked together along their rows, with no transposing copy).
         ``"scan"``: parallel over time, a reduce-then-scan over tiles of chunks that threads
-        take as they come free (two passes over each chunk, the second from cache).
+        take as they come free (two passes over each chunk, the second from cache). Time-
+        contiguous data with fewer than 8 channels, or with ``"scan"``, is solved row by row
+        where it lies, each row one series.
         ``"auto"``: the sequential loop for time-contiguous data of 8 channels or more and for
         short sequences; otherwise the method measured faster on this machine for problems of
         this dtype, thread count and number of channels, measured the first time and kept
