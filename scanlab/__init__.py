@@ -5,7 +5,8 @@ gradients :func:`linear_recurrence_vjp` and :func:`linear_recurrence_matrix_vjp`
 :func:`nonlinear_recurrence` (Newton's method over the sequence) and its gradient
 :func:`nonlinear_recurrence_vjp`, with :func:`cell` and the
 built-in cells of ``scanlab.cells``, and the elementary functions of ``scanlab.math`` for
-compiled cells; ``scanlab.config`` holds the kernels' tunables.
+compiled cells; ``scanlab.rl`` holds discounted returns and GAE; ``scanlab.config`` holds the
+kernels' tunables.
 """
 
 import os
@@ -18,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 # first parallel kernel; a value set by the user wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "2000")
 
-from scanlab import cells
+from scanlab import cells, rl
 from scanlab.cells import cell
 from scanlab.gradients import (
     linear_recurrence_matrix_vjp,
@@ -38,6 +39,7 @@ __all__ = [
     "NonlinearInfo",
     "cell",
     "cells",
+    "rl",
     "nonlinear_recurrence",
     "nonlinear_recurrence_vjp",
     "linear_recurrence",

@@ -163,3 +163,39 @@ def elman_vjp(cell, x, h0, h, g):
         dx[t] = d_total @ input_weights
         carried = d_total @ weights
     return dx, carried, dparams
+
+
+def _time_first(operands, shape, axis):
+    """Float64 (complex128) copies of ``operands`` broadcast to ``shape``, time first."""
+    complex_ = any(np.iscomplexobj(x) for x in operands)
+    dtype = np.complex128 if complex_ else np.float64
+    return [np.moveaxis(np.broadcast_to(np.asarray(x, dtype), shape), axis, 0) for x in operands]
+
+
+def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis=0):
+    """``G[t] = r[t] + gamma (1 - done[t]) G[t+1]`` from ``G[T] = bootstrap``, as RL code
+    writes it: a loop backwards over time."""
+    shape = np.shape(rewards)
+    rewards, dones = _time_first([rewards, 0.0 if dones is None else dones], shape, axis)
+    following = np.broadcast_to(0.0 if bootstrap is None else bootstrap, rewards.shape[1:])
+    result = np.empty(rewards.shape, rewards.dtype)
+    for t in reversed(range(len(rewards))):
+        following = rewards[t] + gamma * (1 - dones[t]) * following
+        result[t] = following
+    return np.moveaxis(result, 0, axis)
+
+
+def gae(rewards, values, dones, last_value, *, gamma, lam, axis=0):
+    """Generalised advantage estimation as PPO implementations loop it."""
+    shape = np.shape(rewards)
+    rewards, values, dones = _time_first([rewards, values, dones], shape, axis)
+    dtype = np.result_type(rewards, values)
+    next_value = np.broadcast_to(np.asarray(last_value, dtype), rewards.shape[1:])
+    advantage = np.zeros(rewards.shape[1:], dtype)
+    advantages = np.empty(rewards.shape, dtype)
+    for t in reversed(range(len(rewards))):
+        delta = rewards[t] + gamma * (1 - dones[t]) * next_value - values[t]
+        advantage = delta + gamma * lam * (1 - dones[t]) * advantage
+        advantages[t] = advantage
+        next_value = values[t]
+    return np.moveaxis(advantages, 0, axis), np.moveaxis(advantages + values, 0, axis)

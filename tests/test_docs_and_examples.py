@@ -14,6 +14,7 @@ import scanlab.layers
 import scanlab.linear
 import scanlab.nonlinear
 import scanlab.optim
+import scanlab.rl
 
 ROOT = pathlib.Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
@@ -28,6 +29,7 @@ EXAMPLES = ROOT / "examples"
         scanlab.cells,
         scanlab.layers,
         scanlab.optim,
+        scanlab.rl,
     ],
     ids=lambda m: m.__name__,
 )
@@ -131,6 +133,8 @@ def test_readme_quickstart_runs():
     assert namespace["dx"].shape == (500, 2, 3) and namespace["dh0"].shape == (2, 16)
     assert namespace["optimizer"].steps == 1 and namespace["out"].shape == (200, 4, 8)
     assert namespace["smoothed"].chunks == ((100_000,) * 10, (2, 2))
+    assert namespace["advantages"].dtype == namespace["value_targets"].dtype == "float32"
+    assert namespace["returns"].shape == (2048, 16)
 
 
 def test_the_readmes_guarantees_cite_tests_that_exist():

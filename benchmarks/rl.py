@@ -1,0 +1,150 @@
+"""Benchmark ``scanlab.rl`` against the loops RL code writes; record in RESULTS.md.
+
+Usage: python benchmarks/rl.py [--quick]
+
+Each row times, taking turns on the same arrays: scanlab's ``gae`` / ``discounted_returns``, the
+same loop compiled by Numba (sequential, one thread: what a user would write with ``@njit``), and,
+for rollouts of at most 10**5 steps, the per-step NumPy loop of PPO implementations. Rewards and
+values are standard normal, episodes end with probability 1/200 per step, gamma 0.99, lambda 0.95.
+The table replaces the ``rl-table`` block of benchmarks/RESULTS.md.
+"""
+
+import argparse
+import pathlib
+from functools import partial
+
+import numpy as np
+from numba import njit
+
+from scanlab import benchmark
+from scanlab.rl import discounted_returns, gae
+
+RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
+GAMMA, LAM = 0.99, 0.95
+#: (function, steps, environments, dtype).
+CASES = (
+    ("gae", 10**6, 16, np.float32),
+    ("gae", 10**6, 16, np.float64),
+    ("gae", 10**5, 16, np.float64),
+    ("gae", 2**22, 1, np.float64),
+    ("discounted_returns", 10**6, 16, np.float64),
+    ("discounted_returns", 2**22, 1, np.float64),
+)
+COLUMNS = (
+    ("function", "{}"),
+    ("T x envs", "{}"),
+    ("dtype", "{}"),
+    ("scanlab ms", "{:.2f}"),
+    ("Numba loop ms", "{:.2f}"),
+    ("x Numba loop", "{:.2f}"),
+    ("x NumPy loop", "{}"),
+)
+
+
+@njit(cache=True)
+def gae_numba_loop(rewards, values, dones, last_value, gamma, lam, advantages, returns):
+    """The PPO loop, compiled: one step at a time, the environments of a step together."""
+    next_value = last_value.copy()
+    advantage = np.zeros_like(last_value)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        for e in range(rewards.shape[1]):
+            continuing = 1.0 - dones[t, e]
+            delta = rewards[t, e] + gamma * continuing * next_value[e] - values[t, e]
+            advantage[e] = delta + gamma * lam * continuing * advantage[e]
+            advantages[t, e] = advantage[e]
+            returns[t, e] = advantage[e] + values[t, e]
+            next_value[e] = values[t, e]
+
+
+@njit(cache=True)
+def returns_numba_loop(rewards, dones, gamma, out):
+    """Discounted returns, compiled: one step at a time."""
+    following = np.zeros(rewards.shape[1], rewards.dtype)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        for e in range(rewards.shape[1]):
+            following[e] = rewards[t, e] + gamma * (1.0 - dones[t, e]) * following[e]
+            out[t, e] = following[e]
+
+
+def gae_numpy_loop(rewards, values, dones, last_value, gamma, lam):
+    """The per-step NumPy loop of PPO implementations."""
+    advantages = np.empty_like(rewards)
+    advantage = np.zeros_like(last_value)
+    next_value = last_value
+    for t in reversed(range(len(rewards))):
+        continuing = 1.0 - dones[t]
+        delta = rewards[t] + gamma * continuing * next_value - values[t]
+        advantage = delta + gamma * lam * continuing * advantage
+        advantages[t] = advantage
+        next_value = values[t]
+    return advantages, advantages + values
+
+
+def returns_numpy_loop(rewards, dones, gamma):
+    """Discounted returns, one NumPy step at a time."""
+    out = np.empty_like(rewards)
+    following = np.zeros(rewards.shape[1], rewards.dtype)
+    for t in reversed(range(len(rewards))):
+        following = rewards[t] + gamma * (1.0 - dones[t]) * following
+        out[t] = following
+    return out
+
+
+def measure(function: str, length: int, environments: int, dtype, quick: bool) -> dict:
+    """One table row: scanlab and the loops on one rollout."""
+    length = length // 16 if quick else length
+    rng = np.random.default_rng(0)
+    shape = (length, environments)
+    rewards = rng.standard_normal(shape).astype(dtype)
+    values = rng.standard_normal(shape).astype(dtype)
+    dones = (rng.random(shape) < 1 / 200).astype(dtype)
+    last_value = rng.standard_normal(environments).astype(dtype)
+    out, spare = np.empty_like(rewards), np.empty_like(rewards)
+    gamma, lam = dtype(GAMMA), dtype(LAM)
+    if function == "gae":
+        functions = {
+            "scanlab": partial(gae, rewards, values, dones, last_value, gamma=GAMMA, lam=LAM),
+            "numba": partial(
+                gae_numba_loop, rewards, values, dones, last_value, gamma, lam, out, spare
+            ),
+            "numpy": partial(gae_numpy_loop, rewards, values, dones, last_value, gamma, lam),
+        }
+    else:
+        functions = {
+            "scanlab": partial(discounted_returns, rewards, GAMMA, dones=dones),
+            "numba": partial(returns_numba_loop, rewards, dones, gamma, out),
+            "numpy": partial(returns_numpy_loop, rewards, dones, gamma),
+        }
+    if length > 10**5:
+        del functions["numpy"]
+    times = benchmark.best_times(functions, repeats=3)
+    numpy_ratio = times["numpy"] / times["scanlab"] if "numpy" in times else None
+    return {
+        "function": function,
+        "T x envs": f"{length}x{environments}",
+        "dtype": np.dtype(dtype).name,
+        "scanlab ms": 1e3 * times["scanlab"],
+        "Numba loop ms": 1e3 * times["numba"],
+        "x Numba loop": times["numba"] / times["scanlab"],
+        "x NumPy loop": "-" if numpy_ratio is None else f"{numpy_ratio:.0f}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
+    quick = parser.parse_args().quick
+    rows = benchmark.measure_rows(
+        CASES, partial(measure, quick=quick), lambda function, length, *_: f"{function} T={length}"
+    )
+    benchmark.record_results(
+        RESULTS,
+        "rl-table",
+        benchmark.machine_description(),
+        benchmark.format_table(rows, COLUMNS, markdown=True),
+        write=not quick,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Reinforcement-learning front ends: discounted returns and generalised advantage estimation
+(GAE), the backward recurrences of every policy-gradient library, solved by scanlab's kernels.
+
+They replace the loop found in RL code (``for t in reversed(range(T)): ...``), with the same
+conventions: time along ``axis`` (0 by default), any batch axes beside it, ``done[t]`` true
+when the episode ended at step ``t`` (no value is carried back across it).
+"""
+
+import math
+import numbers
+
+import numba
+import numpy as np
+
+from scanlab import config
+from scanlab._arrays import as_time_major, normalize_axis, numeric_array, result_dtype, stand_in
+from scanlab._devices import on_gpu, resolve_device
+from scanlab.cpu import linear as cpu_linear
+from scanlab.cpu import returns as cpu_returns
+from scanlab.linear import linear_recurrence
+
+
+def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int = 0):
+    """Discounted returns ``G[t] = r[t] + gamma (1 - done[t]) G[t+1]``, ``G[T] = bootstrap``.
+
+    Parameters
+    ----------
+    rewards : array_like or GPU array
+        Rewards, time along ``axis``; float32, float64 or complex (integers become float64).
+    gamma : float
+        The discount factor.
+    dones : array_like of bool or numbers, optional
+        ``done[t]`` true (1) where the episode ended at step ``t``: the return of step ``t``
+        is then ``r[t]`` alone. Broadcasts against ``rewards``. None: no episode ends.
+    bootstrap : array_like, optional
+        ``G[T]``, the value of the state after the last step (e.g. a critic's estimate for a
+        rollout cut short), of ``rewards``' shape without ``axis`` or broadcasting to it.
+        Zeros by default.
+    axis : int, optional
+        The time axis.
+
+    Returns
+    -------
+    ndarray or GPU array
+        The returns, of ``rewards``' shape. Without ``dones``, GPU arrays are solved on the GPU
+        and the result stays there; with ``dones`` the operands must be host arrays.
+
+    Raises
+    ------
+    TypeError
+        A ``gamma`` that is not a real number, non-numeric operands, GPU operands with
+        ``dones``.
+    ValueError
+        ``rewards`` without a time axis, ``dones`` or ``bootstrap`` of a shape that does not
+        broadcast.
+
+    See Also
+    --------
+    gae : the advantages of a critic's values.
+    scanlab.linear_recurrence : the solver, called with ``reverse=True``.
+
+    Notes
+    -----
+    This is ``linear_recurrence(gamma * (1 - dones), rewards, h0=bootstrap, reverse=True)``:
+    in parallel over time for few long series, over channels for many.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scanlab.rl import discounted_returns
+    >>> discounted_returns(np.array([1.0, 1.0, 1.0]), 0.5)
+    array([1.75, 1.5 , 1.  ])
+    >>> discounted_returns(np.array([1.0, 1.0, 1.0]), 0.5, dones=[False, True, False])
+    array([1.5, 1. , 1. ])
+    """
+    gamma = real_number("gamma", gamma)
+    rewards = time_series("rewards", rewards)
+    axis = normalize_axis(axis, rewards.ndim)
+    state_shape = rewards.shape[:axis] + rewards.shape[axis + 1 :]
+    if bootstrap is not None:
+        bootstrap_shape = numeric_array("bootstrap", bootstrap, stand_in).shape
+        check_broadcasts("bootstrap", bootstrap_shape, state_shape, rewards.shape, axis)
+    if dones is None:
+        return linear_recurrence(gamma, rewards, bootstrap, axis=axis, reverse=True)
+    resolve_device("auto", rewards=rewards, dones=dones, bootstrap=bootstrap)
+    dones = numeric_array("dones", dones)
+    check_broadcasts("dones", dones.shape, rewards.shape, rewards.shape, axis)
+    dtype = result_dtype(rewards=rewards, **({} if bootstrap is None else {"bootstrap": bootstrap}))
+    decay = np.subtract(1, dones, dtype=dtype)
+    decay *= gamma
+    return linear_recurrence(decay, rewards, bootstrap, axis=axis, reverse=True)
+
+
+def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
+    """Generalised advantage estimation (Schulman et al., 2016): ``(advantages, returns)``.
+
+    ``delta[t] = r[t] + gamma (1 - done[t]) V[t+1] - V[t]`` with ``V[T] = last_value``,
+    ``A[t] = delta[t] + gamma lam (1 - done[t]) A[t+1]`` with ``A[T] = 0``, and
+    ``returns = A + V``: the loop of PPO implementations, in one fused pass per block of
+    channels or, for few long series, a parallel scan over time.
+
+    Parameters
+    ----------
+    rewards, values : array_like
+        Rewards and the critic's values ``V[t]``, time along ``axis``, of one shape (or
+        ``values`` broadcasting to ``rewards``' shape).
+    dones : array_like of bool or numbers
+        ``done[t]`` true (1) where the episode ended at step ``t``: nothing is carried back
+        across it. Broadcasts against ``rewards``.
+    last_value : array_like
+        ``V[T]``, the critic's value of the state after the last step, of ``rewards``' shape
+        without ``axis`` (or broadcasting to it).
+    gamma, lam : float
+        The discount factor and GAE's lambda.
+    axis : int, optional
+        The time axis.
+
+    Returns
+    -------
+    advantages, returns : ndarray
+        Each of ``rewards``' shape, in the promoted dtype of ``rewards``, ``values`` and
+        ``last_value`` (float32 stays float32).
+
+    Raises
+    ------
+    TypeError
+        ``gamma`` or ``lam`` not a real number, non-numeric operands, GPU operands (host
+        arrays only, for now).
+    ValueError
+        ``rewards`` without a time axis, operands whose shapes do not broadcast.
+
+    See Also
+    --------
+    discounted_returns : returns without a critic.
+
+    Notes
+    -----
+    With the defaults of ``scanlab.config`` the method follows ``linear_recurrence``'s
+    ``method="auto"`` measurement for the problem's size: the fused sequential pass (parallel
+    over channels) where the loop was measured faster, else the temporal differences in one
+    parallel pass and the parallel scan over time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scanlab.rl import gae
+    >>> advantages, returns = gae(
+    ...     np.ones(3), np.zeros(3), np.zeros(3, bool), 0.0, gamma=0.5, lam=1.0
+    ... )
+    >>> advantages
+    array([1.75, 1.5 , 1.  ])
+    >>> returns
+    array([1.75, 1.5 , 1.  ])
+    """
+    gamma = real_number("gamma", gamma)
+    lam = real_number("lam", lam)
+    resolve_device("auto", rewards=rewards, values=values, dones=dones, last_value=last_value)
+    rewards = time_series("rewards", rewards)
+    shape = rewards.shape
+    axis = normalize_axis(axis, rewards.ndim)
+    state_shape = shape[:axis] + shape[axis + 1 :]
+    values = numeric_array("values", values)
+    dones = numeric_array("dones", dones)
+    last_value = numeric_array("last_value", last_value)
+    check_broadcasts("values", values.shape, shape, shape, axis)
+    check_broadcasts("dones", dones.shape, shape, shape, axis)
+    check_broadcasts("last_value", last_value.shape, state_shape, shape, axis)
+    dtype = result_dtype(rewards=rewards, values=values, last_value=last_value)
+    length, channels = shape[axis], math.prod(state_shape)
+    advantages = np.empty((length, channels), dtype)
+    returns = np.empty((length, channels), dtype)
+    if advantages.size:
+        operands = [
+            as_time_major(np.broadcast_to(operand, shape), len(shape), axis, state_shape, dtype)
+            for operand in (rewards, values, dones)
+        ]
+        final_values = np.ascontiguousarray(
+            np.broadcast_to(last_value, state_shape), dtype
+        ).reshape(-1)
+        scalars = (dtype.type(gamma), dtype.type(lam))
+        threads = numba.get_num_threads()
+        if cpu_linear.choose_method(length, channels, dtype, threads) == "scan":
+            decay, deltas = np.empty_like(advantages), np.empty_like(advantages)
+            cpu_returns.advantage_coefficients(*operands, final_values, *scalars, decay, deltas)
+            cpu_linear.solve(decay, deltas, np.zeros(channels, dtype), advantages, True, "scan")
+            np.add(advantages, operands[1], out=returns)
+        else:
+            block = max(1, config.cpu.channel_block_bytes // dtype.itemsize)
+            cpu_returns.advantages_sequential(
+                *operands, final_values, *scalars, advantages, returns, block
+            )
+    return tuple(
+        np.moveaxis(result.reshape((length, *state_shape)), 0, axis)
+        for result in (advantages, returns)
+    )
+
+
+def real_number(name: str, value) -> float:
+    """``value`` as a float, or a TypeError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def time_series(name: str, value) -> np.ndarray:
+    """``value`` as a numeric array with at least one axis (the time axis)."""
+    array = value if on_gpu(value) else numeric_array(name, value)
+    if not array.shape:
+        raise ValueError(f"{name} must have a time axis; got a scalar")
+    return array
+
+
+def check_broadcasts(name: str, given: tuple, target: tuple, shape: tuple, axis: int) -> None:
+    """A ValueError unless the shape ``given`` for ``name`` broadcasts to ``target``."""
+    try:
+        fits = np.broadcast_shapes(given, target) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"With axis={axis}, rewards of shape {shape} need {name} of shape {target} "
+            f"(or one that broadcasts to it), got {given}"
+        )
+
+
+__all__ = ["discounted_returns", "gae"]
