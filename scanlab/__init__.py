@@ -5,8 +5,8 @@ gradients :func:`linear_recurrence_vjp` and :func:`linear_recurrence_matrix_vjp`
 :func:`nonlinear_recurrence` (Newton's method over the sequence) and its gradient
 :func:`nonlinear_recurrence_vjp`, with :func:`cell` and the
 built-in cells of ``scanlab.cells``, and the elementary functions of ``scanlab.math`` for
-compiled cells; ``scanlab.rl`` holds discounted returns and GAE; ``scanlab.config`` holds the
-kernels' tunables.
+compiled cells; ``scanlab.rl`` holds discounted returns and GAE, ``scanlab.signal`` pandas'
+exponentially weighted mean; ``scanlab.config`` holds the kernels' tunables.
 """
 
 import os
@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 # first parallel kernel; a value set by the user wins.
 os.environ.setdefault("GOMP_SPINCOUNT", "2000")
 
-from scanlab import cells, rl
+from scanlab import cells, rl, signal
 from scanlab.cells import cell
 from scanlab.gradients import (
     linear_recurrence_matrix_vjp,
@@ -40,6 +40,7 @@ __all__ = [
     "cell",
     "cells",
     "rl",
+    "signal",
     "nonlinear_recurrence",
     "nonlinear_recurrence_vjp",
     "linear_recurrence",

@@ -8,16 +8,17 @@ when the episode ended at step ``t`` (no value is carried back across it).
 
 import math
 import numbers
+from functools import partial
 
 import numba
 import numpy as np
 
-from scanlab import config
 from scanlab._arrays import as_time_major, normalize_axis, numeric_array, result_dtype, stand_in
 from scanlab._devices import on_gpu, resolve_device
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import returns as cpu_returns
 from scanlab.linear import linear_recurrence
+from scanlab.signal import channel_block
 
 
 def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int = 0):
@@ -135,10 +136,10 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
 
     Notes
     -----
-    With the defaults of ``scanlab.config`` the method follows ``linear_recurrence``'s
-    ``method="auto"`` measurement for the problem's size: the fused sequential pass (parallel
-    over channels) where the loop was measured faster, else the temporal differences in one
-    parallel pass and the parallel scan over time.
+    The method is the one measured faster on this machine for problems of this size (measured
+    the first time, kept in ``scanlab.wisdom``, as ``linear_recurrence``'s ``method="auto"``
+    is): the fused loop over time, parallel over blocks of environments, or the temporal
+    differences in one parallel pass and the parallel scan over time.
 
     Examples
     --------
@@ -179,20 +180,52 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
         ).reshape(-1)
         scalars = (dtype.type(gamma), dtype.type(lam))
         threads = numba.get_num_threads()
-        if cpu_linear.choose_method(length, channels, dtype, threads) == "scan":
-            decay, deltas = np.empty_like(advantages), np.empty_like(advantages)
-            cpu_returns.advantage_coefficients(*operands, final_values, *scalars, decay, deltas)
-            cpu_linear.solve(decay, deltas, np.zeros(channels, dtype), advantages, True, "scan")
-            np.add(advantages, operands[1], out=returns)
-        else:
-            block = max(1, config.cpu.channel_block_bytes // dtype.itemsize)
-            cpu_returns.advantages_sequential(
-                *operands, final_values, *scalars, advantages, returns, block
-            )
+        method = cpu_linear.measured_choice("gae", length, channels, dtype, threads, gae_speeds)
+        solve_advantages(method, *operands, final_values, *scalars, advantages, returns)
     return tuple(
         np.moveaxis(result.reshape((length, *state_shape)), 0, axis)
         for result in (advantages, returns)
     )
+
+
+def solve_advantages(
+    method, rewards, values, dones, last_value, gamma, lam, advantages, returns
+) -> None:
+    """Write GAE's ``advantages`` and ``returns`` for ``(T, D)`` operands in kernel layout by
+    ``method``: the fused loop over time, parallel over blocks of channels (``"sequential"``),
+    or the temporal differences in one parallel pass and the scan over time (``"scan"``)."""
+    channels = rewards.shape[1]
+    if method == "scan":
+        decay, deltas = np.empty_like(advantages), np.empty_like(advantages)
+        cpu_returns.advantage_coefficients(
+            rewards, values, dones, last_value, gamma, lam, decay, deltas
+        )
+        h0 = np.zeros(channels, advantages.dtype)
+        cpu_linear.solve(decay, deltas, h0, advantages, True, "scan")
+        np.add(advantages, values, out=returns)
+    else:
+        block = channel_block(channels, advantages.itemsize, numba.get_num_threads())
+        cpu_returns.advantages_sequential(
+            rewards, values, dones, last_value, gamma, lam, advantages, returns, block
+        )
+
+
+def gae_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
+    """Nanoseconds per element of each method of :func:`solve_advantages` on this machine, for
+    random rollouts of ``channels`` environments and about ``elements`` elements
+    (``method="auto"``'s measurement, kept in ``scanlab.wisdom``)."""
+    length = cpu_linear.calibration_length(channels, elements)
+    rng = np.random.default_rng(0)
+    rewards, values = rng.standard_normal((2, length, channels)).astype(dtype)
+    dones = (rng.random((length, channels)) < 0.005).astype(dtype)
+    last_value = np.zeros(channels, dtype)
+    advantages, returns = np.empty_like(rewards), np.empty_like(rewards)
+    operands = (rewards, values, dones, last_value, dtype.type(0.99), dtype.type(0.95))
+    runs = {
+        method: partial(solve_advantages, method, *operands, advantages, returns)
+        for method in cpu_linear.METHODS
+    }
+    return cpu_linear.median_speeds(runs, rewards.size, threads)
 
 
 def real_number(name: str, value) -> float:

@@ -15,6 +15,7 @@ import scanlab.linear
 import scanlab.nonlinear
 import scanlab.optim
 import scanlab.rl
+import scanlab.signal
 
 ROOT = pathlib.Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
@@ -30,6 +31,7 @@ EXAMPLES = ROOT / "examples"
         scanlab.layers,
         scanlab.optim,
         scanlab.rl,
+        scanlab.signal,
     ],
     ids=lambda m: m.__name__,
 )
@@ -135,6 +137,7 @@ def test_readme_quickstart_runs():
     assert namespace["smoothed"].chunks == ((100_000,) * 10, (2, 2))
     assert namespace["advantages"].dtype == namespace["value_targets"].dtype == "float32"
     assert namespace["returns"].shape == (2048, 16)
+    assert namespace["smoothed_frame"].shape == (100_000, 100)
 
 
 def test_the_readmes_guarantees_cite_tests_that_exist():

@@ -7,6 +7,7 @@ from conftest import DTYPES, assert_close, random_array
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scanlab import config, rl, wisdom
 from scanlab.cpu import linear as cpu_linear
 from scanlab.rl import discounted_returns, gae
 
@@ -56,7 +57,7 @@ def forced_method(monkeypatch):
 
     def force(method):
         if method != "auto":
-            monkeypatch.setattr(cpu_linear, "choose_method", lambda *arguments: method)
+            monkeypatch.setattr(cpu_linear, "measured_choice", lambda *arguments: method)
 
     return force
 
@@ -172,3 +173,34 @@ def test_an_episode_end_cuts_the_bootstrap():
 def test_errors_name_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_auto_takes_the_method_measured_faster_for_gae(tmp_path, monkeypatch):
+    """``gae``'s own measurement of its two methods, per size class, kept as wisdom (injected
+    here: never timed in a test); the real measurement runs and names both methods."""
+    monkeypatch.setattr(config.cpu, "auto_scan_max_row_bytes", None)
+    monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
+    calls, chosen = [], []
+    monkeypatch.setattr(
+        rl, "gae_speeds", lambda *problem: calls.append(problem) or {"sequential": 2, "scan": 1}
+    )
+    solve = rl.solve_advantages
+    monkeypatch.setattr(
+        rl,
+        "solve_advantages",
+        lambda method, *operands: chosen.append(method) or solve(method, *operands),
+    )
+    rng = np.random.default_rng(0)
+    rewards, values = rng.standard_normal((2, 20_000, 2))
+    dones = rng.random((20_000, 2)) < 0.01
+    try:
+        for _ in range(2):
+            result = gae(rewards, values, dones, 0.0, gamma=0.9, lam=0.9, axis=0)
+        assert chosen == ["scan", "scan"] and len(calls) == 1
+        assert any(key.startswith("gae float64 channels<=4") for key in wisdom.entries())
+        expected = reference.gae(rewards, values, dones, 0.0, gamma=0.9, lam=0.9)
+        assert_close(result[0], expected[0])
+        speeds = solve.__globals__["gae_speeds"](np.dtype(np.float32), 4, 2, 2**12)
+        assert set(speeds) == {"sequential", "scan"} and min(speeds.values()) > 0
+    finally:
+        wisdom.LOADED.clear()

@@ -11,6 +11,7 @@ sees the transposed layout: ``out`` ``(D, T)``, ``a`` and ``b`` ``(D or 1, T or 
 import contextlib
 import math
 import time
+from functools import partial
 
 import numba
 import numpy as np
@@ -30,6 +31,8 @@ from scanlab.cpu import atomics
 
 #: Timed runs of each kernel when ``auto`` measures a kind of problem (``measured_speeds``).
 CALIBRATION_RUNS = 7
+#: The methods ``auto`` chooses between.
+METHODS = ("sequential", "scan")
 
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
@@ -455,6 +458,13 @@ def choose_method(length: int, channels: int, dtype, threads: int) -> str:
     (``measured_speeds``), unless ``config.cpu.auto_scan_max_row_bytes`` is set: then
     ``"scan"`` runs for rows of channels of at most that many bytes.
     """
+    return measured_choice("linear", length, channels, dtype, threads, measured_speeds)
+
+
+def measured_choice(task: str, length: int, channels: int, dtype, threads: int, measure) -> str:
+    """``"sequential"`` or ``"scan"`` for a ``(length, channels)`` problem of ``task``: as
+    :func:`choose_method` describes, with ``measure(dtype, channels, threads, elements)`` giving
+    each method's nanoseconds per element for the problem's class the first time."""
     if threads < 2 or length < config.cpu.auto_scan_min_length:
         return "sequential"
     dtype = np.dtype(dtype)
@@ -462,8 +472,8 @@ def choose_method(length: int, channels: int, dtype, threads: int) -> str:
         few_channels = channels * dtype.itemsize <= config.cpu.auto_scan_max_row_bytes
         return "scan" if few_channels else "sequential"
     channel_class, size_class = problem_class(length, channels)
-    key = wisdom_key(dtype, channel_class, size_class, threads)
-    speeds = wisdom.recall(key, lambda: measured_speeds(dtype, channel_class, threads, size_class))
+    key = wisdom_key(dtype, channel_class, size_class, threads, task)
+    speeds = wisdom.recall(key, lambda: measure(dtype, channel_class, threads, size_class))
     return "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
 
 
@@ -477,38 +487,48 @@ def problem_class(length: int, channels: int) -> tuple[int, int]:
     return channel_class, min(size_class, config.cpu.calibration_elements)
 
 
-def wisdom_key(dtype, channel_class: int, size_class: int, threads: int) -> str:
+def wisdom_key(dtype, channel_class: int, size_class: int, threads: int, task="linear") -> str:
     """The name of a measurement in ``scanlab.wisdom``."""
     return (
-        f"linear {np.dtype(dtype).name} channels<={channel_class} "
+        f"{task} {np.dtype(dtype).name} channels<={channel_class} "
         f"elements<={size_class} threads={threads}"
     )
 
 
+def calibration_length(channels: int, elements: int) -> int:
+    """Steps of a calibration problem of ``channels`` channels and about ``elements`` elements."""
+    return max(elements // channels, config.cpu.auto_scan_min_length)
+
+
 def measured_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     """Nanoseconds per element of each method on this machine, for a problem of ``channels``
-    channels and ``elements`` elements (at least ``config.cpu.auto_scan_min_length`` steps).
-
-    Coefficients uniform in ``[0.5, 1)`` (the scan's cost no longer depends on them). Each
-    kernel runs once to compile and warm up, then ``CALIBRATION_RUNS`` times, the two taking
-    turns so that a passing disturbance hits both; the median run of each counts, so that
-    one lucky or unlucky run (a thread woken late, a busy neighbour) does not decide.
-    """
-    length = max(elements // channels, config.cpu.auto_scan_min_length)
+    channels and ``elements`` elements (at least ``config.cpu.auto_scan_min_length`` steps),
+    coefficients uniform in ``[0.5, 1)`` (the scan's cost no longer depends on them)."""
+    length = calibration_length(channels, elements)
     rng = np.random.default_rng(0)
     a = rng.uniform(0.5, 1.0, (length, channels)).astype(dtype)
     b = rng.normal(size=(length, channels)).astype(dtype)
     h0 = np.zeros(channels, dtype)
     out = np.empty((length, channels), dtype)
-    runs = {"sequential": [], "scan": []}
+    runs = {method: partial(solve, a, b, h0, out, False, method) for method in METHODS}
+    return median_speeds(runs, out.size, threads)
+
+
+def median_speeds(runs: dict, elements: int, threads: int) -> dict:
+    """Nanoseconds per element of each of ``runs`` (method -> function solving a problem of
+    ``elements`` elements) with ``threads`` threads: each runs once to compile and warm up,
+    then ``CALIBRATION_RUNS`` times, taking turns so that a passing disturbance hits all; the
+    median run of each counts, so that one lucky or unlucky run (a thread woken late, a busy
+    neighbour) does not decide."""
+    times = {method: [] for method in runs}
     with numba_threads(threads):
         for repeat in range(CALIBRATION_RUNS + 1):
-            for method, times in runs.items():
+            for method, run in runs.items():
                 start = time.perf_counter()
-                solve(a, b, h0, out, False, method)
+                run()
                 if repeat:
-                    times.append(time.perf_counter() - start)
-    return {method: float(np.median(times)) * 1e9 / out.size for method, times in runs.items()}
+                    times[method].append(time.perf_counter() - start)
+    return {method: float(np.median(spent)) * 1e9 / elements for method, spent in times.items()}
 
 
 @contextlib.contextmanager

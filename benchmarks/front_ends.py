@@ -1,12 +1,13 @@
-"""Benchmark ``scanlab.rl`` against the loops RL code writes; record in RESULTS.md.
+"""Benchmark the front ends against what they replace; record in RESULTS.md.
 
-Usage: python benchmarks/rl.py [--quick]
+Usage: python benchmarks/front_ends.py [--quick]
 
-Each row times, taking turns on the same arrays: scanlab's ``gae`` / ``discounted_returns``, the
+``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a Series of 10**7 values and a
+(10**5, 100) DataFrame, each without and with 10% missing values. ``scanlab.rl``: each row times, taking turns on the same arrays: scanlab's ``gae`` / ``discounted_returns``, the
 same loop compiled by Numba (sequential, one thread: what a user would write with ``@njit``), and,
 for rollouts of at most 10**5 steps, the per-step NumPy loop of PPO implementations. Rewards and
 values are standard normal, episodes end with probability 1/200 per step, gamma 0.99, lambda 0.95.
-The table replaces the ``rl-table`` block of benchmarks/RESULTS.md.
+The tables replace the ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
 """
 
 import argparse
@@ -14,10 +15,12 @@ import pathlib
 from functools import partial
 
 import numpy as np
+import pandas as pd
 from numba import njit
 
 from scanlab import benchmark
 from scanlab.rl import discounted_returns, gae
+from scanlab.signal import ewm_mean
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 GAMMA, LAM = 0.99, 0.95
@@ -39,6 +42,47 @@ COLUMNS = (
     ("x Numba loop", "{:.2f}"),
     ("x NumPy loop", "{}"),
 )
+
+
+#: (label, shape, fraction missing).
+EWM_CASES = (
+    ("Series", (10**7,), 0.0),
+    ("Series", (10**7,), 0.1),
+    ("DataFrame", (10**5, 100), 0.0),
+    ("DataFrame", (10**5, 100), 0.1),
+)
+EWM_COLUMNS = (
+    ("pandas object", "{}"),
+    ("shape", "{}"),
+    ("missing", "{:.0%}"),
+    ("scanlab ms", "{:.2f}"),
+    ("pandas ms", "{:.2f}"),
+    ("x pandas", "{:.2f}"),
+)
+
+
+def measure_ewm(label: str, shape: tuple, missing: float, quick: bool) -> dict:
+    """One row: ``ewm_mean`` and pandas on the same values."""
+    shape = (shape[0] // 16,) + shape[1:] if quick else shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).cumsum(axis=0)
+    x[rng.random(shape) < missing] = np.nan
+    data = pd.Series(x) if len(shape) == 1 else pd.DataFrame(x)
+    times = benchmark.best_times(
+        {
+            "scanlab": partial(ewm_mean, x, span=20),
+            "pandas": lambda: data.ewm(span=20).mean(),
+        },
+        repeats=3,
+    )
+    return {
+        "pandas object": label,
+        "shape": "x".join(map(str, shape)),
+        "missing": missing,
+        "scanlab ms": 1e3 * times["scanlab"],
+        "pandas ms": 1e3 * times["pandas"],
+        "x pandas": times["pandas"] / times["scanlab"],
+    }
 
 
 @njit(cache=True)
@@ -134,6 +178,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
     quick = parser.parse_args().quick
+    ewm_rows = benchmark.measure_rows(
+        EWM_CASES, partial(measure_ewm, quick=quick), lambda label, shape, _: f"ewm {label}"
+    )
+    benchmark.record_results(
+        RESULTS,
+        "ewm-table",
+        benchmark.machine_description(),
+        benchmark.format_table(ewm_rows, EWM_COLUMNS, markdown=True),
+        write=not quick,
+    )
     rows = benchmark.measure_rows(
         CASES, partial(measure, quick=quick), lambda function, length, *_: f"{function} T={length}"
     )

@@ -1,0 +1,174 @@
+"""``scanlab.signal.ewm_mean`` against pandas itself."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scanlab import config, signal, wisdom
+from scanlab.cpu import linear as cpu_linear
+from scanlab.signal import ewm_mean
+
+LENGTHS = [0, 1, 2, 3, 7, 31, 97, 251]
+DECAYS = [
+    {"com": 0.0},
+    {"com": 3.3},
+    {"span": 1.0},
+    {"span": 20},
+    {"halflife": 0.7},
+    {"halflife": 50.0},
+    {"alpha": 1.0},
+    {"alpha": 0.05},
+]
+
+
+def pandas_ewm_mean(x, axis, **options):
+    """pandas' answer: each channel a column of a DataFrame, time down the rows."""
+    moved = np.moveaxis(np.asarray(x, np.float64), axis, 0)
+    frame = pd.DataFrame(moved.reshape(len(moved), int(np.prod(moved.shape[1:]))))
+    means = frame.ewm(**options).mean().to_numpy()
+    return np.moveaxis(means.reshape(moved.shape), 0, axis)
+
+
+@st.composite
+def series(draw):
+    length = draw(st.one_of(st.sampled_from(LENGTHS), st.integers(0, 300)))
+    batch = tuple(draw(st.lists(st.integers(1, 4), max_size=2)))
+    axis = draw(st.integers(0, len(batch)))
+    return {
+        "shape": batch[:axis] + (length,) + batch[axis:],
+        "axis": axis,
+        "dtype": draw(st.sampled_from([np.float32, np.float64])),
+        "missing": draw(st.sampled_from([0.0, 0.1, 0.6, 1.0])),
+        "infinite": draw(st.sampled_from([0.0, 0.0, 0.02])),
+        "decay": draw(st.sampled_from(DECAYS)),
+        "adjust": draw(st.booleans()),
+        "ignore_na": draw(st.booleans()),
+        "min_periods": draw(st.sampled_from([0, 1, 3])),
+        "fortran": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+    }
+
+
+def draw_values(problem):
+    rng = np.random.default_rng(problem["seed"])
+    x = rng.standard_normal(problem["shape"]) * 10.0
+    x[rng.random(x.shape) < problem["missing"]] = np.nan
+    x[rng.random(x.shape) < problem["infinite"]] = np.inf
+    x[rng.random(x.shape) < problem["infinite"]] = -np.inf
+    x = x.astype(problem["dtype"])
+    return np.asfortranarray(x) if problem["fortran"] else x
+
+
+def options_of(problem):
+    return {
+        **problem["decay"],
+        "adjust": problem["adjust"],
+        "ignore_na": problem["ignore_na"],
+        "min_periods": problem["min_periods"],
+    }
+
+
+@given(problem=series())
+def test_the_loop_is_pandas_bit_for_bit(problem, monkeypatch):
+    monkeypatch.setattr(cpu_linear, "measured_choice", lambda *arguments: "sequential")
+    x = draw_values(problem)
+    original = x.copy()
+    result = ewm_mean(x, axis=problem["axis"], **options_of(problem))
+    expected = pandas_ewm_mean(x, problem["axis"], **options_of(problem))
+    assert result.dtype == x.dtype and result.shape == x.shape
+    np.testing.assert_array_equal(result, expected.astype(x.dtype))
+    np.testing.assert_array_equal(x, original)
+
+
+@given(problem=series())
+def test_the_scan_over_time_agrees_with_pandas(problem, monkeypatch):
+    monkeypatch.setattr(cpu_linear, "measured_choice", lambda *arguments: "scan")
+    x = draw_values(problem)
+    result = ewm_mean(x, axis=problem["axis"], **options_of(problem))
+    expected = pandas_ewm_mean(x, problem["axis"], **options_of(problem)).astype(x.dtype)
+    tolerance = 1e-5 if x.dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_long_gaps_and_alpha_one_fall_back_to_the_loop(monkeypatch):
+    """Weights that underflow over a long gap, and alpha = 1 (zero weights on missing steps):
+    the ratio would be NaN or imprecise; those channels are solved by the loop."""
+    monkeypatch.setattr(cpu_linear, "measured_choice", lambda *arguments: "scan")
+    x = np.full((3000, 2), np.nan)
+    x[0], x[2500], x[2600] = 1.0, 2.0, 3.0
+    for options in ({"alpha": 0.5}, {"alpha": 1.0}, {"alpha": 0.5, "adjust": False}):
+        expected = pandas_ewm_mean(x, 0, **options)
+        np.testing.assert_array_equal(ewm_mean(x, **options), expected)
+
+
+def test_a_series_and_integers():
+    prices = pd.Series([1, 2, 3, 5, 8])
+    result = ewm_mean(prices.to_numpy(), span=3)
+    np.testing.assert_array_equal(result, prices.ewm(span=3).mean().to_numpy())
+    assert result.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({}, ValueError, "Must pass one of comass, span, halflife, or alpha"),
+        ({"com": 1, "span": 3}, ValueError, "mutually exclusive"),
+        ({"com": -1}, ValueError, "comass must satisfy: comass >= 0"),
+        ({"span": 0.5}, ValueError, "span must satisfy: span >= 1"),
+        ({"halflife": 0}, ValueError, "halflife must satisfy: halflife > 0"),
+        ({"alpha": 0}, ValueError, r"alpha must satisfy: 0 < alpha <= 1"),
+        ({"alpha": 1.5}, ValueError, r"alpha must satisfy: 0 < alpha <= 1"),
+        ({"alpha": "0.5"}, TypeError, "alpha must be a real number"),
+        ({"alpha": 0.5, "min_periods": -1}, ValueError, "min_periods must be >= 0"),
+        ({"alpha": 0.5, "min_periods": 1.5}, TypeError, "min_periods must be an integer"),
+        ({"alpha": 0.5, "axis": 2}, np.exceptions.AxisError, "axis"),
+    ],
+)
+def test_errors_as_pandas_words_them(options, error, match):
+    with pytest.raises(error, match=match):
+        ewm_mean(np.ones((4, 2)), **options)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "match"),
+    [
+        (np.ones(3, complex), TypeError, "real numbers"),
+        (np.array(["a"]), TypeError, "not numeric"),
+        (np.float64(1.0), ValueError, "time axis"),
+    ],
+)
+def test_inputs_it_cannot_take(x, error, match):
+    with pytest.raises(error, match=match):
+        ewm_mean(x, alpha=0.5)
+
+
+def test_auto_takes_the_method_measured_faster_for_ewm(tmp_path, monkeypatch):
+    """``ewm_mean``'s own measurement of the loop and the scan, kept as wisdom (injected here:
+    never timed in a test); the real measurement runs and names both methods."""
+    monkeypatch.setattr(config.cpu, "auto_scan_max_row_bytes", None)
+    monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
+    measure = signal.measured_speeds
+    calls, scanned = [], []
+    monkeypatch.setattr(
+        signal,
+        "measured_speeds",
+        lambda *problem: calls.append(problem) or {"sequential": 1, "scan": 2},
+    )
+    over_time = signal.mean_over_time
+    monkeypatch.setattr(
+        signal, "mean_over_time", lambda *arguments: scanned.append(1) or over_time(*arguments)
+    )
+    x = np.random.default_rng(0).standard_normal(20_000)
+    try:
+        for _ in range(2):
+            np.testing.assert_array_equal(
+                ewm_mean(x, span=10), pd.Series(x).ewm(span=10).mean().to_numpy()
+            )
+        assert scanned == [] and len(calls) == 1
+        assert any(key.startswith("ewm_mean float64 channels<=1") for key in wisdom.entries())
+        speeds = measure(np.dtype(np.float64), 1, 2, 2**12)
+        assert set(speeds) == {"sequential", "scan"} and min(speeds.values()) > 0
+    finally:
+        wisdom.LOADED.clear()
