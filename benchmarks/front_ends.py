@@ -2,12 +2,16 @@
 
 Usage: python benchmarks/front_ends.py [--quick]
 
-``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a Series of 10**7 values and a
-(10**5, 100) DataFrame, each without and with 10% missing values. ``scanlab.rl``: each row times, taking turns on the same arrays: scanlab's ``gae`` / ``discounted_returns``, the
-same loop compiled by Numba (sequential, one thread: what a user would write with ``@njit``), and,
-for rollouts of at most 10**5 steps, the per-step NumPy loop of PPO implementations. Rewards and
-values are standard normal, episodes end with probability 1/200 per step, gamma 0.99, lambda 0.95.
-The tables replace the ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
+Each row times scanlab and the library it replaces on the same data, taking turns:
+``lfilter`` and ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5)
+array along ``axis=-1`` (a first-order filter, a 4th-order Butterworth as ``lfilter(b, a)``, an
+8th-order one as ``sosfilt``); ``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a Series
+of 10**7 values and a (10**5, 100) DataFrame, without and with 10% missing values; ``gae`` and
+``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a
+user would write with ``@njit``) and, for rollouts of at most 10**5 steps, the per-step NumPy
+loop of PPO implementations (rewards and values standard normal, episodes ending with
+probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the ``filter-table``,
+``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
 """
 
 import argparse
@@ -16,9 +20,10 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
+import scipy.signal
 from numba import njit
 
-from scanlab import benchmark
+from scanlab import benchmark, signal
 from scanlab.rl import discounted_returns, gae
 from scanlab.signal import ewm_mean
 
@@ -42,6 +47,42 @@ COLUMNS = (
     ("x Numba loop", "{:.2f}"),
     ("x NumPy loop", "{}"),
 )
+
+
+#: (label, filter function, coefficients).
+FILTERS = (
+    ("order 1", "lfilter", ([0.1], [1.0, -0.9])),
+    ("Butterworth 4 (b, a)", "lfilter", scipy.signal.butter(4, 0.1)),
+    ("Butterworth 8 (sos)", "sosfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
+)
+FILTER_SHAPES = ((10**7,), (100, 10**5))
+FILTER_COLUMNS = (
+    ("filter", "{}"),
+    ("shape", "{}"),
+    ("scanlab ms", "{:.2f}"),
+    ("scipy ms", "{:.2f}"),
+    ("x scipy", "{:.2f}"),
+)
+
+
+def measure_filter(label: str, function: str, coefficients: tuple, shape: tuple, quick: bool):
+    """One row: scanlab's and scipy's filter on the same float64 signal, time last."""
+    shape = shape[:-1] + (shape[-1] // 16,) if quick else shape
+    x = np.random.default_rng(0).standard_normal(shape)
+    times = benchmark.best_times(
+        {
+            "scanlab": partial(getattr(signal, function), *coefficients, x),
+            "scipy": partial(getattr(scipy.signal, function), *coefficients, x),
+        },
+        repeats=3,
+    )
+    return {
+        "filter": label,
+        "shape": "x".join(map(str, shape)),
+        "scanlab ms": 1e3 * times["scanlab"],
+        "scipy ms": 1e3 * times["scipy"],
+        "x scipy": times["scipy"] / times["scanlab"],
+    }
 
 
 #: (label, shape, fraction missing).
@@ -178,6 +219,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
     quick = parser.parse_args().quick
+    filter_cases = [(*case, shape) for case in FILTERS for shape in FILTER_SHAPES]
+    filter_rows = benchmark.measure_rows(
+        filter_cases, partial(measure_filter, quick=quick), lambda label, *_: label
+    )
+    benchmark.record_results(
+        RESULTS,
+        "filter-table",
+        benchmark.machine_description(),
+        benchmark.format_table(filter_rows, FILTER_COLUMNS, markdown=True),
+        write=not quick,
+    )
     ewm_rows = benchmark.measure_rows(
         EWM_CASES, partial(measure_ewm, quick=quick), lambda label, shape, _: f"ewm {label}"
     )

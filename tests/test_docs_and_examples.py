@@ -138,6 +138,7 @@ def test_readme_quickstart_runs():
     assert namespace["advantages"].dtype == namespace["value_targets"].dtype == "float32"
     assert namespace["returns"].shape == (2048, 16)
     assert namespace["smoothed_frame"].shape == (100_000, 100)
+    assert namespace["band_passed"].shape == (64, 10_000) and namespace["state"].shape == (8, 64, 2)
 
 
 def test_the_readmes_guarantees_cite_tests_that_exist():

@@ -1,16 +1,18 @@
-"""``scanlab.signal.ewm_mean`` against pandas itself."""
+"""``scanlab.signal``: ``lfilter`` and ``sosfilt`` against scipy, ``ewm_mean`` against pandas."""
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
 
 from scanlab import config, signal, wisdom
 from scanlab.cpu import linear as cpu_linear
-from scanlab.signal import ewm_mean
+from scanlab.signal import ewm_mean, lfilter, sosfilt
 
 LENGTHS = [0, 1, 2, 3, 7, 31, 97, 251]
+DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 DECAYS = [
     {"com": 0.0},
     {"com": 3.3},
@@ -172,3 +174,174 @@ def test_auto_takes_the_method_measured_faster_for_ewm(tmp_path, monkeypatch):
         assert set(speeds) == {"sequential", "scan"} and min(speeds.values()) > 0
     finally:
         wisdom.LOADED.clear()
+
+
+@st.composite
+def filters(draw):
+    length = draw(st.one_of(st.sampled_from(LENGTHS), st.integers(0, 200)))
+    batch = tuple(draw(st.lists(st.integers(1, 4), max_size=2)))
+    axis = draw(st.integers(0, len(batch)))
+    return {
+        "shape": batch[:axis] + (length,) + batch[axis:],
+        "axis": axis - len(batch) - 1 if draw(st.booleans()) else axis,
+        "b_size": draw(st.integers(1, 6)),
+        "a_size": draw(st.integers(1, 6)),
+        "a0": draw(st.sampled_from([1.0, 2.5, -0.5])),
+        "sections": draw(st.integers(1, 4)),
+        "dtype": draw(st.sampled_from(DTYPES)),
+        "with_zi": draw(st.booleans()),
+        "broadcast_zi": draw(st.booleans()),
+        "strided": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+    }
+
+
+def signal_of(problem, rng):
+    shape = problem["shape"]
+    x = rng.standard_normal(shape)
+    if np.dtype(problem["dtype"]).kind == "c":
+        x = x + 1j * rng.standard_normal(shape)
+    x = x.astype(problem["dtype"])
+    if problem["strided"]:
+        x = np.repeat(x, 2, axis=problem["axis"])[
+            (slice(None),) * (problem["axis"] % x.ndim) + (slice(None, None, 2),)
+        ]
+    return x
+
+
+def initial_conditions(problem, rng, shape):
+    if not problem["with_zi"]:
+        return None
+    if problem["broadcast_zi"]:
+        axis = problem["axis"] % len(problem["shape"])
+        shape = tuple(size if k == axis else 1 for k, size in enumerate(shape))
+    return rng.standard_normal(shape).astype(problem["dtype"])
+
+
+def assert_matches(result, expected, exact):
+    if exact:
+        np.testing.assert_array_equal(result, expected)
+    else:
+        tolerance = 1e-4 if result.dtype in (np.float32, np.complex64) else 1e-11
+        np.testing.assert_allclose(result, expected, rtol=tolerance, atol=tolerance)
+
+
+@given(problem=filters())
+def test_lfilter_is_scipys(problem):
+    rng = np.random.default_rng(problem["seed"])
+    x = signal_of(problem, rng)
+    b = rng.uniform(-1, 1, problem["b_size"])
+    a = np.concatenate([[problem["a0"]], rng.uniform(-0.3, 0.3, problem["a_size"] - 1)])
+    a *= problem["a0"] if problem["a_size"] > 1 else 1.0
+    axis = problem["axis"]
+    order = max(len(a), len(b)) - 1
+    zi_shape = list(x.shape)
+    zi_shape[axis] = order
+    zi_shape = tuple(zi_shape)
+    zi = initial_conditions(problem, rng, zi_shape) if order else None
+    x_copy = x.copy()
+
+    result = lfilter(b, a, x, axis=axis, zi=zi)
+    if not x.shape[axis]:
+        # scipy's FIR path cannot convolve an empty signal, and its IIR path returns a zf
+        # that is not zi: nothing was filtered, so the final conditions are the initial ones.
+        assert (result if zi is None else result[0]).shape == x.shape
+        if zi is not None:
+            np.testing.assert_array_equal(result[1], np.broadcast_to(zi, zi_shape))
+        return
+    expected = scipy.signal.lfilter(b, a, x, axis=axis, zi=zi)
+
+    # IIR filters run scipy's arithmetic; scipy's FIR path is a convolution (another order).
+    exact = len(a) > 1 and np.dtype(problem["dtype"]).kind == "f"
+    if zi is None:
+        assert result.dtype == expected.dtype and result.shape == x.shape
+        assert_matches(result, expected, exact)
+    else:
+        assert_matches(result[0], expected[0], exact)
+        assert result[1].shape == expected[1].shape
+        assert_matches(result[1], expected[1], exact)
+    np.testing.assert_array_equal(x, x_copy)
+
+
+@given(problem=filters())
+def test_sosfilt_is_scipys(problem):
+    rng = np.random.default_rng(problem["seed"])
+    x = signal_of(problem, rng)
+    sos = np.concatenate(
+        [
+            scipy.signal.butter(2, rng.uniform(0.05, 0.9), output="sos")
+            for _ in range(problem["sections"])
+        ]
+    )
+    axis = problem["axis"]
+    zi = None
+    if problem["with_zi"]:
+        state = list(x.shape)
+        state[axis] = 2
+        zi = rng.standard_normal((len(sos), *state)).astype(problem["dtype"])
+
+    result = sosfilt(sos, x, axis=axis, zi=zi)
+    if not x.size:  # scipy's sosfilt cannot reshape an empty signal
+        assert (result if zi is None else result[0]).shape == x.shape
+        return
+    scipy_result = scipy.signal.sosfilt(sos, x, axis=axis, zi=zi)
+
+    exact = np.dtype(problem["dtype"]).kind == "f"
+    if zi is None:
+        assert result.dtype == scipy_result.dtype
+        assert_matches(result, scipy_result, exact)
+    else:
+        assert_matches(result[0], scipy_result[0], exact)
+        assert_matches(result[1], scipy_result[1], exact)
+
+
+def test_a_stream_filtered_in_pieces_is_the_whole():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 1000))
+    sos = scipy.signal.butter(6, [0.1, 0.3], btype="band", output="sos")
+    b, a = scipy.signal.butter(3, 0.2)
+    whole_sos, whole_ba = sosfilt(sos, x), lfilter(b, a, x)
+    zi_sos, zi_ba = np.zeros((len(sos), 3, 2)), np.zeros((3, len(a) - 1))
+    pieces_sos, pieces_ba = [], []
+    for piece in np.array_split(x, [1, 7, 500], axis=-1):
+        y, zi_sos = sosfilt(sos, piece, zi=zi_sos)
+        pieces_sos.append(y)
+        y, zi_ba = lfilter(b, a, piece, zi=zi_ba)
+        pieces_ba.append(y)
+    np.testing.assert_array_equal(np.concatenate(pieces_sos, axis=-1), whole_sos)
+    np.testing.assert_array_equal(np.concatenate(pieces_ba, axis=-1), whole_ba)
+
+
+def test_integers_are_filtered_in_float64():
+    assert lfilter([1, 1], [2, 1], np.arange(5)).dtype == np.float64
+    np.testing.assert_array_equal(
+        lfilter([1, 1], [2, 1], np.arange(5)), scipy.signal.lfilter([1.0, 1], [2, 1], np.arange(5))
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: lfilter([1.0], [0.0, 1.0], np.ones(3)), ValueError, r"a\[0\] must not be 0"),
+        (lambda: lfilter([], [1.0], np.ones(3)), ValueError, "b must be a non-empty 1-D"),
+        (lambda: lfilter([1.0], np.ones((2, 2)), np.ones(3)), ValueError, "a must be a non-empty"),
+        (
+            lambda: lfilter([1.0], [1.0, 0.5], np.ones((3, 4)), zi=np.ones(2)),
+            ValueError,
+            r"needs zi of shape \(3, 1\), got \(2,\)",
+        ),
+        (lambda: lfilter([1.0], [1.0, 0.5], 1.0), ValueError, "time axis"),
+        (lambda: lfilter(["a"], [1.0], np.ones(3)), TypeError, "b"),
+        (lambda: sosfilt(np.ones((2, 5)), np.ones(3)), ValueError, r"\(n_sections, 6\)"),
+        (lambda: sosfilt(np.full((1, 6), 2.0), np.ones(3)), ValueError, "should be all ones"),
+        (
+            lambda: sosfilt(np.ones((1, 6)), np.ones((3, 4)), zi=np.ones((1, 3, 3))),
+            ValueError,
+            r"zi must have shape \(1, 3, 2\), got \(1, 3, 3\)",
+        ),
+        (lambda: sosfilt(np.ones((1, 6)), np.ones(3), axis=1), np.exceptions.AxisError, "axis"),
+    ],
+)
+def test_filter_errors_name_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
