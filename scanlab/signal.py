@@ -2,12 +2,11 @@
 
 ``lfilter`` and ``sosfilt`` are ``scipy.signal``'s, with scipy's semantics and arithmetic,
 parallel over channels; ``ewm_mean`` is ``pandas.DataFrame.ewm(...).mean()`` on NumPy arrays,
-any axis, parallel over channels (and, for few long series, over time).
+any axis, parallel over channels.
 """
 
 import math
 import numbers
-from functools import partial
 
 import numba
 import numpy as np
@@ -22,8 +21,6 @@ from scanlab._arrays import (
 )
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
-from scanlab.cpu import linear as cpu_linear
-from scanlab.linear import linear_recurrence
 
 
 def lfilter(b, a, x, axis: int = -1, zi=None):
@@ -316,20 +313,16 @@ def ewm_mean(
 
     See Also
     --------
-    pandas.DataFrame.ewm : the reference; this follows its loop (``ewm(...).mean()``).
-    scanlab.linear_recurrence : the solver of the parallel-over-time path.
+    pandas.DataFrame.ewm : the reference (``ewm(...).mean()``).
 
     Notes
     -----
-    Many channels run pandas' loop, step for step in float64, in parallel over blocks of
-    channels. Where the parallel scan was measured faster on this machine for problems of this
-    size (few long series on many cores; measured the first time, kept in ``scanlab.wisdom``
-    as ``linear_recurrence``'s ``method="auto"`` is), the mean is solved in parallel over time
-    as the ratio of two linear recurrences (``adjust=True``: the weighted sum and the sum of
-    weights) or one (``adjust=False``: the coefficients of each step from the gap since the previous
-    observation); these agree with pandas to rounding, and any channel where the ratio is
-    undefined or imprecise (``alpha = 1`` with missing values, weights that underflow over a
-    long gap) is solved by the loop instead.
+    One pass over time, in parallel over blocks of channels, each block vectorised. pandas'
+    loop divides at every step by a sum that depends on the previous step; here the mean is
+    carried as the ratio of the weighted sum and the sum of the weights (``adjust=True``, both
+    rescaled by a power of two when a long gap makes them tiny) or as ``c * mean + d`` with
+    the step's coefficients worked out off the dependency chain (``adjust=False``). The means
+    are pandas' in exact arithmetic and agree with pandas' to rounding (a few ulps).
 
     Examples
     --------
@@ -358,73 +351,9 @@ def ewm_mean(
     if out.size:
         values = as_time_major(x, x.ndim, axis, rest, dtype)
         options = (alpha, bool(adjust), bool(ignore_na), max(int(min_periods), 1))
-        threads = numba.get_num_threads()
-        method = cpu_linear.measured_choice(
-            "ewm_mean", length, channels, dtype, threads, measured_speeds
-        )
-        if method == "scan":
-            mean_over_time(values, *options, out)
-        else:
-            block = channel_block(channels, 8, threads)
-            cpu_ewm.ewm_mean_sequential(values, *options, out, block)
+        block = channel_block(channels, 8, numba.get_num_threads())
+        cpu_ewm.ewm_mean_rows(values, *options, out, block)
     return np.moveaxis(out.reshape((length, *rest)), 0, axis)
-
-
-def mean_over_time(values, alpha, adjust, ignore_na, min_periods, out) -> None:
-    """``ewm_mean`` in parallel over time: ``out[:] =`` the ratio of two linear recurrences
-    (``adjust``) or one recurrence with per-step coefficients, in float64."""
-    length = len(values)
-    values = values.astype(np.float64, copy=False)
-    observed = np.isfinite(values)
-    filled = np.where(observed, values, 0.0)
-    if adjust:
-        # sum_i w_i x_i and sum_i w_i, each aged by (1 - alpha) at every step it counts.
-        decay = np.where(observed, 1.0 - alpha, 1.0) if ignore_na else 1.0 - alpha
-        sums = linear_recurrence(decay, np.stack([filled, observed.astype(np.float64)]), axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = sums[0] / sums[1]
-        # Weights that underflowed (long gaps) would lose the ratio's precision: the loop's.
-        means[sums[1] < np.finfo(np.float64).tiny] = np.nan
-    else:
-        steps = np.arange(length).reshape(-1, *([1] * (values.ndim - 1)))
-        latest = np.maximum.accumulate(np.where(observed, steps, -1), axis=0)
-        previous = np.concatenate([np.full_like(latest[:1], -1), latest[:-1]])
-        age = (1.0 - alpha) ** (1 if ignore_na else steps - previous)
-        follows = observed & (previous >= 0)
-        first = observed & (previous < 0)
-        coefficient = np.where(follows, age / (age + alpha), np.where(first, 0.0, 1.0))
-        term = np.where(follows, alpha * filled / (age + alpha), filled)
-        means = linear_recurrence(coefficient, term)
-    counts = np.cumsum(observed, axis=0)
-    undefined = np.isnan(means) & (counts > 0)
-    means[counts < min_periods] = np.nan
-    out[...] = means
-    if undefined.any():
-        # 0 / 0 after an observation (alpha = 1 and a missing value, weights that underflowed):
-        # those channels are solved by the loop.
-        columns = np.flatnonzero(undefined.any(axis=0))
-        again = np.empty((length, len(columns)), out.dtype)
-        values = np.ascontiguousarray(values[:, columns])
-        cpu_ewm.ewm_mean_sequential(values, alpha, adjust, ignore_na, min_periods, again, 1)
-        out[:, columns] = again
-
-
-def measured_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
-    """Nanoseconds per element of the loop and of the scan over time on this machine, for a
-    random walk with 5% missing values of ``channels`` channels and about ``elements`` elements
-    (``method="auto"``'s measurement, kept in ``scanlab.wisdom``)."""
-    length = cpu_linear.calibration_length(channels, elements)
-    rng = np.random.default_rng(0)
-    values = rng.standard_normal((length, channels)).cumsum(axis=0).astype(dtype)
-    values[rng.random(values.shape) < 0.05] = np.nan
-    out = np.empty_like(values)
-    options = (0.1, True, False, 1)
-    block = channel_block(channels, 8, threads)
-    runs = {
-        "sequential": partial(cpu_ewm.ewm_mean_sequential, values, *options, out, block),
-        "scan": partial(mean_over_time, values, *options, out),
-    }
-    return cpu_linear.median_speeds(runs, out.size, threads)
 
 
 def channel_block(channels: int, itemsize: int, threads: int) -> int:
