@@ -150,3 +150,24 @@ def test_the_readmes_guarantees_cite_tests_that_exist():
     assert files and names
     assert [name for name in files if not (ROOT / name).is_file()] == []
     assert [name for name in names if f"def {name}(" not in sources] == []
+
+
+def test_filter_bank_example_streams_exactly():
+    stdout = run_example("filter_bank.py", "--seconds", "5", "--channels", "3")
+    differences = re.findall(
+        r"max \|streamed - scipy whole\| = (\S+) \(scipy streamed: (\S+)\)", stdout
+    )
+    assert len(differences) == 4, stdout
+    assert all(float(ours) == 0.0 for ours, _ in differences), stdout
+
+
+def test_price_example_agrees_with_pandas():
+    stdout = run_example("price_ewm.py", "--days", "400", "--tickers", "7")
+    differences = re.findall(r"max \|scanlab - pandas\| / max \|pandas\| = (\S+)", stdout)
+    assert len(differences) == 2 and max(map(float, differences)) < 1e-12, stdout
+
+
+def test_rollout_example_agrees_with_the_loop():
+    stdout = run_example("rollout_gae.py", "--steps", "300", "--environments", "5")
+    differences = re.findall(r"max \|[^|]+\| = (\S+)", stdout)
+    assert len(differences) == 3 and max(map(float, differences)) < 1e-5, stdout
