@@ -21,6 +21,7 @@ from scanlab._arrays import (
 )
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
+from scanlab.linear import linear_recurrence
 
 
 def lfilter(b, a, x, axis: int = -1, zi=None):
@@ -29,7 +30,10 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
     The one-line change from scipy: ``from scanlab.signal import lfilter``. The same
     arguments, normalisation by ``a[0]``, initial and final conditions, dtypes and errors; the
     filter runs in scipy's transposed direct form II with scipy's arithmetic (bit for bit for
-    IIR filters), in parallel over channels, each thread walking 8 channels in lockstep.
+    IIR filters), in parallel over channels, each thread walking 8 channels in lockstep. A
+    first-order IIR filter (``b = [b0]``, ``a = [1, a1]``) of fewer than 8 finite series is
+    solved as ``linear_recurrence(-a1, b0 * x)``, in parallel over time (equal to scipy to
+    rounding).
 
     Parameters
     ----------
@@ -96,6 +100,9 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
     a = np.pad(np.asarray(a, dtype), (0, order + 1 - len(a)))
     if a[0] != 1:
         b, a = b / a[0], a / a[0]
+    rows = math.prod(state_shape) // max(order, 1)
+    if order == 1 and b[1] == 0 and rows < cpu_iir.ROW_CHAINS and np.isfinite(x).all():
+        return first_order(b[0], a[1], x, axis, zi, dtype)
     state = conditions_by_row(zi, state_shape, x, axis, dtype)
     y = filtered_rows(
         x, axis, dtype, lambda rows, out: cpu_iir.lfilter_rows(b, a, rows, state, out)
@@ -187,6 +194,34 @@ def sosfilt(sos, x, axis: int = -1, zi=None):
     if zi is None:
         return y
     return y, np.stack([from_rows(state[:, s], x.shape, axis, 2) for s in range(sections)])
+
+
+def first_order(b0, a1, x, axis: int, zi, dtype):
+    """``y[t] = b0 x[t] - a1 y[t-1]`` (from ``zi``: ``y[0] = b0 x[0] + zi``) as a linear
+    recurrence, parallel over time for few long series; ``zf = -a1 y[T-1]``. The same values
+    as the filter's delay line for finite ``x`` (where ``0 * x[t]``, the delay's unused term,
+    is 0), to the scan's rounding."""
+    if zi is None:
+        # The recurrence of x, scaled after: one pass fewer than scaling x first.
+        y = linear_recurrence(np.asarray(-a1, dtype), x, axis=axis)
+        y *= b0
+        return y
+    terms = np.multiply(b0, x, dtype=dtype)
+    first = [slice(None)] * x.ndim
+    first[axis] = slice(0, 1)
+    if terms.shape[axis]:
+        terms[tuple(first)] += zi
+    y = linear_recurrence(-a1, terms, axis=axis)
+    if not y.shape[axis]:
+        return y, np.array(np.broadcast_to(zi, first_shape(x.shape, axis)), dtype)
+    last = [slice(None)] * x.ndim
+    last[axis] = slice(-1, None)
+    return y, -a1 * y[tuple(last)]
+
+
+def first_shape(shape: tuple, axis: int) -> tuple:
+    """``shape`` with ``axis`` of length 1."""
+    return shape[:axis] + (1,) + shape[axis + 1 :]
 
 
 def filter_coefficients(name: str, value) -> np.ndarray:
