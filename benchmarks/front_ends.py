@@ -127,8 +127,10 @@ def measure_ewm(label: str, shape: tuple, missing: float, quick: bool) -> dict:
 
 
 @njit(cache=True)
-def gae_numba_loop(rewards, values, dones, last_value, gamma, lam, advantages, returns):
-    """The PPO loop, compiled: one step at a time, the environments of a step together."""
+def gae_numba_loop(rewards, values, dones, last_value, gamma, lam):
+    """The PPO loop, compiled: one step at a time, the environments of a step together; its
+    outputs allocated as a function returning them would (scanlab's are too)."""
+    advantages, returns = np.empty_like(rewards), np.empty_like(rewards)
     next_value = last_value.copy()
     advantage = np.zeros_like(last_value)
     for t in range(rewards.shape[0] - 1, -1, -1):
@@ -139,16 +141,19 @@ def gae_numba_loop(rewards, values, dones, last_value, gamma, lam, advantages, r
             advantages[t, e] = advantage[e]
             returns[t, e] = advantage[e] + values[t, e]
             next_value[e] = values[t, e]
+    return advantages, returns
 
 
 @njit(cache=True)
-def returns_numba_loop(rewards, dones, gamma, out):
-    """Discounted returns, compiled: one step at a time."""
+def returns_numba_loop(rewards, dones, gamma):
+    """Discounted returns, compiled: one step at a time, into a new array."""
+    out = np.empty_like(rewards)
     following = np.zeros(rewards.shape[1], rewards.dtype)
     for t in range(rewards.shape[0] - 1, -1, -1):
         for e in range(rewards.shape[1]):
             following[e] = rewards[t, e] + gamma * (1.0 - dones[t, e]) * following[e]
             out[t, e] = following[e]
+    return out
 
 
 def gae_numpy_loop(rewards, values, dones, last_value, gamma, lam):
@@ -184,20 +189,17 @@ def measure(function: str, length: int, environments: int, dtype, quick: bool) -
     values = rng.standard_normal(shape).astype(dtype)
     dones = (rng.random(shape) < 1 / 200).astype(dtype)
     last_value = rng.standard_normal(environments).astype(dtype)
-    out, spare = np.empty_like(rewards), np.empty_like(rewards)
     gamma, lam = dtype(GAMMA), dtype(LAM)
     if function == "gae":
         functions = {
             "scanlab": partial(gae, rewards, values, dones, last_value, gamma=GAMMA, lam=LAM),
-            "numba": partial(
-                gae_numba_loop, rewards, values, dones, last_value, gamma, lam, out, spare
-            ),
+            "numba": partial(gae_numba_loop, rewards, values, dones, last_value, gamma, lam),
             "numpy": partial(gae_numpy_loop, rewards, values, dones, last_value, gamma, lam),
         }
     else:
         functions = {
             "scanlab": partial(discounted_returns, rewards, GAMMA, dones=dones),
-            "numba": partial(returns_numba_loop, rewards, dones, gamma, out),
+            "numba": partial(returns_numba_loop, rewards, dones, gamma),
             "numpy": partial(returns_numpy_loop, rewards, dones, gamma),
         }
     if length > 10**5:

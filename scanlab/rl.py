@@ -17,8 +17,8 @@ from scanlab._arrays import as_time_major, normalize_axis, numeric_array, result
 from scanlab._devices import on_gpu, resolve_device
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import returns as cpu_returns
+from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
-from scanlab.signal import channel_block
 
 
 def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int = 0):
@@ -58,12 +58,15 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     See Also
     --------
     gae : the advantages of a critic's values.
-    scanlab.linear_recurrence : the solver, called with ``reverse=True``.
+    scanlab.linear_recurrence : the recurrence, ``reverse=True``.
 
     Notes
     -----
-    This is ``linear_recurrence(gamma * (1 - dones), rewards, h0=bootstrap, reverse=True)``:
-    in parallel over time for few long series, over channels for many.
+    Without ``dones`` this is ``linear_recurrence(gamma, rewards, h0=bootstrap,
+    reverse=True)``. With them, the method is the one measured faster on this machine for
+    problems of this size (measured the first time, kept in ``scanlab.wisdom``): one fused pass
+    backwards over time, parallel over blocks of environments, or the discounts in one parallel
+    pass and the scan over time.
 
     Examples
     --------
@@ -86,10 +89,26 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     resolve_device("auto", rewards=rewards, dones=dones, bootstrap=bootstrap)
     dones = numeric_array("dones", dones)
     check_broadcasts("dones", dones.shape, rewards.shape, rewards.shape, axis)
-    dtype = result_dtype(rewards=rewards, **({} if bootstrap is None else {"bootstrap": bootstrap}))
-    decay = np.subtract(1, dones, dtype=dtype)
-    decay *= gamma
-    return linear_recurrence(decay, rewards, bootstrap, axis=axis, reverse=True)
+    operands = (
+        {"rewards": rewards} if bootstrap is None else {"rewards": rewards, "bootstrap": bootstrap}
+    )
+    dtype = result_dtype(**operands)
+    shape = rewards.shape
+    length, channels = shape[axis], math.prod(state_shape)
+    out = np.empty((length, channels), dtype)
+    if out.size:
+        rewards, dones = (
+            as_time_major(np.broadcast_to(operand, shape), len(shape), axis, state_shape, dtype)
+            for operand in (rewards, dones)
+        )
+        final = np.zeros(state_shape, dtype) if bootstrap is None else bootstrap
+        final = np.ascontiguousarray(np.broadcast_to(final, state_shape), dtype).reshape(-1)
+        threads = numba.get_num_threads()
+        method = cpu_linear.measured_choice(
+            "discounted_returns", length, channels, dtype, threads, returns_speeds
+        )
+        solve_returns(method, rewards, dones, final, dtype.type(gamma), out)
+    return np.moveaxis(out.reshape((length, *state_shape)), 0, axis)
 
 
 def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
@@ -208,6 +227,35 @@ def solve_advantages(
         cpu_returns.advantages_sequential(
             rewards, values, dones, last_value, gamma, lam, advantages, returns, block
         )
+
+
+def solve_returns(method, rewards, dones, bootstrap, gamma, out) -> None:
+    """Write the discounted returns of ``(T, D)`` operands in kernel layout into ``out`` by
+    ``method``: one fused pass backwards over time, parallel over blocks of channels
+    (``"sequential"``), or the step's discounts in one parallel pass and the scan over time
+    (``"scan"``)."""
+    if method == "scan":
+        decay = np.empty_like(out)
+        cpu_returns.return_coefficients(dones, gamma, decay)
+        cpu_linear.solve(decay, rewards, bootstrap, out, True, "scan")
+    else:
+        block = channel_block(out.shape[1], out.itemsize, numba.get_num_threads())
+        cpu_returns.returns_sequential(rewards, dones, bootstrap, gamma, out, block)
+
+
+def returns_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
+    """Nanoseconds per element of each method of :func:`solve_returns` on this machine, for
+    random rollouts of ``channels`` environments and about ``elements`` elements."""
+    length = cpu_linear.calibration_length(channels, elements)
+    rng = np.random.default_rng(0)
+    rewards = rng.standard_normal((length, channels)).astype(dtype)
+    dones = (rng.random((length, channels)) < 0.005).astype(dtype)
+    bootstrap, out = np.zeros(channels, dtype), np.empty_like(rewards)
+    runs = {
+        method: partial(solve_returns, method, rewards, dones, bootstrap, dtype.type(0.99), out)
+        for method in cpu_linear.METHODS
+    }
+    return cpu_linear.median_speeds(runs, rewards.size, threads)
 
 
 def gae_speeds(dtype, channels: int, threads: int, elements: int) -> dict:

@@ -11,7 +11,6 @@ import numbers
 import numba
 import numpy as np
 
-from scanlab import config
 from scanlab._arrays import (
     COMPUTE_DTYPES,
     as_time_last,
@@ -21,6 +20,7 @@ from scanlab._arrays import (
 )
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
+from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
 
 
@@ -386,17 +386,9 @@ def ewm_mean(
     if out.size:
         values = as_time_major(x, x.ndim, axis, rest, dtype)
         options = (alpha, bool(adjust), bool(ignore_na), max(int(min_periods), 1))
-        block = channel_block(channels, 8, numba.get_num_threads())
+        block = channel_block(channels, dtype.itemsize, numba.get_num_threads())
         cpu_ewm.ewm_mean_rows(values, *options, out, block)
     return np.moveaxis(out.reshape((length, *rest)), 0, axis)
-
-
-def channel_block(channels: int, itemsize: int, threads: int) -> int:
-    """Channels per task of a loop parallel over blocks of channels: enough blocks for every
-    thread, each at most ``config.cpu.channel_block_bytes`` and at least 256 bytes of a row (two
-    threads writing the two halves of one cache line every step ran 2.7x slower than one)."""
-    spread = -(-channels // threads)
-    return max(256 // itemsize, min(config.cpu.channel_block_bytes // itemsize, spread), 1)
 
 
 def decay_alpha(com, span, halflife, alpha) -> float:

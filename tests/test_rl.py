@@ -79,7 +79,8 @@ def test_gae_matches_the_loop(problem, forced_method):
 
 
 @given(problem=rollouts())
-def test_discounted_returns_match_the_loop(problem):
+def test_discounted_returns_match_the_loop(problem, forced_method):
+    forced_method(problem["method"])
     rewards, _, dones, bootstrap = draw_operands(problem)
     with_dones = problem["done_rate"] > 0
     options = {

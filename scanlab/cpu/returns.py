@@ -47,3 +47,30 @@ def advantage_coefficients(rewards, values, dones, last_value, gamma, lam, decay
             following = values[t + 1, channel] if t + 1 < length else last_value[channel]
             deltas[t, channel] = rewards[t, channel] + discount * following - values[t, channel]
             decay[t, channel] = lam * discount
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def returns_sequential(rewards, dones, bootstrap, gamma, out, channel_block):
+    """Write into ``out`` (``(T, D)`` like ``rewards`` and ``dones``) the discounted returns
+    ``G[t] = r[t] + gamma (1 - done[t]) G[t+1]`` from ``G[T] = bootstrap`` (``(D,)``), in one
+    pass backwards over time, parallel over blocks of channels."""
+    length, channels = rewards.shape
+    for block in prange((channels + channel_block - 1) // channel_block):
+        first = block * channel_block
+        stop = min(first + channel_block, channels)
+        following = bootstrap[first:stop].copy()
+        for t in range(length - 1, -1, -1):
+            for k in range(stop - first):
+                channel = first + k
+                discount = gamma - gamma * dones[t, channel]
+                following[k] = rewards[t, channel] + discount * following[k]
+                out[t, channel] = following[k]
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def return_coefficients(dones, gamma, decay):
+    """``decay = gamma (1 - done)``, each step independent, for the scan over time."""
+    length, channels = dones.shape
+    for t in prange(length):
+        for channel in range(channels):
+            decay[t, channel] = gamma - gamma * dones[t, channel]
