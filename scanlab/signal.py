@@ -7,6 +7,7 @@ any axis, parallel over channels.
 
 import math
 import numbers
+from functools import partial
 
 import numba
 import numpy as np
@@ -20,6 +21,7 @@ from scanlab._arrays import (
 )
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
+from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
 
@@ -104,9 +106,8 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
     if order == 1 and b[1] == 0 and rows < cpu_iir.ROW_CHAINS and np.isfinite(x).all():
         return first_order(b[0], a[1], x, axis, zi, dtype)
     state = conditions_by_row(zi, state_shape, x, axis, dtype)
-    y = filtered_rows(
-        x, axis, dtype, lambda rows, out: cpu_iir.lfilter_rows(b, a, rows, state, out)
-    )
+    run = partial(cpu_iir.lfilter_rows, b, a)
+    y = filtered_rows(x, axis, dtype, run, state, "lfilter")
     return y if zi is None else (y, from_rows(state, x.shape, axis, order))
 
 
@@ -190,7 +191,12 @@ def sosfilt(sos, x, axis: int = -1, zi=None):
         ],
         axis=1,
     )
-    y = filtered_rows(x, axis, dtype, lambda rows, out: cpu_iir.sosfilt_rows(sos, rows, state, out))
+    flat = state.reshape(len(state), 2 * sections)  # a view: the kernel's final state lands here
+
+    def run(rows, conditions, out):
+        cpu_iir.sosfilt_rows(sos, rows, conditions.reshape(len(conditions), sections, 2), out)
+
+    y = filtered_rows(x, axis, dtype, run, flat, "sosfilt")
     if zi is None:
         return y
     return y, np.stack([from_rows(state[:, s], x.shape, axis, 2) for s in range(sections)])
@@ -283,16 +289,95 @@ def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndar
     return np.moveaxis(state.reshape(*rest, order), -1, axis)
 
 
-def filtered_rows(x, axis: int, dtype, run) -> np.ndarray:
-    """``run(rows, out)`` on ``x`` as ``(D, T)`` rows, time contiguous (no copy when it lies so,
-    as ``axis=-1`` of a C array does), and the result in ``x``'s shape."""
+def filtered_rows(x, axis: int, dtype, run, state, task: str) -> np.ndarray:
+    """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous; ``state``
+    ``(D, n)``, left holding the final state) applied to ``x`` as such rows (no copy when it
+    lies so, as ``axis=-1`` of a C array does), and the result in ``x``'s shape. Fewer series
+    than a thread walks at once are filtered in parallel over time (:func:`over_time`) where
+    that was measured faster for ``task`` on this machine."""
     rest = x.shape[:axis] + x.shape[axis + 1 :]
     length = x.shape[axis]
     rows = as_time_last(x, x.ndim, axis, rest, dtype)
     out = np.empty((math.prod(rest), length), dtype)
-    if out.size:
-        run(rows, out)
+    if not out.size:
+        return np.moveaxis(out.reshape(*rest, length), -1, axis)
+    method = "sequential"
+    if len(rows) < cpu_iir.ROW_CHAINS:
+        threads = numba.get_num_threads()
+        measure = partial(filter_speeds, run, state.shape[1])
+        name = f"{task} states={state.shape[1]}"
+        method = cpu_linear.measured_choice(name, length, 1, dtype, threads, measure)
+    if method == "scan":
+        for row in range(len(rows)):
+            over_time(run, rows[row], state[row], out[row])
+    else:
+        run(rows, state, out)
     return np.moveaxis(out.reshape(*rest, length), -1, axis)
+
+
+def over_time(run, series, state, out) -> None:
+    """Filter one ``series`` from ``state`` (left holding the final state) into ``out``, in
+    parallel over time.
+
+    The series is cut into chunks that the filter ``run`` walks together from zero states.
+    Then, chunk after chunk, the filter's response to the chunk's true starting state, free of
+    input, is added to the chunk until it has decayed far below rounding (for a stable filter a
+    few times its time constant, a small part of the chunk), and the starting state of the next
+    chunk is this chunk's final state from zero plus, if the free response never decayed
+    (slow or unstable filters), its final state. The result is the sequential filter's to
+    rounding; no power of the state's transition matrix is formed (ill-conditioned for the
+    direct form of ``lfilter``).
+    """
+    length, size = len(series), len(state)
+    chunks = numba.get_num_threads() * cpu_iir.ROW_CHAINS
+    chunk = length // chunks
+    if chunk < 2 or not size:
+        run(series.reshape(1, -1), state.reshape(1, -1), out.reshape(1, -1))
+        return
+    whole = chunks * chunk
+    heads, head_out = series[:whole].reshape(chunks, chunk), out[:whole].reshape(chunks, chunk)
+    finals = np.zeros((chunks, size), out.dtype)
+    run(heads, finals, head_out)
+    # Far below rounding of the states the chunk holds (its final state from zero, its start):
+    # a cascade's state may grow for a while before it decays.
+    eps = np.finfo(out.dtype).eps
+    carried = state.copy()
+    for k in range(chunks):
+        scale = max(np.abs(finals[k]).max(), np.abs(carried).max(), 1e-300)
+        remaining = add_free_response(run, carried, head_out[k], eps * 1e-6 * scale)
+        carried = finals[k] + remaining
+    tail_state = carried.reshape(1, size)
+    run(series[whole:].reshape(1, -1), tail_state, out[whole:].reshape(1, -1))
+    state[:] = tail_state[0]
+
+
+def add_free_response(run, start, out, tolerance) -> np.ndarray:
+    """Add to ``out`` (one row) the filter's response to the state ``start``, free of input,
+    in stretches of growing length until the state has decayed below ``tolerance`` (zero is
+    returned) or the row ends (the state then is returned). NaN never decays."""
+    state = start.reshape(1, -1).copy()
+    offset, stretch, length = 0, 256, len(out)
+    while offset < length and not np.abs(state).max() <= tolerance:
+        stretch = min(stretch, length - offset)
+        response = np.empty((1, stretch), out.dtype)
+        run(np.zeros((1, stretch), out.dtype), state, response)
+        out[offset : offset + stretch] += response[0]
+        offset, stretch = offset + stretch, 2 * stretch
+    return state[0] if offset == length else np.zeros_like(state[0])
+
+
+def filter_speeds(run, size: int, dtype, channels: int, threads: int, elements: int) -> dict:
+    """Nanoseconds per sample of the filter ``run`` (state size ``size``) on one series of
+    about ``elements`` samples of noise, walked sequentially and in parallel over time (the
+    measurement ``filtered_rows`` chooses by, kept in ``scanlab.wisdom``)."""
+    length = cpu_linear.calibration_length(1, elements)
+    series = np.random.default_rng(0).standard_normal((1, length)).astype(dtype)
+    out = np.empty_like(series)
+    runs = {
+        "sequential": lambda: run(series, np.zeros((1, size), dtype), out),
+        "scan": lambda: over_time(run, series[0], np.zeros(size, dtype), out[0]),
+    }
+    return cpu_linear.median_speeds(runs, length, threads)
 
 
 def ewm_mean(
