@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from scanlab import benchmark
+from scanlab.bench.tables import format_table, machine_description, record_results
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
@@ -77,11 +77,11 @@ def main() -> None:
         warm = fresh_process(cache)
     rows = [{"call": call, "cold s": cold[call], "warm s": warm[call]} for call in cold]
     rows.append({"call": "total", "cold s": sum(cold.values()), "warm s": sum(warm.values())})
-    benchmark.record_results(
+    record_results(
         RESULTS,
         "cold-start-table",
-        benchmark.machine_description(),
-        benchmark.format_table(rows, COLUMNS, markdown=True),
+        machine_description(),
+        format_table(rows, COLUMNS, markdown=True),
         write=write,
     )
 

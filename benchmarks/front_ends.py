@@ -23,7 +23,9 @@ import pandas as pd
 import scipy.signal
 from numba import njit
 
-from scanlab import benchmark, signal
+from scanlab import signal
+from scanlab.bench.tables import format_table, machine_description, record_results
+from scanlab.bench.timing import best_times, measure_rows
 from scanlab.rl import discounted_returns, gae
 from scanlab.signal import ewm_mean
 
@@ -69,7 +71,7 @@ def measure_filter(label: str, function: str, coefficients: tuple, shape: tuple,
     """One row: scanlab's and scipy's filter on the same float64 signal, time last."""
     shape = shape[:-1] + (shape[-1] // 16,) if quick else shape
     x = np.random.default_rng(0).standard_normal(shape)
-    times = benchmark.best_times(
+    times = best_times(
         {
             "scanlab": partial(getattr(signal, function), *coefficients, x),
             "scipy": partial(getattr(scipy.signal, function), *coefficients, x),
@@ -109,7 +111,7 @@ def measure_ewm(label: str, shape: tuple, missing: float, quick: bool) -> dict:
     x = rng.standard_normal(shape).cumsum(axis=0)
     x[rng.random(shape) < missing] = np.nan
     data = pd.Series(x) if len(shape) == 1 else pd.DataFrame(x)
-    times = benchmark.best_times(
+    times = best_times(
         {
             "scanlab": partial(ewm_mean, x, span=20),
             "pandas": lambda: data.ewm(span=20).mean(),
@@ -204,7 +206,7 @@ def measure(function: str, length: int, environments: int, dtype, quick: bool) -
         }
     if length > 10**5:
         del functions["numpy"]
-    times = benchmark.best_times(functions, repeats=3)
+    times = best_times(functions, repeats=3)
     numpy_ratio = times["numpy"] / times["scanlab"] if "numpy" in times else None
     return {
         "function": function,
@@ -222,34 +224,34 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
     quick = parser.parse_args().quick
     filter_cases = [(*case, shape) for case in FILTERS for shape in FILTER_SHAPES]
-    filter_rows = benchmark.measure_rows(
+    filter_rows = measure_rows(
         filter_cases, partial(measure_filter, quick=quick), lambda label, *_: label
     )
-    benchmark.record_results(
+    record_results(
         RESULTS,
         "filter-table",
-        benchmark.machine_description(),
-        benchmark.format_table(filter_rows, FILTER_COLUMNS, markdown=True),
+        machine_description(),
+        format_table(filter_rows, FILTER_COLUMNS, markdown=True),
         write=not quick,
     )
-    ewm_rows = benchmark.measure_rows(
+    ewm_rows = measure_rows(
         EWM_CASES, partial(measure_ewm, quick=quick), lambda label, shape, _: f"ewm {label}"
     )
-    benchmark.record_results(
+    record_results(
         RESULTS,
         "ewm-table",
-        benchmark.machine_description(),
-        benchmark.format_table(ewm_rows, EWM_COLUMNS, markdown=True),
+        machine_description(),
+        format_table(ewm_rows, EWM_COLUMNS, markdown=True),
         write=not quick,
     )
-    rows = benchmark.measure_rows(
+    rows = measure_rows(
         CASES, partial(measure, quick=quick), lambda function, length, *_: f"{function} T={length}"
     )
-    benchmark.record_results(
+    record_results(
         RESULTS,
         "rl-table",
-        benchmark.machine_description(),
-        benchmark.format_table(rows, COLUMNS, markdown=True),
+        machine_description(),
+        format_table(rows, COLUMNS, markdown=True),
         write=not quick,
     )
 

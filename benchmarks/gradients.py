@@ -15,8 +15,9 @@ from functools import partial
 import numpy as np
 
 import scanlab
-from scanlab import benchmark
 from scanlab import math as smath
+from scanlab.bench import tables
+from scanlab.bench.timing import best_times
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 #: (label, solver, coefficient shape, result shape).
@@ -70,7 +71,7 @@ def nonlinear_rows(quick: bool) -> list:
         h = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
         g = rng.standard_normal(h.shape)
         solve = partial(scanlab.nonlinear_recurrence, cell, x, h0)
-        times = benchmark.best_times(
+        times = best_times(
             {
                 "loop": partial(solve, method="sequential"),
                 "newton": partial(solve, method="newton"),
@@ -108,7 +109,7 @@ def main() -> None:
         g = rng.standard_normal(shape)
         forward = getattr(scanlab, solver)
         h = forward(coefficients, b)
-        times = benchmark.best_times(
+        times = best_times(
             {
                 "forward": partial(forward, coefficients, b, out=h),
                 "vjp": partial(getattr(scanlab, f"{solver}_vjp"), coefficients, h, g),
@@ -124,18 +125,18 @@ def main() -> None:
                 "vjp / forward": times["vjp"] / times["forward"],
             }
         )
-    benchmark.record_results(
+    tables.record_results(
         RESULTS,
         "gradients-table",
-        benchmark.machine_description(),
-        benchmark.format_table(rows, COLUMNS, markdown=True),
+        tables.machine_description(),
+        tables.format_table(rows, COLUMNS, markdown=True),
         write=not quick,
     )
-    benchmark.record_results(
+    tables.record_results(
         RESULTS,
         "nonlinear-gradients-table",
-        benchmark.machine_description(),
-        benchmark.format_table(nonlinear_rows(quick), NONLINEAR_COLUMNS, markdown=True),
+        tables.machine_description(),
+        tables.format_table(nonlinear_rows(quick), NONLINEAR_COLUMNS, markdown=True),
         write=not quick,
     )
 

@@ -10,7 +10,7 @@ it is written by hand from the numbers.
 import argparse
 import pathlib
 
-from scanlab import benchmark, benchmark_matrix, benchmark_spread
+from scanlab.bench import linear, matrix, spread, tables
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
@@ -78,26 +78,26 @@ def main() -> None:
         return
     table = arguments.device
     if arguments.matrix and arguments.device == "cuda":
-        rows = benchmark_matrix.gpu_table(quick=arguments.quick)
-        machine, columns = benchmark.gpu_description(), benchmark_matrix.GPU_COLUMNS
+        rows = matrix.gpu_table(quick=arguments.quick)
+        machine, columns = tables.gpu_description(), matrix.GPU_COLUMNS
         targets, table = matrix_gpu_summary, "matrix-cuda"
     elif arguments.matrix:
-        rows = benchmark_matrix.cpu_table(quick=arguments.quick)
-        machine, columns = benchmark.machine_description(), benchmark_matrix.CPU_COLUMNS
+        rows = matrix.cpu_table(quick=arguments.quick)
+        machine, columns = tables.machine_description(), matrix.CPU_COLUMNS
         targets, table = matrix_targets, "matrix-cpu"
     elif arguments.device == "cuda":
-        rows = benchmark.gpu_table(quick=arguments.quick)
-        machine, columns, targets = benchmark.gpu_description(), benchmark.GPU_COLUMNS, gpu_targets
+        rows = linear.gpu_table(quick=arguments.quick)
+        machine, columns, targets = tables.gpu_description(), linear.GPU_COLUMNS, gpu_targets
     else:
-        rows = benchmark.cpu_table(quick=arguments.quick)
-        machine, columns = benchmark.machine_description(), benchmark.CPU_COLUMNS
+        rows = linear.cpu_table(quick=arguments.quick)
+        machine, columns = tables.machine_description(), linear.CPU_COLUMNS
         targets = cpu_targets
     heading = "Summary, from this table:" if arguments.matrix else "Targets, from this table:"
-    benchmark.record_results(
+    tables.record_results(
         RESULTS,
         f"{table}-table",
         machine,
-        benchmark.format_table(rows, columns, markdown=True),
+        tables.format_table(rows, columns, markdown=True),
         notes=[heading, *targets(rows)],
         write=not arguments.quick,
     )
@@ -105,23 +105,23 @@ def main() -> None:
 
 def record_spread(quick: bool) -> None:
     """The spread grid, quiet and next to a busy core, with the headline ratios."""
-    quiet = benchmark_spread.spread_table(quick=quick)
-    busy = benchmark_spread.spread_table(quick=quick, busy=True)
+    quiet = spread.spread_table(quick=quick)
+    busy = spread.spread_table(quick=quick, busy=True)
     for quiet_row, busy_row in zip(quiet, busy, strict=True):
         quiet_row["busy auto ms"] = busy_row["auto ms"]
         quiet_row["busy auto/best"] = busy_row["auto/best"]
-    columns = benchmark_spread.SPREAD_COLUMNS + (
+    columns = spread.SPREAD_COLUMNS + (
         ("busy auto ms", "{:.2f}"),
         ("busy auto/best", "{:.2f}"),
     )
     notes = ["Targets, from this table:"]
-    notes += benchmark_spread.spread_summary(quiet, busy)
-    notes += benchmark_spread.headline_ratios(quick)
-    benchmark.record_results(
+    notes += spread.spread_summary(quiet, busy)
+    notes += spread.headline_ratios(quick)
+    tables.record_results(
         RESULTS,
         "spread-table",
-        benchmark.machine_description(),
-        benchmark.format_table(quiet, columns, markdown=True),
+        tables.machine_description(),
+        tables.format_table(quiet, columns, markdown=True),
         notes=notes,
         write=not quick,
     )

@@ -16,9 +16,10 @@ from functools import partial
 import numpy as np
 from numba import njit
 
-from scanlab import benchmark
 from scanlab import math as smath
-from scanlab.benchmark_nonlinear import tanh_loop
+from scanlab.bench import tables
+from scanlab.bench.tanh_cell import tanh_loop
+from scanlab.bench.timing import best_times
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 #: name: (scanlab.math function, the math-module function a user would call, NumPy's ufunc).
@@ -64,7 +65,7 @@ def main() -> None:
         for dtype in (np.float32, np.float64):
             x = rng.uniform(-5, 5, size).astype(dtype)
             out = np.empty_like(x)
-            times = benchmark.best_times(
+            times = best_times(
                 {
                     "scanlab": partial(elementwise(ours), x, out),
                     "math": partial(elementwise(libm), x, out),
@@ -83,18 +84,18 @@ def main() -> None:
     weights = rng.uniform(-1, 1, 64)
     inputs = rng.standard_normal((2**15, 64))
     states = np.empty_like(inputs)
-    cell = benchmark.best_times(
+    cell = best_times(
         {
             "scanlab.math.tanh": partial(tanh_loop(smath.tanh), weights, inputs, states),
             "math.tanh": partial(tanh_loop(math.tanh), weights, inputs, states),
         },
         repeats=5,
     )
-    benchmark.record_results(
+    tables.record_results(
         RESULTS,
         "math-table",
-        benchmark.machine_description(),
-        benchmark.format_table(rows, COLUMNS, markdown=True),
+        tables.machine_description(),
+        tables.format_table(rows, COLUMNS, markdown=True),
         notes=[
             "The sequential diagonal tanh cell, 64 channels, 2**15 steps, float64: "
             f"{1e3 * cell['scanlab.math.tanh']:.1f} ms with `scanlab.math.tanh`, "

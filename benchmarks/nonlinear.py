@@ -18,7 +18,7 @@ import pathlib
 
 import numba
 
-from scanlab import benchmark, benchmark_nonlinear
+from scanlab.bench import nonlinear, tables
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
@@ -29,9 +29,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (does not write)")
     arguments = parser.parse_args()
     device, quick = arguments.device, arguments.quick
-    machine, table, notes = benchmark_nonlinear.device_report(device, quick, markdown=True)
+    machine, table, notes = nonlinear.device_report(device, quick, markdown=True)
     simulated = device == "cuda" and numba.config.ENABLE_CUDASIM
-    benchmark.record_results(
+    tables.record_results(
         RESULTS,
         f"nonlinear-{device}-table",
         machine,

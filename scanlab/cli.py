@@ -1,6 +1,7 @@
 """The ``scanlab`` command (also ``python -m scanlab``): ``info``, ``tune`` and ``bench``."""
 
 import argparse
+import importlib.util
 import platform
 import sys
 
@@ -81,8 +82,25 @@ def tune(_arguments) -> None:
     )
 
 
+#: The modules the ``bench`` extra of pyproject.toml installs, which ``scanlab bench`` needs.
+BENCH_EXTRA_MODULES = ("tqdm", "tabulate")
+
+
+def check_bench_extra() -> None:
+    """Exit with status 2 and one line naming the extra to install when it is missing."""
+    missing = [name for name in BENCH_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"scanlab bench needs the bench extra ({', '.join(missing)} not installed): "
+            "pip install 'scanlab[bench]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 def bench(arguments) -> None:
-    from scanlab import benchmark
+    check_bench_extra()
+    from scanlab.bench import linear, tables
 
     show_progress = not arguments.no_progress
     if arguments.device == "cuda":
@@ -100,9 +118,9 @@ def bench(arguments) -> None:
         bench_spread(arguments.quick, show_progress)
         return
     if arguments.device == "cuda":
-        rows = benchmark.gpu_table(quick=arguments.quick, show_progress=show_progress)
-        print(benchmark.gpu_description())
-        print(benchmark.format_table(rows, benchmark.GPU_COLUMNS))
+        rows = linear.gpu_table(quick=arguments.quick, show_progress=show_progress)
+        print(tables.gpu_description())
+        print(tables.format_table(rows, linear.GPU_COLUMNS))
         print(
             "Operands on the GPU, times from CUDA events: 'ms' of the kernels, 'API ms' of the "
             "public call on the same device arrays (read in place), 'API time-last ms' of the "
@@ -111,35 +129,35 @@ def bench(arguments) -> None:
             "(read + write) on the same array; '1-pass' columns are of the single-pass "
             "look-back scan (config.cuda.single_pass_scan), 'diff' its largest difference from the "
             "reduce-then-scan relative to the largest state; 'x' columns are speedups (the "
-            f"launch loop is timed on the first {benchmark.LAUNCH_LOOP_STEPS} steps and scaled; "
+            f"launch loop is timed on the first {linear.LAUNCH_LOOP_STEPS} steps and scaled; "
             "'x jax scan' and 'x cupy cumsum' are NaN without JAX and CuPy)."
         )
         return
-    rows = benchmark.cpu_table(quick=arguments.quick, show_progress=show_progress)
-    print(benchmark.machine_description())
-    print(benchmark.format_table(rows))
+    rows = linear.cpu_table(quick=arguments.quick, show_progress=show_progress)
+    print(tables.machine_description())
+    print(tables.format_table(rows, linear.CPU_COLUMNS))
     print(
         "GB/s counts a, b and h once each; 'of multiply' is the fraction of numpy.multiply's "
         "bandwidth on the same arrays; 'x' columns are speedups (the NumPy loop is timed on "
-        f"the first {benchmark.NUMPY_LOOP_STEPS} steps and scaled; lfilter on a constant "
+        f"the first {linear.NUMPY_LOOP_STEPS} steps and scaled; lfilter on a constant "
         "coefficient, against scanlab on the same)."
     )
     if arguments.plot:
         top = 20 if arguments.quick else 24
         lengths = [2**k for k in range(10, top + 1, 2)]
-        series = benchmark.throughput_sweep(lengths, show_progress=show_progress)
-        benchmark.plot_sweep(lengths, series, arguments.plot)
+        series = linear.throughput_sweep(lengths, show_progress=show_progress)
+        linear.plot_sweep(lengths, series, arguments.plot)
         print(f"plot written to {arguments.plot}")
 
 
 def bench_spread(quick: bool, show_progress: bool) -> None:
-    from scanlab import benchmark, benchmark_spread
+    from scanlab.bench import spread, tables
 
-    rows = benchmark_spread.spread_table(quick=quick, show_progress=show_progress)
-    print(benchmark.machine_description())
-    print(benchmark.format_table(rows, benchmark_spread.SPREAD_COLUMNS))
-    print("\n".join(benchmark_spread.spread_summary(rows, [])))
-    print("\n".join(benchmark_spread.headline_ratios(quick)))
+    rows = spread.spread_table(quick=quick, show_progress=show_progress)
+    print(tables.machine_description())
+    print(tables.format_table(rows, spread.SPREAD_COLUMNS))
+    print("\n".join(spread.spread_summary(rows, [])))
+    print("\n".join(spread.headline_ratios(quick)))
     print(
         "Each row: the public call with method='auto', 'sequential' and 'scan' taking turns; "
         "'best' is the faster of the two methods. benchmarks/linear_recurrence.py --spread "
@@ -148,34 +166,34 @@ def bench_spread(quick: bool, show_progress: bool) -> None:
 
 
 def bench_matrix(device: str, quick: bool, show_progress: bool) -> None:
-    from scanlab import benchmark, benchmark_matrix
+    from scanlab.bench import matrix, tables
 
     if device == "cuda":
-        rows = benchmark_matrix.gpu_table(quick=quick, show_progress=show_progress)
-        print(benchmark.gpu_description())
-        print(benchmark.format_table(rows, benchmark_matrix.GPU_COLUMNS))
+        rows = matrix.gpu_table(quick=quick, show_progress=show_progress)
+        print(tables.gpu_description())
+        print(tables.format_table(rows, matrix.GPU_COLUMNS))
         print(
             "One float32 system, a matrix per step, operands on the GPU, times from CUDA events. "
             "GB/s counts A, b and h once each; 'of copy' is the fraction of a device-to-device "
             "copy's bandwidth on A; 'x' columns are speedups ('x jax scan' is NaN without JAX)."
         )
         return
-    rows = benchmark_matrix.cpu_table(quick=quick, show_progress=show_progress)
-    print(benchmark.machine_description())
-    print(benchmark.format_table(rows, benchmark_matrix.CPU_COLUMNS))
+    rows = matrix.cpu_table(quick=quick, show_progress=show_progress)
+    print(tables.machine_description())
+    print(tables.format_table(rows, matrix.CPU_COLUMNS))
     print(
         "One system of n states, float64. GB/s counts A, b and h once each; GFLOP/s the "
         "2 n^2 operations of a step; 'x' columns are speedups (the NumPy loop is timed on the "
-        f"first {benchmark_matrix.NUMPY_LOOP_STEPS} steps and scaled); 'scan speedup' is the "
+        f"first {matrix.NUMPY_LOOP_STEPS} steps and scaled); 'scan speedup' is the "
         f"scan's speed relative to the sequential method on the first "
-        f"{benchmark_matrix.SCAN_STEPS} steps."
+        f"{matrix.SCAN_STEPS} steps."
     )
 
 
 def bench_nonlinear(device: str, quick: bool, show_progress: bool) -> None:
-    from scanlab import benchmark_nonlinear
+    from scanlab.bench import nonlinear
 
-    machine, table, notes = benchmark_nonlinear.device_report(device, quick, show_progress)
+    machine, table, notes = nonlinear.device_report(device, quick, show_progress)
     print(machine)
     print(table)
     print("\n".join(notes))
@@ -193,7 +211,8 @@ def main(argv=None) -> None:
         "tune", help="measure again the kernels that method='auto' chooses between"
     ).set_defaults(run=tune)
     bench_parser = commands.add_parser(
-        "bench", help="benchmark linear_recurrence against bandwidth and baselines"
+        "bench",
+        help="benchmark linear_recurrence against bandwidth and baselines (needs scanlab[bench])",
     )
     bench_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     solver = bench_parser.add_mutually_exclusive_group()

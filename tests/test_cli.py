@@ -2,6 +2,7 @@
 
 import math
 import pathlib
+import re
 import runpy
 import subprocess
 import sys
@@ -14,9 +15,15 @@ from conftest import fast_thread_switching
 from numba import cuda
 
 import scanlab
-from scanlab import benchmark, benchmark_matrix, benchmark_nonlinear, cli, config
+from scanlab import cli, config
+from scanlab.bench import linear, matrix, nonlinear, spread, tables, tanh_cell
 
 SCRIPTS = pathlib.Path(__file__).parents[1] / "benchmarks"
+
+
+def markdown_header(table: str) -> list[str]:
+    """The column names of a Markdown table (its first line)."""
+    return [name.strip() for name in table.splitlines()[0].strip("|").split("|")]
 
 
 def test_info_reports_versions_and_devices(capsys):
@@ -38,25 +45,38 @@ def test_unknown_command_is_refused():
         cli.main(["frobnicate"])
 
 
+@pytest.mark.parametrize("module", cli.BENCH_EXTRA_MODULES)
+def test_bench_without_its_extra_names_it(capsys, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--quick"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.splitlines()
+    assert len(message) == 1 and module in message[0] and "scanlab[bench]" in message[0]
+
+
 def test_one_benchmark_row_is_complete_and_consistent():
-    row = benchmark.measure_cpu_case(1000, 3, np.float32, repeats=1)
+    row = linear.measure_cpu_case(1000, 3, np.float32, repeats=1)
     assert (row["T"], row["D"], row["dtype"]) == (1000, 3, "float32")
     assert row["method"] in ("sequential", "scan")
     for column in ("ms", "GB/s", "multiply GB/s", "of multiply", "x NumPy loop", "x Numba loop"):
         assert row[column] > 0
     assert row["GB/s"] == pytest.approx(3 * 1000 * 3 * 4 / (row["ms"] / 1e3) / 1e9)
-    table = benchmark.format_table([row])
+    table = tables.format_table([row], linear.CPU_COLUMNS)
     assert table.splitlines()[0].split()[:2] == ["T", "D"]
-    assert "| T | D |" in benchmark.format_table([row], markdown=True)
+    markdown = tables.format_table([row], linear.CPU_COLUMNS, markdown=True).splitlines()
+    assert markdown_header(markdown[0]) == [name for name, _ in linear.CPU_COLUMNS]
+    assert re.fullmatch(r"(\|-+:)+\|", markdown[1])  # right-aligned, as in RESULTS.md
+    assert len(markdown) == 3
 
 
 def test_numba_loop_baseline_is_the_recurrence():
     rng = np.random.default_rng(0)
     a, b = rng.uniform(-1, 1, (50, 2)), rng.normal(size=(50, 2))
     out = np.empty_like(b)
-    benchmark.numba_loop(a, b, out)
+    linear.numba_loop(a, b, out)
     expected = np.empty_like(b)
-    benchmark.numpy_loop(a, b, expected, 50)
+    linear.numpy_loop(a, b, expected, 50)
     np.testing.assert_allclose(out, expected)
 
 
@@ -69,14 +89,15 @@ def test_gpu_benchmark_without_a_gpu_says_so(options):
 
 @pytest.mark.parametrize("per_step", [True, False])
 def test_one_matrix_benchmark_row_is_complete_and_consistent(per_step):
-    row = benchmark_matrix.measure_cpu_case(3, 500, per_step, np.float64, repeats=1)
+    row = matrix.measure_cpu_case(3, 500, per_step, np.float64, repeats=1)
     assert (row["n"], row["T"], row["dtype"]) == (3, 500, "float64")
     assert row["A"] == ("per step" if per_step else "constant")
     for column in ("ms", "GB/s", "GFLOP/s", "x NumPy loop", "x Numba loop", "scan speedup"):
         assert row[column] > 0
     matrix_bytes = 8 * 9 * (500 if per_step else 1)
     assert row["GB/s"] == pytest.approx((matrix_bytes + 2 * 8 * 3 * 500) / row["ms"] / 1e6)
-    assert "| n | T |" in benchmark.format_table([row], benchmark_matrix.CPU_COLUMNS, markdown=True)
+    table = tables.format_table([row], matrix.CPU_COLUMNS, markdown=True)
+    assert markdown_header(table)[:2] == ["n", "T"]
 
 
 @pytest.mark.parametrize("per_step", [True, False])
@@ -85,8 +106,8 @@ def test_matrix_baselines_are_the_recurrence(per_step):
     a = rng.uniform(-0.5, 0.5, (40 if per_step else 1, 3, 3))
     b = rng.normal(size=(40, 3))
     out, expected = np.empty_like(b), np.empty_like(b)
-    benchmark_matrix.numba_loop(a, b, out)
-    benchmark_matrix.numpy_loop(a, b, expected, 40)
+    matrix.numba_loop(a, b, out)
+    matrix.numpy_loop(a, b, expected, 40)
     np.testing.assert_allclose(out, expected)
     np.testing.assert_allclose(out, scanlab.linear_recurrence_matrix(a if per_step else a[0], b))
 
@@ -103,26 +124,26 @@ def test_nonlinear_and_matrix_benchmarks_exclude_each_other():
 
 
 def test_one_nonlinear_benchmark_row_is_complete_and_consistent():
-    row = benchmark_nonlinear.measure_case("ElmanRNN", 3, 64, benchmark_nonlinear.TimeBudget(), 1)
+    row = nonlinear.measure_case("ElmanRNN", 3, 64, nonlinear.TimeBudget(), 1)
     assert (row["cell"], row["n"], row["T"]) == ("ElmanRNN", 3, 64)
     assert int(row["newton its"]) <= int(row["quasi its"])
     for column in ("sequential ms", "newton ms", "quasi ms", "newton x seq", "seq x NumPy"):
         assert row[column] > 0
     assert row["newton x seq"] == pytest.approx(row["sequential ms"] / row["newton ms"])
     assert row["max error"] < 1e-9
-    table = benchmark.format_table([row], benchmark_nonlinear.CPU_COLUMNS, markdown=True)
-    assert "| cell | n | T |" in table
+    table = tables.format_table([row], nonlinear.CPU_COLUMNS, markdown=True)
+    assert markdown_header(table)[:3] == ["cell", "n", "T"]
 
 
 def test_nonlinear_benchmark_marks_what_it_skips():
-    budget = benchmark_nonlinear.TimeBudget(seconds=0.0)
-    row = benchmark_nonlinear.measure_case("ElmanRNN", 3, 64, budget, 1, jacobian_bytes_limit=0)
+    budget = nonlinear.TimeBudget(seconds=0.0)
+    row = nonlinear.measure_case("ElmanRNN", 3, 64, budget, 1, jacobian_bytes_limit=0)
     assert row["newton ms"] == row["quasi ms"] == "skipped (memory)"
     assert row["sequential ms"] > 0 and row["newton x seq"] == row["max error"] == "-"
-    row = benchmark_nonlinear.measure_case("ElmanRNN", 3, 128, budget, 1)
+    row = nonlinear.measure_case("ElmanRNN", 3, 128, budget, 1)
     assert row["sequential ms"] == "skipped (time)"
     assert row["newton ms"] > 0  # skipped for its memory at 64 steps: no time to scale
-    assert "skipped (time)" in benchmark.format_table([row], benchmark_nonlinear.CPU_COLUMNS)
+    assert "skipped (time)" in tables.format_table([row], nonlinear.CPU_COLUMNS)
 
 
 @pytest.mark.parametrize(
@@ -131,18 +152,18 @@ def test_nonlinear_benchmark_marks_what_it_skips():
      ("ParaLSTM", reference.lstm_step)],
 )  # fmt: skip
 def test_nonlinear_numpy_loops_are_the_cells(name, reference_step):
-    cell = benchmark_nonlinear.CELLS[name](4, 3, seed=1)
+    cell = nonlinear.CELLS[name](4, 3, seed=1)
     x = np.random.default_rng(3).standard_normal((30, 3))
     out = np.empty((30, cell.state_size))
-    benchmark_nonlinear.numpy_loop(cell, x, out, 30)
+    nonlinear.numpy_loop(cell, x, out, 30)
     expected = reference.nonlinear_recurrence(reference_step(cell), x, np.zeros(cell.state_size))
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
 
 
 def test_bench_nonlinear_quick_prints_both_tables(capsys, monkeypatch):
-    monkeypatch.setattr(benchmark_nonlinear, "CELLS", {"ParaGRU": scanlab.cells.ParaGRU})
-    monkeypatch.setattr(benchmark_nonlinear, "QUICK_LENGTHS", (32,))
-    monkeypatch.setattr(benchmark_nonlinear, "QUICK_TANH_LENGTH", 64)
+    monkeypatch.setattr(nonlinear, "CELLS", {"ParaGRU": scanlab.cells.ParaGRU})
+    monkeypatch.setattr(nonlinear, "QUICK_LENGTHS", (32,))
+    monkeypatch.setattr(tanh_cell, "QUICK_TANH_LENGTH", 64)
     cli.main(["bench", "--nonlinear", "--quick", "--no-progress"])
     printed = capsys.readouterr().out
     assert "ParaGRU" in printed and "= newton" in printed
@@ -150,11 +171,11 @@ def test_bench_nonlinear_quick_prints_both_tables(capsys, monkeypatch):
 
 
 def test_nonlinear_benchmark_probes_before_its_first_length():
-    cell = benchmark_nonlinear.benchmark_cell("ElmanRNN", 3)
-    x = np.random.default_rng(0).standard_normal((64, 2, benchmark_nonlinear.INPUT_SIZE))
-    budget = benchmark_nonlinear.TimeBudget(seconds=0.0)
+    cell = nonlinear.benchmark_cell("ElmanRNN", 3)
+    x = np.random.default_rng(0).standard_normal((64, 2, nonlinear.INPUT_SIZE))
+    budget = nonlinear.TimeBudget(seconds=0.0)
     methods = {"loop": ("sequential", "cpu")}
-    times, results, skipped = benchmark_nonlinear.time_methods(
+    times, results, skipped = nonlinear.time_methods(
         cell, x, methods, budget, ("case",), 1, 2**30, probe_length=8
     )
     assert times == results == {} and skipped == {"loop": "skipped (time)"}
@@ -163,14 +184,15 @@ def test_nonlinear_benchmark_probes_before_its_first_length():
 
 
 def test_gpu_nonlinear_benchmark_skips_what_does_not_fit():
-    budget = benchmark_nonlinear.TimeBudget()
-    row = benchmark_nonlinear.measure_gpu_case("ParaGRU", 3, 2, 64, budget, 1, bytes_limit=0)
+    budget = nonlinear.TimeBudget()
+    row = nonlinear.measure_gpu_case("ParaGRU", 3, 2, 64, budget, 1, bytes_limit=0)
     assert (row["cell"], row["n"], row["batch"], row["T"]) == ("ParaGRU", 3, 2, 64)
     assert row["CPU seq ms"] == row["GPU seq ms"] == row["newton ms"] == "skipped (memory)"
     assert row["quasi ms"] == "= newton"
     assert row["copy in ms"] == row["newton x CPU seq"] == row["max error"] == "-"
-    table = benchmark.format_table([row], benchmark_nonlinear.GPU_COLUMNS, markdown=True)
-    assert "| cell | n | batch | T |" in table and "skipped (memory)" in table
+    table = tables.format_table([row], nonlinear.GPU_COLUMNS, markdown=True)
+    assert markdown_header(table)[:4] == ["cell", "n", "batch", "T"]
+    assert "skipped (memory)" in table
 
 
 @pytest.mark.parametrize(
@@ -185,14 +207,14 @@ def test_gpu_nonlinear_benchmark_skips_what_does_not_fit():
 def test_nonlinear_script_writes_only_full_measurements(monkeypatch, options, block, writes):
     script = runpy.run_path(str(SCRIPTS / "nonlinear.py"))
     monkeypatch.setattr(
-        benchmark_nonlinear, "device_report", lambda *_, **__: ("machine", "table", ["notes"])
+        nonlinear, "device_report", lambda *_, **__: ("machine", "table", ["notes"])
     )
     recorded = []
 
     def record_results(path, name, machine, table, notes=(), write=True):
         recorded.append((name, write))
 
-    monkeypatch.setattr(benchmark, "record_results", record_results)
+    monkeypatch.setattr(tables, "record_results", record_results)
     monkeypatch.setattr(sys, "argv", ["nonlinear.py", *options])
     script["main"]()
     assert recorded == [(block, writes)]
@@ -202,7 +224,7 @@ def test_nonlinear_script_writes_only_full_measurements(monkeypatch, options, bl
 @pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
 def test_one_gpu_benchmark_row_is_complete_and_consistent(small_chunks):
     with fast_thread_switching():
-        row = benchmark.measure_gpu_case(50, 3, np.float32, repeats=1)
+        row = linear.measure_gpu_case(50, 3, np.float32, repeats=1)
     assert (row["T"], row["D"], row["dtype"], row["method"]) == (50, 3, "float32", "scan")
     for column in ("ms", "API ms", "API time-last ms", "VJP ms", "GB/s", "copy GB/s", "of copy"):
         assert row[column] > 0
@@ -213,22 +235,23 @@ def test_one_gpu_benchmark_row_is_complete_and_consistent(small_chunks):
     assert row["1-pass diff"] < 1e-6  # several tiles: the look-back ran
     for column in ("x jax scan", "x cupy cumsum"):
         assert math.isnan(row[column]) or row[column] > 0
-    assert "| T | D |" in benchmark.format_table([row], benchmark.GPU_COLUMNS, markdown=True)
+    table = tables.format_table([row], linear.GPU_COLUMNS, markdown=True)
+    assert markdown_header(table)[:2] == ["T", "D"]
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
 def test_one_gpu_matrix_benchmark_row_is_complete_and_consistent():
     with fast_thread_switching():
-        row = benchmark_matrix.measure_gpu_case(3, 20, np.float32, repeats=1)
+        row = matrix.measure_gpu_case(3, 20, np.float32, repeats=1)
     assert (row["n"], row["T"], row["dtype"]) == (3, 20, "float32")
     for column in ("ms", "GB/s", "copy GB/s", "of copy", "x sequential kernel"):
         assert row[column] > 0
     assert row["of copy"] == pytest.approx(row["GB/s"] / row["copy GB/s"])
     jax_ratio = row["x jax scan"]
     assert math.isnan(jax_ratio) or jax_ratio > 0
-    table = benchmark.format_table([row], benchmark_matrix.GPU_COLUMNS, markdown=True)
-    assert "| n | T |" in table
+    table = tables.format_table([row], matrix.GPU_COLUMNS, markdown=True)
+    assert markdown_header(table)[:2] == ["n", "T"]
 
 
 @pytest.mark.cuda
@@ -238,11 +261,11 @@ def test_launch_loop_baseline_is_the_recurrence():
     a, b = rng.uniform(-1, 1, (9, 3)), rng.normal(size=(9, 3))
     out = cuda.device_array((9, 3))
     with fast_thread_switching():
-        benchmark.launch_loop(
+        linear.launch_loop(
             cuda.to_device(a), cuda.to_device(b), cuda.to_device(np.zeros(3)), out, 9
         )
     expected = np.empty_like(b)
-    benchmark.numpy_loop(a, b, expected, 9)
+    linear.numpy_loop(a, b, expected, 9)
     np.testing.assert_allclose(out.copy_to_host(), expected)
 
 
@@ -250,9 +273,9 @@ def test_launch_loop_baseline_is_the_recurrence():
 @pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
 def test_one_gpu_nonlinear_benchmark_row_is_complete_and_consistent(monkeypatch):
     monkeypatch.setattr(config.cuda, "threads_per_block", 8)  # fewer simulated threads
-    budget = benchmark_nonlinear.TimeBudget()
+    budget = nonlinear.TimeBudget()
     with fast_thread_switching():
-        row = benchmark_nonlinear.measure_gpu_case("ElmanRNN", 3, 2, 12, budget, 1, 2**30, 4)
+        row = nonlinear.measure_gpu_case("ElmanRNN", 3, 2, 12, budget, 1, 2**30, 4)
     assert (row["cell"], row["n"], row["batch"], row["T"]) == ("ElmanRNN", 3, 2, 12)
     assert int(row["newton its"]) <= int(row["quasi its"])
     for column in ("CPU seq ms", "GPU seq ms", "newton ms", "quasi ms", "copy in ms"):
@@ -260,14 +283,14 @@ def test_one_gpu_nonlinear_benchmark_row_is_complete_and_consistent(monkeypatch)
     assert row["newton x GPU seq"] == pytest.approx(row["GPU seq ms"] / row["newton ms"])
     assert row["quasi x CPU seq"] == pytest.approx(row["CPU seq ms"] / row["quasi ms"])
     assert row["max error"] < 1e-4  # float32, to the default tolerance 1e-5
-    assert [key[-1] for key in budget.last] == list(benchmark_nonlinear.GPU_METHODS)
+    assert [key[-1] for key in budget.last] == list(nonlinear.GPU_METHODS)
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda.is_available(), reason="needs a CUDA GPU or the simulator")
 def test_bench_nonlinear_on_the_gpu_quick_prints_both_tables(capsys, monkeypatch):
     # ParaGRU's and ParaLSTM's steps call compiled helpers on arrays: the simulator cannot run them.
-    monkeypatch.setattr(benchmark_nonlinear, "CELLS", {"ElmanRNN": scanlab.cells.ElmanRNN})
+    monkeypatch.setattr(nonlinear, "CELLS", {"ElmanRNN": scanlab.cells.ElmanRNN})
     monkeypatch.setattr(config.cuda, "threads_per_block", 8)  # fewer simulated threads
     with fast_thread_switching():
         cli.main(["bench", "--nonlinear", "--device", "cuda", "--quick", "--no-progress"])
@@ -280,19 +303,15 @@ def test_bench_nonlinear_on_the_gpu_quick_prints_both_tables(capsys, monkeypatch
 
 @pytest.mark.parametrize("layout", ["time-first", "time-last"])
 def test_one_spread_row_is_complete_and_consistent(layout):
-    from scanlab import benchmark_spread
-
-    row = benchmark_spread.measure_spread_case("U(-1,1)", 4, np.float64, layout, 2**12, 1)
-    assert [name for name, _ in benchmark_spread.SPREAD_COLUMNS] == list(row)
+    row = spread.measure_spread_case("U(-1,1)", 4, np.float64, layout, 2**12, 1)
+    assert [name for name, _ in spread.SPREAD_COLUMNS] == list(row)
     assert row["best"] in ("sequential", "scan") and row["layout"] == layout
     assert 0 < row["best ms"] <= row["auto ms"] / row["auto/best"] * 1.0001
 
 
 @pytest.mark.parametrize("distribution", ["0.9", "U(0.5,1)", "U(-1,1)", "complex, modulus<1"])
 def test_spread_distributions_are_what_they_say(distribution):
-    from scanlab import benchmark_spread
-
-    a = benchmark_spread.coefficients(distribution, (1000, 2), np.float32, np.random.default_rng(0))
+    a = spread.coefficients(distribution, (1000, 2), np.float32, np.random.default_rng(0))
     assert a.shape == (1000, 2)
     assert a.dtype == (np.complex64 if distribution.startswith("complex") else np.float32)
     assert np.abs(a).max() < 1 and (np.abs(a).min() >= 0.5 or distribution == "U(-1,1)")

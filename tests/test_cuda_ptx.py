@@ -17,14 +17,12 @@ if numba.config.ENABLE_CUDASIM:
 from numba.cuda.cudadrv.error import NvvmSupportError  # noqa: E402
 from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
 
-from scanlab import (
-    benchmark,  # noqa: E402
-    cells,  # noqa: E402
-)
+from scanlab import cells  # noqa: E402
 from scanlab import math as smath  # noqa: E402
+from scanlab.bench import linear as bench_linear  # noqa: E402
 from scanlab.cuda import arrays, gradients, linear, linear_matrix, nonlinear  # noqa: E402
 
-KERNEL_MODULES = [arrays, gradients, linear, linear_matrix, nonlinear, benchmark]
+KERNEL_MODULES = [arrays, gradients, linear, linear_matrix, nonlinear, bench_linear]
 
 
 def leaky(h_prev, x_t, params, h_out):

@@ -1,7 +1,7 @@
 """Benchmarks of ``linear_recurrence_matrix`` against bandwidth and the loops users would write.
 
-Used by ``scanlab bench --matrix`` and ``benchmarks/linear_recurrence_matrix.py`` (which writes
-``benchmarks/RESULTS.md``). Timing follows :mod:`scanlab.benchmark`: best of a few repeats, the
+Used by ``scanlab bench --matrix`` and ``benchmarks/linear_recurrence.py --matrix`` (which writes
+``benchmarks/RESULTS.md``). Timing follows :mod:`scanlab.bench.timing`: best of a few repeats, the
 functions compared taking turns, compilation never timed.
 """
 
@@ -12,7 +12,8 @@ import numpy as np
 from numba import njit
 
 import scanlab
-from scanlab.benchmark import best_time, best_times, gpu_best_time, jax_scan_time, measure_rows
+from scanlab.bench.linear import jax_scan_time
+from scanlab.bench.timing import best_time, best_times, gpu_best_time, measure_rows
 from scanlab.cpu.linear_matrix import choose_method
 
 #: ``(n, T, per_step)``: matrices per step (``A`` of shape ``(T, n, n)``) where ``A`` fits in

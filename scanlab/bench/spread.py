@@ -3,7 +3,8 @@
 Used by ``scanlab bench --spread`` and ``benchmarks/linear_recurrence.py --spread`` (which
 writes ``benchmarks/RESULTS.md``). For every distribution of the coefficients, channel count,
 dtype and layout, the public call with ``method="auto"``, ``"sequential"`` and ``"scan"`` take
-turns (``benchmark.best_times``); then the same again while another process keeps one core busy.
+turns (:func:`scanlab.bench.timing.best_times`); then the same again while another process keeps
+one core busy.
 """
 
 import contextlib
@@ -15,7 +16,8 @@ import numpy as np
 import scipy.signal
 
 import scanlab
-from scanlab.benchmark import best_times, measure_rows, numba_loop
+from scanlab.bench.linear import numba_loop
+from scanlab.bench.timing import best_times, measure_rows
 
 #: Coefficient distributions: constants from 0.1 to 1, uniform ranges, signed, complex.
 DISTRIBUTIONS = (

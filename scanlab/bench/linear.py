@@ -1,27 +1,23 @@
 """Benchmarks of ``linear_recurrence`` against memory bandwidth and the baselines users would write.
 
 Used by ``scanlab bench`` and by ``benchmarks/linear_recurrence.py`` (which writes
-``benchmarks/RESULTS.md``). Every figure is the best of a few repeats after a warm-up call, so
-compilation is never timed.
+``benchmarks/RESULTS.md``): the CPU table and its throughput sweep, the GPU table, and the
+baselines they time (a compiled Numba loop, a per-step NumPy loop, ``scipy.signal.lfilter``, one
+kernel launch per step, JAX's and CuPy's scans). Timing follows :mod:`scanlab.bench.timing`.
 """
 
-import datetime
-import os
-import platform
-import re
-import sys
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 
 import numba
 import numpy as np
-import scipy
 import scipy.signal
 from numba import cuda, njit
+from tqdm import tqdm
 
 import scanlab
 from scanlab import config
+from scanlab.bench.timing import best_time, best_times, gpu_best_time, measure_rows
 from scanlab.cpu.linear import choose_method
 
 #: ``(T, D)`` of the CPU table: one long series, a few channels, many channels, and the issue's
@@ -76,58 +72,6 @@ def numpy_loop(a, b, out, steps: int) -> None:
     for t in range(steps):
         state = a[t] * state + b[t]
         out[t] = state
-
-
-def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Seconds of the fastest call of each function, the functions taking turns.
-
-    Taking turns exposes every function to the same disturbances of a shared machine, so their
-    ratios hold even when one burst of noise spoils a whole stretch of calls. Each timed call
-    follows an untimed one of the same function, so each finds its data as warm in the caches as
-    a run of repeated calls would (and not as the previous function left them). Short calls are
-    repeated more (up to 0.2 s per function, at most 200 rounds).
-    """
-    slowest = 0.0
-    for function in functions.values():
-        start = time.perf_counter()
-        function()
-        slowest = max(slowest, time.perf_counter() - start)
-    rounds = max(repeats, min(200, int(0.2 / max(slowest, 1e-6))))
-    best = dict.fromkeys(functions, float("inf"))
-    for _ in range(rounds):
-        for name, function in functions.items():
-            function()
-            start = time.perf_counter()
-            function()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
-def best_time(function: Callable[[], object], repeats: int) -> float:
-    """Seconds of the fastest of at least ``repeats`` calls of one function (see ``best_times``)."""
-    return best_times({"": function}, repeats)[""]
-
-
-def progress(done: int, total: int, label: str, stream=sys.stderr) -> None:
-    """Draw a one-line progress bar on ``stream`` (a terminal), ending the line when done."""
-    width = 30
-    filled = width * done // max(total, 1)
-    stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} {label:<40}")
-    if done == total:
-        stream.write("\n")
-    stream.flush()
-
-
-def measure_rows(cases, measure, label, show_progress: bool = True) -> list[dict]:
-    """``measure(*case)`` for each case, with a progress bar showing ``label(*case)``."""
-    rows = []
-    for index, case in enumerate(cases):
-        if show_progress:
-            progress(index, len(cases), label(*case))
-        rows.append(measure(*case))
-    if show_progress:
-        progress(len(cases), len(cases), "done")
-    return rows
 
 
 def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
@@ -199,9 +143,9 @@ def throughput_sweep(
         "lfilter (constant a)": [],
     }
     rng = np.random.default_rng(0)
-    for index, length in enumerate(lengths):
-        if show_progress:
-            progress(index, len(lengths), f"sweep T={length}")
+    bar = tqdm(lengths, disable=not show_progress)
+    for length in bar:
+        bar.set_postfix_str(f"sweep T={length}")
         a = rng.uniform(0.5, 1.0, (length, 1)).astype(dtype)
         b = rng.standard_normal((length, 1)).astype(dtype)
         out = np.empty_like(b)
@@ -216,8 +160,6 @@ def throughput_sweep(
         }
         for name, seconds in best_times(timings, repeats=3).items():
             series[name].append(gigabytes / seconds)
-    if show_progress:
-        progress(len(lengths), len(lengths), "done")
     return series
 
 
@@ -258,66 +200,6 @@ CPU_COLUMNS = (
 )
 
 
-def format_table(rows: list[dict], columns=CPU_COLUMNS, markdown: bool = False) -> str:
-    """``rows`` as an aligned text table, or a Markdown one; ``columns`` are (name, format),
-    the format applied to numbers (a string, such as "skipped", is shown as it is)."""
-    header = [name for name, _ in columns]
-    cells = [
-        [
-            row[name] if isinstance(row[name], str) else template.format(row[name])
-            for name, template in columns
-        ]
-        for row in rows
-    ]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
-        lines += ["| " + " | ".join(line) + " |" for line in cells]
-        return "\n".join(lines)
-    widths = [max(len(text) for text in column) for column in zip(header, *cells, strict=True)]
-    return "\n".join(
-        "  ".join(text.rjust(width) for text, width in zip(line, widths, strict=True))
-        for line in [header, *cells]
-    )
-
-
-def record_results(path, name: str, machine: str, table: str, notes=(), write=True) -> None:
-    """Print the ``name`` block of RESULTS.md (machine, command, table, ``notes`` lines) and, if
-    ``write``, replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``path``."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    lines = [start, f"Measured {datetime.date.today()} on {machine}."]
-    lines += [f"Command: `python {' '.join(sys.argv)}`", "", table]
-    lines += ["", *notes] if notes else []
-    block = "\n".join([*lines, end])
-    print(block)
-    if not write:
-        return
-    text = path.read_text()
-    if start not in text:
-        raise SystemExit(f"{path} has no {start} ... {end} block to replace")
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
-    path.write_text(pattern.sub(lambda _: block, text))
-    print(f"wrote {path}")
-
-
-def machine_description() -> str:
-    """CPU model, core count, threads and the versions that matter for the numbers."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    try:
-        layer = f"{numba.threading_layer()} layer"
-    except ValueError:  # no parallel kernel has run yet
-        layer = "threading layer not chosen yet"
-    return (
-        f"{model}, {os.cpu_count()} cores, Numba {numba.__version__} with "
-        f"{numba.get_num_threads()} threads ({layer}), "
-        f"NumPy {np.__version__}, SciPy {scipy.__version__}, Python {platform.python_version()}"
-    )
-
-
 #: ``(T, D)`` of the GPU table: T x D = 2**28 float32 elements (1 GiB per array), from one series
 #: to many channels; the quick table is 256 times smaller.
 GPU_CASES = tuple((2**28 // channels, channels) for channels in (1, 16, 256, 4096))
@@ -345,27 +227,6 @@ GPU_COLUMNS = (
     ("x jax scan", "{:.2f}"),
     ("x cupy cumsum", "{:.2f}"),
 )
-
-
-def gpu_best_time(function: Callable[[], object], repeats: int) -> float:
-    """Seconds of the fastest of ``repeats`` calls, timed with CUDA events after a warm-up.
-
-    Under the CUDA simulator, whose events record no time, the host clock times the (synchronous)
-    simulation instead: the numbers then only show that the benchmark runs.
-    """
-    if numba.config.ENABLE_CUDASIM:
-        return best_time(function, repeats)
-    function()
-    cuda.synchronize()
-    best = float("inf")
-    for _ in range(repeats):
-        start, stop = cuda.event(), cuda.event()
-        start.record()
-        function()
-        stop.record()
-        stop.synchronize()
-        best = min(best, start.elapsed_time(stop) / 1e3)
-    return best
 
 
 def launch_loop(a, b, state, out, steps: int) -> None:
@@ -479,12 +340,3 @@ def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
         lambda length, channels: f"GPU T={length} D={channels} float32",
         show_progress,
     )
-
-
-def gpu_description() -> str:
-    """The GPU's name and compute capability, and the numba-cuda version."""
-    if numba.config.ENABLE_CUDASIM:  # its device has no name
-        return f"the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), Numba {numba.__version__}"
-    device = cuda.get_current_device()
-    name = device.name.decode() if isinstance(device.name, bytes) else device.name
-    return f"{name} (compute capability {device.compute_capability}), Numba {numba.__version__}"

@@ -1,0 +1,83 @@
+"""How scanlab's benchmarks time a call, and measure the rows of a table behind a progress bar.
+
+Every figure is the best of a few repeats after a warm-up call, so compilation is never timed;
+functions compared take turns (``best_times``). On the GPU, CUDA events time the device
+(``gpu_best_time``).
+"""
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numba
+from numba import cuda
+from tqdm import tqdm
+
+
+def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Seconds of the fastest call of each function, the functions taking turns.
+
+    Taking turns exposes every function to the same disturbances of a shared machine, so their
+    ratios hold even when one burst of noise spoils a whole stretch of calls. Each timed call
+    follows an untimed one of the same function, so each finds its data as warm in the caches as
+    a run of repeated calls would (and not as the previous function left them). Short calls are
+    repeated more (up to 0.2 s per function, at most 200 rounds).
+    """
+    slowest = 0.0
+    for function in functions.values():
+        start = time.perf_counter()
+        function()
+        slowest = max(slowest, time.perf_counter() - start)
+    rounds = max(repeats, min(200, int(0.2 / max(slowest, 1e-6))))
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(rounds):
+        for name, function in functions.items():
+            function()
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def best_time(function: Callable[[], object], repeats: int) -> float:
+    """Seconds of the fastest of at least ``repeats`` calls of one function (see ``best_times``)."""
+    return best_times({"": function}, repeats)[""]
+
+
+def gpu_best_time(function: Callable[[], object], repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` calls, timed with CUDA events after a warm-up.
+
+    Under the CUDA simulator, whose events record no time, the host clock times the (synchronous)
+    simulation instead: the numbers then only show that the benchmark runs.
+    """
+    if numba.config.ENABLE_CUDASIM:
+        return best_time(function, repeats)
+    function()
+    cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        function()
+        stop.record()
+        stop.synchronize()
+        best = min(best, start.elapsed_time(stop) / 1e3)
+    return best
+
+
+def copy_times(host, states_shape: tuple, repeats: int) -> tuple[float, float]:
+    """Seconds of one copy of ``host`` to the GPU and of one ``states_shape`` array back, as the
+    solver makes them (pageable memory, allocation included), from CUDA events."""
+    states = cuda.device_array(states_shape, host.dtype)
+    to_device = gpu_best_time(partial(cuda.to_device, host), repeats)
+    return to_device, gpu_best_time(states.copy_to_host, repeats)
+
+
+def measure_rows(cases, measure, label, show_progress: bool = True) -> list[dict]:
+    """``measure(*case)`` for each case, with a progress bar on stderr showing ``label(*case)``."""
+    rows = []
+    with tqdm(cases, disable=not show_progress) as bar:
+        for case in bar:
+            bar.set_postfix_str(label(*case))
+            rows.append(measure(*case))
+    return rows
