@@ -2,12 +2,14 @@
 
 import argparse
 import importlib.util
+import os
 import platform
 import sys
 
 import numba
 import numpy as np
 import scipy
+from numba.core.caching import FunctionCache
 
 import scanlab
 from scanlab import wisdom
@@ -29,6 +31,24 @@ def cuda_status() -> str:
     return f"GPU {name}, compute capability {device.compute_capability}"
 
 
+def compiled_kernels() -> str:
+    """Where Numba keeps scanlab's compiled CPU kernels (``cache=True``), and how many of the
+    loaded modules' kernels are there already: a warm cache loads them instead of compiling."""
+    caches = [
+        value._cache
+        for name, module in list(sys.modules.items())
+        if name.startswith("scanlab.") and not name.startswith(("scanlab.cuda", "scanlab.bench"))
+        for value in vars(module).values()
+        if isinstance(getattr(value, "_cache", None), FunctionCache)
+    ]
+    if not caches:
+        return "no cached kernels loaded"
+    kept = sum(os.path.exists(cache._cache_file._index_path) for cache in caches)
+    folders = sorted({cache._cache_path for cache in caches})
+    where = folders[0] if len(folders) == 1 else f"{folders[0]} and {len(folders) - 1} more"
+    return f"{kept} of the {len(caches)} loaded CPU kernels compiled and kept, in {where}"
+
+
 def info(_arguments) -> None:
     print(f"scanlab   {scanlab.__version__}")
     print(f"python    {platform.python_version()} ({sys.executable})")
@@ -37,6 +57,7 @@ def info(_arguments) -> None:
     print(f"scipy     {scipy.__version__}")
     print(f"cuda      {cuda_status()}")
     print(f"cpu       {wisdom.cpu_model()}")
+    print(f"compiled  {compiled_kernels()}")
     print(f"wisdom    {wisdom.path() or 'not kept (scanlab.config.cpu.wisdom is None)'}")
     for key, speeds in sorted(wisdom.entries().items()):
         measured = ", ".join(f"{method} {value:.2f}" for method, value in sorted(speeds.items()))

@@ -1,6 +1,7 @@
 """The scanlab command and the benchmark helpers behind it."""
 
 import math
+import os
 import pathlib
 import re
 import runpy
@@ -38,6 +39,21 @@ def test_python_dash_m_runs_the_command():
         [sys.executable, "-m", "scanlab", "info"], capture_output=True, text=True, check=True
     )
     assert "threads" in completed.stdout
+
+
+def test_info_says_where_the_compiled_kernels_are_kept(tmp_path):
+    """Numba's cache folder (NUMBA_CACHE_DIR when set, else next to the source) and how many
+    kernels it holds: none in a fresh folder, all of those a call compiled afterwards."""
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "scanlab", "info"]
+    fresh = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+    line = next(line for line in fresh.stdout.splitlines() if line.startswith("compiled"))
+    assert str(tmp_path) in line and " 0 of the " in line, line
+    solve = "import numpy, scanlab; scanlab.linear_recurrence(0.5, numpy.ones(10))"
+    subprocess.run([sys.executable, "-c", solve], env=environment, check=True)
+    warm = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+    line = next(line for line in warm.stdout.splitlines() if line.startswith("compiled"))
+    assert " 0 of the " not in line, line
 
 
 def test_unknown_command_is_refused():
