@@ -22,9 +22,24 @@ from scanlab import (
     cells,  # noqa: E402
 )
 from scanlab import math as smath  # noqa: E402
-from scanlab.cuda import arrays, gradients, linear, linear_matrix, nonlinear  # noqa: E402
+from scanlab.cuda import (  # noqa: E402
+    arrays,
+    gradients,
+    linear,
+    linear_matrix,
+    linear_single_pass,
+    nonlinear,
+)
 
-KERNEL_MODULES = [arrays, gradients, linear, linear_matrix, nonlinear, benchmark]
+KERNEL_MODULES = [
+    arrays,
+    gradients,
+    linear,
+    linear_single_pass,
+    linear_matrix,
+    nonlinear,
+    benchmark,
+]
 
 
 def leaky(h_prev, x_t, params, h_out):
