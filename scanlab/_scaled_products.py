@@ -20,6 +20,14 @@ import math
 import numpy as np
 from numba import njit
 
+from scanlab._recurrence_numerics import is_finite
+
+#: Steps between the checks that keep a chunk's product of ``a`` in range, in the CPU scans. The
+#: product is kept in double precision, so between two checks it falls out of the normal range
+#: only through coefficients below about ``2**-15`` on average (and then the carry check catches
+#: what it changes). Checks more often cost more than the composition itself.
+CHECK_PERIOD = 64
+
 
 def product_bounds(dtype, chunk_length: int):
     """The constants of the kept range and the agreement check for ``dtype`` (real or complex).
@@ -45,12 +53,6 @@ def product_bounds(dtype, chunk_length: int):
 def magnitude(value):
     """``max(|re|, |im|)`` of a real or complex ``value``: its modulus within ``sqrt(2)``."""
     return max(abs(value.real), abs(value.imag))
-
-
-@njit(inline="always")
-def is_finite(value):
-    """Whether a real or complex ``value`` is neither Inf nor NaN."""
-    return value - value == 0
 
 
 @njit(inline="always")

@@ -20,7 +20,7 @@ where a sequence stopped. The host then runs the step again there, alone, to rai
 
 import numpy as np
 
-from scanlab.cpu.linear import is_finite
+from scanlab._recurrence_numerics import is_finite
 
 #: Sentinel residuals: a step whose iterate is not finite where ``f`` is (Newton diverged), and
 #: one where ``f`` itself is not finite (the data, or a diverged previous step).

@@ -211,8 +211,9 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     """Both VJPs: the adjoint recurrence on the forward solvers, then the gradients."""
     device = resolve_device(device, gpu_arrays=True, a=a, h=h, g=g, h0=h0)
     layout = AdjointLayout.of(a, h, g, h0, axis, matrices)
+    solve = linear_recurrence_matrix if matrices else linear_recurrence
     if any(on_gpu(value) for value in (a, h, g, h0)):
-        return cuda_module("gradients").adjoint_gradients(a, h, g, h0, layout, reverse)
+        return cuda_module("gradients").adjoint_gradients(a, h, g, h0, layout, reverse, solve)
     dtype, time_axis, state = layout.dtype, layout.time_axis, layout.state
     a, h, g = (np.asarray(value, dtype) for value in (a, h, g))
     rest_shape = layout.rest_shape
@@ -234,7 +235,6 @@ def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
         adjoint[last] = gradient[last]
         if length > 1:
             shifted = coefficients if coefficients.shape[0] == 1 else coefficients[following]
-            solve = linear_recurrence_matrix if matrices else linear_recurrence
             solve(
                 shifted.swapaxes(-1, -2) if matrices else shifted,
                 gradient[remaining],

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
 
-from scanlab.cuda import linear
+from scanlab.cuda import linear, linear_single_pass
 
 pytestmark = CUDA_MODULE_MARKS
 
@@ -219,13 +219,15 @@ def test_scan_rejects_bad_tunables(tunables, message):
 def look_back_kernel(flags, aggregates_a, aggregates_b, inclusive, tile, out):
     channel = cuda.grid(1)
     if channel < out.shape[0]:
-        out[channel] = linear.look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel)
+        out[channel] = linear_single_pass.look_back(
+            flags, aggregates_a, aggregates_b, inclusive, tile, channel
+        )
 
 
 def test_look_back_composes_aggregates_until_an_inclusive_prefix():
     """The look-back past tiles that have published only their aggregate, which the simulator,
     running blocks one after another, never meets in a whole scan."""
-    aggregate, inclusive = linear.AGGREGATE, linear.INCLUSIVE
+    aggregate, inclusive = linear_single_pass.AGGREGATE, linear_single_pass.INCLUSIVE
     flags = np.array([[inclusive, aggregate], [aggregate, inclusive], [aggregate, aggregate]])
     aggregates_a = np.array([[np.nan, 0.5], [2.0, np.nan], [3.0, -1.0]])
     aggregates_b = np.array([[np.nan, 1.0], [1.0, np.nan], [-2.0, 4.0]])

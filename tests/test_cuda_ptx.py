@@ -20,9 +20,24 @@ from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
 from scanlab import cells  # noqa: E402
 from scanlab import math as smath  # noqa: E402
 from scanlab.bench import linear as bench_linear  # noqa: E402
-from scanlab.cuda import arrays, gradients, linear, linear_matrix, nonlinear  # noqa: E402
+from scanlab.cuda import (  # noqa: E402
+    arrays,
+    gradients,
+    linear,
+    linear_matrix,
+    linear_single_pass,
+    nonlinear,
+)
 
-KERNEL_MODULES = [arrays, gradients, linear, linear_matrix, nonlinear, bench_linear]
+KERNEL_MODULES = [
+    arrays,
+    gradients,
+    linear,
+    linear_matrix,
+    linear_single_pass,
+    nonlinear,
+    bench_linear,
+]
 
 
 def leaky(h_prev, x_t, params, h_out):

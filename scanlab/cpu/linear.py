@@ -5,7 +5,7 @@ with time first; ``a`` and ``b`` are C-contiguous ``(T or 1, D or 1)`` (a length
 ``h0`` is ``(D,)``; all share the result dtype (the time-last kernel ``linear_recurrence_rows``
 sees the transposed layout: ``out`` ``(D, T)``, ``a`` and ``b`` ``(D or 1, T or 1)``).
 ``reverse`` runs time backwards. ``out`` never overlaps ``a``, ``b`` or ``h0``. Time is walked in
-*steps*: step ``s`` visits row ``time_index(s)``.
+*steps*: step ``s`` visits row ``time_index(s)`` (:mod:`scanlab._recurrence_numerics`).
 """
 
 import contextlib
@@ -18,11 +18,12 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from scanlab import config, wisdom
+from scanlab._recurrence_numerics import broadcast_steps, time_direction, time_index
 from scanlab._scaled_products import (
+    CHECK_PERIOD,
     agrees,
     carried,
     in_range,
-    is_finite,
     product_bounds,
     renormalised,
 )
@@ -42,29 +43,9 @@ ROW_CHAINS = 8
 #: Tiles of the ``scan`` kernel per thread at least, when the sequence is short enough that
 #: cache-sized chunks would give fewer.
 TILES_PER_THREAD = 4
-#: Steps between the checks that keep a chunk's product of ``a`` in range. The product is kept
-#: in double precision, so between two checks it falls out of the normal range only through
-#: coefficients below about ``2**-15`` on average (and then the carry check catches what it
-#: changes). Checks more often cost more than the composition itself.
-CHECK_PERIOD = 64
 #: What a tile of the ``scan`` kernel has published: nothing, its chunks' summaries, or also the
 #: state after it.
 UNSEEN, COMPOSED, CARRIED = 0, 1, 2
-
-
-@njit(inline="always")
-def time_direction(length, reverse):
-    """``(origin, direction)`` such that step ``s`` visits row ``origin + direction * s``."""
-    return (length - 1, -1) if reverse else (0, 1)
-
-
-@njit(inline="always")
-def time_index(step, origin, direction):
-    """Row of ``out`` visited at the ``step``-th step of the recurrence.
-
-    Affine in ``step`` without a branch, so LLVM turns the indexing into pointer increments.
-    """
-    return uint64(origin + direction * step)
 
 
 @njit(inline="always")
@@ -76,25 +57,6 @@ def chain_rows(step, chunk_length, origin, direction):
         time_index(step + 2 * chunk_length, origin, direction),
         time_index(step + 3 * chunk_length, origin, direction),
     )
-
-
-@njit(inline="always")
-def broadcast_steps(array, length, channels):
-    """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1.
-
-    ``array``'s first two axes are time (``length`` or 1) and channels (``channels`` or 1).
-
-    Unsigned, like every index they multiply, so Numba skips its negative-index check; computed
-    by division rather than a comparison so that LLVM keeps them symbolic and versions the
-    channel loops for a unit stride (vectorised) instead of giving up on them.
-    """
-    return uint64(array.shape[0] // length), uint64(array.shape[1] // channels)
-
-
-@njit(inline="always")
-def is_inf(value):
-    """Whether a real or complex ``value`` is infinite: neither finite nor NaN."""
-    return not is_finite(value) and value == value
 
 
 @njit(inline="always")

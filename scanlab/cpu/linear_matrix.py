@@ -29,16 +29,22 @@ from numba import njit, prange, uint64
 from numba.cpython.unsafe.tuple import tuple_setitem
 
 from scanlab import config
+from scanlab._recurrence_numerics import (
+    broadcast_steps,
+    is_finite,
+    is_inf,
+    time_direction,
+    time_index,
+)
 from scanlab._scaled_products import (
+    CHECK_PERIOD,
     agrees,
     in_range,
-    is_finite,
     magnitude,
     product_bounds,
     scaled,
 )
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
-from scanlab.cpu.linear import CHECK_PERIOD, broadcast_steps, is_inf, time_direction, time_index
 
 #: The tasks of the parallel kernels (see ``run_task``).
 SEQUENTIAL, COMPOSE, APPLY = 0, 1, 2

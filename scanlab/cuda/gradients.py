@@ -16,7 +16,6 @@ from numba import cuda
 from scanlab import config
 from scanlab._devices import on_gpu
 from scanlab.cuda.arrays import Strided, zeros
-from scanlab.linear import linear_recurrence, linear_recurrence_matrix
 
 #: The most blocks :func:`reduce_products_kernel` is launched with; beyond, threads loop.
 REDUCE_BLOCKS = 65535
@@ -148,10 +147,13 @@ def device_view(value, shape: tuple, dtype) -> Strided:
     return view.expanded(shape)
 
 
-def adjoint_gradients(a, h, g, h0, layout, reverse: bool):
+def adjoint_gradients(a, h, g, h0, layout, reverse: bool, solve):
     """``(da, db, dh0)`` of a linear VJP with GPU operands, as device arrays on the GPU.
 
-    ``layout`` is the :class:`scanlab.gradients.AdjointLayout` of the checked operands.
+    ``layout`` is the :class:`scanlab.gradients.AdjointLayout` of the checked operands;
+    ``solve`` is the forward solver that runs the adjoint recurrence on GPU views
+    (``scanlab.linear_recurrence`` or ``scanlab.linear_recurrence_matrix``, passed down by
+    :func:`scanlab.gradients.adjoint_gradients`: this package stands below the public layer).
     """
     dtype, axis, state = layout.dtype, layout.time_axis, layout.state
     leading, rest = layout.leading, layout.rest_shape
@@ -179,7 +181,6 @@ def adjoint_gradients(a, h, g, h0, layout, reverse: bool):
             order = list(range(len(shifted.shape)))
             order[-2:] = order[-1], order[-2]
             shifted = shifted.permuted(order)
-        solve = linear_recurrence_matrix if matrices else linear_recurrence
         solve(
             shifted, gradient.sliced(axis, *remaining), gradient.at(axis, last), axis=axis,
             reverse=not reverse, device="cuda", out=lam.sliced(axis, *remaining),

@@ -7,6 +7,11 @@ dtype (float32, float64, complex64 or complex128). ``reverse`` runs time backwar
 overlaps ``a`` or ``b``. The launchers queue their kernels on the default stream and return without
 waiting: the results stay on the device.
 
+The one-thread-per-channel loop, the hierarchical reduce-then-scan and the checks that settle a
+scan's carries are here; the block-level steps the scans share are in
+:mod:`scanlab.cuda.linear_tiles`, the single-pass look-back scan in
+:mod:`scanlab.cuda.linear_single_pass`.
+
 Every kernel reads its dtype from its arguments (``cuda.shared.array(0, out.dtype)``), so Numba
 compiles one specialisation per dtype on first use; :func:`kernel_signatures` lists them. Every
 helper is inlined into the kernels (``inline="always"``), which lets numba-cuda compile them to PTX
@@ -15,224 +20,34 @@ and subnormals behave as IEEE 754 says.
 """
 
 import numpy as np
-from numba import cuda, njit
+from numba import cuda
 
 from scanlab import config
 from scanlab._scaled_products import agrees, product_bounds
 from scanlab.cuda.arrays import zeros
-
-#: Shared-memory banks of a CUDA multiprocessor. Tiles in shared memory get one padding slot every
-#: this many elements, so the threads of a warp walking down a column hit distinct banks.
-SHARED_MEMORY_BANKS = 32
-
-#: Bytes of shared memory a block may use without a per-kernel opt-in.
-SHARED_MEMORY_LIMIT = 48 * 1024
-
-#: The dtypes the kernels are specialised for.
-DTYPES = ("float32", "float64", "complex64", "complex128")
-
-#: The Numba type of ``scanlab._scaled_products.product_bounds``, which the checks of the scans
-#: take as it is.
-BOUNDS_TYPE = "Tuple((float64, float64, int64, float64, float64))"
-
-
-@njit(inline="always")
-def time_index(step, length, reverse):
-    """Row of ``out`` visited at the ``step``-th step of the recurrence."""
-    return length - 1 - step if reverse else step
-
-
-@njit(inline="always")
-def advance(state, coefficient, offset):
-    """One step of the recurrence: ``coefficient * state + offset``."""
-    return coefficient * state + offset
-
-
-@njit(inline="always")
-def compose(first_a, first_b, second_a, second_b):
-    """The scan operator: step ``(first_a, first_b)`` followed by step ``(second_a, second_b)``."""
-    return second_a * first_a, advance(first_b, second_a, second_b)
-
-
-@njit(inline="always")
-def padded(index):
-    """Slot in shared memory of element ``index`` of a padded tile."""
-    return index + index // SHARED_MEMORY_BANKS
-
-
-@njit(inline="always")
-def shared_slots(count):
-    """Slots a padded tile of ``count`` elements takes in shared memory."""
-    return padded(count - 1) + 1
-
-
-@cuda.jit(device=True, inline="always")
-def split_shared_memory(shared, items_per_thread):
-    """Cut the block's dynamic shared memory into its ``a``/``b`` tiles and scan arrays.
-
-    The tiles hold ``items_per_thread`` elements per thread, the scan arrays one per thread, all
-    padded (see :func:`padded`) and row-major: element ``row * blockDim.x + lane``.
-    """
-    block_threads = cuda.blockDim.x * cuda.blockDim.y
-    tile_end = shared_slots(items_per_thread * block_threads)
-    scan_end = 2 * tile_end + shared_slots(block_threads)
-    return (
-        shared[:tile_end],
-        shared[tile_end : 2 * tile_end],
-        shared[2 * tile_end : scan_end],
-        shared[scan_end : scan_end + shared_slots(block_threads)],
-    )
-
-
-@cuda.jit(device=True, inline="always")
-def tile_origin(channels, tile_rows, block):
-    """The tile of the ``block``-th block, its first step and its first channel.
-
-    Blocks enumerate the channel groups of a tile first, then the tiles.
-    """
-    channel_groups = (channels + cuda.blockDim.x - 1) // cuda.blockDim.x
-    tile = block // channel_groups
-    first_channel = (block % channel_groups) * cuda.blockDim.x
-    return tile, tile * tile_rows, first_channel
-
-
-@cuda.jit(device=True, inline="always")
-def load_tile(source, source_steps, shape, first_step, first_channel, reverse, tile, tile_rows):
-    """Copy the block's tile of ``source`` (rows in step order) into shared ``tile``.
-
-    ``shape`` is ``(T, D)`` of the result. Thread ``(lane, y)`` copies channel
-    ``first_channel + lane`` of tile rows ``y, y + blockDim.y, ...``: consecutive threads read
-    consecutive channels, then consecutive time rows, so a warp reads contiguous memory however
-    few channels there are.
-    """
-    length, channels = shape
-    row_step, column_step = source_steps
-    channel = first_channel + cuda.threadIdx.x
-    if channel < channels:
-        for row in range(cuda.threadIdx.y, tile_rows, cuda.blockDim.y):
-            step = first_step + row
-            if step < length:
-                t = time_index(step, length, reverse)
-                element = source[t * row_step, channel * column_step]
-                tile[padded(row * cuda.blockDim.x + cuda.threadIdx.x)] = element
-
-
-@cuda.jit(device=True, inline="always")
-def store_tile(tile, out, first_step, first_channel, reverse, tile_rows):
-    """Copy the block's tile back to ``out``, with the coalesced access pattern of ``load_tile``."""
-    length, channels = out.shape
-    channel = first_channel + cuda.threadIdx.x
-    if channel < channels:
-        for row in range(cuda.threadIdx.y, tile_rows, cuda.blockDim.y):
-            step = first_step + row
-            if step < length:
-                t = time_index(step, length, reverse)
-                out[t, channel] = tile[padded(row * cuda.blockDim.x + cuda.threadIdx.x)]
-
-
-@cuda.jit(device=True, inline="always")
-def chunk_rows(shape, first_step, first_channel, items_per_thread):
-    """First tile row of this thread's chunk and how many of its rows hold data (maybe 0)."""
-    length, channels = shape
-    first_row = cuda.threadIdx.y * items_per_thread
-    if first_channel + cuda.threadIdx.x >= channels:
-        return first_row, 0
-    return first_row, max(0, min(items_per_thread, length - first_step - first_row))
-
-
-@cuda.jit(device=True, inline="always")
-def up_sweep(scan_a, scan_b):
-    """Blelloch's up-sweep, in place, over the ``blockDim.y`` pairs of every channel lane.
-
-    Leaves partial compositions in the tree's nodes and the composition of all pairs in the last
-    one. Every thread of the block calls it; it ends synchronised.
-    """
-    lane = cuda.threadIdx.x
-    count = cuda.blockDim.y
-    offset = 1
-    while offset < count:
-        right = (cuda.threadIdx.y + 1) * 2 * offset - 1
-        if right < count:
-            left_slot = padded((right - offset) * cuda.blockDim.x + lane)
-            right_slot = padded(right * cuda.blockDim.x + lane)
-            scan_a[right_slot], scan_b[right_slot] = compose(
-                scan_a[left_slot], scan_b[left_slot], scan_a[right_slot], scan_b[right_slot]
-            )
-        cuda.syncthreads()
-        offset *= 2
-
-
-@cuda.jit(device=True, inline="always")
-def down_sweep(scan_a, scan_b, root_a, root_b):
-    """Blelloch's down-sweep: turns the up-swept tree into exclusive prefixes, in place.
-
-    Pair ``y`` of a lane ends as ``(root_a, root_b)`` composed with pairs ``0 .. y-1``: with the
-    identity ``(1, 0)`` as root, the exclusive prefixes. The root is read from the lane's last
-    thread (``threadIdx.y == blockDim.y - 1``). Every thread of the block calls it; it ends
-    synchronised.
-    """
-    lane = cuda.threadIdx.x
-    count = cuda.blockDim.y
-    if cuda.threadIdx.y == count - 1:
-        root = padded(cuda.threadIdx.y * cuda.blockDim.x + lane)
-        scan_a[root] = root_a
-        scan_b[root] = root_b
-    cuda.syncthreads()
-    offset = count // 2
-    while offset > 0:
-        right = (cuda.threadIdx.y + 1) * 2 * offset - 1
-        if right < count:
-            left_slot = padded((right - offset) * cuda.blockDim.x + lane)
-            right_slot = padded(right * cuda.blockDim.x + lane)
-            left_a, left_b = scan_a[left_slot], scan_b[left_slot]
-            parent_a, parent_b = scan_a[right_slot], scan_b[right_slot]
-            scan_a[left_slot], scan_b[left_slot] = parent_a, parent_b
-            scan_a[right_slot], scan_b[right_slot] = compose(parent_a, parent_b, left_a, left_b)
-        cuda.syncthreads()
-        offset //= 2
-
-
-@cuda.jit(device=True, inline="always")
-def reduce_tile(
-    a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, shared
-):
-    """Stage the block's tile, compose each thread's chunk, and up-sweep the chunk summaries.
-
-    ``shared`` is the ``(tile_a, tile_b, scan_a, scan_b)`` of :func:`split_shared_memory`. Each
-    thread composes its ``items_per_thread`` consecutive steps sequentially into one pair
-    ``(product of a, state reached from 0)``, its entry of ``scan_a``/``scan_b``; past the data,
-    the identity ``(1, 0)``. Ends synchronised, with the composition of the whole tile in the last
-    entry of each channel lane.
-    """
-    tile_a, tile_b, scan_a, scan_b = shared
-    tile_rows = items_per_thread * cuda.blockDim.y
-    load_tile(a, a_steps, shape, first_step, first_channel, reverse, tile_a, tile_rows)
-    load_tile(b, b_steps, shape, first_step, first_channel, reverse, tile_b, tile_rows)
-    cuda.syncthreads()
-    first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
-    product = tile_a.dtype.type(1)
-    partial = tile_b.dtype.type(0)
-    for row in range(first_row, first_row + row_count):
-        slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
-        product, partial = compose(product, partial, tile_a[slot], tile_b[slot])
-    summary = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
-    scan_a[summary] = product
-    scan_b[summary] = partial
-    cuda.syncthreads()
-    up_sweep(scan_a, scan_b)
-
-
-@cuda.jit(device=True, inline="always")
-def run_chunk(state, shared, first_row, row_count):
-    """Run this thread's chunk of the staged tile from ``state``, the state entering it, write
-    its states over ``b``'s tile (``shared`` as in :func:`reduce_tile`), and return the state it
-    ends in."""
-    tile_a, tile_b, _, _ = shared
-    for row in range(first_row, first_row + row_count):
-        slot = padded(row * cuda.blockDim.x + cuda.threadIdx.x)
-        state = advance(state, tile_a[slot], tile_b[slot])
-        tile_b[slot] = state
-    return state
+from scanlab.cuda.kernel_layout import (
+    BOUNDS_TYPE,
+    DTYPES,
+    SHARED_MEMORY_LIMIT,
+    broadcast_steps,
+    time_index,
+)
+from scanlab.cuda.linear_single_pass import single_pass_scan
+from scanlab.cuda.linear_tiles import (
+    advance,
+    check_chunk_end,
+    check_within_tile,
+    chunk_rows,
+    down_sweep,
+    padded,
+    reduce_tile,
+    run_chunk,
+    shared_slots,
+    split_shared_memory,
+    store_tile,
+    tile_grid,
+    tile_origin,
+)
 
 
 @cuda.jit(device=True, inline="always")
@@ -256,17 +71,6 @@ def sequential_kernel(a, b, a_steps, b_steps, h0, out, reverse):
     channel = cuda.grid(1)
     if channel < out.shape[1]:
         run_steps(a, b, a_steps, b_steps, h0[channel], out, reverse, channel, (0, out.shape[0]))
-
-
-@cuda.jit(device=True, inline="always")
-def check_chunk_end(end, next_incoming, checks, tile, channel):
-    """Mark ``tile`` of ``channel`` in ``checks = (flags, rerun, bounds)`` (and the channel in
-    ``rerun``) when ``end``, the state a thread's chunk ends in (the loop's, from its incoming
-    state), disagrees with ``next_incoming``, the composed state the next chunk started from."""
-    flags, rerun, bounds = checks
-    if not agrees(end, next_incoming, bounds):
-        flags[tile, channel] = 1
-        rerun[channel] = 1
 
 
 @cuda.jit
@@ -293,17 +97,6 @@ def tile_totals_kernel(
         total = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
         totals_a[tile, channel] = scan_a[total]
         totals_b[tile, channel] = scan_b[total]
-
-
-@cuda.jit(device=True, inline="always")
-def check_within_tile(end, scan_b, items_per_thread, first_step, length, checks, tile, channel):
-    """After the block's chunks ran (synchronised), compare the state this thread's chunk ended
-    in, ``end``, with the incoming state of the next thread's chunk, which ``scan_b`` holds in
-    its slot, if that chunk has data (``check_chunk_end``)."""
-    following = cuda.threadIdx.y + 1
-    if following < cuda.blockDim.y and first_step + following * items_per_thread < length:
-        next_incoming = scan_b[padded(following * cuda.blockDim.x + cuda.threadIdx.x)]
-        check_chunk_end(end, next_incoming, checks, tile, channel)
 
 
 @cuda.jit
@@ -387,115 +180,6 @@ def settle_kernel(a, b, a_steps, b_steps, h0, out, reverse, tile_rows, carries, 
                 rerun_before = True
             else:
                 rerun_before = False
-
-
-#: Look-back flags of the single-pass scan: a tile (of one channel) has published nothing yet,
-#: its aggregate (the composition of its steps), or its inclusive prefix (the state it ends in).
-PENDING, AGGREGATE, INCLUSIVE = 0, 1, 2
-
-
-@cuda.jit(device=True, inline="always")
-def raise_flag(flags, tile, channel, flag):
-    """Set the look-back flag of ``tile`` of ``channel``, after the values it announces.
-
-    The fence orders this thread's earlier writes before the flag for every thread of the GPU
-    that sees the flag.
-    """
-    cuda.threadfence()
-    cuda.atomic.exch(flags, (tile, channel), flag)
-
-
-@cuda.jit(device=True, inline="always")
-def look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel):
-    """The state entering ``tile`` of ``channel``, from the tiles before it (decoupled look-back).
-
-    Walks back from ``tile - 1``, waiting for each tile to publish, composing the aggregates it
-    meets until a tile has published its inclusive prefix. Tiles are handed out in launch order,
-    so every tile waited on belongs to a block that is already running.
-    """
-    total_a = aggregates_a.dtype.type(1)
-    total_b = aggregates_b.dtype.type(0)
-    previous = tile - 1
-    while True:
-        flag = cuda.atomic.or_(flags, (previous, channel), 0)  # an atomic read
-        if flag != PENDING:
-            cuda.threadfence()
-            if flag == INCLUSIVE:
-                return advance(inclusive[previous, channel], total_a, total_b)
-            total_a, total_b = compose(
-                aggregates_a[previous, channel], aggregates_b[previous, channel], total_a, total_b
-            )
-            previous -= 1
-
-
-@cuda.jit
-def single_pass_kernel(
-    a, b, a_steps, b_steps, h0, out, reverse, items_per_thread, marks, rerun, bounds, carries,
-    flags, tiles_started, block_tiles, aggregates_a, aggregates_b, inclusive
-):  # fmt: skip
-    """Solve every tile in one pass: the decoupled look-back scan (Merrill & Garland 2016).
-
-    Blocks take tiles in the order they start (``tiles_started`` counts them; a block's first
-    thread hands its tile to the others through ``block_tiles``), stage and
-    up-sweep their tile as ``tile_scan_kernel`` does, and publish its aggregate; each lane's last
-    thread then looks back for the state entering the tile, publishes the state it leaves with,
-    and roots the down-sweep at ``(0, carry)``, so every chunk's prefix holds its incoming state.
-    ``a`` and ``b`` are read once. Each tile's carry goes to ``carries``, and the ends of its
-    chunks are checked as in ``tile_scan_kernel``, into ``marks`` (its ``flags``: ``flags`` here
-    are the look-back's) and ``rerun``.
-    """
-    shared = cuda.shared.array(0, out.dtype)
-    tiles = split_shared_memory(shared, items_per_thread)
-    _, tile_b, scan_a, scan_b = tiles
-    shape = out.shape
-    tile_rows = items_per_thread * cuda.blockDim.y
-    # The block's tile goes through global memory, not a static shared array, which the CUDA
-    # simulator allocates racily (its threads of a block may get different arrays).
-    if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
-        block_tiles[cuda.blockIdx.x] = cuda.atomic.add(tiles_started, 0, 1)
-    cuda.syncthreads()
-    tile, first_step, first_channel = tile_origin(shape[1], tile_rows, block_tiles[cuda.blockIdx.x])
-    reduce_tile(
-        a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, tiles
-    )
-    channel = first_channel + cuda.threadIdx.x
-    root_a = out.dtype.type(0)
-    root_b = out.dtype.type(0)
-    if cuda.threadIdx.y == cuda.blockDim.y - 1 and channel < shape[1]:
-        total = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
-        total_a, total_b = scan_a[total], scan_b[total]
-        if tile == 0:
-            carry = h0[channel]
-        else:
-            aggregates_a[tile, channel] = total_a
-            aggregates_b[tile, channel] = total_b
-            raise_flag(flags, tile, channel, AGGREGATE)
-            carry = look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel)
-        inclusive[tile, channel] = advance(carry, total_a, total_b)
-        raise_flag(flags, tile, channel, INCLUSIVE)
-        carries[tile, channel] = carry
-        root_b = carry
-    down_sweep(scan_a, scan_b, root_a, root_b)
-    first_row, row_count = chunk_rows(shape, first_step, first_channel, items_per_thread)
-    end = out.dtype.type(0)
-    if row_count > 0:
-        prefix = padded(cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
-        end = run_chunk(scan_b[prefix], tiles, first_row, row_count)
-    cuda.syncthreads()
-    if row_count > 0:
-        check_within_tile(
-            end, scan_b, items_per_thread, first_step, shape[0], (marks, rerun, bounds), tile,
-            channel,
-        )  # fmt: skip
-    store_tile(tile_b, out, first_step, first_channel, reverse, tile_rows)
-
-
-def broadcast_steps(array):
-    """Index multipliers ``(row, column)`` of ``array``: 0 along a broadcast axis, else 1.
-
-    Only the first two axes (time and channels or systems) broadcast.
-    """
-    return tuple(int(extent > 1) for extent in array.shape[:2])
 
 
 def linear_recurrence_sequential(a, b, h0, out, reverse, threads_per_block):
@@ -602,11 +286,12 @@ def linear_recurrence_scan(
     channels_per_block : int
         Most channels per block, a power of two; the block's other threads split time.
     single_pass : bool, optional
-        Run the single-pass decoupled look-back scan instead (``single_pass_kernel``): the same
-        blocks and tiles, but tiles are taken in launch order and each block finds its incoming
-        state by looking back at the tiles before it, so ``a`` and ``b`` are read once (3 array
-        passes instead of 5, the reduce-then-scan's ceiling being 0.6 of copy bandwidth). Not
-        yet run on a GPU: ``scanlab.config.cuda.single_pass_scan`` keeps it off by default.
+        Run the single-pass decoupled look-back scan instead
+        (:mod:`scanlab.cuda.linear_single_pass`): the same blocks and tiles, but tiles are taken
+        in launch order and each block finds its incoming state by looking back at the tiles
+        before it, so ``a`` and ``b`` are read once (3 array passes instead of 5, the
+        reduce-then-scan's ceiling being 0.6 of copy bandwidth). Not yet run on a GPU:
+        ``scanlab.config.cuda.single_pass_scan`` keeps it off by default.
 
     Raises
     ------
@@ -701,27 +386,6 @@ def scan_level(a, b, h0, out, reverse, tunables, checks):
     return carries
 
 
-def single_pass_scan(a, b, h0, out, reverse, tunables, checks):
-    """The single-pass variant of ``linear_recurrence_scan``: one launch of
-    ``single_pass_kernel`` over every tile, its look-back flags cleared by a memset; the
-    carries of its tiles, ``(tiles, D)``."""
-    items_per_thread, shared_bytes = tunables[1], tunables[3]
-    length, channels = out.shape
-    block_shape, tile_count, block_count = tile_grid(length, channels, tunables)
-    flags_and_counter = zeros(tile_count * channels + 1, np.int32)
-    tiles_started = flags_and_counter[:1]
-    flags = flags_and_counter[1:].reshape(tile_count, channels)
-    aggregates_a, aggregates_b, inclusive, carries = (
-        cuda.device_array((tile_count, channels), out.dtype) for _ in range(4)
-    )
-    block_tiles = cuda.device_array(block_count, np.int32)
-    single_pass_kernel[block_count, block_shape, 0, shared_bytes](
-        a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, items_per_thread, *checks,
-        carries, flags, tiles_started, block_tiles, aggregates_a, aggregates_b, inclusive,
-    )  # fmt: skip
-    return carries
-
-
 def settle(a, b, h0, out, reverse, tile_rows, carries, checks, threads_per_block):
     """Check the state each tile of ``tile_rows`` steps ends in against the next tile's carry
     (``check_tiles_kernel``), then rerun what the scan got wrong from the loop's states
@@ -739,24 +403,14 @@ def settle(a, b, h0, out, reverse, tile_rows, carries, checks, threads_per_block
     )  # fmt: skip
 
 
-def tile_grid(length: int, channels: int, tunables: tuple) -> tuple:
-    """The scan's ``(block_shape, tile_count, block_count)`` for a ``(T, D)`` problem."""
-    threads_per_block, items_per_thread, channels_per_block, _ = tunables
-    lanes = min(channels_per_block, threads_per_block, 1 << (channels - 1).bit_length())
-    block_shape = (lanes, threads_per_block // lanes)
-    tile_rows = items_per_thread * block_shape[1]
-    tile_count = (length + tile_rows - 1) // tile_rows
-    return block_shape, tile_count, tile_count * ((channels + lanes - 1) // lanes)
-
-
 def kernel_signatures():
     """List every kernel of this module with each signature its launchers compile.
 
     Returns
     -------
     list of (numba.cuda.dispatcher.CUDADispatcher, str)
-        One entry per kernel and dtype of :data:`DTYPES`; compile one to PTX without a GPU with
-        ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
+        One entry per kernel and dtype of :data:`scanlab.cuda.kernel_layout.DTYPES`; compile one
+        to PTX without a GPU with ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
     """
     signatures = []
     checks = f"uint8[:, ::1], uint8[::1], {BOUNDS_TYPE}"
@@ -780,11 +434,6 @@ def kernel_signatures():
             (
                 settle_kernel,
                 f"void({coefficients}, {vector}, {matrix}, boolean, int64, {matrix}, {checks})",
-            ),
-            (
-                single_pass_kernel,
-                f"void({coefficients}, {vector}, {matrix}, boolean, int64, {checks}, {matrix}, "
-                f"int32[:, ::1], int32[::1], int32[::1], {matrix}, {matrix}, {matrix})",
             ),
         ]
     return signatures

@@ -22,7 +22,7 @@ from scanlab import config
 from scanlab._scaled_products import product_bounds, state_agrees
 from scanlab.cuda import linear
 from scanlab.cuda.arrays import filled, zeros
-from scanlab.cuda.linear import (
+from scanlab.cuda.kernel_layout import (
     BOUNDS_TYPE,
     DTYPES,
     SHARED_MEMORY_LIMIT,
