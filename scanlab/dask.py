@@ -41,6 +41,7 @@ except ImportError as error:  # scanlab itself works without Dask
 
 from scanlab import config, nonlinear
 from scanlab._arrays import normalize_axis, result_dtype
+from scanlab._newton import CONVERGED, DIVERGED, NOT_FINITE, iterate_newton
 from scanlab._scaled_products import carried_states, column_products, product_bounds, rows_agree
 from scanlab.cells import Cell, JacobianPlan
 from scanlab.cpu import nonlinear as cpu_nonlinear
@@ -330,8 +331,8 @@ def last_state(states, initial=None):
 
 
 def newton_over_chunks(cell: Cell, x, start, params, method, options):
-    """The ``"newton"`` strategy: Newton's iterations on the persisted chunks of the states,
-    until every scaled residual is at most ``tol``."""
+    """The ``"newton"`` strategy: Newton's iterations (:func:`scanlab._newton.iterate_newton`)
+    on the persisted chunks of the states, until every scaled residual is at most ``tol``."""
     if not isinstance(method, str) or method not in NEWTON_METHODS:
         raise ValueError(
             f"strategy='newton' takes method 'auto', 'newton' or 'quasi' (its Jacobian); got "
@@ -360,112 +361,137 @@ def newton_over_chunks(cell: Cell, x, start, params, method, options):
     # Empty chunks have no last state to pass on: the iteration leaves them out.
     x = x.rechunk(tuple(tuple(filter(None, sizes)) for sizes in x.chunks[:-1]) + x.chunks[-1:])
     start = start.rechunk(x.chunks[1:-1] + ((size,),))
-    iterate = ChunkedIterate.first(cell, x, start, params, method == "quasi")
-    while True:
-        residuals = iterate.residuals()
-        chunk_worst = np.array([np.max(values) for values in residuals.flat]).reshape(
-            residuals.shape
-        )
-        info.residual_history.append(float(np.max(chunk_worst)))
-        finite = bool(np.isfinite(chunk_worst).all())
-        bad = ~(chunk_worst <= tol)
-        if finite and not bad.any():
-            break
-        if not finite or info.iterations >= limit:
-            raise convergence_error(method, info, sequence_residuals(residuals), tol, finite)
-        # The leading chunks within tol are final, as Newton keeps a solved prefix exact.
-        iterate.correct(np.where(bad.any(axis=0), bad.argmax(axis=0), bad.shape[0]))
-        info.iterations += 1
-    info.residual = info.residual_history[-1]
+    backend = ChunkedBackend(cell, x, start, params, method == "quasi")
+    h = backend.states()
+    backend.guess(h)
+    statuses = iterate_newton(backend, h, method, tol, limit, info, stop_at_failure=True).statuses
+    if not (statuses == CONVERGED).all():
+        finite = not np.isin(statuses, (DIVERGED, NOT_FINITE)).any()
+        worst = np.max(backend.table, axis=0).reshape(batch)
+        raise convergence_error(method, info, worst, tol, finite)
     info.batch_converged = np.ones(batch, bool)
-    h = iterate.states(chunks, dtype)
+    h = backend.array(h, chunks, dtype)
     return (h, info) if options.get("full_output") else h
 
 
 class ChunkedIterate:
     """A Newton iterate over chunks, persisted: per chunk (an object array ``(time chunks,
-    *batch chunks)`` of Delayed each) its ``problem`` (:class:`scanlab.nonlinear.Problem`),
-    states ``h``, ``last`` states, ``linearisation`` there and, from that, its ``summary`` for
-    the correction's scan and largest scaled residual per sequence, ``worst``."""
+    *batch chunks)`` of Delayed each) its states ``h``, ``last`` states, ``linearisation``
+    there and, from that, its ``summary`` for the correction's scan and largest scaled residual
+    per sequence, ``worst``."""
 
-    def __init__(self, cell, plan, quasi: bool, problems: np.ndarray, homes: np.ndarray):
-        self.cell, self.plan, self.quasi = cell, plan, quasi
-        self.problem, self.homes = problems, homes
-        self.h, self.last = np.empty_like(problems), np.empty_like(problems)
-        self.linearisation, self.summary = np.empty_like(problems), np.empty_like(problems)
-        self.worst = np.empty_like(problems)
+    def __init__(self, h: np.ndarray):
+        self.h = h
+        self.last, self.linearisation = np.empty_like(h), np.empty_like(h)
+        self.summary, self.worst = np.empty_like(h), np.empty_like(h)
 
-    @classmethod
-    def first(cls, cell: Cell, x, start, params, quasi: bool) -> "ChunkedIterate":
-        """The initial iterate ``f(h0, x[t])`` at every step, as the in-memory solver's, and
-        the cell's :class:`~scanlab.cells.JacobianPlan` chosen once, at the first input."""
+
+class ChunkedBackend:
+    """Newton's operations on the chunks of a Dask array, persisted on the workers: the
+    :class:`scanlab._newton.Backend` of the ``"newton"`` strategy (undamped: ``"newton"`` or
+    ``"quasi"``), whose steps are the chunks along time.
+
+    Per chunk (an object array ``(time chunks, *batch chunks)`` of Delayed each) it holds the
+    chunk's ``problem`` (:class:`scanlab.nonlinear.Problem`) and ``homes``, the worker that
+    holds it; ``plan`` is the cell's :class:`~scanlab.cells.JacobianPlan`, chosen once, at the
+    first input. Its residual rows are, per chunk along time and sequence, the largest scaled
+    residual; ``table`` holds all of them, as last evaluated.
+    """
+
+    def __init__(self, cell: Cell, x, start, params, quasi: bool):
         x_blocks, start_blocks = x.to_delayed()[..., 0], start.to_delayed()[..., 0]
         prepare = dask.delayed(nonlinear.Problem.of)
-        (cell_task,) = dask.persist(dask.delayed(cell, pure=True))
+        (self.cell,) = dask.persist(dask.delayed(cell, pure=True))
         problems = np.empty(x_blocks.shape, object)
         for block in np.ndindex(problems.shape):
             problems[block] = prepare(
-                cell_task, x_blocks[block], start_blocks[block[1:]], params, start.dtype
+                self.cell, x_blocks[block], start_blocks[block[1:]], params, start.dtype
             )
         persist_blocks(problems)
-        homes = chunk_homes(problems)
-        with at_home(homes.flat[0]):
-            (plan,) = dask.compute(dask.delayed(plan_of)(cell_task, problems.flat[0]))
-        iterate = cls(cell_task, plan, quasi, problems, homes)
-        guess = dask.delayed(first_guess)
-        for block in np.ndindex(problems.shape):
-            with at_home(iterate.homes[block]):
-                iterate.h[block] = guess(cell_task, plan, problems[block])
-        iterate.linearise(np.zeros(problems.shape[1:], int))
-        return iterate
+        self.problem, self.homes, self.quasi = problems, chunk_homes(problems), quasi
+        with at_home(self.homes.flat[0]):
+            (self.plan,) = dask.compute(dask.delayed(plan_of)(self.cell, problems.flat[0]))
+        # The batch axes' chunk boundaries, and from which chunk each batch chunk changed.
+        self.bounds = [np.cumsum((0, *sizes)) for sizes in x.chunks[1:-1]]
+        self.changed = np.zeros(problems.shape[1:], int)
+        self.table = None
 
-    def linearise(self, firsts: np.ndarray) -> None:
-        """Linearise the chunks from ``firsts`` on (per batch chunk) at their states, and
-        persist them."""
+    def states(self) -> np.ndarray:
+        """An object array of chunks of states, not yet computed."""
+        return np.empty(self.problem.shape, object)
+
+    def guess(self, h: np.ndarray) -> None:
+        """The initial iterate ``f(h0, x[t])`` at every step, as the in-memory solver's."""
+        guess = dask.delayed(first_guess)
+        for block in np.ndindex(h.shape):
+            with at_home(self.homes[block]):
+                h[block] = guess(self.cell, self.plan, self.problem[block])
+
+    def iterate(self, h: np.ndarray, with_jacobian: bool = True) -> ChunkedIterate:
+        return ChunkedIterate(h)
+
+    def evaluate(self, iterate: ChunkedIterate, first: int) -> np.ndarray:
+        """Linearise the chunks that changed since the last evaluation at their states and
+        persist them; the largest scaled residual of each chunk from ``first`` on, per sequence
+        (on the client)."""
         last = dask.delayed(last_state)
         linearise = dask.delayed(linearise_chunk, nout=3)
-        for block in self.blocks_from(firsts):
-            previous = self.last[(block[0] - 1, *block[1:])] if block[0] else None
+        for block in self.blocks_from(self.changed):
+            previous = iterate.last[(block[0] - 1, *block[1:])] if block[0] else None
             with at_home(self.homes[block]):
-                self.last[block] = last(self.h[block])
-                self.linearisation[block], self.summary[block], self.worst[block] = linearise(
-                    self.cell, self.plan, self.quasi, self.problem[block], self.h[block], previous
-                )
-        persist_blocks(self.h, self.last, self.linearisation, self.summary, self.worst)
+                iterate.last[block] = last(iterate.h[block])
+                iterate.linearisation[block], iterate.summary[block], iterate.worst[block] = (
+                    linearise(self.cell, self.plan, self.quasi, self.problem[block],
+                              iterate.h[block], previous)
+                )  # fmt: skip
+        persist_blocks(iterate.h, iterate.last, iterate.linearisation, iterate.summary,
+                       iterate.worst)  # fmt: skip
+        self.changed[...] = self.problem.shape[0]
+        values = np.empty(iterate.worst.shape, object)
+        values.ravel()[:] = dask.compute(*iterate.worst.flat)
+        self.table = np.stack([np.block(row.tolist()).reshape(-1) for row in values])
+        return self.table[first:]
 
-    def correct(self, firsts: np.ndarray) -> None:
-        """One Newton step on the chunks from ``firsts`` on (per batch chunk; the correction
-        zero before them), then :meth:`linearise` them."""
+    def correct(self, iterate: ChunkedIterate, starts: np.ndarray, damping, into) -> None:
+        """One Newton step on each batch chunk from the first of its sequences' ``starts`` on
+        (in chunks along time; the correction zero before), its sequences that keep their
+        states (start: the number of chunks) left as they are; ``damping`` is ones and
+        ``into`` is ``iterate``."""
         correct = dask.delayed(corrected_states)
-        for column in np.ndindex(firsts.shape):
-            chunks = range(firsts[column], self.h.shape[0])
-            if not chunks:  # converged
+        chunk_count = self.problem.shape[0]
+        starts = starts.reshape(tuple(bounds[-1] for bounds in self.bounds))
+        for column in np.ndindex(self.changed.shape):
+            column_starts = starts[self.batch_slices(column)]
+            self.changed[column] = first = column_starts.min()
+            if first == chunk_count:  # every sequence keeps its states
                 continue
-            summaries = [self.summary[(k, *column)] for k in chunks]
+            frozen = column_starts >= chunk_count
+            summaries = [iterate.summary[(k, *column)] for k in range(first, chunk_count)]
             carries = chunk_carries(summaries, None, "sequential")
-            for k, carry in zip(chunks, carries, strict=True):
+            for k, carry in zip(range(first, chunk_count), carries, strict=True):
                 block = (k, *column)
                 with at_home(self.homes[block]):
-                    self.h[block] = correct(self.h[block], self.linearisation[block], carry)
-        self.linearise(firsts)
+                    into.h[block] = correct(iterate.h[block], iterate.linearisation[block],
+                                            carry, frozen if frozen.any() else None)  # fmt: skip
+
+    def batch_slices(self, column: tuple) -> tuple:
+        """The slices of the batch axes that the batch chunk ``column`` holds."""
+        return tuple(
+            slice(bounds[index], bounds[index + 1])
+            for bounds, index in zip(self.bounds, column, strict=True)
+        )
 
     def blocks_from(self, firsts: np.ndarray):
         """The chunks from ``firsts[column]`` on of each batch chunk, in time order."""
         for column in np.ndindex(firsts.shape):
-            for k in range(firsts[column], self.h.shape[0]):
+            for k in range(firsts[column], self.problem.shape[0]):
                 yield (k, *column)
 
-    def residuals(self) -> np.ndarray:
-        """Per chunk, the largest scaled residual of each of its sequences (on the client)."""
-        values = np.empty(self.worst.shape, object)
-        values.ravel()[:] = dask.compute(*self.worst.flat)
-        return values
-
-    def states(self, chunks: tuple, dtype) -> "da.Array":
-        """The states as a Dask array with ``chunks``: the persisted blocks, and an empty block
-        for each empty chunk (which the iteration leaves out)."""
+    def array(self, h: np.ndarray, chunks: tuple, dtype) -> "da.Array":
+        """The states ``h`` as a Dask array with ``chunks``: the persisted blocks, and an empty
+        block for each empty chunk (which the iteration leaves out)."""
         blocks = np.empty(tuple(map(len, chunks)), object)
-        blocks[np.ix_(*(np.flatnonzero(sizes) for sizes in chunks[:-1]), [0])] = self.h[..., None]
+        blocks[np.ix_(*(np.flatnonzero(sizes) for sizes in chunks[:-1]), [0])] = h[..., None]
         empty = dask.delayed(np.empty, pure=True)
         for index in np.ndindex(blocks.shape):
             shape = tuple(sizes[i] for sizes, i in zip(chunks, index, strict=True))
@@ -548,21 +574,16 @@ def linearise_chunk(cell: Cell, plan: JacobianPlan, quasi: bool, problem, h, pre
     return (coefficients, rhs), chunk_summary(coefficients, rhs, False, matrices), worst
 
 
-def corrected_states(h, linearisation, carry):
+def corrected_states(h, linearisation, carry, frozen):
     """A chunk's next iterate ``h + delta``: the Newton correction ``delta`` from ``carry``,
-    its value before the chunk (None: zero)."""
+    its value before the chunk (None: zero), but for the sequences marked in ``frozen``
+    (booleans over the chunk's batch; None: none), which keep their states."""
     coefficients, rhs = linearisation
     matrices = coefficients.ndim > rhs.ndim
-    return h + solve_chunk(coefficients, rhs, carry, False, matrices).reshape(h.shape)
-
-
-def sequence_residuals(residuals: np.ndarray) -> np.ndarray:
-    """The largest scaled residual of each sequence ``(*batch)``, from :meth:`ChunkedIterate.
-    residuals`."""
-    columns = np.empty(residuals.shape[1:], object)
-    for column in np.ndindex(columns.shape):
-        columns[column] = np.max(np.stack(list(residuals[(slice(None), *column)])), axis=0)
-    return np.block(columns.tolist())
+    corrected = h + solve_chunk(coefficients, rhs, carry, False, matrices).reshape(h.shape)
+    if frozen is not None:
+        corrected[:, frozen] = h[:, frozen]
+    return corrected
 
 
 def convergence_error(method: str, info, worst: np.ndarray, tol: float, finite: bool):
