@@ -9,11 +9,14 @@ import sys
 import pytest
 
 import scanlab.cells
+import scanlab.cells.base
+import scanlab.cells.builtin
 import scanlab.gradients
-import scanlab.layers
 import scanlab.linear
+import scanlab.nn.layers
+import scanlab.nn.newton_layers
+import scanlab.nn.optim
 import scanlab.nonlinear
-import scanlab.optim
 
 ROOT = pathlib.Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
@@ -26,8 +29,11 @@ EXAMPLES = ROOT / "examples"
         scanlab.gradients,
         scanlab.nonlinear,
         scanlab.cells,
-        scanlab.layers,
-        scanlab.optim,
+        scanlab.cells.base,
+        scanlab.cells.builtin,
+        scanlab.nn.layers,
+        scanlab.nn.newton_layers,
+        scanlab.nn.optim,
     ],
     ids=lambda m: m.__name__,
 )
