@@ -4,8 +4,8 @@ The task (Hochreiter & Schmidhuber's problem 2b, at the lengths of Martin & Cund
 experiment): each sequence of ``--length`` steps holds one-hot vectors in p = 128 dimensions, drawn
 uniformly at random, except the first, which is ``+e_1`` or ``-e_1``. The class is the sign of
 that first element, and the model reads the whole sequence before it answers: two GILR-LSTM layers
-(``scanlab.layers.GILRLSTM``) and a linear readout of the last step's output, trained with the
-logistic loss and Adam on fresh minibatches. The inputs are ``scanlab.layers.OneHot`` indices with
+(``scanlab.nn.GILRLSTM``) and a linear readout of the last step's output, trained with the
+logistic loss and Adam on fresh minibatches. The inputs are ``scanlab.nn.OneHot`` indices with
 a sign at the first step, never dense (T, batch, 128) arrays.
 
 The forget gates start open, with bias ``log(length)``: ``sigmoid(b)**length`` is then about
@@ -36,8 +36,7 @@ import time
 import numpy as np
 from scipy.special import expit, log_expit
 
-from scanlab.layers import GILRLSTM, Linear, OneHot
-from scanlab.optim import Adam
+from scanlab.nn import GILRLSTM, Adam, Linear, OneHot
 
 #: Dimensions of the one-hot inputs.
 SYMBOLS = 128

@@ -10,6 +10,7 @@ import numpy as np
 from scanlab import config
 from scanlab._arrays import numeric_array, result_dtype
 from scanlab._devices import cuda_module, resolve_device
+from scanlab._newton import CONVERGED, DIVERGED, EXHAUSTED, iterate_newton
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import check_method
@@ -20,9 +21,6 @@ ON_FAIL = ("fallback", "raise")
 TOLERANCES = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 #: Default iteration limits: Newton converges in a handful, quasi-Newton needs more.
 MAX_ITERATIONS = {"newton": 50, "damped": 50, "quasi": 200}
-#: The damped method's factor on the Jacobian after a rejected step, and the factor below which
-#: it drops the Jacobian (the Picard iteration ``h[t] = f(h[t-1])``, which always advances).
-DAMPING_SHRINK, DAMPING_FLOOR = 0.25, 1e-3
 
 
 class ConvergenceError(RuntimeError):
@@ -73,10 +71,6 @@ class NonlinearInfo:
     batch_converged: np.ndarray = None
     finished_sequentially: np.ndarray = None
     tol: float = 0.0
-
-
-#: Sequence states of the Newton loop.
-ITERATING, CONVERGED, DIVERGED, NOT_FINITE, EXHAUSTED = range(5)
 
 
 def nonlinear_recurrence(
@@ -404,90 +398,6 @@ def choose_method(device: str, cell: Cell, length: int, sequences: int, size: in
     if sequences < threads and threads >= config.cpu.nonlinear_auto_newton_min_threads:
         return "newton"
     return "sequential"
-
-
-def iterate_newton(backend, h, method: str, tol: float, limit: int, info: NonlinearInfo):
-    """Newton's iterations on ``h`` in place; the :class:`Progress` of each sequence."""
-    length, sequences, _ = h.shape
-    current = backend.iterate(h)
-    damped = method == "damped"
-    trial = backend.iterate(backend.states()) if damped else current
-    progress = Progress(sequences)
-    first, damping = 0, np.ones(sequences)
-    tail = np.asarray(backend.evaluate(current, first))
-    while True:
-        judged = progress.statuses == ITERATING
-        first = progress.judge(tail, first, tol)
-        info.residual_history.append(float(np.max(progress.worst[judged], initial=0.0)))
-        iterating = progress.statuses == ITERATING
-        if not iterating.any() or info.iterations >= limit:
-            break
-        backend.correct(current, first, damping, ~iterating, trial)
-        info.iterations += 1
-        trial_tail = np.asarray(backend.evaluate(trial, first))
-        if damped:
-            # Per sequence: a step that lowers the merit is taken and its damping relaxed; any
-            # other keeps the sequence where it was, with the Jacobian's factor quartered.
-            accepted = (merit(trial_tail) < merit(tail[-trial_tail.shape[0] :])) | (damping == 0)
-            accepted |= ~iterating
-            damping = np.where(accepted, np.minimum(1.0, np.maximum(2 * damping, DAMPING_FLOOR)),
-                               damping * DAMPING_SHRINK)  # fmt: skip
-            damping[damping < DAMPING_FLOOR] = 0.0
-            if not accepted.all():
-                backend.keep(trial, current, first, ~accepted)
-                trial_tail[:, ~accepted] = tail[-trial_tail.shape[0] :, ~accepted]
-        current, trial, tail = trial, current, trial_tail
-    statuses = progress.statuses
-    statuses[statuses == ITERATING] = EXHAUSTED
-    info.residual = float(np.max(progress.worst[statuses == CONVERGED], initial=0.0))
-    if current.h is not h:
-        backend.copy(h, current.h)
-    return progress
-
-
-class Progress:
-    """Per sequence: its status, the length of its exact prefix (every step before it within
-    ``tol``) and its largest scaled residual."""
-
-    def __init__(self, sequences: int):
-        self.statuses = np.full(sequences, ITERATING)
-        self.exact = np.zeros(sequences, np.int64)
-        self.worst = np.zeros(sequences)
-        self.prefix_worst = np.zeros(sequences)
-
-    def judge(self, tail: np.ndarray, first: int, tol: float) -> int:
-        """Update the iterating sequences from the residual rows ``tail`` (steps ``first`` on);
-        the first step still to solve."""
-        iterating = self.statuses == ITERATING
-        steps, sequences = tail.shape
-        bad = ~(tail <= tol)
-        has_bad = bad.any(axis=0)
-        first_bad = np.where(has_bad, bad.argmax(axis=0), steps)
-        at_first_bad = tail[np.minimum(first_bad, steps - 1), np.arange(sequences)]
-        finite = np.isfinite(tail)
-        magnitude = np.where(finite, tail, np.inf).max(axis=0, initial=0.0)
-        status = np.full(sequences, ITERATING)
-        status[~has_bad] = CONVERGED
-        status[has_bad & np.isnan(at_first_bad)] = NOT_FINITE
-        status[has_bad & ~np.isnan(at_first_bad) & ~finite.all(axis=0)] = DIVERGED
-        self.statuses[iterating] = status[iterating]
-        self.exact[iterating] = first + first_bad[iterating]
-        self.worst[iterating] = np.maximum(self.prefix_worst, magnitude)[iterating]
-        still = self.statuses == ITERATING
-        if not still.any():
-            return first
-        next_first = int(self.exact[still].min())
-        if next_first > first:
-            # Steps before next_first are final for every sequence still iterating.
-            solved = tail[: next_first - first]
-            self.prefix_worst = np.maximum(self.prefix_worst, solved.max(axis=0))
-        return next_first
-
-
-def merit(tail: np.ndarray) -> np.ndarray:
-    """The damped method's merit per sequence: the sum of its squared scaled residuals."""
-    with np.errstate(over="ignore"):
-        return np.sum(np.where(np.isfinite(tail), tail, np.inf) ** 2, axis=0)
 
 
 __all__ = ["ConvergenceError", "NonlinearInfo", "nonlinear_recurrence"]

@@ -3,6 +3,7 @@ reverse, axes, batches, dtypes, NaN, h0 as NumPy or Dask, both strategies of the
 recurrence, errors, and a real distributed cluster."""
 
 import doctest
+import importlib
 import os
 import pathlib
 import re
@@ -146,7 +147,7 @@ def test_chunk_products_are_kept_in_range():
     """A product that underflows and grows back is kept exactly, as mantissa and exponent, so
     that its carries need no rerun."""
     a = np.tile([1e-200, 1e-200, 1e200, 1e200], 16).reshape(32, 2)
-    mantissa, exponent = scanlab_dask.scaled_product(a)
+    mantissa, exponent = scanlab_dask.linear.scaled_product(a)
     np.testing.assert_allclose(np.ldexp(mantissa, exponent), [1.0, 1.0], rtol=1e-12)
 
 
@@ -310,7 +311,7 @@ def test_newton_raises_when_it_does_not_converge():
 
 def test_auto_falls_back_to_carrying_where_newton_fails(monkeypatch):
     """Where "auto" chooses Newton (a large cluster) and it fails, the chunks pass the carry."""
-    monkeypatch.setattr(scanlab_dask, "choose_strategy", lambda *arguments: "newton")
+    monkeypatch.setattr(scanlab_dask.nonlinear, "choose_strategy", lambda *arguments: "newton")
     x = np.random.default_rng(6).standard_normal((20, 2))
     x[5, 1] = np.nan
     h = scanlab_dask.nonlinear_recurrence(GRU, da.from_array(x, 6), None)
@@ -396,8 +397,10 @@ def test_long_sequence_example_agrees_with_memory(tmp_path):
     assert difference and float(difference.group(1)) < 1e-9, completed.stdout
 
 
-def test_docstring_examples_run():
-    failures, tried = doctest.testmod(scanlab_dask, optionflags=doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", ["", ".linear", ".nonlinear"])
+def test_docstring_examples_run(module):
+    module = importlib.import_module("scanlab.dask" + module)
+    failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert tried > 0 and failures == 0
 
 

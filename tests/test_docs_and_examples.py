@@ -9,11 +9,14 @@ import sys
 import pytest
 
 import scanlab.cells
+import scanlab.cells.base
+import scanlab.cells.builtin
 import scanlab.gradients
-import scanlab.layers
 import scanlab.linear
+import scanlab.nn.layers
+import scanlab.nn.newton_layers
+import scanlab.nn.optim
 import scanlab.nonlinear
-import scanlab.optim
 import scanlab.rl
 import scanlab.signal
 
@@ -28,8 +31,11 @@ EXAMPLES = ROOT / "examples"
         scanlab.gradients,
         scanlab.nonlinear,
         scanlab.cells,
-        scanlab.layers,
-        scanlab.optim,
+        scanlab.cells.base,
+        scanlab.cells.builtin,
+        scanlab.nn.layers,
+        scanlab.nn.newton_layers,
+        scanlab.nn.optim,
         scanlab.rl,
         scanlab.signal,
     ],

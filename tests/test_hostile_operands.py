@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scanlab
-from scanlab import layers, optim
+from scanlab.nn import layers, optim
 
 #: A built-in cell: made without compiling anything, and no call here reaches its kernels.
 GRU = scanlab.cells.ParaGRU(2, 1, seed=0)

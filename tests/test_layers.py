@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanlab.layers import GILR, GILRLSTM, Linear, OneHot, ParaGRU, ParaLSTM
-from scanlab.optim import Adam
+from scanlab.nn import GILR, GILRLSTM, Adam, Linear, OneHot, ParaGRULayer, ParaLSTMLayer
 
 EXAMPLES = pathlib.Path(__file__).parents[1] / "examples"
 
@@ -149,7 +148,7 @@ def test_float32_layers_compute_in_float32(kind):
     assert all(value.dtype == np.float32 for value in (*layer.params.values(), *grads.values()))
 
 
-@pytest.mark.parametrize("kind", [GILR, GILRLSTM, Linear, ParaGRU, ParaLSTM])
+@pytest.mark.parametrize("kind", [GILR, GILRLSTM, Linear, ParaGRULayer, ParaLSTMLayer])
 def test_a_layer_without_inputs_is_one_fed_zeros(kind):
     empty, fed_zeros = kind(0, 3, seed=0, dtype=np.float64), kind(1, 3, seed=1, dtype=np.float64)
     for name, value in empty.params.items():
@@ -221,9 +220,9 @@ def test_output_gradient_of_the_wrong_shape_is_refused(kind):
         layer.backward(cache, np.ones((4, 3)))
 
 
-@pytest.mark.parametrize("kind", [ParaGRU, ParaLSTM])
+@pytest.mark.parametrize("kind", [ParaGRULayer, ParaLSTMLayer])
 def test_newton_layers_match_finite_differences(kind):
-    """ParaGRU/ParaLSTM layers: forward by the loop (exact, for the differences), backward
+    """ParaGRULayer/ParaLSTMLayer: forward by the loop (exact, for the differences), backward
     through nonlinear_recurrence_vjp; Newton's forward agrees and says it converged."""
     rng = np.random.default_rng(7)
     layer = kind(2, 3, seed=1, dtype=np.float64, method="sequential")

@@ -67,8 +67,8 @@ CELLS = {
     ),
     "block": (pairs_step, pairs_jacobian, ("block", 2), lambda params: pairs_reference, (2, 6)),
     "dense": (
-        scanlab.cells.elman_step,
-        scanlab.cells.elman_jacobian,
+        scanlab.cells.builtin.elman_step,
+        scanlab.cells.builtin.elman_jacobian,
         "dense",
         lambda params: lambda h, x: np.tanh(h @ params[0].T + x),
         (1, 3, 5),
@@ -267,7 +267,7 @@ def test_automatic_jacobian_method(step, method, reference_step):
 
 
 def test_a_wrong_structure_is_detected():
-    mixing = scanlab.cell(scanlab.cells.elman_step, structure="diagonal")
+    mixing = scanlab.cell(scanlab.cells.builtin.elman_step, structure="diagonal")
     weights = (np.full((3, 3), 0.2),)
     with pytest.raises(
         ValueError, match="declared structure='diagonal'.*output 1 depends on h_prev\\[0\\]"

@@ -13,6 +13,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._step_routines import differentiation, evaluation, failed_steps, sequence_loop
 from scanlab.config import FASTMATH
 from scanlab.cpu import linear as cpu_linear
@@ -241,24 +242,8 @@ def task_count(items: int) -> int:
     return max(1, min(items, 4 * numba.get_num_threads()))
 
 
-class Iterate:
-    """A Newton iterate ``h`` with what ``evaluate`` finds at it: ``rhs = f - h``, the scaled
-    residual of each step and sequence and the Jacobians (only their diagonals if
-    ``diagonal_only``), flat and, as ``structured``, in the cell's shape ``plan.shape``."""
-
-    def __init__(self, h, plan, diagonal_only: bool, with_jacobian: bool, empty=np.empty):
-        length, sequences, n = h.shape
-        self.h = h
-        self.rhs = empty(h.shape, h.dtype)
-        self.residual = empty((length, sequences), h.dtype)
-        width = (n if diagonal_only else n * plan.period) if with_jacobian else 0
-        self.jacobians = empty((length, sequences, width), h.dtype)
-        self.in_place = with_jacobian and not diagonal_only
-        self.structured = (
-            self.jacobians.reshape(length, sequences, *plan.shape)
-            if self.in_place
-            else empty((1, 1, *plan.shape), h.dtype)
-        )
+#: The elementwise and matrix solvers of Newton's corrections, in kernel layout.
+SOLVERS = (cpu_linear.solve, cpu_linear_matrix.solve)
 
 
 class Backend:
@@ -266,7 +251,7 @@ class Backend:
 
     ``x`` is ``(T, B, m)``, ``h0`` ``(B, n)``, ``plan`` the cell's ``JacobianPlan`` (None for
     the sequential loop alone), ``quasi`` whether only the Jacobians' diagonals are used; the
-    twin of ``scanlab.cuda.nonlinear.Backend``.
+    twin of ``scanlab.cuda.nonlinear.Backend``, an ``InMemoryBackend`` of :mod:`scanlab._newton`.
     """
 
     def __init__(self, cell, plan, x, params, h0, quasi: bool):
@@ -331,11 +316,12 @@ class Backend:
         self.evaluate(start, 0)
         h[...] = start.rhs
 
-    def correct(self, iterate: Iterate, first: int, damping, frozen, into: Iterate):
-        """``into.h = iterate.h + delta`` from step ``first`` on, where the Newton correction
-        solves ``delta[t] = damping * J[t] delta[t-1] + rhs[t]`` (``delta[first-1] = 0``) with
-        a factor per sequence in ``damping``; sequences marked in ``frozen`` (booleans) keep
-        their states."""
+    def correct(self, iterate: Iterate, starts: np.ndarray, damping, into: Iterate):
+        """``into.h = iterate.h + delta`` from step ``first = starts.min()`` on, where the Newton
+        correction solves ``delta[t] = damping * J[t] delta[t-1] + rhs[t]`` (``delta[first-1] =
+        0``) with a factor per sequence in ``damping``; sequences whose start is ``T`` keep their
+        states (see ``scanlab._newton.Backend.correct``)."""
+        first, frozen = first_and_frozen(starts, iterate.h.shape[0])
         rhs, jacobians = iterate.rhs[first:], iterate.jacobians[first:]
         if frozen.any():
             rhs[:, frozen] = 0
@@ -343,7 +329,8 @@ class Backend:
         if (damping != 1).any():
             jacobians = jacobians * damping[:, None].astype(jacobians.dtype)
         delta = self.delta[first:]
-        solve_correction(jacobians, rhs, delta, self.zeros, self.plan.period, self.diagonal_only)
+        solve_correction(jacobians, rhs, delta, self.zeros, self.plan.period, self.diagonal_only,
+                         SOLVERS)  # fmt: skip
         if into is not iterate:
             into.h[:first] = iterate.h[:first]
         np.add(iterate.h[first:], delta, out=into.h[first:])
@@ -371,7 +358,7 @@ class Backend:
         following = np.empty_like(iterate.jacobians)
         transpose_following(iterate.jacobians, self.plan.period, following)
         solve_correction(following, gradient, self.delta, self.zeros, self.plan.period, False,
-                         reverse=True)  # fmt: skip
+                         SOLVERS, reverse=True)  # fmt: skip
         return self.delta, iterate.jacobians[0]
 
 
@@ -384,28 +371,3 @@ def transpose_following(jacobians, period: int, out) -> None:
         jacobians[1:].reshape(length - 1, sequences, *blocks).swapaxes(-1, -2)
     )
     out[-1] = 0
-
-
-def solve_correction(
-    jacobians, rhs, delta, zeros, period: int, diagonal_only: bool, solvers=None, reverse=False
-):
-    """``delta[t] = J[t] delta[t-1] + rhs[t]`` from ``zeros`` (``B * n`` of them), for flat
-    Jacobians ``(T, B, width)``: elementwise for diagonals, else with ``(period, period)``
-    blocks; ``reverse``: ``delta[t] = J[t] delta[t+1] + rhs[t]``. ``solvers`` are the
-    elementwise and matrix solvers in kernel layout: the CPU's by default, the GPU's on device
-    arrays."""
-    elementwise, matrix = solvers or (cpu_linear.solve, cpu_linear_matrix.solve)
-    length, sequences, n = rhs.shape
-    if diagonal_only or period == 1:
-        channels = sequences * n
-        elementwise(
-            jacobians.reshape(length, channels), rhs.reshape(length, channels), zeros,
-            delta.reshape(length, channels), reverse, "auto",
-        )  # fmt: skip
-    else:
-        systems = sequences * n // period
-        matrix(
-            jacobians.reshape(length, systems, period, period),
-            rhs.reshape(length, systems, period), zeros.reshape(systems, period),
-            delta.reshape(length, systems, period), reverse, "auto",
-        )  # fmt: skip

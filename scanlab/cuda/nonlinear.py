@@ -17,6 +17,7 @@ import numpy as np
 from numba import cuda
 
 from scanlab import config
+from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._step_routines import (
     CENTRAL_DIFFERENCES,
     COMPLEX_STEP,
@@ -25,7 +26,6 @@ from scanlab._step_routines import (
     failed_steps,
     sequence_loop,
 )
-from scanlab.cpu.nonlinear import Iterate, solve_correction
 from scanlab.cuda import linear as cuda_linear
 from scanlab.cuda import linear_matrix as cuda_linear_matrix
 
@@ -212,9 +212,14 @@ def flat(array):
     return array.reshape(array.size)
 
 
+#: The elementwise and matrix solvers of Newton's corrections, on device arrays.
+SOLVERS = (cuda_linear.solve_on_device, cuda_linear_matrix.solve_on_device)
+
+
 class Backend:
     """The Newton solver's operations on the GPU, for one cell, its inputs and initial states:
-    the twin of ``scanlab.cpu.nonlinear.Backend`` (host inputs, device arrays inside)."""
+    the twin of ``scanlab.cpu.nonlinear.Backend`` (host inputs, device arrays inside), an
+    ``InMemoryBackend`` of :mod:`scanlab._newton`."""
 
     def __init__(self, cell, plan, x, params, h0, quasi: bool):
         self.cell, self.plan, self.dtype = cell, plan, h0.dtype
@@ -298,8 +303,9 @@ class Backend:
         self.evaluate(start, 0)
         flat(h).copy_to_device(flat(start.rhs))
 
-    def correct(self, iterate: Iterate, first: int, damping, frozen, into: Iterate):
+    def correct(self, iterate: Iterate, starts: np.ndarray, damping, into: Iterate):
         """As ``scanlab.cpu.nonlinear.Backend.correct``, on the device."""
+        first, frozen = first_and_frozen(starts, self.shape[0])
         rhs, jacobians = iterate.rhs[first:], iterate.jacobians[first:]
         if frozen.any():
             launch(freeze_kernel, rhs.shape[0] * rhs.shape[1], rhs, jacobians, frozen)
@@ -311,7 +317,7 @@ class Backend:
         delta = self.delta[first:]
         solve_correction(
             jacobians, rhs, delta, self.zeros, self.plan.period, self.diagonal_only,
-            (cuda_linear.solve_on_device, cuda_linear_matrix.solve_on_device),
+            SOLVERS,
         )  # fmt: skip
         if into is not iterate and first:
             into.h[:first].copy_to_device(iterate.h[:first])
@@ -345,7 +351,7 @@ class Backend:
                following)  # fmt: skip
         solve_correction(
             following, cuda.to_device(gradient), self.delta, self.zeros, self.plan.period, False,
-            (cuda_linear.solve_on_device, cuda_linear_matrix.solve_on_device), reverse=True,
+            SOLVERS, reverse=True,
         )  # fmt: skip
         return self.delta.copy_to_host(), iterate.jacobians[0].copy_to_host()
 

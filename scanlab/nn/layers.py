@@ -5,7 +5,7 @@ Every layer has the same interface:
 
 ``layer.params``
     A dict from names to the parameter arrays themselves: an optimiser
-    (:class:`scanlab.optim.Adam`) updates them in place, and so may the user (to set a gate's
+    (:class:`scanlab.nn.optim.Adam`) updates them in place, and so may the user (to set a gate's
     bias, say).
 ``y, cache = layer.forward(x, h0=None, *, device="auto")``
     ``x`` has time first, shape ``(T, *batch, input_size)``, and ``y`` has shape
@@ -29,9 +29,9 @@ Every layer has the same interface:
 Every step's dense products are one matrix product over all steps and sequences; the recurrences
 that remain are linear in the state, so each is one :func:`scanlab.linear_recurrence` (parallel
 over time) forward and one :func:`scanlab.linear_recurrence_vjp` backward (Martin & Cundy 2018).
-:class:`ParaGRU` and :class:`ParaLSTM` (ParaRNN's cells, Danieli et al. 2025) are nonlinear:
-:func:`scanlab.nonlinear_recurrence` forward, :func:`scanlab.nonlinear_recurrence_vjp`
-backward (:class:`NewtonLayer`).
+:class:`ParaGRULayer` and :class:`ParaLSTMLayer` (ParaRNN's cells, Danieli et al. 2025) are
+nonlinear: :func:`scanlab.nonlinear_recurrence` forward, :func:`scanlab.nonlinear_recurrence_vjp`
+backward (:class:`NewtonLayer`, in :mod:`scanlab.nn.newton_layers`).
 
 One-hot inputs need not be materialised: wrap their indices in :class:`OneHot` and the first
 layer's input product becomes a gather of rows of its input weights.
@@ -49,11 +49,9 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
-from scanlab import cells
 from scanlab._arrays import numeric_array
-from scanlab.gradients import linear_recurrence_vjp, nonlinear_recurrence_vjp, reduce_to
+from scanlab.gradients import linear_recurrence_vjp, reduce_to
 from scanlab.linear import linear_recurrence
-from scanlab.nonlinear import NonlinearInfo, nonlinear_recurrence
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class OneHot:
     Examples
     --------
     >>> import numpy as np
-    >>> from scanlab.layers import OneHot
+    >>> from scanlab.nn import OneHot
     >>> x = OneHot(np.array([[2], [0]]), 3, values=np.array([[-1.0], [1.0]]))
     >>> x.shape
     (2, 1, 3)
@@ -150,7 +148,7 @@ def check_input(x, input_size: int, dtype, min_ndim: int):
     if x.dtype.kind != "f":
         raise TypeError(
             f"x must hold floats, got dtype {x.dtype}; for one-hot indices pass "
-            "scanlab.layers.OneHot(indices, input_size), else convert with .astype(np.float32)"
+            "scanlab.nn.OneHot(indices, input_size), else convert with .astype(np.float32)"
         )
     layout = "(T, *batch, input_size)" if min_ndim == 2 else "(..., input_size)"
     if x.ndim < min_ndim or x.shape[-1] != input_size:
@@ -158,7 +156,7 @@ def check_input(x, input_size: int, dtype, min_ndim: int):
     return x.astype(dtype, copy=False)
 
 
-def check_initial_state(h0, batch: tuple, hidden_size: int, dtype):
+def broadcast_initial_state(h0, batch: tuple, hidden_size: int, dtype):
     """``h0`` broadcast to ``(*batch, hidden_size)`` in ``dtype`` (or None), and the shape of
     its gradient: ``h0``'s own, or the broadcast shape when it is None."""
     shape = batch + (hidden_size,)
@@ -275,7 +273,7 @@ class Linear:
     Examples
     --------
     >>> import numpy as np
-    >>> from scanlab.layers import Linear
+    >>> from scanlab.nn import Linear
     >>> layer = Linear(3, 2, seed=0)
     >>> y, cache = layer.forward(np.ones((4, 3), np.float32))
     >>> dx, grads = layer.backward(cache, np.ones((4, 2), np.float32))
@@ -351,7 +349,7 @@ class GILR:
     Examples
     --------
     >>> import numpy as np
-    >>> from scanlab.layers import GILR
+    >>> from scanlab.nn import GILR
     >>> layer = GILR(4, 8, seed=0)
     >>> x = np.random.default_rng(0).standard_normal((100, 2, 4)).astype(np.float32)
     >>> y, cache = layer.forward(x)
@@ -373,7 +371,7 @@ class GILR:
     def forward(self, x, h0=None, *, device: str = "auto"):
         """Every state ``h_t``, shape ``(T, *batch, hidden_size)``, and the cache."""
         x = check_input(x, self.params["input_weight"].shape[0], self.dtype, min_ndim=2)
-        h0, h0_shape = check_initial_state(h0, x.shape[1:-1], self.hidden_size, self.dtype)
+        h0, h0_shape = broadcast_initial_state(h0, x.shape[1:-1], self.hidden_size, self.dtype)
         pre = input_product(x, self.params["input_weight"])
         pre += self.params["bias"]
         gate = sigmoid(pre[..., : self.hidden_size])
@@ -451,7 +449,7 @@ class GILRLSTM:
     Examples
     --------
     >>> import numpy as np
-    >>> from scanlab.layers import GILRLSTM, OneHot
+    >>> from scanlab.nn import GILRLSTM, OneHot
     >>> layer = GILRLSTM(16, 8, seed=0)
     >>> x = OneHot(np.random.default_rng(0).integers(0, 16, (100, 2)), 16)
     >>> y, cache = layer.forward(x)
@@ -536,137 +534,4 @@ class GILRLSTM:
         return (dx, grads, dh0) if return_dh0 else (dx, grads)
 
 
-class NewtonCache(NamedTuple):
-    """What :meth:`NewtonLayer.backward` needs: the solve's inputs, its states and its info."""
-
-    x: np.ndarray
-    h0: np.ndarray | None
-    h0_shape: tuple
-    states: np.ndarray
-    info: NonlinearInfo
-    device: str
-
-
-class NewtonLayer:
-    """A layer whose recurrence is a built-in cell of :mod:`scanlab.cells`, solved by
-    :func:`scanlab.nonlinear_recurrence` (Newton's method over the sequence, or the loop) and
-    differentiated by :func:`scanlab.nonlinear_recurrence_vjp` (one reverse linear recurrence).
-
-    ``params`` are the cell's (``recurrent_weights``, ``input_weights``, ``bias``, in the
-    cell's layout), cast to ``dtype``; ``cache.info`` holds the solve's
-    :class:`scanlab.NonlinearInfo` (iterations, convergence). ``method`` is passed to the solver
-    (``"auto"``: the loop on a CPU of few cores, Newton on a GPU, see its docstring). A
-    :class:`OneHot` input is made dense: the cells project their inputs themselves.
-    """
-
-    def __init__(self, cell, *, dtype, method: str):
-        self.dtype = check_dtype(dtype)
-        self.cell, self.method = cell, method
-        self.hidden_size = cell.hidden_size
-        cell.params = {name: value.astype(self.dtype) for name, value in cell.params.items()}
-
-    @property
-    def params(self) -> dict:
-        return self.cell.params
-
-    def forward(self, x, h0=None, *, device: str = "auto"):
-        """Every output, shape ``(T, *batch, hidden_size)``, and the cache."""
-        x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2)
-        if isinstance(x, OneHot):
-            x = x.dense(self.dtype)
-        h0, h0_shape = check_initial_state(h0, x.shape[1:-1], self.cell.state_size, self.dtype)
-        states, info = nonlinear_recurrence(
-            self.cell, x, h0, method=self.method, device=device, full_output=True
-        )
-        return self.cell.output(states), NewtonCache(x, h0, h0_shape, states, info, device)
-
-    def backward(self, cache: NewtonCache, dy, *, return_dh0: bool = False):
-        """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dy``."""
-        dy = check_output_gradient(dy, cache.states.shape[:-1] + (self.hidden_size,), self.dtype)
-        gradient = np.zeros_like(cache.states)
-        self.cell.output(gradient)[...] = dy
-        dx, dh0, grads = nonlinear_recurrence_vjp(
-            self.cell, cache.x, cache.h0, cache.states, gradient, device=cache.device
-        )
-        return (dx, grads, reduce_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
-
-
-class ParaGRU(NewtonLayer):
-    """A layer of ParaRNN's GRU (:class:`scanlab.cells.ParaGRU`: diagonal recurrent weights),
-    solved by Newton's method over the sequence.
-
-    Parameters
-    ----------
-    input_size, hidden_size : int
-        Features in and out.
-    seed : int, optional
-        Seeds the initial weights (the cell's initialisation).
-    dtype : float32 or float64, optional
-        The parameters' dtype, in which the layer computes.
-    method : str, optional
-        The solver's method (:func:`scanlab.nonlinear_recurrence`).
-
-    Notes
-    -----
-    ``params``: ``"recurrent_weights"`` ``(3, hidden_size)``, ``"input_weights"``
-    ``(3, hidden_size, input_size)`` and ``"bias"`` ``(3, hidden_size)`` (update, reset and
-    candidate gates). The interface is the module docstring's; see :class:`NewtonLayer`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from scanlab.layers import ParaGRU
-    >>> layer = ParaGRU(4, 8, seed=0, method="newton")
-    >>> x = np.random.default_rng(0).standard_normal((100, 2, 4)).astype(np.float32)
-    >>> y, cache = layer.forward(x)
-    >>> dx, grads = layer.backward(cache, np.ones_like(y))
-    >>> y.shape, dx.shape, grads["input_weights"].shape, cache.info.converged
-    ((100, 2, 8), (100, 2, 4), (3, 8, 4), True)
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
-                 method: str = "auto"):  # fmt: skip
-        super().__init__(cells.ParaGRU(hidden_size, input_size, seed), dtype=dtype, method=method)
-
-
-class ParaLSTM(NewtonLayer):
-    """A layer of ParaRNN's LSTM (:class:`scanlab.cells.ParaLSTM`: diagonal recurrent weights,
-    2x2 Jacobian blocks), solved by Newton's method over the sequence; its outputs are the
-    ``h`` part of the states.
-
-    Parameters
-    ----------
-    input_size, hidden_size : int
-        Features in and out.
-    seed : int, optional
-        Seeds the initial weights (the cell's initialisation, forget-gate bias 1).
-    dtype : float32 or float64, optional
-        The parameters' dtype, in which the layer computes.
-    method : str, optional
-        The solver's method (:func:`scanlab.nonlinear_recurrence`).
-
-    Notes
-    -----
-    ``params``: ``"recurrent_weights"`` ``(4, hidden_size)``, ``"input_weights"``
-    ``(4, hidden_size, input_size)`` and ``"bias"`` ``(4, hidden_size)`` (input, forget, output
-    and candidate gates). ``h0`` is the whole state ``(*batch, 2 * hidden_size)``, ``[c_0, h_0,
-    c_1, h_1, ...]``. The interface is the module docstring's; see :class:`NewtonLayer`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from scanlab.layers import ParaLSTM
-    >>> layer = ParaLSTM(4, 8, seed=0)
-    >>> x = np.random.default_rng(0).standard_normal((100, 2, 4)).astype(np.float32)
-    >>> y, cache = layer.forward(x)
-    >>> dx, grads = layer.backward(cache, np.ones_like(y))
-    >>> y.shape, dx.shape, cache.states.shape
-    ((100, 2, 8), (100, 2, 4), (100, 2, 16))
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
-                 method: str = "auto"):  # fmt: skip
-        super().__init__(cells.ParaLSTM(hidden_size, input_size, seed), dtype=dtype, method=method)
-
-
-__all__ = ["GILR", "GILRLSTM", "Linear", "NewtonLayer", "OneHot", "ParaGRU", "ParaLSTM"]
+__all__ = ["GILR", "GILRLSTM", "Linear", "OneHot"]

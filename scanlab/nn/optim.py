@@ -1,4 +1,4 @@
-"""Optimisers for NumPy parameters, such as the ``params`` of :mod:`scanlab.layers`, in place."""
+"""Optimisers for NumPy parameters, such as the ``params`` of :mod:`scanlab.nn.layers`, in place."""
 
 import math
 
@@ -57,7 +57,7 @@ class Adam:
     Minimise ``(w - 3)^2``:
 
     >>> import numpy as np
-    >>> from scanlab.optim import Adam
+    >>> from scanlab.nn import Adam
     >>> params = {"w": np.zeros(1)}
     >>> optimiser = Adam(params, lr=0.1)
     >>> for _ in range(500):

@@ -1,0 +1,156 @@
+"""Recurrent layers whose recurrence is nonlinear: :class:`NewtonLayer` and its
+:class:`ParaGRULayer` and :class:`ParaLSTMLayer` (ParaRNN's cells of :mod:`scanlab.cells`),
+solved by :func:`scanlab.nonlinear_recurrence` and differentiated by
+:func:`scanlab.nonlinear_recurrence_vjp`, with the interface of :mod:`scanlab.nn.layers`.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from scanlab import cells
+from scanlab.gradients import nonlinear_recurrence_vjp, reduce_to
+from scanlab.nn.layers import (
+    OneHot,
+    broadcast_initial_state,
+    check_dtype,
+    check_input,
+    check_output_gradient,
+)
+from scanlab.nonlinear import NonlinearInfo, nonlinear_recurrence
+
+
+class NewtonCache(NamedTuple):
+    """What :meth:`NewtonLayer.backward` needs: the solve's inputs, its states and its info."""
+
+    x: np.ndarray
+    h0: np.ndarray | None
+    h0_shape: tuple
+    states: np.ndarray
+    info: NonlinearInfo
+    device: str
+
+
+class NewtonLayer:
+    """A layer whose recurrence is a built-in cell of :mod:`scanlab.cells`, solved by
+    :func:`scanlab.nonlinear_recurrence` (Newton's method over the sequence, or the loop) and
+    differentiated by :func:`scanlab.nonlinear_recurrence_vjp` (one reverse linear recurrence).
+
+    ``params`` are the cell's (``recurrent_weights``, ``input_weights``, ``bias``, in the
+    cell's layout), cast to ``dtype``; ``cache.info`` holds the solve's
+    :class:`scanlab.NonlinearInfo` (iterations, convergence). ``method`` is passed to the solver
+    (``"auto"``: the loop on a CPU of few cores, Newton on a GPU, see its docstring). A
+    :class:`OneHot` input is made dense: the cells project their inputs themselves.
+    """
+
+    def __init__(self, cell, *, dtype, method: str):
+        self.dtype = check_dtype(dtype)
+        self.cell, self.method = cell, method
+        self.hidden_size = cell.hidden_size
+        cell.params = {name: value.astype(self.dtype) for name, value in cell.params.items()}
+
+    @property
+    def params(self) -> dict:
+        return self.cell.params
+
+    def forward(self, x, h0=None, *, device: str = "auto"):
+        """Every output, shape ``(T, *batch, hidden_size)``, and the cache."""
+        x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2)
+        if isinstance(x, OneHot):
+            x = x.dense(self.dtype)
+        h0, h0_shape = broadcast_initial_state(h0, x.shape[1:-1], self.cell.state_size, self.dtype)
+        states, info = nonlinear_recurrence(
+            self.cell, x, h0, method=self.method, device=device, full_output=True
+        )
+        return self.cell.output(states), NewtonCache(x, h0, h0_shape, states, info, device)
+
+    def backward(self, cache: NewtonCache, dy, *, return_dh0: bool = False):
+        """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dy``."""
+        dy = check_output_gradient(dy, cache.states.shape[:-1] + (self.hidden_size,), self.dtype)
+        gradient = np.zeros_like(cache.states)
+        self.cell.output(gradient)[...] = dy
+        dx, dh0, grads = nonlinear_recurrence_vjp(
+            self.cell, cache.x, cache.h0, cache.states, gradient, device=cache.device
+        )
+        return (dx, grads, reduce_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
+
+
+class ParaGRULayer(NewtonLayer):
+    """A layer of ParaRNN's GRU (:class:`scanlab.cells.ParaGRU`: diagonal recurrent weights),
+    solved by Newton's method over the sequence.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features in and out.
+    seed : int, optional
+        Seeds the initial weights (the cell's initialisation).
+    dtype : float32 or float64, optional
+        The parameters' dtype, in which the layer computes.
+    method : str, optional
+        The solver's method (:func:`scanlab.nonlinear_recurrence`).
+
+    Notes
+    -----
+    ``params``: ``"recurrent_weights"`` ``(3, hidden_size)``, ``"input_weights"``
+    ``(3, hidden_size, input_size)`` and ``"bias"`` ``(3, hidden_size)`` (update, reset and
+    candidate gates). The interface is :mod:`scanlab.nn.layers`'; see :class:`NewtonLayer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scanlab.nn import ParaGRULayer
+    >>> layer = ParaGRULayer(4, 8, seed=0, method="newton")
+    >>> x = np.random.default_rng(0).standard_normal((100, 2, 4)).astype(np.float32)
+    >>> y, cache = layer.forward(x)
+    >>> dx, grads = layer.backward(cache, np.ones_like(y))
+    >>> y.shape, dx.shape, grads["input_weights"].shape, cache.info.converged
+    ((100, 2, 8), (100, 2, 4), (3, 8, 4), True)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
+                 method: str = "auto"):  # fmt: skip
+        super().__init__(cells.ParaGRU(hidden_size, input_size, seed), dtype=dtype, method=method)
+
+
+class ParaLSTMLayer(NewtonLayer):
+    """A layer of ParaRNN's LSTM (:class:`scanlab.cells.ParaLSTM`: diagonal recurrent weights,
+    2x2 Jacobian blocks), solved by Newton's method over the sequence; its outputs are the
+    ``h`` part of the states.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features in and out.
+    seed : int, optional
+        Seeds the initial weights (the cell's initialisation, forget-gate bias 1).
+    dtype : float32 or float64, optional
+        The parameters' dtype, in which the layer computes.
+    method : str, optional
+        The solver's method (:func:`scanlab.nonlinear_recurrence`).
+
+    Notes
+    -----
+    ``params``: ``"recurrent_weights"`` ``(4, hidden_size)``, ``"input_weights"``
+    ``(4, hidden_size, input_size)`` and ``"bias"`` ``(4, hidden_size)`` (input, forget, output
+    and candidate gates). ``h0`` is the whole state ``(*batch, 2 * hidden_size)``, ``[c_0, h_0,
+    c_1, h_1, ...]``. The interface is :mod:`scanlab.nn.layers`'; see :class:`NewtonLayer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scanlab.nn import ParaLSTMLayer
+    >>> layer = ParaLSTMLayer(4, 8, seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((100, 2, 4)).astype(np.float32)
+    >>> y, cache = layer.forward(x)
+    >>> dx, grads = layer.backward(cache, np.ones_like(y))
+    >>> y.shape, dx.shape, cache.states.shape
+    ((100, 2, 8), (100, 2, 4), (100, 2, 16))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
+                 method: str = "auto"):  # fmt: skip
+        super().__init__(cells.ParaLSTM(hidden_size, input_size, seed), dtype=dtype, method=method)
+
+
+__all__ = ["NewtonLayer", "ParaGRULayer", "ParaLSTMLayer"]
