@@ -118,6 +118,18 @@ def guarded_problem(batch, trigger, position, length=6):
     return x, rng.uniform(-1.0, 1.0, (*batch, 2))
 
 
+def test_an_exception_while_the_jacobian_is_probed_is_noted():
+    """A cell already checked (a loop solved it), then solved by Newton where its first input is
+    out of range: the probe that chooses how to differentiate it raises the step's exception,
+    noted with the cell, as every other path notes it (a hypothesis run found it unnoted)."""
+    cell = scanlab.cell(guarded_step, jacobian=guarded_jacobian, structure="diagonal")
+    x, h0 = guarded_problem((), "guess", (0, 0))
+    scanlab.nonlinear_recurrence(cell, x[1:], h0, params=0.5, method="sequential")
+    with pytest.raises(ValueError, match="guarded_step: out of range") as caught:
+        scanlab.nonlinear_recurrence(cell, x, h0, params=0.5, method="newton")
+    assert_noted(caught.value, "scanlab.cell(guarded_step")
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     method=st.sampled_from(METHODS),

@@ -4,6 +4,7 @@ compiled step (and optionally its Jacobian), :func:`cell` to make one from a ste
 solve). The built-in cells are :mod:`scanlab.cells.builtin`.
 """
 
+import contextlib
 import operator
 from dataclasses import dataclass
 from functools import partial
@@ -296,6 +297,16 @@ class Cell:
             self.plans[key] = plan
         return self.plans[key]
 
+    @contextlib.contextmanager
+    def probing(self):
+        """Note an exception of the cell's step or Jacobian, run on the host while :meth:`plan`
+        probes them, with the cell it came from (as :meth:`check_step` and the kernels do)."""
+        try:
+            yield
+        except Exception as error:
+            add_note(error, f"raised by the step of {self!r}, run on the host to probe it")
+            raise
+
     def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> tuple:
         """The :class:`JacobianPlan` of :meth:`plan`, and whether its probes proved it."""
         period = self.period(size)
@@ -303,7 +314,8 @@ class Cell:
         eps = float(np.finfo(dtype).eps)
         state = (np.random.default_rng(2024).standard_normal(size) * 0.5).astype(dtype)
         value = np.empty(size, dtype)
-        self.step(state, x_t, params, value)
+        with self.probing():
+            self.step(state, x_t, params, value)
         # An output that is NaN at the probe cannot show what it depends on.
         structure_proven = bool(np.isfinite(value).all())
         coupled = []
@@ -311,7 +323,8 @@ class Cell:
             moved = state.copy()
             moved[j] += dtype.type(0.25) * (1 + abs(moved[j]))
             changed = np.empty(size, dtype)
-            self.step(moved, x_t, params, changed)
+            with self.probing():
+                self.step(moved, x_t, params, changed)
             rows = np.flatnonzero((changed != value) & ~(np.isnan(changed) & np.isnan(value)))
             coupled += [(i, j) for i in rows if i // period != j // period]
         if coupled:
@@ -324,12 +337,14 @@ class Cell:
             )
         # Jacobians are checked at states of both signs and two scales: a complex step through
         # a branch cut (Numba's complex power of a negative number) fails only at some.
-        probes = self.finite_references(
-            shape, period, (state, -np.abs(state), dtype.type(4) * state[::-1]), x_t, params
-        )
+        with self.probing():
+            probes = self.finite_references(
+                shape, period, (state, -np.abs(state), dtype.type(4) * state[::-1]), x_t, params
+            )
         tolerance = 1e-2 if dtype == np.float32 else 1e-5
         if self.jacobian is not None:
-            error = self.jacobian_error(ANALYTIC, shape, period, 0.0, probes, x_t, params)
+            with self.probing():
+                error = self.jacobian_error(ANALYTIC, shape, period, 0.0, probes, x_t, params)
             if not error <= tolerance:
                 raise ValueError(
                     f"the cell's jacobian does not match its step: at a random probe state it "
