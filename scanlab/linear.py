@@ -157,7 +157,7 @@ def linear_recurrence(
         if not problem.is_empty:
             solve_time_last(problem, bool(reverse), method)
         return problem.finish()
-    problem = laid_out(layout, a, b, h0, out, device)
+    problem = in_kernel_layout(layout, a, b, h0, out, device)
     if not problem.is_empty:
         solve = solver(problem, cpu_linear if device == "cpu" else cuda_module("linear"))
         solve(problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method)
@@ -283,7 +283,7 @@ def linear_recurrence_matrix(
     """
     device = resolve_device(device, gpu_arrays=True, A=A, b=b, h0=h0, out=out)
     method = check_method(method)
-    problem = laid_out(check_linear_matrix(A, b, h0, axis), A, b, h0, out, device)
+    problem = in_kernel_layout(check_linear_matrix(A, b, h0, axis), A, b, h0, out, device)
     if not problem.is_empty:
         reverse = bool(reverse)
         if problem.h0.shape[1] == 1:
@@ -299,7 +299,7 @@ def linear_recurrence_matrix(
     return problem.finish()
 
 
-def laid_out(layout, a, b, h0, out, device: str):
+def in_kernel_layout(layout, a, b, h0, out, device: str):
     """The checked recurrence in kernel layout: on the GPU when any operand is a GPU array
     (then none is copied to the host), else on the host."""
     if device == "cuda" and any(map(on_gpu, (a, b, h0, out))):
