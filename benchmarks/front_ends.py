@@ -32,7 +32,7 @@ from scanlab.signal import ewm_mean
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 GAMMA, LAM = 0.99, 0.95
 #: (function, steps, environments, dtype).
-CASES = (
+RL_CASES = (
     ("gae", 10**6, 16, np.float32),
     ("gae", 10**6, 16, np.float64),
     ("gae", 10**5, 16, np.float64),
@@ -40,7 +40,7 @@ CASES = (
     ("discounted_returns", 10**6, 16, np.float64),
     ("discounted_returns", 2**22, 1, np.float64),
 )
-COLUMNS = (
+RL_COLUMNS = (
     ("function", "{}"),
     ("T x envs", "{}"),
     ("dtype", "{}"),
@@ -182,7 +182,7 @@ def returns_numpy_loop(rewards, dones, gamma):
     return out
 
 
-def measure(function: str, length: int, environments: int, dtype, quick: bool) -> dict:
+def measure_rl(function: str, length: int, environments: int, dtype, quick: bool) -> dict:
     """One table row: scanlab and the loops on one rollout."""
     length = length // 16 if quick else length
     rng = np.random.default_rng(0)
@@ -224,36 +224,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
     quick = parser.parse_args().quick
     filter_cases = [(*case, shape) for case in FILTERS for shape in FILTER_SHAPES]
-    filter_rows = measure_rows(
-        filter_cases, partial(measure_filter, quick=quick), lambda label, *_: label
+    tables = (
+        ("filter-table", filter_cases, measure_filter, FILTER_COLUMNS),
+        ("ewm-table", EWM_CASES, measure_ewm, EWM_COLUMNS),
+        ("rl-table", RL_CASES, measure_rl, RL_COLUMNS),
     )
-    record_results(
-        RESULTS,
-        "filter-table",
-        machine_description(),
-        format_table(filter_rows, FILTER_COLUMNS, markdown=True),
-        write=not quick,
-    )
-    ewm_rows = measure_rows(
-        EWM_CASES, partial(measure_ewm, quick=quick), lambda label, shape, _: f"ewm {label}"
-    )
-    record_results(
-        RESULTS,
-        "ewm-table",
-        machine_description(),
-        format_table(ewm_rows, EWM_COLUMNS, markdown=True),
-        write=not quick,
-    )
-    rows = measure_rows(
-        CASES, partial(measure, quick=quick), lambda function, length, *_: f"{function} T={length}"
-    )
-    record_results(
-        RESULTS,
-        "rl-table",
-        machine_description(),
-        format_table(rows, COLUMNS, markdown=True),
-        write=not quick,
-    )
+    for name, cases, measure_case, columns in tables:
+        rows = measure_rows(cases, partial(measure_case, quick=quick), lambda *case: str(case[0]))
+        record_results(
+            RESULTS,
+            name,
+            machine_description(),
+            format_table(rows, columns, markdown=True),
+            write=not quick,
+        )
 
 
 if __name__ == "__main__":

@@ -270,14 +270,20 @@ def lay_out(a, b, h0, layout: Layout, out) -> LinearProblem:
 def check_initial_state(h0_shape: tuple, state_shape: tuple, shape: tuple, axis: int) -> None:
     """A ValueError unless ``h0_shape`` broadcasts to ``state_shape``, the result's without
     ``axis``."""
+    check_broadcasts("h0", h0_shape, state_shape, axis, f"a result of shape {shape} needs")
+
+
+def check_broadcasts(name: str, given: tuple, target: tuple, axis: int, whose: str) -> None:
+    """A ValueError unless the shape ``given`` of the operand ``name`` broadcasts to ``target``;
+    ``whose`` says what needs it ("a result of shape (3, 4) needs")."""
     try:
-        broadcast = np.broadcast_shapes(h0_shape, state_shape) == state_shape
+        fits = np.broadcast_shapes(given, target) == target
     except ValueError:
-        broadcast = False
-    if not broadcast:
+        fits = False
+    if not fits:
         raise ValueError(
-            f"With axis={axis}, a result of shape {shape} needs h0 of shape {state_shape} "
-            f"(or one that broadcasts to it), got {h0_shape}"
+            f"With axis={axis}, {whose} {name} of shape {target} (or one that broadcasts to "
+            f"it), got {given}"
         )
 
 

@@ -13,7 +13,14 @@ from functools import partial
 import numba
 import numpy as np
 
-from scanlab._arrays import as_time_major, normalize_axis, numeric_array, result_dtype, stand_in
+from scanlab._arrays import (
+    as_time_major,
+    check_broadcasts,
+    normalize_axis,
+    numeric_array,
+    result_dtype,
+    stand_in,
+)
 from scanlab._devices import on_gpu, resolve_device
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import returns as cpu_returns
@@ -83,12 +90,20 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     state_shape = rewards.shape[:axis] + rewards.shape[axis + 1 :]
     if bootstrap is not None:
         bootstrap_shape = numeric_array("bootstrap", bootstrap, stand_in).shape
-        check_broadcasts("bootstrap", bootstrap_shape, state_shape, rewards.shape, axis)
+        check_broadcasts(
+            "bootstrap",
+            bootstrap_shape,
+            state_shape,
+            axis,
+            f"rewards of shape {rewards.shape} need",
+        )
     if dones is None:
         return linear_recurrence(gamma, rewards, bootstrap, axis=axis, reverse=True)
     resolve_device("auto", rewards=rewards, dones=dones, bootstrap=bootstrap)
     dones = numeric_array("dones", dones)
-    check_broadcasts("dones", dones.shape, rewards.shape, rewards.shape, axis)
+    check_broadcasts(
+        "dones", dones.shape, rewards.shape, axis, f"rewards of shape {rewards.shape} need"
+    )
     operands = (
         {"rewards": rewards} if bootstrap is None else {"rewards": rewards, "bootstrap": bootstrap}
     )
@@ -182,9 +197,11 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
     values = numeric_array("values", values)
     dones = numeric_array("dones", dones)
     last_value = numeric_array("last_value", last_value)
-    check_broadcasts("values", values.shape, shape, shape, axis)
-    check_broadcasts("dones", dones.shape, shape, shape, axis)
-    check_broadcasts("last_value", last_value.shape, state_shape, shape, axis)
+    check_broadcasts("values", values.shape, shape, axis, f"rewards of shape {shape} need")
+    check_broadcasts("dones", dones.shape, shape, axis, f"rewards of shape {shape} need")
+    check_broadcasts(
+        "last_value", last_value.shape, state_shape, axis, f"rewards of shape {shape} need"
+    )
     dtype = result_dtype(rewards=rewards, values=values, last_value=last_value)
     length, channels = shape[axis], math.prod(state_shape)
     advantages = np.empty((length, channels), dtype)
@@ -289,19 +306,6 @@ def time_series(name: str, value) -> np.ndarray:
     if not array.shape:
         raise ValueError(f"{name} must have a time axis; got a scalar")
     return array
-
-
-def check_broadcasts(name: str, given: tuple, target: tuple, shape: tuple, axis: int) -> None:
-    """A ValueError unless the shape ``given`` for ``name`` broadcasts to ``target``."""
-    try:
-        fits = np.broadcast_shapes(given, target) == target
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"With axis={axis}, rewards of shape {shape} need {name} of shape {target} "
-            f"(or one that broadcasts to it), got {given}"
-        )
 
 
 __all__ = ["discounted_returns", "gae"]
