@@ -129,10 +129,8 @@ def measure_ewm(label: str, shape: tuple, missing: float, quick: bool) -> dict:
 
 
 @njit(cache=True)
-def gae_numba_loop(rewards, values, dones, last_value, gamma, lam):
-    """The PPO loop, compiled: one step at a time, the environments of a step together; its
-    outputs allocated as a function returning them would (scanlab's are too)."""
-    advantages, returns = np.empty_like(rewards), np.empty_like(rewards)
+def gae_numba_loop(rewards, values, dones, last_value, gamma, lam, advantages, returns):
+    """The PPO loop, compiled: one step at a time, the environments of a step together."""
     next_value = last_value.copy()
     advantage = np.zeros_like(last_value)
     for t in range(rewards.shape[0] - 1, -1, -1):
@@ -143,18 +141,30 @@ def gae_numba_loop(rewards, values, dones, last_value, gamma, lam):
             advantages[t, e] = advantage[e]
             returns[t, e] = advantage[e] + values[t, e]
             next_value[e] = values[t, e]
+
+
+def gae_numba(rewards, values, dones, last_value, gamma, lam):
+    """The compiled loop into outputs NumPy allocates, as scanlab's are (Numba's own allocator
+    takes no huge pages: its outputs alone cost the loop 3x on this machine)."""
+    advantages, returns = np.empty_like(rewards), np.empty_like(rewards)
+    gae_numba_loop(rewards, values, dones, last_value, gamma, lam, advantages, returns)
     return advantages, returns
 
 
 @njit(cache=True)
-def returns_numba_loop(rewards, dones, gamma):
-    """Discounted returns, compiled: one step at a time, into a new array."""
-    out = np.empty_like(rewards)
+def returns_numba_loop(rewards, dones, gamma, out):
+    """Discounted returns, compiled: one step at a time."""
     following = np.zeros(rewards.shape[1], rewards.dtype)
     for t in range(rewards.shape[0] - 1, -1, -1):
         for e in range(rewards.shape[1]):
             following[e] = rewards[t, e] + gamma * (1.0 - dones[t, e]) * following[e]
             out[t, e] = following[e]
+
+
+def returns_numba(rewards, dones, gamma):
+    """The compiled loop into an output NumPy allocates."""
+    out = np.empty_like(rewards)
+    returns_numba_loop(rewards, dones, gamma, out)
     return out
 
 
@@ -195,13 +205,13 @@ def measure_rl(function: str, length: int, environments: int, dtype, quick: bool
     if function == "gae":
         functions = {
             "scanlab": partial(gae, rewards, values, dones, last_value, gamma=GAMMA, lam=LAM),
-            "numba": partial(gae_numba_loop, rewards, values, dones, last_value, gamma, lam),
+            "numba": partial(gae_numba, rewards, values, dones, last_value, gamma, lam),
             "numpy": partial(gae_numpy_loop, rewards, values, dones, last_value, gamma, lam),
         }
     else:
         functions = {
             "scanlab": partial(discounted_returns, rewards, GAMMA, dones=dones),
-            "numba": partial(returns_numba_loop, rewards, dones, gamma),
+            "numba": partial(returns_numba, rewards, dones, gamma),
             "numpy": partial(returns_numpy_loop, rewards, dones, gamma),
         }
     if length > 10**5:

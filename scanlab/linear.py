@@ -13,9 +13,6 @@ from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
 
 METHODS = ("auto", "sequential", "scan")
-#: Channels from which a time-contiguous problem runs the time-last kernel (one chain per
-#: channel, ``scanlab.cpu.linear.ROW_CHAINS`` of them walked together by each thread).
-ROW_CHANNELS = cpu_linear.ROW_CHAINS
 
 
 def check_method(method, methods=METHODS) -> str:
@@ -67,13 +64,12 @@ def linear_recurrence(
         lies with time contiguous in memory, such as ``axis=-1`` of a C-ordered array, over
         groups of 8 channels walked together along their rows, with no transposing copy).
         ``"scan"``: parallel over time, a reduce-then-scan over tiles of chunks that threads
-        take as they come free (two passes over each chunk, the second from cache). Time-
-        contiguous data with fewer than 8 channels, or with ``"scan"``, is solved row by row
-        where it lies, each row one series.
-        ``"auto"``: the sequential loop for time-contiguous data of 8 channels or more and for
-        short sequences; otherwise the method measured faster on this machine for problems of
-        this dtype, thread count and number of channels, measured the first time and kept
-        (``scanlab.wisdom``; ``scanlab tune`` measures again). On the GPU, ``"sequential"``
+        take as they come free (two passes over each chunk, the second from cache); on
+        time-contiguous data, row by row where it lies, each row one series.
+        ``"auto"``: the sequential loop for short sequences; otherwise the method measured
+        faster on this machine for problems of this dtype, thread count, number of channels,
+        size and layout, measured the first time and kept (``scanlab.wisdom``; ``scanlab
+        tune`` measures again). On the GPU, ``"sequential"``
         is one thread per channel and ``"scan"`` a hierarchical Blelloch scan over tiles of
         time; ``"auto"`` takes the scan unless there are very many channels or few steps
         (``scanlab.config.cuda``).
@@ -155,7 +151,9 @@ def linear_recurrence(
         # as it lies, without transposing the operands and the result.
         problem = lay_out_time_last(a, b, h0, layout, out)
         if not problem.is_empty:
-            solve_time_last(problem, bool(reverse), method)
+            cpu_linear.solve_rows(
+                problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method
+            )
         return problem.finish()
     problem = in_kernel_layout(layout, a, b, h0, out, device)
     if not problem.is_empty:
@@ -305,28 +303,6 @@ def in_kernel_layout(layout, a, b, h0, out, device: str):
     if device == "cuda" and any(map(on_gpu, (a, b, h0, out))):
         return cuda_module("arrays").lay_out(a, b, h0, layout, out)
     return lay_out(a, b, h0, layout, out)
-
-
-def solve_time_last(problem, reverse: bool, method: str) -> None:
-    """Solve a host time-last problem (``(D, T)`` rows, time contiguous) as it lies: many
-    channels by the time-last kernel, which walks ``ROW_CHANNELS`` rows in lockstep; fewer
-    channels, or ``method="scan"``, row by row, each row a one-channel series in time-first
-    layout (a view: ``(T, 1)`` is ``(T,)`` in memory), so a few long series get the parallel
-    scan over time and no transposing copy."""
-    channels = problem.kernel_out.shape[0]
-    if channels >= ROW_CHANNELS and method != "scan":
-        cpu_linear.linear_recurrence_rows(
-            problem.a, problem.b, problem.h0, problem.kernel_out, reverse
-        )
-        return
-    for channel in range(channels):
-        a_row, b_row = (
-            operand[min(channel, operand.shape[0] - 1)].reshape(-1, 1)
-            for operand in (problem.a, problem.b)
-        )
-        out_row = problem.kernel_out[channel].reshape(-1, 1)
-        h0_row = problem.h0[channel : channel + 1]
-        cpu_linear.solve(a_row, b_row, h0_row, out_row, reverse, method)
 
 
 def solver(problem, backend):

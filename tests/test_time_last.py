@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scanlab
+from scanlab import config, wisdom
 from scanlab.cpu import linear as cpu_linear
 
 LENGTHS = [0, 1, 2, 3, 7, 31, 64, 97, 251]
@@ -75,15 +76,10 @@ def test_time_last_matches_the_reference(problem, rows_calls):
     assert_close(
         result, reference.linear_recurrence(a, b, h0, axis=axis, reverse=problem["reverse"]), dtype
     )
-    channels = b.size // max(1, shape[axis])
     # One step is contiguous in every layout: NumPy may give it either order's strides.
     time_contiguous = shape[axis] > 1 or b.strides[axis] == b.itemsize
-    by_rows = (
-        b.size
-        and time_contiguous
-        and channels >= cpu_linear.ROW_CHAINS
-        and problem["method"] != "scan"
-    )
+    # The kernel for "sequential"; row by row for "scan"; "auto" measures (short rows: kernel).
+    by_rows = b.size and time_contiguous and problem["method"] != "scan"
     assert len(rows_calls) == (1 if by_rows else 0)
     if out is not None:
         assert result is out
@@ -109,9 +105,9 @@ def test_in_place_over_b_and_a_c_ordered_out(rows_calls):
     assert len(rows_calls) == 2
 
 
-def test_few_channels_and_scan_go_row_by_row_as_they_lie(rows_calls, monkeypatch):
-    """Fewer than ROW_CHAINS channels, or method="scan": each row is solved as a one-channel
-    series, a view of the caller's memory (no transposing copy)."""
+def test_scan_and_what_auto_measured_go_row_by_row_as_they_lie(rows_calls, monkeypatch):
+    """method="scan", or "auto" where the row-by-row scan was measured faster: each row is
+    solved as a one-channel series, a view of the caller's memory (no transposing copy)."""
     solved = []
     solve = cpu_linear.solve
 
@@ -121,15 +117,39 @@ def test_few_channels_and_scan_go_row_by_row_as_they_lie(rows_calls, monkeypatch
 
     monkeypatch.setattr(cpu_linear, "solve", recorded)
     rng = np.random.default_rng(5)
-    few = rng.normal(size=(7, 100))
-    assert_close(
-        scanlab.linear_recurrence(0.9, few, axis=-1), reference.linear_recurrence(0.9, few, axis=-1)
-    )
     many = rng.normal(size=(9, 100))
     scanned = scanlab.linear_recurrence(0.9, many, axis=-1, method="scan", reverse=True)
     assert_close(scanned, reference.linear_recurrence(0.9, many, axis=-1, reverse=True))
-    assert solved == [((100, 1), "auto")] * 7 + [((100, 1), "scan")] * 9
+    monkeypatch.setattr(cpu_linear, "measured_choice", lambda *arguments: "scan")
+    few = rng.normal(size=(3, 100))
+    measured = scanlab.linear_recurrence(0.9, few, axis=-1)
+    assert_close(measured, reference.linear_recurrence(0.9, few, axis=-1))
+    assert solved == [((100, 1), "scan")] * 12
     assert rows_calls == []
+
+
+def test_auto_measures_the_time_last_layout_apart(tmp_path, monkeypatch):
+    """Time-last problems are measured as their own kind (the kernel against the row-by-row
+    scan), per size class, kept as wisdom; injected here, never timed in a test."""
+    monkeypatch.setattr(config.cpu, "auto_scan_max_row_bytes", None)
+    monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
+    measure = cpu_linear.measured_rows_speeds
+    calls = []
+    monkeypatch.setattr(
+        cpu_linear,
+        "measured_rows_speeds",
+        lambda *problem: calls.append(problem) or {"sequential": 1.0, "scan": 2.0},
+    )
+    try:
+        x = np.random.default_rng(6).normal(size=(3, 20_000))
+        result = scanlab.linear_recurrence(0.5, x, axis=-1)
+        assert_close(result, reference.linear_recurrence(0.5, x, axis=-1))
+        assert len(calls) == 1 and calls[0][1] == 4  # three rows: the class of 4 channels
+        assert any(key.startswith("linear time-last float64") for key in wisdom.entries())
+        speeds = measure(np.dtype(np.float32), 4, 2, 2**16)  # the real one runs
+        assert set(speeds) == {"sequential", "scan"} and min(speeds.values()) > 0
+    finally:
+        wisdom.LOADED.clear()
 
 
 def test_time_first_and_strided_time_keep_the_time_first_kernels(rows_calls):

@@ -518,6 +518,45 @@ def scan_chunk_length(channels: int, itemsize: int) -> int:
     return length
 
 
+def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
+    """Run ``method`` on a time-last problem as it lies: ``out`` ``(D, T)``, each row one
+    channel's steps, ``a`` and ``b`` ``(D or 1, T or 1)``.
+
+    ``"sequential"``: the time-last kernel, ``ROW_CHAINS`` rows in lockstep per thread.
+    ``"scan"``: row by row, each row a one-channel series in time-first layout (a view: ``(T,
+    1)`` is ``(T,)`` in memory) solved by the parallel scan over time. ``"auto"``: the one
+    measured faster on this machine for problems of this dtype, channels and size
+    (:func:`measured_rows_speeds`): a few long rows scan, many short ones take the kernel.
+    """
+    channels, length = out.shape
+    if method == "auto":
+        threads = numba.get_num_threads()
+        method = measured_choice(
+            "linear time-last", length, channels, out.dtype, threads, measured_rows_speeds
+        )
+    if method == "sequential":
+        linear_recurrence_rows(a, b, h0, out, reverse)
+        return
+    for channel in range(channels):
+        a_row, b_row = (
+            operand[min(channel, operand.shape[0] - 1)].reshape(-1, 1) for operand in (a, b)
+        )
+        solve(a_row, b_row, h0[channel : channel + 1], out[channel].reshape(-1, 1), reverse, "scan")
+
+
+def measured_rows_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
+    """Nanoseconds per element of each method of :func:`solve_rows` on this machine, for a
+    time-last problem of ``channels`` rows and about ``elements`` elements."""
+    length = calibration_length(channels, elements)
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 1.0, (channels, length)).astype(dtype)
+    b = rng.normal(size=(channels, length)).astype(dtype)
+    h0 = np.zeros(channels, dtype)
+    out = np.empty((channels, length), dtype)
+    runs = {method: partial(solve_rows, a, b, h0, out, False, method) for method in METHODS}
+    return median_speeds(runs, out.size, threads)
+
+
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:
     """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout."""
     length, channels = out.shape
