@@ -132,7 +132,10 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
     ``delta[t] = r[t] + gamma (1 - done[t]) V[t+1] - V[t]`` with ``V[T] = last_value``,
     ``A[t] = delta[t] + gamma lam (1 - done[t]) A[t+1]`` with ``A[T] = 0``, and
     ``returns = A + V``: the loop of PPO implementations, in one fused pass per block of
-    channels or, for few long series, a parallel scan over time.
+    channels or, for few long series, a parallel scan over time. It replaces that loop; the
+    one-line change is ``advantages, returns = gae(rewards, values, dones, last_value,
+    gamma=gamma, lam=lam)``. Measured (2 cores, ``benchmarks/front_ends.py``): 1.35x (float32)
+    and 2.0x (float64) a compiled Numba loop on (10**6, 16) rollouts, 114x the NumPy loop.
 
     Parameters
     ----------
