@@ -34,7 +34,7 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     Parameters
     ----------
     rewards : array_like or GPU array
-        Rewards, time along ``axis``; float32, float64 or complex (integers become float64).
+        Rewards, time along ``axis``; float32 or float64 (integers become float64).
     gamma : float
         The discount factor.
     dones : array_like of bool or numbers, optional
@@ -107,7 +107,7 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     operands = (
         {"rewards": rewards} if bootstrap is None else {"rewards": rewards, "bootstrap": bootstrap}
     )
-    dtype = result_dtype(**operands)
+    dtype = real_dtype(result_dtype(**operands))
     shape = rewards.shape
     length, channels = shape[axis], math.prod(state_shape)
     out = np.empty((length, channels), dtype)
@@ -205,7 +205,7 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
     check_broadcasts(
         "last_value", last_value.shape, state_shape, axis, f"rewards of shape {shape} need"
     )
-    dtype = result_dtype(rewards=rewards, values=values, last_value=last_value)
+    dtype = real_dtype(result_dtype(rewards=rewards, values=values, last_value=last_value))
     length, channels = shape[axis], math.prod(state_shape)
     advantages = np.empty((length, channels), dtype)
     returns = np.empty((length, channels), dtype)
@@ -303,11 +303,20 @@ def real_number(name: str, value) -> float:
     return float(value)
 
 
+def real_dtype(dtype: np.dtype) -> np.dtype:
+    """``dtype``, or a TypeError when an operand made it complex."""
+    if dtype.kind == "c":
+        raise TypeError(f"the operands promote to {dtype}; returns and advantages are real")
+    return dtype
+
+
 def time_series(name: str, value) -> np.ndarray:
-    """``value`` as a numeric array with at least one axis (the time axis)."""
+    """``value`` as a real numeric array with at least one axis (the time axis)."""
     array = value if on_gpu(value) else numeric_array(name, value)
     if not array.shape:
         raise ValueError(f"{name} must have a time axis; got a scalar")
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} has dtype {array.dtype}; returns and advantages are real")
     return array
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import reference
-from conftest import DTYPES, assert_close, random_array
+from conftest import assert_close, random_array
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +26,7 @@ def rollouts(draw):
         "axis": axis,
         "state_shape": draw(st.sampled_from([(), state, state[-1:] if state else ()])),
         "dones_shape": draw(st.sampled_from([shape, (), shape[axis:]])),
-        "dtype": draw(st.sampled_from(DTYPES)),
+        "dtype": draw(st.sampled_from([np.float32, np.float64])),
         "done_rate": draw(st.sampled_from([0.0, 0.05, 0.5, 1.0])),
         "bool_dones": draw(st.booleans()),
         "gamma": draw(st.sampled_from([0.0, 0.5, 0.99, 1.0])),
@@ -138,6 +138,12 @@ def test_an_episode_end_cuts_the_bootstrap():
         (lambda: discounted_returns(np.ones(3), True), TypeError, "gamma must be a real"),
         (lambda: discounted_returns(1.0, 0.9), ValueError, "rewards must have a time axis"),
         (lambda: discounted_returns(["a"], 0.9), TypeError, "rewards"),
+        (lambda: discounted_returns(np.ones(3, complex), 0.9), TypeError, "are real"),
+        (
+            lambda: gae(np.ones(4), np.ones(4, complex), False, 0.0, gamma=0.9, lam=0.9),
+            TypeError,
+            "promote to complex128",
+        ),
         (
             lambda: discounted_returns(np.ones((3, 2)), 0.9, dones=np.ones(3)),
             ValueError,
