@@ -16,6 +16,7 @@ import numpy as np
 from scanlab._arrays import (
     as_time_major,
     check_broadcasts,
+    initial_state,
     normalize_axis,
     numeric_array,
     result_dtype,
@@ -112,18 +113,14 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     length, channels = shape[axis], math.prod(state_shape)
     out = np.empty((length, channels), dtype)
     if out.size:
-        rewards, dones = (
-            as_time_major(np.broadcast_to(operand, shape), len(shape), axis, state_shape, dtype)
-            for operand in (rewards, dones)
-        )
-        final = np.zeros(state_shape, dtype) if bootstrap is None else bootstrap
-        final = np.ascontiguousarray(np.broadcast_to(final, state_shape), dtype).reshape(-1)
+        rewards, dones = kernel_operands((rewards, dones), shape, axis, dtype)
+        final = initial_state(bootstrap, state_shape, dtype, shape, axis)
         threads = numba.get_num_threads()
         method = cpu_linear.measured_choice(
             "discounted_returns", length, channels, dtype, threads, returns_speeds
         )
         solve_returns(method, rewards, dones, final, dtype.type(gamma), out)
-    return np.moveaxis(out.reshape((length, *state_shape)), 0, axis)
+    return in_callers_layout(out, state_shape, axis)
 
 
 def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
@@ -210,21 +207,13 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
     advantages = np.empty((length, channels), dtype)
     returns = np.empty((length, channels), dtype)
     if advantages.size:
-        operands = [
-            as_time_major(np.broadcast_to(operand, shape), len(shape), axis, state_shape, dtype)
-            for operand in (rewards, values, dones)
-        ]
-        final_values = np.ascontiguousarray(
-            np.broadcast_to(last_value, state_shape), dtype
-        ).reshape(-1)
+        operands = kernel_operands((rewards, values, dones), shape, axis, dtype)
+        final_values = initial_state(last_value, state_shape, dtype, shape, axis)
         scalars = (dtype.type(gamma), dtype.type(lam))
         threads = numba.get_num_threads()
         method = cpu_linear.measured_choice("gae", length, channels, dtype, threads, gae_speeds)
         solve_advantages(method, *operands, final_values, *scalars, advantages, returns)
-    return tuple(
-        np.moveaxis(result.reshape((length, *state_shape)), 0, axis)
-        for result in (advantages, returns)
-    )
+    return tuple(in_callers_layout(result, state_shape, axis) for result in (advantages, returns))
 
 
 def solve_advantages(
@@ -294,6 +283,21 @@ def gae_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
         for method in cpu_linear.METHODS
     }
     return cpu_linear.median_speeds(runs, rewards.size, threads)
+
+
+def kernel_operands(operands, shape: tuple, axis: int, dtype) -> list:
+    """Each operand broadcast to ``shape`` and laid out ``(T, D)``, time first, C-contiguous,
+    in ``dtype`` (the kernels read every element; no copy where one lies so already)."""
+    state_shape = shape[:axis] + shape[axis + 1 :]
+    return [
+        as_time_major(np.broadcast_to(operand, shape), len(shape), axis, state_shape, dtype)
+        for operand in operands
+    ]
+
+
+def in_callers_layout(result: np.ndarray, state_shape: tuple, axis: int) -> np.ndarray:
+    """A ``(T, D)`` result with time back at ``axis`` and the channels in ``state_shape``."""
+    return np.moveaxis(result.reshape((len(result), *state_shape)), 0, axis)
 
 
 def real_number(name: str, value) -> float:

@@ -13,11 +13,11 @@ import numba
 import numpy as np
 
 from scanlab._arrays import (
-    COMPUTE_DTYPES,
     as_time_last,
     as_time_major,
     normalize_axis,
     numeric_array,
+    result_dtype,
 )
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
@@ -97,7 +97,7 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
         zi = numeric_array("zi", zi)
         check_conditions("zi", zi.shape, state_shape, x.shape, axis)
         operands["zi"] = zi
-    dtype = filter_dtype(operands)
+    dtype = result_dtype(**operands)
     if a[0] == 0:
         raise ValueError("a[0] must not be 0 (scipy: filter coefficient a[0] == 0 not supported)")
     b = np.pad(np.asarray(b, dtype), (0, order + 1 - len(b)))
@@ -187,7 +187,7 @@ def sosfilt(sos, x, axis: int = -1, zi=None):
                 f"array with {sections} sections, zi must have shape {zi_shape}, got {zi.shape}."
             )
         operands["zi"] = zi
-    dtype = filter_dtype(operands)
+    dtype = result_dtype(**operands)
     sos = np.ascontiguousarray(sos, dtype)
     state = np.stack(
         [
@@ -250,17 +250,6 @@ def signal_array(x) -> np.ndarray:
     if not x.shape:
         raise ValueError("x must have a time axis; got a scalar")
     return x
-
-
-def filter_dtype(operands: dict) -> np.dtype:
-    """NumPy's promotion of the operands; integers and bools become float64."""
-    dtype = np.result_type(*operands.values())
-    if dtype.kind in "biu":
-        return np.dtype(np.float64)
-    if dtype not in COMPUTE_DTYPES:
-        found = ", ".join(f"{name} {value.dtype}" for name, value in operands.items())
-        raise TypeError(f"scanlab filters compute in float32, float64 and complex; got {found}")
-    return dtype
 
 
 def check_conditions(name: str, given: tuple, expected: tuple, shape: tuple, axis: int) -> None:

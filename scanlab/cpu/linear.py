@@ -467,12 +467,18 @@ def measured_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     channels and ``elements`` elements (at least ``config.cpu.auto_scan_min_length`` steps),
     coefficients uniform in ``[0.5, 1)`` (the scan's cost no longer depends on them)."""
     length = calibration_length(channels, elements)
+    return calibration_speeds(solve, (length, channels), channels, dtype, threads)
+
+
+def calibration_speeds(solver, shape: tuple, channels: int, dtype, threads: int) -> dict:
+    """:func:`median_speeds` of ``solver(a, b, h0, out, False, method)`` for each method, on
+    ``a`` uniform in ``[0.5, 1)`` and normal ``b`` of ``shape`` (the layout ``solver`` takes)."""
     rng = np.random.default_rng(0)
-    a = rng.uniform(0.5, 1.0, (length, channels)).astype(dtype)
-    b = rng.normal(size=(length, channels)).astype(dtype)
+    a = rng.uniform(0.5, 1.0, shape).astype(dtype)
+    b = rng.normal(size=shape).astype(dtype)
     h0 = np.zeros(channels, dtype)
-    out = np.empty((length, channels), dtype)
-    runs = {method: partial(solve, a, b, h0, out, False, method) for method in METHODS}
+    out = np.empty(shape, dtype)
+    runs = {method: partial(solver, a, b, h0, out, False, method) for method in METHODS}
     return median_speeds(runs, out.size, threads)
 
 
@@ -548,13 +554,7 @@ def measured_rows_speeds(dtype, channels: int, threads: int, elements: int) -> d
     """Nanoseconds per element of each method of :func:`solve_rows` on this machine, for a
     time-last problem of ``channels`` rows and about ``elements`` elements."""
     length = calibration_length(channels, elements)
-    rng = np.random.default_rng(0)
-    a = rng.uniform(0.5, 1.0, (channels, length)).astype(dtype)
-    b = rng.normal(size=(channels, length)).astype(dtype)
-    h0 = np.zeros(channels, dtype)
-    out = np.empty((channels, length), dtype)
-    runs = {method: partial(solve_rows, a, b, h0, out, False, method) for method in METHODS}
-    return median_speeds(runs, out.size, threads)
+    return calibration_speeds(solve_rows, (channels, length), channels, dtype, threads)
 
 
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:
