@@ -77,6 +77,7 @@ def tune(_arguments) -> None:
     wisdom.forget()
     threads = numba.get_num_threads()
     settings = scanlab.config.cpu
+    settings.calibrate_after = 0.0  # measure at once
     print(f"{wisdom.cpu_model()}, {threads} threads; ns per element:")
     print(f"{'dtype':<11}{'channels':>9}{'elements':>10}{'sequential':>12}{'scan':>8}  auto")
     for dtype in TUNED_DTYPES:

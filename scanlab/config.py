@@ -40,12 +40,18 @@ class CPUConfig:
         An override of the measurement: ``"auto"`` takes ``"scan"`` (from
         ``auto_scan_min_length`` steps on) exactly when a row of channels is at most this many
         bytes. ``None`` (the default): measure.
+    calibrate_after : float
+        Seconds ``"auto"`` runs the loop on a kind of problem not measured yet before it
+        measures the methods on it, in each process: a measurement costs a few milliseconds
+        once the kernels are compiled, but compiling the scan costs seconds, which a script
+        that solves a problem once must not pay (the loop is never much slower than the best
+        method). ``0``: measure at the first call. ``scanlab tune`` measures every kind at once.
     calibration_elements : int
-        Size of the synthetic problem each kernel is timed on, the first time ``"auto"`` meets
-        a kind of problem (a few milliseconds, plus compiling the kernels if not cached).
+        Size of the synthetic problem each kernel is timed on, when ``"auto"`` measures a kind
+        of problem (a few milliseconds, plus compiling the kernels if not cached).
     wisdom : str or None
         Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
-        the user's cache directory), a file path, or ``None`` to measure in every process.
+        the user's cache directory), a file path, or ``None`` to keep them in this process only.
     nonlinear_auto_newton_min_threads : int
         ``nonlinear_recurrence(method="auto")`` runs Newton's method only with at least this
         many threads, and more threads than sequences (else the sequential loop, parallel over
@@ -63,6 +69,7 @@ class CPUConfig:
     cache_bytes: int = 1024 * 1024
     auto_scan_min_length: int = 16384
     auto_scan_max_row_bytes: int | None = None
+    calibrate_after: float = 1.0
     calibration_elements: int = 2**20
     wisdom: str | None = "default"
     nonlinear_auto_newton_min_threads: int = 32

@@ -116,10 +116,10 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
         rewards, dones = kernel_operands((rewards, dones), shape, axis, dtype)
         final = initial_state(bootstrap, state_shape, dtype, shape, axis)
         threads = numba.get_num_threads()
-        method = cpu_linear.measured_choice(
+        with cpu_linear.measured_choice(
             "discounted_returns", length, channels, dtype, threads, returns_speeds
-        )
-        solve_returns(method, rewards, dones, final, dtype.type(gamma), out)
+        ) as method:
+            solve_returns(method, rewards, dones, final, dtype.type(gamma), out)
     return in_callers_layout(out, state_shape, axis)
 
 
@@ -211,8 +211,10 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
         final_values = initial_state(last_value, state_shape, dtype, shape, axis)
         scalars = (dtype.type(gamma), dtype.type(lam))
         threads = numba.get_num_threads()
-        method = cpu_linear.measured_choice("gae", length, channels, dtype, threads, gae_speeds)
-        solve_advantages(method, *operands, final_values, *scalars, advantages, returns)
+        with cpu_linear.measured_choice(
+            "gae", length, channels, dtype, threads, gae_speeds
+        ) as method:
+            solve_advantages(method, *operands, final_values, *scalars, advantages, returns)
     return tuple(in_callers_layout(result, state_shape, axis) for result in (advantages, returns))
 
 

@@ -5,6 +5,7 @@ parallel over channels; ``ewm_mean`` is ``pandas.DataFrame.ewm(...).mean()`` on 
 any axis, parallel over channels.
 """
 
+import contextlib
 import math
 import numbers
 from functools import partial
@@ -295,17 +296,18 @@ def filtered_rows(x, axis: int, dtype, run, state, task: str) -> np.ndarray:
     out = np.empty((math.prod(rest), length), dtype)
     if not out.size:
         return np.moveaxis(out.reshape(*rest, length), -1, axis)
-    method = "sequential"
+    choice = contextlib.nullcontext("sequential")
     if len(rows) < cpu_iir.ROW_CHAINS:
         threads = numba.get_num_threads()
         measure = partial(filter_speeds, run, state.shape[1])
         name = f"{task} states={state.shape[1]}"
-        method = cpu_linear.measured_choice(name, length, 1, dtype, threads, measure)
-    if method == "scan":
-        for row in range(len(rows)):
-            over_time(run, rows[row], state[row], out[row])
-    else:
-        run(rows, state, out)
+        choice = cpu_linear.measured_choice(name, length, 1, dtype, threads, measure)
+    with choice as method:
+        if method == "scan":
+            for row in range(len(rows)):
+                over_time(run, rows[row], state[row], out[row])
+        else:
+            run(rows, state, out)
     return np.moveaxis(out.reshape(*rest, length), -1, axis)
 
 

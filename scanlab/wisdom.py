@@ -27,7 +27,7 @@ from scanlab import config
 #: Serialises reads and writes of the file by threads of one process.
 LOCK = threading.Lock()
 #: Entries read from or written to the file, by path, so a process reads it once.
-LOADED: dict[Path, dict] = {}
+LOADED: dict[Path | None, dict] = {}
 
 
 @functools.cache
@@ -75,9 +75,12 @@ def entries() -> dict:
         return dict(loaded(location))
 
 
-def loaded(location: Path) -> dict:
+def loaded(location: Path | None) -> dict:
     """The entries of the file at ``location``, read once per process (an unreadable or
-    malformed file counts as empty: wisdom is only ever a cache of measurements)."""
+    malformed file counts as empty: wisdom is only ever a cache of measurements); ``None``:
+    the entries of this process only."""
+    if location is None:
+        return LOADED.setdefault(None, {})
     if location not in LOADED:
         try:
             LOADED[location] = dict(json.loads(location.read_text()))
@@ -86,28 +89,29 @@ def loaded(location: Path) -> dict:
     return LOADED[location]
 
 
+def known(key: str):
+    """The stored measurement ``key``, or None."""
+    with LOCK:
+        return loaded(path()).get(key)
+
+
 def recall(key: str, measure):
     """The stored measurement ``key``, or ``measure()``'s result, stored (when it can be)."""
-    location = path()
-    if location is None:
-        return measure()
-    with LOCK:
-        known = loaded(location).get(key)
-    if known is not None:
-        return known
-    result = measure()
-    remember(key, result)
+    result = known(key)
+    if result is None:
+        result = measure()
+        remember(key, result)
     return result
 
 
 def remember(key: str, result) -> None:
     """Store ``result`` under ``key``; a location that cannot be written keeps it in memory."""
     location = path()
-    if location is None:
-        return
     with LOCK:
         stored = loaded(location)
         stored[key] = result
+        if location is None:
+            return
         try:
             location.parent.mkdir(parents=True, exist_ok=True)
             temporary = location.with_suffix(f".{os.getpid()}.tmp")
@@ -120,10 +124,10 @@ def remember(key: str, result) -> None:
 def forget() -> None:
     """Drop every stored measurement (``scanlab tune`` measures them again)."""
     location = path()
-    if location is None:
-        return
     with LOCK:
         LOADED[location] = {}
+        if location is None:
+            return
         try:
             location.unlink()
         except OSError:

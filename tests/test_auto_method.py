@@ -16,6 +16,7 @@ def measured(tmp_path, monkeypatch):
     counted (never timed in a test)."""
     monkeypatch.setattr(config.cpu, "auto_scan_max_row_bytes", None)
     monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
+    monkeypatch.setattr(config.cpu, "calibrate_after", 0.0)
     speeds, calls = {}, []
 
     def fake(dtype, channels, threads, elements):
@@ -123,3 +124,27 @@ def test_tune_and_info_show_the_measurements(measured, capsys):
     main(["info"])
     shown = capsys.readouterr().out
     assert "linear float32 channels<=1024" in shown and config.cpu.wisdom in shown
+
+
+def test_a_kind_not_measured_runs_the_loop_until_it_has_spent_the_budget(measured, monkeypatch):
+    """A script that solves a problem once never compiles the scan: the loop runs, timed, until
+    it has spent ``config.cpu.calibrate_after`` seconds on the kind, which is then measured."""
+    speeds, calls = measured
+    speeds[1] = {"sequential": 2.0, "scan": 1.0}
+    clock = iter(range(100))
+    monkeypatch.setattr(cpu_linear.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(cpu_linear, "UNMEASURED_SECONDS", cpu_linear.collections.Counter())
+    config.cpu.calibrate_after = 2.5  # each call below "takes" one second of the fake clock
+    chosen = []
+    for _ in range(5):
+        with cpu_linear.measured_choice(
+            "linear", 2**20, 1, np.float64, 2, cpu_linear.measured_speeds
+        ) as method:
+            chosen.append(method)
+    assert chosen == ["sequential"] * 3 + ["scan"] * 2
+    assert calls == [("float64", 1, 2, 2**20)]
+    other = cpu_linear.measured_choice(
+        "linear", 2**20, 1, np.float32, 2, cpu_linear.measured_speeds
+    )
+    with other as method:  # another kind has its own account
+        assert method == "sequential"

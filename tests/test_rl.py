@@ -1,5 +1,6 @@
 """``scanlab.rl``: discounted returns and GAE against the loops RL code writes."""
 
+import contextlib
 import numpy as np
 import pytest
 import reference
@@ -57,7 +58,9 @@ def forced_method(monkeypatch):
 
     def force(method):
         if method != "auto":
-            monkeypatch.setattr(cpu_linear, "measured_choice", lambda *arguments: method)
+            monkeypatch.setattr(
+                cpu_linear, "measured_choice", lambda *arguments: contextlib.nullcontext(method)
+            )
 
     return force
 
@@ -187,6 +190,7 @@ def test_auto_takes_the_method_measured_faster_for_gae(tmp_path, monkeypatch):
     here: never timed in a test); the real measurement runs and names both methods."""
     monkeypatch.setattr(config.cpu, "auto_scan_max_row_bytes", None)
     monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
+    monkeypatch.setattr(config.cpu, "calibrate_after", 0.0)
     calls, chosen = [], []
     monkeypatch.setattr(
         rl, "gae_speeds", lambda *problem: calls.append(problem) or {"sequential": 2, "scan": 1}

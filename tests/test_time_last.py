@@ -1,6 +1,7 @@
 """Time contiguous in memory (axis=-1 of C arrays, axis=0 of Fortran ones): the time-last kernel
 reads the operands as they lie, and gives the loop's result."""
 
+import contextlib
 import numpy as np
 import pytest
 import reference
@@ -120,7 +121,9 @@ def test_scan_and_what_auto_measured_go_row_by_row_as_they_lie(rows_calls, monke
     many = rng.normal(size=(9, 100))
     scanned = scanlab.linear_recurrence(0.9, many, axis=-1, method="scan", reverse=True)
     assert_close(scanned, reference.linear_recurrence(0.9, many, axis=-1, reverse=True))
-    monkeypatch.setattr(cpu_linear, "measured_choice", lambda *arguments: "scan")
+    monkeypatch.setattr(
+        cpu_linear, "measured_choice", lambda *arguments: contextlib.nullcontext("scan")
+    )
     few = rng.normal(size=(3, 100))
     measured = scanlab.linear_recurrence(0.9, few, axis=-1)
     assert_close(measured, reference.linear_recurrence(0.9, few, axis=-1))
@@ -133,6 +136,7 @@ def test_auto_measures_the_time_last_layout_apart(tmp_path, monkeypatch):
     scan), per size class, kept as wisdom; injected here, never timed in a test."""
     monkeypatch.setattr(config.cpu, "auto_scan_max_row_bytes", None)
     monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
+    monkeypatch.setattr(config.cpu, "calibrate_after", 0.0)
     measure = cpu_linear.measured_rows_speeds
     calls = []
     monkeypatch.setattr(

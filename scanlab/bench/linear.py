@@ -81,8 +81,6 @@ def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
     b = rng.standard_normal((length, channels)).astype(dtype)
     out = np.empty_like(b)
     array_bytes = b.nbytes
-    method = choose_method(length, channels, out.dtype, numba.get_num_threads())
-
     times = best_times(
         {
             "scanlab": partial(scanlab.linear_recurrence, a, b, out=out),
@@ -91,6 +89,7 @@ def measure_cpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
         },
         repeats,
     )
+    method = choose_method(length, channels, out.dtype, numba.get_num_threads())  # as measured
     # A separate group: lfilter allocates its output, which would evict the others' arrays.
     coefficient = dtype(CONSTANT_COEFFICIENT)
     constant = best_times(

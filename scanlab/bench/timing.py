@@ -13,6 +13,8 @@ import numba
 from numba import cuda
 from tqdm import tqdm
 
+from scanlab import config
+
 
 def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Seconds of the fastest call of each function, the functions taking turns.
@@ -21,13 +23,19 @@ def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict
     ratios hold even when one burst of noise spoils a whole stretch of calls. Each timed call
     follows an untimed one of the same function, so each finds its data as warm in the caches as
     a run of repeated calls would (and not as the previous function left them). Short calls are
-    repeated more (up to 0.2 s per function, at most 200 rounds).
+    repeated more (up to 0.2 s per function, at most 200 rounds). The warm-up call lets
+    ``method="auto"`` measure its kind of problem at once (``config.cpu.calibrate_after`` 0),
+    so what is timed is auto's lasting choice, not the loop it runs until then.
     """
     slowest = 0.0
-    for function in functions.values():
-        start = time.perf_counter()
-        function()
-        slowest = max(slowest, time.perf_counter() - start)
+    patience, config.cpu.calibrate_after = config.cpu.calibrate_after, 0.0
+    try:
+        for function in functions.values():
+            start = time.perf_counter()
+            function()
+            slowest = max(slowest, time.perf_counter() - start)
+    finally:
+        config.cpu.calibrate_after = patience
     rounds = max(repeats, min(200, int(0.2 / max(slowest, 1e-6))))
     best = dict.fromkeys(functions, float("inf"))
     for _ in range(rounds):

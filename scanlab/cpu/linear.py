@@ -8,6 +8,7 @@ sees the transposed layout: ``out`` ``(D, T)``, ``a`` and ``b`` ``(D or 1, T or 
 *steps*: step ``s`` visits row ``time_index(s)`` (:mod:`scanlab._recurrence_numerics`).
 """
 
+import collections
 import contextlib
 import math
 import time
@@ -29,6 +30,7 @@ from scanlab._scaled_products import (
 )
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics
+from scanlab.cpu.threads import run_together as threads_run_together
 
 #: Timed runs of each kernel when ``auto`` measures a kind of problem (``measured_speeds``).
 CALIBRATION_RUNS = 7
@@ -321,7 +323,7 @@ def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds
                 ends[chunk, d] = state[0]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def work_on_tiles(
     a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries, status, next_tile
 ):
@@ -363,7 +365,8 @@ def work_on_tiles(
                 a, b, state, used, first_step, chunk_length, length, reverse, bounds,
                 starts[rows] if own else no_starts,
             )  # fmt: skip
-        carries[tile] = state
+        for d in range(channels):
+            carries[tile, d] = state[d]
         atomics.store(status, tile, CARRIED)
         rows = slice(tile * CHAINS, (tile + 1) * CHAINS)
         apply_chunks(
@@ -372,7 +375,6 @@ def work_on_tiles(
         tile = atomics.fetch_add(next_tile, 0, 1)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype):
     """Parallel over time: a reduce-then-scan over tiles, handed out as threads come free.
 
@@ -381,15 +383,15 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds
     and the state from zero) and publishes them, finds the state before the tile by looking back
     to the nearest published carry (composing any tile in between whose thread is late itself),
     publishes the carry after its tile, and reruns its chunks from their incoming states,
-    reading ``a`` and ``b`` back from its cache. One parallel region: no thread ever waits for
-    another until the end, so a thread descheduled by a busy neighbour delays the scan by at
-    most its own tile. Then the loop's state at the end of each chunk is checked against the
-    carry the next one started from (``settle_chunks``). The fewer than a tile's steps left at
-    the end run sequentially.
+    reading ``a`` and ``b`` back from its cache. ``threads`` threads run ``work_on_tiles`` at
+    once (:func:`scanlab.cpu.threads.run_together`): no thread ever waits for another until the
+    end, so a thread descheduled by a busy neighbour delays the scan by at most its own tile.
+    Then the loop's state at the end of each chunk is checked against the carry the next one
+    started from, and the fewer than a tile's steps left at the end run sequentially
+    (:func:`finish_scan`).
     """
     length, channels = out.shape
-    tile_steps = CHAINS * chunk_length
-    tiles = length // tile_steps
+    tiles = length // (CHAINS * chunk_length)
     dtype = out.dtype
     summary = (
         np.empty((tiles * CHAINS, channels), product_dtype),
@@ -401,42 +403,70 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds
     carries = np.empty((tiles, channels), dtype)
     status = np.zeros(tiles, np.int64)
     next_tile = np.zeros(1, np.int64)
-    for _ in prange(threads):
-        work_on_tiles(
-            a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries,
-            status, next_tile,
-        )  # fmt: skip
+    threads_run_together(
+        min(threads, tiles),
+        work_on_tiles,
+        (a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries, status,
+         next_tile),
+    )  # fmt: skip
+    finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends):
+    """The end of ``linear_recurrence_scan``: chunks whose carry disagrees with the loop's state
+    rerun (``settle_chunks``), then the steps after the last tile."""
+    length = out.shape[0]
+    tiles = starts.shape[0] // CHAINS
     settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds)
     carry = h0.copy() if tiles == 0 else ends[tiles * CHAINS - 1].copy()
-    run_steps(a, b, carry, out, tiles * tile_steps, length, reverse, np.int64(0))
+    run_steps(a, b, carry, out, tiles * CHAINS * chunk_length, length, reverse, np.int64(0))
 
 
 def choose_method(length: int, channels: int, dtype, threads: int) -> str:
-    """What ``method="auto"`` runs on the CPU: the faster kernel as measured on this machine.
+    """What ``method="auto"`` runs on the CPU for a time-first problem: see
+    :func:`measured_choice` (the loop until the problem's kind was measured)."""
+    with measured_choice("linear", length, channels, dtype, threads, measured_speeds) as method:
+        return method
+
+
+#: Seconds the loop ran, per kind of problem ``auto`` has not measured yet, in this process.
+UNMEASURED_SECONDS = collections.Counter()
+
+
+@contextlib.contextmanager
+def measured_choice(task: str, length: int, channels: int, dtype, threads: int, measure):
+    """``"sequential"`` or ``"scan"`` for a ``(length, channels)`` problem of ``task``, as
+    ``method="auto"`` chooses it on the CPU; the caller runs it inside the ``with`` block.
 
     Sequences shorter than ``config.cpu.auto_scan_min_length`` and single threads run
-    ``"sequential"``. Otherwise the kernels' speeds for problems of this dtype, thread count,
-    number of channels and size come from ``scanlab.wisdom``, measured there the first time
-    (``measured_speeds``), unless ``config.cpu.auto_scan_max_row_bytes`` is set: then
-    ``"scan"`` runs for rows of channels of at most that many bytes.
+    ``"sequential"``; ``config.cpu.auto_scan_max_row_bytes``, when set, decides by the bytes of
+    a row of channels. Otherwise the methods' speeds for problems of this kind (dtype, thread
+    count, channels and size, :func:`problem_class`) come from ``scanlab.wisdom``, measured on
+    this machine by ``measure(dtype, channels, threads, elements)`` (nanoseconds per element of
+    each method). A kind not measured yet runs the loop, timed, until the loop has spent
+    ``config.cpu.calibrate_after`` seconds on it in this process: measuring compiles the scan
+    (seconds, without Numba's cache), which a script that solves a problem once should not pay.
     """
-    return measured_choice("linear", length, channels, dtype, threads, measured_speeds)
-
-
-def measured_choice(task: str, length: int, channels: int, dtype, threads: int, measure) -> str:
-    """``"sequential"`` or ``"scan"`` for a ``(length, channels)`` problem of ``task``: as
-    :func:`choose_method` describes, with ``measure(dtype, channels, threads, elements)`` giving
-    each method's nanoseconds per element for the problem's class the first time."""
     if threads < 2 or length < config.cpu.auto_scan_min_length:
-        return "sequential"
+        yield "sequential"
+        return
     dtype = np.dtype(dtype)
     if config.cpu.auto_scan_max_row_bytes is not None:
         few_channels = channels * dtype.itemsize <= config.cpu.auto_scan_max_row_bytes
-        return "scan" if few_channels else "sequential"
+        yield "scan" if few_channels else "sequential"
+        return
     channel_class, size_class = problem_class(length, channels)
     key = wisdom_key(dtype, channel_class, size_class, threads, task)
-    speeds = wisdom.recall(key, lambda: measure(dtype, channel_class, threads, size_class))
-    return "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
+    speeds = wisdom.known(key)
+    if speeds is None and UNMEASURED_SECONDS[key] < config.cpu.calibrate_after:
+        start = time.perf_counter()
+        yield "sequential"
+        UNMEASURED_SECONDS[key] += time.perf_counter() - start
+        return
+    if speeds is None:
+        speeds = wisdom.recall(key, lambda: measure(dtype, channel_class, threads, size_class))
+    yield "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
 
 
 def problem_class(length: int, channels: int) -> tuple[int, int]:
@@ -537,9 +567,11 @@ def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
     channels, length = out.shape
     if method == "auto":
         threads = numba.get_num_threads()
-        method = measured_choice(
+        with measured_choice(
             "linear time-last", length, channels, out.dtype, threads, measured_rows_speeds
-        )
+        ) as method:
+            solve_rows(a, b, h0, out, reverse, method)
+        return
     if method == "sequential":
         linear_recurrence_rows(a, b, h0, out, reverse)
         return
@@ -562,7 +594,11 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
     length, channels = out.shape
     threads = numba.get_num_threads()
     if method == "auto":
-        method = choose_method(length, channels, out.dtype, threads)
+        with measured_choice(
+            "linear", length, channels, out.dtype, threads, measured_speeds
+        ) as method:
+            solve(a, b, h0, out, reverse, method)
+        return
     if method == "sequential":
         channel_block = max(1, config.cpu.channel_block_bytes // out.itemsize)
         if channels <= channel_block:
