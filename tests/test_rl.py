@@ -1,6 +1,7 @@
 """``scanlab.rl``: discounted returns and GAE against the loops RL code writes."""
 
 import contextlib
+
 import numpy as np
 import pytest
 import reference

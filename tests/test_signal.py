@@ -1,6 +1,7 @@
 """``scanlab.signal``: ``lfilter`` and ``sosfilt`` against scipy, ``ewm_mean`` against pandas."""
 
 import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest

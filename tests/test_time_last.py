@@ -2,6 +2,7 @@
 reads the operands as they lie, and gives the loop's result."""
 
 import contextlib
+
 import numpy as np
 import pytest
 import reference
