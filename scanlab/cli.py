@@ -72,6 +72,7 @@ TUNED_CHANNELS = (1, 4, 16, 64, 256, 1024)
 
 def tune(_arguments) -> None:
     """Measure again what ``method="auto"`` chooses from, and store it."""
+    from scanlab.cpu import auto as cpu_auto
     from scanlab.cpu import linear as cpu_linear
 
     wisdom.forget()
@@ -82,11 +83,11 @@ def tune(_arguments) -> None:
     print(f"{'dtype':<11}{'channels':>9}{'elements':>10}{'sequential':>12}{'scan':>8}  auto")
     for dtype in TUNED_DTYPES:
         for channels in TUNED_CHANNELS:
-            _, elements = cpu_linear.problem_class(settings.auto_scan_min_length, channels)
+            _, elements = cpu_auto.problem_class(settings.auto_scan_min_length, channels)
             while True:
                 length = max(elements // channels, settings.auto_scan_min_length)
                 method = cpu_linear.choose_method(length, channels, dtype, threads)
-                key = cpu_linear.wisdom_key(dtype, channels, elements, threads)
+                key = cpu_auto.wisdom_key(dtype, channels, elements, threads)
                 speeds = wisdom.entries().get(key, {})
                 cells = (
                     f"{speeds[name]:.2f}" if name in speeds else "-"

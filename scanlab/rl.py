@@ -23,6 +23,7 @@ from scanlab._arrays import (
     stand_in,
 )
 from scanlab._devices import on_gpu, resolve_device
+from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import returns as cpu_returns
 from scanlab.cpu.blocks import channel_block
@@ -116,7 +117,7 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
         rewards, dones = kernel_operands((rewards, dones), shape, axis, dtype)
         final = initial_state(bootstrap, state_shape, dtype, shape, axis)
         threads = numba.get_num_threads()
-        with cpu_linear.measured_choice(
+        with cpu_auto.measured_choice(
             "discounted_returns", length, channels, dtype, threads, returns_speeds
         ) as method:
             solve_returns(method, rewards, dones, final, dtype.type(gamma), out)
@@ -211,7 +212,7 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
         final_values = initial_state(last_value, state_shape, dtype, shape, axis)
         scalars = (dtype.type(gamma), dtype.type(lam))
         threads = numba.get_num_threads()
-        with cpu_linear.measured_choice(
+        with cpu_auto.measured_choice(
             "gae", length, channels, dtype, threads, gae_speeds
         ) as method:
             solve_advantages(method, *operands, final_values, *scalars, advantages, returns)
@@ -257,23 +258,23 @@ def solve_returns(method, rewards, dones, bootstrap, gamma, out) -> None:
 def returns_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     """Nanoseconds per element of each method of :func:`solve_returns` on this machine, for
     random rollouts of ``channels`` environments and about ``elements`` elements."""
-    length = cpu_linear.calibration_length(channels, elements)
+    length = cpu_auto.calibration_length(channels, elements)
     rng = np.random.default_rng(0)
     rewards = rng.standard_normal((length, channels)).astype(dtype)
     dones = (rng.random((length, channels)) < 0.005).astype(dtype)
     bootstrap, out = np.zeros(channels, dtype), np.empty_like(rewards)
     runs = {
         method: partial(solve_returns, method, rewards, dones, bootstrap, dtype.type(0.99), out)
-        for method in cpu_linear.METHODS
+        for method in cpu_auto.METHODS
     }
-    return cpu_linear.median_speeds(runs, rewards.size, threads)
+    return cpu_auto.median_speeds(runs, rewards.size, threads)
 
 
 def gae_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     """Nanoseconds per element of each method of :func:`solve_advantages` on this machine, for
     random rollouts of ``channels`` environments and about ``elements`` elements
     (``method="auto"``'s measurement, kept in ``scanlab.wisdom``)."""
-    length = cpu_linear.calibration_length(channels, elements)
+    length = cpu_auto.calibration_length(channels, elements)
     rng = np.random.default_rng(0)
     rewards, values = rng.standard_normal((2, length, channels)).astype(dtype)
     dones = (rng.random((length, channels)) < 0.005).astype(dtype)
@@ -282,9 +283,9 @@ def gae_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     operands = (rewards, values, dones, last_value, dtype.type(0.99), dtype.type(0.95))
     runs = {
         method: partial(solve_advantages, method, *operands, advantages, returns)
-        for method in cpu_linear.METHODS
+        for method in cpu_auto.METHODS
     }
-    return cpu_linear.median_speeds(runs, rewards.size, threads)
+    return cpu_auto.median_speeds(runs, rewards.size, threads)
 
 
 def kernel_operands(operands, shape: tuple, axis: int, dtype) -> list:

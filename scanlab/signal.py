@@ -20,9 +20,9 @@ from scanlab._arrays import (
     numeric_array,
     result_dtype,
 )
+from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
-from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
 
@@ -301,7 +301,7 @@ def filtered_rows(x, axis: int, dtype, run, state, task: str) -> np.ndarray:
         threads = numba.get_num_threads()
         measure = partial(filter_speeds, run, state.shape[1])
         name = f"{task} states={state.shape[1]}"
-        choice = cpu_linear.measured_choice(name, length, 1, dtype, threads, measure)
+        choice = cpu_auto.measured_choice(name, length, 1, dtype, threads, measure)
     with choice as method:
         if method == "scan":
             for row in range(len(rows)):
@@ -366,14 +366,14 @@ def filter_speeds(run, size: int, dtype, channels: int, threads: int, elements: 
     """Nanoseconds per sample of the filter ``run`` (state size ``size``) on one series of
     about ``elements`` samples of noise, walked sequentially and in parallel over time (the
     measurement ``filtered_rows`` chooses by, kept in ``scanlab.wisdom``)."""
-    length = cpu_linear.calibration_length(1, elements)
+    length = cpu_auto.calibration_length(1, elements)
     series = np.random.default_rng(0).standard_normal((1, length)).astype(dtype)
     out = np.empty_like(series)
     runs = {
         "sequential": lambda: run(series, np.zeros((1, size), dtype), out),
         "scan": lambda: over_time(run, series[0], np.zeros(size, dtype), out[0]),
     }
-    return cpu_linear.median_speeds(runs, length, threads)
+    return cpu_auto.median_speeds(runs, length, threads)
 
 
 def ewm_mean(

@@ -12,6 +12,7 @@ GROUND = {
     "scanlab._arrays",
     "scanlab._devices",
     "scanlab._iterates",
+    "scanlab._kernel_cache",
     "scanlab._recurrence_numerics",
     "scanlab._scaled_products",
     "scanlab._step_checks",

@@ -7,6 +7,7 @@ import pytest
 import scanlab
 from scanlab import config, wisdom
 from scanlab.cli import main
+from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import linear as cpu_linear
 
 
@@ -132,19 +133,17 @@ def test_a_kind_not_measured_runs_the_loop_until_it_has_spent_the_budget(measure
     speeds, calls = measured
     speeds[1] = {"sequential": 2.0, "scan": 1.0}
     clock = iter(range(100))
-    monkeypatch.setattr(cpu_linear.time, "perf_counter", lambda: float(next(clock)))
-    monkeypatch.setattr(cpu_linear, "UNMEASURED_SECONDS", cpu_linear.collections.Counter())
+    monkeypatch.setattr(cpu_auto.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(cpu_auto, "UNMEASURED_SECONDS", cpu_auto.collections.Counter())
     config.cpu.calibrate_after = 2.5  # each call below "takes" one second of the fake clock
     chosen = []
     for _ in range(5):
-        with cpu_linear.measured_choice(
+        with cpu_auto.measured_choice(
             "linear", 2**20, 1, np.float64, 2, cpu_linear.measured_speeds
         ) as method:
             chosen.append(method)
     assert chosen == ["sequential"] * 3 + ["scan"] * 2
     assert calls == [("float64", 1, 2, 2**20)]
-    other = cpu_linear.measured_choice(
-        "linear", 2**20, 1, np.float32, 2, cpu_linear.measured_speeds
-    )
+    other = cpu_auto.measured_choice("linear", 2**20, 1, np.float32, 2, cpu_linear.measured_speeds)
     with other as method:  # another kind has its own account
         assert method == "sequential"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanlab import config, rl, wisdom
-from scanlab.cpu import linear as cpu_linear
+from scanlab.cpu import auto as cpu_auto
 from scanlab.rl import discounted_returns, gae
 
 LENGTHS = [0, 1, 2, 3, 7, 31, 97, 251]
@@ -60,7 +60,7 @@ def forced_method(monkeypatch):
     def force(method):
         if method != "auto":
             monkeypatch.setattr(
-                cpu_linear, "measured_choice", lambda *arguments: contextlib.nullcontext(method)
+                cpu_auto, "measured_choice", lambda *arguments: contextlib.nullcontext(method)
             )
 
     return force

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanlab import signal as signal_module
-from scanlab.cpu import linear as cpu_linear
+from scanlab.cpu import auto as cpu_auto
 from scanlab.signal import ewm_mean, lfilter, sosfilt
 
 LENGTHS = [0, 1, 2, 3, 7, 31, 97, 251]
@@ -345,7 +345,7 @@ def test_filters_over_time_agree_with_scipy(name, length, dtype, monkeypatch):
     carried across, its free response added until it decays: scipy's result to rounding,
     stable, narrow-band and unstable filters alike, with zi and zf."""
     monkeypatch.setattr(
-        cpu_linear, "measured_choice", lambda *arguments: contextlib.nullcontext("scan")
+        cpu_auto, "measured_choice", lambda *arguments: contextlib.nullcontext("scan")
     )
     function, coefficients = OVER_TIME_FILTERS[name]
     rng = np.random.default_rng(length)

@@ -11,8 +11,8 @@ from functools import partial
 
 import numba
 import numpy as np
-from numba import njit
 
+from scanlab import _kernel_cache as kernel_cache
 from scanlab._step_checks import (
     add_note,
     check_params,
@@ -32,13 +32,14 @@ DISPATCHERS = {}
 
 
 def compiled(function, name: str):
-    """``function`` as a Numba CPU dispatcher (compiled with scanlab's fastmath policy)."""
+    """``function`` as a Numba CPU dispatcher (compiled with scanlab's fastmath policy, kept in
+    Numba's on-disk cache where :mod:`scanlab._kernel_cache` can describe it)."""
     if isinstance(function, numba.core.registry.CPUDispatcher):
         return function
     if not callable(function):
         raise TypeError(f"{name} must be a function, got {type(function).__name__}")
     if function not in DISPATCHERS:
-        DISPATCHERS[function] = njit(fastmath=FASTMATH)(function)
+        DISPATCHERS[function] = kernel_cache.jit(fastmath=FASTMATH)(function)
     return DISPATCHERS[function]
 
 

@@ -8,17 +8,11 @@ sees the transposed layout: ``out`` ``(D, T)``, ``a`` and ``b`` ``(D or 1, T or 
 *steps*: step ``s`` visits row ``time_index(s)`` (:mod:`scanlab._recurrence_numerics`).
 """
 
-import collections
-import contextlib
-import math
-import time
-from functools import partial
-
 import numba
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
-from scanlab import config, wisdom
+from scanlab import config
 from scanlab._recurrence_numerics import broadcast_steps, time_direction, time_index
 from scanlab._scaled_products import (
     CHECK_PERIOD,
@@ -29,13 +23,8 @@ from scanlab._scaled_products import (
     renormalised,
 )
 from scanlab.config import FASTMATH
-from scanlab.cpu import atomics
-from scanlab.cpu.threads import run_together as threads_run_together
-
-#: Timed runs of each kernel when ``auto`` measures a kind of problem (``measured_speeds``).
-CALIBRATION_RUNS = 7
-#: The methods ``auto`` chooses between.
-METHODS = ("sequential", "scan")
+from scanlab.cpu import atomics, auto
+from scanlab.cpu.threads import run_together, share_out
 
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
@@ -125,29 +114,34 @@ def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel):
         )
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block):
-    """One pass over time, parallel over blocks of ``channel_block`` contiguous channels."""
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_blocks(next_block, a, b, h0, out, reverse, channel_block):
+    """The blocks of ``linear_recurrence_sequential`` taken from the counter ``next_block``."""
     length, channels = out.shape
     block_count = (channels + channel_block - 1) // channel_block
-    for block in prange(block_count):
+    block = atomics.fetch_add(next_block, 0, 1)
+    while block < block_count:
         first = block * channel_block
         state = h0[first : min(channels, first + channel_block)].copy()
         run_steps(a, b, state, out, 0, length, reverse, first)
+        block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def linear_recurrence_rows(a, b, h0, out, reverse):
-    """Time last: ``out`` is ``(D, T)``, each channel's steps contiguous, and ``a``, ``b`` are
-    ``(D or 1, T or 1)``. Parallel over groups of ``ROW_CHAINS`` channels, each group walked
-    in lockstep: independent chains that hide the latency of the multiply-add, each reading
-    along contiguous memory, so no transposing copy of the operands or the result is needed.
-    """
+def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block):
+    """One pass over time, parallel over blocks of ``channel_block`` contiguous channels."""
+    blocks = -(-out.shape[1] // channel_block)
+    share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block))
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_row_groups(next_group, a, b, h0, out, reverse):
+    """The groups of ``linear_recurrence_rows`` taken from the counter ``next_group``."""
     channels, length = out.shape
     a_channel, a_step = broadcast_steps(a, channels, length)
     b_channel, b_step = broadcast_steps(b, channels, length)
     origin, direction = time_direction(length, reverse)
-    for group in prange((channels + ROW_CHAINS - 1) // ROW_CHAINS):
+    group = atomics.fetch_add(next_group, 0, 1)
+    while group < (channels + ROW_CHAINS - 1) // ROW_CHAINS:
         first = group * ROW_CHAINS
         count = min(ROW_CHAINS, channels - first)
         state = h0[first : first + count].copy()
@@ -158,6 +152,17 @@ def linear_recurrence_rows(a, b, h0, out, reverse):
                 value = a[d * a_channel, t * a_step] * state[k] + b[d * b_channel, t * b_step]
                 state[k] = value
                 out[d, t] = value
+        group = atomics.fetch_add(next_group, 0, 1)
+
+
+def linear_recurrence_rows(a, b, h0, out, reverse):
+    """Time last: ``out`` is ``(D, T)``, each channel's steps contiguous, and ``a``, ``b`` are
+    ``(D or 1, T or 1)``. Parallel over groups of ``ROW_CHAINS`` channels, each group walked
+    in lockstep: independent chains that hide the latency of the multiply-add, each reading
+    along contiguous memory, so no transposing copy of the operands or the result is needed.
+    """
+    groups = -(-out.shape[0] // ROW_CHAINS)
+    share_out(run_row_groups, groups, (a, b, h0, out, reverse))
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -403,7 +408,7 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds
     carries = np.empty((tiles, channels), dtype)
     status = np.zeros(tiles, np.int64)
     next_tile = np.zeros(1, np.int64)
-    threads_run_together(
+    run_together(
         min(threads, tiles),
         work_on_tiles,
         (a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries, status,
@@ -425,119 +430,18 @@ def finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends):
 
 def choose_method(length: int, channels: int, dtype, threads: int) -> str:
     """What ``method="auto"`` runs on the CPU for a time-first problem: see
-    :func:`measured_choice` (the loop until the problem's kind was measured)."""
-    with measured_choice("linear", length, channels, dtype, threads, measured_speeds) as method:
+    :func:`scanlab.cpu.auto.measured_choice` (the loop until the problem's kind is measured)."""
+    choice = auto.measured_choice("linear", length, channels, dtype, threads, measured_speeds)
+    with choice as method:
         return method
-
-
-#: Seconds the loop ran, per kind of problem ``auto`` has not measured yet, in this process.
-UNMEASURED_SECONDS = collections.Counter()
-
-
-@contextlib.contextmanager
-def measured_choice(task: str, length: int, channels: int, dtype, threads: int, measure):
-    """``"sequential"`` or ``"scan"`` for a ``(length, channels)`` problem of ``task``, as
-    ``method="auto"`` chooses it on the CPU; the caller runs it inside the ``with`` block.
-
-    Sequences shorter than ``config.cpu.auto_scan_min_length`` and single threads run
-    ``"sequential"``; ``config.cpu.auto_scan_max_row_bytes``, when set, decides by the bytes of
-    a row of channels. Otherwise the methods' speeds for problems of this kind (dtype, thread
-    count, channels and size, :func:`problem_class`) come from ``scanlab.wisdom``, measured on
-    this machine by ``measure(dtype, channels, threads, elements)`` (nanoseconds per element of
-    each method). A kind not measured yet runs the loop, timed, until the loop has spent
-    ``config.cpu.calibrate_after`` seconds on it in this process: measuring compiles the scan
-    (seconds, without Numba's cache), which a script that solves a problem once should not pay.
-    """
-    if threads < 2 or length < config.cpu.auto_scan_min_length:
-        yield "sequential"
-        return
-    dtype = np.dtype(dtype)
-    if config.cpu.auto_scan_max_row_bytes is not None:
-        few_channels = channels * dtype.itemsize <= config.cpu.auto_scan_max_row_bytes
-        yield "scan" if few_channels else "sequential"
-        return
-    channel_class, size_class = problem_class(length, channels)
-    key = wisdom_key(dtype, channel_class, size_class, threads, task)
-    speeds = wisdom.known(key)
-    if speeds is None and UNMEASURED_SECONDS[key] < config.cpu.calibrate_after:
-        start = time.perf_counter()
-        yield "sequential"
-        UNMEASURED_SECONDS[key] += time.perf_counter() - start
-        return
-    if speeds is None:
-        speeds = wisdom.recall(key, lambda: measure(dtype, channel_class, threads, size_class))
-    yield "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
-
-
-def problem_class(length: int, channels: int) -> tuple[int, int]:
-    """The class ``auto`` measures a problem by: its channels and its elements ``length *
-    channels``, each rounded up to a power of 4, the elements at most
-    ``config.cpu.calibration_elements`` (beyond it the time per element no longer changes)."""
-    channel_class = 4 ** math.ceil(math.log(channels, 4)) if channels > 1 else 1
-    elements = length * channels
-    size_class = 4 ** math.ceil(math.log(elements, 4)) if elements > 1 else 1
-    return channel_class, min(size_class, config.cpu.calibration_elements)
-
-
-def wisdom_key(dtype, channel_class: int, size_class: int, threads: int, task="linear") -> str:
-    """The name of a measurement in ``scanlab.wisdom``."""
-    return (
-        f"{task} {np.dtype(dtype).name} channels<={channel_class} "
-        f"elements<={size_class} threads={threads}"
-    )
-
-
-def calibration_length(channels: int, elements: int) -> int:
-    """Steps of a calibration problem of ``channels`` channels and about ``elements`` elements."""
-    return max(elements // channels, config.cpu.auto_scan_min_length)
 
 
 def measured_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     """Nanoseconds per element of each method on this machine, for a problem of ``channels``
     channels and ``elements`` elements (at least ``config.cpu.auto_scan_min_length`` steps),
     coefficients uniform in ``[0.5, 1)`` (the scan's cost no longer depends on them)."""
-    length = calibration_length(channels, elements)
-    return calibration_speeds(solve, (length, channels), channels, dtype, threads)
-
-
-def calibration_speeds(solver, shape: tuple, channels: int, dtype, threads: int) -> dict:
-    """:func:`median_speeds` of ``solver(a, b, h0, out, False, method)`` for each method, on
-    ``a`` uniform in ``[0.5, 1)`` and normal ``b`` of ``shape`` (the layout ``solver`` takes)."""
-    rng = np.random.default_rng(0)
-    a = rng.uniform(0.5, 1.0, shape).astype(dtype)
-    b = rng.normal(size=shape).astype(dtype)
-    h0 = np.zeros(channels, dtype)
-    out = np.empty(shape, dtype)
-    runs = {method: partial(solver, a, b, h0, out, False, method) for method in METHODS}
-    return median_speeds(runs, out.size, threads)
-
-
-def median_speeds(runs: dict, elements: int, threads: int) -> dict:
-    """Nanoseconds per element of each of ``runs`` (method -> function solving a problem of
-    ``elements`` elements) with ``threads`` threads: each runs once to compile and warm up,
-    then ``CALIBRATION_RUNS`` times, taking turns so that a passing disturbance hits all; the
-    median run of each counts, so that one lucky or unlucky run (a thread woken late, a busy
-    neighbour) does not decide."""
-    times = {method: [] for method in runs}
-    with numba_threads(threads):
-        for repeat in range(CALIBRATION_RUNS + 1):
-            for method, run in runs.items():
-                start = time.perf_counter()
-                run()
-                if repeat:
-                    times[method].append(time.perf_counter() - start)
-    return {method: float(np.median(spent)) * 1e9 / elements for method, spent in times.items()}
-
-
-@contextlib.contextmanager
-def numba_threads(count: int):
-    """Run with ``count`` Numba threads, then restore the previous count."""
-    saved = numba.get_num_threads()
-    numba.set_num_threads(count)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(saved)
+    length = auto.calibration_length(channels, elements)
+    return auto.calibration_speeds(solve, (length, channels), channels, dtype, threads)
 
 
 def scan_chunk_length(channels: int, itemsize: int) -> int:
@@ -567,7 +471,7 @@ def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
     channels, length = out.shape
     if method == "auto":
         threads = numba.get_num_threads()
-        with measured_choice(
+        with auto.measured_choice(
             "linear time-last", length, channels, out.dtype, threads, measured_rows_speeds
         ) as method:
             solve_rows(a, b, h0, out, reverse, method)
@@ -585,8 +489,8 @@ def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
 def measured_rows_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     """Nanoseconds per element of each method of :func:`solve_rows` on this machine, for a
     time-last problem of ``channels`` rows and about ``elements`` elements."""
-    length = calibration_length(channels, elements)
-    return calibration_speeds(solve_rows, (channels, length), channels, dtype, threads)
+    length = auto.calibration_length(channels, elements)
+    return auto.calibration_speeds(solve_rows, (channels, length), channels, dtype, threads)
 
 
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:
@@ -594,7 +498,7 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
     length, channels = out.shape
     threads = numba.get_num_threads()
     if method == "auto":
-        with measured_choice(
+        with auto.measured_choice(
             "linear", length, channels, out.dtype, threads, measured_speeds
         ) as method:
             solve(a, b, h0, out, reverse, method)

@@ -4,26 +4,29 @@ Layout seen by every kernel (prepared by ``scanlab.nonlinear``): ``x`` is C-cont
 ``(T, B, m)`` (the cell's inputs, after its input projections), ``h`` and ``out`` ``(T, B, n)``,
 ``h0`` ``(B, n)``; time first, ``B`` independent sequences. Jacobians are ``(T, B, width)``, flat
 per step as ``scanlab._step_routines`` describes. The kernels are compiled per cell (they call
-its step), once per cell, Jacobian method and dtype; :func:`kernels_for` keeps them.
+its step), once per cell, Jacobian method and dtype; :func:`kernels_for` keeps them in the
+process, ``scanlab._kernel_cache`` in Numba's on-disk cache for later processes.
 """
 
 import types
 
 import numba
 import numpy as np
-from numba import njit, prange
 
+from scanlab import _kernel_cache as kernel_cache
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._step_routines import differentiation, evaluation, failed_steps, sequence_loop
 from scanlab.config import FASTMATH
+from scanlab.cpu import atomics
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
+from scanlab.cpu.threads import share_out
 
 
 def catching(routine, jit):
-    """``routine`` compiled to return whether it finished instead of raising. A kernel calls it
-    inside ``prange``, whose parallel region would lose the exception (or leave it set in a
-    worker thread, for Python to find later as a ``SystemError``); it calls it once per task or
+    """``routine`` compiled to return whether it finished instead of raising. A kernel's task
+    loop calls it so that one failing step stops only its task (the host then runs that step
+    again, alone, to raise its exception with the cell named); it calls it once per task or
     sequence, as a ``try`` around every step would keep the step from being inlined."""
 
     def attempt(*args):
@@ -38,25 +41,32 @@ def catching(routine, jit):
 
 def build_kernels(step, jacobian, method):
     """The CPU kernels of a cell: ``evaluate`` (parallel over steps and sequences),
-    ``run_sequential`` (parallel over sequences; ``run_sequence`` for one) and ``differentiate``
-    (one step); ``method`` None for the loops only."""
-    compile_routine = njit(fastmath=FASTMATH)
+    ``run_sequential`` (parallel over sequences) and ``differentiate`` (one step); ``method``
+    None for the loop only. The parallel kernels are workers that take tasks from a counter
+    (:func:`scanlab.cpu.threads.share_out`)."""
+    compile_routine = kernel_cache.jit(fastmath=FASTMATH)
+    compile_worker = kernel_cache.jit(fastmath=FASTMATH, nogil=True)
     attempt_sequence = catching(sequence_loop(step, compile_routine), compile_routine)
 
-    def run_sequential(x, params, h0, out, starts, stopped):
+    def run_sequences(next_sequence, x, params, h0, out, starts, stopped):
         """The plain loop ``out[t] = f(out[t-1], x[t])`` from step ``starts[s]`` of each sequence
-        ``s`` on (``out[starts[s] - 1]`` already holds its state); a sequence whose step raises
-        stops there, and ``stopped[s]`` says where (it is left alone otherwise)."""
-        for sequence in prange(out.shape[1]):
-            position = np.empty(1, np.int64)
+        ``s`` taken from the counter (``out[starts[s] - 1]`` already holds its state); a
+        sequence whose step raises stops there, and ``stopped[s]`` says where (it is left
+        alone otherwise)."""
+        position = np.empty(1, np.int64)
+        sequence = atomics.fetch_add(next_sequence, 0, 1)
+        while sequence < out.shape[1]:
             if not attempt_sequence(x, params, h0, out, sequence, starts[sequence], position):
                 stopped[sequence] = position[0]
+            sequence = atomics.fetch_add(next_sequence, 0, 1)
 
-    # One sequence runs without a parallel region, whose start can cost more than a short loop.
-    loops = types.SimpleNamespace(
-        run_sequential=njit(parallel=True, fastmath=FASTMATH)(run_sequential),
-        run_sequence=njit(fastmath=FASTMATH)(run_sequential),
-    )
+    run_sequences = compile_worker(run_sequences)
+
+    def run_sequential(x, params, h0, out, starts, stopped):
+        """``run_sequences`` over every sequence, in parallel."""
+        share_out(run_sequences, out.shape[1], (x, params, h0, out, starts, stopped))
+
+    loops = types.SimpleNamespace(run_sequential=run_sequential)
     if method is None:
         return loops
     differentiate = differentiation(step, jacobian, method, compile_routine)
@@ -79,25 +89,34 @@ def build_kernels(step, jacobian, method):
 
     attempt_items = catching(compile_routine(evaluate_items), compile_routine)
 
-    @njit(parallel=True, fastmath=FASTMATH)
-    def evaluate(
-        x, params, h, h0, first, tasks, period, spacing, scratch_like, complex_like, in_place,
-        structured, diagonal_only, rhs, jacobians, residual,
+    def evaluate_tasks(
+        next_task, x, params, h, h0, first, tasks, period, spacing, scratch_like, complex_like,
+        in_place, structured, diagonal_only, rhs, jacobians, residual,
     ):  # fmt: skip
-        """Evaluate the cell at every step from ``first`` on (each step and sequence an item),
-        in ``tasks`` parallel tasks: see ``evaluate_at`` (a task stops at a step that raises,
-        whose residual stays ``FAILED``). ``in_place``: the cell's Jacobian writes into
-        ``structured[t, s]`` (a structured view of ``jacobians``), else into per-task scratch
-        like ``scratch_like``."""
+        """The tasks of ``evaluate`` taken from the counter, each a share of the items."""
         length, sequences, n = h.shape
         items = (length - first) * sequences
-        for task in prange(tasks):
+        scratch = np.empty_like(scratch_like)
+        work, complex_work = np.empty(4 * n, h.dtype), np.empty(2 * n, complex_like.dtype)
+        task = atomics.fetch_add(next_task, 0, 1)
+        while task < tasks:
             attempt_items(
                 task * items // tasks, (task + 1) * items // tasks, x, params, h, h0, first,
-                period, spacing, np.empty_like(scratch_like), in_place, structured,
-                diagonal_only, rhs, jacobians, residual, np.empty(4 * n, h.dtype),
-                np.empty(2 * n, complex_like.dtype),
+                period, spacing, scratch, in_place, structured, diagonal_only, rhs, jacobians,
+                residual, work, complex_work,
             )  # fmt: skip
+            task = atomics.fetch_add(next_task, 0, 1)
+
+    evaluate_tasks = compile_worker(evaluate_tasks)
+
+    def evaluate(x, params, h, h0, first, tasks, *arguments):
+        """Evaluate the cell at every step from ``first`` on (each step and sequence an item),
+        in ``tasks`` parallel tasks: see ``evaluate_at`` (a task stops at a step that raises,
+        whose residual stays ``FAILED``). ``arguments``: ``period, spacing, scratch_like,
+        complex_like, in_place, structured, diagonal_only, rhs, jacobians, residual``;
+        ``in_place``: the cell's Jacobian writes into ``structured[t, s]`` (a structured view
+        of ``jacobians``), else into per-thread scratch like ``scratch_like``."""
+        share_out(evaluate_tasks, tasks, (x, params, h, h0, first, tasks, *arguments))
 
     loops.evaluate, loops.differentiate = evaluate, differentiate
     return loops
@@ -115,8 +134,7 @@ def kernels_for(cell, method):
     if key not in KERNELS:
         kernels = build_kernels(cell.step, cell.jacobian, method)
         if method is not None:
-            loops = kernels_for(cell, None)
-            kernels.run_sequential, kernels.run_sequence = loops.run_sequential, loops.run_sequence
+            kernels.run_sequential = kernels_for(cell, None).run_sequential
         KERNELS[key] = kernels
     return KERNELS[key]
 
@@ -133,7 +151,7 @@ def build_pullback_kernels(step):
     task, ``input_gradients_between`` or ``parameter_difference_between``, and marks in
     ``failures[task]`` the item where the step raised (-1: none), which the host runs again
     with the same routine."""
-    compile_routine = njit(fastmath=FASTMATH)
+    compile_routine = kernel_cache.jit(fastmath=FASTMATH)
 
     def input_gradients_between(begin, end, x, params, h, h0, adjoint, colours, owners, dx,
                                 position):  # fmt: skip
@@ -191,33 +209,52 @@ def build_pullback_kernels(step):
     attempt_input_gradients = catching(input_gradients_between, compile_routine)
     attempt_parameter_difference = catching(parameter_difference_between, compile_routine)
 
-    @njit(parallel=True, fastmath=FASTMATH)
-    def input_gradients(x, params, h, h0, adjoint, colours, owners, tasks, dx, failures):
-        """``input_gradients_between`` over every step and sequence, in ``tasks`` parallel
-        tasks."""
+    compile_worker = kernel_cache.jit(fastmath=FASTMATH, nogil=True)
+
+    def input_gradient_tasks(next_task, x, params, h, h0, adjoint, colours, owners, tasks, dx,
+                             failures):  # fmt: skip
+        """The tasks of ``input_gradients`` taken from the counter."""
         items = x.shape[0] * x.shape[1]
-        for task in prange(tasks):
-            position = np.empty(1, np.int64)
+        position = np.empty(1, np.int64)
+        task = atomics.fetch_add(next_task, 0, 1)
+        while task < tasks:
             failures[task] = -1
             if not attempt_input_gradients(
                 task * items // tasks, (task + 1) * items // tasks, x, params, h, h0, adjoint,
                 colours, owners, dx, position,
             ):  # fmt: skip
                 failures[task] = position[0]
+            task = atomics.fetch_add(next_task, 0, 1)
 
-    @njit(parallel=True, fastmath=FASTMATH)
-    def parameter_difference(x, upper, lower, h, h0, adjoint, tasks, partial, failures):
-        """``partial[task] = sum (f(upper) - f(lower)) . adjoint`` over its share of steps and
-        sequences (see ``parameter_difference_between``)."""
+    def parameter_difference_tasks(next_task, x, upper, lower, h, h0, adjoint, tasks, partial,
+                                   failures):  # fmt: skip
+        """The tasks of ``parameter_difference`` taken from the counter."""
         items = x.shape[0] * x.shape[1]
-        for task in prange(tasks):
-            position = np.empty(1, np.int64)
+        position = np.empty(1, np.int64)
+        task = atomics.fetch_add(next_task, 0, 1)
+        while task < tasks:
             failures[task] = -1
             if not attempt_parameter_difference(
                 task * items // tasks, (task + 1) * items // tasks, x, upper, lower, h, h0,
                 adjoint, partial, task, position,
             ):  # fmt: skip
                 failures[task] = position[0]
+            task = atomics.fetch_add(next_task, 0, 1)
+
+    input_gradient_tasks = compile_worker(input_gradient_tasks)
+    parameter_difference_tasks = compile_worker(parameter_difference_tasks)
+
+    def input_gradients(x, params, h, h0, adjoint, colours, owners, tasks, dx, failures):
+        """``input_gradients_between`` over every step and sequence, in ``tasks`` parallel
+        tasks."""
+        arguments = (x, params, h, h0, adjoint, colours, owners, tasks, dx, failures)
+        share_out(input_gradient_tasks, tasks, arguments)
+
+    def parameter_difference(x, upper, lower, h, h0, adjoint, tasks, partial, failures):
+        """``partial[task] = sum (f(upper) - f(lower)) . adjoint`` over its share of steps and
+        sequences (see ``parameter_difference_between``)."""
+        arguments = (x, upper, lower, h, h0, adjoint, tasks, partial, failures)
+        share_out(parameter_difference_tasks, tasks, arguments)
 
     return types.SimpleNamespace(
         input_gradients=input_gradients, parameter_difference=parameter_difference,
@@ -343,10 +380,11 @@ class Backend:
 
     def finish_sequentially(self, h: np.ndarray, starts: np.ndarray) -> None:
         """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""
-        loop = self.kernels.run_sequence if h.shape[1] == 1 else self.kernels.run_sequential
         length = h.shape[0]
         stopped = np.full(h.shape[1], length)
-        loop(self.x, self.params, self.h0, h, starts.astype(np.int64), stopped)
+        self.kernels.run_sequential(
+            self.x, self.params, self.h0, h, starts.astype(np.int64), stopped
+        )
         failed = np.flatnonzero(stopped < length)
         if failed.size:
             steps = zip(stopped[failed], failed, strict=True)

@@ -10,6 +10,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
+import numpy as np
+
 #: Made on first use: one pool per process, as many threads as CPUs.
 POOL = None
 POOL_LOCK = threading.Lock()
@@ -33,3 +36,12 @@ def run_together(count: int, kernel, args: tuple) -> None:
     kernel(*args)
     for other in others:
         other.result()
+
+
+def share_out(worker, tasks: int, args: tuple) -> None:
+    """Run ``worker(counter, *args)`` on as many threads as Numba's thread count allows (at
+    most ``tasks``): each takes task numbers from ``counter`` (a one-element int64 array,
+    :func:`scanlab.cpu.atomics.fetch_add`) until they reach ``tasks``, so a thread that comes
+    free takes over the share of one that was descheduled."""
+    counter = np.zeros(1, np.int64)
+    run_together(max(1, min(tasks, numba.get_num_threads())), worker, (counter, *args))

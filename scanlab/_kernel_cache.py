@@ -1,0 +1,122 @@
+"""Numba's on-disk cache for kernels built per cell: closures over the cell's step.
+
+A kernel that calls a cell's step is made by a function (``scanlab.cpu.nonlinear.build_kernels``)
+as a closure over the step. Numba can keep closures in its cache, but indexes them by a pickle of
+what they close over, and a pickled Numba function carries an identifier drawn anew in every
+process: such a kernel is compiled again in every process (seconds for a Newton solve).
+:func:`jit` indexes it instead by a description that is the same in every process and changes
+with anything the compiled code depends on that Numba would notice for a function of its own:
+
+- each function in the closure (the step, its Jacobian, the routines around them, recursively):
+  its module and name, its bytecode and constants, and the size and modification time of the
+  file it is defined in (as Numba stamps its own cache);
+- each other value closed over (numbers, strings, tuples of them), and the compile options.
+
+Like Numba's cache it does not notice a change in another module that a step calls or reads a
+global from (delete the cache, ``scanlab info`` shows where, after editing such a module). A
+closure over anything else (an array, an object, a function defined outside a file, as in an
+interactive session) is compiled in each process as before.
+"""
+
+import hashlib
+import os
+import types
+from functools import partial
+
+import numba
+from numba.core.caching import CompileResultCacheImpl, FunctionCache
+from numba.core.dispatcher import Dispatcher
+
+#: Values closed over that are described by their ``repr``.
+PLAIN_VALUES = (bool, int, float, complex, str, bytes, type(None))
+
+
+class Uncacheable(Exception):
+    """Something a kernel closes over has no description that holds across processes."""
+
+
+def jit(**options):
+    """A decorator like ``numba.njit(**options)`` whose dispatcher is kept in Numba's on-disk
+    cache when the function's closure has a stable description (else compiled in each
+    process)."""
+    return partial(cached_dispatcher, options=options)
+
+
+def cached_dispatcher(function, options: dict):
+    """``numba.njit(**options)(function)``, indexed in Numba's cache by its description."""
+    dispatcher = numba.njit(**options)(function)
+    try:
+        identity = describe(function) + describe_options(options)
+        dispatcher._cache = KeyedCache(function, hashlib.sha256(identity.encode()).hexdigest())
+    except (Uncacheable, RuntimeError):  # RuntimeError: Numba finds no directory to cache in
+        pass
+    return dispatcher
+
+
+class QuietCacheImpl(CompileResultCacheImpl):
+    """Numba's cache of compiled functions, without its warning for code it cannot keep (a
+    step that reads a large global array): such a kernel is compiled in each process, as it
+    was before caching."""
+
+    def check_cachable(self, cres) -> bool:
+        return not cres.library.has_dynamic_globals and all(x.can_cache for x in cres.lifted)
+
+
+class KeyedCache(FunctionCache):
+    """Numba's cache of one function, indexed by the signature, the CPU and ``identity``."""
+
+    _impl_class = QuietCacheImpl
+
+    def __init__(self, py_func, identity: str):
+        super().__init__(py_func)
+        self.identity = identity
+
+    def _index_key(self, sig, codegen):
+        return (sig, codegen.magic_tuple(), self.identity)
+
+
+def describe(value) -> str:
+    """A description of ``value`` that is the same in every process (see the module's text);
+    raises :class:`Uncacheable` where there is none."""
+    if isinstance(value, Dispatcher):
+        return f"jit({describe(value.py_func)}, {describe_options(value.targetoptions)})"
+    if isinstance(value, types.FunctionType):
+        code = value.__code__
+        closure = tuple(cell.cell_contents for cell in value.__closure__ or ())
+        return (
+            f"{value.__module__}.{value.__qualname__}[{file_stamp(code.co_filename)}, "
+            f"{describe_code(code)}]({', '.join(map(describe, closure))})"
+        )
+    if isinstance(value, PLAIN_VALUES):
+        return f"{type(value).__name__}:{value!r}"
+    if isinstance(value, tuple):
+        return f"({', '.join(map(describe, value))})"
+    raise Uncacheable(type(value).__name__)
+
+
+def describe_options(options: dict) -> str:
+    """Compile options in a fixed order (sets, such as fastmath flags, sorted)."""
+    return repr(
+        sorted(
+            (name, sorted(v) if isinstance(v, set | frozenset) else v)
+            for name, v in options.items()
+        )
+    )
+
+
+def describe_code(code: types.CodeType) -> str:
+    """A hash of ``code``'s bytecode, constants (nested code included) and names."""
+    constants = (
+        describe_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts
+    )
+    text = f"{code.co_code.hex()}|{'|'.join(constants)}|{code.co_names}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_stamp(path: str) -> str:
+    """``path``, its modification time and size: where a function's source comes from."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        raise Uncacheable(f"no source file {path!r}") from None
+    return f"{path}:{status.st_mtime_ns}:{status.st_size}"

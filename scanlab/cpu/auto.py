@@ -1,0 +1,124 @@
+"""``method="auto"`` on the CPU: the method measured faster on this machine for a kind of problem.
+
+A kind of problem is a task (``"linear"``, ``"gae"``, ...), a dtype, a thread count, and the
+problem's channels and elements rounded up to powers of 4 (:func:`problem_class`). Its methods'
+speeds are measured on a synthetic problem of that kind (:func:`calibration_speeds`) and kept in
+``scanlab.wisdom``; until then, and for a while (:func:`measured_choice`), the loop runs.
+"""
+
+import collections
+import contextlib
+import math
+import time
+from functools import partial
+
+import numba
+import numpy as np
+
+from scanlab import config, wisdom
+
+#: Timed runs of each kernel when ``auto`` measures a kind of problem (``measured_speeds``).
+CALIBRATION_RUNS = 7
+#: The methods ``auto`` chooses between.
+METHODS = ("sequential", "scan")
+
+#: Seconds the loop ran, per kind of problem ``auto`` has not measured yet, in this process.
+UNMEASURED_SECONDS = collections.Counter()
+
+
+@contextlib.contextmanager
+def measured_choice(task: str, length: int, channels: int, dtype, threads: int, measure):
+    """``"sequential"`` or ``"scan"`` for a ``(length, channels)`` problem of ``task``, as
+    ``method="auto"`` chooses it on the CPU; the caller runs it inside the ``with`` block.
+
+    Sequences shorter than ``config.cpu.auto_scan_min_length`` and single threads run
+    ``"sequential"``; ``config.cpu.auto_scan_max_row_bytes``, when set, decides by the bytes of
+    a row of channels. Otherwise the methods' speeds for problems of this kind (dtype, thread
+    count, channels and size, :func:`problem_class`) come from ``scanlab.wisdom``, measured on
+    this machine by ``measure(dtype, channels, threads, elements)`` (nanoseconds per element of
+    each method). A kind not measured yet runs the loop, timed, until the loop has spent
+    ``config.cpu.calibrate_after`` seconds on it in this process: measuring compiles the scan
+    (seconds, without Numba's cache), which a script that solves a problem once should not pay.
+    """
+    if threads < 2 or length < config.cpu.auto_scan_min_length:
+        yield "sequential"
+        return
+    dtype = np.dtype(dtype)
+    if config.cpu.auto_scan_max_row_bytes is not None:
+        few_channels = channels * dtype.itemsize <= config.cpu.auto_scan_max_row_bytes
+        yield "scan" if few_channels else "sequential"
+        return
+    channel_class, size_class = problem_class(length, channels)
+    key = wisdom_key(dtype, channel_class, size_class, threads, task)
+    speeds = wisdom.known(key)
+    if speeds is None and UNMEASURED_SECONDS[key] < config.cpu.calibrate_after:
+        start = time.perf_counter()
+        yield "sequential"
+        UNMEASURED_SECONDS[key] += time.perf_counter() - start
+        return
+    if speeds is None:
+        speeds = wisdom.recall(key, lambda: measure(dtype, channel_class, threads, size_class))
+    yield "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
+
+
+def problem_class(length: int, channels: int) -> tuple[int, int]:
+    """The class ``auto`` measures a problem by: its channels and its elements ``length *
+    channels``, each rounded up to a power of 4, the elements at most
+    ``config.cpu.calibration_elements`` (beyond it the time per element no longer changes)."""
+    channel_class = 4 ** math.ceil(math.log(channels, 4)) if channels > 1 else 1
+    elements = length * channels
+    size_class = 4 ** math.ceil(math.log(elements, 4)) if elements > 1 else 1
+    return channel_class, min(size_class, config.cpu.calibration_elements)
+
+
+def wisdom_key(dtype, channel_class: int, size_class: int, threads: int, task="linear") -> str:
+    """The name of a measurement in ``scanlab.wisdom``."""
+    return (
+        f"{task} {np.dtype(dtype).name} channels<={channel_class} "
+        f"elements<={size_class} threads={threads}"
+    )
+
+
+def calibration_length(channels: int, elements: int) -> int:
+    """Steps of a calibration problem of ``channels`` channels and about ``elements`` elements."""
+    return max(elements // channels, config.cpu.auto_scan_min_length)
+
+
+def calibration_speeds(solver, shape: tuple, channels: int, dtype, threads: int) -> dict:
+    """:func:`median_speeds` of ``solver(a, b, h0, out, False, method)`` for each method, on
+    ``a`` uniform in ``[0.5, 1)`` and normal ``b`` of ``shape`` (the layout ``solver`` takes)."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.5, 1.0, shape).astype(dtype)
+    b = rng.normal(size=shape).astype(dtype)
+    h0 = np.zeros(channels, dtype)
+    out = np.empty(shape, dtype)
+    runs = {method: partial(solver, a, b, h0, out, False, method) for method in METHODS}
+    return median_speeds(runs, out.size, threads)
+
+
+def median_speeds(runs: dict, elements: int, threads: int) -> dict:
+    """Nanoseconds per element of each of ``runs`` (method -> function solving a problem of
+    ``elements`` elements) with ``threads`` threads: each runs once to compile and warm up,
+    then ``CALIBRATION_RUNS`` times, taking turns so that a passing disturbance hits all; the
+    median run of each counts, so that one lucky or unlucky run (a thread woken late, a busy
+    neighbour) does not decide."""
+    times = {method: [] for method in runs}
+    with numba_threads(threads):
+        for repeat in range(CALIBRATION_RUNS + 1):
+            for method, run in runs.items():
+                start = time.perf_counter()
+                run()
+                if repeat:
+                    times[method].append(time.perf_counter() - start)
+    return {method: float(np.median(spent)) * 1e9 / elements for method, spent in times.items()}
+
+
+@contextlib.contextmanager
+def numba_threads(count: int):
+    """Run with ``count`` Numba threads, then restore the previous count."""
+    saved = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
