@@ -16,7 +16,7 @@ from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import check_method
 
 METHODS = ("auto", "newton", "quasi", "damped", "sequential")
-ON_FAIL = ("fallback", "raise")
+ON_FAIL = ("fallback", "raise", "accept")
 #: Default tolerances on the scaled residual, by dtype: about 100 and 5000 ulps.
 TOLERANCES = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 #: Default iteration limits: Newton converges in a handful, quasi-Newton needs more.
@@ -50,15 +50,18 @@ class NonlinearInfo:
         Whether every sequence reached ``tol`` by iteration. False if any was finished by the
         sequential loop (see ``finished_sequentially``).
     residual : float
-        The largest scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` of the sequences
-        that converged, at the last iterate (0 for ``"sequential"``).
+        The largest scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` of the states
+        returned from Newton's iterates: those of the sequences that converged, and with
+        ``on_fail="accept"`` of every sequence (Inf for one that diverged); 0 for
+        ``"sequential"``.
     residual_history : list of float
         After each evaluation, the largest scaled residual of the sequences it evaluated.
     batch_converged : ndarray of bool, shape batch
         Per sequence: converged by iteration.
     finished_sequentially : ndarray of bool, shape batch
         Per sequence: its states from the first unconverged step on come from the sequential
-        loop (Newton diverged, reached ``max_iter``, or met a non-finite ``f``).
+        loop (Newton diverged, reached ``max_iter``, or met a non-finite ``f``; never with
+        ``on_fail="accept"``).
     tol : float
         The tolerance used.
     """
@@ -136,13 +139,19 @@ def nonlinear_recurrence(
         The initial iterate, broadcastable to ``(T, *batch, n)`` (e.g. the previous solution
         while training). Default: ``f(h0, x[t])`` at every step (exact at the first), one
         parallel evaluation. Unused by ``"sequential"``.
-    on_fail : {"fallback", "raise"}, optional
+    on_fail : {"fallback", "raise", "accept"}, optional
         What to do with sequences that do not converge within ``max_iter`` or diverge (an
         iterate that is not finite where ``f`` is): ``"fallback"`` finishes them with the
         sequential loop from their first unconverged step (``info.finished_sequentially``);
-        ``"raise"`` raises :class:`ConvergenceError`. A step whose ``f`` is not finite at an
-        exact state (NaN or Inf from the data) is finished sequentially either way, so NaN and
-        Inf land where the loop puts them.
+        ``"raise"`` raises :class:`ConvergenceError`. With either, a step whose ``f`` is not
+        finite at an exact state (NaN or Inf from the data) is finished sequentially, so NaN
+        and Inf land where the loop puts them. ``"accept"`` returns the last iterate as it is,
+        never running the loop: ParaRNN's fixed number of Newton iterations for training is
+        ``max_iter=3, on_fail="accept"``. Its states are then only as accurate as
+        ``info.residual`` says (``info.converged`` False where a sequence did not reach
+        ``tol``), and :func:`scanlab.nonlinear_recurrence_vjp` at them is the implicit
+        gradient of the exact solution evaluated at the inexact states, not the gradient of
+        the ``max_iter`` iterations themselves (which ParaRNN's code does not take either).
     full_output : bool, optional
         Also return a :class:`NonlinearInfo`.
 
@@ -231,7 +240,7 @@ def nonlinear_recurrence(
     if method == "sequential":
         backend.finish_sequentially(h, np.zeros(sequences, np.int64))
         statuses = np.full(sequences, CONVERGED)
-        starts = np.zeros(sequences, np.int64)
+        finishing = np.zeros(sequences, bool)
     else:
         if initial is None:
             backend.guess(h)
@@ -252,11 +261,13 @@ def nonlinear_recurrence(
                 info,
                 residual,
             )
-        finishing = statuses != CONVERGED
+        finishing = (statuses != CONVERGED) & (on_fail != "accept")
+        if on_fail == "accept":
+            info.residual = float(progress.worst.max())
         if finishing.any():
             backend.finish_sequentially(h, np.where(finishing, starts, length))
     info.batch_converged = (statuses == CONVERGED).reshape(batch)
-    info.finished_sequentially = (statuses != CONVERGED).reshape(batch)
+    info.finished_sequentially = finishing.reshape(batch)
     info.converged = bool(info.batch_converged.all())
     h = backend.to_host(h).reshape(shape)
     return (h, info) if full_output else h

@@ -240,6 +240,20 @@ def test_newton_layers_match_finite_differences(kind):
     assert y32.dtype == dx32.dtype == grads32["bias"].dtype == np.float32
 
 
+@pytest.mark.parametrize("kind", [ParaGRULayer, ParaLSTMLayer])
+def test_newton_layers_take_a_fixed_number_of_iterations(kind):
+    """ParaRNN's training mode: ``max_iter=1, on_fail="accept"`` returns one Newton iterate
+    (not converged on this sequence), which the backward pass differentiates at."""
+    rng = np.random.default_rng(8)
+    layer = kind(2, 3, seed=1, dtype=np.float64, method="newton", max_iter=1, on_fail="accept")
+    x = rng.standard_normal((50, 2, 2))
+    y, cache = layer.forward(x)
+    assert cache.info.iterations == 1 and not cache.info.converged
+    assert not cache.info.finished_sequentially.any() and cache.info.residual > cache.info.tol
+    dx, grads = layer.backward(cache, np.ones_like(y))
+    assert np.isfinite(dx).all() and all(np.isfinite(g).all() for g in grads.values())
+
+
 def reference_adam(values, gradient, steps, lr, betas, eps, max_grad_norm=None):
     """Adam on a flat list of floats, one scalar at a time, as in Kingma & Ba's Algorithm 1."""
     beta1, beta2 = betas

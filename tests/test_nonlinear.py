@@ -334,6 +334,55 @@ def test_converging_and_diverging_sequences_in_one_batch():
     np.testing.assert_allclose(h[:, :1], expected, atol=1e-10)
 
 
+def contracting_tanh_step(h_prev, x_t, weight, h_out):
+    for i in range(h_prev.shape[0]):
+        h_out[i] = math.tanh(weight * h_prev[i] + x_t[i])
+
+
+CONTRACTING = scanlab.cell(contracting_tanh_step, structure="diagonal")
+
+
+@pytest.mark.parametrize("method", ["newton", "quasi", "damped"])
+def test_accept_returns_the_last_iterate_of_exactly_max_iter_iterations(method, monkeypatch):
+    """ParaRNN's fixed-iteration mode: ``max_iter=3, on_fail="accept"`` runs three iterations
+    and returns their iterate, never the loop, with its residual reported (this problem needs
+    five to reach the tolerance)."""
+    from scanlab.cpu import nonlinear as cpu_nonlinear
+
+    def no_loop(*arguments):
+        raise AssertionError("on_fail='accept' ran the sequential loop")
+
+    x = np.random.default_rng(0).normal(size=(400, 3, 2))
+    h0 = np.zeros((3, 2))
+    loop = scanlab.nonlinear_recurrence(CONTRACTING, x, h0, params=0.9, method="sequential")
+    monkeypatch.setattr(cpu_nonlinear.Backend, "finish_sequentially", no_loop)
+    h, info = scanlab.nonlinear_recurrence(
+        CONTRACTING, x, h0, params=0.9, method=method, max_iter=3, on_fail="accept",
+        full_output=True,
+    )  # fmt: skip
+    assert info.iterations == 3 and not info.converged
+    assert not info.batch_converged.any() and not info.finished_sequentially.any()
+    residual = scaled_residual(lambda h, x: np.tanh(0.9 * h + x), x, h0, h)
+    assert info.residual == pytest.approx(residual, rel=1e-6)
+    assert info.tol < info.residual < 1e-2
+    np.testing.assert_allclose(h, loop, atol=10 * info.residual)
+    np.testing.assert_allclose(h[:1], loop[:1], rtol=1e-12)  # exact from the guess on
+
+
+def test_accept_keeps_converged_sequences_as_they_converged():
+    rates = np.broadcast_to(np.array([[2.8], [3.9]]), (300, 2, 1))
+    cell = scanlab.cell(rate_step, structure="diagonal")
+    h, info = scanlab.nonlinear_recurrence(
+        cell, rates, [0.3], method="newton", max_iter=40, on_fail="accept", full_output=True
+    )
+    np.testing.assert_array_equal(info.batch_converged, [True, False])
+    assert not info.finished_sequentially.any() and info.iterations <= 40
+    expected = reference.nonlinear_recurrence(lambda h, x: x * h * (1 - h), rates[:, :1], [0.3])
+    np.testing.assert_allclose(h[:, :1], expected, atol=1e-10)
+    assert info.residual == np.inf  # the chaotic sequence diverged: its iterate is returned
+    assert not np.isfinite(h[:, 1]).all()
+
+
 def test_non_finite_data_lands_where_the_loop_puts_it():
     x = np.random.default_rng(5).uniform(-1, 1, (60, 2))
     x[20, 0] = np.nan
@@ -428,7 +477,7 @@ def test_shapes_broadcasting_and_views():
         ({"h0": None}, ValueError, "h0=None needs the state size"),
         ({"h0": np.zeros((3, 2))}, ValueError, "do not broadcast"),
         ({"method": "fast"}, ValueError, "method must be one of"),
-        ({"on_fail": "ignore"}, ValueError, "must be one of 'fallback', 'raise'"),
+        ({"on_fail": "ignore"}, ValueError, "must be one of 'fallback', 'raise', 'accept'"),
         ({"tol": 0}, ValueError, "tol must be positive"),
         ({"max_iter": -1}, ValueError, "max_iter must be a non-negative integer"),
         ({"max_iter": 2.5}, ValueError, "max_iter must be a non-negative integer"),

@@ -38,14 +38,17 @@ class NewtonLayer:
 
     ``params`` are the cell's (``recurrent_weights``, ``input_weights``, ``bias``, in the
     cell's layout), cast to ``dtype``; ``cache.info`` holds the solve's
-    :class:`scanlab.NonlinearInfo` (iterations, convergence). ``method`` is passed to the solver
-    (``"auto"``: the loop on a CPU of few cores, Newton on a GPU, see its docstring). A
-    :class:`OneHot` input is made dense: the cells project their inputs themselves.
+    :class:`scanlab.NonlinearInfo` (iterations, convergence). ``method``, ``max_iter`` and
+    ``on_fail`` are passed to the solver (``method="auto"``: the loop on a CPU of few cores,
+    Newton on a GPU, see its docstring; ``max_iter=3, on_fail="accept"``: ParaRNN's fixed
+    three Newton iterations per forward pass). A :class:`OneHot` input is made dense: the cells
+    project their inputs themselves.
     """
 
-    def __init__(self, cell, *, dtype, method: str):
+    def __init__(self, cell, *, dtype, method: str, max_iter=None, on_fail: str = "fallback"):
         self.dtype = check_dtype(dtype)
         self.cell, self.method = cell, method
+        self.max_iter, self.on_fail = max_iter, on_fail
         self.hidden_size = cell.hidden_size
         cell.params = {name: value.astype(self.dtype) for name, value in cell.params.items()}
 
@@ -60,8 +63,9 @@ class NewtonLayer:
             x = x.dense(self.dtype)
         h0, h0_shape = broadcast_initial_state(h0, x.shape[1:-1], self.cell.state_size, self.dtype)
         states, info = nonlinear_recurrence(
-            self.cell, x, h0, method=self.method, device=device, full_output=True
-        )
+            self.cell, x, h0, method=self.method, device=device, max_iter=self.max_iter,
+            on_fail=self.on_fail, full_output=True,
+        )  # fmt: skip
         return self.cell.output(states), NewtonCache(x, h0, h0_shape, states, info, device)
 
     def backward(self, cache: NewtonCache, dy, *, return_dh0: bool = False):
@@ -69,8 +73,12 @@ class NewtonLayer:
         dy = check_output_gradient(dy, cache.states.shape[:-1] + (self.hidden_size,), self.dtype)
         gradient = np.zeros_like(cache.states)
         self.cell.output(gradient)[...] = dy
+        # An iterate accepted unconverged (on_fail="accept") is differentiated where it is:
+        # the adjoint's check of the residual allows what the forward pass reported.
+        info = cache.info
+        tol = None if info.converged or info.finished_sequentially.any() else 2 * info.residual
         dx, dh0, grads = nonlinear_recurrence_vjp(
-            self.cell, cache.x, cache.h0, cache.states, gradient, device=cache.device
+            self.cell, cache.x, cache.h0, cache.states, gradient, tol=tol, device=cache.device
         )
         return (dx, grads, reduce_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
 
@@ -89,6 +97,10 @@ class ParaGRULayer(NewtonLayer):
         The parameters' dtype, in which the layer computes.
     method : str, optional
         The solver's method (:func:`scanlab.nonlinear_recurrence`).
+    max_iter : int, optional
+        The solver's most Newton iterations (its default when None).
+    on_fail : {"fallback", "raise", "accept"}, optional
+        What the solver does with a sequence not converged within ``max_iter``.
 
     Notes
     -----
@@ -109,8 +121,9 @@ class ParaGRULayer(NewtonLayer):
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
-                 method: str = "auto"):  # fmt: skip
-        super().__init__(cells.ParaGRU(hidden_size, input_size, seed), dtype=dtype, method=method)
+                 method: str = "auto", max_iter=None, on_fail: str = "fallback"):  # fmt: skip
+        cell = cells.ParaGRU(hidden_size, input_size, seed)
+        super().__init__(cell, dtype=dtype, method=method, max_iter=max_iter, on_fail=on_fail)
 
 
 class ParaLSTMLayer(NewtonLayer):
@@ -128,6 +141,10 @@ class ParaLSTMLayer(NewtonLayer):
         The parameters' dtype, in which the layer computes.
     method : str, optional
         The solver's method (:func:`scanlab.nonlinear_recurrence`).
+    max_iter : int, optional
+        The solver's most Newton iterations (its default when None).
+    on_fail : {"fallback", "raise", "accept"}, optional
+        What the solver does with a sequence not converged within ``max_iter``.
 
     Notes
     -----
@@ -149,8 +166,9 @@ class ParaLSTMLayer(NewtonLayer):
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
-                 method: str = "auto"):  # fmt: skip
-        super().__init__(cells.ParaLSTM(hidden_size, input_size, seed), dtype=dtype, method=method)
+                 method: str = "auto", max_iter=None, on_fail: str = "fallback"):  # fmt: skip
+        cell = cells.ParaLSTM(hidden_size, input_size, seed)
+        super().__init__(cell, dtype=dtype, method=method, max_iter=max_iter, on_fail=on_fail)
 
 
 __all__ = ["NewtonLayer", "ParaGRULayer", "ParaLSTMLayer"]
