@@ -5,17 +5,19 @@ as a closure over the step. Numba can keep closures in its cache, but indexes th
 what they close over, and a pickled Numba function carries an identifier drawn anew in every
 process: such a kernel is compiled again in every process (seconds for a Newton solve).
 :func:`jit` indexes it instead by a description that is the same in every process and changes
-with anything the compiled code depends on that Numba would notice for a function of its own:
+with anything the compiled code depends on that Numba would notice for a function of its own,
+and more:
 
 - each function in the closure (the step, its Jacobian, the routines around them, recursively):
   its module and name, its bytecode and constants, and the size and modification time of the
   file it is defined in (as Numba stamps its own cache);
+- the globals each names: modules by name, functions described the same way (so an edited
+  helper in another file is noticed), numbers and strings by value;
 - each other value closed over (numbers, strings, tuples of them), and the compile options.
 
-Like Numba's cache it does not notice a change in another module that a step calls or reads a
-global from (delete the cache, ``scanlab info`` shows where, after editing such a module). A
-closure over anything else (an array, an object, a function defined outside a file, as in an
-interactive session) is compiled in each process as before.
+Like Numba's cache it does not notice a changed global array or object. A closure over anything
+else (an array, an object) or a function defined outside a file (an interactive session) is
+compiled in each process as before.
 """
 
 import hashlib
@@ -75,23 +77,49 @@ class KeyedCache(FunctionCache):
         return (sig, codegen.magic_tuple(), self.identity)
 
 
-def describe(value) -> str:
+def describe(value, seen: tuple = ()) -> str:
     """A description of ``value`` that is the same in every process (see the module's text);
-    raises :class:`Uncacheable` where there is none."""
+    raises :class:`Uncacheable` where there is none. ``seen``: the functions being described
+    around it (a function that calls itself is named, not described again)."""
     if isinstance(value, Dispatcher):
-        return f"jit({describe(value.py_func)}, {describe_options(value.targetoptions)})"
+        return f"jit({describe(value.py_func, seen)}, {describe_options(value.targetoptions)})"
     if isinstance(value, types.FunctionType):
+        name = f"{value.__module__}.{value.__qualname__}"
+        if value in seen:
+            return f"{name}(again)"
+        seen = (*seen, value)
         code = value.__code__
         closure = tuple(cell.cell_contents for cell in value.__closure__ or ())
         return (
-            f"{value.__module__}.{value.__qualname__}[{file_stamp(code.co_filename)}, "
-            f"{describe_code(code)}]({', '.join(map(describe, closure))})"
+            f"{name}[{file_stamp(code.co_filename)}, {describe_code(code)}]"
+            f"({', '.join(describe(item, seen) for item in closure)})"
+            f"{{{describe_globals(value, seen)}}}"
         )
     if isinstance(value, PLAIN_VALUES):
         return f"{type(value).__name__}:{value!r}"
     if isinstance(value, tuple):
-        return f"({', '.join(map(describe, value))})"
+        return f"({', '.join(describe(item, seen) for item in value)})"
     raise Uncacheable(type(value).__name__)
+
+
+def describe_globals(function, seen: tuple) -> str:
+    """The globals ``function``'s code names, which Numba compiles in as they are now: modules
+    by name, functions described, numbers and strings by value, anything else by its type
+    (Numba's own cache does not notice such a value change either)."""
+    namespace = function.__globals__
+    parts = []
+    for name in sorted(set(function.__code__.co_names) & namespace.keys()):
+        value = namespace[name]
+        if isinstance(value, types.ModuleType):
+            parts.append(f"{name}=module:{value.__name__}")
+        elif isinstance(value, (Dispatcher, types.FunctionType, *PLAIN_VALUES)):
+            parts.append(f"{name}={describe(value, seen)}")
+        else:
+            kind = type(value).__qualname__
+            parts.append(
+                f"{name}={kind}:{getattr(value, '__module__', '')}.{getattr(value, '__name__', '')}"
+            )
+    return ", ".join(parts)
 
 
 def describe_options(options: dict) -> str:

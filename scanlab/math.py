@@ -26,9 +26,10 @@ Examples
 
 import decimal
 import math
+import types as types_module
 
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 
 def split_ln2(precision_bits: int) -> tuple[float, float]:
@@ -186,4 +187,79 @@ def sigmoid(x):
     return divide(numerator, real(1) + decay)
 
 
-__all__ = ["exp", "expm1", "sigmoid", "tanh"]
+def standard_exp(x):
+    """``math.exp`` as a cell's step sees it (:func:`vectorising`): :func:`exp` for floats."""
+    return math.exp(x)
+
+
+def standard_expm1(x):
+    """``math.expm1`` as a cell's step sees it (:func:`vectorising`): :func:`expm1` for floats."""
+    return math.expm1(x)
+
+
+def standard_tanh(x):
+    """``math.tanh`` as a cell's step sees it (:func:`vectorising`): :func:`tanh` for floats."""
+    return math.tanh(x)
+
+
+#: The standard library's functions that a cell's step gets in this module's versions, which
+#: take the float32 or float64 argument's own precision where ``math``'s compute in float64.
+REPLACEMENTS = {
+    math.exp: (standard_exp, exp),
+    math.expm1: (standard_expm1, expm1),
+    math.tanh: (standard_tanh, tanh),
+}
+
+
+def replacement_typing(standard, own):
+    """Type ``standard(x)``: ``own(x)`` for a float ``x``, the standard function otherwise."""
+
+    def typing(x):
+        if isinstance(x, types.Float):
+            return lambda x: own(x)
+        return lambda x: standard(x)
+
+    return typing
+
+
+for _standard, (_shim, _own) in REPLACEMENTS.items():
+    overload(_shim, target="generic")(replacement_typing(_standard, _own))
+
+#: ``math`` as a cell's step sees it: the same module but for :data:`REPLACEMENTS`.
+MATH_FOR_CELLS = types_module.ModuleType("scanlab.math.for_cells", "math, as a step sees it")
+MATH_FOR_CELLS.__dict__.update(
+    {name: getattr(math, name) for name in dir(math) if not name.startswith("__")}
+)
+MATH_FOR_CELLS.__dict__.update(
+    {standard.__name__: shim for standard, (shim, _) in REPLACEMENTS.items()}
+)
+
+
+def vectorising(function):
+    """``function`` (a cell's step or Jacobian, plain Python) with the ``math`` functions it
+    calls (``math.tanh``, or ``tanh`` imported from ``math``) replaced by this module's, which
+    LLVM vectorises (see :data:`REPLACEMENTS`); ``function`` itself if it calls none.
+
+    The copy sees the module's globals as they are now (a function defined later in the module
+    is not seen); ``scanlab.cell(..., exact_math=True)`` keeps the C library's functions.
+    """
+    namespace = function.__globals__
+    replaced = {}
+    for name in function.__code__.co_names:
+        value = namespace.get(name)
+        if value is math:
+            replaced[name] = MATH_FOR_CELLS
+        elif callable(value) and value in REPLACEMENTS:
+            replaced[name] = REPLACEMENTS[value][0]
+    if not replaced:
+        return function
+    copy = types_module.FunctionType(
+        function.__code__, {**namespace, **replaced}, function.__name__, function.__defaults__,
+        function.__closure__,
+    )  # fmt: skip
+    copy.__qualname__, copy.__module__ = function.__qualname__, function.__module__
+    copy.__kwdefaults__, copy.__doc__ = function.__kwdefaults__, function.__doc__
+    return copy
+
+
+__all__ = ["exp", "expm1", "sigmoid", "tanh", "vectorising"]

@@ -1,6 +1,7 @@
 """scanlab.math against NumPy in higher precision: accuracy in ulps, special values, vectorising."""
 
 import math
+from math import expm1, tanh
 
 import numpy as np
 import pytest
@@ -115,6 +116,54 @@ def test_loops_calling_them_vectorise(name, dtype):
     signature = next(s for s in apply.signatures if str(s[0].dtype) == dtype)
     vector_type = "float" if dtype == "float32" else "double"
     assert f"x {vector_type}>" in apply.inspect_llvm(signature)
+
+
+def tanh_of_module(h_prev, x_t, params, h_out):
+    for i in range(h_prev.shape[0]):
+        h_out[i] = math.tanh(0.9 * h_prev[i] + x_t[i]) + math.exp(-h_prev[i] * h_prev[i])
+
+
+def tanh_imported(h_prev, x_t, params, h_out):
+    for i in range(h_prev.shape[0]):
+        h_out[i] = tanh(0.9 * h_prev[i] + x_t[i]) + expm1(x_t[i]) - math.sqrt(i)
+
+
+@pytest.mark.parametrize("step", [tanh_of_module, tanh_imported])
+def test_a_cells_math_functions_are_scanlabs_unless_exact(step):
+    """A step's ``math.tanh`` (or ``tanh`` from ``math``) compiles to scanlab's, which vectorises;
+    ``exact_math=True`` keeps the C library's; both agree within scanlab's ulps."""
+    import scanlab
+
+    fast, exact = (
+        scanlab.cell(step, structure="diagonal"),
+        scanlab.cell(step, structure="diagonal", exact_math=True),
+    )
+    assert fast.step.py_func is not step and exact.step.py_func is step
+    names = step.__code__.co_names
+    for name in ("math", "tanh", "expm1"):
+        if name in names:
+            replaced = fast.step.py_func.__globals__[name]
+            assert replaced is smath.MATH_FOR_CELLS or replaced in (
+                shim for shim, _ in smath.REPLACEMENTS.values()
+            )
+    assert math.sqrt is smath.MATH_FOR_CELLS.sqrt and step.__globals__["math"] is math
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 2, 16))
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, -30.0, 30.0])
+    x[5, 0, : special.size] = special
+    for dtype, ulps in ((np.float32, 3e-7), (np.float64, 1e-15)):
+        h0 = np.zeros((2, 16), dtype)
+        results = [
+            scanlab.nonlinear_recurrence(cell, x.astype(dtype), h0, method="sequential")
+            for cell in (fast, exact)
+        ]
+        assert results[0].dtype == dtype
+        np.testing.assert_allclose(results[0], results[1], rtol=8 * ulps, atol=8 * ulps)
+        np.testing.assert_array_equal(np.isnan(results[0]), np.isnan(results[1]))
+    vector = {"float32": "x float>", "float64": "x double>"}
+    for signature in fast.step.signatures:  # the step's loop is SIMD code, the C library's not
+        dtype = str(signature[0].dtype)
+        assert vector[dtype] in fast.step.inspect_llvm(signature)
 
 
 @pytest.mark.cuda

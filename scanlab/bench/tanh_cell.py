@@ -32,6 +32,12 @@ def tanh_step(h_prev, x_t, weights, h_out):
         h_out[i] = smath.tanh(weights[i] * h_prev[i] + x_t[i])
 
 
+def user_tanh_step(h_prev, x_t, weights, h_out):
+    """:func:`tanh_step` as a user writes it, with the standard library's ``math.tanh``."""
+    for i in range(h_prev.shape[0]):
+        h_out[i] = math.tanh(weights[i] * h_prev[i] + x_t[i])
+
+
 def tanh_loop(tanh):
     """The diagonal tanh cell as a plain compiled loop from zeros, calling ``tanh``."""
 
@@ -81,12 +87,23 @@ def tanh_comparison(quick: bool = False, repeats: int = 5) -> list[dict]:
     length = QUICK_TANH_LENGTH if quick else TANH_LENGTH
     weights, x, solve = tanh_problem(length, TANH_SIZE, np.float64)
     out = np.empty_like(x)
+    h0 = np.zeros(TANH_SIZE)
+    user, exact = (
+        scanlab.cell(user_tanh_step, structure="diagonal", exact_math=exact_math)
+        for exact_math in (False, True)
+    )
     times = best_times(
         {
             "scanlab sequential (scanlab.cell, scanlab.math.tanh)": partial(
                 solve, method="sequential"
             ),
-            "scanlab newton (the same cell)": partial(solve, method="newton"),
+            "scanlab auto (scanlab.cell, the user's math.tanh)": partial(
+                scanlab.nonlinear_recurrence, user, x, h0, params=weights
+            ),
+            "scanlab sequential (the user's math.tanh, exact_math=True)": partial(
+                scanlab.nonlinear_recurrence, exact, x, h0, params=weights, method="sequential"
+            ),
+            "scanlab newton (scanlab.cell, scanlab.math.tanh)": partial(solve, method="newton"),
             "Numba loop, math.tanh": partial(tanh_loop(math.tanh), weights, x, out),
             "Numba loop, scanlab.math.tanh": partial(tanh_loop(smath.tanh), weights, x, out),
         },
