@@ -1,7 +1,7 @@
-"""Atomic operations on int64 array elements, for threads of a Numba parallel region.
+"""Atomic operations on int64 array elements, for kernels that run on several threads at once.
 
-Numba's ``prange`` hands each thread a fixed share of the iterations; a scan that must not wait
-for a descheduled thread needs threads to take work and publish results as they go. These are
+A kernel that must not wait for a descheduled thread (a busy neighbour) has its threads take
+work from a counter and publish results as they go, instead of a fixed share each. These are
 LLVM's sequentially consistent atomics: a store publishes every write made before it, and a load
 that sees it sees them too.
 """

@@ -1,14 +1,20 @@
 """Generalised advantage estimation in one fused pass: each channel's temporal differences,
 their discounted sum and the returns computed together while walking time backwards, parallel
-over blocks of contiguous channels (vectorised across each block)."""
+over blocks of contiguous channels (vectorised across each block) that threads take as they come
+free (:func:`scanlab.cpu.threads.share_out`); and the coefficients of the same recurrences for
+the scan over time, parallel over blocks of steps."""
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from scanlab.config import FASTMATH
+from scanlab.cpu import atomics
+from scanlab.cpu.threads import share_out
+
+#: Steps per task of the coefficient passes.
+STEP_BLOCK = 4096
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def advantages_sequential(
     rewards, values, dones, last_value, gamma, lam, advantages, returns, channel_block
 ):
@@ -16,8 +22,18 @@ def advantages_sequential(
     ``last_value``) for ``delta[t] = r[t] + gamma (1 - done[t]) V[t+1] - V[t]``,
     ``A[t] = delta[t] + gamma lam (1 - done[t]) A[t+1]``, ``A[T] = 0``, ``V[T] = last_value``
     and ``returns = A + V``."""
+    arguments = (rewards, values, dones, last_value, gamma, lam, advantages, returns, channel_block)
+    share_out(advantage_blocks, -(-rewards.shape[1] // channel_block), arguments)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def advantage_blocks(
+    next_block, rewards, values, dones, last_value, gamma, lam, advantages, returns, channel_block
+):
+    """The blocks of channels of ``advantages_sequential`` taken from the counter."""
     length, channels = rewards.shape
-    for block in prange((channels + channel_block - 1) // channel_block):
+    block = atomics.fetch_add(next_block, 0, 1)
+    while block * channel_block < channels:
         first = block * channel_block
         stop = min(first + channel_block, channels)
         advantage = np.zeros(stop - first, advantages.dtype)
@@ -33,29 +49,48 @@ def advantages_sequential(
                 advantages[t, channel] = advantage[k]
                 returns[t, channel] = advantage[k] + value
                 next_value[k] = value
+        block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def advantage_coefficients(rewards, values, dones, last_value, gamma, lam, decay, deltas):
     """The linear recurrence of the advantages, ``A[t] = decay[t] A[t+1] + deltas[t]``, for the
     parallel scan over time: ``decay = gamma lam (1 - done)`` and the temporal differences
     ``deltas``, every step independent of the others."""
+    arguments = (rewards, values, dones, last_value, gamma, lam, decay, deltas)
+    share_out(advantage_coefficient_blocks, -(-rewards.shape[0] // STEP_BLOCK), arguments)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def advantage_coefficient_blocks(
+    next_block, rewards, values, dones, last_value, gamma, lam, decay, deltas
+):
+    """The blocks of ``STEP_BLOCK`` steps of ``advantage_coefficients`` taken from the counter."""
     length, channels = rewards.shape
-    for t in prange(length):
-        for channel in range(channels):
-            discount = gamma - gamma * dones[t, channel]
-            following = values[t + 1, channel] if t + 1 < length else last_value[channel]
-            deltas[t, channel] = rewards[t, channel] + discount * following - values[t, channel]
-            decay[t, channel] = lam * discount
+    block = atomics.fetch_add(next_block, 0, 1)
+    while block * STEP_BLOCK < length:
+        for t in range(block * STEP_BLOCK, min((block + 1) * STEP_BLOCK, length)):
+            for channel in range(channels):
+                discount = gamma - gamma * dones[t, channel]
+                following = values[t + 1, channel] if t + 1 < length else last_value[channel]
+                deltas[t, channel] = rewards[t, channel] + discount * following - values[t, channel]
+                decay[t, channel] = lam * discount
+        block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def returns_sequential(rewards, dones, bootstrap, gamma, out, channel_block):
     """Write into ``out`` (``(T, D)`` like ``rewards`` and ``dones``) the discounted returns
     ``G[t] = r[t] + gamma (1 - done[t]) G[t+1]`` from ``G[T] = bootstrap`` (``(D,)``), in one
     pass backwards over time, parallel over blocks of channels."""
+    arguments = (rewards, dones, bootstrap, gamma, out, channel_block)
+    share_out(return_blocks, -(-rewards.shape[1] // channel_block), arguments)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def return_blocks(next_block, rewards, dones, bootstrap, gamma, out, channel_block):
+    """The blocks of channels of ``returns_sequential`` taken from the counter."""
     length, channels = rewards.shape
-    for block in prange((channels + channel_block - 1) // channel_block):
+    block = atomics.fetch_add(next_block, 0, 1)
+    while block * channel_block < channels:
         first = block * channel_block
         stop = min(first + channel_block, channels)
         following = bootstrap[first:stop].copy()
@@ -65,12 +100,21 @@ def returns_sequential(rewards, dones, bootstrap, gamma, out, channel_block):
                 discount = gamma - gamma * dones[t, channel]
                 following[k] = rewards[t, channel] + discount * following[k]
                 out[t, channel] = following[k]
+        block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def return_coefficients(dones, gamma, decay):
     """``decay = gamma (1 - done)``, each step independent, for the scan over time."""
+    share_out(return_coefficient_blocks, -(-dones.shape[0] // STEP_BLOCK), (dones, gamma, decay))
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def return_coefficient_blocks(next_block, dones, gamma, decay):
+    """The blocks of ``STEP_BLOCK`` steps of ``return_coefficients`` taken from the counter."""
     length, channels = dones.shape
-    for t in prange(length):
-        for channel in range(channels):
-            decay[t, channel] = gamma - gamma * dones[t, channel]
+    block = atomics.fetch_add(next_block, 0, 1)
+    while block * STEP_BLOCK < length:
+        for t in range(block * STEP_BLOCK, min((block + 1) * STEP_BLOCK, length)):
+            for channel in range(channels):
+                decay[t, channel] = gamma - gamma * dones[t, channel]
+        block = atomics.fetch_add(next_block, 0, 1)

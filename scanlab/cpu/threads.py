@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-#: Made on first use: one pool per process, as many threads as CPUs.
+#: Made on first use: one pool per process, as many threads as CPUs (made again in a child
+#: process forked from this one, which does not inherit the threads).
 POOL = None
 POOL_LOCK = threading.Lock()
 
@@ -27,14 +28,32 @@ def pool() -> ThreadPoolExecutor:
         return POOL
 
 
+def forget_pool() -> None:
+    """In a forked child: the parent's pool has no threads here."""
+    global POOL, POOL_LOCK
+    POOL, POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=forget_pool)
+
+
 def run_together(count: int, kernel, args: tuple) -> None:
-    """Run ``kernel(*args)`` on ``count`` threads at once (the calling thread one of them) and
-    wait for all; an exception raised by one reaches the caller. The kernel must release the
-    GIL (``nogil=True``) and tolerate a thread that starts late or not at all: the pool is shared
-    by every caller, so a submitted run may wait for a free worker."""
+    """Run ``kernel(*args)`` on ``count`` threads at once, the calling thread one of them, and
+    return when all have; an exception raised by one reaches the caller.
+
+    The kernel must release the GIL (``nogil=True``) and be written so that any one thread can
+    do all the work (threads take tasks from a counter): the pool is shared by every caller,
+    so when its threads are busy (another solve, a Dask worker's), the calling thread does the
+    work alone and the runs that did not start are cancelled, never waited for.
+    """
     others = [pool().submit(kernel, *args) for _ in range(count - 1)]
-    kernel(*args)
-    for other in others:
+    try:
+        kernel(*args)
+    finally:
+        started = [other for other in others if not other.cancel()]
+        for other in started:
+            other.exception()  # wait: they write the caller's arrays
+    for other in started:
         other.result()
 
 

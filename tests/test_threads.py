@@ -1,0 +1,67 @@
+"""The CPU kernels' thread pool (``scanlab.cpu.threads``): never a hang, errors reach the caller."""
+
+import multiprocessing
+import threading
+
+import numba
+import numpy as np
+import pytest
+import reference
+from conftest import assert_close
+
+import scanlab
+from scanlab.cpu import threads
+
+#: Many channels, so that ``"sequential"`` shares blocks of them among threads.
+SHAPE = (300, 4096)
+
+
+def solve() -> np.ndarray:
+    b = np.random.default_rng(0).normal(size=SHAPE)
+    return scanlab.linear_recurrence(0.5, b, method="sequential"), b
+
+
+@pytest.mark.skipif(numba.get_num_threads() < 2, reason="one thread: nothing is shared out")
+def test_a_busy_pool_leaves_the_work_to_the_calling_thread():
+    """Every pool thread blocked (another solve, a Dask worker's task): the caller does all the
+    work and the runs that could not start are cancelled, not waited for."""
+    release = threading.Event()
+    blockers = [threads.pool().submit(release.wait, 30) for _ in range(threads.pool()._max_workers)]
+    try:
+        result, b = solve()
+    finally:
+        release.set()
+    for blocker in blockers:
+        blocker.result()
+    assert_close(result, reference.linear_recurrence(0.5, b))
+
+
+def solve_in_child(queue) -> None:
+    result, b = solve()
+    queue.put(float(np.abs(result - reference.linear_recurrence(0.5, b)).max()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_forked_child_makes_its_own_pool():
+    solve()  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=solve_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, "the forked child's solve did not finish"
+    assert queue.get(timeout=5) < 1e-10
+
+
+def test_an_exception_in_one_thread_reaches_the_caller():
+    calls = []
+
+    def failing(counter):
+        calls.append(threading.get_ident())
+        raise RuntimeError("from a worker")
+
+    with pytest.raises(RuntimeError, match="from a worker"):
+        threads.run_together(2, failing, (None,))
+    assert calls
