@@ -334,3 +334,18 @@ def test_long_dependency_example_learns():
     summary = re.search(r"^converged=(\w+) iterations=(\d+) seconds=\S+$", completed.stdout, re.M)
     assert summary, completed.stdout
     assert summary[1] == "True", completed.stdout
+
+
+def test_long_dependency_presets_are_the_papers_settings_and_options_override_them():
+    completed = subprocess.run(
+        [
+            sys.executable, str(EXAMPLES / "long_dependency.py"), "--preset", "paper-1m",
+            "--length", "16", "--hidden", "4", "--max-iterations", "2",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert (
+        "preset paper-1m: length 16, 128 symbols, 2 GILR-LSTM layers of 4 units, batch 8, "
+        "device auto, lr 0.001, clip None, init 0.05, forget-gate bias 5.00"
+    ) in completed.stdout
+    assert "iterations=2 " in completed.stdout
