@@ -372,12 +372,13 @@ def lay_out_time_last(a, b, h0, layout: Layout, out) -> LinearProblem:
     kernel_a = as_time_last(np.asarray(a), len(shape), axis, rest, dtype)
     kernel_b = as_time_last(np.asarray(b), len(shape), axis, rest, dtype)
     moved = np.moveaxis(result, axis, -1)
-    kernel_out = moved.reshape(-1, shape[axis]) if moved.flags.c_contiguous else None
+    rows = math.prod(rest)  # not -1: a length-0 time axis leaves it undetermined
+    kernel_out = moved.reshape(rows, shape[axis]) if moved.flags.c_contiguous else None
     writes_result = kernel_out is not None and not any(
         np.may_share_memory(kernel_out, operand) for operand in (kernel_a, kernel_b)
     )
     if not writes_result:
-        kernel_out = np.empty((math.prod(rest), shape[axis]), dtype)
+        kernel_out = np.empty((rows, shape[axis]), dtype)
     return LinearProblem(
         kernel_a, kernel_b, h0, kernel_out, result, axis, writes_result, time_last=True
     )

@@ -173,3 +173,14 @@ def test_nan_and_inf_stay_in_their_channel_from_their_step_on(rows_calls):
     assert np.isnan(result[2, 10:]).all() and np.isfinite(result[2, :10]).all()
     assert np.isinf(result[5, 20:]).all() and np.isfinite(result[5, :20]).all()
     assert np.isfinite(np.delete(result, [2, 5], axis=0)).all()
+
+
+@pytest.mark.parametrize("method", ["sequential", "scan", "auto"])
+def test_an_empty_time_axis_into_a_given_out(method):
+    """Rows of no steps, into an ``out`` whose strides make it C-contiguous (a case hypothesis
+    found in test_aliasing): nothing to compute, no error."""
+    empty = np.zeros(0)
+    b = np.lib.stride_tricks.as_strided(empty, (2, 0), (8, 8))
+    out = np.lib.stride_tricks.as_strided(empty, (2, 0), (8, 16))
+    result = scanlab.linear_recurrence(b, b, axis=1, out=out, method=method)
+    assert result is out and result.shape == (2, 0)

@@ -47,6 +47,8 @@ from scanlab._scaled_products import (
     scaled,
 )
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
+from scanlab.cpu import atomics
+from scanlab.cpu.threads import share_out
 
 #: The state sizes kept in registers (see ``register_marker``).
 REGISTER_SIZES = (2, 3, 4)
@@ -332,20 +334,29 @@ def run_system(a, b, h0, out, reverse, system, registers):
     run_steps(a, b, h0[system].copy(), out, start, out.shape[0], reverse, system, registers)
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, systems_per_task, registers):
-    """One pass over time, parallel over tasks of ``systems_per_task`` consecutive systems; one
-    system keeps its state in registers (``run_system``), more advance a step at a time
-    (``run_systems``). ``registers`` is the ``register_marker`` of the state size."""
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_tasks(next_task, a, b, h0, out, reverse, systems_per_task, registers):
+    """The tasks of ``linear_recurrence_matrix_sequential`` taken from the counter: one system
+    keeps its state in registers (``run_system``), more advance a step at a time
+    (``run_systems``)."""
     systems = h0.shape[0]
-    task_count = (systems + systems_per_task - 1) // systems_per_task
-    for task in prange(task_count):
+    task = atomics.fetch_add(next_task, 0, 1)
+    while task * systems_per_task < systems:
         first = task * systems_per_task
         stop = min(systems, first + systems_per_task)
         if stop - first == 1:
             run_system(a, b, h0, out, reverse, first, registers)
         else:
             run_systems(a, b, h0, out, reverse, first, stop, registers)
+        task = atomics.fetch_add(next_task, 0, 1)
+
+
+def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, systems_per_task, registers):
+    """One pass over time, parallel over tasks of ``systems_per_task`` consecutive systems that
+    threads take as they come free. ``registers`` is the ``register_marker`` of the state
+    size."""
+    tasks = -(-h0.shape[0] // systems_per_task)
+    share_out(run_tasks, tasks, (a, b, h0, out, reverse, systems_per_task, registers))
 
 
 @njit(inline="always")
