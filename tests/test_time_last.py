@@ -184,3 +184,18 @@ def test_an_empty_time_axis_into_a_given_out(method):
     out = np.lib.stride_tricks.as_strided(empty, (2, 0), (8, 16))
     result = scanlab.linear_recurrence(b, b, axis=1, out=out, method=method)
     assert result is out and result.shape == (2, 0)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(("dtype", "length"), [(np.float32, 2048), (np.float64, 1024)])
+def test_rows_a_multiple_of_4_kib_apart_are_walked_skewed(dtype, length, reverse):
+    """Rows 8 KiB apart: the kernel's chains walk skewed in time (against 4K aliasing), each
+    starting and finishing alone; the results are the loop's."""
+    rng = np.random.default_rng(11)
+    b = rng.normal(size=(11, length)).astype(dtype)
+    h0 = rng.normal(size=11).astype(dtype)
+    assert b.strides[0] % 4096 == 0
+    for a in (dtype(0.9), rng.uniform(-1, 1, b.shape).astype(dtype)):
+        result = scanlab.linear_recurrence(a, b, h0, axis=-1, reverse=reverse, method="sequential")
+        expected = reference.linear_recurrence(a, b, h0, axis=-1, reverse=reverse)
+        assert_close(result, expected, dtype)

@@ -31,6 +31,8 @@ from scanlab.cpu.threads import run_together, share_out
 CHAINS = 4
 #: Channels each thread of the time-last kernel advances together.
 ROW_CHAINS = 8
+#: How far apart in time (in bytes of a row) the time-last kernel's chains walk.
+ROW_SKEW_BYTES = 256
 #: Tiles of the ``scan`` kernel per thread at least, when the sequence is short enough that
 #: cache-sized chunks would give fewer.
 TILES_PER_THREAD = 4
@@ -133,25 +135,60 @@ def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block):
     share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block))
 
 
+@njit(inline="always")
+def step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides):
+    """Chain ``k`` of a group of rows from ``first`` takes its step ``step - k * skew``."""
+    a_channel, a_step, b_channel, b_step = strides
+    t0 = origin + direction * step
+    shift = direction * skew
+    for k in range(count):
+        d = uint64(first + k)
+        t = uint64(t0 - k * shift)
+        value = a[d * a_channel, t * a_step] * state[k] + b[d * b_channel, t * b_step]
+        state[k] = value
+        out[d, t] = value
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def run_row_groups(next_group, a, b, h0, out, reverse):
-    """The groups of ``linear_recurrence_rows`` taken from the counter ``next_group``."""
+    """The groups of ``linear_recurrence_rows`` taken from the counter ``next_group``.
+
+    Where rows are a multiple of 4 KiB apart, the chains of a group are skewed: chain ``k``
+    runs ``k * skew`` steps behind the first (``ROW_SKEW_BYTES`` apart), so that they do not
+    read and write addresses equal modulo 4 KiB at once (which the CPU mistakes for a
+    dependency: 2-4x slower, measured on Zen 4); each chain then walks its first and last steps
+    alone. Other rows are not skewed (which costs float32 rows up to 2x).
+    """
     channels, length = out.shape
     a_channel, a_step = broadcast_steps(a, channels, length)
     b_channel, b_step = broadcast_steps(b, channels, length)
+    strides = (a_channel, a_step, b_channel, b_step)
     origin, direction = time_direction(length, reverse)
     group = atomics.fetch_add(next_group, 0, 1)
     while group < (channels + ROW_CHAINS - 1) // ROW_CHAINS:
         first = group * ROW_CHAINS
         count = min(ROW_CHAINS, channels - first)
         state = h0[first : first + count].copy()
-        for step in range(length):
-            t = time_index(step, origin, direction)
-            for k in range(count):
-                d = uint64(first + k)
-                value = a[d * a_channel, t * a_step] * state[k] + b[d * b_channel, t * b_step]
-                state[k] = value
-                out[d, t] = value
+        skew = max(1, ROW_SKEW_BYTES // out.itemsize) if out.strides[0] % 4096 == 0 else 0
+        lead = (count - 1) * skew
+        if length < 4 * lead:
+            skew = lead = 0
+        if skew == 0:
+            for step in range(length):
+                step_rows(a, b, out, state, first, count, step, 0, origin, direction, strides)
+        else:
+            for k in range(count):  # chain k up to step lead - k * skew, alone
+                for step in range(lead - k * skew):
+                    step_rows(
+                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
+                    )  # fmt: skip
+            for step in range(lead, length):
+                step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides)
+            for k in range(count):  # chain k from step length - k * skew on, alone
+                for step in range(length - k * skew, length):
+                    step_rows(
+                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
+                    )  # fmt: skip
         group = atomics.fetch_add(next_group, 0, 1)
 
 
