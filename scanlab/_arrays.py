@@ -332,6 +332,15 @@ def kernel_view(result: np.ndarray, axis: int, state_ndim: int = 0):
     return moved.reshape(moved.shape[0], channels, *moved.shape[moved.ndim - state_ndim :])
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: how the nonlinear kernels and the host's probes of a cell
+    pass it the inputs and initial states, so that its step compiles for one array type (Numba
+    types a read-only array apart from a writable one)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def time_runs_last(b, layout: Layout, min_channels: int) -> bool:
     """Whether an elementwise recurrence is solved time last: ``b`` is a host array of the
     result's shape that steps through time contiguously (time its axis of smallest stride: the

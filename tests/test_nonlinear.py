@@ -3,6 +3,7 @@ dtype and shape, automatic and given Jacobians, divergence, non-finite data and 
 
 import math
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -206,6 +207,19 @@ def test_builtin_jacobians_match_finite_differences(cell_type):
         for block, matrix in enumerate(analytic):
             expected[2 * block : 2 * block + 2, 2 * block : 2 * block + 2] = matrix
     np.testing.assert_allclose(dense, expected, atol=1e-8)
+
+
+def test_a_solve_compiles_a_builtin_cells_step_and_jacobian_once():
+    """The host passes the step read-only arrays, as the kernels do (h0 broadcast or not), and
+    a built-in cell's plan needs no probes: one signature each (each compile costs seconds)."""
+    step = numba.njit(scanlab.cells.builtin.gru_step.py_func)
+    jacobian = numba.njit(scanlab.cells.builtin.gru_jacobian.py_func)
+    cell = scanlab.cells.ParaGRU(3, 2, seed=0)
+    cell.step, cell.jacobian = step, jacobian
+    x = np.random.default_rng(0).standard_normal((20, 2, 2))
+    scanlab.nonlinear_recurrence(cell, x[:, 0], np.zeros(3), method="newton")
+    scanlab.nonlinear_recurrence(cell, x, np.zeros(3), method="newton")
+    assert len(step.signatures) == len(jacobian.signatures) == 1
 
 
 def test_builtin_cell_parameters_are_settable():

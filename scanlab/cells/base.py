@@ -14,6 +14,7 @@ import numpy as np
 
 from scanlab import _kernel_cache as kernel_cache
 from scanlab import math as scanlab_math
+from scanlab._arrays import read_only
 from scanlab._step_checks import (
     add_note,
     check_params,
@@ -147,10 +148,10 @@ class Cell:
         if key in self.checked:
             return
         self.period(h_prev.size)
-        x_t = finite_row(x_t)
+        x_t = read_only(finite_row(x_t))
         try:
             unwritten, returned = unwritten_outputs(
-                self.step, h_prev, x_t, params, np.empty_like(h_prev)
+                self.step, read_only(h_prev), x_t, params, np.empty_like(h_prev)
             )
         except numba.core.errors.TypingError as error:
             raise compile_error(self, error, h_prev, x_t, params) from error
@@ -164,7 +165,7 @@ class Cell:
     def evaluate_once(self, h_prev, x_t, params, plan=None) -> None:
         """Evaluate the step (and its Jacobian as ``plan`` says, if given) at one step on the
         host: how a step that raised in a kernel is run again to raise its exception."""
-        self.step(h_prev, x_t, params, np.empty_like(h_prev))
+        self.step(read_only(h_prev), read_only(x_t), params, np.empty_like(h_prev))
         if plan is not None:
             self.jacobian_with(plan.method, plan.shape, plan.period, h_prev, x_t, params,
                                plan.spacing)  # fmt: skip
@@ -292,13 +293,16 @@ class Cell:
         A plan is kept for later calls only once its probes proved it: every output finite at
         the random state, and central differences finite at one of the probe states at least.
         Otherwise (NaN in ``params``, or a step not finite at any probe) this call gets the
-        cell's own Jacobian, or central differences, which need no proof.
+        cell's own Jacobian, or central differences, which need no proof. The built-in cells
+        skip these probes (their :meth:`make_plan`). The host passes the step read-only
+        ``h_prev`` and ``x_t``, as the kernels do, so that it does not compile for other types.
         """
         dtype = np.dtype(dtype)
         self.check_step(np.zeros(size, dtype), x_t, params)
         key = (size, dtype.str)
         if key not in self.plans:
-            plan, proven = self.make_plan(size, dtype, finite_row(np.asarray(x_t)), params)
+            probe_inputs = read_only(finite_row(np.asarray(x_t)))
+            plan, proven = self.make_plan(size, dtype, probe_inputs, params)
             if not proven:
                 return plan
             self.plans[key] = plan
@@ -322,7 +326,7 @@ class Cell:
         state = (np.random.default_rng(2024).standard_normal(size) * 0.5).astype(dtype)
         value = np.empty(size, dtype)
         with self.probing():
-            self.step(state, x_t, params, value)
+            self.step(read_only(state), x_t, params, value)
         # An output that is NaN at the probe cannot show what it depends on.
         structure_proven = bool(np.isfinite(value).all())
         coupled = []
@@ -331,7 +335,7 @@ class Cell:
             moved[j] += dtype.type(0.25) * (1 + abs(moved[j]))
             changed = np.empty(size, dtype)
             with self.probing():
-                self.step(moved, x_t, params, changed)
+                self.step(read_only(moved), x_t, params, changed)
             rows = np.flatnonzero((changed != value) & ~(np.isnan(changed) & np.isnan(value)))
             coupled += [(i, j) for i in rows if i // period != j // period]
         if coupled:
@@ -402,8 +406,8 @@ class Cell:
         work = np.empty(4 * state.size, state.dtype)
         complex_work = np.empty(2 * state.size, np.result_type(state.dtype, np.complex64))
         differentiate = cpu_nonlinear.kernels_for(self, method).differentiate
-        differentiate(state, x_t, params, period, state.dtype.type(spacing), flat.reshape(shape),
-                      flat, False, work, complex_work)  # fmt: skip
+        differentiate(read_only(state), read_only(x_t), params, period, state.dtype.type(spacing),
+                      flat.reshape(shape), flat, False, work, complex_work)  # fmt: skip
         return flat.reshape(shape)
 
 

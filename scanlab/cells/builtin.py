@@ -11,7 +11,8 @@ import numpy as np
 from numba import njit, prange
 
 from scanlab import math as smath
-from scanlab.cells.base import Cell
+from scanlab._step_routines import ANALYTIC
+from scanlab.cells.base import Cell, JacobianPlan
 from scanlab.config import FASTMATH, FASTMATH_DOT_PRODUCTS
 from scanlab.cpu import nonlinear as cpu_nonlinear
 
@@ -298,6 +299,12 @@ class BuiltinCell(Cell):
     def output(self, states: np.ndarray) -> np.ndarray:
         """The cell's output ``h`` from its states (the states themselves)."""
         return states
+
+    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> tuple:
+        """Its analytic Jacobian, unprobed (see :meth:`Cell.plan`): a built-in cell's structure
+        and Jacobian are known (``test_builtin_jacobians_match_finite_differences`` checks
+        both), and the probes' central differences would compile its step once more."""
+        return JacobianPlan(ANALYTIC, self.period(size), self.jacobian_shape(size), 0.0), True
 
     def pullback(self, x, inputs, params, step_params, states, h0, adjoint):
         """As :meth:`Cell.pullback`, analytic: the gradients of the projected inputs

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from scanlab import _kernel_cache as kernel_cache
+from scanlab._arrays import read_only
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._step_routines import differentiation, evaluation, failed_steps, sequence_loop
 from scanlab.config import FASTMATH
@@ -292,7 +293,8 @@ class Backend:
     """
 
     def __init__(self, cell, plan, x, params, h0, quasi: bool):
-        self.cell, self.plan, self.x, self.params, self.h0 = cell, plan, x, params, h0
+        self.cell, self.plan, self.params = cell, plan, params
+        self.x, self.h0 = read_only(x), read_only(h0)
         self.kernels = kernels_for(cell, None if plan is None else plan.method)
         if plan is None:
             return
