@@ -1,6 +1,5 @@
 """pandas' exponentially weighted mean (``ewm(...).mean()``) in one pass over time, parallel
-over blocks of contiguous channels (vectorised across each block) that threads take as they come
-free (:func:`scanlab.cpu.threads.share_out`).
+over blocks of contiguous channels (vectorised across each block).
 
 pandas' loop divides at every step by a sum that depends on the previous step, so the
 division's latency sits in each channel's dependency chain. Here the mean is carried as the
@@ -10,11 +9,9 @@ exact arithmetic, equal to pandas' to rounding, and only a multiply-add per step
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from scanlab.config import FASTMATH
-from scanlab.cpu import atomics
-from scanlab.cpu.threads import share_out
 
 #: Weights below this are scaled up, with their weighted sum, by ``RESCALE`` (powers of two:
 #: exact), so that long gaps never make them subnormal or zero.
@@ -24,41 +21,26 @@ RESCALE = 2.0**500
 LARGEST_SHRINK = 400.0
 
 
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
 def ewm_mean_rows(values, alpha, adjust, ignore_na, min_periods, out, channel_block):
     """Write into ``out`` (``(T, D)`` like ``values``) the exponentially weighted mean of each
     channel, computed in float64 whatever the dtype of ``values``, with pandas' rules: NaN and
     infinities are missing observations; without ``ignore_na`` a missing step still ages the
     observations before it; steps with fewer than ``min_periods`` observations so far are NaN.
-    Blocks of ``channel_block`` channels are walked in lockstep (vectorised), in parallel; the
+    One channel is walked with its state in registers, several in lockstep (vectorised); the
     step has no branches (a missing value is as unpredictable as the data).
     """
-    arguments = (values, alpha, adjust, ignore_na, min_periods, out, channel_block)
-    if values.shape[1] == 1:
-        ewm_mean_series(values, alpha, adjust, ignore_na, min_periods, out)
-    else:
-        share_out(ewm_mean_blocks, -(-values.shape[1] // channel_block), arguments)
-
-
-@njit(cache=True, fastmath=FASTMATH)
-def ewm_mean_series(values, alpha, adjust, ignore_na, min_periods, out):
-    """``ewm_mean_rows`` for one channel, its state in registers."""
-    length = values.shape[0]
-    period = check_period(alpha)
-    state = (np.nan, 0.0, 0.0, 0)
-    for start in range(0, length, period):
-        for t in range(start, min(start + period, length)):
-            state = ewm_step(values[t, 0], state, alpha, adjust, ignore_na)
-            out[t, 0] = state[0] if state[3] >= min_periods else np.nan
-        state = rescaled(state)
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def ewm_mean_blocks(next_block, values, alpha, adjust, ignore_na, min_periods, out, channel_block):
-    """The blocks of channels of ``ewm_mean_rows`` taken from the counter ``next_block``."""
     length, channels = values.shape
     period = check_period(alpha)
-    block = atomics.fetch_add(next_block, 0, 1)
-    while block * channel_block < channels:
+    if channels == 1:
+        state = (np.nan, 0.0, 0.0, 0)
+        for start in range(0, length, period):
+            for t in range(start, min(start + period, length)):
+                state = ewm_step(values[t, 0], state, alpha, adjust, ignore_na)
+                out[t, 0] = state[0] if state[3] >= min_periods else np.nan
+            state = rescaled(state)
+        return
+    for block in prange((channels + channel_block - 1) // channel_block):
         first = block * channel_block
         count = min(first + channel_block, channels) - first
         mean = np.full(count, np.nan)
@@ -75,7 +57,6 @@ def ewm_mean_blocks(next_block, values, alpha, adjust, ignore_na, min_periods, o
             for k in range(count):
                 state = rescaled((mean[k], weighted_sum[k], weight[k], observed[k]))
                 mean[k], weighted_sum[k], weight[k], observed[k] = state
-        block = atomics.fetch_add(next_block, 0, 1)
 
 
 @njit(cache=True)

@@ -1,21 +1,18 @@
 """IIR filters over rows, time contiguous: the transposed direct form II of ``lfilter`` and the
 cascaded second-order sections of ``sosfilt``, scipy's arithmetic step for step.
 
-Each thread walks a group of ``ROW_CHAINS`` rows in lockstep (groups taken from a counter as
-threads come free, :func:`scanlab.cpu.threads.share_out`): independent dependency chains that
+Each thread walks a group of ``ROW_CHAINS`` rows in lockstep: independent dependency chains that
 hide the latency of one sample's multiply-adds, each reading along contiguous memory. No
 fastmath: without contracted multiply-adds the results are scipy's, bit for bit.
 """
 
-from numba import njit
-
-from scanlab.cpu import atomics
-from scanlab.cpu.threads import share_out
+from numba import njit, prange
 
 #: Rows each thread filters together.
 ROW_CHAINS = 8
 
 
+@njit(cache=True, parallel=True)
 def lfilter_rows(b, a, x, state, out):
     """Filter each row of ``x`` (``(D, T)``) by ``b``, ``a`` (normalised, ``a[0] = 1``, both
     of length ``K + 1``) from ``state`` (``(D, K)``, overwritten with the final state) into
@@ -25,16 +22,9 @@ def lfilter_rows(b, a, x, state, out):
         z[i] = z[i + 1] + b[i + 1] x[t] - a[i + 1] y[t]   (i < K - 1)
         z[K - 1] = b[K] x[t] - a[K] y[t]
     """
-    share_out(lfilter_groups, -(-x.shape[0] // ROW_CHAINS), (b, a, x, state, out))
-
-
-@njit(cache=True, nogil=True)
-def lfilter_groups(next_group, b, a, x, state, out):
-    """The groups of ``ROW_CHAINS`` rows of ``lfilter_rows`` taken from the counter."""
     rows, length = x.shape
     order = state.shape[1]
-    group = atomics.fetch_add(next_group, 0, 1)
-    while group * ROW_CHAINS < rows:
+    for group in prange((rows + ROW_CHAINS - 1) // ROW_CHAINS):
         first = group * ROW_CHAINS
         count = min(ROW_CHAINS, rows - first)
         z = state[first : first + count].copy()
@@ -47,26 +37,17 @@ def lfilter_groups(next_group, b, a, x, state, out):
                 if order:
                     z[k, order - 1] = sample * b[order] - y * a[order]
                 out[first + k, t] = y
-        for k in range(count):
-            for i in range(order):
-                state[first + k, i] = z[k, i]
-        group = atomics.fetch_add(next_group, 0, 1)
+        state[first : first + count] = z
 
 
+@njit(cache=True, parallel=True)
 def sosfilt_rows(sos, x, state, out):
     """Filter each row of ``x`` (``(D, T)``) through the second-order sections ``sos``
     (``(S, 6)``: ``b0 b1 b2 1 a1 a2``) in cascade, from ``state`` (``(D, S, 2)``, overwritten
     with the final state) into ``out``."""
-    share_out(sosfilt_groups, -(-x.shape[0] // ROW_CHAINS), (sos, x, state, out))
-
-
-@njit(cache=True, nogil=True)
-def sosfilt_groups(next_group, sos, x, state, out):
-    """The groups of ``ROW_CHAINS`` rows of ``sosfilt_rows`` taken from the counter."""
     rows, length = x.shape
     sections = sos.shape[0]
-    group = atomics.fetch_add(next_group, 0, 1)
-    while group * ROW_CHAINS < rows:
+    for group in prange((rows + ROW_CHAINS - 1) // ROW_CHAINS):
         first = group * ROW_CHAINS
         count = min(ROW_CHAINS, rows - first)
         z = state[first : first + count].copy()
@@ -79,8 +60,4 @@ def sosfilt_groups(next_group, sos, x, state, out):
                     z[k, s, 1] = sos[s, 2] * current - sos[s, 5] * filtered
                     current = filtered
                 out[first + k, t] = current
-        for k in range(count):
-            for s in range(sections):
-                state[first + k, s, 0] = z[k, s, 0]
-                state[first + k, s, 1] = z[k, s, 1]
-        group = atomics.fetch_add(next_group, 0, 1)
+        state[first : first + count] = z
