@@ -11,11 +11,11 @@ Jacobians are stored flat per step and sequence: entry ``(i, c)`` at ``i * perio
 dense ``(n, n)`` matrix, each in C order. ``diagonal_only`` (quasi-Newton) stores only the
 entries ``(i, i % period)``.
 
-A cell's step may raise. Neither backend can raise from its parallel kernels (a Numba ``prange``
-loop loses the exception, a CUDA thread just stops), so the routines leave marks instead: the
-residual ``FAILED`` at a step whose evaluation did not finish, and :func:`sequence_loop` the step
-where a sequence stopped. The host then runs the step again there, alone, to raise its exception
-(:meth:`scanlab.cells.Cell.raise_again`).
+A cell's step may raise. A parallel kernel cannot say where (a CUDA thread just stops; a CPU
+worker's exception names no step), so the routines leave marks instead: the residual ``FAILED``
+at a step whose evaluation did not finish, and :func:`sequence_loop` the step where a sequence
+stopped. The host then runs the step again there, alone, to raise its exception with the cell
+and the step named (:meth:`scanlab.cells.Cell.raise_again`).
 """
 
 import numpy as np

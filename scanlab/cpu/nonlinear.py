@@ -16,28 +16,18 @@ import numpy as np
 from scanlab import _kernel_cache as kernel_cache
 from scanlab._arrays import read_only
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
-from scanlab._step_routines import differentiation, evaluation, failed_steps, sequence_loop
+from scanlab._step_routines import (
+    FAILED,
+    differentiation,
+    evaluation,
+    failed_steps,
+    sequence_loop,
+)
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
 from scanlab.cpu.threads import share_out
-
-
-def catching(routine, jit):
-    """``routine`` compiled to return whether it finished instead of raising. A kernel's task
-    loop calls it so that one failing step stops only its task (the host then runs that step
-    again, alone, to raise its exception with the cell named); it calls it once per task or
-    sequence, as a ``try`` around every step would keep the step from being inlined."""
-
-    def attempt(*args):
-        try:
-            routine(*args)
-        except Exception:  # noqa: BLE001 - the host runs the step again to raise it
-            return False
-        return True
-
-    return jit(attempt)
 
 
 def build_kernels(step, jacobian, method):
@@ -47,7 +37,7 @@ def build_kernels(step, jacobian, method):
     (:func:`scanlab.cpu.threads.share_out`)."""
     compile_routine = kernel_cache.jit(fastmath=FASTMATH)
     compile_worker = kernel_cache.jit(fastmath=FASTMATH, nogil=True)
-    attempt_sequence = catching(sequence_loop(step, compile_routine), compile_routine)
+    run_from = sequence_loop(step, compile_routine)
 
     def run_sequences(next_sequence, x, params, h0, out, starts, stopped):
         """The plain loop ``out[t] = f(out[t-1], x[t])`` from step ``starts[s]`` of each sequence
@@ -57,7 +47,9 @@ def build_kernels(step, jacobian, method):
         position = np.empty(1, np.int64)
         sequence = atomics.fetch_add(next_sequence, 0, 1)
         while sequence < out.shape[1]:
-            if not attempt_sequence(x, params, h0, out, sequence, starts[sequence], position):
+            try:
+                run_from(x, params, h0, out, sequence, starts[sequence], position)
+            except Exception:  # noqa: BLE001 - the host runs the step again to raise it
                 stopped[sequence] = position[0]
             sequence = atomics.fetch_add(next_sequence, 0, 1)
 
@@ -70,54 +62,54 @@ def build_kernels(step, jacobian, method):
     loops = types.SimpleNamespace(run_sequential=run_sequential)
     if method is None:
         return loops
-    differentiate = differentiation(step, jacobian, method, compile_routine)
-    evaluate_at = evaluation(step, differentiate, compile_routine)
-
-    def evaluate_items(
-        begin, end, x, params, h, h0, first, period, spacing, scratch, in_place, structured,
-        diagonal_only, rhs, jacobians, residual, work, complex_work,
-    ):  # fmt: skip
-        """``evaluate_at`` at the items ``begin`` to ``end - 1`` of ``evaluate``."""
-        sequences = h.shape[1]
-        for item in range(begin, end):
-            t = first + item // sequences
-            sequence = item % sequences
-            target = structured[t, sequence] if in_place else scratch
-            evaluate_at(
-                t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
-                diagonal_only, work, complex_work,
-            )  # fmt: skip
-
-    attempt_items = catching(compile_routine(evaluate_items), compile_routine)
+    # The routines of one step are inlined into the kernel's loop by Numba, not compiled on
+    # their own: LLVM optimises each compiled function, then again inside every caller, so
+    # each level of calls cost 0.3-0.5 s of a cell's first solve. (``differentiate`` is also
+    # called alone, from the host, to probe a cell's Jacobian: then it is compiled and cached.)
+    inline_routine = kernel_cache.jit(fastmath=FASTMATH, inline="always")
+    differentiate = differentiation(step, jacobian, method, inline_routine)
+    evaluate_at = evaluation(step, differentiate, inline_routine)
 
     def evaluate_tasks(
         next_task, x, params, h, h0, first, tasks, period, spacing, scratch_like, complex_like,
         in_place, structured, diagonal_only, rhs, jacobians, residual,
     ):  # fmt: skip
-        """The tasks of ``evaluate`` taken from the counter, each a share of the items."""
+        """The tasks of ``evaluate`` taken from the counter, each a share of the items (a step
+        of a sequence)."""
         length, sequences, n = h.shape
         items = (length - first) * sequences
         scratch = np.empty_like(scratch_like)
         work, complex_work = np.empty(4 * n, h.dtype), np.empty(2 * n, complex_like.dtype)
         task = atomics.fetch_add(next_task, 0, 1)
         while task < tasks:
-            attempt_items(
-                task * items // tasks, (task + 1) * items // tasks, x, params, h, h0, first,
-                period, spacing, scratch, in_place, structured, diagonal_only, rhs, jacobians,
-                residual, work, complex_work,
-            )  # fmt: skip
+            for item in range(task * items // tasks, (task + 1) * items // tasks):
+                t = first + item // sequences
+                sequence = item % sequences
+                target = structured[t, sequence] if in_place else scratch
+                evaluate_at(
+                    t, sequence, x, params, h, h0, rhs, residual, period, spacing, target,
+                    jacobians, diagonal_only, work, complex_work,
+                )  # fmt: skip
             task = atomics.fetch_add(next_task, 0, 1)
 
     evaluate_tasks = compile_worker(evaluate_tasks)
 
     def evaluate(x, params, h, h0, first, tasks, *arguments):
         """Evaluate the cell at every step from ``first`` on (each step and sequence an item),
-        in ``tasks`` parallel tasks: see ``evaluate_at`` (a task stops at a step that raises,
-        whose residual stays ``FAILED``). ``arguments``: ``period, spacing, scratch_like,
-        complex_like, in_place, structured, diagonal_only, rhs, jacobians, residual``;
-        ``in_place``: the cell's Jacobian writes into ``structured[t, s]`` (a structured view
-        of ``jacobians``), else into per-thread scratch like ``scratch_like``."""
-        share_out(evaluate_tasks, tasks, (x, params, h, h0, first, tasks, *arguments))
+        in ``tasks`` parallel tasks: see ``evaluate_at``. ``arguments``: ``period, spacing,
+        scratch_like, complex_like, in_place, structured, diagonal_only, rhs, jacobians,
+        residual``; ``in_place``: the cell's Jacobian writes into ``structured[t, s]`` (a
+        structured view of ``jacobians``), else into per-thread scratch like ``scratch_like``.
+
+        A step that raises stops its thread there, its residual left ``FAILED`` (the others
+        finish the tasks; those of a caller left alone stay undone): its exception is dropped
+        here, and the host runs that step again to raise it with the cell named. (A ``try`` in
+        the kernel would cost a quarter of its compile time.)"""
+        try:
+            share_out(evaluate_tasks, tasks, (x, params, h, h0, first, tasks, *arguments))
+        except Exception:
+            if not (arguments[-1][first:] == FAILED).any():
+                raise
 
     loops.evaluate, loops.differentiate = evaluate, differentiate
     return loops
@@ -207,8 +199,6 @@ def build_pullback_kernels(step):
 
     input_gradients_between = compile_routine(input_gradients_between)
     parameter_difference_between = compile_routine(parameter_difference_between)
-    attempt_input_gradients = catching(input_gradients_between, compile_routine)
-    attempt_parameter_difference = catching(parameter_difference_between, compile_routine)
 
     compile_worker = kernel_cache.jit(fastmath=FASTMATH, nogil=True)
 
@@ -220,10 +210,12 @@ def build_pullback_kernels(step):
         task = atomics.fetch_add(next_task, 0, 1)
         while task < tasks:
             failures[task] = -1
-            if not attempt_input_gradients(
-                task * items // tasks, (task + 1) * items // tasks, x, params, h, h0, adjoint,
-                colours, owners, dx, position,
-            ):  # fmt: skip
+            try:
+                input_gradients_between(
+                    task * items // tasks, (task + 1) * items // tasks, x, params, h, h0,
+                    adjoint, colours, owners, dx, position,
+                )  # fmt: skip
+            except Exception:  # noqa: BLE001 - the host runs the step again to raise it
                 failures[task] = position[0]
             task = atomics.fetch_add(next_task, 0, 1)
 
@@ -235,10 +227,12 @@ def build_pullback_kernels(step):
         task = atomics.fetch_add(next_task, 0, 1)
         while task < tasks:
             failures[task] = -1
-            if not attempt_parameter_difference(
-                task * items // tasks, (task + 1) * items // tasks, x, upper, lower, h, h0,
-                adjoint, partial, task, position,
-            ):  # fmt: skip
+            try:
+                parameter_difference_between(
+                    task * items // tasks, (task + 1) * items // tasks, x, upper, lower, h, h0,
+                    adjoint, partial, task, position,
+                )  # fmt: skip
+            except Exception:  # noqa: BLE001 - the host runs the step again to raise it
                 failures[task] = position[0]
             task = atomics.fetch_add(next_task, 0, 1)
 
