@@ -52,7 +52,8 @@ def residual_of_step(f_t, h_t, rhs_t):
             if worst == worst:
                 worst = DIVERGED
         elif worst == worst:
-            worst = max(worst, abs(difference) / (1 + abs(value)))
+            size = abs(difference) / (1 + abs(value))
+            worst = size if size > worst else worst
     return worst
 
 

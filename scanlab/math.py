@@ -30,7 +30,7 @@ import decimal
 import math
 import types as types_module
 
-from numba import njit, types
+from numba import int64, njit, types
 from numba.core.target_extension import current_target
 from numba.extending import intrinsic, overload
 
@@ -111,10 +111,19 @@ def divide(typingctx, numerator, denominator):
     return numerator(numerator, denominator), codegen
 
 
-@njit(inline="always")
-def is_single(x):
-    """Whether ``x`` is float32 (a constant once compiled: the test folds away)."""
-    return type(x)(1.0 + 1e-10) == 1
+@intrinsic
+def is_single(typingctx, x):
+    """Whether the float ``x`` is float32, a constant. Any other type fails to type here, at
+    the top of the functions below, before what they call compiles: a cell's complex-step
+    probe (see :meth:`scanlab.cells.Cell.plan`) of a step that calls them fails in 0.06 s, in
+    every process (a failed compilation is not cached)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        return context.get_constant(types.boolean, x.bitwidth == 32)
+
+    return types.boolean(x), codegen
 
 
 @njit(inline="always")
@@ -151,28 +160,25 @@ def reduce(x):
         low, high = EXP_LIMITS
         ln2_high, ln2_low = real(LN2_HIGH), real(LN2_LOW)
     clamped = min(max(x, real(low)), real(high))
-    k = int(clamped * real(INVERSE_LN2) + (real(0.5) if clamped >= 0 else real(-0.5)))
+    # int64(), a cast: int() compiles an overload of its own on a first call.
+    k = int64(clamped * real(INVERSE_LN2) + (real(0.5) if clamped >= 0 else real(-0.5)))
     # k as a float of x's precision: an int times a float32 would be a float64.
     multiple = real(k)
     r = (clamped - multiple * ln2_high) - multiple * ln2_low
     return k, expm1_reduced(r)
 
 
-# exp and expm1 are written once, as inlined routines, so that tanh and sigmoid compile as one
-# function each (a first call compiles half as many: 0.3 s less).
-
-
-@njit(inline="always")
-def inlined_exp(x):
-    """:func:`exp`, copied into its caller."""
+@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+def exp(x):
+    """``e ** x`` for a float32 or float64 ``x``, in its precision (within 2 ulp)."""
     k, part = reduce(x)
     result = scale(part + type(x)(1), k)
     return result if x == x else x
 
 
-@njit(inline="always")
-def inlined_expm1(x):
-    """:func:`expm1`, copied into its caller."""
+@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+def expm1(x):
+    """``e ** x - 1``, accurate for small ``|x|`` too (within 2 ulp)."""
     one = type(x)(1)
     k, part = reduce(x)
     # For k in -1, 0, 1, 2**k - 1 is exact: no cancellation between the halves of e**x - 1
@@ -187,24 +193,12 @@ def inlined_expm1(x):
 
 
 @njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
-def exp(x):
-    """``e ** x`` for a float32 or float64 ``x``, in its precision (within 2 ulp)."""
-    return inlined_exp(x)
-
-
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
-def expm1(x):
-    """``e ** x - 1``, accurate for small ``|x|`` too (within 2 ulp)."""
-    return inlined_expm1(x)
-
-
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
 def tanh(x):
     """The hyperbolic tangent, ``expm1(2|x|) / (expm1(2|x|) + 2)`` with ``x``'s sign (3 ulp)."""
     real = type(x)
     # Beyond the saturation point the ratio rounds to exactly 1: clamping keeps expm1 finite.
     saturation = real(TANH_SATURATION_SINGLE if is_single(x) else TANH_SATURATION)
-    grown = inlined_expm1(real(2) * min(abs(x), saturation))
+    grown = expm1(real(2) * min(abs(x), saturation))
     return math.copysign(divide(grown, grown + real(2)), x) if x == x else x
 
 
@@ -212,7 +206,7 @@ def tanh(x):
 def sigmoid(x):
     """The logistic function ``1 / (1 + e ** -x)``, accurate in both tails (3 ulp)."""
     real = type(x)
-    decay = inlined_exp(-abs(x))
+    decay = exp(-abs(x))
     numerator = real(1) if x >= 0 else decay
     return divide(numerator, real(1) + decay)
 
