@@ -132,6 +132,24 @@ def test_gradients_match_the_complex_step(cell_type, make_step, heads):
     assert not dparams["input_weights"][:, outside].any()
 
 
+def test_peephole_weights_are_a_parameter_like_the_others():
+    """Overridden for one call, checked, listed in errors (and differentiated: above)."""
+    lstm = ParaLSTM(3, 2, seed=0)
+    x = np.random.default_rng(1).standard_normal((20, 2))
+    zero = np.zeros((2, 3))
+    h = scanlab.nonlinear_recurrence(lstm, x, None, params={"peephole_weights": zero})
+    step = reference.lstm_step(with_values(lstm, peephole_weights=zero))
+    expected = reference.nonlinear_recurrence(step, x, np.zeros(6))
+    np.testing.assert_allclose(h, expected, rtol=1e-9, atol=1e-9)
+    assert not np.allclose(h, scanlab.nonlinear_recurrence(lstm, x, None))
+    with pytest.raises(ValueError, match=r"peephole_weights has shape \(2, 3\), got \(3,\)"):
+        scanlab.nonlinear_recurrence(lstm, x, None, params={"peephole_weights": np.zeros(3)})
+    with pytest.raises(
+        ValueError, match="recurrent_weights, peephole_weights, input_weights, bias"
+    ):
+        scanlab.nonlinear_recurrence(lstm, x, None, params={"peepholes": zero})
+
+
 @pytest.mark.parametrize(("cell_type", "glorot_fan_out"), [(ParaGRU, 1200), (ParaLSTM, 300)])
 def test_pararnn_initialisation(cell_type, glorot_fan_out):
     """ParaRNN's code: diagonal (and peephole) weights from N(0, (2/sqrt(5n))^2), input weights
