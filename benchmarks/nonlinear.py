@@ -1,6 +1,6 @@
 """Benchmark nonlinear_recurrence on the CPU or the GPU and record it in RESULTS.md.
 
-Usage: python benchmarks/nonlinear.py [--device cpu|cuda] [--quick]
+Usage: python benchmarks/nonlinear.py [--device cpu|cuda] [--quick] [--iterations]
 
 The built-in cells (ParaGRU, ParaLSTM, ElmanRNN) at T in 2**10, 2**14, 2**18 and n in 8, 64, 512.
 On the CPU, one float64 sequence each: Newton's iterations and time against the compiled
@@ -11,6 +11,11 @@ host-device copies the calls include; then the tanh cell against JAX's ``lax.sca
 by ``lax.associative_scan``. The tables replace the ``nonlinear-cpu-table`` block (on the GPU
 ``nonlinear-cuda-table``) of benchmarks/RESULTS.md; the analysis around it is written by hand
 from the numbers. ``--quick``, and the GPU under the CUDA simulator, only print.
+
+``--iterations`` instead counts Newton's iterations for ParaGRU and ParaLSTM at ParaRNN's
+initialisation (``init="pararnn"``), float32 and float64, n in 8, 64 and T in 2**10, 2**14, one
+sequence each, beside the 3-4 its paper reports, and replaces the ``nonlinear-iterations-table``
+block (a few seconds; counts, not times).
 """
 
 import argparse
@@ -27,8 +32,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="small sizes (does not write)")
+    parser.add_argument(
+        "--iterations", action="store_true", help="Newton's iterations at ParaRNN's initialisation"
+    )
     arguments = parser.parse_args()
     device, quick = arguments.device, arguments.quick
+    if arguments.iterations:
+        rows = nonlinear.iteration_table()
+        table = tables.format_table(rows, nonlinear.ITERATION_COLUMNS, markdown=True)
+        tables.record_results(
+            RESULTS, "nonlinear-iterations-table", tables.machine_description(), table,
+            notes=[nonlinear.ITERATION_NOTES], write=not quick,
+        )  # fmt: skip
+        return
     machine, table, notes = nonlinear.device_report(device, quick, markdown=True)
     simulated = device == "cuda" and numba.config.ENABLE_CUDASIM
     tables.record_results(

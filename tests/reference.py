@@ -116,9 +116,19 @@ def elman_step(cell):
     return lambda h, x: np.tanh(h @ cell.recurrent_weights.T + x @ cell.input_weights.T + cell.bias)
 
 
+def heads_mask(cell):
+    """Which input weights of a built-in cell with ``cell.heads`` heads are read: channel ``i``
+    reads input ``j`` when both fall in the same head."""
+    n, m, heads = cell.hidden_size, cell.input_size, cell.heads
+    channel_head = np.arange(n) // (n // heads)
+    input_head = np.arange(m) // (m // heads) if m else np.arange(0)
+    return channel_head[:, None] == input_head[None, :]
+
+
 def gru_step(cell):
     """The step of a ``scanlab.cells.ParaGRU`` in NumPy."""
-    a, w, bias = cell.recurrent_weights, cell.input_weights, cell.bias
+    a, bias = cell.recurrent_weights, cell.bias
+    w = cell.input_weights * heads_mask(cell)
 
     def step(h, x):
         u = np.einsum("...m,gnm->...gn", x, w) + bias
@@ -131,17 +141,18 @@ def gru_step(cell):
 
 
 def lstm_step(cell):
-    """The step of a ``scanlab.cells.ParaLSTM`` in NumPy (state ``[c0, h0, c1, h1, ...]``)."""
-    a, w, bias = cell.recurrent_weights, cell.input_weights, cell.bias
+    """The step of a ``scanlab.cells.ParaLSTM`` in NumPy (state ``[c0, h0, c1, h1, ...]``),
+    written from ParaRNN's CIFG-peephole equations."""
+    a, p, bias = cell.recurrent_weights, cell.peephole_weights, cell.bias
+    w = cell.input_weights * heads_mask(cell)
 
     def step(state, x):
         c, h = state[..., 0::2], state[..., 1::2]
         u = np.einsum("...m,gnm->...gn", x, w) + bias
-        i = sigmoid(u[..., 0, :] + a[0] * h)
-        f = sigmoid(u[..., 1, :] + a[1] * h)
-        o = sigmoid(u[..., 2, :] + a[2] * h)
-        g = np.tanh(u[..., 3, :] + a[3] * h)
-        c = f * c + i * g
+        f = sigmoid(u[..., 0, :] + a[0] * h + p[0] * c)
+        z = np.tanh(u[..., 1, :] + a[1] * h)
+        c = f * c + (1 - f) * z
+        o = sigmoid(u[..., 2, :] + a[2] * h + p[1] * c)
         return np.stack([c, o * np.tanh(c)], axis=-1).reshape(state.shape[:-1] + (-1,))
 
     return step

@@ -162,6 +162,18 @@ def test_nonlinear_benchmark_marks_what_it_skips():
     assert "skipped (time)" in tables.format_table([row], nonlinear.CPU_COLUMNS)
 
 
+def test_iteration_table_counts_newton_at_pararnns_initialisation(monkeypatch):
+    monkeypatch.setattr(nonlinear, "ITERATION_CELLS", ("ParaLSTM",))
+    rows = nonlinear.iteration_table(sizes=(2,), lengths=(16,), show_progress=False)
+    assert [(row["dtype"], row["tol"]) for row in rows] == [("float32", 1e-5), ("float64", 1e-12)]
+    for row in rows:
+        assert list(row) == [name for name, _ in nonlinear.ITERATION_COLUMNS]
+        assert (row["cell"], row["n"], row["T"], row["paper its"]) == ("ParaLSTM", 2, 16, "3-4")
+        assert 1 <= int(row["newton its"]) <= 8 and row["residual at 3 its"] < 1e-3
+    table = tables.format_table(rows, nonlinear.ITERATION_COLUMNS, markdown=True)
+    assert markdown_header(table)[-1] == "paper its"
+
+
 @pytest.mark.parametrize(
     "name, reference_step",
     [("ElmanRNN", reference.elman_step), ("ParaGRU", reference.gru_step),

@@ -75,14 +75,13 @@ def gru_numpy_step(cell, h, x_t):
 def lstm_numpy_step(cell, state, x_t):
     """One step of :class:`scanlab.cells.ParaLSTM` in NumPy (state ``[c0, h0, c1, h1, ...]``)."""
     projected = cell.input_weights @ x_t + cell.bias
-    recurrent = cell.recurrent_weights
-    h = state[1::2]
-    input_gate = sigmoid(projected[0] + recurrent[0] * h)
-    forget = sigmoid(projected[1] + recurrent[1] * h)
-    output = sigmoid(projected[2] + recurrent[2] * h)
-    candidate = np.tanh(projected[3] + recurrent[3] * h)
+    recurrent, peephole = cell.recurrent_weights, cell.peephole_weights
+    c, h = state[0::2], state[1::2]
+    forget = sigmoid(projected[0] + recurrent[0] * h + peephole[0] * c)
+    candidate = np.tanh(projected[1] + recurrent[1] * h)
     following = np.empty_like(state)
-    following[0::2] = forget * state[0::2] + input_gate * candidate
+    following[0::2] = forget * c + (1 - forget) * candidate
+    output = sigmoid(projected[2] + recurrent[2] * h + peephole[1] * following[0::2])
     following[1::2] = output * np.tanh(following[0::2])
     return following
 
@@ -280,8 +279,9 @@ CPU_COLUMNS = (
 
 CPU_NOTES = (
     f"One float64 sequence from zeros, {INPUT_SIZE} inputs per step (standard normal), the cells' "
-    "seeded initialisation (ParaLSTM's state has 2 n values). 'its': linear solves to the "
-    "default tolerance (scaled residual 1e-12); 'x' columns are speedups (below 1: slower) "
+    "seeded default initialisation (ParaRNN's for ParaGRU and ParaLSTM; ParaLSTM's state has 2 n "
+    "values). 'its': linear solves to the default tolerance (scaled residual 1e-12); 'x' "
+    "columns are speedups (below 1: slower) "
     "measured in the same run; 'seq x NumPy' and 'newton x NumPy' against the cell in NumPy one "
     f"step at a time, timed on the first {NUMPY_LOOP_STEPS} steps and scaled linearly to T; "
     "'max error' is the largest difference of Newton's (and quasi-Newton's) states from the "
@@ -306,6 +306,78 @@ def cpu_report(
     rows = cpu_table(quick=quick, show_progress=show_progress)
     tanh_rows = tanh_comparison(quick=quick)
     return report(rows, CPU_COLUMNS, CPU_NOTES, tanh_heading(quick), tanh_rows, markdown)
+
+
+#: The iteration table: ParaRNN's cells at its initialisation, one sequence each, in both
+#: precisions, against the iterations its paper reports (Danieli et al. 2025).
+ITERATION_CELLS = ("ParaGRU", "ParaLSTM")
+ITERATION_SIZES = (8, 64)
+ITERATION_LENGTHS = (2**10, 2**14)
+ITERATION_DTYPES = (np.float32, np.float64)
+PAPER_ITERATIONS = "3-4"
+#: ParaRNN trains with this many Newton iterations, whatever the residual.
+PARARNN_FIXED_ITERATIONS = 3
+
+
+def iteration_row(cell_name: str, size: int, length: int, dtype) -> dict:
+    """Newton's iterations to the default tolerance for one sequence of ``length`` steps of
+    ``CELLS[cell_name](size, INPUT_SIZE, init="pararnn")`` in ``dtype``, and the residual after
+    ParaRNN's fixed number of iterations; one table row."""
+    cell = CELLS[cell_name](size, INPUT_SIZE, seed=0, init="pararnn")
+    x = np.random.default_rng(0).standard_normal((length, INPUT_SIZE)).astype(dtype)
+    _, info = scanlab.nonlinear_recurrence(cell, x, None, method="newton", full_output=True)
+    _, fixed = scanlab.nonlinear_recurrence(
+        cell, x, None, method="newton", max_iter=PARARNN_FIXED_ITERATIONS, on_fail="accept",
+        full_output=True,
+    )  # fmt: skip
+    return {
+        "cell": cell_name, "n": size, "T": length, "dtype": np.dtype(dtype).name,
+        "tol": info.tol,
+        "newton its": str(info.iterations) + ("" if info.converged else " (fallback)"),
+        f"residual at {PARARNN_FIXED_ITERATIONS} its": fixed.residual,
+        "paper its": PAPER_ITERATIONS,
+    }  # fmt: skip
+
+
+def iteration_table(
+    sizes=ITERATION_SIZES, lengths=ITERATION_LENGTHS, show_progress: bool = True
+) -> list[dict]:
+    """Newton's iterations for ParaRNN's cells at its initialisation (:func:`iteration_row`)."""
+    cases = [
+        (cell_name, size, length, dtype)
+        for cell_name in ITERATION_CELLS
+        for dtype in ITERATION_DTYPES
+        for size in sizes
+        for length in lengths
+    ]
+    return measure_rows(
+        cases,
+        iteration_row,
+        lambda cell_name, size, length, dtype: f"{cell_name} n={size} T={length} {dtype.__name__}",
+        show_progress,
+    )
+
+
+ITERATION_COLUMNS = (
+    ("cell", "{}"),
+    ("n", "{:d}"),
+    ("T", "{:d}"),
+    ("dtype", "{}"),
+    ("tol", "{:.0e}"),
+    ("newton its", "{}"),
+    (f"residual at {PARARNN_FIXED_ITERATIONS} its", "{:.0e}"),
+    ("paper its", "{}"),
+)
+
+ITERATION_NOTES = (
+    f"One sequence from zeros, {INPUT_SIZE} inputs per step (standard normal), the cells at "
+    "init='pararnn' (seed 0, heads=1). 'newton its': method='newton' to the solver's default "
+    "tolerance 'tol' (the largest scaled residual |h[t] - f(h[t-1], x[t])| / (1 + |f|)); "
+    f"'residual at {PARARNN_FIXED_ITERATIONS} its': that residual after "
+    f"max_iter={PARARNN_FIXED_ITERATIONS}, on_fail='accept' (ParaRNN's fixed iterations in "
+    "training); 'paper its': the iterations ParaRNN's paper reports for its cells. Counts, "
+    "not times: they do not depend on the machine's load."
+)
 
 
 #: The GPU table (float32, the GPU's case): batches of sequences, and the quick table's sizes.
@@ -425,8 +497,9 @@ def gpu_notes(quick: bool = False) -> str:
     probe_length = QUICK_PROBE_LENGTH if quick else PROBE_LENGTH
     return (
         f"float32 (the GPU's case), batches of {batches} sequences from zeros, {INPUT_SIZE} "
-        "inputs per step (standard normal), the cells' seeded initialisation (ParaLSTM's state "
-        "has 2 n values). 'newton' and 'quasi': method='newton' and 'quasi' on device='cuda'; "
+        "inputs per step (standard normal), the cells' seeded default initialisation (ParaRNN's "
+        "for ParaGRU and ParaLSTM; ParaLSTM's state has 2 n values). 'newton' and 'quasi': "
+        "method='newton' and 'quasi' on device='cuda'; "
         "'GPU seq': method='sequential' on device='cuda' (one GPU thread per sequence); "
         "'CPU seq': the compiled loop on the CPU (parallel over sequences on "
         f"{numba.get_num_threads()} threads). 'its': linear solves to the default tolerance "

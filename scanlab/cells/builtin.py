@@ -82,64 +82,64 @@ def gru_jacobian(h_prev, x_t, params, jacobian_out):
 
 
 @njit(inline="always")
-def lstm_gates(c, h, u_input, u_forget, u_output, u_candidate, a_input, a_forget, a_output,
-               a_candidate):  # fmt: skip
-    """One ParaLSTM channel with state ``(c, h)``: its gates (input, forget, output,
-    candidate), the new cell state and its tanh."""
-    input_gate = smath.sigmoid(u_input + a_input * h)
-    forget = smath.sigmoid(u_forget + a_forget * h)
-    output = smath.sigmoid(u_output + a_output * h)
+def lstm_channel(c, h, u_forget, u_candidate, u_output, a_forget, a_candidate, a_output,
+                 p_forget, p_output):  # fmt: skip
+    """One ParaLSTM channel with state ``(c, h)``: its forget gate, candidate, new cell state,
+    output gate and the new cell state's tanh."""
+    forget = smath.sigmoid(u_forget + a_forget * h + p_forget * c)
     candidate = smath.tanh(u_candidate + a_candidate * h)
-    cell_state = forget * c + input_gate * candidate
-    return input_gate, forget, output, candidate, cell_state, smath.tanh(cell_state)
+    cell_state = candidate + forget * (c - candidate)
+    output = smath.sigmoid(u_output + a_output * h + p_output * cell_state)
+    return forget, candidate, cell_state, output, smath.tanh(cell_state)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def lstm_step(h_prev, x_t, params, h_out):
-    """ParaLSTM: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`).
+    """ParaLSTM, CIFG with peepholes: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`).
 
-    Written out rather than through :func:`lstm_gates`: LLVM vectorises this form, 4x faster.
+    Written out rather than through :func:`lstm_channel`, the form LLVM is known to vectorise
+    (a step through a tuple-returning helper once ran 4x slower; this one takes about 12 ns per
+    channel and step either way, n = 64 on Zen 4).
     """
-    recurrent = params[0]
+    recurrent, peephole = params
     n = h_prev.shape[0] // 2
     for j in range(n):
         c, h = h_prev[2 * j], h_prev[2 * j + 1]
-        cell_state = smath.sigmoid(x_t[n + j] + recurrent[1, j] * h) * c + smath.sigmoid(
-            x_t[j] + recurrent[0, j] * h
-        ) * smath.tanh(x_t[3 * n + j] + recurrent[3, j] * h)
+        forget = smath.sigmoid(x_t[j] + recurrent[0, j] * h + peephole[0, j] * c)
+        candidate = smath.tanh(x_t[n + j] + recurrent[1, j] * h)
+        cell_state = candidate + forget * (c - candidate)
+        output = smath.sigmoid(x_t[2 * n + j] + recurrent[2, j] * h + peephole[1, j] * cell_state)
         h_out[2 * j] = cell_state
-        h_out[2 * j + 1] = smath.sigmoid(x_t[2 * n + j] + recurrent[2, j] * h) * smath.tanh(
-            cell_state
-        )
+        h_out[2 * j + 1] = output * smath.tanh(cell_state)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def lstm_jacobian(h_prev, x_t, params, jacobian_out):
     """ParaLSTM's 2x2 blocks ``d(c, h)_j / d(c, h)_j``."""
-    a = params[0]
+    a, p = params
     n = h_prev.shape[0] // 2
     for j in range(n):
         c, h = h_prev[2 * j], h_prev[2 * j + 1]
-        input_gate, forget, output, candidate, _, squashed = lstm_gates(
-            c, h, x_t[j], x_t[n + j], x_t[2 * n + j], x_t[3 * n + j],
-            a[0, j], a[1, j], a[2, j], a[3, j],
-        )  # fmt: skip
-        dc_dh = (
-            c * forget * (1 - forget) * a[1, j]
-            + candidate * input_gate * (1 - input_gate) * a[0, j]
-            + input_gate * (1 - candidate * candidate) * a[3, j]
+        forget, candidate, _, output, squashed = lstm_channel(
+            c, h, x_t[j], x_t[n + j], x_t[2 * n + j], a[0, j], a[1, j], a[2, j], p[0, j], p[1, j]
         )
-        slope = output * (1 - squashed * squashed)
-        jacobian_out[j, 0, 0] = forget
-        jacobian_out[j, 0, 1] = dc_dh
-        jacobian_out[j, 1, 0] = slope * forget
-        jacobian_out[j, 1, 1] = output * (1 - output) * a[2, j] * squashed + slope * dc_dh
+        forget_slope = forget * (1 - forget) * (c - candidate)
+        dcell_dc = forget + forget_slope * p[0, j]
+        dcell_dh = forget_slope * a[0, j] + (1 - forget) * (1 - candidate * candidate) * a[1, j]
+        output_slope = output * (1 - output) * squashed
+        # dh/dc through the new cell state: directly and through the output gate's peephole.
+        dh_dcell = output_slope * p[1, j] + output * (1 - squashed * squashed)
+        jacobian_out[j, 0, 0] = dcell_dc
+        jacobian_out[j, 0, 1] = dcell_dh
+        jacobian_out[j, 1, 0] = dh_dcell * dcell_dc
+        jacobian_out[j, 1, 1] = output_slope * a[2, j] + dh_dcell * dcell_dh
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def gru_pullback(u, a, states, h0, adjoint, tasks, d_inputs, partial):
+def gru_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
     """ParaGRU's gradients at every step: of its projected inputs into ``d_inputs``, and of its
     recurrent weights, summed per task into ``partial`` ``(tasks, 3, n)`` (float64)."""
+    a = params[0]
     length, sequences, n = states.shape
     items = length * sequences
     for task in prange(tasks):
@@ -162,8 +162,10 @@ def gru_pullback(u, a, states, h0, adjoint, tasks, d_inputs, partial):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def lstm_pullback(u, a, states, h0, adjoint, tasks, d_inputs, partial):
-    """ParaLSTM's gradients at every step (as :func:`gru_pullback`, four gates)."""
+def lstm_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
+    """ParaLSTM's gradients at every step (as :func:`gru_pullback`): ``partial`` ``(tasks, 5,
+    n)`` holds the recurrent weights' rows, then the peephole weights'."""
+    a, p = params
     length, sequences, width = states.shape
     n = width // 2
     items = length * sequences
@@ -174,40 +176,71 @@ def lstm_pullback(u, a, states, h0, adjoint, tasks, d_inputs, partial):
             u_t, d_t, weights = u[t, sequence], d_inputs[t, sequence], adjoint[t, sequence]
             for j in range(n):
                 c, h = h_prev[2 * j], h_prev[2 * j + 1]
-                input_gate = smath.sigmoid(u_t[j] + a[0, j] * h)
-                forget = smath.sigmoid(u_t[n + j] + a[1, j] * h)
-                output = smath.sigmoid(u_t[2 * n + j] + a[2, j] * h)
-                candidate = smath.tanh(u_t[3 * n + j] + a[3, j] * h)
-                squashed = smath.tanh(forget * c + input_gate * candidate)
-                d_h = weights[2 * j + 1]
-                d_cell = weights[2 * j] + d_h * output * (1 - squashed * squashed)
-                d_input = d_cell * candidate * input_gate * (1 - input_gate)
-                d_forget = d_cell * c * forget * (1 - forget)
-                d_output = d_h * squashed * output * (1 - output)
-                d_candidate = d_cell * input_gate * (1 - candidate * candidate)
-                d_t[j], d_t[n + j], d_t[2 * n + j], d_t[3 * n + j] = (
-                    d_input, d_forget, d_output, d_candidate
+                forget, candidate, cell_state, output, squashed = lstm_channel(
+                    c, h, u_t[j], u_t[n + j], u_t[2 * n + j], a[0, j], a[1, j], a[2, j],
+                    p[0, j], p[1, j],
                 )  # fmt: skip
-                partial[task, 0, j] += d_input * h
-                partial[task, 1, j] += d_forget * h
+                d_h = weights[2 * j + 1]
+                # Gradients of the gates' pre-activations, the output's first: it reads c[t].
+                d_output = d_h * squashed * output * (1 - output)
+                d_cell = weights[2 * j] + d_h * output * (1 - squashed * squashed)
+                d_cell += d_output * p[1, j]
+                d_forget = d_cell * (c - candidate) * forget * (1 - forget)
+                d_candidate = d_cell * (1 - forget) * (1 - candidate * candidate)
+                d_t[j], d_t[n + j], d_t[2 * n + j] = d_forget, d_candidate, d_output
+                partial[task, 0, j] += d_forget * h
+                partial[task, 1, j] += d_candidate * h
                 partial[task, 2, j] += d_output * h
-                partial[task, 3, j] += d_candidate * h
+                partial[task, 3, j] += d_forget * c
+                partial[task, 4, j] += d_output * cell_state
 
 
-def pullback_with(kernel, u, a, states, h0, adjoint):
-    """Run a built-in cell's pullback ``kernel``: the gradients of ``u`` and of ``a``."""
+def pullback_with(kernel, u, step_params, states, h0, adjoint):
+    """Run a built-in cell's pullback ``kernel``: the gradients of ``u`` and of each of
+    ``step_params`` (arrays ``(rows, n)``, whose rows the kernel's ``partial`` stacks)."""
     tasks = cpu_nonlinear.task_count(states.shape[0] * states.shape[1])
+    rows = [value.shape[0] for value in step_params]
     d_inputs = np.empty_like(u)
-    partial = np.zeros((tasks, *a.shape))
-    kernel(u, a, states, h0, adjoint, tasks, d_inputs, partial)
-    return d_inputs, partial.sum(axis=0).astype(u.dtype)
+    partial = np.zeros((tasks, sum(rows), step_params[0].shape[1]))
+    kernel(u, step_params, states, h0, adjoint, tasks, d_inputs, partial)
+    sums = partial.sum(axis=0).astype(u.dtype)
+    return d_inputs, tuple(np.split(sums, np.cumsum(rows)[:-1]))
+
+
+#: The initialisations of :class:`ParaGRU` and :class:`ParaLSTM` (their ``init``).
+INITIALISATIONS = ("pararnn", "uniform")
+
+
+def diagonal_normal(rng, rows: int, n: int) -> np.ndarray:
+    """ParaRNN's diagonal weights (its ``xlstm`` initialisation): ``(rows, n)`` values drawn
+    from ``N(0, (2 / sqrt(5 n))^2)``."""
+    return rng.normal(0.0, 2 / np.sqrt(5 * n), (rows, n))
+
+
+def glorot_uniform(rng, shape: tuple, fan_in: int, fan_out: int) -> np.ndarray:
+    """Uniform in ``+-sqrt(6 / (fan_in + fan_out))`` (Glorot & Bengio 2010)."""
+    bound = np.sqrt(6 / (fan_in + fan_out))
+    return rng.uniform(-bound, bound, shape)
+
+
+def first_gate_minus_linspace(gates: int, n: int) -> np.ndarray:
+    """ParaRNN's biases ``(gates, n)``: zero, but ``-linspace(0, 1, n)`` for the first gate."""
+    bias = np.zeros((gates, n))
+    bias[0] = np.linspace(0.0, -1.0, n)
+    return bias
 
 
 class BuiltinCell(Cell):
-    """A cell with its own parameters: ``recurrent_weights``, ``input_weights`` and ``bias``.
+    """A cell with its own parameters: its step's (:attr:`step_parameter_names`), then
+    ``input_weights`` and ``bias``.
 
     The input projection ``x @ input_weights.T + bias`` is computed for all steps at once (a
-    matrix product, parallel over time); the step sees only its result and the recurrent weights.
+    matrix product, parallel over time); the step sees only its result and, as its ``params``,
+    the tuple of its own parameters. With ``heads > 1`` the projection is block-diagonal: head
+    ``k`` maps inputs ``k m / heads`` to ``(k + 1) m / heads - 1`` to channels ``k n / heads``
+    to ``(k + 1) n / heads - 1`` of every gate. ``input_weights`` keeps its dense shape, zero
+    outside the blocks at initialisation; values set there are ignored (the projection reads
+    the blocks only) and their gradients are zero, so training keeps the structure.
     Parameters are float64 arrays, settable as attributes or through :attr:`params`;
     ``nonlinear_recurrence(..., params=dict)`` overrides some of them for one call.
     """
@@ -215,29 +248,61 @@ class BuiltinCell(Cell):
     #: Gates per channel (their input projections are stacked), and state variables per channel.
     gates = 1
     states_per_channel = 1
-    parameter_names = ("recurrent_weights", "input_weights", "bias")
+    #: The parameters the step reads, in the order of its ``params`` tuple.
+    step_parameter_names = ("recurrent_weights",)
+    #: The initialisations ``init`` may name.
+    initialisations = ("uniform",)
 
-    def __init__(self, step, jacobian, structure, hidden_size: int, input_size: int, seed):
+    def __init__(self, step, jacobian, structure, hidden_size: int, input_size: int, seed, *,
+                 init: str = "uniform", heads: int = 1):  # fmt: skip
         hidden_size, input_size = operator.index(hidden_size), operator.index(input_size)
+        heads = operator.index(heads)
+        name = type(self).__name__
         if hidden_size < 1 or input_size < 0:
+            raise ValueError(f"{name} needs n >= 1 and m >= 0, got n={hidden_size}, m={input_size}")
+        if heads < 1 or hidden_size % heads or input_size % heads:
             raise ValueError(
-                f"{type(self).__name__} needs n >= 1 and m >= 0, got n={hidden_size}, "
-                f"m={input_size}"
+                f"{name} needs heads >= 1 dividing both n and m, got heads={heads}, "
+                f"n={hidden_size}, m={input_size}"
+            )
+        if init not in self.initialisations:
+            raise ValueError(
+                f"init of a {name} must be one of {', '.join(map(repr, self.initialisations))}, "
+                f"got {init!r}"
             )
         super().__init__(
             step, jacobian=jacobian, structure=structure,
             state_size=self.states_per_channel * hidden_size,
         )  # fmt: skip
-        self.hidden_size, self.input_size = hidden_size, input_size
+        self.hidden_size, self.input_size, self.heads = hidden_size, input_size, heads
+        #: Which input weights the projection reads, ``(n, m)``: the heads' diagonal blocks.
+        self.input_mask = np.kron(
+            np.eye(heads, dtype=bool), np.ones((hidden_size // heads, input_size // heads), bool)
+        )
         rng = np.random.default_rng(seed)
-        bound = 1 / np.sqrt(hidden_size)
-        shape = (self.gates, hidden_size) if self.gates > 1 else (hidden_size,)
-        self.input_weights = rng.uniform(-bound, bound, (*shape, input_size))
-        self.bias = rng.uniform(-bound, bound, shape)
-        self.recurrent_weights = self.initial_recurrent_weights(rng)
+        values = self.pararnn_parameters(rng) if init == "pararnn" else self.uniform_parameters(rng)
+        values["input_weights"] = np.where(self.input_mask, values["input_weights"], 0.0)
+        for parameter in self.parameter_names:
+            setattr(self, parameter, values[parameter])
 
     def __repr__(self) -> str:
-        return f"scanlab.cells.{type(self).__name__}({self.hidden_size}, {self.input_size})"
+        heads = f", heads={self.heads}" if self.heads > 1 else ""
+        return f"scanlab.cells.{type(self).__name__}({self.hidden_size}, {self.input_size}{heads})"
+
+    @property
+    def parameter_names(self) -> tuple:
+        """The parameters' names: the step's, then ``input_weights`` and ``bias``."""
+        return (*self.step_parameter_names, "input_weights", "bias")
+
+    def uniform_parameters(self, rng) -> dict:
+        """``init="uniform"``: input weights and biases uniform in ``+-1/sqrt(n)`` (as
+        PyTorch's recurrent layers); each cell adds its step's parameters."""
+        bound = 1 / np.sqrt(self.hidden_size)
+        shape = (self.gates, self.hidden_size) if self.gates > 1 else (self.hidden_size,)
+        return {
+            "input_weights": rng.uniform(-bound, bound, (*shape, self.input_size)),
+            "bias": rng.uniform(-bound, bound, shape),
+        }
 
     @property
     def params(self) -> dict:
@@ -281,8 +346,12 @@ class BuiltinCell(Cell):
         return merged
 
     def projection(self, values: dict) -> np.ndarray:
-        """The input weights of ``values`` as one ``(gates * n, m)`` matrix (``m`` may be 0)."""
-        return values["input_weights"].reshape(self.gates * self.hidden_size, self.input_size)
+        """The input weights of ``values`` as one ``(gates * n, m)`` matrix (``m`` may be 0),
+        zero outside the heads' blocks."""
+        weights = values["input_weights"]
+        if self.heads > 1:
+            weights = np.where(self.input_mask, weights, 0.0)
+        return weights.reshape(self.gates * self.hidden_size, self.input_size)
 
     def prepare(self, x: np.ndarray, params, dtype):
         values = self.params if params is None else self.merged(params)
@@ -294,7 +363,10 @@ class BuiltinCell(Cell):
         weights = self.projection(values).astype(dtype)
         projected = x.astype(dtype, copy=False) @ weights.T
         projected += values["bias"].reshape(-1).astype(dtype)
-        return projected, (np.ascontiguousarray(values["recurrent_weights"], dtype),)
+        step_params = tuple(
+            np.ascontiguousarray(values[name], dtype) for name in self.step_parameter_names
+        )
+        return projected, step_params
 
     def output(self, states: np.ndarray) -> np.ndarray:
         """The cell's output ``h`` from its states (the states themselves)."""
@@ -307,17 +379,26 @@ class BuiltinCell(Cell):
         return JacobianPlan(ANALYTIC, self.period(size), self.jacobian_shape(size), 0.0), True
 
     def pullback(self, x, inputs, params, step_params, states, h0, adjoint):
-        """As :meth:`Cell.pullback`, analytic: the gradients of the projected inputs
-        (:meth:`projected_pullback`) chained through the input projection; ``dparams`` a dict
-        of the three parameters."""
+        """As :meth:`Cell.pullback`, analytic: the gradients of the projected inputs and of the
+        step's parameters (:meth:`projected_pullback`) chained through the input projection;
+        ``dparams`` a dict of every parameter, ``input_weights``' zero outside the heads'
+        blocks."""
         values = self.params if params is None else self.merged(params)
-        d_inputs, d_recurrent = self.projected_pullback(inputs, step_params[0], states, h0, adjoint)
+        d_inputs, step_gradients = self.projected_pullback(inputs, step_params, states, h0, adjoint)
         weights = self.projection(values).astype(x.dtype)
         rows = d_inputs.reshape(-1, d_inputs.shape[-1])
-        d_input_weights = rows.T @ x.reshape(rows.shape[0], self.input_size)
+        d_input_weights = (rows.T @ x.reshape(rows.shape[0], self.input_size)).reshape(
+            values["input_weights"].shape
+        )
+        if self.heads > 1:
+            d_input_weights = np.where(self.input_mask, d_input_weights, 0.0)
+        gradients = {
+            name: gradient.reshape(values[name].shape)
+            for name, gradient in zip(self.step_parameter_names, step_gradients, strict=True)
+        }
         return d_inputs @ weights, {
-            "recurrent_weights": d_recurrent.reshape(values["recurrent_weights"].shape),
-            "input_weights": d_input_weights.reshape(values["input_weights"].shape),
+            **gradients,
+            "input_weights": d_input_weights,
             "bias": rows.sum(axis=0).reshape(values["bias"].shape),
         }
 
@@ -352,20 +433,24 @@ class ElmanRNN(BuiltinCell):
     def __init__(self, n: int, m: int, seed=None):
         super().__init__(elman_step, elman_jacobian, "dense", n, m, seed)
 
-    def initial_recurrent_weights(self, rng):
+    def uniform_parameters(self, rng) -> dict:
+        values = super().uniform_parameters(rng)
         bound = 1 / np.sqrt(self.hidden_size)
-        return rng.uniform(-bound, bound, (self.hidden_size, self.hidden_size))
+        shape = (self.hidden_size, self.hidden_size)
+        return {**values, "recurrent_weights": rng.uniform(-bound, bound, shape)}
 
-    def projected_pullback(self, u, weights, states, h0, adjoint):
+    def projected_pullback(self, u, step_params, states, h0, adjoint):
         """The gradients of the projected inputs ``u`` and of the recurrent weights."""
+        (weights,) = step_params
         h_prev = np.concatenate([h0[None], states[:-1]])
         d_total = adjoint * (1 - np.tanh(h_prev @ weights.T + u) ** 2)
         rows = d_total.reshape(-1, d_total.shape[-1])
-        return d_total, rows.T @ h_prev.reshape(rows.shape)
+        return d_total, (rows.T @ h_prev.reshape(rows.shape),)
 
 
 class ParaGRU(BuiltinCell):
-    """ParaRNN's GRU: gates whose recurrent weights are diagonal, so its Jacobian is diagonal.
+    """ParaRNN's GRU (Danieli et al. 2025): gates whose recurrent weights are diagonal, so its
+    Jacobian is diagonal.
 
     With ``u = input_weights @ x[t] + bias`` (three gates) and ``a = recurrent_weights``::
 
@@ -377,69 +462,157 @@ class ParaGRU(BuiltinCell):
     n, m : int
         State and input sizes.
     seed : int, optional
-        Seed of the random initialisation (uniform in ``+-1/sqrt(n)``; recurrent weights in
-        ``+-1``).
+        Seed of the random initialisation.
+    init : {"pararnn", "uniform"}, optional
+        ``"pararnn"`` (the default) is ParaRNN's, as its code sets it: recurrent weights drawn
+        from ``N(0, (2 / sqrt(5 n))^2)``, input weights uniform in ``+-sqrt(6 / (m / heads +
+        n))`` (Glorot's bound with a head's inputs as fan-in and, as ParaRNN's GRU has it, the
+        whole state as fan-out), biases zero but the update gate's, ``-linspace(0, 1, n)``.
+        ``"uniform"`` (scanlab's earlier one): input weights and biases uniform in
+        ``+-1/sqrt(n)``, recurrent weights in ``+-1``.
+    heads : int, optional
+        Heads of the block-diagonal input projection (see :class:`BuiltinCell`); they must
+        divide ``n`` and ``m``. 1 (the default) is dense; ParaRNN's cells default to 2 and the
+        language-model configurations in its repository set 4.
 
     Attributes
     ----------
     recurrent_weights : ndarray, shape (3, n)
         Diagonal recurrent weights of the update, reset and candidate gates.
     input_weights : ndarray, shape (3, n, m)
+        Zero outside the heads' blocks.
     bias : ndarray, shape (3, n)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scanlab
+    >>> gru = scanlab.cells.ParaGRU(4, 2, seed=0)
+    >>> gru.bias[0]  # the update gate's
+    array([ 0.        , -0.33333333, -0.66666667, -1.        ])
+    >>> x = np.random.default_rng(0).standard_normal((100, 2))
+    >>> h, info = scanlab.nonlinear_recurrence(gru, x, None, method="newton", full_output=True)
+    >>> h.shape, info.converged
+    ((100, 4), True)
     """
 
     gates = 3
+    initialisations = INITIALISATIONS
 
-    def __init__(self, n: int, m: int, seed=None):
-        super().__init__(gru_step, gru_jacobian, "diagonal", n, m, seed)
+    def __init__(self, n: int, m: int, seed=None, *, init: str = "pararnn", heads: int = 1):
+        super().__init__(gru_step, gru_jacobian, "diagonal", n, m, seed, init=init, heads=heads)
 
-    def initial_recurrent_weights(self, rng):
-        return rng.uniform(-1.0, 1.0, (self.gates, self.hidden_size))
+    def uniform_parameters(self, rng) -> dict:
+        values = super().uniform_parameters(rng)
+        return {**values, "recurrent_weights": rng.uniform(-1.0, 1.0, (3, self.hidden_size))}
 
-    def projected_pullback(self, u, a, states, h0, adjoint):
-        """The gradients of the projected inputs ``u`` and of the recurrent weights ``a``."""
-        return pullback_with(gru_pullback, u, a, states, h0, adjoint)
+    def pararnn_parameters(self, rng) -> dict:
+        """``init="pararnn"`` (see the class)."""
+        n, m = self.hidden_size, self.input_size
+        return {
+            "recurrent_weights": diagonal_normal(rng, 3, n),
+            "input_weights": glorot_uniform(rng, (3, n, m), m // self.heads, n),
+            "bias": first_gate_minus_linspace(3, n),
+        }
+
+    def projected_pullback(self, u, step_params, states, h0, adjoint):
+        """The gradients of the projected inputs ``u`` and of the recurrent weights."""
+        return pullback_with(gru_pullback, u, step_params, states, h0, adjoint)
 
 
 class ParaLSTM(BuiltinCell):
-    """ParaRNN's LSTM: diagonal recurrent weights, so its Jacobian has a 2x2 block per channel.
+    """ParaRNN's LSTM (Danieli et al. 2025): coupled input and forget gates (CIFG), peepholes
+    and diagonal recurrent weights, so its Jacobian has a 2x2 block per channel.
 
     The state of ``n`` channels has length ``2 n``, ``[c_0, h_0, c_1, h_1, ...]`` (use
-    :meth:`output` for the ``h`` part). With ``u = input_weights @ x[t] + bias`` (four gates)
-    and ``a = recurrent_weights``, elementwise::
+    :meth:`output` for the ``h`` part). With ``u = input_weights @ x[t] + bias`` (three gates),
+    ``a = recurrent_weights`` and ``p = peephole_weights``, elementwise, ``(c, h)`` the state
+    before the step::
 
-        i = sigmoid(u[0] + a[0] h), f = sigmoid(u[1] + a[1] h), o = sigmoid(u[2] + a[2] h),
-        g = tanh(u[3] + a[3] h),    c[t] = f c + i g,           h[t] = o tanh(c[t])
+        f = sigmoid(u[0] + a[0] h + p[0] c),   z = tanh(u[1] + a[1] h),
+        c[t] = f c + (1 - f) z,                o = sigmoid(u[2] + a[2] h + p[1] c[t]),
+        h[t] = o tanh(c[t])
 
     Parameters
     ----------
     n, m : int
         Channels (the state has ``2 n`` values) and input size.
     seed : int, optional
-        Seed of the random initialisation (uniform in ``+-1/sqrt(n)``, recurrent weights in
-        ``+-1``, forget-gate bias ``+1``).
+        Seed of the random initialisation.
+    init : {"pararnn", "uniform"}, optional
+        ``"pararnn"`` (the default) is ParaRNN's, as its code sets it: recurrent and peephole
+        weights drawn from ``N(0, (2 / sqrt(5 n))^2)``, input weights uniform in
+        ``+-sqrt(6 / (m / heads + n / heads))`` (Glorot's bound with a head's inputs and
+        channels as fan-in and fan-out), biases zero but the forget gate's,
+        ``-linspace(0, 1, n)``. ``"uniform"``: input weights and biases uniform in
+        ``+-1/sqrt(n)``, recurrent and peephole weights in ``+-1``, and 1 added to the forget
+        gate's biases.
+    heads : int, optional
+        Heads of the block-diagonal input projection (see :class:`BuiltinCell`); they must
+        divide ``n`` and ``m``. 1 (the default) is dense; ParaRNN's cells default to 2 and the
+        language-model configurations in its repository set 4.
 
     Attributes
     ----------
-    recurrent_weights : ndarray, shape (4, n)
-        Diagonal recurrent weights of the input, forget, output and candidate gates.
-    input_weights : ndarray, shape (4, n, m)
-    bias : ndarray, shape (4, n)
+    recurrent_weights : ndarray, shape (3, n)
+        Diagonal recurrent weights of the forget gate, the candidate and the output gate.
+    peephole_weights : ndarray, shape (2, n)
+        The forget gate's weights on ``c`` and the output gate's on ``c[t]``.
+    input_weights : ndarray, shape (3, n, m)
+        Zero outside the heads' blocks.
+    bias : ndarray, shape (3, n)
+
+    Notes
+    -----
+    ParaRNN's code stacks the gates as forget, output, candidate; here they are in the order
+    of the equations (forget, candidate, output).
+
+    Examples
+    --------
+    Two heads: the input weights of channels 0-1 read inputs 0-2 only.
+
+    >>> import numpy as np
+    >>> import scanlab
+    >>> lstm = scanlab.cells.ParaLSTM(4, 6, seed=0, heads=2)
+    >>> lstm.input_weights[0, :2, 3:]
+    array([[0., 0., 0.],
+           [0., 0., 0.]])
+    >>> x = np.random.default_rng(0).standard_normal((100, 6))
+    >>> hc, info = scanlab.nonlinear_recurrence(lstm, x, None, method="newton", full_output=True)
+    >>> hc.shape, lstm.output(hc).shape, info.converged
+    ((100, 8), (100, 4), True)
     """
 
-    gates = 4
+    gates = 3
     states_per_channel = 2
+    step_parameter_names = ("recurrent_weights", "peephole_weights")
+    initialisations = INITIALISATIONS
 
-    def __init__(self, n: int, m: int, seed=None):
-        super().__init__(lstm_step, lstm_jacobian, ("block", 2), n, m, seed)
-        self.bias[1] += 1.0
+    def __init__(self, n: int, m: int, seed=None, *, init: str = "pararnn", heads: int = 1):
+        super().__init__(lstm_step, lstm_jacobian, ("block", 2), n, m, seed, init=init, heads=heads)
 
-    def initial_recurrent_weights(self, rng):
-        return rng.uniform(-1.0, 1.0, (self.gates, self.hidden_size))
+    def uniform_parameters(self, rng) -> dict:
+        values = super().uniform_parameters(rng)
+        values["bias"][0] += 1.0
+        n = self.hidden_size
+        values["recurrent_weights"] = rng.uniform(-1.0, 1.0, (3, n))
+        values["peephole_weights"] = rng.uniform(-1.0, 1.0, (2, n))
+        return values
 
-    def projected_pullback(self, u, a, states, h0, adjoint):
-        """The gradients of the projected inputs ``u`` and of the recurrent weights ``a``."""
-        return pullback_with(lstm_pullback, u, a, states, h0, adjoint)
+    def pararnn_parameters(self, rng) -> dict:
+        """``init="pararnn"`` (see the class)."""
+        n, m, heads = self.hidden_size, self.input_size, self.heads
+        return {
+            "recurrent_weights": diagonal_normal(rng, 3, n),
+            "peephole_weights": diagonal_normal(rng, 2, n),
+            "input_weights": glorot_uniform(rng, (3, n, m), m // heads, n // heads),
+            "bias": first_gate_minus_linspace(3, n),
+        }
+
+    def projected_pullback(self, u, step_params, states, h0, adjoint):
+        """The gradients of the projected inputs ``u``, the recurrent weights and the
+        peephole weights."""
+        return pullback_with(lstm_pullback, u, step_params, states, h0, adjoint)
 
     def output(self, states: np.ndarray) -> np.ndarray:
         """The hidden outputs ``h`` of every channel, ``states[..., 1::2]``."""

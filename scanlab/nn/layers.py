@@ -39,7 +39,8 @@ layer's input product becomes a gather of rows of its input weights.
 Parameters are stored for ``x @ weight`` (shape ``(input_size, gates * hidden_size)``), the gates
 side by side in the order of each layer's docstring, and initialised uniformly in
 ``[-1/sqrt(hidden_size), 1/sqrt(hidden_size)]`` as in PyTorch's recurrent layers (``Linear``:
-``input_size``), biases at zero but where a layer says otherwise.
+``input_size``), biases at zero but where a layer says otherwise. :class:`ParaGRULayer` and
+:class:`ParaLSTMLayer` keep their cells' layout and initialisation (ParaRNN's by default).
 """
 
 import math

@@ -36,8 +36,8 @@ class NewtonLayer:
     :func:`scanlab.nonlinear_recurrence` (Newton's method over the sequence, or the loop) and
     differentiated by :func:`scanlab.nonlinear_recurrence_vjp` (one reverse linear recurrence).
 
-    ``params`` are the cell's (``recurrent_weights``, ``input_weights``, ``bias``, in the
-    cell's layout), cast to ``dtype``; ``cache.info`` holds the solve's
+    ``params`` are the cell's (its :attr:`~scanlab.cells.builtin.BuiltinCell.parameter_names`,
+    in the cell's layout), cast to ``dtype``; ``cache.info`` holds the solve's
     :class:`scanlab.NonlinearInfo` (iterations, convergence). ``method``, ``max_iter`` and
     ``on_fail`` are passed to the solver (``method="auto"``: the loop on a CPU of few cores,
     Newton on a GPU, see its docstring; ``max_iter=3, on_fail="accept"``: ParaRNN's fixed
@@ -92,7 +92,7 @@ class ParaGRULayer(NewtonLayer):
     input_size, hidden_size : int
         Features in and out.
     seed : int, optional
-        Seeds the initial weights (the cell's initialisation).
+        Seeds the initial weights.
     dtype : float32 or float64, optional
         The parameters' dtype, in which the layer computes.
     method : str, optional
@@ -101,12 +101,18 @@ class ParaGRULayer(NewtonLayer):
         The solver's most Newton iterations (its default when None).
     on_fail : {"fallback", "raise", "accept"}, optional
         What the solver does with a sequence not converged within ``max_iter``.
+    init : {"pararnn", "uniform"}, optional
+        The cell's initialisation: ParaRNN's (the default) or uniform (see the cell).
+    heads : int, optional
+        Heads of the cell's block-diagonal input projection (1: dense); they must divide
+        ``input_size`` and ``hidden_size``.
 
     Notes
     -----
     ``params``: ``"recurrent_weights"`` ``(3, hidden_size)``, ``"input_weights"``
-    ``(3, hidden_size, input_size)`` and ``"bias"`` ``(3, hidden_size)`` (update, reset and
-    candidate gates). The interface is :mod:`scanlab.nn.layers`'; see :class:`NewtonLayer`.
+    ``(3, hidden_size, input_size)`` (its gradient zero outside the heads' blocks) and
+    ``"bias"`` ``(3, hidden_size)`` (update, reset and candidate gates). The interface is
+    :mod:`scanlab.nn.layers`'; see :class:`NewtonLayer`.
 
     Examples
     --------
@@ -121,22 +127,23 @@ class ParaGRULayer(NewtonLayer):
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
-                 method: str = "auto", max_iter=None, on_fail: str = "fallback"):  # fmt: skip
-        cell = cells.ParaGRU(hidden_size, input_size, seed)
+                 method: str = "auto", max_iter=None, on_fail: str = "fallback",
+                 init: str = "pararnn", heads: int = 1):  # fmt: skip
+        cell = cells.ParaGRU(hidden_size, input_size, seed, init=init, heads=heads)
         super().__init__(cell, dtype=dtype, method=method, max_iter=max_iter, on_fail=on_fail)
 
 
 class ParaLSTMLayer(NewtonLayer):
-    """A layer of ParaRNN's LSTM (:class:`scanlab.cells.ParaLSTM`: diagonal recurrent weights,
-    2x2 Jacobian blocks), solved by Newton's method over the sequence; its outputs are the
-    ``h`` part of the states.
+    """A layer of ParaRNN's LSTM (:class:`scanlab.cells.ParaLSTM`: coupled input and forget
+    gates, peepholes, diagonal recurrent weights, 2x2 Jacobian blocks), solved by Newton's
+    method over the sequence; its outputs are the ``h`` part of the states.
 
     Parameters
     ----------
     input_size, hidden_size : int
         Features in and out.
     seed : int, optional
-        Seeds the initial weights (the cell's initialisation, forget-gate bias 1).
+        Seeds the initial weights.
     dtype : float32 or float64, optional
         The parameters' dtype, in which the layer computes.
     method : str, optional
@@ -145,29 +152,37 @@ class ParaLSTMLayer(NewtonLayer):
         The solver's most Newton iterations (its default when None).
     on_fail : {"fallback", "raise", "accept"}, optional
         What the solver does with a sequence not converged within ``max_iter``.
+    init : {"pararnn", "uniform"}, optional
+        The cell's initialisation: ParaRNN's (the default) or uniform (see the cell).
+    heads : int, optional
+        Heads of the cell's block-diagonal input projection (1: dense); they must divide
+        ``input_size`` and ``hidden_size``.
 
     Notes
     -----
-    ``params``: ``"recurrent_weights"`` ``(4, hidden_size)``, ``"input_weights"``
-    ``(4, hidden_size, input_size)`` and ``"bias"`` ``(4, hidden_size)`` (input, forget, output
-    and candidate gates). ``h0`` is the whole state ``(*batch, 2 * hidden_size)``, ``[c_0, h_0,
-    c_1, h_1, ...]``. The interface is :mod:`scanlab.nn.layers`'; see :class:`NewtonLayer`.
+    ``params``: ``"recurrent_weights"`` ``(3, hidden_size)``, ``"peephole_weights"``
+    ``(2, hidden_size)``, ``"input_weights"`` ``(3, hidden_size, input_size)`` (its gradient
+    zero outside the heads' blocks) and ``"bias"`` ``(3, hidden_size)`` (forget gate,
+    candidate, output gate; the peepholes of the forget and output gates). ``h0`` is the whole
+    state ``(*batch, 2 * hidden_size)``, ``[c_0, h_0, c_1, h_1, ...]``. The interface is
+    :mod:`scanlab.nn.layers`'; see :class:`NewtonLayer`.
 
     Examples
     --------
     >>> import numpy as np
     >>> from scanlab.nn import ParaLSTMLayer
-    >>> layer = ParaLSTMLayer(4, 8, seed=0)
+    >>> layer = ParaLSTMLayer(4, 8, seed=0, heads=2)
     >>> x = np.random.default_rng(0).standard_normal((100, 2, 4)).astype(np.float32)
     >>> y, cache = layer.forward(x)
     >>> dx, grads = layer.backward(cache, np.ones_like(y))
-    >>> y.shape, dx.shape, cache.states.shape
-    ((100, 2, 8), (100, 2, 4), (100, 2, 16))
+    >>> y.shape, dx.shape, cache.states.shape, grads["peephole_weights"].shape
+    ((100, 2, 8), (100, 2, 4), (100, 2, 16), (2, 8))
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, seed=None, dtype=np.float32,
-                 method: str = "auto", max_iter=None, on_fail: str = "fallback"):  # fmt: skip
-        cell = cells.ParaLSTM(hidden_size, input_size, seed)
+                 method: str = "auto", max_iter=None, on_fail: str = "fallback",
+                 init: str = "pararnn", heads: int = 1):  # fmt: skip
+        cell = cells.ParaLSTM(hidden_size, input_size, seed, init=init, heads=heads)
         super().__init__(cell, dtype=dtype, method=method, max_iter=max_iter, on_fail=on_fail)
 
 
