@@ -49,6 +49,11 @@ class CPUConfig:
     calibration_elements : int
         Size of the synthetic problem each kernel is timed on, when ``"auto"`` measures a kind
         of problem (a few milliseconds, plus compiling the kernels if not cached).
+    auto_recheck_runs : int
+        ``"auto"`` times every run it chooses and takes the method it saw faster in this process
+        (a busy core can make the scan slower than the loop); it runs the other method again
+        after this many runs of a kind and size of problem, to notice when conditions change
+        back (see ``scanlab.cpu.auto``).
     wisdom : str or None
         Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
         the user's cache directory), a file path, or ``None`` to keep them in this process only.
@@ -71,6 +76,7 @@ class CPUConfig:
     auto_scan_max_row_bytes: int | None = None
     calibrate_after: float = 1.0
     calibration_elements: int = 2**20
+    auto_recheck_runs: int = 32
     wisdom: str | None = "default"
     nonlinear_auto_newton_min_threads: int = 32
     dask_auto_newton_min_threads: int = 32

@@ -25,6 +25,7 @@ def measured(tmp_path, monkeypatch):
         return speeds.get((channels, elements), speeds.get(channels))
 
     monkeypatch.setattr(cpu_linear, "measured_speeds", fake)
+    monkeypatch.setattr(cpu_auto, "OBSERVED", cpu_auto.collections.defaultdict(cpu_auto.Observed))
     yield speeds, calls
     wisdom.LOADED.clear()
 
@@ -147,3 +148,61 @@ def test_a_kind_not_measured_runs_the_loop_until_it_has_spent_the_budget(measure
     other = cpu_auto.measured_choice("linear", 2**20, 1, np.float32, 2, cpu_linear.measured_speeds)
     with other as method:  # another kind has its own account
         assert method == "sequential"
+
+
+def runs_with(monkeypatch, durations: dict, conditions: list, compiles=()) -> list:
+    """The methods ``auto`` chooses for a (2**20, 1) float64 problem over a sequence of runs,
+    each "taking" ``durations[condition][method]`` milliseconds of a fake clock, the
+    condition of each run from ``conditions``; the runs numbered in ``compiles`` compile."""
+    now = [0.0]
+    monkeypatch.setattr(cpu_auto.time, "perf_counter", lambda: now[0])
+    chosen = []
+    for run, condition in enumerate(conditions):
+        with cpu_auto.measured_choice(
+            "linear", 2**20, 1, np.float64, 2, cpu_linear.measured_speeds
+        ) as method:
+            chosen.append(method)
+            now[0] += durations[condition][method] / 1000
+            cpu_auto.CompileCounter.count += run in compiles
+    return chosen
+
+
+def test_auto_turns_to_the_method_it_sees_faster_and_back(measured, monkeypatch):
+    """Wisdom measured on a quiet machine says scan; a neighbour that takes a core makes the
+    scan slower than the loop: auto turns within two runs, retries the scan every
+    ``auto_recheck_runs`` runs, and turns back when the core is free again."""
+    speeds, _ = measured
+    speeds[1] = {"sequential": 2.0, "scan": 1.0}
+    monkeypatch.setattr(config.cpu, "auto_recheck_runs", 4)
+    durations = {
+        "quiet": {"scan": 1.0, "sequential": 2.0},
+        "busy": {"scan": 5.0, "sequential": 2.0},
+    }
+    chosen = runs_with(monkeypatch, durations, ["quiet"] * 3 + ["busy"] * 10 + ["quiet"] * 8)
+    quiet, busy, again = chosen[:3], chosen[3:13], chosen[13:]
+    assert quiet == ["scan"] * 3  # the loop, measured 2x slower, is not tried
+    # The first busy run of the scan is seen: the loop runs (its first run not counted), then
+    # the scan is tried again after four runs of the loop, and is still slow.
+    assert busy == ["scan"] + ["sequential"] * 4 + ["scan"] + ["sequential"] * 4
+    # Quiet again: the next retry of the scan sees it fast and keeps it (the loop, in turn,
+    # is tried again after four runs of the scan).
+    assert again == ["scan"] * 4 + ["sequential"] + ["scan"] * 3
+
+
+def test_auto_tries_a_close_second_on_a_size_of_its_own(measured, monkeypatch):
+    """Measured within 1.5x of each other at the calibration's size, both methods are run on a
+    larger problem (each run once unseen, for its kernel may be loaded then), and the one seen
+    faster there is kept."""
+    speeds, _ = measured
+    speeds[1] = {"sequential": 1.0, "scan": 1.2}
+    durations = {"large": {"scan": 0.5, "sequential": 1.0}}
+    chosen = runs_with(monkeypatch, durations, ["large"] * 7)
+    assert chosen == ["sequential"] * 2 + ["scan"] * 5
+
+
+def test_a_run_that_compiled_is_not_timed(measured, monkeypatch):
+    speeds, _ = measured
+    speeds[1] = {"sequential": 2.0, "scan": 1.0}
+    durations = {"quiet": {"scan": 1.0, "sequential": 2.0}, "slow": {"scan": 500.0}}
+    chosen = runs_with(monkeypatch, durations, ["quiet", "slow", "quiet", "quiet"], compiles={1})
+    assert chosen == ["scan"] * 4

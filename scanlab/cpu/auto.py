@@ -4,6 +4,14 @@ A kind of problem is a task (``"linear"``, ``"gae"``, ...), a dtype, a thread co
 problem's channels and elements rounded up to powers of 4 (:func:`problem_class`). Its methods'
 speeds are measured on a synthetic problem of that kind (:func:`calibration_speeds`) and kept in
 ``scanlab.wisdom``; until then, and for a while (:func:`measured_choice`), the loop runs.
+
+The wisdom is measured once, on a quiet machine and a problem of at most
+``config.cpu.calibration_elements``. What ``auto`` then sees in the process overrides it: every
+run it chooses is timed (:class:`Observed`), per kind and size, and the method seen faster wins,
+so that a neighbour that takes a core (the parallel scan then does twice the loop's work on the
+one core left) or a problem larger than the calibration's turns the choice within a run or two.
+The other method is run again now and then (``config.cpu.auto_recheck_runs``), so that the choice
+turns back when the neighbour leaves.
 """
 
 import collections
@@ -14,6 +22,7 @@ from functools import partial
 
 import numba
 import numpy as np
+from numba.core import event
 
 from scanlab import config, wisdom
 
@@ -24,21 +33,86 @@ METHODS = ("sequential", "scan")
 
 #: Seconds the loop ran, per kind of problem ``auto`` has not measured yet, in this process.
 UNMEASURED_SECONDS = collections.Counter()
+#: Above this many times its measured speed, a method a problem has not run yet is not tried
+#: on it (:meth:`Observed.choose`).
+TRY_WITHIN = 1.5
+
+
+class Observed:
+    """What ``auto`` saw of one kind and size of problem in this process: the nanoseconds per
+    element of each method it ran (each run's time averaged with the previous value, so that a
+    change of conditions shows within a run or two; a method's first run is not counted, as it
+    may load the kernel from Numba's cache) and, per method, the runs since it last ran."""
+
+    def __init__(self):
+        self.speeds, self.runs_since, self.warm = {}, dict.fromkeys(METHODS, 0), set()
+
+    def choose(self, measured: dict) -> str:
+        """The method to run, given the ``measured`` speeds (the wisdom): the faster by what
+        was seen, the wisdom where a method has not run; but the other one where it has not
+        run on this size yet and was measured within ``TRY_WITHIN`` of the faster one's
+        speed here, or has not run for ``config.cpu.auto_recheck_runs`` runs."""
+        estimate = {method: self.speeds.get(method, measured[method]) for method in METHODS}
+        faster = min(METHODS, key=estimate.get)
+        other = METHODS[1 - METHODS.index(faster)]
+        if faster in self.speeds and other not in self.speeds:
+            if measured[other] <= TRY_WITHIN * self.speeds[faster]:
+                return other
+        if self.runs_since[other] >= config.cpu.auto_recheck_runs:
+            return other
+        return faster
+
+    def record(self, method: str, nanoseconds_per_element: float) -> None:
+        """Account for a run of ``method`` at that speed (replacing what was seen of it if it
+        had not run for ``config.cpu.auto_recheck_runs`` runs)."""
+        stale = self.runs_since[method] >= config.cpu.auto_recheck_runs
+        for name in METHODS:
+            self.runs_since[name] = 0 if name == method else self.runs_since[name] + 1
+        if method not in self.warm:
+            self.warm.add(method)
+            return
+        previous = self.speeds.get(method, nanoseconds_per_element)
+        self.speeds[method] = (
+            nanoseconds_per_element if stale else (previous + nanoseconds_per_element) / 2
+        )
+
+
+#: The :class:`Observed` of each kind of problem and size (elements rounded up to a power of 4).
+OBSERVED = collections.defaultdict(Observed)
+
+
+class CompileCounter(event.Listener):
+    """Counts Numba's compilations in this process: a run that compiled is not timed."""
+
+    count = 0
+
+    def on_start(self, event_):
+        CompileCounter.count += 1
+
+    def on_end(self, event_):
+        pass
+
+
+event.register("numba:compile", CompileCounter())
 
 
 @contextlib.contextmanager
-def measured_choice(task: str, length: int, channels: int, dtype, threads: int, measure):
+def measured_choice(
+    task: str, length: int, channels: int, dtype, threads: int, measure, timed: bool = True
+):
     """``"sequential"`` or ``"scan"`` for a ``(length, channels)`` problem of ``task``, as
-    ``method="auto"`` chooses it on the CPU; the caller runs it inside the ``with`` block.
+    ``method="auto"`` chooses it on the CPU; the caller runs it inside the ``with`` block,
+    which is timed (unless not ``timed``: the choice is only shown).
 
     Sequences shorter than ``config.cpu.auto_scan_min_length`` and single threads run
     ``"sequential"``; ``config.cpu.auto_scan_max_row_bytes``, when set, decides by the bytes of
     a row of channels. Otherwise the methods' speeds for problems of this kind (dtype, thread
     count, channels and size, :func:`problem_class`) come from ``scanlab.wisdom``, measured on
     this machine by ``measure(dtype, channels, threads, elements)`` (nanoseconds per element of
-    each method). A kind not measured yet runs the loop, timed, until the loop has spent
-    ``config.cpu.calibrate_after`` seconds on it in this process: measuring compiles the scan
-    (seconds, without Numba's cache), which a script that solves a problem once should not pay.
+    each method), and from the runs seen in this process (:class:`Observed`). A kind not
+    measured yet runs the loop, timed, until the loop has spent ``config.cpu.calibrate_after``
+    seconds on it in this process: measuring compiles the scan (seconds, without Numba's
+    cache), which a script that solves a problem once should not pay.
     """
     if threads < 2 or length < config.cpu.auto_scan_min_length:
         yield "sequential"
@@ -54,21 +128,31 @@ def measured_choice(task: str, length: int, channels: int, dtype, threads: int, 
     if speeds is None and UNMEASURED_SECONDS[key] < config.cpu.calibrate_after:
         start = time.perf_counter()
         yield "sequential"
-        UNMEASURED_SECONDS[key] += time.perf_counter() - start
+        UNMEASURED_SECONDS[key] += (time.perf_counter() - start) if timed else 0.0
         return
     if speeds is None:
         speeds = wisdom.recall(key, lambda: measure(dtype, channel_class, threads, size_class))
-    yield "scan" if speeds["scan"] < speeds["sequential"] else "sequential"
+    elements = length * channels
+    observed = OBSERVED[key, power_of_4_above(elements)]
+    method = observed.choose(speeds)
+    compilations, start = CompileCounter.count, time.perf_counter()
+    yield method
+    seconds = time.perf_counter() - start
+    if timed and CompileCounter.count == compilations:
+        observed.record(method, seconds * 1e9 / elements)
+
+
+def power_of_4_above(count: int) -> int:
+    """``count`` rounded up to a power of 4 (1 for 0 or 1)."""
+    return 4 ** math.ceil(math.log(count, 4)) if count > 1 else 1
 
 
 def problem_class(length: int, channels: int) -> tuple[int, int]:
     """The class ``auto`` measures a problem by: its channels and its elements ``length *
     channels``, each rounded up to a power of 4, the elements at most
     ``config.cpu.calibration_elements`` (beyond it the time per element no longer changes)."""
-    channel_class = 4 ** math.ceil(math.log(channels, 4)) if channels > 1 else 1
-    elements = length * channels
-    size_class = 4 ** math.ceil(math.log(elements, 4)) if elements > 1 else 1
-    return channel_class, min(size_class, config.cpu.calibration_elements)
+    size_class = power_of_4_above(length * channels)
+    return power_of_4_above(channels), min(size_class, config.cpu.calibration_elements)
 
 
 def wisdom_key(dtype, channel_class: int, size_class: int, threads: int, task="linear") -> str:

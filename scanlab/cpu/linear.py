@@ -468,7 +468,9 @@ def finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends):
 def choose_method(length: int, channels: int, dtype, threads: int) -> str:
     """What ``method="auto"`` runs on the CPU for a time-first problem: see
     :func:`scanlab.cpu.auto.measured_choice` (the loop until the problem's kind is measured)."""
-    choice = auto.measured_choice("linear", length, channels, dtype, threads, measured_speeds)
+    choice = auto.measured_choice(
+        "linear", length, channels, dtype, threads, measured_speeds, timed=False
+    )
     with choice as method:
         return method
 
