@@ -169,7 +169,7 @@ def runs_with(monkeypatch, durations: dict, conditions: list, compiles=()) -> li
 
 def test_auto_turns_to_the_method_it_sees_faster_and_back(measured, monkeypatch):
     """Wisdom measured on a quiet machine says scan; a neighbour that takes a core makes the
-    scan slower than the loop: auto turns within two runs, retries the scan every
+    scan slower than the loop: auto turns within two runs, retries the scan after
     ``auto_recheck_runs`` runs, and turns back when the core is free again."""
     speeds, _ = measured
     speeds[1] = {"sequential": 2.0, "scan": 1.0}
@@ -181,12 +181,14 @@ def test_auto_turns_to_the_method_it_sees_faster_and_back(measured, monkeypatch)
     chosen = runs_with(monkeypatch, durations, ["quiet"] * 3 + ["busy"] * 10 + ["quiet"] * 8)
     quiet, busy, again = chosen[:3], chosen[3:13], chosen[13:]
     assert quiet == ["scan"] * 3  # the loop, measured 2x slower, is not tried
-    # The first busy run of the scan is seen: the loop runs (its first run not counted), then
-    # the scan is tried again after four runs of the loop, and is still slow.
-    assert busy == ["scan"] + ["sequential"] * 4 + ["scan"] + ["sequential"] * 4
-    # Quiet again: the next retry of the scan sees it fast and keeps it (the loop, in turn,
-    # is tried again after four runs of the scan).
-    assert again == ["scan"] * 4 + ["sequential"] + ["scan"] * 3
+    # Busy: the scan's median turns slow at its second busy run (the loop, tried as it had
+    # not run for four runs, has its first run unseen); from then on the loop runs, and the
+    # scan again every fifth run, still slow.
+    assert (
+        busy == ["scan", "sequential", "scan"] + ["sequential"] * 4 + ["scan"] + ["sequential"] * 2
+    )
+    # Quiet again: the next retry of the scan forgets its stale runs, sees it fast, keeps it.
+    assert again == ["sequential"] * 2 + ["scan"] * 4 + ["sequential", "scan"]
 
 
 def test_auto_tries_a_close_second_on_a_size_of_its_own(measured, monkeypatch):

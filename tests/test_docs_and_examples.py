@@ -11,6 +11,7 @@ import pytest
 import scanlab.cells
 import scanlab.cells.base
 import scanlab.cells.builtin
+import scanlab.cells.pararnn
 import scanlab.gradients
 import scanlab.linear
 import scanlab.nn.layers
@@ -33,6 +34,7 @@ EXAMPLES = ROOT / "examples"
         scanlab.cells,
         scanlab.cells.base,
         scanlab.cells.builtin,
+        scanlab.cells.pararnn,
         scanlab.nn.layers,
         scanlab.nn.newton_layers,
         scanlab.nn.optim,

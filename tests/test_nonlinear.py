@@ -212,8 +212,8 @@ def test_builtin_jacobians_match_finite_differences(cell_type):
 def test_a_solve_compiles_a_builtin_cells_step_and_jacobian_once():
     """The host passes the step read-only arrays, as the kernels do (h0 broadcast or not), and
     a built-in cell's plan needs no probes: one signature each (each compile costs seconds)."""
-    step = numba.njit(scanlab.cells.builtin.gru_step.py_func)
-    jacobian = numba.njit(scanlab.cells.builtin.gru_jacobian.py_func)
+    step = numba.njit(scanlab.cells.pararnn.gru_step.py_func)
+    jacobian = numba.njit(scanlab.cells.pararnn.gru_jacobian.py_func)
     cell = scanlab.cells.ParaGRU(3, 2, seed=0)
     cell.step, cell.jacobian = step, jacobian
     x = np.random.default_rng(0).standard_normal((20, 2, 2))

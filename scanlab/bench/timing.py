@@ -16,8 +16,11 @@ from tqdm import tqdm
 from scanlab import config
 
 
-def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Seconds of the fastest call of each function, the functions taking turns.
+def best_times(
+    functions: dict[str, Callable[[], object]], repeats: int, statistic=min
+) -> dict[str, float]:
+    """Seconds of the fastest call of each function (or ``statistic`` of its calls' seconds,
+    e.g. ``numpy.median``), the functions taking turns.
 
     Taking turns exposes every function to the same disturbances of a shared machine, so their
     ratios hold even when one burst of noise spoils a whole stretch of calls. Each timed call
@@ -37,14 +40,14 @@ def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict
     finally:
         config.cpu.calibrate_after = patience
     rounds = max(repeats, min(200, int(0.2 / max(slowest, 1e-6))))
-    best = dict.fromkeys(functions, float("inf"))
+    seconds = {name: [] for name in functions}
     for _ in range(rounds):
         for name, function in functions.items():
             function()
             start = time.perf_counter()
             function()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            seconds[name].append(time.perf_counter() - start)
+    return {name: float(statistic(spent)) for name, spent in seconds.items()}
 
 
 def best_time(function: Callable[[], object], repeats: int) -> float:

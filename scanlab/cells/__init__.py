@@ -2,8 +2,9 @@
 the built-in :class:`ElmanRNN`, :class:`ParaGRU` and :class:`ParaLSTM`.
 
 The package holds the machinery (:mod:`scanlab.cells.base`: :class:`Cell`, :func:`cell`,
-:class:`JacobianPlan`) and the built-in cells (:mod:`scanlab.cells.builtin`). A cell holds a
-compiled ``step(h_prev, x_t, params, h_out)`` (and optionally its Jacobian) that
+:class:`JacobianPlan`) and the built-in cells (:mod:`scanlab.cells.builtin`: the Elman RNN and
+the base of them all; :mod:`scanlab.cells.pararnn`: ParaRNN's). A cell holds a compiled
+``step(h_prev, x_t, params, h_out)`` (and optionally its Jacobian) that
 :func:`scanlab.nonlinear_recurrence` evaluates at every step in parallel. The built-in cells
 compute their input projections for all steps at once (one matrix product) and give the step
 only the projected inputs, and have analytic Jacobians; they use :mod:`scanlab.math`, whose
@@ -27,6 +28,7 @@ A cell of your own: a leaky tanh unit per channel, with its diagonal Jacobian le
 """
 
 from scanlab.cells.base import Cell, JacobianPlan, cell
-from scanlab.cells.builtin import ElmanRNN, ParaGRU, ParaLSTM
+from scanlab.cells.builtin import ElmanRNN
+from scanlab.cells.pararnn import ParaGRU, ParaLSTM
 
 __all__ = ["Cell", "ElmanRNN", "JacobianPlan", "ParaGRU", "ParaLSTM", "cell"]

@@ -7,9 +7,10 @@ speeds are measured on a synthetic problem of that kind (:func:`calibration_spee
 
 The wisdom is measured once, on a quiet machine and a problem of at most
 ``config.cpu.calibration_elements``. What ``auto`` then sees in the process overrides it: every
-run it chooses is timed (:class:`Observed`), per kind and size, and the method seen faster wins,
-so that a neighbour that takes a core (the parallel scan then does twice the loop's work on the
-one core left) or a problem larger than the calibration's turns the choice within a run or two.
+run it chooses is timed (:class:`Observed`), per kind and size, and the method seen faster (the
+median of its last runs) wins, so that a neighbour that takes a core (the parallel scan then
+does twice the loop's work on the one core left) or a problem larger than the calibration's
+turns the choice within two runs.
 The other method is run again now and then (``config.cpu.auto_recheck_runs``), so that the choice
 turns back when the neighbour leaves.
 """
@@ -36,45 +37,53 @@ UNMEASURED_SECONDS = collections.Counter()
 #: Above this many times its measured speed, a method a problem has not run yet is not tried
 #: on it (:meth:`Observed.choose`).
 TRY_WITHIN = 1.5
+#: Runs of each method whose median ``auto`` takes as its speed (:class:`Observed`).
+SEEN_RUNS = 3
 
 
 class Observed:
     """What ``auto`` saw of one kind and size of problem in this process: the nanoseconds per
-    element of each method it ran (each run's time averaged with the previous value, so that a
-    change of conditions shows within a run or two; a method's first run is not counted, as it
-    may load the kernel from Numba's cache) and, per method, the runs since it last ran."""
+    element of each method's last ``SEEN_RUNS`` runs, whose median is its speed (one run that
+    a neighbour or the first touch of new memory slowed does not turn the choice; a change of
+    conditions that lasts does, within two runs), and, per method, the runs since it last ran.
+    A method's first run is not counted: it may load the kernel from Numba's cache."""
 
     def __init__(self):
-        self.speeds, self.runs_since, self.warm = {}, dict.fromkeys(METHODS, 0), set()
+        self.seen = {method: [] for method in METHODS}
+        self.runs_since = dict.fromkeys(METHODS, 0)
+        self.warm = set()
+
+    def speed(self, method: str) -> float | None:
+        """The median of ``method``'s runs seen, or None."""
+        return float(np.median(self.seen[method])) if self.seen[method] else None
 
     def choose(self, measured: dict) -> str:
         """The method to run, given the ``measured`` speeds (the wisdom): the faster by what
         was seen, the wisdom where a method has not run; but the other one where it has not
         run on this size yet and was measured within ``TRY_WITHIN`` of the faster one's
         speed here, or has not run for ``config.cpu.auto_recheck_runs`` runs."""
-        estimate = {method: self.speeds.get(method, measured[method]) for method in METHODS}
+        seen = {method: self.speed(method) for method in METHODS}
+        estimate = {m: measured[m] if seen[m] is None else seen[m] for m in METHODS}
         faster = min(METHODS, key=estimate.get)
         other = METHODS[1 - METHODS.index(faster)]
-        if faster in self.speeds and other not in self.speeds:
-            if measured[other] <= TRY_WITHIN * self.speeds[faster]:
+        if seen[faster] is not None and seen[other] is None:
+            if measured[other] <= TRY_WITHIN * seen[faster]:
                 return other
         if self.runs_since[other] >= config.cpu.auto_recheck_runs:
             return other
         return faster
 
     def record(self, method: str, nanoseconds_per_element: float) -> None:
-        """Account for a run of ``method`` at that speed (replacing what was seen of it if it
-        had not run for ``config.cpu.auto_recheck_runs`` runs)."""
+        """Account for a run of ``method`` at that speed (forgetting the runs seen before if it
+        had not run for ``config.cpu.auto_recheck_runs`` runs: they are stale)."""
         stale = self.runs_since[method] >= config.cpu.auto_recheck_runs
         for name in METHODS:
             self.runs_since[name] = 0 if name == method else self.runs_since[name] + 1
         if method not in self.warm:
             self.warm.add(method)
             return
-        previous = self.speeds.get(method, nanoseconds_per_element)
-        self.speeds[method] = (
-            nanoseconds_per_element if stale else (previous + nanoseconds_per_element) / 2
-        )
+        runs = [] if stale else self.seen[method][1 - SEEN_RUNS :]
+        self.seen[method] = [*runs, nanoseconds_per_element]
 
 
 #: The :class:`Observed` of each kind of problem and size (elements rounded up to a power of 4).
