@@ -69,15 +69,14 @@ def differentiation(step, jacobian, method: str, jit):
     ``complex_work`` ``2 n`` complex numbers.
     """
     if method == ANALYTIC:
+        keep_diagonal = jit(diagonal_into)
 
         def differentiate(
             h_prev, x_t, params, period, spacing, target, out, diagonal_only, work, complex_work
         ):
             jacobian(h_prev, x_t, params, target)
             if diagonal_only:
-                flat = target.reshape(out.shape[0] * period)
-                for i in range(out.shape[0]):
-                    out[i] = flat[i * period + i % period]
+                keep_diagonal(target, out, period)
 
     elif method == COMPLEX_STEP:
 
@@ -131,14 +130,26 @@ def differentiation(step, jacobian, method: str, jit):
     return jit(differentiate)
 
 
-def evaluation(step, differentiate, jit):
+def diagonal_into(target, out, period):
+    """The entries ``(i, i % period)`` of the structured Jacobian ``target`` into ``out``."""
+    flat = target.reshape(out.shape[0] * period)
+    for i in range(out.shape[0]):
+        out[i] = flat[i * period + i % period]
+
+
+def evaluation(step, differentiate, jit, step_with_jacobian=None):
     """``evaluate_at(t, sequence, x, params, h, h0, rhs, residual, period, spacing, target,
     jacobians, diagonal_only, work, complex_work)``: at step ``t`` of ``sequence``, write
     ``rhs[t] = f(h[t-1], x[t]) - h[t]`` and its scaled residual, and the Jacobian into the flat
     row ``jacobians[t, sequence]`` (see :func:`differentiation` for ``target``). Empty
     ``jacobians`` ask for ``f(h[t-1], x[t])`` itself in ``rhs[t]`` and a residual of 0 (the
-    initial guess). The residual is ``FAILED`` until everything else is written."""
+    initial guess). The residual is ``FAILED`` until everything else is written.
+
+    ``step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out)``, a cell's step that also
+    writes its analytic Jacobian into ``target`` (a built-in cell's: its gates computed once for
+    both), replaces ``step`` and ``differentiate`` where the Jacobian is asked for."""
     measure = jit(residual_of_step)
+    keep_diagonal = jit(diagonal_into)
 
     def evaluate_at(
         t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
@@ -158,7 +169,25 @@ def evaluation(step, differentiate, jit):
             )  # fmt: skip
         residual[t, sequence] = worst
 
-    return jit(evaluate_at)
+    def evaluate_fused_at(
+        t, sequence, x, params, h, h0, rhs, residual, period, spacing, target, jacobians,
+        diagonal_only, work, complex_work,
+    ):  # fmt: skip
+        residual[t, sequence] = FAILED
+        h_prev = h[t - 1, sequence] if t > 0 else h0[sequence]
+        x_t = x[t, sequence]
+        f_t = rhs[t, sequence]
+        worst = type(residual[t, sequence])(0)
+        if jacobians.shape[2] > 0:
+            step_with_jacobian(h_prev, x_t, params, f_t, target)
+            worst = measure(f_t, h[t, sequence], f_t)
+            if diagonal_only:
+                keep_diagonal(target, jacobians[t, sequence], period)
+        else:
+            step(h_prev, x_t, params, f_t)
+        residual[t, sequence] = worst
+
+    return jit(evaluate_at if step_with_jacobian is None else evaluate_fused_at)
 
 
 def sequence_loop(step, jit):

@@ -211,15 +211,40 @@ def test_builtin_jacobians_match_finite_differences(cell_type):
 
 def test_a_solve_compiles_a_builtin_cells_step_and_jacobian_once():
     """The host passes the step read-only arrays, as the kernels do (h0 broadcast or not), and
-    a built-in cell's plan needs no probes: one signature each (each compile costs seconds)."""
-    step = numba.njit(scanlab.cells.pararnn.gru_step.py_func)
-    jacobian = numba.njit(scanlab.cells.pararnn.gru_jacobian.py_func)
+    a built-in cell's plan needs no probes: one signature each (each compile costs seconds);
+    Newton's evaluation calls the step that also writes the Jacobian, not the Jacobian."""
+    pararnn = scanlab.cells.pararnn
+    step = numba.njit(pararnn.gru_step.py_func)
+    jacobian = numba.njit(pararnn.gru_jacobian.py_func)
+    fused = numba.njit(pararnn.gru_step_with_jacobian.py_func)
     cell = scanlab.cells.ParaGRU(3, 2, seed=0)
-    cell.step, cell.jacobian = step, jacobian
+    cell.step, cell.jacobian, cell.step_with_jacobian = step, jacobian, fused
     x = np.random.default_rng(0).standard_normal((20, 2, 2))
     scanlab.nonlinear_recurrence(cell, x[:, 0], np.zeros(3), method="newton")
     scanlab.nonlinear_recurrence(cell, x, np.zeros(3), method="newton")
-    assert len(step.signatures) == len(jacobian.signatures) == 1
+    # (The kernels may come from Numba's disk cache, the fused step compiled into them.)
+    assert len(step.signatures) == 1 and len(fused.signatures) <= 1
+    assert not jacobian.signatures
+
+
+@pytest.mark.parametrize(
+    "cell_type", [scanlab.cells.ElmanRNN, scanlab.cells.ParaGRU, scanlab.cells.ParaLSTM]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_builtin_step_with_its_jacobian_is_the_step_and_the_jacobian(cell_type, dtype):
+    cell = cell_type(6, 3, seed=4)
+    rng = np.random.default_rng(4)
+    inputs, params = cell.prepare(rng.standard_normal((1, 3)), None, dtype)
+    state = rng.uniform(-2.0, 2.0, cell.state_size).astype(dtype)
+    shape = cell.jacobian_shape(cell.state_size)
+    value, jacobian = np.empty_like(state), np.empty(shape, dtype)
+    fused_value, fused_jacobian = np.empty_like(state), np.empty(shape, dtype)
+    cell.step(state, inputs[0], params, value)
+    cell.jacobian(state, inputs[0], params, jacobian)
+    cell.step_with_jacobian(state, inputs[0], params, fused_value, fused_jacobian)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(fused_value, value, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(fused_jacobian, jacobian, rtol=tolerance, atol=tolerance)
 
 
 def test_builtin_cell_parameters_are_settable():

@@ -86,7 +86,13 @@ class Cell:
         ``"dense"``, ``"diagonal"`` or ``("block", k)``.
     state_size : int or None
         ``n``, if known (needed when ``h0`` is None).
+    step_with_jacobian : numba dispatcher or None
+        ``(h_prev, x_t, params, h_out, jacobian_out)``: the step that also writes its analytic
+        Jacobian (a built-in cell's, its gates computed once for both), which Newton's
+        evaluation then calls instead of the two; None for a cell of your own.
     """
+
+    step_with_jacobian = None
 
     def __init__(
         self, step, *, jacobian=None, structure="dense", state_size=None, exact_math=False

@@ -28,6 +28,21 @@ def elman_step(h_prev, x_t, params, h_out):
 
 
 @njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+def elman_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
+    """:func:`elman_step` and :func:`elman_jacobian` at once (one product with ``W``)."""
+    (weights,) = params
+    for i in range(h_prev.shape[0]):
+        total = x_t[i]
+        for j in range(h_prev.shape[0]):
+            total += weights[i, j] * h_prev[j]
+        value = smath.tanh(total)
+        h_out[i] = value
+        slope = 1 - value * value
+        for j in range(h_prev.shape[0]):
+            jacobian_out[i, j] = slope * weights[i, j]
+
+
+@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
 def elman_jacobian(h_prev, x_t, params, jacobian_out):
     """``diag(1 - h^2) W``."""
     (weights,) = params
@@ -254,6 +269,7 @@ class ElmanRNN(BuiltinCell):
 
     def __init__(self, n: int, m: int, seed=None):
         super().__init__(elman_step, elman_jacobian, "dense", n, m, seed)
+        self.step_with_jacobian = elman_step_with_jacobian
 
     def uniform_parameters(self, rng) -> dict:
         values = super().uniform_parameters(rng)

@@ -53,6 +53,17 @@ def gru_jacobian(h_prev, x_t, params, jacobian_out):
         )
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def gru_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
+    """:func:`gru_step` and :func:`gru_jacobian` at once (the gates computed once)."""
+    a = params[0]
+    n = h_prev.shape[0]
+    for i in range(n):
+        h_out[i], jacobian_out[i] = gru_channel(
+            h_prev[i], x_t[i], x_t[n + i], x_t[2 * n + i], a[0, i], a[1, i], a[2, i]
+        )
+
+
 @njit(inline="always")
 def lstm_channel(c, h, u_forget, u_candidate, u_output, a_forget, a_candidate, a_output,
                  p_forget, p_output):  # fmt: skip
@@ -100,6 +111,29 @@ def lstm_jacobian(h_prev, x_t, params, jacobian_out):
         dcell_dh = forget_slope * a[0, j] + (1 - forget) * (1 - candidate * candidate) * a[1, j]
         output_slope = output * (1 - output) * squashed
         # dh/dc through the new cell state: directly and through the output gate's peephole.
+        dh_dcell = output_slope * p[1, j] + output * (1 - squashed * squashed)
+        jacobian_out[j, 0, 0] = dcell_dc
+        jacobian_out[j, 0, 1] = dcell_dh
+        jacobian_out[j, 1, 0] = dh_dcell * dcell_dc
+        jacobian_out[j, 1, 1] = output_slope * a[2, j] + dh_dcell * dcell_dh
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lstm_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
+    """:func:`lstm_step` and :func:`lstm_jacobian` at once (the gates computed once)."""
+    a, p = params
+    n = h_prev.shape[0] // 2
+    for j in range(n):
+        c, h = h_prev[2 * j], h_prev[2 * j + 1]
+        forget, candidate, cell_state, output, squashed = lstm_channel(
+            c, h, x_t[j], x_t[n + j], x_t[2 * n + j], a[0, j], a[1, j], a[2, j], p[0, j], p[1, j]
+        )
+        h_out[2 * j] = cell_state
+        h_out[2 * j + 1] = output * squashed
+        forget_slope = forget * (1 - forget) * (c - candidate)
+        dcell_dc = forget + forget_slope * p[0, j]
+        dcell_dh = forget_slope * a[0, j] + (1 - forget) * (1 - candidate * candidate) * a[1, j]
+        output_slope = output * (1 - output) * squashed
         dh_dcell = output_slope * p[1, j] + output * (1 - squashed * squashed)
         jacobian_out[j, 0, 0] = dcell_dc
         jacobian_out[j, 0, 1] = dcell_dh
@@ -243,6 +277,7 @@ class ParaGRU(BuiltinCell):
 
     def __init__(self, n: int, m: int, seed=None, *, init: str = "pararnn", heads: int = 1):
         super().__init__(gru_step, gru_jacobian, "diagonal", n, m, seed, init=init, heads=heads)
+        self.step_with_jacobian = gru_step_with_jacobian
 
     def uniform_parameters(self, rng) -> dict:
         values = super().uniform_parameters(rng)
@@ -332,6 +367,7 @@ class ParaLSTM(BuiltinCell):
 
     def __init__(self, n: int, m: int, seed=None, *, init: str = "pararnn", heads: int = 1):
         super().__init__(lstm_step, lstm_jacobian, ("block", 2), n, m, seed, init=init, heads=heads)
+        self.step_with_jacobian = lstm_step_with_jacobian
 
     def uniform_parameters(self, rng) -> dict:
         values = super().uniform_parameters(rng)

@@ -17,6 +17,7 @@ from scanlab import _kernel_cache as kernel_cache
 from scanlab._arrays import read_only
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._step_routines import (
+    ANALYTIC,
     FAILED,
     differentiation,
     evaluation,
@@ -30,11 +31,12 @@ from scanlab.cpu import linear_matrix as cpu_linear_matrix
 from scanlab.cpu.threads import share_out
 
 
-def build_kernels(step, jacobian, method):
+def build_kernels(step, jacobian, method, step_with_jacobian=None):
     """The CPU kernels of a cell: ``evaluate`` (parallel over steps and sequences),
     ``run_sequential`` (parallel over sequences) and ``differentiate`` (one step); ``method``
-    None for the loop only. The parallel kernels are workers that take tasks from a counter
-    (:func:`scanlab.cpu.threads.share_out`)."""
+    None for the loop only; ``step_with_jacobian`` a built-in cell's step that also writes its
+    analytic Jacobian (see :func:`scanlab._step_routines.evaluation`). The parallel kernels are
+    workers that take tasks from a counter (:func:`scanlab.cpu.threads.share_out`)."""
     compile_routine = kernel_cache.jit(fastmath=FASTMATH)
     compile_worker = kernel_cache.jit(fastmath=FASTMATH, nogil=True)
     run_from = sequence_loop(step, compile_routine)
@@ -68,7 +70,7 @@ def build_kernels(step, jacobian, method):
     # called alone, from the host, to probe a cell's Jacobian: then it is compiled and cached.)
     inline_routine = kernel_cache.jit(fastmath=FASTMATH, inline="always")
     differentiate = differentiation(step, jacobian, method, inline_routine)
-    evaluate_at = evaluation(step, differentiate, inline_routine)
+    evaluate_at = evaluation(step, differentiate, inline_routine, step_with_jacobian)
 
     def evaluate_tasks(
         next_task, x, params, h, h0, first, tasks, period, spacing, scratch_like, complex_like,
@@ -123,9 +125,10 @@ KERNELS = {}
 def kernels_for(cell, method):
     """The CPU kernels of ``cell`` for a Jacobian ``method`` (None: the loops only), built once;
     every method shares the loops."""
-    key = (cell.step, cell.jacobian, method)
+    fused = cell.step_with_jacobian if method == ANALYTIC else None
+    key = (cell.step, cell.jacobian, method, fused)
     if key not in KERNELS:
-        kernels = build_kernels(cell.step, cell.jacobian, method)
+        kernels = build_kernels(cell.step, cell.jacobian, method, fused)
         if method is not None:
             kernels.run_sequential = kernels_for(cell, None).run_sequential
         KERNELS[key] = kernels

@@ -19,6 +19,7 @@ from numba import cuda
 from scanlab import config
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._step_routines import (
+    ANALYTIC,
     CENTRAL_DIFFERENCES,
     COMPLEX_STEP,
     differentiation,
@@ -35,9 +36,10 @@ MAX_EVALUATION_THREADS = 65536
 MAX_SCRATCH_BYTES = 256 * 1024 * 1024
 
 
-def build_kernels(step_function, jacobian_function, method):
-    """The CUDA kernels of a cell's Python step (and Jacobian) for a Jacobian ``method`` (None:
-    the loop only), with the Python functions of the kernels for ``cuda.compile_ptx``.
+def build_kernels(step_function, jacobian_function, method, fused_function=None):
+    """The CUDA kernels of a cell's Python step (and Jacobian, and the step that also writes
+    its Jacobian, see :func:`scanlab._step_routines.evaluation`) for a Jacobian ``method``
+    (None: the loop only), with the Python functions of the kernels for ``cuda.compile_ptx``.
 
     The device functions are Numba functions inlined into the kernels, which numba-cuda compiles
     to PTX without a GPU (a ``cuda.jit(device=True)`` function needs the driver to be linked);
@@ -65,7 +67,8 @@ def build_kernels(step_function, jacobian_function, method):
         return types.SimpleNamespace(sequential_kernel=cuda.jit(sequential), sequential=sequential)
     jacobian = None if jacobian_function is None else device_function(jacobian_function)
     differentiate = differentiation(step, jacobian, method, device_function)
-    evaluate_at = evaluation(step, differentiate, device_function)
+    fused = None if fused_function is None else device_function(fused_function)
+    evaluate_at = evaluation(step, differentiate, device_function, fused)
 
     def evaluate(
         x, params, h, h0, first, period, spacing, scratch, in_place, structured, diagonal_only,
@@ -102,10 +105,12 @@ KERNELS = {}
 
 def kernels_for(cell, method):
     """The CUDA kernels of ``cell`` for a Jacobian ``method`` (None: the loop only), built once."""
-    key = (cell.step, cell.jacobian, method)
+    fused = cell.step_with_jacobian if method == ANALYTIC else None
+    key = (cell.step, cell.jacobian, method, fused)
     if key not in KERNELS:
         jacobian = None if cell.jacobian is None else cell.jacobian.py_func
-        kernels = build_kernels(cell.step.py_func, jacobian, method)
+        fused_function = None if fused is None else fused.py_func
+        kernels = build_kernels(cell.step.py_func, jacobian, method, fused_function)
         if method is not None:
             kernels.sequential_kernel = kernels_for(cell, None).sequential_kernel
         KERNELS[key] = kernels
