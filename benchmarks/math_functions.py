@@ -27,6 +27,8 @@ FUNCTIONS = {
     "exp": (smath.exp, math.exp, np.exp),
     "expm1": (smath.expm1, math.expm1, np.expm1),
     "tanh": (smath.tanh, math.tanh, np.tanh),
+    "log": (smath.log, math.log, np.log),
+    "log1p": (smath.log1p, math.log1p, np.log1p),
     "sigmoid": (
         smath.sigmoid,
         njit(lambda x: 1.0 / (1.0 + math.exp(-x))),
@@ -63,7 +65,8 @@ def main() -> None:
     rows = []
     for name, (ours, libm, ufunc) in FUNCTIONS.items():
         for dtype in (np.float32, np.float64):
-            x = rng.uniform(-5, 5, size).astype(dtype)
+            low = 0.0 if name.startswith("log") else -5.0  # the logarithms' domain
+            x = rng.uniform(low, 5, size).astype(dtype)
             out = np.empty_like(x)
             times = best_times(
                 {

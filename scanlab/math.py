@@ -9,10 +9,10 @@ from Python they also run, compiled, on one scalar at a time. On the CPU each co
 precision, with scanlab's fastmath policy (cached on disk), and LLVM inlines it into the
 caller; in CUDA code Numba inlines it.
 
-Accuracy (checked over the whole range in ``tests/test_math.py``): ``exp`` and ``expm1`` within
-2 units in the last place (ulp) of the exact result, ``tanh`` and ``sigmoid`` within 3, at both
-precisions; NaN and the infinities give what the C library gives. Subnormal results may lose
-their last bits.
+Accuracy (checked over the whole range in ``tests/test_math.py``): ``exp``, ``expm1`` and ``log``
+within 2 units in the last place (ulp) of the exact result, ``log1p``, ``tanh`` and ``sigmoid``
+within 3, at both precisions; NaN, the infinities and signed zeros give what the C library gives
+(a NaN's payload aside). Subnormal results may lose their last bits.
 
 Examples
 --------
@@ -53,8 +53,9 @@ def split_ln2(precision_bits: int) -> tuple[float, float]:
 #: ``ln 2`` in two parts, for float64 (32 bits in the high part) and float32 (12 bits).
 LN2_HIGH, LN2_LOW = split_ln2(32)
 LN2_HIGH_SINGLE, LN2_LOW_SINGLE = split_ln2(12)
-#: ``1 / ln 2``.
+#: ``1 / ln 2`` and ``sqrt 2``.
 INVERSE_LN2 = 1.4426950408889634
+SQRT2 = math.sqrt(2.0)
 #: Taylor coefficients ``1 / k!`` of ``expm1(r) = r + r^2 (1/2! + r (1/3! + ...))``: enough terms
 #: for ``|r| <= ln 2 / 2`` in float64 (up to ``r^14``) and float32 (up to ``r^8``).
 (C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13, C14) = (
@@ -66,6 +67,10 @@ EXP_LIMITS_SINGLE = (-104.0, 89.0)
 #: Arguments beyond which tanh rounds to +-1 (float64, float32).
 TANH_SATURATION = 22.0
 TANH_SATURATION_SINGLE = 9.5
+#: Coefficients ``2 / (2k + 1)`` of ``log(1 + f) = 2 s + s R(s^2)``, ``s = f / (2 + f)``:
+#: enough terms for ``|s| <= 0.172`` (``1 + f`` within ``sqrt(2)`` of 1) in float64 (up to
+#: ``s^24``) and float32 (up to ``s^12``).
+(L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12) = (2.0 / (2 * k + 1) for k in range(1, 13))
 
 
 def inline_on_gpus(call, caller, callee) -> bool:
@@ -109,6 +114,38 @@ def divide(typingctx, numerator, denominator):
         return builder.fdiv(*arguments)
 
     return numerator(numerator, denominator), codegen
+
+
+@intrinsic
+def bits_of(typingctx, x):
+    """The IEEE 754 bits of the float ``x``, as a signed integer of its width."""
+    if not isinstance(x, types.Float):
+        return None
+    integer = types.int32 if x.bitwidth == 32 else types.int64
+
+    def codegen(context, builder, signature, arguments):
+        return builder.bitcast(arguments[0], context.get_value_type(integer))
+
+    return integer(x), codegen
+
+
+@intrinsic
+def float_of_bits(typingctx, like, bits):
+    """The float of ``like``'s type whose IEEE 754 bits are the low bits of the integer
+    ``bits``."""
+    if not isinstance(like, types.Float) or not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        width = context.get_value_type(types.int32 if like.bitwidth == 32 else types.int64)
+        value = arguments[1]
+        if bits.bitwidth > like.bitwidth:
+            value = builder.trunc(value, width)
+        elif bits.bitwidth < like.bitwidth:
+            value = builder.sext(value, width)
+        return builder.bitcast(value, context.get_value_type(like))
+
+    return like(like, bits), codegen
 
 
 @intrinsic
@@ -211,6 +248,67 @@ def sigmoid(x):
     return divide(numerator, real(1) + decay)
 
 
+@njit(inline="always")
+def log_series(f):
+    """``log(1 + f)`` for ``sqrt(1/2) <= 1 + f <= sqrt(2)``, by the series of ``2 atanh(s)``,
+    ``s = f / (2 + f)``, written as ``f - (f^2/2 - s (f^2/2 + R))`` so that its rounding is
+    that of a correction to ``f``."""
+    real = type(f)
+    s = divide(f, real(2) + f)
+    z = s * s
+    if is_single(f):
+        tail = real(L6)
+        for coefficient in (L5, L4, L3, L2, L1):
+            tail = tail * z + real(coefficient)
+    else:
+        tail = real(L12)
+        for coefficient in (L11, L10, L9, L8, L7, L6, L5, L4, L3, L2, L1):
+            tail = tail * z + real(coefficient)
+    half_square = real(0.5) * f * f
+    return f - (half_square - s * (half_square + z * tail))
+
+
+@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+def log(x):
+    """The natural logarithm, for a float32 or float64 ``x``, in its precision (within 2 ulp):
+    ``x = 2^k m`` with ``m`` within ``sqrt(2)`` of 1, ``log x = k ln 2 + log m``; NaN below 0,
+    ``-inf`` at 0 (either sign), ``inf`` at ``inf``."""
+    real = type(x)
+    if is_single(x):
+        mantissa_bits, exponent_mask, bias, lift = 23, 0xFF, 127, 25
+        ln2_high, ln2_low = real(LN2_HIGH_SINGLE), real(LN2_LOW_SINGLE)
+    else:
+        mantissa_bits, exponent_mask, bias, lift = 52, 0x7FF, 1023, 54
+        ln2_high, ln2_low = real(LN2_HIGH), real(LN2_LOW)
+    # Subnormals are lifted into the normal range first, and their exponent lowered to match.
+    subnormal = x < real(2.0 ** (1 - bias))
+    bits = bits_of(x * real(2.0**lift) if subnormal else x)
+    exponent = ((bits >> mantissa_bits) & exponent_mask) - bias - (lift if subnormal else 0)
+    fraction = bits & ((1 << mantissa_bits) - 1)
+    mantissa = float_of_bits(x, fraction | (bias << mantissa_bits))  # in [1, 2)
+    above = mantissa > real(SQRT2)
+    mantissa = real(0.5) * mantissa if above else mantissa
+    k = real(exponent + 1 if above else exponent)
+    result = k * ln2_high + (log_series(mantissa - real(1)) + k * ln2_low)
+    result = -real(math.inf) if x == 0 else result
+    result = x if x == real(math.inf) else result
+    # One select, not a branch around the work above (which stops LLVM vectorising).
+    return result if x >= 0 else real(math.nan)
+
+
+@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+def log1p(x):
+    """``log(1 + x)``, accurate for small ``|x|`` too (within 3 ulp): with ``u = 1 + x``
+    rounded, ``log(u) x / (u - 1)`` (Goldberg's correction; ``x`` itself where ``u`` is 1).
+    NaN below -1, ``-inf`` at -1, ``inf`` at ``inf``, the sign of a zero kept."""
+    real = type(x)
+    grown = real(1) + x
+    step = grown - real(1)
+    corrected = log(grown) * divide(x, step if step != 0 else real(1))
+    result = x if step == 0 else corrected
+    return x if x == real(math.inf) else result
+
+
 def standard_exp(x):
     """``math.exp`` as a cell's step sees it (:func:`vectorising`): :func:`exp` for floats."""
     return math.exp(x)
@@ -219,6 +317,16 @@ def standard_exp(x):
 def standard_expm1(x):
     """``math.expm1`` as a cell's step sees it (:func:`vectorising`): :func:`expm1` for floats."""
     return math.expm1(x)
+
+
+def standard_log(x):
+    """``math.log`` as a cell's step sees it (:func:`vectorising`): :func:`log` for floats."""
+    return math.log(x)
+
+
+def standard_log1p(x):
+    """``math.log1p`` as a cell's step sees it: :func:`log1p` for floats."""
+    return math.log1p(x)
 
 
 def standard_tanh(x):
@@ -231,6 +339,8 @@ def standard_tanh(x):
 REPLACEMENTS = {
     math.exp: (standard_exp, exp),
     math.expm1: (standard_expm1, expm1),
+    math.log: (standard_log, log),
+    math.log1p: (standard_log1p, log1p),
     math.tanh: (standard_tanh, tanh),
 }
 
@@ -286,4 +396,4 @@ def vectorising(function):
     return copy
 
 
-__all__ = ["exp", "expm1", "sigmoid", "tanh", "vectorising"]
+__all__ = ["exp", "expm1", "log", "log1p", "sigmoid", "tanh", "vectorising"]

@@ -85,7 +85,14 @@ def math_kernel(x, out):
     """Every function of scanlab.math, in a kernel."""
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = smath.exp(x[i]) + smath.expm1(x[i]) + smath.tanh(x[i]) + smath.sigmoid(x[i])
+        out[i] = (
+            smath.exp(x[i])
+            + smath.expm1(x[i])
+            + smath.tanh(x[i])
+            + smath.sigmoid(x[i])
+            + smath.log(x[i])
+            + smath.log1p(x[i])
+        )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

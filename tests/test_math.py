@@ -1,7 +1,7 @@
 """scanlab.math against NumPy in higher precision: accuracy in ulps, special values, vectorising."""
 
 import math
-from math import expm1, tanh
+from math import expm1, log, tanh
 
 import numpy as np
 import pytest
@@ -17,6 +17,8 @@ FUNCTIONS = {
     "expm1": (smath.expm1, np.expm1, 2.0),
     "tanh": (smath.tanh, np.tanh, 3.0),
     "sigmoid": (smath.sigmoid, lambda x: np.exp(-np.logaddexp(0, -x)), 3.0),
+    "log": (smath.log, np.log, 2.0),
+    "log1p": (smath.log1p, np.log1p, 3.0),
 }
 #: Where each float64 reference is computed: x87 long doubles (64-bit significand) where the
 #: platform has them; otherwise float64 itself, and the bound widens by the reference's own ulp.
@@ -39,13 +41,17 @@ APPLIERS = {name: applier(function) for name, (function, _, _) in FUNCTIONS.item
 
 
 def sample(dtype, rng):
-    """Arguments over every range that matters: near 0, moderate, huge, tiny, both signs."""
+    """Arguments over every range that matters: near 0, moderate, huge, tiny, both signs, and
+    positive over the whole range of the dtype (subnormals included) for the logarithms."""
     limit = 100.0 if dtype == np.float32 else 760.0
+    low, high = (-44, 38) if dtype == np.float32 else (-322, 307)
     parts = [
         rng.uniform(-1, 1, 20_000),
         rng.uniform(-30, 30, 20_000),
         rng.uniform(-limit, limit, 20_000),
         10.0 ** rng.uniform(-40, 0, 20_000) * rng.choice([-1, 1], 20_000),
+        10.0 ** rng.uniform(low, high, 20_000),
+        rng.uniform(0.5, 2.0, 20_000),
     ]
     return np.concatenate(parts).astype(dtype)
 
@@ -84,12 +90,16 @@ def test_special_values(name, dtype):
 @given(x=st.floats(allow_nan=True, allow_infinity=True))
 def test_agree_with_the_c_library_on_any_float(x):
     """Within the ulp bounds (or exactly, for non-finite and zero results) on any float64."""
-    for name, expected in (("exp", math.exp), ("expm1", math.expm1), ("tanh", math.tanh)):
+    standard = {"exp": math.exp, "expm1": math.expm1, "tanh": math.tanh, "log": math.log,
+                "log1p": math.log1p}  # fmt: skip
+    for name, expected in standard.items():
         function, _, bound = FUNCTIONS[name]
         try:
             value = expected(x)
         except OverflowError:
             value = math.inf
+        except ValueError:  # the logarithms: -inf at their pole, NaN below it
+            value = -math.inf if x == (0 if name == "log" else -1) else math.nan
         result = function(x)
         if math.isnan(value):
             assert math.isnan(result)
@@ -120,12 +130,16 @@ def test_loops_calling_them_vectorise(name, dtype):
 
 def tanh_of_module(h_prev, x_t, params, h_out):
     for i in range(h_prev.shape[0]):
-        h_out[i] = math.tanh(0.9 * h_prev[i] + x_t[i]) + math.exp(-h_prev[i] * h_prev[i])
+        h_out[i] = (
+            math.tanh(0.9 * h_prev[i] + x_t[i])
+            + math.exp(-h_prev[i] * h_prev[i])
+            + math.log1p(x_t[i] * x_t[i])
+        )
 
 
 def tanh_imported(h_prev, x_t, params, h_out):
     for i in range(h_prev.shape[0]):
-        h_out[i] = tanh(0.9 * h_prev[i] + x_t[i]) + expm1(x_t[i]) - math.sqrt(i)
+        h_out[i] = tanh(0.9 * h_prev[i] + x_t[i]) + expm1(x_t[i]) - math.sqrt(i) + log(2 + i)
 
 
 @pytest.mark.parametrize("step", [tanh_of_module, tanh_imported])
