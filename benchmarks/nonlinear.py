@@ -1,6 +1,6 @@
 """Benchmark nonlinear_recurrence on the CPU or the GPU and record it in RESULTS.md.
 
-Usage: python benchmarks/nonlinear.py [--device cpu|cuda] [--quick] [--iterations]
+Usage: python benchmarks/nonlinear.py [--device cpu|cuda] [--quick] [--iterations | --jax]
 
 The built-in cells (ParaGRU, ParaLSTM, ElmanRNN) at T in 2**10, 2**14, 2**18 and n in 8, 64, 512.
 On the CPU, one float64 sequence each: Newton's iterations and time against the compiled
@@ -16,6 +16,12 @@ from the numbers. ``--quick``, and the GPU under the CUDA simulator, only print.
 initialisation (``init="pararnn"``), float32 and float64, n in 8, 64 and T in 2**10, 2**14, one
 sequence each, beside the 3-4 its paper reports, and replaces the ``nonlinear-iterations-table``
 block (a few seconds; counts, not times).
+
+``--jax`` instead compares ``method="auto"`` with JAX's ``lax.scan`` and a plain Numba loop on
+the CPU (issue 22): the tanh cell, ParaGRU, ParaLSTM, ElmanRNN and a driven Lorenz system, float32
+and float64, batches of 1 and 16, T = 2**15 (:mod:`scanlab.bench.jax_comparison`; JAX from the
+``compare`` extra), and replaces the ``nonlinear-jax-table`` block (about two minutes). Without
+JAX it prints a note and writes nothing.
 """
 
 import argparse
@@ -23,7 +29,7 @@ import pathlib
 
 import numba
 
-from scanlab.bench import nonlinear, tables
+from scanlab.bench import jax_comparison, nonlinear, tables
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 
@@ -35,6 +41,9 @@ def main() -> None:
     parser.add_argument(
         "--iterations", action="store_true", help="Newton's iterations at ParaRNN's initialisation"
     )
+    parser.add_argument(
+        "--jax", action="store_true", help="method='auto' against JAX's lax.scan (CPU)"
+    )
     arguments = parser.parse_args()
     device, quick = arguments.device, arguments.quick
     if arguments.iterations:
@@ -43,6 +52,14 @@ def main() -> None:
         tables.record_results(
             RESULTS, "nonlinear-iterations-table", tables.machine_description(), table,
             notes=[nonlinear.ITERATION_NOTES], write=not quick,
+        )  # fmt: skip
+        return
+    if arguments.jax:
+        rows = jax_comparison.jax_table(quick=quick)
+        table = tables.format_table(rows, jax_comparison.JAX_COLUMNS, markdown=True)
+        tables.record_results(
+            RESULTS, "nonlinear-jax-table", tables.machine_description(), table,
+            notes=[jax_comparison.jax_notes(quick)], write=bool(rows) and not quick,
         )  # fmt: skip
         return
     machine, table, notes = nonlinear.device_report(device, quick, markdown=True)
