@@ -4,6 +4,14 @@
 They replace the loop found in RL code (``for t in reversed(range(T)): ...``), with the same
 conventions: time along ``axis`` (0 by default), any batch axes beside it, ``done[t]`` true
 when the episode ended at step ``t`` (no value is carried back across it).
+
+With ``device="cuda"`` (or GPU arrays: CuPy, PyTorch, Numba device arrays, read in place) both
+are the reverse linear recurrences of the CPU's ``"scan"`` method on the GPU: the coefficients
+``gamma (1 - done)`` (and GAE's temporal differences) in one elementwise kernel
+(``scanlab.cuda.returns``), then the core elementwise solver's CUDA kernels, so that no second
+scan is written for them. As with ``linear_recurrence``, GPU operands give Numba device arrays,
+NumPy operands NumPy arrays. The GPU path is tested in Numba's CUDA simulator and compiled to
+PTX; its speed is not measured.
 """
 
 import math
@@ -22,7 +30,7 @@ from scanlab._arrays import (
     result_dtype,
     stand_in,
 )
-from scanlab._devices import on_gpu, resolve_device
+from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import returns as cpu_returns
@@ -30,7 +38,9 @@ from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
 
 
-def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int = 0):
+def discounted_returns(
+    rewards, gamma, *, dones=None, bootstrap=None, axis: int = 0, device: str = "auto"
+):
     """Discounted returns ``G[t] = r[t] + gamma (1 - done[t]) G[t+1]``, ``G[T] = bootstrap``.
 
     Parameters
@@ -48,21 +58,22 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
         Zeros by default.
     axis : int, optional
         The time axis.
+    device : {"auto", "cpu", "cuda"}, optional
+        Where to compute; ``"auto"`` follows the data (the GPU when an operand is a GPU array).
 
     Returns
     -------
-    ndarray or GPU array
-        The returns, of ``rewards``' shape. Without ``dones``, GPU arrays are solved on the GPU
-        and the result stays there; with ``dones`` the operands must be host arrays.
+    ndarray or numba.cuda.devicearray.DeviceNDArray
+        The returns, of ``rewards``' shape; on the GPU when an operand is a GPU array.
 
     Raises
     ------
     TypeError
         A ``gamma`` that is not a real number, non-numeric operands, GPU operands with
-        ``dones``.
+        ``device="cpu"``.
     ValueError
         ``rewards`` without a time axis, ``dones`` or ``bootstrap`` of a shape that does not
-        broadcast.
+        broadcast, an unknown ``device``.
 
     See Also
     --------
@@ -72,10 +83,10 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     Notes
     -----
     Without ``dones`` this is ``linear_recurrence(gamma, rewards, h0=bootstrap,
-    reverse=True)``. With them, the method is the one measured faster on this machine for
-    problems of this size (measured the first time, kept in ``scanlab.wisdom``): one fused pass
-    backwards over time, parallel over blocks of environments, or the discounts in one parallel
-    pass and the scan over time.
+    reverse=True)``. With them, on the CPU, the method is the one measured faster on this
+    machine for problems of this size (measured the first time, kept in ``scanlab.wisdom``): one
+    fused pass backwards over time, parallel over blocks of environments, or the discounts in one
+    parallel pass and the scan over time.
 
     Examples
     --------
@@ -87,9 +98,13 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     array([1.5, 1. , 1. ])
     """
     gamma = real_number("gamma", gamma)
-    rewards = time_series("rewards", rewards)
-    axis = normalize_axis(axis, rewards.ndim)
-    state_shape = rewards.shape[:axis] + rewards.shape[axis + 1 :]
+    device = resolve_device(
+        device, gpu_arrays=True, rewards=rewards, dones=dones, bootstrap=bootstrap
+    )
+    series = time_series("rewards", rewards)
+    shape = series.shape
+    axis = normalize_axis(axis, series.ndim)
+    state_shape = shape[:axis] + shape[axis + 1 :]
     if bootstrap is not None:
         bootstrap_shape = numeric_array("bootstrap", bootstrap, stand_in).shape
         check_broadcasts(
@@ -97,20 +112,21 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
             bootstrap_shape,
             state_shape,
             axis,
-            f"rewards of shape {rewards.shape} need",
+            f"rewards of shape {shape} need",
         )
     if dones is None:
-        return linear_recurrence(gamma, rewards, bootstrap, axis=axis, reverse=True)
-    resolve_device("auto", rewards=rewards, dones=dones, bootstrap=bootstrap)
-    dones = numeric_array("dones", dones)
-    check_broadcasts(
-        "dones", dones.shape, rewards.shape, axis, f"rewards of shape {rewards.shape} need"
-    )
+        return linear_recurrence(gamma, rewards, bootstrap, axis=axis, reverse=True, device=device)
+    dones_shape = numeric_array("dones", dones, stand_in).shape
+    check_broadcasts("dones", dones_shape, shape, axis, f"rewards of shape {shape} need")
     operands = (
         {"rewards": rewards} if bootstrap is None else {"rewards": rewards, "bootstrap": bootstrap}
     )
     dtype = real_dtype(result_dtype(**operands))
-    shape = rewards.shape
+    if device == "cuda":
+        solve = partial(cuda_module("returns").solve_returns, gamma=gamma)
+        results = on_device(solve, (rewards, dones), bootstrap, shape, axis, dtype)
+        return results[0]
+    rewards, dones = series, np.asarray(dones)
     length, channels = shape[axis], math.prod(state_shape)
     out = np.empty((length, channels), dtype)
     if out.size:
@@ -124,7 +140,7 @@ def discounted_returns(rewards, gamma, *, dones=None, bootstrap=None, axis: int 
     return in_callers_layout(out, state_shape, axis)
 
 
-def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
+def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0, device: str = "auto"):
     """Generalised advantage estimation (Schulman et al., 2016): ``(advantages, returns)``.
 
     ``delta[t] = r[t] + gamma (1 - done[t]) V[t+1] - V[t]`` with ``V[T] = last_value``,
@@ -150,20 +166,23 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
         The discount factor and GAE's lambda.
     axis : int, optional
         The time axis.
+    device : {"auto", "cpu", "cuda"}, optional
+        Where to compute; ``"auto"`` follows the data (the GPU when an operand is a GPU array).
 
     Returns
     -------
-    advantages, returns : ndarray
+    advantages, returns : ndarray or numba.cuda.devicearray.DeviceNDArray
         Each of ``rewards``' shape, in the promoted dtype of ``rewards``, ``values`` and
-        ``last_value`` (float32 stays float32).
+        ``last_value`` (float32 stays float32); on the GPU when an operand is a GPU array.
 
     Raises
     ------
     TypeError
-        ``gamma`` or ``lam`` not a real number, non-numeric operands, GPU operands (host
-        arrays only, for now).
+        ``gamma`` or ``lam`` not a real number, non-numeric operands, GPU operands with
+        ``device="cpu"``.
     ValueError
-        ``rewards`` without a time axis, operands whose shapes do not broadcast.
+        ``rewards`` without a time axis, operands whose shapes do not broadcast, an unknown
+        ``device``.
 
     See Also
     --------
@@ -171,10 +190,10 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
 
     Notes
     -----
-    The method is the one measured faster on this machine for problems of this size (measured
-    the first time, kept in ``scanlab.wisdom``, as ``linear_recurrence``'s ``method="auto"``
-    is): the fused loop over time, parallel over blocks of environments, or the temporal
-    differences in one parallel pass and the parallel scan over time.
+    On the CPU, the method is the one measured faster on this machine for problems of this size
+    (measured the first time, kept in ``scanlab.wisdom``, as ``linear_recurrence``'s
+    ``method="auto"`` is): the fused loop over time, parallel over blocks of environments, or
+    the temporal differences in one parallel pass and the parallel scan over time.
 
     Examples
     --------
@@ -190,20 +209,28 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0):
     """
     gamma = real_number("gamma", gamma)
     lam = real_number("lam", lam)
-    resolve_device("auto", rewards=rewards, values=values, dones=dones, last_value=last_value)
-    rewards = time_series("rewards", rewards)
-    shape = rewards.shape
-    axis = normalize_axis(axis, rewards.ndim)
-    state_shape = shape[:axis] + shape[axis + 1 :]
-    values = numeric_array("values", values)
-    dones = numeric_array("dones", dones)
-    last_value = numeric_array("last_value", last_value)
-    check_broadcasts("values", values.shape, shape, axis, f"rewards of shape {shape} need")
-    check_broadcasts("dones", dones.shape, shape, axis, f"rewards of shape {shape} need")
-    check_broadcasts(
-        "last_value", last_value.shape, state_shape, axis, f"rewards of shape {shape} need"
+    device = resolve_device(
+        device,
+        gpu_arrays=True,
+        rewards=rewards,
+        values=values,
+        dones=dones,
+        last_value=last_value,
     )
+    series = time_series("rewards", rewards)
+    shape = series.shape
+    axis = normalize_axis(axis, series.ndim)
+    state_shape = shape[:axis] + shape[axis + 1 :]
+    given = {"values": values, "dones": dones, "last_value": last_value}
+    for name, value in given.items():
+        target = state_shape if name == "last_value" else shape
+        given_shape = numeric_array(name, value, stand_in).shape
+        check_broadcasts(name, given_shape, target, axis, f"rewards of shape {shape} need")
     dtype = real_dtype(result_dtype(rewards=rewards, values=values, last_value=last_value))
+    if device == "cuda":
+        solve = partial(cuda_module("returns").solve_advantages, gamma=gamma, lam=lam)
+        return on_device(solve, (rewards, values, dones), last_value, shape, axis, dtype)
+    rewards, values, dones, last_value = series, *map(np.asarray, given.values())
     length, channels = shape[axis], math.prod(state_shape)
     advantages = np.empty((length, channels), dtype)
     returns = np.empty((length, channels), dtype)
@@ -288,6 +315,25 @@ def gae_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     return cpu_auto.median_speeds(runs, rewards.size, threads)
 
 
+def on_device(solve, series, final, shape: tuple, axis: int, dtype) -> tuple:
+    """The results of ``solve(*rows, final_rows)`` (a launcher of ``scanlab.cuda.returns``) on
+    the GPU: each of ``series`` (host or GPU arrays broadcasting to ``shape``) as ``(T, D)``
+    rows, ``final`` (None: zeros) as ``(D,)``; the results back in ``shape``, GPU arrays when
+    an operand is one, else NumPy arrays."""
+    arrays = cuda_module("arrays")
+    rows = [arrays.time_first_rows(value, shape, axis, dtype) for value in series]
+    state_shape = shape[:axis] + shape[axis + 1 :]
+    final = 0 if final is None else final
+    final_rows = arrays.moved_axes(final, state_shape, range(len(state_shape)), dtype)
+    results = [
+        arrays.from_time_first_rows(result, shape, axis)
+        for result in solve(*rows, final_rows.reshape(-1))
+    ]
+    if not any(map(on_gpu, (*series, final))):
+        results = [result.copy_to_host() for result in results]
+    return tuple(results)
+
+
 def kernel_operands(operands, shape: tuple, axis: int, dtype) -> list:
     """Each operand broadcast to ``shape`` and laid out ``(T, D)``, time first, C-contiguous,
     in ``dtype`` (the kernels read every element; no copy where one lies so already)."""
@@ -319,7 +365,7 @@ def real_dtype(dtype: np.dtype) -> np.dtype:
 
 def time_series(name: str, value) -> np.ndarray:
     """``value`` as a real numeric array with at least one axis (the time axis)."""
-    array = value if on_gpu(value) else numeric_array(name, value)
+    array = numeric_array(name, value, stand_in)
     if not array.shape:
         raise ValueError(f"{name} must have a time axis; got a scalar")
     if array.dtype.kind == "c":

@@ -3,6 +3,15 @@
 ``lfilter`` and ``sosfilt`` are ``scipy.signal``'s, with scipy's semantics and arithmetic,
 parallel over channels; ``ewm_mean`` is ``pandas.DataFrame.ewm(...).mean()`` on NumPy arrays,
 any axis, parallel over channels.
+
+With ``device="cuda"`` (or GPU arrays: CuPy, PyTorch, Numba device arrays, read in place) they
+run on the GPU through the core CUDA solvers rather than kernels of their own, so that they
+share the solvers' parallel scans and checked carries: a filter of order ``K`` is the
+state-space recurrence of its ``K`` delays (``scanlab.cuda.iir``: the companion matrix,
+``linear_recurrence_matrix``'s kernels; a cascade of sections is one 2-state recurrence per
+section), the EWM a few elementwise recurrences (``scanlab.cuda.ewm``). As with
+``linear_recurrence``, GPU operands give Numba device arrays, NumPy operands NumPy arrays. The GPU
+path is tested in Numba's CUDA simulator and compiled to PTX; its speed is not measured.
 """
 
 import contextlib
@@ -19,7 +28,9 @@ from scanlab._arrays import (
     normalize_axis,
     numeric_array,
     result_dtype,
+    stand_in,
 )
+from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
@@ -27,7 +38,7 @@ from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
 
 
-def lfilter(b, a, x, axis: int = -1, zi=None):
+def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     """Filter ``x`` along ``axis`` by the IIR or FIR filter ``b``, ``a``: scipy's ``lfilter``.
 
     The one-line change from scipy: ``from scanlab.signal import lfilter``. The same
@@ -52,10 +63,15 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
         Initial conditions of the delays, of ``x``'s shape with ``axis`` of length
         ``max(len(a), len(b)) - 1`` (other axes of length 1 broadcast), e.g. from
         ``scipy.signal.lfilter_zi`` or a previous call's ``zf``.
+    device : {"auto", "cpu", "cuda"}, optional
+        Where to compute; ``"auto"`` follows the data (the GPU when ``x`` or ``zi`` is a GPU
+        array). On the GPU the filter is solved in parallel over time as the matrix recurrence
+        of its delays (see the module's docstring): equal to scipy to rounding, not bit for
+        bit, and numerically sound for low orders (use ``sosfilt`` for high ones).
 
     Returns
     -------
-    y : ndarray
+    y : ndarray or numba.cuda.devicearray.DeviceNDArray
         The filtered signal, of ``x``'s shape, in the promoted dtype of ``b``, ``a``, ``x``
         and ``zi``.
     zf : ndarray
@@ -66,9 +82,10 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
     ------
     ValueError
         ``b`` or ``a`` not non-empty 1-D, ``a[0] == 0``, a ``zi`` of the wrong shape, ``x``
-        without a time axis.
+        without a time axis, an unknown ``device``.
     TypeError
-        Non-numeric operands.
+        Non-numeric operands; GPU arrays with ``device="cpu"``, or as ``b`` or ``a`` (read on
+        the host).
 
     See Also
     --------
@@ -88,15 +105,16 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
     >>> lfilter([1.0], [1.0, -0.5], np.ones(2), zi=zf)[0]  # the stream goes on
     array([1.75 , 1.875])
     """
+    device = resolve_device(device, gpu_arrays=True, x=x, zi=zi)
     b, a = (filter_coefficients(name, value) for name, value in (("b", b), ("a", a)))
-    x = signal_array(x)
-    axis = normalize_axis(axis, x.ndim)
+    signal = signal_array(x)
+    axis = normalize_axis(axis, signal.ndim)
     order = max(len(a), len(b)) - 1
-    state_shape = x.shape[:axis] + (order,) + x.shape[axis + 1 :]
+    state_shape = signal.shape[:axis] + (order,) + signal.shape[axis + 1 :]
     operands = {"b": b, "a": a, "x": x}
     if zi is not None:
-        zi = numeric_array("zi", zi)
-        check_conditions("zi", zi.shape, state_shape, x.shape, axis)
+        given = numeric_array("zi", zi, stand_in).shape
+        check_conditions("zi", given, state_shape, signal.shape, axis)
         operands["zi"] = zi
     dtype = result_dtype(**operands)
     if a[0] == 0:
@@ -105,6 +123,11 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
     a = np.pad(np.asarray(a, dtype), (0, order + 1 - len(a)))
     if a[0] != 1:
         b, a = b / a[0], a / a[0]
+    if device == "cuda":
+        order_of_zi = [*range(axis), *range(axis + 1, signal.ndim), axis]
+        run = partial(cuda_module("iir").lfilter_on_device, b, a)
+        return on_device(run, x, signal.shape, axis, dtype, zi, state_shape, order_of_zi)
+    x, zi = signal, zi if zi is None else np.asarray(zi)
     rows = math.prod(state_shape) // max(order, 1)
     if order == 1 and b[1] == 0 and rows < cpu_iir.ROW_CHAINS and np.isfinite(x).all():
         return first_order(b[0], a[1], x, axis, zi, dtype)
@@ -114,7 +137,7 @@ def lfilter(b, a, x, axis: int = -1, zi=None):
     return y if zi is None else (y, from_rows(state, x.shape, axis, order))
 
 
-def sosfilt(sos, x, axis: int = -1, zi=None):
+def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     """Filter ``x`` along ``axis`` through cascaded second-order sections: scipy's ``sosfilt``.
 
     The one-line change from scipy: ``from scanlab.signal import sosfilt``. The same
@@ -136,10 +159,12 @@ def sosfilt(sos, x, axis: int = -1, zi=None):
     zi : array_like, optional
         Initial conditions, ``(n_sections, ..., 2, ...)``: ``x``'s shape with ``axis`` of
         length 2, for each section (``scipy.signal.sosfilt_zi``, or a previous call's ``zf``).
+    device : {"auto", "cpu", "cuda"}, optional
+        As for :func:`lfilter`; on the GPU each section is a 2-state matrix recurrence.
 
     Returns
     -------
-    y : ndarray
+    y : ndarray or numba.cuda.devicearray.DeviceNDArray
         The filtered signal, of ``x``'s shape, in the promoted dtype of ``sos``, ``x`` and
         ``zi``.
     zf : ndarray
@@ -149,9 +174,9 @@ def sosfilt(sos, x, axis: int = -1, zi=None):
     ------
     ValueError
         ``sos`` not ``(n, 6)`` or with ``a0 != 1``, a ``zi`` of the wrong shape, ``x`` without
-        a time axis.
+        a time axis, an unknown ``device``.
     TypeError
-        Non-numeric operands.
+        Non-numeric operands; GPU arrays with ``device="cpu"``, or as ``sos``.
 
     See Also
     --------
@@ -168,28 +193,34 @@ def sosfilt(sos, x, axis: int = -1, zi=None):
     >>> np.round(y[:, -1], 6)
     array([1., 1., 1.])
     """
-    sos = numeric_array("sos", sos)
+    device = resolve_device(device, gpu_arrays=True, x=x, zi=zi)
+    sos = host_coefficients("sos", sos)
     if sos.ndim != 2 or sos.shape[1] != 6 or not sos.shape[0]:
         raise ValueError(
             f"sos must have shape (n_sections, 6) with n_sections >= 1, got {sos.shape}"
         )
     if not (sos[:, 3] == 1).all():
         raise ValueError("sos[:, 3] should be all ones")
-    x = signal_array(x)
-    axis = normalize_axis(axis, x.ndim)
+    signal = signal_array(x)
+    axis = normalize_axis(axis, signal.ndim)
     sections = sos.shape[0]
-    zi_shape = (sections, *x.shape[:axis], 2, *x.shape[axis + 1 :])
+    zi_shape = (sections, *signal.shape[:axis], 2, *signal.shape[axis + 1 :])
     operands = {"sos": sos, "x": x}
     if zi is not None:
-        zi = numeric_array("zi", zi)
-        if zi.shape != zi_shape:
+        given = numeric_array("zi", zi, stand_in).shape
+        if given != zi_shape:
             raise ValueError(
-                f"Invalid zi shape. With axis={axis}, an input with shape {x.shape}, and an sos "
-                f"array with {sections} sections, zi must have shape {zi_shape}, got {zi.shape}."
+                f"Invalid zi shape. With axis={axis}, an input with shape {signal.shape}, and an "
+                f"sos array with {sections} sections, zi must have shape {zi_shape}, got {given}."
             )
         operands["zi"] = zi
     dtype = result_dtype(**operands)
     sos = np.ascontiguousarray(sos, dtype)
+    if device == "cuda":
+        order_of_zi = [0, *range(1, axis + 1), *range(axis + 2, signal.ndim + 1), axis + 1]
+        run = partial(cuda_module("iir").sosfilt_on_device, sos)
+        return on_device(run, x, signal.shape, axis, dtype, zi, zi_shape, order_of_zi)
+    x, zi = signal, zi if zi is None else np.asarray(zi)
     state = np.stack(
         [
             conditions_by_row(zi if zi is None else zi[s], zi_shape[1:], x, axis, dtype)
@@ -206,6 +237,27 @@ def sosfilt(sos, x, axis: int = -1, zi=None):
     if zi is None:
         return y
     return y, np.stack([from_rows(state[:, s], x.shape, axis, 2) for s in range(sections)])
+
+
+def on_device(run, x, shape: tuple, axis: int, dtype, zi, zi_shape: tuple, zi_order: list):
+    """The filter ``run(rows, state) -> (out, final)`` of ``scanlab.cuda.iir`` (``(T, D)`` rows;
+    the delays in ``zi``'s layout with its axes in ``zi_order`` and the channels flattened)
+    applied on the GPU to ``x`` (host or GPU) of ``shape``: ``y``, or ``(y, zf)`` with ``zi``;
+    GPU arrays when ``x`` or ``zi`` is one, else NumPy arrays."""
+    arrays = cuda_module("arrays")
+    rows = arrays.time_first_rows(x, shape, axis, dtype)
+    moved_shape = tuple(zi_shape[k] for k in zi_order)
+    kernel_shape = (*moved_shape[: len(zi_shape) - len(shape)], rows.shape[1], moved_shape[-1])
+    if zi is None:
+        state = arrays.zeros(kernel_shape, dtype)
+    else:
+        state = arrays.moved_axes(zi, zi_shape, zi_order, dtype).reshape(kernel_shape)
+    out, final = run(rows, state)
+    y = arrays.from_time_first_rows(out, shape, axis)
+    zf = arrays.in_shape(final.reshape(moved_shape), zi_shape, zi_order)
+    if not (on_gpu(x) or on_gpu(zi)):
+        y, zf = y.copy_to_host(), zf.copy_to_host()
+    return y if zi is None else (y, zf)
 
 
 def first_order(b0, a1, x, axis: int, zi, dtype):
@@ -236,18 +288,28 @@ def first_shape(shape: tuple, axis: int) -> tuple:
     return shape[:axis] + (1,) + shape[axis + 1 :]
 
 
+def host_coefficients(name: str, value) -> np.ndarray:
+    """Filter coefficients as a numeric NumPy array: the filter is built from them on the host,
+    so a GPU array is a TypeError."""
+    if on_gpu(value):
+        raise TypeError(
+            f"{name} is a GPU array, but filter coefficients are read on the host: pass a NumPy "
+            "array (the signal x and zi may stay on the GPU)"
+        )
+    return numeric_array(name, value)
+
+
 def filter_coefficients(name: str, value) -> np.ndarray:
-    """``b`` or ``a`` as a non-empty 1-D numeric array."""
-    array = numeric_array(name, value)
-    array = np.atleast_1d(array)
+    """``b`` or ``a`` as a non-empty 1-D numeric array, on the host."""
+    array = np.atleast_1d(host_coefficients(name, value))
     if array.ndim != 1 or not array.size:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
     return array
 
 
 def signal_array(x) -> np.ndarray:
-    """``x`` as a numeric array with a time axis."""
-    x = numeric_array("x", x)
+    """``x`` as a numeric array with a time axis (a GPU array as its :func:`stand_in`)."""
+    x = numeric_array("x", x, stand_in)
     if not x.shape:
         raise ValueError("x must have a time axis; got a scalar")
     return x
@@ -387,6 +449,7 @@ def ewm_mean(
     ignore_na: bool = False,
     min_periods: int = 0,
     axis: int = 0,
+    device: str = "auto",
 ):
     """Exponentially weighted mean along ``axis``: ``pandas.DataFrame.ewm(...).mean()``.
 
@@ -414,10 +477,14 @@ def ewm_mean(
         NaN until this many observations were seen (pandas counts at least 1).
     axis : int, optional
         The time axis.
+    device : {"auto", "cpu", "cuda"}, optional
+        Where to compute; ``"auto"`` follows ``x``. On the GPU the mean is a recurrence whose
+        coefficients come from the weights' recurrences (every option supported; see
+        ``scanlab.cuda.ewm``), equal to pandas' to rounding.
 
     Returns
     -------
-    ndarray
+    ndarray or numba.cuda.devicearray.DeviceNDArray
         Of ``x``'s shape and dtype (float32 stays float32; the means are computed in float64,
         as pandas computes them, and rounded once).
 
@@ -425,9 +492,10 @@ def ewm_mean(
     ------
     ValueError
         Not exactly one of com/span/halflife/alpha, one outside its domain (pandas' messages),
-        a negative ``min_periods``, ``x`` without a time axis.
+        a negative ``min_periods``, ``x`` without a time axis, an unknown ``device``.
     TypeError
-        Complex or non-numeric ``x``; a decay or ``min_periods`` that is not a number.
+        Complex or non-numeric ``x``; a decay or ``min_periods`` that is not a number; a GPU
+        ``x`` with ``device="cpu"``.
 
     See Also
     --------
@@ -456,19 +524,26 @@ def ewm_mean(
         raise TypeError(f"min_periods must be an integer, got {min_periods!r}")
     if min_periods < 0:
         raise ValueError(f"min_periods must be >= 0, got {min_periods}")
-    x = numeric_array("x", x)
-    if x.dtype.kind == "c":
-        raise TypeError(f"x has dtype {x.dtype}; ewm_mean takes real numbers, as pandas does")
-    if not x.shape:
+    device = resolve_device(device, gpu_arrays=True, x=x)
+    values = numeric_array("x", x, stand_in)
+    if values.dtype.kind == "c":
+        raise TypeError(f"x has dtype {values.dtype}; ewm_mean takes real numbers, as pandas does")
+    if not values.shape:
         raise ValueError("x must have a time axis; got a scalar")
-    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    axis = normalize_axis(axis, x.ndim)
-    rest = x.shape[:axis] + x.shape[axis + 1 :]
-    length, channels = x.shape[axis], math.prod(rest)
+    dtype = values.dtype if values.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    axis = normalize_axis(axis, values.ndim)
+    options = (alpha, bool(adjust), bool(ignore_na), max(int(min_periods), 1))
+    if device == "cuda":
+        arrays = cuda_module("arrays")
+        rows = arrays.time_first_rows(x, values.shape, axis, np.float64)
+        means = cuda_module("ewm").ewm_mean_on_device(rows, *options, dtype)
+        result = arrays.from_time_first_rows(means, values.shape, axis)
+        return result if on_gpu(x) else result.copy_to_host()
+    rest = values.shape[:axis] + values.shape[axis + 1 :]
+    length, channels = values.shape[axis], math.prod(rest)
     out = np.empty((length, channels), dtype)
     if out.size:
-        values = as_time_major(x, x.ndim, axis, rest, dtype)
-        options = (alpha, bool(adjust), bool(ignore_na), max(int(min_periods), 1))
+        values = as_time_major(values, values.ndim, axis, rest, dtype)
         block = channel_block(channels, dtype.itemsize, numba.get_num_threads())
         cpu_ewm.ewm_mean_rows(values, *options, out, block)
     return np.moveaxis(out.reshape((length, *rest)), 0, axis)

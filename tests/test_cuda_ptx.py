@@ -22,20 +22,26 @@ from scanlab import math as smath  # noqa: E402
 from scanlab.bench import linear as bench_linear  # noqa: E402
 from scanlab.cuda import (  # noqa: E402
     arrays,
+    ewm,
     gradients,
+    iir,
     linear,
     linear_matrix,
     linear_single_pass,
     nonlinear,
+    returns,
 )
 
 KERNEL_MODULES = [
     arrays,
+    ewm,
     gradients,
+    iir,
     linear,
     linear_matrix,
     linear_single_pass,
     nonlinear,
+    returns,
     bench_linear,
 ]
 

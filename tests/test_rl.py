@@ -1,6 +1,7 @@
 """``scanlab.rl``: discounted returns and GAE against the loops RL code writes."""
 
 import contextlib
+import inspect
 
 import numpy as np
 import pytest
@@ -216,3 +217,18 @@ def test_auto_takes_the_method_measured_faster_for_gae(tmp_path, monkeypatch):
         assert set(speeds) == {"sequential", "scan"} and min(speeds.values()) > 0
     finally:
         wisdom.LOADED.clear()
+
+
+@pytest.mark.parametrize(
+    ("front_end", "call"),
+    [
+        (discounted_returns, lambda device: discounted_returns(np.ones(3), 0.9, device=device)),
+        (gae, lambda device: gae(np.ones(3), 1.0, False, 0.0, gamma=0.9, lam=0.9, device=device)),
+    ],
+    ids=["discounted_returns", "gae"],
+)
+def test_device_is_a_keyword_and_an_unknown_one_is_refused(front_end, call):
+    assert inspect.signature(front_end).parameters["device"].default == "auto"
+    np.testing.assert_array_equal(call("cpu"), call("auto"))
+    with pytest.raises(ValueError, match="device must be one of"):
+        call("gpu")

@@ -1,6 +1,7 @@
 """``scanlab.signal``: ``lfilter`` and ``sosfilt`` against scipy, ``ewm_mean`` against pandas."""
 
 import contextlib
+import inspect
 
 import numpy as np
 import pandas as pd
@@ -364,3 +365,19 @@ def test_filters_over_time_agree_with_scipy(name, length, dtype, monkeypatch):
             scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
             tolerance = 1e-4 if dtype == np.float32 else 1e-9
             np.testing.assert_allclose(found, expected, rtol=0, atol=tolerance * scale)
+
+
+@pytest.mark.parametrize(
+    ("front_end", "call"),
+    [
+        (lfilter, lambda device: lfilter([1.0], [1.0, -0.5], np.ones(3), device=device)),
+        (sosfilt, lambda device: sosfilt([[1.0, 0, 0, 1, -0.5, 0]], np.ones(3), device=device)),
+        (ewm_mean, lambda device: ewm_mean(np.ones(3), alpha=0.5, device=device)),
+    ],
+    ids=["lfilter", "sosfilt", "ewm_mean"],
+)
+def test_device_is_a_keyword_and_an_unknown_one_is_refused(front_end, call):
+    assert inspect.signature(front_end).parameters["device"].default == "auto"
+    np.testing.assert_array_equal(call("cpu"), call("auto"))
+    with pytest.raises(ValueError, match="device must be one of"):
+        call("gpu")

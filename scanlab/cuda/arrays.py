@@ -519,3 +519,55 @@ def output_array(out, layout: Layout):
         )
     check_output(stand_in(out), layout.shape, layout.dtype, array_interface(out)["data"][1])
     return out
+
+
+def moved_axes(value, shape: tuple, order, dtype):
+    """``value`` (host or GPU) broadcast to ``shape``, its axes in ``order`` (as
+    ``numpy.transpose``), as a new C-contiguous device array of ``dtype``: the GPU form of the
+    layouts the front ends' kernels read (``value`` itself when it already lies so)."""
+    moved_shape = tuple(shape[axis] for axis in order)
+    if not math.prod(shape):
+        return cuda.device_array(moved_shape, dtype)
+    if not on_gpu(value):
+        host = np.broadcast_to(np.asarray(value), shape).transpose(order)
+        return cuda.to_device(np.ascontiguousarray(host, dtype))
+    return Strided.of(value).expanded(shape).permuted(order).as_contiguous(dtype)
+
+
+def in_shape(source, shape: tuple, order):
+    """A new C-contiguous device array of ``shape`` holding ``source``, a C-contiguous device
+    array of ``shape``'s axes in ``order``: the inverse of :func:`moved_axes`, one copy on the
+    GPU."""
+    result = cuda.device_array(shape, source.dtype)
+    if result.size:
+        moved_shape = tuple(shape[axis] for axis in order)
+        view = Strided.contiguous(source.reshape(-1), moved_shape)
+        view.copy_into(Strided.of(result).permuted(order))
+    return result
+
+
+def launch_over(kernel, rows: int, columns: int):
+    """``kernel`` configured for a grid over ``(rows, columns)`` elements: the x dimension
+    along the columns (consecutive threads, consecutive elements), the y dimension along the
+    rows, each capped as the copies' are (the kernel strides over the rest)."""
+    threads = config.cuda.threads_per_block
+    blocks = (max(1, min(COPY_BLOCKS, -(-columns // threads))), max(1, min(COPY_ROWS, rows)))
+    return kernel[blocks, threads]
+
+
+def time_first_order(axis: int, ndim: int) -> list:
+    """The axes of an array of ``ndim`` dimensions with ``axis`` moved to the front."""
+    return [axis, *(other for other in range(ndim) if other != axis)]
+
+
+def time_first_rows(value, shape: tuple, axis: int, dtype):
+    """``value`` (host or GPU) broadcast to ``shape``, as a C-contiguous ``(T, D)`` device
+    array of ``dtype``: time (``axis``) first, the other axes flattened into channels."""
+    moved = moved_axes(value, shape, time_first_order(axis, len(shape)), dtype)
+    return moved.reshape(shape[axis], math.prod(moved.shape[1:]))
+
+
+def from_time_first_rows(rows, shape: tuple, axis: int):
+    """The inverse of :func:`time_first_rows`: ``(T, D)`` rows as a new array of ``shape``."""
+    order = time_first_order(axis, len(shape))
+    return in_shape(rows.reshape(tuple(shape[k] for k in order)), shape, order)

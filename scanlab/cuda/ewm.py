@@ -1,0 +1,115 @@
+"""pandas' exponentially weighted mean on the GPU, as linear recurrences solved by
+:mod:`scanlab.cuda.linear`, in float64 whatever the input's dtype (as pandas computes).
+
+Twin of :mod:`scanlab.cpu.ewm`, with the same rules (NaN and infinities are missing
+observations; ``ignore_na``; ``min_periods``) in another form. With ``V`` the weight of the old
+mean, at an observation ``x[t]`` the mean is ``m[t] = (P m[t-1] + q x[t]) / (P + q)`` with
+``P = decay[t] V[t-1]`` and ``q = 1`` (``adjust``: ``V`` is the sum of the weights,
+``V[t] = decay[t] V[t-1] + 1``) or ``q = alpha`` (not ``adjust``: ``V`` restarts at 1 at each
+observation and decays in between); at a missing step ``m[t] = m[t-1]``. Both are linear
+recurrences: ``V`` and the count of observations first (in one solve, side by side), then the
+mean, whose coefficients ``P / (P + q)`` lie in ``[0, 1)``: a weighted average that never
+divides by a vanishing weight, however long a gap (the first observation has ``P = 0``).
+"""
+
+import math
+
+from numba import cuda
+
+from scanlab.cuda import linear
+from scanlab.cuda.arrays import launch_over, zeros
+
+
+@cuda.jit
+def weight_coefficients_kernel(values, alpha, adjust, ignore_na, coefficients, inputs):
+    """The recurrences of the weight ``V`` (columns ``0..D-1``) and of the count of
+    observations (columns ``D..2D-1``) of each channel."""
+    length, channels = values.shape
+    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
+        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+            observed = math.isfinite(values[t, channel])
+            decay = 1.0 - alpha if observed or not ignore_na else 1.0
+            coefficients[t, channel] = decay if adjust or not observed else 0.0
+            inputs[t, channel] = 1.0 if observed else 0.0
+            coefficients[t, channels + channel] = 1.0
+            inputs[t, channels + channel] = 1.0 if observed else 0.0
+
+
+@cuda.jit
+def mean_coefficients_kernel(values, weights, alpha, adjust, ignore_na, coefficients, inputs):
+    """The recurrence of the mean: ``P / (P + q)`` and ``x q / (P + q)`` at an observation,
+    ``1`` and ``0`` at a missing step."""
+    length, channels = values.shape
+    share = 1.0 if adjust else alpha
+    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
+        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+            current = values[t, channel]
+            if math.isfinite(current):
+                old = (1.0 - alpha) * (weights[t - 1, channel] if t else 0.0)
+                coefficients[t, channel] = old / (old + share)
+                inputs[t, channel] = current * (share / (old + share))
+            else:
+                coefficients[t, channel] = 1.0
+                inputs[t, channel] = 0.0
+
+
+@cuda.jit
+def masked_kernel(means, weights, min_periods, out):
+    """``out`` (of its own dtype): the means where ``min_periods`` observations were seen,
+    else NaN."""
+    length, channels = out.shape
+    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
+        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+            seen = weights[t, channels + channel] >= min_periods
+            out[t, channel] = means[t, channel] if seen else math.nan
+
+
+def ewm_mean_on_device(values, alpha, adjust, ignore_na, min_periods, dtype):
+    """The exponentially weighted mean of each column of ``values`` (``(T, D)`` float64) with
+    pandas' rules, as a new ``(T, D)`` device array of ``dtype`` (float32 or float64)."""
+    length, channels = values.shape
+    out = cuda.device_array((length, channels), dtype)
+    if not out.size:
+        return out
+    coefficients = cuda.device_array((length, 2 * channels), values.dtype)
+    inputs = cuda.device_array_like(coefficients)
+    weights = cuda.device_array_like(coefficients)
+    options = (alpha, adjust, ignore_na)
+    launch_over(weight_coefficients_kernel, length, channels)(
+        values, *options, coefficients, inputs
+    )
+    linear.solve_on_device(
+        coefficients, inputs, zeros(2 * channels, values.dtype), weights, False, "auto"
+    )
+    mean_coefficients, mean_inputs = (cuda.device_array_like(values) for _ in range(2))
+    launch_over(mean_coefficients_kernel, length, channels)(
+        values, weights, *options, mean_coefficients, mean_inputs
+    )
+    means = cuda.device_array_like(values)
+    linear.solve_on_device(
+        mean_coefficients, mean_inputs, zeros(channels, values.dtype), means, False, "auto"
+    )
+    launch_over(masked_kernel, length, channels)(means, weights, float(min_periods), out)
+    return out
+
+
+def kernel_signatures():
+    """List every kernel of this module with each signature its launchers compile.
+
+    Returns
+    -------
+    list of (numba.cuda.dispatcher.CUDADispatcher, str)
+        One entry per kernel (and output dtype); compile one to PTX without a GPU with
+        ``cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))``.
+    """
+    matrix, options = "float64[:, ::1]", "float64, boolean, boolean"
+    signatures = [
+        (weight_coefficients_kernel, f"void({matrix}, {options}, {matrix}, {matrix})"),
+        (mean_coefficients_kernel, f"void({matrix}, {matrix}, {options}, {matrix}, {matrix})"),
+    ]
+    for dtype in ("float32", "float64"):
+        signatures.append((masked_kernel, f"void({matrix}, {matrix}, float64, {dtype}[:, ::1])"))
+    return signatures
