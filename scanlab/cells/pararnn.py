@@ -76,6 +76,20 @@ def lstm_channel(c, h, u_forget, u_candidate, u_output, a_forget, a_candidate, a
     return forget, candidate, cell_state, output, smath.tanh(cell_state)
 
 
+@njit(inline="always")
+def lstm_block(c, forget, candidate, output, squashed, a_forget, a_candidate, a_output,
+               p_forget, p_output):  # fmt: skip
+    """A channel's 2x2 block ``d(c, h) / d(c, h)``, row by row, from its gates
+    (:func:`lstm_channel`) at the state ``(c, h)`` (scalars only, for the CUDA simulator)."""
+    forget_slope = forget * (1 - forget) * (c - candidate)
+    dcell_dc = forget + forget_slope * p_forget
+    dcell_dh = forget_slope * a_forget + (1 - forget) * (1 - candidate * candidate) * a_candidate
+    output_slope = output * (1 - output) * squashed
+    # dh/dc through the new cell state: directly and through the output gate's peephole.
+    dh_dcell = output_slope * p_output + output * (1 - squashed * squashed)
+    return dcell_dc, dcell_dh, dh_dcell * dcell_dc, output_slope * a_output + dh_dcell * dcell_dh
+
+
 @njit(cache=True, fastmath=FASTMATH)
 def lstm_step(h_prev, x_t, params, h_out):
     """ParaLSTM, CIFG with peepholes: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`).
@@ -106,16 +120,12 @@ def lstm_jacobian(h_prev, x_t, params, jacobian_out):
         forget, candidate, _, output, squashed = lstm_channel(
             c, h, x_t[j], x_t[n + j], x_t[2 * n + j], a[0, j], a[1, j], a[2, j], p[0, j], p[1, j]
         )
-        forget_slope = forget * (1 - forget) * (c - candidate)
-        dcell_dc = forget + forget_slope * p[0, j]
-        dcell_dh = forget_slope * a[0, j] + (1 - forget) * (1 - candidate * candidate) * a[1, j]
-        output_slope = output * (1 - output) * squashed
-        # dh/dc through the new cell state: directly and through the output gate's peephole.
-        dh_dcell = output_slope * p[1, j] + output * (1 - squashed * squashed)
-        jacobian_out[j, 0, 0] = dcell_dc
-        jacobian_out[j, 0, 1] = dcell_dh
-        jacobian_out[j, 1, 0] = dh_dcell * dcell_dc
-        jacobian_out[j, 1, 1] = output_slope * a[2, j] + dh_dcell * dcell_dh
+        (
+            jacobian_out[j, 0, 0], jacobian_out[j, 0, 1],
+            jacobian_out[j, 1, 0], jacobian_out[j, 1, 1],
+        ) = lstm_block(
+            c, forget, candidate, output, squashed, a[0, j], a[1, j], a[2, j], p[0, j], p[1, j]
+        )  # fmt: skip
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -130,15 +140,12 @@ def lstm_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
         )
         h_out[2 * j] = cell_state
         h_out[2 * j + 1] = output * squashed
-        forget_slope = forget * (1 - forget) * (c - candidate)
-        dcell_dc = forget + forget_slope * p[0, j]
-        dcell_dh = forget_slope * a[0, j] + (1 - forget) * (1 - candidate * candidate) * a[1, j]
-        output_slope = output * (1 - output) * squashed
-        dh_dcell = output_slope * p[1, j] + output * (1 - squashed * squashed)
-        jacobian_out[j, 0, 0] = dcell_dc
-        jacobian_out[j, 0, 1] = dcell_dh
-        jacobian_out[j, 1, 0] = dh_dcell * dcell_dc
-        jacobian_out[j, 1, 1] = output_slope * a[2, j] + dh_dcell * dcell_dh
+        (
+            jacobian_out[j, 0, 0], jacobian_out[j, 0, 1],
+            jacobian_out[j, 1, 0], jacobian_out[j, 1, 1],
+        ) = lstm_block(
+            c, forget, candidate, output, squashed, a[0, j], a[1, j], a[2, j], p[0, j], p[1, j]
+        )  # fmt: skip
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
