@@ -198,7 +198,10 @@ def measure_row(name: str, dtype, batch: int, length: int, size: int, input_size
     """Time one row (JAX, scanlab ``method="auto"``, the plain Numba loop, taking turns) and
     compare the outputs; raise AssertionError if scanlab's and JAX's differ beyond
     :func:`tolerance`, or the plain loop's from scanlab's."""
+    import jax
     import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64
 
     problem = make_problem(name, dtype, batch, length, size, input_size)
     solve_jax = jax_solver(name)
@@ -261,9 +264,6 @@ def jax_table(quick: bool = False, repeats: int = 5, show_progress: bool = True)
     JAX."""
     if not jax_available():
         return []
-    import jax
-
-    jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64
     sizes = (QUICK_LENGTH, QUICK_STATE_SIZE, QUICK_INPUT_SIZE) if quick else (
         LENGTH, STATE_SIZE, INPUT_SIZE)  # fmt: skip
     cases = [(name, dtype, batch) for name in CELL_NAMES for dtype in DTYPES for batch in BATCHES]

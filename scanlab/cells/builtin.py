@@ -15,30 +15,58 @@ from scanlab.cells.base import Cell, JacobianPlan
 from scanlab.config import FASTMATH_DOT_PRODUCTS
 from scanlab.cpu import nonlinear as cpu_nonlinear
 
+# The steps' sums run four rows at a time: each row's sum vectorises along the row, and the four
+# share every load of h_prev (3-4x a row at a time with a scalar tanh after each, n = 64 on
+# AVX-512). Written out in both steps: under the CUDA simulator the steps run as Python, and a
+# compiled helper cannot take the simulator's arrays.
+
 
 @njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
 def elman_step(h_prev, x_t, params, h_out):
-    """``h = tanh(W h_prev + u_t)``, ``u_t`` the projected input."""
+    """``h = tanh(W h_prev + u_t)``, ``u_t`` the projected input: the sums first, then ``tanh``
+    over the whole row (one vectorised loop)."""
     (weights,) = params
-    for i in range(h_prev.shape[0]):
+    n = h_prev.shape[0]
+    for i in range(0, n - n % 4, 4):
+        total0, total1, total2, total3 = x_t[i], x_t[i + 1], x_t[i + 2], x_t[i + 3]
+        for j in range(n):
+            total0 += weights[i, j] * h_prev[j]
+            total1 += weights[i + 1, j] * h_prev[j]
+            total2 += weights[i + 2, j] * h_prev[j]
+            total3 += weights[i + 3, j] * h_prev[j]
+        h_out[i], h_out[i + 1], h_out[i + 2], h_out[i + 3] = total0, total1, total2, total3
+    for i in range(n - n % 4, n):
         total = x_t[i]
-        for j in range(h_prev.shape[0]):
+        for j in range(n):
             total += weights[i, j] * h_prev[j]
-        h_out[i] = smath.tanh(total)
+        h_out[i] = total
+    for i in range(n):
+        h_out[i] = smath.tanh(h_out[i])
 
 
 @njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
 def elman_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
     """:func:`elman_step` and :func:`elman_jacobian` at once (one product with ``W``)."""
     (weights,) = params
-    for i in range(h_prev.shape[0]):
+    n = h_prev.shape[0]
+    for i in range(0, n - n % 4, 4):
+        total0, total1, total2, total3 = x_t[i], x_t[i + 1], x_t[i + 2], x_t[i + 3]
+        for j in range(n):
+            total0 += weights[i, j] * h_prev[j]
+            total1 += weights[i + 1, j] * h_prev[j]
+            total2 += weights[i + 2, j] * h_prev[j]
+            total3 += weights[i + 3, j] * h_prev[j]
+        h_out[i], h_out[i + 1], h_out[i + 2], h_out[i + 3] = total0, total1, total2, total3
+    for i in range(n - n % 4, n):
         total = x_t[i]
-        for j in range(h_prev.shape[0]):
+        for j in range(n):
             total += weights[i, j] * h_prev[j]
-        value = smath.tanh(total)
-        h_out[i] = value
-        slope = 1 - value * value
-        for j in range(h_prev.shape[0]):
+        h_out[i] = total
+    for i in range(n):
+        h_out[i] = smath.tanh(h_out[i])
+    for i in range(n):
+        slope = 1 - h_out[i] * h_out[i]
+        for j in range(n):
             jacobian_out[i, j] = slope * weights[i, j]
 
 
