@@ -2,6 +2,7 @@
 and recorded between the marker comments of ``benchmarks/RESULTS.md``."""
 
 import datetime
+import glob
 import os
 import platform
 import re
@@ -54,20 +55,51 @@ def record_results(path, name: str, machine: str, table: str, notes=(), write=Tr
     print(f"wrote {path}")
 
 
-def machine_description() -> str:
-    """CPU model, core count, threads and the versions that matter for the numbers."""
-    model = platform.processor() or platform.machine()
+def cpu_description() -> str:
+    """The CPU as Linux reports it: model name, family and model numbers (one model name may
+    cover several generations: AMD's VMs say "AMD EPYC" for Zen 4 and Zen 5 alike), the widest
+    vector instructions and the data caches of one core."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
         pass
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    flags = fields.get("flags", "").split()
+    vectors = next((name for flag, name in VECTOR_FLAGS if flag in flags), None)
+    caches = []
+    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(f"{index}/level") as level, open(f"{index}/type") as kind:
+                level, kind = level.read().strip(), kind.read().strip()
+            with open(f"{index}/size") as size:
+                size = size.read().strip()
+        except OSError:
+            continue
+        if kind != "Instruction":
+            caches.append(f"L{level}{'d' if kind == 'Data' else ''} {size}")
+    details = [text for text in (vectors, " ".join(caches)) if text]
+    return f"{model}, {', '.join(details)}" if details else model
+
+
+#: The widest vector instructions a CPU flag announces, widest first.
+VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sse4_2", "SSE4.2"), ("asimd", "NEON"))
+
+
+def machine_description() -> str:
+    """CPU (:func:`cpu_description`), core count, threads and the versions that matter for the
+    numbers."""
     try:
         layer = f"{numba.threading_layer()} layer"
     except ValueError:  # no parallel kernel has run yet
         layer = "threading layer not chosen yet"
     return (
-        f"{model}, {os.cpu_count()} cores, Numba {numba.__version__} with "
+        f"{cpu_description()}; {os.cpu_count()} cores, Numba {numba.__version__} with "
         f"{numba.get_num_threads()} threads ({layer}), "
         f"NumPy {np.__version__}, SciPy {scipy.__version__}, Python {platform.python_version()}"
     )
