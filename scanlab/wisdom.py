@@ -3,7 +3,7 @@
 ``method="auto"`` chooses between kernels by timing them on the machine that runs them (as FFTW
 does with its plans) instead of by thresholds fitted to one machine: the first time a kind of
 problem is solved, both kernels run on a synthetic problem of its kind and size, and the times are
-stored here, in a JSON file per machine (its CPU model and core count in the name), next to
+stored here, in a JSON file per machine (its CPU model, family and core count in the name), next to
 Numba's cache. ``scanlab info`` shows it, ``scanlab tune`` measures again, and
 ``scanlab.config.cpu.wisdom`` overrides where it lives (or, ``None``, turns storing off).
 
@@ -31,17 +31,33 @@ LOADED: dict[Path | None, dict] = {}
 
 
 @functools.cache
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``); read
-    once per process (``method="auto"`` asks for it on every call)."""
+def cpu_fields() -> dict:
+    """The first processor's fields in ``/proc/cpuinfo`` (empty where there is none); read once
+    per process."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return fields
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name and, where Linux gives them, its family and model numbers (one name
+    may cover several generations: AMD's VMs say "AMD EPYC" for Zen 4 and Zen 5 alike, whose
+    wisdom differs); ``platform.processor()`` elsewhere. Read once per process
+    (``method="auto"`` asks for it on every call)."""
+    fields = cpu_fields()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return name or "unknown CPU"
 
 
 def default_path() -> Path:

@@ -73,6 +73,22 @@ def test_the_static_override_wins(measured):
     assert calls == []
 
 
+def test_each_cpu_generation_keeps_its_own_wisdom(monkeypatch):
+    """Two CPUs that Linux names alike (AMD's VMs say "AMD EPYC" for Zen 4 and Zen 5) measure
+    differently: the wisdom file's name holds the family and model numbers too."""
+    paths = []
+    for family, model in (("25", "17"), ("26", "2")):
+        fields = {"model name": "AMD EPYC", "cpu family": family, "model": model}
+        monkeypatch.setattr(wisdom, "cpu_fields", lambda fields=fields: fields)
+        for cached in (wisdom.cpu_model, wisdom.default_path_under):
+            cached.cache_clear()
+        paths.append(wisdom.default_path_under("/cache", "/home"))
+    for cached in (wisdom.cpu_model, wisdom.default_path_under):
+        cached.cache_clear()
+    assert paths[0].name.startswith("wisdom-amd-epyc-family-25-model-17-")
+    assert paths[0] != paths[1]
+
+
 @pytest.mark.parametrize("content", ["not json", "[1, 2]", ""])
 def test_a_damaged_wisdom_file_is_measured_again(measured, content):
     speeds, calls = measured

@@ -14,6 +14,8 @@ import scipy
 from numba import cuda
 from tabulate import tabulate
 
+from scanlab import wisdom
+
 
 def format_table(rows: list[dict], columns, markdown: bool = False) -> str:
     """``rows`` as an aligned text table, or a Markdown one; ``columns`` are (name, format),
@@ -56,21 +58,9 @@ def record_results(path, name: str, machine: str, table: str, notes=(), write=Tr
 
 
 def cpu_description() -> str:
-    """The CPU as Linux reports it: model name, family and model numbers (one model name may
-    cover several generations: AMD's VMs say "AMD EPYC" for Zen 4 and Zen 5 alike), the widest
-    vector instructions and the data caches of one core."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    model = fields.get("model name") or platform.processor() or platform.machine()
-    if "cpu family" in fields:
-        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
-    flags = fields.get("flags", "").split()
+    """The CPU as Linux reports it (:func:`scanlab.wisdom.cpu_model`: name, family and model),
+    the widest vector instructions and the data caches of one core."""
+    flags = wisdom.cpu_fields().get("flags", "").split()
     vectors = next((name for flag, name in VECTOR_FLAGS if flag in flags), None)
     caches = []
     for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
@@ -84,7 +74,7 @@ def cpu_description() -> str:
         if kind != "Instruction":
             caches.append(f"L{level}{'d' if kind == 'Data' else ''} {size}")
     details = [text for text in (vectors, " ".join(caches)) if text]
-    return f"{model}, {', '.join(details)}" if details else model
+    return ", ".join([wisdom.cpu_model(), *details])
 
 
 #: The widest vector instructions a CPU flag announces, widest first.
