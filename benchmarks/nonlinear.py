@@ -17,6 +17,9 @@ initialisation (``init="pararnn"``), float32 and float64, n in 8, 64 and T in 2*
 sequence each, beside the 3-4 its paper reports, and replaces the ``nonlinear-iterations-table``
 block (a few seconds; counts, not times).
 
+``--seconds S`` (the GPU) measures the tanh comparison, then the table's rows that start within
+``S`` seconds of the start (``benchmarks/gpu_check.sh`` fits the run to a lease so).
+
 ``--jax`` instead compares ``method="auto"`` with JAX's ``lax.scan`` and a plain Numba loop on
 the CPU (issue 22): the tanh cell, ParaGRU, ParaLSTM, ElmanRNN and a driven Lorenz system, float32
 and float64, batches of 1 and 16, T = 2**15 (:mod:`scanlab.bench.jax_comparison`; JAX from the
@@ -44,6 +47,9 @@ def main() -> None:
     parser.add_argument(
         "--jax", action="store_true", help="method='auto' against JAX's lax.scan (CPU)"
     )
+    parser.add_argument(
+        "--seconds", type=float, help="GPU: start no row of the table after this many seconds"
+    )
     arguments = parser.parse_args()
     device, quick = arguments.device, arguments.quick
     if arguments.iterations:
@@ -62,7 +68,9 @@ def main() -> None:
             notes=[jax_comparison.jax_notes(quick)], write=bool(rows) and not quick,
         )  # fmt: skip
         return
-    machine, table, notes = nonlinear.device_report(device, quick, markdown=True)
+    machine, table, notes = nonlinear.device_report(
+        device, quick, markdown=True, seconds=arguments.seconds
+    )
     simulated = device == "cuda" and numba.config.ENABLE_CUDASIM
     tables.record_results(
         RESULTS,

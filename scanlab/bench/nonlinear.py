@@ -448,17 +448,22 @@ def measure_gpu_case(
     return row
 
 
-def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
-    """The GPU benchmark table of ``nonlinear_recurrence``: float32, one batch per row."""
-    cases = [
+def gpu_cases(quick: bool = False) -> list[tuple]:
+    """The rows of :func:`gpu_table`: ``(cell_name, size, batch, length)``."""
+    return [
         (cell_name, size, batch, length)
         for cell_name in CELLS
         for size in (QUICK_GPU_SIZES if quick else SIZES)
         for batch in (QUICK_GPU_BATCHES if quick else GPU_BATCHES)
         for length in (QUICK_GPU_LENGTHS if quick else LENGTHS)
     ]
+
+
+def gpu_table(quick: bool = False, show_progress: bool = True, seconds=None) -> list[dict]:
+    """The GPU benchmark table of ``nonlinear_recurrence``: float32, one batch per row (with
+    ``seconds``, those that start within that many seconds)."""
     return measure_rows(
-        cases,
+        gpu_cases(quick),
         partial(
             measure_gpu_case,
             budget=TimeBudget(GPU_CALL_SECONDS_LIMIT),
@@ -467,6 +472,7 @@ def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
         ),
         lambda cell_name, size, batch, length: f"GPU {cell_name} n={size} B={batch} T={length}",
         show_progress,
+        seconds,
     )
 
 
@@ -520,14 +526,24 @@ def gpu_notes(quick: bool = False) -> str:
 
 
 def gpu_report(
-    quick: bool = False, show_progress: bool = True, markdown: bool = False
+    quick: bool = False, show_progress: bool = True, markdown: bool = False, seconds=None
 ) -> tuple[str, list[str]]:
-    """As :func:`cpu_report`, on the GPU."""
-    rows = gpu_table(quick=quick, show_progress=show_progress)
+    """As :func:`cpu_report`, on the GPU; the tanh comparison first, then the rows of the table
+    that start within ``seconds`` of the start (all without)."""
+    start = time.perf_counter()
     repeats = 2 if quick else 5
     tanh_rows = gpu_tanh_comparison(quick=quick, repeats=repeats)
     heading = gpu_tanh_heading(quick, repeats)
-    return report(rows, GPU_COLUMNS, gpu_notes(quick), heading, tanh_rows, markdown)
+    left = None if seconds is None else max(0.0, seconds - (time.perf_counter() - start))
+    rows = gpu_table(quick=quick, show_progress=show_progress, seconds=left)
+    notes = gpu_notes(quick)
+    cases = len(gpu_cases(quick))
+    if len(rows) < cases:
+        notes += (
+            f" Only the first {len(rows)} of the {cases} rows were measured: the run was given "
+            f"{seconds:.0f} s (--seconds)."
+        )
+    return report(rows, GPU_COLUMNS, notes, heading, tanh_rows, markdown)
 
 
 def gpu_machine_description() -> str:
@@ -536,12 +552,15 @@ def gpu_machine_description() -> str:
 
 
 def device_report(
-    device: str, quick: bool = False, show_progress: bool = True, markdown: bool = False
-) -> tuple[str, str, list[str]]:
+    device: str, quick: bool = False, show_progress: bool = True, markdown: bool = False,
+    seconds=None,
+) -> tuple[str, str, list[str]]:  # fmt: skip
     """The benchmark on ``device`` ("cpu" or "cuda"): the machine it ran on, the table and the
-    lines that follow it."""
+    lines that follow it (on the GPU, the rows that start within ``seconds``)."""
     if device == "cuda":
-        table, notes = gpu_report(quick=quick, show_progress=show_progress, markdown=markdown)
+        table, notes = gpu_report(
+            quick=quick, show_progress=show_progress, markdown=markdown, seconds=seconds
+        )
         return gpu_machine_description(), table, notes
     table, notes = cpu_report(quick=quick, show_progress=show_progress, markdown=markdown)
     return machine_description(), table, notes

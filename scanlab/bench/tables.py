@@ -4,6 +4,7 @@ and recorded between the marker comments of ``benchmarks/RESULTS.md``."""
 import datetime
 import glob
 import os
+import pathlib
 import platform
 import re
 import sys
@@ -40,7 +41,10 @@ def format_table(rows: list[dict], columns, markdown: bool = False) -> str:
 
 def record_results(path, name: str, machine: str, table: str, notes=(), write=True) -> None:
     """Print the ``name`` block of RESULTS.md (machine, command, table, ``notes`` lines) and, if
-    ``write``, replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``path``."""
+    ``write``, replace the ``<!-- name:start -->`` ... ``<!-- name:end -->`` block of ``path``,
+    or of the file named by the environment variable ``SCANLAB_RESULTS`` (a copy of RESULTS.md
+    that comes back from a lent GPU: ``benchmarks/gpu_check.sh``)."""
+    path = pathlib.Path(os.environ.get("SCANLAB_RESULTS") or path)
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     lines = [start, f"Measured {datetime.date.today()} on {machine}."]
     lines += [f"Command: `python {' '.join(sys.argv)}`", "", table]

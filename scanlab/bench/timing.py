@@ -84,11 +84,15 @@ def copy_times(host, states_shape: tuple, repeats: int) -> tuple[float, float]:
     return to_device, gpu_best_time(states.copy_to_host, repeats)
 
 
-def measure_rows(cases, measure, label, show_progress: bool = True) -> list[dict]:
-    """``measure(*case)`` for each case, with a progress bar on stderr showing ``label(*case)``."""
+def measure_rows(cases, measure, label, show_progress: bool = True, seconds=None) -> list[dict]:
+    """``measure(*case)`` for each case, with a progress bar on stderr showing ``label(*case)``;
+    with ``seconds``, no case starts once that many have passed (the rows measured until then)."""
     rows = []
+    start = time.perf_counter()
     with tqdm(cases, disable=not show_progress) as bar:
         for case in bar:
+            if seconds is not None and time.perf_counter() - start > seconds:
+                break
             bar.set_postfix_str(label(*case))
             rows.append(measure(*case))
     return rows
