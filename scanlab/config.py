@@ -52,8 +52,9 @@ class CPUConfig:
     auto_recheck_runs : int
         ``"auto"`` times every run it chooses and takes the method it saw faster in this process
         (a busy core can make the scan slower than the loop); it runs the other method again
-        after this many runs of a kind and size of problem, to notice when conditions change
-        back (see ``scanlab.cpu.auto``).
+        after this many runs of a kind and size of problem, times how much slower that method
+        was seen (so rechecks cost about ``1 / auto_recheck_runs`` of the time), to notice when
+        conditions change back (see ``scanlab.cpu.auto``).
     wisdom : str or None
         Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
         the user's cache directory), a file path, or ``None`` to keep them in this process only.

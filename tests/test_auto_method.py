@@ -186,7 +186,8 @@ def runs_with(monkeypatch, durations: dict, conditions: list, compiles=()) -> li
 def test_auto_turns_to_the_method_it_sees_faster_and_back(measured, monkeypatch):
     """Wisdom measured on a quiet machine says scan; a neighbour that takes a core makes the
     scan slower than the loop: auto turns within two runs, retries the scan after
-    ``auto_recheck_runs`` runs, and turns back when the core is free again."""
+    ``auto_recheck_runs`` runs times how much slower it was seen, and turns back when the core
+    is free again."""
     speeds, _ = measured
     speeds[1] = {"sequential": 2.0, "scan": 1.0}
     monkeypatch.setattr(config.cpu, "auto_recheck_runs", 4)
@@ -194,17 +195,29 @@ def test_auto_turns_to_the_method_it_sees_faster_and_back(measured, monkeypatch)
         "quiet": {"scan": 1.0, "sequential": 2.0},
         "busy": {"scan": 5.0, "sequential": 2.0},
     }
-    chosen = runs_with(monkeypatch, durations, ["quiet"] * 3 + ["busy"] * 10 + ["quiet"] * 8)
-    quiet, busy, again = chosen[:3], chosen[3:13], chosen[13:]
-    assert quiet == ["scan"] * 3  # the loop, measured 2x slower, is not tried
-    # Busy: the scan's median turns slow at its second busy run (the loop, tried as it had
-    # not run for four runs, has its first run unseen); from then on the loop runs, and the
-    # scan again every fifth run, still slow.
-    assert (
-        busy == ["scan", "sequential", "scan"] + ["sequential"] * 4 + ["scan"] + ["sequential"] * 2
-    )
-    # Quiet again: the next retry of the scan forgets its stale runs, sees it fast, keeps it.
-    assert again == ["sequential"] * 2 + ["scan"] * 4 + ["sequential", "scan"]
+    chosen = runs_with(monkeypatch, durations, ["quiet"] * 3 + ["busy"] * 13 + ["quiet"] * 12)
+    quiet, busy, again = chosen[:3], chosen[3:16], chosen[16:]
+    # The loop, measured 2x slower, is not tried (its first retry would come after 4 x 2 runs).
+    assert quiet == ["scan"] * 3
+    # Busy: the scan's median turns slow at its second busy run; from then on the loop runs,
+    # and the scan, seen 2.5x slower than the loop (the wisdom's 2 ms), again after 4 x 2.5 runs.
+    assert busy == ["scan"] * 2 + ["sequential"] * 10 + ["scan"]
+    # Still busy at that retry: the scan was seen 2.5x slower again, and the loop runs on. Quiet
+    # again: the next retry forgets the scan's stale runs, sees it fast and keeps it.
+    assert again == ["sequential"] * 10 + ["scan"] * 2
+
+
+def test_rechecks_of_a_much_slower_method_are_rare(measured, monkeypatch):
+    """A method seen 10x slower is run again after 10x the recheck runs, so the rechecks cost
+    ``1 / auto_recheck_runs`` of the time."""
+    speeds, _ = measured
+    per_element = 1e6 / 2**20  # ns per element of a run of 1 ms (the problem has 2**20)
+    speeds[1] = {"sequential": per_element, "scan": 10 * per_element}
+    monkeypatch.setattr(config.cpu, "auto_recheck_runs", 2)
+    durations = {"quiet": {"scan": 10.0, "sequential": 1.0}}
+    chosen = runs_with(monkeypatch, durations, ["quiet"] * 70)
+    # 20 runs of the loop (20 ms), then one of the scan (10 ms): half of 20, 1 / 2 of the time.
+    assert [run for run, method in enumerate(chosen) if method == "scan"] == [20, 41, 62]
 
 
 def test_auto_tries_a_close_second_on_a_size_of_its_own(measured, monkeypatch):

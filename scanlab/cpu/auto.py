@@ -11,8 +11,8 @@ run it chooses is timed (:class:`Observed`), per kind and size, and the method s
 median of its last runs) wins, so that a neighbour that takes a core (the parallel scan then
 does twice the loop's work on the one core left) or a problem larger than the calibration's
 turns the choice within two runs.
-The other method is run again now and then (``config.cpu.auto_recheck_runs``), so that the choice
-turns back when the neighbour leaves.
+The other method is run again now and then (every ``config.cpu.auto_recheck_runs`` runs, times
+how much slower it was seen), so that the choice turns back when the neighbour leaves.
 """
 
 import collections
@@ -66,7 +66,9 @@ class Observed:
         """The method to run, given the ``measured`` speeds (the wisdom): the faster by what
         was seen, the wisdom where a method has not run; but the other one where it has not
         run on this size yet and was measured within ``TRY_WITHIN`` of the faster one's
-        speed here, or has not run for ``config.cpu.auto_recheck_runs`` runs."""
+        speed here, or has not run for ``config.cpu.auto_recheck_runs`` runs times the ratio
+        of the two speeds (a recheck of a method ``r`` times slower costs ``r`` runs: so
+        spaced, rechecks cost at most about ``1 / auto_recheck_runs`` of the time)."""
         seen = {method: self.speed(method) for method in METHODS}
         estimate = {m: measured[m] if seen[m] is None else seen[m] for m in METHODS}
         faster = min(METHODS, key=estimate.get)
@@ -74,7 +76,8 @@ class Observed:
         if seen[faster] is not None and seen[other] is None:
             if measured[other] <= TRY_WITHIN * seen[faster]:
                 return other
-        if self.runs_since[other] >= config.cpu.auto_recheck_runs:
+        ratio = estimate[other] / estimate[faster] if estimate[faster] > 0 else 1.0
+        if self.runs_since[other] >= config.cpu.auto_recheck_runs * max(ratio, 1.0):
             return other
         return faster
 
