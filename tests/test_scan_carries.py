@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scanlab
-from scanlab._scaled_products import product_bounds
+from scanlab._scaled_products import product_bounds, renormalised
 from scanlab.cpu import linear as cpu_linear
 
 #: Relative tolerance of the scan against the loop in the same precision, and the absolute
@@ -24,6 +24,32 @@ def assert_like_the_loop(scanned, sequential, dtype):
     finite = np.isfinite(sequential)
     rtol, atol = CLOSE[dtype]
     np.testing.assert_allclose(scanned[finite], sequential[finite], rtol=rtol, atol=atol)
+
+
+@given(
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
+    st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=True),
+    st.integers(-(2**40), 2**40),
+)
+def test_renormalised_keeps_the_value_exactly(real, imaginary, exponent):
+    """The mantissa has magnitude (max of |re|, |im|) in [0.5, 1) and times 2**exponent is the
+    product exactly, subnormal and huge products included (a complex part below the magnitude
+    times 2**-960 may round away, as it would in any product); zero, NaN and Inf stay as they
+    are."""
+    for product in (real, complex(real, imaginary)):
+        mantissa, shifted = renormalised(product, exponent)
+        size = max(abs(product.real), abs(product.imag))
+        if not 0 < size < np.inf:
+            assert (mantissa, shifted) == (product, exponent) or np.isnan(mantissa)
+            continue
+        assert 0.5 <= max(abs(mantissa.real), abs(mantissa.imag)) < 1
+        shift = shifted - exponent
+        for part, original in ((mantissa.real, product.real), (mantissa.imag, product.imag)):
+            if abs(original) < size * 2.0**-960:
+                assert abs(part) <= 2.0**-960
+                continue
+            whole, scale = np.frexp(part)  # part * 2**shift exactly, without overflow
+            assert np.ldexp(whole, int(scale + shift)) == original
 
 
 def test_a_product_that_underflows_and_grows_back_keeps_the_state(small_chunks):

@@ -241,10 +241,10 @@ def compose_chunks(a, b, first_step, chunk_length, length, reverse, summary, bou
                 in_range(p0, bounds) and in_range(p1, bounds)
                 and in_range(p2, bounds) and in_range(p3, bounds)
             ):  # fmt: skip
-                p0, e0 = renormalised(p0, e0, bounds)
-                p1, e1 = renormalised(p1, e1, bounds)
-                p2, e2 = renormalised(p2, e2, bounds)
-                p3, e3 = renormalised(p3, e3, bounds)
+                p0, e0 = renormalised(p0, e0)
+                p1, e1 = renormalised(p1, e1)
+                p2, e2 = renormalised(p2, e2)
+                p3, e3 = renormalised(p3, e3)
         product[0, 0], product[1, 0], product[2, 0], product[3, 0] = p0, p1, p2, p3
         partial[0, 0], partial[1, 0], partial[2, 0], partial[3, 0] = q0, q1, q2, q3
         exponent[0, 0], exponent[1, 0], exponent[2, 0], exponent[3, 0] = e0, e1, e2, e3
@@ -270,7 +270,7 @@ def compose_chunks(a, b, first_step, chunk_length, length, reverse, summary, bou
             for d in range(channels):
                 if not in_range(local_product[chain, d], bounds):
                     local_product[chain, d], local_exponent[chain, d] = renormalised(
-                        local_product[chain, d], local_exponent[chain, d], bounds
+                        local_product[chain, d], local_exponent[chain, d]
                     )
     for chain in range(chains):
         for d in range(channels):
