@@ -41,8 +41,10 @@ from scanlab._recurrence_numerics import (
 from scanlab._scaled_products import (
     CHECK_PERIOD,
     agrees,
+    halves_of_power,
     in_range,
     magnitude,
+    normalising_shift,
     product_bounds,
     scaled,
 )
@@ -166,10 +168,11 @@ def renormalise_rows(product, exponent, bounds):
     for i in range(1, product.shape[0]):
         largest = max(largest, largest_magnitude(product[i]))
     if not in_range(largest, bounds) and 0 < largest < math.inf:
-        shift = math.frexp(largest)[1]
+        shift = normalising_shift(largest)
+        first, second = halves_of_power(largest, -shift)
         for i in range(product.shape[0]):
             for k in range(product.shape[1]):
-                product[i, k] = scaled(product[i, k], -shift, bounds)
+                product[i, k] = product[i, k] * first * second
         exponent += shift
     return exponent
 
