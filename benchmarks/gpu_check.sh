@@ -72,8 +72,11 @@ PYTHON
 cat "$out/environment.txt"
 
 if [ "$quick" = --quick ]; then sizes=--quick; else sizes=; fi
-step cuda_tests 195 "$python" -m pytest -m cuda -n 8 -q -p no:cacheprovider \
+# -v: each test's result is in the log as it finishes, also if the time limit stops the run.
+step cuda_tests 195 "$python" -m pytest -m cuda -n 8 -v -p no:cacheprovider \
     --junitxml="$out/cuda_tests.xml" --durations=10
+echo "passed: $(grep -c ' PASSED' "$out/cuda_tests.log"), failed or errors:"
+grep -E ' (FAILED|ERROR) ' "$out/cuda_tests.log" | head -n 30
 step linear 100 "$python" benchmarks/linear_recurrence.py --device cuda $sizes
 step nonlinear 135 "$python" benchmarks/nonlinear.py --device cuda --seconds 70 $sizes
 step matrix 70 "$python" benchmarks/linear_recurrence.py --device cuda --matrix $sizes
