@@ -7,10 +7,11 @@
 # GPU benchmarks: linear_recurrence (T x D = 2**28 float32, against a device-to-device copy), the
 # tanh cell against JAX and as many rows of the nonlinear table as fit, linear_recurrence_matrix,
 # and a few training iterations of the 1M-step task (examples/long_dependency.py).
-# Into OUT (at most 8 files, the device tool's limit): environment.txt, a log per step,
-# cuda_tests.xml (JUnit, with each test's time) and RESULTS.md, a copy of benchmarks/RESULTS.md
-# whose measured blocks the benchmarks replaced (diff it against benchmarks/RESULTS.md and keep
-# the blocks). Each step has its own time limit, so a step that hangs costs only its own.
+# Into OUT (at most 8 files, the device tool's limit): environment.txt, a log per step and
+# RESULTS.md, a copy of benchmarks/RESULTS.md whose measured blocks the benchmarks replaced (diff
+# it against benchmarks/RESULTS.md and keep the blocks). Each step has its own time limit
+# (GPU_CHECK_LIMITS: five numbers of seconds, in the order of the steps), so a step that hangs
+# costs only its own.
 # Through the device tool: run(command="bash benchmarks/gpu_check.sh $OUT", timeout_s=600).
 #
 # --quick: the benchmarks' small sizes, which write nothing; with NUMBA_ENABLE_CUDASIM=1 this
@@ -72,19 +73,22 @@ PYTHON
 cat "$out/environment.txt"
 
 if [ "$quick" = --quick ]; then sizes=--quick; else sizes=; fi
+# Each step's limit in seconds; together under the device tool's 600 with the environment's.
+limits=(${GPU_CHECK_LIMITS:-190 100 130 70 60})
 # -v: each test's result is in the log as it finishes, also if the time limit stops the run.
-step cuda_tests 195 "$python" -m pytest -m cuda -n 8 -v -p no:cacheprovider \
-    --junitxml="$out/cuda_tests.xml" --durations=10
+step cuda_tests "${limits[0]}" "$python" -m pytest -m cuda -n 8 -v -p no:cacheprovider \
+    --durations=10
 echo "passed: $(grep -c ' PASSED' "$out/cuda_tests.log"), failed or errors:"
 grep -E ' (FAILED|ERROR) ' "$out/cuda_tests.log" | head -n 30
-step linear 100 "$python" benchmarks/linear_recurrence.py --device cuda $sizes
-step nonlinear 135 "$python" benchmarks/nonlinear.py --device cuda --seconds 70 $sizes
-step matrix 70 "$python" benchmarks/linear_recurrence.py --device cuda --matrix $sizes
+step linear "${limits[1]}" "$python" benchmarks/linear_recurrence.py --device cuda $sizes
+step nonlinear "${limits[2]}" "$python" benchmarks/nonlinear.py --device cuda \
+    --seconds "$((limits[2] / 2))" $sizes
+step matrix "${limits[3]}" "$python" benchmarks/linear_recurrence.py --device cuda --matrix $sizes
 # The 1M-step task's seconds per training iteration at the paper's setting (the last line:
 # iterations and seconds of training); a few iterations, not the run to convergence.
 if [ "$quick" = --quick ]; then preset=(--length 64); else preset=(--preset paper-1m); fi
-step long_dependency 55 "$python" examples/long_dependency.py "${preset[@]}" --device cuda \
-    --max-iterations 5 --time-limit 30
+step long_dependency "${limits[4]}" "$python" examples/long_dependency.py "${preset[@]}" \
+    --device cuda --max-iterations 5 --time-limit "$((limits[4] / 2))"
 
 echo "== blocks of RESULTS.md measured here:"
 for block in $(grep -o '<!-- [a-z-]*-table:start -->' "$SCANLAB_RESULTS" | cut -d' ' -f2); do
