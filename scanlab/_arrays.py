@@ -310,10 +310,28 @@ def check_output(out, shape: tuple, dtype, read_only: bool) -> None:
         raise ValueError("out is read-only")
 
 
-def output_array(out, shape: tuple, dtype) -> np.ndarray:
-    """``out`` checked against the result's shape and dtype, or a new C-contiguous array."""
-    if out is None:
+#: Bytes to which new results are aligned: a cache line, so that kernels can write whole lines
+#: (:mod:`scanlab.cpu.streaming`).
+RESULT_ALIGNMENT = 64
+
+
+def aligned_empty(shape: tuple, dtype) -> np.ndarray:
+    """``numpy.empty(shape, dtype)`` starting on a ``RESULT_ALIGNMENT`` boundary (NumPy aligns
+    large arrays to 16 bytes only): a view of a slightly larger buffer."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    if size == 0:
         return np.empty(shape, dtype)
+    buffer = np.empty(size + RESULT_ALIGNMENT, np.uint8)
+    start = -buffer.ctypes.data % RESULT_ALIGNMENT
+    return buffer[start : start + size].view(dtype).reshape(shape)
+
+
+def output_array(out, shape: tuple, dtype) -> np.ndarray:
+    """``out`` checked against the result's shape and dtype, or a new C-contiguous array
+    (aligned: :func:`aligned_empty`)."""
+    if out is None:
+        return aligned_empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
     check_output(out, shape, dtype, not out.flags.writeable)

@@ -55,6 +55,13 @@ class CPUConfig:
         after this many runs of a kind and size of problem, times how much slower that method
         was seen (so rechecks cost about ``1 / auto_recheck_runs`` of the time), to notice when
         conditions change back (see ``scanlab.cpu.auto``).
+    streaming_store_bytes : int or None
+        Results of the ``"sequential"`` method (time first, real dtypes, rows of whole cache
+        lines) of at least this many bytes are written with non-temporal stores, which skip
+        reading the result's lines into the cache first (up to 4/3 faster when the arrays do not
+        fit in it; ``scanlab.cpu.streaming``) but leave the result out of the cache. ``None``
+        (the default): three quarters of this machine's last-level cache, as glibc's
+        ``memcpy`` decides.
     wisdom : str or None
         Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
         the user's cache directory), a file path, or ``None`` to keep them in this process only.
@@ -78,6 +85,7 @@ class CPUConfig:
     calibrate_after: float = 1.0
     calibration_elements: int = 2**20
     auto_recheck_runs: int = 32
+    streaming_store_bytes: int | None = None
     wisdom: str | None = "default"
     nonlinear_auto_newton_min_threads: int = 32
     dask_auto_newton_min_threads: int = 32

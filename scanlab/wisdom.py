@@ -48,6 +48,32 @@ def cpu_fields() -> dict:
 
 
 @functools.cache
+def cpu_caches() -> tuple:
+    """``(level, kind, bytes)`` of the first processor's caches as Linux lists them (kind
+    "Data", "Instruction" or "Unified"); empty where there is no such list. Read once per
+    process."""
+    caches = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = (
+                (index / name).read_text().strip() for name in ("level", "type", "size")
+            )
+        except OSError:
+            continue
+        units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+        digits = size.rstrip("KMG")
+        if level.isdigit() and digits.isdigit():
+            caches.append((int(level), kind, int(digits) * units.get(size[len(digits) :], 1)))
+    return tuple(caches)
+
+
+def last_level_cache_bytes() -> int | None:
+    """Bytes of the largest data cache the first processor reaches, or None where unknown."""
+    sizes = [size for _, kind, size in cpu_caches() if kind != "Instruction"]
+    return max(sizes, default=None)
+
+
+@functools.cache
 def cpu_model() -> str:
     """The CPU's model name and, where Linux gives them, its family and model numbers (one name
     may cover several generations: AMD's VMs say "AMD EPYC" for Zen 4 and Zen 5 alike, whose

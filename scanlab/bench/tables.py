@@ -2,7 +2,6 @@
 and recorded between the marker comments of ``benchmarks/RESULTS.md``."""
 
 import datetime
-import glob
 import os
 import pathlib
 import platform
@@ -66,17 +65,11 @@ def cpu_description() -> str:
     the widest vector instructions and the data caches of one core."""
     flags = wisdom.cpu_fields().get("flags", "").split()
     vectors = next((name for flag, name in VECTOR_FLAGS if flag in flags), None)
-    caches = []
-    for index in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
-        try:
-            with open(f"{index}/level") as level, open(f"{index}/type") as kind:
-                level, kind = level.read().strip(), kind.read().strip()
-            with open(f"{index}/size") as size:
-                size = size.read().strip()
-        except OSError:
-            continue
-        if kind != "Instruction":
-            caches.append(f"L{level}{'d' if kind == 'Data' else ''} {size}")
+    caches = [
+        f"L{level}{'d' if kind == 'Data' else ''} {size // 1024}K"
+        for level, kind, size in wisdom.cpu_caches()
+        if kind != "Instruction"
+    ]
     details = [text for text in (vectors, " ".join(caches)) if text]
     return ", ".join([wisdom.cpu_model(), *details])
 

@@ -23,7 +23,8 @@ from scanlab._scaled_products import (
     renormalised,
 )
 from scanlab.config import FASTMATH
-from scanlab.cpu import atomics, auto
+from scanlab.cpu import atomics, auto, streaming
+from scanlab.cpu.streaming import LANE_BYTES, store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
 
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
@@ -62,10 +63,12 @@ def advance_row(a_t, b_t, a_column, b_column, state, out_t):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel):
+def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel, stream):
     """Sequential recurrence over steps ``[first_step, stop_step)`` for the channels of ``state``.
 
-    ``state`` holds channels ``first_channel`` onwards and is updated in place.
+    ``state`` holds channels ``first_channel`` onwards and is updated in place. ``stream``:
+    write ``out`` a cache line at a time with streaming stores (see
+    :func:`scanlab.cpu.streaming.streams` for what that requires).
     """
     length, channels = out.shape
     origin, direction = time_direction(length, reverse)
@@ -83,6 +86,9 @@ def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel):
         state[0] = h
         return
     width = state.shape[0]
+    if stream and b_column == 1:
+        stream_steps(a, b, state, out, first_step, stop_step, reverse, first_channel)
+        return
     if b_column == 1 and width == channels:
         # Whole rows of b, with whole rows of a or one coefficient per step: plain loops, which
         # LLVM vectorises without the per-row stride and offset checks of the general loop below
@@ -116,8 +122,33 @@ def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel):
         )
 
 
+@njit(inline="always")
+def stream_steps(a, b, state, out, first_step, stop_step, reverse, first_channel):
+    """``run_steps`` with streaming stores, a cache line of channels at a time."""
+    length, channels = out.shape
+    origin, direction = time_direction(length, reverse)
+    a_row, a_column = broadcast_steps(a, length, channels)
+    b_row = uint64(b.shape[0] // length)
+    lanes = LANE_BYTES // out.itemsize
+    for step in range(first_step, stop_step):
+        t = time_index(step, origin, direction)
+        b_t = b[t * b_row]
+        out_t = out[t]
+        # Whole rows, indexed from first_channel inside stream_step: slices of them here made
+        # LLVM's code 25x slower.
+        if a_column == 1:
+            a_t = a[t * a_row]
+            for d in range(0, state.shape[0], lanes):
+                stream_step(a_t, b_t, state, out_t, d, first_channel)
+        else:
+            coefficient = a[t * a_row, 0]
+            for d in range(0, state.shape[0], lanes):
+                stream_step(coefficient, b_t, state, out_t, d, first_channel)
+    store_fence()
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def run_blocks(next_block, a, b, h0, out, reverse, channel_block):
+def run_blocks(next_block, a, b, h0, out, reverse, channel_block, stream):
     """The blocks of ``linear_recurrence_sequential`` taken from the counter ``next_block``."""
     length, channels = out.shape
     block_count = (channels + channel_block - 1) // channel_block
@@ -125,14 +156,15 @@ def run_blocks(next_block, a, b, h0, out, reverse, channel_block):
     while block < block_count:
         first = block * channel_block
         state = h0[first : min(channels, first + channel_block)].copy()
-        run_steps(a, b, state, out, 0, length, reverse, first)
+        run_steps(a, b, state, out, 0, length, reverse, first, stream)
         block = atomics.fetch_add(next_block, 0, 1)
 
 
-def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block):
-    """One pass over time, parallel over blocks of ``channel_block`` contiguous channels."""
+def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream=False):
+    """One pass over time, parallel over blocks of ``channel_block`` contiguous channels;
+    ``stream``: with streaming stores (:func:`scanlab.cpu.streaming.streams` must hold)."""
     blocks = -(-out.shape[1] // channel_block)
-    share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block))
+    share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block, bool(stream)))
 
 
 @njit(inline="always")
@@ -361,7 +393,9 @@ def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds
                 state = ends[chunk - 1, d : d + 1].copy()
                 starts[chunk, d] = state[0]
                 first_step = chunk * chunk_length
-                run_steps(a, b, state, out, first_step, first_step + chunk_length, reverse, d)
+                run_steps(
+                    a, b, state, out, first_step, first_step + chunk_length, reverse, d, False
+                )
                 ends[chunk, d] = state[0]
 
 
@@ -462,7 +496,7 @@ def finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends):
     tiles = starts.shape[0] // CHAINS
     settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds)
     carry = h0.copy() if tiles == 0 else ends[tiles * CHAINS - 1].copy()
-    run_steps(a, b, carry, out, tiles * CHAINS * chunk_length, length, reverse, np.int64(0))
+    run_steps(a, b, carry, out, tiles * CHAINS * chunk_length, length, reverse, np.int64(0), False)
 
 
 def choose_method(length: int, channels: int, dtype, threads: int) -> str:
@@ -544,11 +578,12 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
         return
     if method == "sequential":
         channel_block = max(1, config.cpu.channel_block_bytes // out.itemsize)
+        stream = streaming.streams(out, channel_block)
         if channels <= channel_block:
             # One block: the plain loop, without starting a parallel region for one task.
-            run_steps(a, b, h0.copy(), out, 0, length, reverse, 0)
+            run_steps(a, b, h0.copy(), out, 0, length, reverse, 0, stream)
         else:
-            linear_recurrence_sequential(a, b, h0, out, reverse, channel_block)
+            linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream)
     else:
         # Several tiles per thread, so that threads that come free take over a late one's share.
         balanced = length // (CHAINS * threads * TILES_PER_THREAD)

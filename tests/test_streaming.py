@@ -1,0 +1,136 @@
+"""The sequential kernel's streaming stores (``scanlab.cpu.streaming``) against the float64 loop
+and against the same kernel with ordinary stores, and the rule that decides when they are used."""
+
+import numpy as np
+import pytest
+import reference
+from conftest import DTYPES, assert_close, numba_threads, random_array
+from hypothesis import given
+from hypothesis import strategies as st
+
+import scanlab
+from scanlab import config
+from scanlab._arrays import RESULT_ALIGNMENT, aligned_empty
+from scanlab.cpu import streaming
+
+
+@pytest.fixture
+def tunables():
+    """Restore ``config.cpu`` after a test that changes it."""
+    saved = dict(vars(config.cpu))
+    yield config.cpu
+    for name, value in saved.items():
+        setattr(config.cpu, name, value)
+
+
+def solve_both_ways(tunables, a, b, h0=None, reverse=False):
+    """``linear_recurrence(..., method="sequential")`` with streaming stores everywhere and with
+    none."""
+    results = []
+    for threshold in (0, 2**62):
+        tunables.streaming_store_bytes = threshold
+        results.append(scanlab.linear_recurrence(a, b, h0, reverse=reverse, method="sequential"))
+    return results
+
+
+@given(
+    length=st.one_of(st.sampled_from([0, 1, 2, 3, 97]), st.integers(0, 200)),
+    lines=st.integers(1, 5),
+    dtype=st.sampled_from(DTYPES),
+    a_form=st.sampled_from(["full", "per step", "per channel", "scalar"]),
+    b_form=st.sampled_from(["full", "per channel"]),
+    block_lines=st.integers(1, 3),
+    reverse=st.booleans(),
+    with_h0=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_streamed_results_match_the_loop(
+    tunables, length, lines, dtype, a_form, b_form, block_lines, reverse, with_h0, seed
+):
+    lanes = streaming.LANE_BYTES // np.dtype(dtype).itemsize
+    channels = lines * lanes
+    # Blocks of one to three lines: several blocks, shared between threads, end mid-row.
+    tunables.channel_block_bytes = block_lines * streaming.LANE_BYTES
+    rng = np.random.default_rng(seed)
+    a_shapes = {
+        "full": (length, channels),
+        "per step": (length, 1),
+        "per channel": (1, channels),
+        "scalar": (),
+    }
+    a = random_array(rng, a_shapes[a_form], dtype)
+    b = random_array(rng, (length, channels) if b_form == "full" else (1, channels), dtype)
+    b = np.broadcast_to(b, (length, channels))
+    h0 = random_array(rng, (channels,), dtype) if with_h0 else None
+    inputs = [np.array(x) for x in (a, b)]
+
+    streamed, stored = solve_both_ways(tunables, a, b, h0, reverse)
+
+    if np.dtype(dtype).kind == "f":
+        # The same fused multiply-add per element: bit for bit.
+        np.testing.assert_array_equal(streamed, stored)
+    assert_close(streamed, reference.linear_recurrence(a, b, h0, reverse=reverse), dtype)
+    for given_input, original in zip((a, b), inputs, strict=True):
+        np.testing.assert_array_equal(given_input, original)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_streamed_blocks_on_any_thread_count(tunables, threads):
+    tunables.channel_block_bytes = streaming.LANE_BYTES
+    rng = np.random.default_rng(threads)
+    a = rng.uniform(-1, 1, (301, 128))
+    b = rng.uniform(-1, 1, (301, 128))
+    with numba_threads(threads):
+        streamed, stored = solve_both_ways(tunables, a, b)
+    np.testing.assert_array_equal(streamed, stored)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_propagate_as_in_the_loop(tunables, dtype):
+    channels = 4 * streaming.LANE_BYTES // np.dtype(dtype).itemsize
+    a = np.full((50, channels), 0.5, dtype)
+    b = np.ones((50, channels), dtype)
+    a[10, 3], b[20, 5], b[30, 7], a[40, 9] = np.nan, np.inf, -np.inf, np.inf
+    a[45, 11], b[45, 11] = 0.0, np.nan
+
+    streamed, stored = solve_both_ways(tunables, a, b)
+
+    np.testing.assert_array_equal(np.isnan(streamed), np.isnan(stored))
+    assert_close(streamed, reference.linear_recurrence(a, b), dtype)
+
+
+def test_results_start_on_a_cache_line():
+    for shape, dtype in [((7, 3), np.float32), ((1000, 16), np.float64), ((0, 4), np.float32)]:
+        array = aligned_empty(shape, dtype)
+        assert array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
+        if array.size:
+            assert array.ctypes.data % RESULT_ALIGNMENT == 0
+    result = scanlab.linear_recurrence(0.5, np.ones((5, 3), np.float32))
+    assert result.ctypes.data % RESULT_ALIGNMENT == 0
+
+
+def test_which_results_are_streamed(tunables):
+    tunables.streaming_store_bytes = 1024
+    aligned = aligned_empty((64, 16), np.float32)
+    assert streaming.streams(aligned, 1024)
+    assert not streaming.streams(aligned[:8], 1024)  # smaller than the threshold
+    assert streaming.streams(aligned_empty((64, 16), np.complex64), 1024)
+    assert not streaming.streams(aligned_empty((64, 16), np.int64), 1024)
+    assert not streaming.streams(aligned_empty((64, 20), np.float32), 1024)  # rows of 80 bytes
+    assert not streaming.streams(aligned_empty((64, 32), np.float32), 24)  # blocks of 96 bytes
+    unaligned = aligned_empty((65 * 16 + 1,), np.float32)[1:].reshape(65, 16)
+    assert not streaming.streams(unaligned, 1024)
+    tunables.streaming_store_bytes = None
+    assert streaming.streaming_threshold() > 0
+
+
+def test_unaligned_out_is_written_with_ordinary_stores(tunables):
+    tunables.streaming_store_bytes = 0
+    a = np.full((40, 16), 0.5, np.float32)
+    b = np.ones((40, 16), np.float32)
+    buffer = aligned_empty((40 * 16 + 1,), np.float32)
+    out = buffer[1:].reshape(40, 16)
+    result = scanlab.linear_recurrence(a, b, out=out, method="sequential")
+    assert result is out
+    assert_close(out, reference.linear_recurrence(a, b), np.float32)
