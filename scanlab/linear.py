@@ -11,6 +11,7 @@ from scanlab._arrays import (
 from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
+from scanlab.cpu import linear_rows as cpu_linear_rows
 
 METHODS = ("auto", "sequential", "scan")
 
@@ -153,7 +154,7 @@ def linear_recurrence(
         # as it lies, without transposing the operands and the result.
         problem = lay_out_time_last(a, b, h0, layout, out)
         if not problem.is_empty:
-            cpu_linear.solve_rows(
+            cpu_linear_rows.solve_rows(
                 problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method
             )
         return problem.finish()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import scanlab
 from scanlab import config, wisdom
 from scanlab.cpu import auto as cpu_auto
-from scanlab.cpu import linear as cpu_linear
+from scanlab.cpu import linear_rows as cpu_linear_rows
 
 LENGTHS = [0, 1, 2, 3, 7, 31, 64, 97, 251]
 
@@ -22,13 +22,13 @@ LENGTHS = [0, 1, 2, 3, 7, 31, 64, 97, 251]
 def rows_calls(monkeypatch):
     """Count the launches of the time-last kernel."""
     calls = []
-    kernel = cpu_linear.linear_recurrence_rows
+    kernel = cpu_linear_rows.linear_recurrence_rows
 
     def counted(*arguments):
         calls.append(arguments[3].shape)
         return kernel(*arguments)
 
-    monkeypatch.setattr(cpu_linear, "linear_recurrence_rows", counted)
+    monkeypatch.setattr(cpu_linear_rows, "linear_recurrence_rows", counted)
     return calls
 
 
@@ -112,13 +112,13 @@ def test_scan_and_what_auto_measured_go_row_by_row_as_they_lie(rows_calls, monke
     """method="scan", or "auto" where the row-by-row scan was measured faster: each row is
     solved as a one-channel series, a view of the caller's memory (no transposing copy)."""
     solved = []
-    solve = cpu_linear.solve
+    solve = cpu_linear_rows.solve
 
     def recorded(a, b, h0, out, reverse, method):
         solved.append((b.shape, method))
         return solve(a, b, h0, out, reverse, method)
 
-    monkeypatch.setattr(cpu_linear, "solve", recorded)
+    monkeypatch.setattr(cpu_linear_rows, "solve", recorded)
     rng = np.random.default_rng(5)
     many = rng.normal(size=(9, 100))
     scanned = scanlab.linear_recurrence(0.9, many, axis=-1, method="scan", reverse=True)
@@ -139,10 +139,10 @@ def test_auto_measures_the_time_last_layout_apart(tmp_path, monkeypatch):
     monkeypatch.setattr(config.cpu, "auto_scan_max_row_bytes", None)
     monkeypatch.setattr(config.cpu, "wisdom", str(tmp_path / "wisdom.json"))
     monkeypatch.setattr(config.cpu, "calibrate_after", 0.0)
-    measure = cpu_linear.measured_rows_speeds
+    measure = cpu_linear_rows.measured_rows_speeds
     calls = []
     monkeypatch.setattr(
-        cpu_linear,
+        cpu_linear_rows,
         "measured_rows_speeds",
         lambda *problem: calls.append(problem) or {"sequential": 1.0, "scan": 2.0},
     )
@@ -199,3 +199,58 @@ def test_rows_a_multiple_of_4_kib_apart_are_walked_skewed(dtype, length, reverse
         result = scanlab.linear_recurrence(a, b, h0, axis=-1, reverse=reverse, method="sequential")
         expected = reference.linear_recurrence(a, b, h0, axis=-1, reverse=reverse)
         assert_close(result, expected, dtype)
+
+
+@given(
+    tiles=st.integers(0, 3),
+    extra_rows=st.integers(0, 5),
+    length=st.one_of(st.sampled_from([0, 1, 15, 16, 17, 33]), st.integers(0, 120)),
+    dtype=st.sampled_from(DTYPES),
+    a_form=st.sampled_from(["full", "per step", "per row", "scalar"]),
+    reverse=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_square_tiles_of_rows_match_the_reference(
+    tiles, extra_rows, length, dtype, a_form, reverse, seed, monkeypatch
+):
+    """Rows in tiles of one vector (scanlab.cpu.row_tiles), with rows and steps left over, every
+    way ``a`` broadcasts, both directions."""
+    launched = []
+    share_out = cpu_linear_rows.share_out
+    monkeypatch.setattr(
+        cpu_linear_rows,
+        "share_out",
+        lambda kernel, *rest: launched.append(kernel) or share_out(kernel, *rest),
+    )
+    units = 64 // np.dtype(dtype).itemsize
+    channels = max(1, tiles * units + extra_rows)
+    rng = np.random.default_rng(seed)
+    a_shapes = {
+        "full": (channels, length),
+        "per step": (1, length),
+        "per row": (channels, 1),
+        "scalar": (),
+    }
+    a = random_array(rng, a_shapes[a_form], dtype)
+    b = random_array(rng, (channels, length), dtype, -2.0, 2.0)
+    h0 = random_array(rng, (channels,), dtype)
+
+    result = scanlab.linear_recurrence(a, b, h0, axis=-1, reverse=reverse, method="sequential")
+
+    expected = reference.linear_recurrence(a, b, h0, axis=-1, reverse=reverse)
+    assert_close(result, expected, dtype)
+    if channels > 1 and length > 0:  # else the time-first kernels take it
+        assert (cpu_linear_rows.run_row_tiles in launched) == (length >= units)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_in_tiles_stay_in_their_row_from_their_step_on(dtype):
+    units = 64 // np.dtype(dtype).itemsize
+    a = np.full((2 * units, 40), 0.5, dtype)
+    b = np.ones((2 * units, 40), dtype)
+    a[1, 5], b[3, 17], b[units, 20], a[units + 2, 31] = np.nan, np.inf, -np.inf, np.inf
+    result = scanlab.linear_recurrence(a, b, axis=-1, method="sequential")
+    assert_close(result, reference.linear_recurrence(a, b, axis=-1), dtype)
+    assert np.isnan(result[1, 5:]).all() and np.isfinite(result[1, :5]).all()
+    assert np.isfinite(np.delete(result, [1, 3, units, units + 2], axis=0)).all()

@@ -2,8 +2,8 @@
 
 Layout seen by every kernel (prepared by ``scanlab._arrays``): ``out`` is C-contiguous ``(T, D)``
 with time first; ``a`` and ``b`` are C-contiguous ``(T or 1, D or 1)`` (a length-1 axis broadcasts);
-``h0`` is ``(D,)``; all share the result dtype (the time-last kernel ``linear_recurrence_rows``
-sees the transposed layout: ``out`` ``(D, T)``, ``a`` and ``b`` ``(D or 1, T or 1)``).
+``h0`` is ``(D,)``; all share the result dtype (the time-last kernels, in
+:mod:`scanlab.cpu.linear_rows`, see the transposed layout).
 ``reverse`` runs time backwards. ``out`` never overlaps ``a``, ``b`` or ``h0``. Time is walked in
 *steps*: step ``s`` visits row ``time_index(s)`` (:mod:`scanlab._recurrence_numerics`).
 """
@@ -24,16 +24,13 @@ from scanlab._scaled_products import (
 )
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto, streaming
-from scanlab.cpu.streaming import LANE_BYTES, store_fence, stream_step
+from scanlab.cpu.streaming import store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
+from scanlab.cpu.vector_ir import LANE_BYTES
 
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
 CHAINS = 4
-#: Channels each thread of the time-last kernel advances together.
-ROW_CHAINS = 8
-#: How far apart in time (in bytes of a row) the time-last kernel's chains walk.
-ROW_SKEW_BYTES = 256
 #: Tiles of the ``scan`` kernel per thread at least, when the sequence is short enough that
 #: cache-sized chunks would give fewer.
 TILES_PER_THREAD = 4
@@ -165,73 +162,6 @@ def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream=F
     ``stream``: with streaming stores (:func:`scanlab.cpu.streaming.streams` must hold)."""
     blocks = -(-out.shape[1] // channel_block)
     share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block, bool(stream)))
-
-
-@njit(inline="always")
-def step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides):
-    """Chain ``k`` of a group of rows from ``first`` takes its step ``step - k * skew``."""
-    a_channel, a_step, b_channel, b_step = strides
-    t0 = origin + direction * step
-    shift = direction * skew
-    for k in range(count):
-        d = uint64(first + k)
-        t = uint64(t0 - k * shift)
-        value = a[d * a_channel, t * a_step] * state[k] + b[d * b_channel, t * b_step]
-        state[k] = value
-        out[d, t] = value
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def run_row_groups(next_group, a, b, h0, out, reverse):
-    """The groups of ``linear_recurrence_rows`` taken from the counter ``next_group``.
-
-    Where rows are a multiple of 4 KiB apart, the chains of a group are skewed: chain ``k``
-    runs ``k * skew`` steps behind the first (``ROW_SKEW_BYTES`` apart), so that they do not
-    read and write addresses equal modulo 4 KiB at once (which the CPU mistakes for a
-    dependency: 2-4x slower, measured on Zen 4); each chain then walks its first and last steps
-    alone. Other rows are not skewed (which costs float32 rows up to 2x).
-    """
-    channels, length = out.shape
-    a_channel, a_step = broadcast_steps(a, channels, length)
-    b_channel, b_step = broadcast_steps(b, channels, length)
-    strides = (a_channel, a_step, b_channel, b_step)
-    origin, direction = time_direction(length, reverse)
-    group = atomics.fetch_add(next_group, 0, 1)
-    while group < (channels + ROW_CHAINS - 1) // ROW_CHAINS:
-        first = group * ROW_CHAINS
-        count = min(ROW_CHAINS, channels - first)
-        state = h0[first : first + count].copy()
-        skew = max(1, ROW_SKEW_BYTES // out.itemsize) if out.strides[0] % 4096 == 0 else 0
-        lead = (count - 1) * skew
-        if length < 4 * lead:
-            skew = lead = 0
-        if skew == 0:
-            for step in range(length):
-                step_rows(a, b, out, state, first, count, step, 0, origin, direction, strides)
-        else:
-            for k in range(count):  # chain k up to step lead - k * skew, alone
-                for step in range(lead - k * skew):
-                    step_rows(
-                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
-                    )  # fmt: skip
-            for step in range(lead, length):
-                step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides)
-            for k in range(count):  # chain k from step length - k * skew on, alone
-                for step in range(length - k * skew, length):
-                    step_rows(
-                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
-                    )  # fmt: skip
-        group = atomics.fetch_add(next_group, 0, 1)
-
-
-def linear_recurrence_rows(a, b, h0, out, reverse):
-    """Time last: ``out`` is ``(D, T)``, each channel's steps contiguous, and ``a``, ``b`` are
-    ``(D or 1, T or 1)``. Parallel over groups of ``ROW_CHAINS`` channels, each group walked
-    in lockstep: independent chains that hide the latency of the multiply-add, each reading
-    along contiguous memory, so no transposing copy of the operands or the result is needed.
-    """
-    groups = -(-out.shape[0] // ROW_CHAINS)
-    share_out(run_row_groups, groups, (a, b, h0, out, reverse))
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -529,41 +459,6 @@ def scan_chunk_length(channels: int, itemsize: int) -> int:
     if 1024 % row_bytes == 0 and length >= page_rows:
         length += 1024 // row_bytes - length % page_rows
     return length
-
-
-def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
-    """Run ``method`` on a time-last problem as it lies: ``out`` ``(D, T)``, each row one
-    channel's steps, ``a`` and ``b`` ``(D or 1, T or 1)``.
-
-    ``"sequential"``: the time-last kernel, ``ROW_CHAINS`` rows in lockstep per thread.
-    ``"scan"``: row by row, each row a one-channel series in time-first layout (a view: ``(T,
-    1)`` is ``(T,)`` in memory) solved by the parallel scan over time. ``"auto"``: the one
-    measured faster on this machine for problems of this dtype, channels and size
-    (:func:`measured_rows_speeds`): a few long rows scan, many short ones take the kernel.
-    """
-    channels, length = out.shape
-    if method == "auto":
-        threads = numba.get_num_threads()
-        with auto.measured_choice(
-            "linear time-last", length, channels, out.dtype, threads, measured_rows_speeds
-        ) as method:
-            solve_rows(a, b, h0, out, reverse, method)
-        return
-    if method == "sequential":
-        linear_recurrence_rows(a, b, h0, out, reverse)
-        return
-    for channel in range(channels):
-        a_row, b_row = (
-            operand[min(channel, operand.shape[0] - 1)].reshape(-1, 1) for operand in (a, b)
-        )
-        solve(a_row, b_row, h0[channel : channel + 1], out[channel].reshape(-1, 1), reverse, "scan")
-
-
-def measured_rows_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
-    """Nanoseconds per element of each method of :func:`solve_rows` on this machine, for a
-    time-last problem of ``channels`` rows and about ``elements`` elements."""
-    length = auto.calibration_length(channels, elements)
-    return auto.calibration_speeds(solve_rows, (channels, length), channels, dtype, threads)
 
 
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:

@@ -21,9 +21,14 @@ from numba import types
 from numba.extending import intrinsic
 
 from scanlab import config, wisdom
+from scanlab.cpu.vector_ir import (
+    LANE_BYTES,
+    element_type,
+    multiply_add,
+    splat,
+    vector_pointer,
+)
 
-#: Bytes of one vector step: a cache line, and one AVX-512 register.
-LANE_BYTES = 64
 #: Where the last-level cache's size is unknown, results from this many bytes are streamed.
 UNKNOWN_CACHE_THRESHOLD = 24 * 1024 * 1024
 
@@ -47,44 +52,6 @@ def streams(out: np.ndarray, channel_block: int) -> bool:
         return False
     lines = (out.shape[1] * out.itemsize, min(channel_block, out.shape[1]) * out.itemsize)
     return out.ctypes.data % LANE_BYTES == 0 and all(size % LANE_BYTES == 0 for size in lines)
-
-
-def vector_pointer(context, builder, array_type, array, index, vector):
-    """LLVM pointer to the vector of ``array`` (1-D, contiguous) that starts at ``index``."""
-    data = context.make_array(array_type)(context, builder, array).data
-    index = context.cast(builder, index, types.intp, types.intp)
-    return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
-
-
-def splat(builder, vector, value):
-    """``vector`` with ``value`` in every lane."""
-    result = ir.Constant(vector, ir.Undefined)
-    for lane in range(vector.count):
-        result = builder.insert_element(result, value, ir.IntType(32)(lane))
-    return result
-
-
-def complex_product(builder, coefficients, state, vector):
-    """``coefficients * state`` of interleaved complex vectors ``(re, im, re, im, ...)``:
-    ``(a.re s.re - a.im s.im, a.re s.im + a.im s.re)``; ``coefficients`` is a vector or the
-    ``(re, im)`` of one number."""
-    lanes = range(vector.count)
-    undefined = ir.Constant(vector, ir.Undefined)
-
-    def shuffled(value, order):
-        mask = ir.Constant(ir.VectorType(ir.IntType(32), vector.count), list(order))
-        return builder.shuffle_vector(value, undefined, mask)
-
-    if isinstance(coefficients, tuple):
-        real, imaginary = (splat(builder, vector, part) for part in coefficients)
-    else:
-        real, imaginary = (
-            shuffled(coefficients, (lane - lane % 2 + part for lane in lanes)) for part in (0, 1)
-        )
-    swapped = shuffled(state, (lane ^ 1 for lane in lanes))
-    signs = ir.Constant(vector, [-1.0 if lane % 2 == 0 else 1.0 for lane in lanes])
-    cross = builder.fmul(builder.fmul(imaginary, swapped), signs)
-    return builder.fadd(builder.fmul(real, state, flags=["contract"]), cross, flags=["contract"])
 
 
 @intrinsic
@@ -111,13 +78,11 @@ def stream_step(typingctx, coefficients, b_t, state, out_t, first, offset):
     ):
         raise TypeError(f"stream_step's coefficients must be {dtype}, got {coefficients}")
     complex_ = isinstance(dtype, types.Complex)
-    component = dtype.underlying_float if complex_ else dtype
-    lanes = LANE_BYTES * 8 // component.bitwidth
-    itemsize = component.bitwidth // 8
+    component, itemsize = element_type(dtype)
 
     def codegen(context, builder, signature, args):
         coefficient_value, b_value, state_value, out_value, first_value, offset_value = args
-        vector = ir.VectorType(context.get_data_type(component), lanes)
+        vector = ir.VectorType(context.get_data_type(component), LANE_BYTES // itemsize)
         first_value = context.cast(builder, first_value, signature.args[4], types.intp)
         offset_value = context.cast(builder, offset_value, signature.args[5], types.intp)
         channel = builder.add(first_value, offset_value)
@@ -136,11 +101,7 @@ def stream_step(typingctx, coefficients, b_t, state, out_t, first, offset):
         else:
             a_vector = splat(builder, vector, coefficient_value)
         state_pointer, state_vector = load(2, state_value)
-        if complex_:
-            product = complex_product(builder, a_vector, state_vector, vector)
-        else:
-            product = builder.fmul(a_vector, state_vector, flags=["contract"])
-        value = builder.fadd(product, load(1, b_value)[1], flags=["contract"])
+        value = multiply_add(builder, a_vector, state_vector, load(1, b_value)[1], vector, complex_)
         builder.store(value, state_pointer, align=itemsize)
         out_pointer = vector_pointer(
             context, builder, signature.args[3], out_value, channel, vector

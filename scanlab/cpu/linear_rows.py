@@ -1,0 +1,187 @@
+"""CPU kernels for the elementwise linear recurrence with time last: ``out`` is C-contiguous
+``(D, T)``, each row one channel's steps, ``a`` and ``b`` C-contiguous ``(D or 1, T or 1)``, ``h0``
+``(D,)``, all in the result dtype (``axis=-1`` of a C array, ``axis=0`` of a Fortran one, solved
+as they lie: no transposing copy). ``reverse`` runs time backwards; ``out`` never overlaps ``a``,
+``b`` or ``h0``.
+"""
+
+import numba
+import numpy as np
+from numba import njit, uint64
+
+from scanlab._recurrence_numerics import broadcast_steps, time_direction
+from scanlab.config import FASTMATH
+from scanlab.cpu import atomics, auto
+from scanlab.cpu.linear import solve
+from scanlab.cpu.row_tiles import CONSTANT, FULL, PER_ROW, PER_STEP, tile_step
+from scanlab.cpu.threads import share_out
+from scanlab.cpu.vector_ir import LANE_BYTES
+
+#: Channels each thread of the time-last kernel advances together.
+ROW_CHAINS = 8
+#: How far apart in time (in bytes of a row) the time-last kernel's chains walk.
+ROW_SKEW_BYTES = 256
+
+
+@njit(inline="always")
+def step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides):
+    """Chain ``k`` of a group of rows from ``first`` takes its step ``step - k * skew``."""
+    a_channel, a_step, b_channel, b_step = strides
+    t0 = origin + direction * step
+    shift = direction * skew
+    for k in range(count):
+        d = uint64(first + k)
+        t = uint64(t0 - k * shift)
+        value = a[d * a_channel, t * a_step] * state[k] + b[d * b_channel, t * b_step]
+        state[k] = value
+        out[d, t] = value
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_row_groups(next_group, a, b, h0, out, reverse):
+    """The groups of ``ROW_CHAINS`` rows of ``linear_recurrence_rows`` without tiles, taken
+    from the counter ``next_group``.
+
+    Where rows are a multiple of 4 KiB apart, the chains of a group are skewed: chain ``k``
+    runs ``k * skew`` steps behind the first (``ROW_SKEW_BYTES`` apart), so that they do not
+    read and write addresses equal modulo 4 KiB at once (which the CPU mistakes for a
+    dependency: 2-4x slower, measured on Zen 4); each chain then walks its first and last steps
+    alone. Other rows are not skewed (which costs float32 rows up to 2x).
+    """
+    channels, length = out.shape
+    a_channel, a_step = broadcast_steps(a, channels, length)
+    b_channel, b_step = broadcast_steps(b, channels, length)
+    strides = (a_channel, a_step, b_channel, b_step)
+    origin, direction = time_direction(length, reverse)
+    group = atomics.fetch_add(next_group, 0, 1)
+    while group < (channels + ROW_CHAINS - 1) // ROW_CHAINS:
+        first = group * ROW_CHAINS
+        count = min(ROW_CHAINS, channels - first)
+        state = h0[first : first + count].copy()
+        skew = max(1, ROW_SKEW_BYTES // out.itemsize) if out.strides[0] % 4096 == 0 else 0
+        lead = (count - 1) * skew
+        if length < 4 * lead:
+            skew = lead = 0
+        if skew == 0:
+            for step in range(length):
+                step_rows(a, b, out, state, first, count, step, 0, origin, direction, strides)
+        else:
+            for k in range(count):  # chain k up to step lead - k * skew, alone
+                for step in range(lead - k * skew):
+                    step_rows(
+                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
+                    )  # fmt: skip
+            for step in range(lead, length):
+                step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides)
+            for k in range(count):  # chain k from step length - k * skew on, alone
+                for step in range(length - k * skew, length):
+                    step_rows(
+                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
+                    )  # fmt: skip
+        group = atomics.fetch_add(next_group, 0, 1)
+
+
+@njit(inline="always")
+def tile_step_of(a, b, out, state, first, rows, start, reverse, a_mode):
+    """:func:`scanlab.cpu.row_tiles.tile_step` with ``reverse`` and ``a_mode`` made constants."""
+    if reverse:
+        if a_mode == FULL:
+            tile_step(a, b, out, state, first, rows, start, True, FULL)
+        elif a_mode == PER_STEP:
+            tile_step(a, b, out, state, first, rows, start, True, PER_STEP)
+        elif a_mode == PER_ROW:
+            tile_step(a, b, out, state, first, rows, start, True, PER_ROW)
+        else:
+            tile_step(a, b, out, state, first, rows, start, True, CONSTANT)
+    elif a_mode == FULL:
+        tile_step(a, b, out, state, first, rows, start, False, FULL)
+    elif a_mode == PER_STEP:
+        tile_step(a, b, out, state, first, rows, start, False, PER_STEP)
+    elif a_mode == PER_ROW:
+        tile_step(a, b, out, state, first, rows, start, False, PER_ROW)
+    else:
+        tile_step(a, b, out, state, first, rows, start, False, CONSTANT)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_row_tiles(next_group, a, b, h0, out, reverse, a_mode):
+    """Groups of ``U`` rows (:mod:`scanlab.cpu.row_tiles`; the last may have fewer) taken from
+    the counter ``next_group``: ``U`` steps at a time by :func:`tile_step`, the last ``T mod U``
+    steps (the first ones if ``reverse``) by scalar chains."""
+    channels, length = out.shape
+    units = LANE_BYTES // out.itemsize
+    a_channel, a_step = broadcast_steps(a, channels, length)
+    b_channel, b_step = broadcast_steps(b, channels, length)
+    strides = (a_channel, a_step, b_channel, b_step)
+    origin, direction = time_direction(length, reverse)
+    tiles = length // units
+    group = atomics.fetch_add(next_group, 0, 1)
+    while group < (channels + units - 1) // units:
+        first = group * units
+        rows = min(units, channels - first)
+        # The lanes past the last row repeat it (finite, as the tiles' loads do): never stored.
+        state = np.empty(units, out.dtype)
+        for lane in range(units):
+            state[lane] = h0[first + min(lane, rows - 1)]
+        for tile in range(tiles):
+            start = length - (tile + 1) * units if reverse else tile * units
+            tile_step_of(a, b, out, state, first, rows, start, reverse, a_mode)
+        for step in range(tiles * units, length):
+            step_rows(a, b, out, state, first, rows, step, 0, origin, direction, strides)
+        group = atomics.fetch_add(next_group, 0, 1)
+
+
+def linear_recurrence_rows(a, b, h0, out, reverse):
+    """Time last: ``out`` is ``(D, T)``, each channel's steps contiguous, and ``a``, ``b`` are
+    ``(D or 1, T or 1)``. Parallel over groups of rows: ``U`` rows in square tiles transposed
+    in registers (:mod:`scanlab.cpu.row_tiles`) where ``b`` is ``(D, T)`` and ``T >= U``, else
+    ``ROW_CHAINS`` in lockstep: independent scalar chains that hide the latency of the
+    multiply-add, each reading along contiguous memory. Neither copies the operands or the
+    result into another layout.
+    """
+    channels, length = out.shape
+    units = LANE_BYTES // out.itemsize
+    if b.shape == out.shape and length >= units:
+        a_mode = (
+            (FULL if a.shape[1] == length else PER_ROW)
+            if a.shape[0] == channels
+            else (PER_STEP if a.shape[1] == length else CONSTANT)
+        )
+        share_out(run_row_tiles, -(-channels // units), (a, b, h0, out, reverse, a_mode))
+    else:
+        share_out(run_row_groups, -(-channels // ROW_CHAINS), (a, b, h0, out, reverse))
+
+
+def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
+    """Run ``method`` on a time-last problem as it lies: ``out`` ``(D, T)``, each row one
+    channel's steps, ``a`` and ``b`` ``(D or 1, T or 1)``.
+
+    ``"sequential"``: the time-last kernel (:func:`linear_recurrence_rows`).
+    ``"scan"``: row by row, each row a one-channel series in time-first layout (a view: ``(T,
+    1)`` is ``(T,)`` in memory) solved by the parallel scan over time. ``"auto"``: the one
+    measured faster on this machine for problems of this dtype, channels and size
+    (:func:`measured_rows_speeds`): a few long rows scan, many short ones take the kernel.
+    """
+    channels, length = out.shape
+    if method == "auto":
+        threads = numba.get_num_threads()
+        with auto.measured_choice(
+            "linear time-last", length, channels, out.dtype, threads, measured_rows_speeds
+        ) as method:
+            solve_rows(a, b, h0, out, reverse, method)
+        return
+    if method == "sequential":
+        linear_recurrence_rows(a, b, h0, out, reverse)
+        return
+    for channel in range(channels):
+        a_row, b_row = (
+            operand[min(channel, operand.shape[0] - 1)].reshape(-1, 1) for operand in (a, b)
+        )
+        solve(a_row, b_row, h0[channel : channel + 1], out[channel].reshape(-1, 1), reverse, "scan")
+
+
+def measured_rows_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
+    """Nanoseconds per element of each method of :func:`solve_rows` on this machine, for a
+    time-last problem of ``channels`` rows and about ``elements`` elements."""
+    length = auto.calibration_length(channels, elements)
+    return auto.calibration_speeds(solve_rows, (channels, length), channels, dtype, threads)

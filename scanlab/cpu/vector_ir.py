@@ -1,0 +1,71 @@
+"""LLVM IR for one vector register of the elementwise recurrence, for kernels' intrinsics.
+
+Numba has no vector types: where LLVM cannot find the vector code by itself (non-temporal
+stores, transposes in registers), an intrinsic writes it in IR from these pieces. A vector is
+``LANE_BYTES``: a cache line and one AVX-512 register (LLVM splits it on narrower CPUs). Complex
+numbers are interleaved ``(re, im, re, im, ...)`` as NumPy stores them.
+"""
+
+from llvmlite import ir
+from numba import types
+
+#: Bytes of one vector: a cache line, and one AVX-512 register.
+LANE_BYTES = 64
+
+
+def element_type(dtype):
+    """``(component, component bytes)`` of a Numba float or complex ``dtype``: the float type
+    that vectors of it are made of."""
+    component = dtype.underlying_float if isinstance(dtype, types.Complex) else dtype
+    return component, component.bitwidth // 8
+
+
+def vector_pointer(context, builder, array_type, array, index, vector):
+    """LLVM pointer to the vector of ``array`` (1-D, contiguous) that starts at ``index``."""
+    data = context.make_array(array_type)(context, builder, array).data
+    index = context.cast(builder, index, types.intp, types.intp)
+    return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
+
+
+def splat(builder, vector, value):
+    """``vector`` with ``value`` in every lane."""
+    result = ir.Constant(vector, ir.Undefined)
+    for lane in range(vector.count):
+        result = builder.insert_element(result, value, ir.IntType(32)(lane))
+    return result
+
+
+def shuffled(builder, first, second, order):
+    """The lanes ``order`` of ``first`` followed by ``second`` (``second`` may be None)."""
+    if second is None:
+        second = ir.Constant(first.type, ir.Undefined)
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), len(order)), list(order))
+    return builder.shuffle_vector(first, second, mask)
+
+
+def complex_product(builder, coefficients, state, vector):
+    """``coefficients * state`` of interleaved complex vectors ``(re, im, re, im, ...)``:
+    ``(a.re s.re - a.im s.im, a.re s.im + a.im s.re)``; ``coefficients`` is a vector or the
+    ``(re, im)`` of one number."""
+    lanes = range(vector.count)
+    if isinstance(coefficients, tuple):
+        real, imaginary = (splat(builder, vector, part) for part in coefficients)
+    else:
+        real, imaginary = (
+            shuffled(builder, coefficients, None, [lane - lane % 2 + part for lane in lanes])
+            for part in (0, 1)
+        )
+    swapped = shuffled(builder, state, None, [lane ^ 1 for lane in lanes])
+    signs = ir.Constant(vector, [-1.0 if lane % 2 == 0 else 1.0 for lane in lanes])
+    cross = builder.fmul(builder.fmul(imaginary, swapped), signs)
+    return builder.fadd(builder.fmul(real, state, flags=["contract"]), cross, flags=["contract"])
+
+
+def multiply_add(builder, coefficients, state, b, vector, complex_):
+    """``coefficients * state + b`` on vectors of ``vector``'s type, one rounding per
+    multiply-add where the loop's ``contract`` fast-math fuses them too."""
+    if complex_:
+        product = complex_product(builder, coefficients, state, vector)
+    else:
+        product = builder.fmul(coefficients, state, flags=["contract"])
+    return builder.fadd(product, b, flags=["contract"])
