@@ -63,7 +63,8 @@ def linear_recurrence(
     method : {"auto", "sequential", "scan"}, optional
         ``"sequential"``: one pass over time, parallel over blocks of channels (or, when ``b``
         lies with time contiguous in memory, such as ``axis=-1`` of a C-ordered array, over
-        groups of 8 channels walked together along their rows, with no transposing copy).
+        groups of channels walked together along their rows, square tiles of one vector's
+        width of channels and steps transposed in registers: no transposing copy).
         ``"scan"``: parallel over time, a reduce-then-scan over tiles of chunks that threads
         take as they come free (two passes over each chunk, the second from cache); on
         time-contiguous data, row by row where it lies, each row one series.

@@ -3,8 +3,9 @@
 ``method="auto"`` chooses between kernels by timing them on the machine that runs them (as FFTW
 does with its plans) instead of by thresholds fitted to one machine: the first time a kind of
 problem is solved, both kernels run on a synthetic problem of its kind and size, and the times are
-stored here, in a JSON file per machine (its CPU model, family and core count in the name), next to
-Numba's cache. ``scanlab info`` shows it, ``scanlab tune`` measures again, and
+stored here, in a JSON file per machine (its CPU model, family and core count in the name) and
+revision of the kernels (a digest of their source: measurements of other kernels do not carry
+over), next to Numba's cache. ``scanlab info`` shows it, ``scanlab tune`` measures again, and
 ``scanlab.config.cpu.wisdom`` overrides where it lives (or, ``None``, turns storing off).
 
 Example
@@ -15,6 +16,7 @@ Example
 """
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -86,8 +88,18 @@ def cpu_model() -> str:
     return name or "unknown CPU"
 
 
+@functools.cache
+def kernels_revision() -> str:
+    """A digest of the CPU kernels' source (``scanlab/cpu``): what the measurements are of."""
+    digest = hashlib.sha256()
+    for source in sorted((Path(__file__).parent / "cpu").glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def default_path() -> Path:
-    """``$XDG_CACHE_HOME/scanlab/wisdom-<cpu>-<cores>.json`` (``~/.cache`` by default)."""
+    """``$XDG_CACHE_HOME/scanlab/wisdom-<cpu>-<cores>cores-<kernels>.json`` (``~/.cache`` by
+    default; ``<kernels>``: :func:`kernels_revision`)."""
     return default_path_under(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
 
 
@@ -97,7 +109,8 @@ def default_path_under(cache_home: str | None, home: str | None) -> Path:
     asks for it on every call)."""
     cache = Path(cache_home or Path.home() / ".cache")
     machine = re.sub(r"[^A-Za-z0-9]+", "-", cpu_model()).strip("-").lower()
-    return cache / "scanlab" / f"wisdom-{machine}-{os.cpu_count()}cores.json"
+    name = f"wisdom-{machine}-{os.cpu_count()}cores-{kernels_revision()}.json"
+    return cache / "scanlab" / name
 
 
 def path() -> Path | None:

@@ -89,6 +89,23 @@ def test_each_cpu_generation_keeps_its_own_wisdom(monkeypatch):
     assert paths[0] != paths[1]
 
 
+def test_each_revision_of_the_kernels_keeps_its_own_wisdom(monkeypatch, tmp_path):
+    """Measurements of earlier kernels do not decide for changed ones: the file's name holds a
+    digest of the kernels' source."""
+    names = []
+    for source in ("def kernel(): pass\n", "def kernel(): return 1\n"):
+        (tmp_path / "cpu").mkdir(exist_ok=True)
+        (tmp_path / "cpu" / "kernel.py").write_text(source)
+        monkeypatch.setattr(wisdom, "__file__", str(tmp_path / "wisdom.py"))
+        for cached in (wisdom.kernels_revision, wisdom.default_path_under):
+            cached.cache_clear()
+        names.append(wisdom.default_path_under("/cache", "/home").name)
+    for cached in (wisdom.kernels_revision, wisdom.default_path_under):
+        cached.cache_clear()
+    assert names[0] != names[1]
+    assert wisdom.kernels_revision() in wisdom.default_path_under("/cache", "/home").name
+
+
 @pytest.mark.parametrize("content", ["not json", "[1, 2]", ""])
 def test_a_damaged_wisdom_file_is_measured_again(measured, content):
     speeds, calls = measured
