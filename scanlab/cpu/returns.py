@@ -5,7 +5,7 @@ free (:func:`scanlab.cpu.threads.share_out`); and the coefficients of the same r
 the scan over time, parallel over blocks of steps."""
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics
@@ -39,15 +39,19 @@ def advantage_blocks(
         advantage = np.zeros(stop - first, advantages.dtype)
         next_value = last_value[first:stop].copy()
         for t in range(length - 1, -1, -1):
+            # Rows, and unsigned channels (no negative-index check): LLVM vectorises this loop
+            # (1.6x against indexing [t, channel], float64, 16 channels).
+            rewards_t, values_t, dones_t = rewards[t], values[t], dones[t]
+            advantages_t, returns_t = advantages[t], returns[t]
             for k in range(stop - first):
-                channel = first + k
+                channel = uint64(first) + uint64(k)
                 # gamma (1 - done), in the operands' precision (an integer 1 would promote)
-                discount = gamma - gamma * dones[t, channel]
-                value = values[t, channel]
-                delta = rewards[t, channel] + discount * next_value[k] - value
+                discount = gamma - gamma * dones_t[channel]
+                value = values_t[channel]
+                delta = rewards_t[channel] + discount * next_value[k] - value
                 advantage[k] = delta + lam * discount * advantage[k]
-                advantages[t, channel] = advantage[k]
-                returns[t, channel] = advantage[k] + value
+                advantages_t[channel] = advantage[k]
+                returns_t[channel] = advantage[k] + value
                 next_value[k] = value
         block = atomics.fetch_add(next_block, 0, 1)
 
@@ -95,11 +99,12 @@ def return_blocks(next_block, rewards, dones, bootstrap, gamma, out, channel_blo
         stop = min(first + channel_block, channels)
         following = bootstrap[first:stop].copy()
         for t in range(length - 1, -1, -1):
+            rewards_t, dones_t, out_t = rewards[t], dones[t], out[t]
             for k in range(stop - first):
-                channel = first + k
-                discount = gamma - gamma * dones[t, channel]
-                following[k] = rewards[t, channel] + discount * following[k]
-                out[t, channel] = following[k]
+                channel = uint64(first) + uint64(k)
+                discount = gamma - gamma * dones_t[channel]
+                following[k] = rewards_t[channel] + discount * following[k]
+                out_t[channel] = following[k]
         block = atomics.fetch_add(next_block, 0, 1)
 
 
