@@ -17,68 +17,17 @@ from scanlab.cpu.row_tiles import CONSTANT, FULL, PER_ROW, PER_STEP, tile_step
 from scanlab.cpu.threads import share_out
 from scanlab.cpu.vector_ir import LANE_BYTES
 
-#: Channels each thread of the time-last kernel advances together.
-ROW_CHAINS = 8
-#: How far apart in time (in bytes of a row) the time-last kernel's chains walk.
-ROW_SKEW_BYTES = 256
-
 
 @njit(inline="always")
-def step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides):
-    """Chain ``k`` of a group of rows from ``first`` takes its step ``step - k * skew``."""
+def step_rows(a, b, out, state, first, count, step, origin, direction, strides):
+    """Step ``step`` of the rows ``first`` to ``first + count - 1``, one scalar chain each."""
     a_channel, a_step, b_channel, b_step = strides
-    t0 = origin + direction * step
-    shift = direction * skew
+    t = uint64(origin + direction * step)
     for k in range(count):
         d = uint64(first + k)
-        t = uint64(t0 - k * shift)
         value = a[d * a_channel, t * a_step] * state[k] + b[d * b_channel, t * b_step]
         state[k] = value
         out[d, t] = value
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
-def run_row_groups(next_group, a, b, h0, out, reverse):
-    """The groups of ``ROW_CHAINS`` rows of ``linear_recurrence_rows`` without tiles, taken
-    from the counter ``next_group``.
-
-    Where rows are a multiple of 4 KiB apart, the chains of a group are skewed: chain ``k``
-    runs ``k * skew`` steps behind the first (``ROW_SKEW_BYTES`` apart), so that they do not
-    read and write addresses equal modulo 4 KiB at once (which the CPU mistakes for a
-    dependency: 2-4x slower, measured on Zen 4); each chain then walks its first and last steps
-    alone. Other rows are not skewed (which costs float32 rows up to 2x).
-    """
-    channels, length = out.shape
-    a_channel, a_step = broadcast_steps(a, channels, length)
-    b_channel, b_step = broadcast_steps(b, channels, length)
-    strides = (a_channel, a_step, b_channel, b_step)
-    origin, direction = time_direction(length, reverse)
-    group = atomics.fetch_add(next_group, 0, 1)
-    while group < (channels + ROW_CHAINS - 1) // ROW_CHAINS:
-        first = group * ROW_CHAINS
-        count = min(ROW_CHAINS, channels - first)
-        state = h0[first : first + count].copy()
-        skew = max(1, ROW_SKEW_BYTES // out.itemsize) if out.strides[0] % 4096 == 0 else 0
-        lead = (count - 1) * skew
-        if length < 4 * lead:
-            skew = lead = 0
-        if skew == 0:
-            for step in range(length):
-                step_rows(a, b, out, state, first, count, step, 0, origin, direction, strides)
-        else:
-            for k in range(count):  # chain k up to step lead - k * skew, alone
-                for step in range(lead - k * skew):
-                    step_rows(
-                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
-                    )  # fmt: skip
-            for step in range(lead, length):
-                step_rows(a, b, out, state, first, count, step, skew, origin, direction, strides)
-            for k in range(count):  # chain k from step length - k * skew on, alone
-                for step in range(length - k * skew, length):
-                    step_rows(
-                        a, b, out, state[k:], first + k, 1, step, 0, origin, direction, strides
-                    )  # fmt: skip
-        group = atomics.fetch_add(next_group, 0, 1)
 
 
 @njit(inline="always")
@@ -127,29 +76,24 @@ def run_row_tiles(next_group, a, b, h0, out, reverse, a_mode):
             start = length - (tile + 1) * units if reverse else tile * units
             tile_step_of(a, b, out, state, first, rows, start, reverse, a_mode)
         for step in range(tiles * units, length):
-            step_rows(a, b, out, state, first, rows, step, 0, origin, direction, strides)
+            step_rows(a, b, out, state, first, rows, step, origin, direction, strides)
         group = atomics.fetch_add(next_group, 0, 1)
 
 
 def linear_recurrence_rows(a, b, h0, out, reverse):
-    """Time last: ``out`` is ``(D, T)``, each channel's steps contiguous, and ``a``, ``b`` are
-    ``(D or 1, T or 1)``. Parallel over groups of rows: ``U`` rows in square tiles transposed
-    in registers (:mod:`scanlab.cpu.row_tiles`) where ``b`` is ``(D, T)`` and ``T >= U``, else
-    ``ROW_CHAINS`` in lockstep: independent scalar chains that hide the latency of the
-    multiply-add, each reading along contiguous memory. Neither copies the operands or the
-    result into another layout.
+    """Time last: ``out`` and ``b`` are ``(D, T)``, each channel's steps contiguous, and ``a``
+    ``(D or 1, T or 1)``. Parallel over groups of ``U`` rows, walked in square tiles of ``U``
+    rows and steps transposed in registers (:mod:`scanlab.cpu.row_tiles`), with no transposing
+    copy of the operands or the result.
     """
     channels, length = out.shape
     units = LANE_BYTES // out.itemsize
-    if b.shape == out.shape and length >= units:
-        a_mode = (
-            (FULL if a.shape[1] == length else PER_ROW)
-            if a.shape[0] == channels
-            else (PER_STEP if a.shape[1] == length else CONSTANT)
-        )
-        share_out(run_row_tiles, -(-channels // units), (a, b, h0, out, reverse, a_mode))
-    else:
-        share_out(run_row_groups, -(-channels // ROW_CHAINS), (a, b, h0, out, reverse))
+    a_mode = (
+        (FULL if a.shape[1] == length else PER_ROW)
+        if a.shape[0] == channels
+        else (PER_STEP if a.shape[1] == length else CONSTANT)
+    )
+    share_out(run_row_tiles, -(-channels // units), (a, b, h0, out, reverse, a_mode))
 
 
 def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:

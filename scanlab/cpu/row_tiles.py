@@ -6,10 +6,10 @@ for one step are a row length apart in memory. :func:`tile_step` takes ``U`` row
 steps at once (``U`` the elements of one ``LANE_BYTES`` vector: 16 float32, 8 float64, 8
 complex64, 4 complex128): one contiguous vector load per row and operand, a transpose in
 registers (``log2 U`` rounds of two-vector shuffles), ``U`` vector multiply-adds that each
-advance all ``U`` rows by one step, and the transpose back into one store per row. Against one
-scalar multiply-add with its own loads and store per element (the chains of
-``scanlab.cpu.linear_rows.run_row_groups``), that is a few instructions per vector instead of per
-element; the rounding is the same (one fused multiply-add per real step).
+advance all ``U`` rows by one step, and the transpose back into one store per row: a few
+instructions per vector where scalar chains along each row spent them per element (1.0-8.3x
+slower, ``benchmarks/RESULTS.md``); the rounding is the same (one fused multiply-add per real
+step).
 """
 
 from llvmlite import ir
