@@ -3,19 +3,18 @@ cascaded second-order sections of ``sosfilt``, scipy's arithmetic step for step.
 
 Each thread filters a group of ``ROW_CHAINS`` rows together, ``STEPS`` steps at a time: it copies
 the steps of its rows into a small time-first buffer (in the L1 cache), filters the buffer one
-step at a time for all its rows (independent dependency chains side by side, each loop over the
-rows innermost), and copies the results back into their rows. Against walking the rows in place
-that is 1.0-2.2x (``benchmarks/RESULTS.md``); LLVM still emits scalar arithmetic for the loops
-over the rows (it cannot tell the buffers and states apart), which is what a kernel of vector
-instructions would gain on. No fastmath: without contracted multiply-adds the results are
-scipy's, bit for bit.
+step at a time for all its rows at once (one lane of a vector each:
+:mod:`scanlab.cpu.filter_lanes`), and copies the results back into their rows. No fastmath:
+without contracted multiply-adds the results are scipy's, bit for bit.
 """
 
 import numpy as np
 from numba import njit, prange
 
+from scanlab.cpu.filter_lanes import LANES, direct_form_step, sections_step
+
 #: Rows each thread filters together, one lane of a vector each.
-ROW_CHAINS = 8
+ROW_CHAINS = LANES
 #: Steps of a group's rows filtered between two copies through the time-first buffer.
 STEPS = 64
 
@@ -54,7 +53,6 @@ def lfilter_rows(b, a, x, state, out):
         # Lanes past the last row filter zeros from zero states, and are never stored.
         z = np.zeros((max(order, 1), ROW_CHAINS), out.dtype)
         block = np.zeros((STEPS, ROW_CHAINS), out.dtype)
-        outputs = np.zeros(ROW_CHAINS, out.dtype)
         for k in range(count):
             for i in range(order):
                 z[i, k] = state[first + k, i]
@@ -62,21 +60,11 @@ def lfilter_rows(b, a, x, state, out):
             steps = min(STEPS, length - start)
             load_block(x, first, count, start, steps, block)
             for j in range(steps):
-                # Each loop over the rows innermost: the loops LLVM vectorises.
                 if order:
-                    for k in range(ROW_CHAINS):
-                        outputs[k] = z[0, k] + b[0] * block[j, k]
-                    for i in range(order - 1):
-                        for k in range(ROW_CHAINS):
-                            sample = block[j, k]
-                            z[i, k] = z[i + 1, k] + sample * b[i + 1] - outputs[k] * a[i + 1]
-                    for k in range(ROW_CHAINS):
-                        z[order - 1, k] = block[j, k] * b[order] - outputs[k] * a[order]
+                    direct_form_step(b, a, block, j, z)
                 else:
                     for k in range(ROW_CHAINS):
-                        outputs[k] = b[0] * block[j, k]
-                for k in range(ROW_CHAINS):
-                    block[j, k] = outputs[k]
+                        block[j, k] = b[0] * block[j, k]
             store_block(block, first, count, start, steps, out)
         for k in range(count):
             for i in range(order):
@@ -103,13 +91,7 @@ def sosfilt_rows(sos, x, state, out):
             steps = min(STEPS, length - start)
             load_block(x, first, count, start, steps, block)
             for j in range(steps):
-                for s in range(sections):
-                    for k in range(ROW_CHAINS):
-                        current = block[j, k]
-                        filtered = sos[s, 0] * current + z[s, 0, k]
-                        z[s, 0, k] = sos[s, 1] * current - sos[s, 4] * filtered + z[s, 1, k]
-                        z[s, 1, k] = sos[s, 2] * current - sos[s, 5] * filtered
-                        block[j, k] = filtered
+                sections_step(sos, block, j, z)
             store_block(block, first, count, start, steps, out)
         for k in range(count):
             for s in range(sections):

@@ -1,0 +1,176 @@
+"""One step of an IIR filter for a row of ``LANES`` lanes, each lane one channel: the steps of
+:mod:`scanlab.cpu.iir`, in scipy's arithmetic (no contracted multiply-adds).
+
+``block[row]`` holds one input sample per lane and receives the filtered samples; ``z`` holds
+the lanes' delays, lanes last. For real dtypes a step is vector instructions written in LLVM IR
+(Numba's loops over the lanes stay scalar: LLVM cannot tell the block and the delays apart).
+Vector and scalar arithmetic round alike, so the results are scipy's bit for bit either way.
+Complex dtypes take the loops over the lanes; :func:`sections_step` and
+:func:`direct_form_step` choose by dtype.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from scanlab.cpu.vector_ir import splat
+
+#: Channels one step advances together, one lane each.
+LANES = 8
+
+
+def check_types(name, block, arrays):
+    """A TypeError naming ``name`` unless ``block`` and ``arrays`` are C-contiguous float
+    arrays of one dtype."""
+    if not isinstance(block.dtype, types.Float) or not all(
+        isinstance(array, types.Array) and array.layout == "C" and array.dtype == block.dtype
+        for array in (block, *arrays)
+    ):
+        raise TypeError(f"{name} needs C-contiguous float arrays of one dtype: {block, *arrays}")
+
+
+def lane_access(context, builder, signature, args):
+    """``(pointer, splatted, load, store)``: ``pointer(position, indices)``, the vector of
+    ``LANES`` elements of argument ``position`` from ``indices``; ``splatted(position,
+    indices)``, its element there in every lane; ``load(pointer)`` and ``store(value,
+    pointer)`` of vectors aligned as their elements. Indices are LLVM integers or Python ints."""
+    dtype = signature.args[1].dtype
+    vector = ir.VectorType(context.get_data_type(dtype), LANES)
+    align = dtype.bitwidth // 8
+    # Every array's structure made here, before any loop: a value made in a loop's body would
+    # not reach the code after the loop.
+    arrays = {
+        position: context.make_array(array_type)(context, builder, args[position])
+        for position, array_type in enumerate(signature.args)
+        if isinstance(array_type, types.Array)
+    }
+
+    def element(position, indices):
+        indices = [
+            context.get_constant(types.intp, index) if isinstance(index, int) else index
+            for index in indices
+        ]
+        array = arrays[position]
+        return cgutils.get_item_pointer(context, builder, signature.args[position], array, indices)
+
+    def pointer(position, indices):
+        return builder.bitcast(element(position, indices), vector.as_pointer())
+
+    def splatted(position, indices):
+        return splat(builder, vector, builder.load(element(position, indices)))
+
+    def load(vector_pointer):
+        return builder.load(vector_pointer, align=align)
+
+    def store(value, vector_pointer):
+        builder.store(value, vector_pointer, align=align)
+
+    return pointer, splatted, load, store
+
+
+@intrinsic
+def sections_vector_step(typingctx, sos, block, row, z):
+    """``block[row]`` through the second-order sections ``sos`` (``(S, 6)``: ``b0 b1 b2 1 a1
+    a2``) in cascade, lane ``k`` from its delays ``z[s, :, k]`` (``(S, 2, LANES)``)."""
+    check_types("sections_vector_step", block, (sos, z))
+
+    def codegen(context, builder, signature, args):
+        pointer, splatted, load, store = lane_access(context, builder, signature, args)
+        row_index = context.cast(builder, args[2], signature.args[2], types.intp)
+        sample_pointer = pointer(1, [row_index, 0])
+        current = cgutils.alloca_once_value(builder, load(sample_pointer))
+        sos_array = context.make_array(signature.args[0])(context, builder, args[0])
+        sections = cgutils.unpack_tuple(builder, sos_array.shape, 2)[0]
+        with cgutils.for_range(builder, sections) as loop:
+            s = loop.index
+            b0, b1, b2, _, a1, a2 = (splatted(0, [s, i]) for i in range(6))
+            first_pointer, second_pointer = pointer(3, [s, 0, 0]), pointer(3, [s, 1, 0])
+            sample = builder.load(current)
+            filtered = builder.fadd(builder.fmul(b0, sample), load(first_pointer))
+            first = builder.fsub(builder.fmul(b1, sample), builder.fmul(a1, filtered))
+            store(builder.fadd(first, load(second_pointer)), first_pointer)
+            store(
+                builder.fsub(builder.fmul(b2, sample), builder.fmul(a2, filtered)), second_pointer
+            )
+            builder.store(filtered, current)
+        store(builder.load(current), sample_pointer)
+        return context.get_dummy_value()
+
+    return types.void(sos, block, row, z), codegen
+
+
+@intrinsic
+def direct_form_vector_step(typingctx, b, a, block, row, z):
+    """``block[row]`` through the transposed direct form II of ``b``, ``a`` (normalised, length
+    ``K + 1``, ``K >= 1``), lane ``k`` from its delays ``z[:, k]`` (``(K, LANES)``)."""
+    check_types("direct_form_vector_step", block, (b, a, z))
+
+    def codegen(context, builder, signature, args):
+        pointer, splatted, load, store = lane_access(context, builder, signature, args)
+        row_index = context.cast(builder, args[3], signature.args[3], types.intp)
+        sample_pointer = pointer(2, [row_index, 0])
+        sample = load(sample_pointer)
+        z_array = context.make_array(signature.args[4])(context, builder, args[4])
+        order = cgutils.unpack_tuple(builder, z_array.shape, 2)[0]
+        last = builder.sub(order, context.get_constant(types.intp, 1))
+        output = builder.fadd(load(pointer(4, [0, 0])), builder.fmul(splatted(0, [0]), sample))
+        with cgutils.for_range(builder, last) as loop:
+            i = loop.index
+            following = builder.add(i, context.get_constant(types.intp, 1))
+            forward = builder.fmul(sample, splatted(0, [following]))
+            total = builder.fadd(load(pointer(4, [following, 0])), forward)
+            feedback = builder.fmul(output, splatted(1, [following]))
+            store(builder.fsub(total, feedback), pointer(4, [i, 0]))
+        forward = builder.fmul(sample, splatted(0, [order]))
+        store(
+            builder.fsub(forward, builder.fmul(output, splatted(1, [order]))), pointer(4, [last, 0])
+        )
+        store(output, sample_pointer)
+        return context.get_dummy_value()
+
+    return types.void(b, a, block, row, z), codegen
+
+
+def sections_step(sos, block, row, z):
+    """:func:`sections_vector_step` for real dtypes, the same step lane by lane otherwise."""
+
+
+def direct_form_step(b, a, block, row, z):
+    """:func:`direct_form_vector_step` for real dtypes (``K >= 1``), the same step lane by
+    lane otherwise."""
+
+
+@overload(sections_step)
+def sections_step_by_dtype(sos, block, row, z):
+    if isinstance(block.dtype, types.Float):
+        return lambda sos, block, row, z: sections_vector_step(sos, block, row, z)
+
+    def lane_by_lane(sos, block, row, z):
+        for s in range(sos.shape[0]):
+            for k in range(LANES):
+                current = block[row, k]
+                filtered = sos[s, 0] * current + z[s, 0, k]
+                z[s, 0, k] = sos[s, 1] * current - sos[s, 4] * filtered + z[s, 1, k]
+                z[s, 1, k] = sos[s, 2] * current - sos[s, 5] * filtered
+                block[row, k] = filtered
+
+    return lane_by_lane
+
+
+@overload(direct_form_step)
+def direct_form_step_by_dtype(b, a, block, row, z):
+    if isinstance(block.dtype, types.Float):
+        return lambda b, a, block, row, z: direct_form_vector_step(b, a, block, row, z)
+
+    def lane_by_lane(b, a, block, row, z):
+        order = z.shape[0]
+        for k in range(LANES):
+            sample = block[row, k]
+            output = z[0, k] + b[0] * sample
+            for i in range(order - 1):
+                z[i, k] = z[i + 1, k] + sample * b[i + 1] - output * a[i + 1]
+            z[order - 1, k] = sample * b[order] - output * a[order]
+            block[row, k] = output
+
+    return lane_by_lane
