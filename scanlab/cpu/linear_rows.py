@@ -68,7 +68,7 @@ def run_row_tiles(next_group, a, b, h0, out, reverse, a_mode):
     while group < (channels + units - 1) // units:
         first = group * units
         rows = min(units, channels - first)
-        # The lanes past the last row repeat it (finite, as the tiles' loads do): never stored.
+        # The lanes past the last row repeat it, as the tiles' loads do: computed, never stored.
         state = np.empty(units, out.dtype)
         for lane in range(units):
             state[lane] = h0[first + min(lane, rows - 1)]
