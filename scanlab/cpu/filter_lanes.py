@@ -14,7 +14,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from scanlab.cpu.vector_ir import splat
+from scanlab.cpu.vector_ir import splat, transposed
 
 #: Channels one step advances together, one lane each.
 LANES = 8
@@ -30,12 +30,12 @@ def check_types(name, block, arrays):
         raise TypeError(f"{name} needs C-contiguous float arrays of one dtype: {block, *arrays}")
 
 
-def lane_access(context, builder, signature, args):
-    """``(pointer, splatted, load, store)``: ``pointer(position, indices)``, the vector of
+def lane_access(context, builder, signature, args, dtype):
+    """``(pointer, splatted, load, store)`` for vectors of ``dtype``: ``pointer(position,
+    indices)``, the vector of
     ``LANES`` elements of argument ``position`` from ``indices``; ``splatted(position,
     indices)``, its element there in every lane; ``load(pointer)`` and ``store(value,
     pointer)`` of vectors aligned as their elements. Indices are LLVM integers or Python ints."""
-    dtype = signature.args[1].dtype
     vector = ir.VectorType(context.get_data_type(dtype), LANES)
     align = dtype.bitwidth // 8
     # Every array's structure made here, before any loop: a value made in a loop's body would
@@ -76,7 +76,7 @@ def sections_vector_step(typingctx, sos, block, row, z):
     check_types("sections_vector_step", block, (sos, z))
 
     def codegen(context, builder, signature, args):
-        pointer, splatted, load, store = lane_access(context, builder, signature, args)
+        pointer, splatted, load, store = lane_access(context, builder, signature, args, block.dtype)
         row_index = context.cast(builder, args[2], signature.args[2], types.intp)
         sample_pointer = pointer(1, [row_index, 0])
         current = cgutils.alloca_once_value(builder, load(sample_pointer))
@@ -107,7 +107,7 @@ def direct_form_vector_step(typingctx, b, a, block, row, z):
     check_types("direct_form_vector_step", block, (b, a, z))
 
     def codegen(context, builder, signature, args):
-        pointer, splatted, load, store = lane_access(context, builder, signature, args)
+        pointer, splatted, load, store = lane_access(context, builder, signature, args, block.dtype)
         row_index = context.cast(builder, args[3], signature.args[3], types.intp)
         sample_pointer = pointer(2, [row_index, 0])
         sample = load(sample_pointer)
@@ -174,3 +174,96 @@ def direct_form_step_by_dtype(b, a, block, row, z):
             block[row, k] = output
 
     return lane_by_lane
+
+
+@intrinsic
+def rows_to_lanes(typingctx, x, first, rows, start, block, row):
+    """``block[row + j, k] = x[first + k, start + j]`` for ``j, k < LANES``: a square tile of
+    ``x`` transposed in registers (rows ``k >= rows`` read row ``rows - 1``)."""
+    check_types("rows_to_lanes", block, (x,))
+
+    def codegen(context, builder, signature, args):
+        pointer, _, load, store = lane_access(context, builder, signature, args, block.dtype)
+        first, rows, start, row = (
+            context.cast(builder, args[position], signature.args[position], types.intp)
+            for position in (1, 2, 3, 5)
+        )
+        last = builder.sub(rows, context.get_constant(types.intp, 1))
+        loaded = []
+        for lane in range(LANES):
+            lane_value = context.get_constant(types.intp, lane)
+            clamped = builder.select(builder.icmp_signed("<", lane_value, rows), lane_value, last)
+            loaded.append(load(pointer(0, [builder.add(first, clamped), start])))
+        for step, vector in enumerate(transposed(builder, loaded)):
+            step_value = context.get_constant(types.intp, step)
+            store(vector, pointer(4, [builder.add(row, step_value), 0]))
+        return context.get_dummy_value()
+
+    return types.void(x, first, rows, start, block, row), codegen
+
+
+@intrinsic
+def lanes_to_rows(typingctx, block, row, out, first, rows, start):
+    """``out[first + k, start + j] = block[row + j, k]`` for ``j < LANES``, ``k < rows``: the
+    inverse of :func:`rows_to_lanes`."""
+    check_types("lanes_to_rows", block, (out,))
+
+    def codegen(context, builder, signature, args):
+        pointer, _, load, store = lane_access(context, builder, signature, args, block.dtype)
+        row, first, rows, start = (
+            context.cast(builder, args[position], signature.args[position], types.intp)
+            for position in (1, 3, 4, 5)
+        )
+        steps = [
+            load(pointer(0, [builder.add(row, context.get_constant(types.intp, step)), 0]))
+            for step in range(LANES)
+        ]
+        for lane, vector in enumerate(transposed(builder, steps)):
+            lane_value = context.get_constant(types.intp, lane)
+            with builder.if_then(builder.icmp_signed("<", lane_value, rows), likely=True):
+                store(vector, pointer(2, [builder.add(first, lane_value), start]))
+        return context.get_dummy_value()
+
+    return types.void(block, row, out, first, rows, start), codegen
+
+
+def load_lanes(x, first, rows, start, steps, block):
+    """``block[j, k] = x[first + k, start + j]`` for ``k < rows``, ``j < steps``: tiles of
+    :func:`rows_to_lanes` for real dtypes, then (and for complex ones) element by element."""
+
+
+def store_lanes(block, first, rows, start, steps, out):
+    """``out[first + k, start + j] = block[j, k]`` for ``k < rows``, ``j < steps``: tiles of
+    :func:`lanes_to_rows` for real dtypes, then (and for complex ones) element by element."""
+
+
+@overload(load_lanes)
+def load_lanes_by_dtype(x, first, rows, start, steps, block):
+    tiles = isinstance(block.dtype, types.Float)
+
+    def load(x, first, rows, start, steps, block):
+        whole = steps - steps % LANES if tiles else 0
+        if tiles:
+            for row in range(0, whole, LANES):
+                rows_to_lanes(x, first, rows, start + row, block, row)
+        for k in range(rows):
+            for j in range(whole, steps):
+                block[j, k] = x[first + k, start + j]
+
+    return load
+
+
+@overload(store_lanes)
+def store_lanes_by_dtype(block, first, rows, start, steps, out):
+    tiles = isinstance(block.dtype, types.Float)
+
+    def store(block, first, rows, start, steps, out):
+        whole = steps - steps % LANES if tiles else 0
+        if tiles:
+            for row in range(0, whole, LANES):
+                lanes_to_rows(block, row, out, first, rows, start + row)
+        for k in range(rows):
+            for j in range(whole, steps):
+                out[first + k, start + j] = block[j, k]
+
+    return store

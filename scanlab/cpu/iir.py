@@ -2,37 +2,27 @@
 cascaded second-order sections of ``sosfilt``, scipy's arithmetic step for step.
 
 Each thread filters a group of ``ROW_CHAINS`` rows together, ``STEPS`` steps at a time: it copies
-the steps of its rows into a small time-first buffer (in the L1 cache), filters the buffer one
-step at a time for all its rows at once (one lane of a vector each:
-:mod:`scanlab.cpu.filter_lanes`), and copies the results back into their rows. No fastmath:
-without contracted multiply-adds the results are scipy's, bit for bit.
+the steps of its rows into a small time-first buffer in the L1 cache (square tiles transposed in
+registers), filters the buffer one step at a time for all its rows at once (one lane of a vector
+each), and copies the results back into their rows (:mod:`scanlab.cpu.filter_lanes`). No
+fastmath: without contracted multiply-adds the results are scipy's, bit for bit.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from scanlab.cpu.filter_lanes import LANES, direct_form_step, sections_step
+from scanlab.cpu.filter_lanes import (
+    LANES,
+    direct_form_step,
+    load_lanes,
+    sections_step,
+    store_lanes,
+)
 
 #: Rows each thread filters together, one lane of a vector each.
 ROW_CHAINS = LANES
 #: Steps of a group's rows filtered between two copies through the time-first buffer.
 STEPS = 64
-
-
-@njit(inline="always")
-def load_block(x, first, count, start, steps, block):
-    """``block[j, k] = x[first + k, start + j]`` for ``count`` rows and ``steps`` steps."""
-    for k in range(count):
-        for j in range(steps):
-            block[j, k] = x[first + k, start + j]
-
-
-@njit(inline="always")
-def store_block(block, first, count, start, steps, out):
-    """``out[first + k, start + j] = block[j, k]`` for ``count`` rows and ``steps`` steps."""
-    for k in range(count):
-        for j in range(steps):
-            out[first + k, start + j] = block[j, k]
 
 
 @njit(cache=True, parallel=True)
@@ -58,14 +48,14 @@ def lfilter_rows(b, a, x, state, out):
                 z[i, k] = state[first + k, i]
         for start in range(0, length, STEPS):
             steps = min(STEPS, length - start)
-            load_block(x, first, count, start, steps, block)
+            load_lanes(x, first, count, start, steps, block)
             for j in range(steps):
                 if order:
                     direct_form_step(b, a, block, j, z)
                 else:
                     for k in range(ROW_CHAINS):
                         block[j, k] = b[0] * block[j, k]
-            store_block(block, first, count, start, steps, out)
+            store_lanes(block, first, count, start, steps, out)
         for k in range(count):
             for i in range(order):
                 state[first + k, i] = z[i, k]
@@ -89,10 +79,10 @@ def sosfilt_rows(sos, x, state, out):
                 z[s, 0, k], z[s, 1, k] = state[first + k, s, 0], state[first + k, s, 1]
         for start in range(0, length, STEPS):
             steps = min(STEPS, length - start)
-            load_block(x, first, count, start, steps, block)
+            load_lanes(x, first, count, start, steps, block)
             for j in range(steps):
                 sections_step(sos, block, j, z)
-            store_block(block, first, count, start, steps, out)
+            store_lanes(block, first, count, start, steps, out)
         for k in range(count):
             for s in range(sections):
                 state[first + k, s, 0], state[first + k, s, 1] = z[s, 0, k], z[s, 1, k]

@@ -17,32 +17,18 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from scanlab.cpu.vector_ir import LANE_BYTES, element_type, multiply_add, shuffled, splat
+from scanlab.cpu.vector_ir import (
+    LANE_BYTES,
+    element_type,
+    multiply_add,
+    shuffled,
+    splat,
+    transposed,
+)
 
 #: How ``a`` broadcasts, the modes of :func:`tile_step`: full ``(D, T)``, one row ``(1, T)``
 #: shared by every channel, one column ``(D, 1)`` constant in time, one value ``(1, 1)``.
 FULL, PER_STEP, PER_ROW, CONSTANT = 0, 1, 2, 3
-
-
-def transposed(builder, rows):
-    """The transpose of the square matrix whose rows are the vectors ``rows``: for each bit of
-    the index, from the highest, the off-diagonal blocks of that size swap places."""
-    rows = list(rows)
-    size = len(rows)
-    block = size // 2
-    while block:
-        for first in range(size):
-            if first & block:
-                continue
-            low = [c if not c & block else size + c - block for c in range(size)]
-            high = [c + block if not c & block else size + c for c in range(size)]
-            second = first + block
-            rows[first], rows[second] = (
-                shuffled(builder, rows[first], rows[second], low),
-                shuffled(builder, rows[first], rows[second], high),
-            )
-        block //= 2
-    return rows
 
 
 @intrinsic(prefer_literal=True)

@@ -69,3 +69,24 @@ def multiply_add(builder, coefficients, state, b, vector, complex_):
     else:
         product = builder.fmul(coefficients, state, flags=["contract"])
     return builder.fadd(product, b, flags=["contract"])
+
+
+def transposed(builder, rows):
+    """The transpose of the square matrix whose rows are the vectors ``rows``: for each bit of
+    the index, from the highest, the off-diagonal blocks of that size swap places."""
+    rows = list(rows)
+    size = len(rows)
+    block = size // 2
+    while block:
+        for first in range(size):
+            if first & block:
+                continue
+            low = [c if not c & block else size + c - block for c in range(size)]
+            high = [c + block if not c & block else size + c for c in range(size)]
+            second = first + block
+            rows[first], rows[second] = (
+                shuffled(builder, rows[first], rows[second], low),
+                shuffled(builder, rows[first], rows[second], high),
+            )
+        block //= 2
+    return rows
