@@ -14,28 +14,18 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from scanlab.cpu.vector_ir import splat, transposed
+from scanlab.cpu.vector_ir import checked_dtype, splat, transposed
 
 #: Channels one step advances together, one lane each.
 LANES = 8
 
 
-def check_types(name, block, arrays):
-    """A TypeError naming ``name`` unless ``block`` and ``arrays`` are C-contiguous float
-    arrays of one dtype."""
-    if not isinstance(block.dtype, types.Float) or not all(
-        isinstance(array, types.Array) and array.layout == "C" and array.dtype == block.dtype
-        for array in (block, *arrays)
-    ):
-        raise TypeError(f"{name} needs C-contiguous float arrays of one dtype: {block, *arrays}")
-
-
 def lane_access(context, builder, signature, args, dtype):
-    """``(pointer, splatted, load, store)`` for vectors of ``dtype``: ``pointer(position,
-    indices)``, the vector of
-    ``LANES`` elements of argument ``position`` from ``indices``; ``splatted(position,
-    indices)``, its element there in every lane; ``load(pointer)`` and ``store(value,
-    pointer)`` of vectors aligned as their elements. Indices are LLVM integers or Python ints."""
+    """``(pointer, splatted, load, store)`` for vectors of ``LANES`` elements of ``dtype``:
+    ``pointer(position, indices)``, the vector of argument ``position`` from ``indices``;
+    ``splatted(position, indices)``, its element there in every lane; ``load(pointer)`` and
+    ``store(value, pointer)`` of vectors aligned as their elements. Indices are LLVM integers
+    or Python ints."""
     vector = ir.VectorType(context.get_data_type(dtype), LANES)
     align = dtype.bitwidth // 8
     # Every array's structure made here, before any loop: a value made in a loop's body would
@@ -73,7 +63,7 @@ def lane_access(context, builder, signature, args, dtype):
 def sections_vector_step(typingctx, sos, block, row, z):
     """``block[row]`` through the second-order sections ``sos`` (``(S, 6)``: ``b0 b1 b2 1 a1
     a2``) in cascade, lane ``k`` from its delays ``z[s, :, k]`` (``(S, 2, LANES)``)."""
-    check_types("sections_vector_step", block, (sos, z))
+    checked_dtype("sections_vector_step", (block, sos, z), kinds=types.Float)
 
     def codegen(context, builder, signature, args):
         pointer, splatted, load, store = lane_access(context, builder, signature, args, block.dtype)
@@ -104,7 +94,7 @@ def sections_vector_step(typingctx, sos, block, row, z):
 def direct_form_vector_step(typingctx, b, a, block, row, z):
     """``block[row]`` through the transposed direct form II of ``b``, ``a`` (normalised, length
     ``K + 1``, ``K >= 1``), lane ``k`` from its delays ``z[:, k]`` (``(K, LANES)``)."""
-    check_types("direct_form_vector_step", block, (b, a, z))
+    checked_dtype("direct_form_vector_step", (block, b, a, z), kinds=types.Float)
 
     def codegen(context, builder, signature, args):
         pointer, splatted, load, store = lane_access(context, builder, signature, args, block.dtype)
@@ -180,7 +170,7 @@ def direct_form_step_by_dtype(b, a, block, row, z):
 def rows_to_lanes(typingctx, x, first, rows, start, block, row):
     """``block[row + j, k] = x[first + k, start + j]`` for ``j, k < LANES``: a square tile of
     ``x`` transposed in registers (rows ``k >= rows`` read row ``rows - 1``)."""
-    check_types("rows_to_lanes", block, (x,))
+    checked_dtype("rows_to_lanes", (block, x), kinds=types.Float)
 
     def codegen(context, builder, signature, args):
         pointer, _, load, store = lane_access(context, builder, signature, args, block.dtype)
@@ -206,7 +196,7 @@ def rows_to_lanes(typingctx, x, first, rows, start, block, row):
 def lanes_to_rows(typingctx, block, row, out, first, rows, start):
     """``out[first + k, start + j] = block[row + j, k]`` for ``j < LANES``, ``k < rows``: the
     inverse of :func:`rows_to_lanes`."""
-    check_types("lanes_to_rows", block, (out,))
+    checked_dtype("lanes_to_rows", (block, out), kinds=types.Float)
 
     def codegen(context, builder, signature, args):
         pointer, _, load, store = lane_access(context, builder, signature, args, block.dtype)

@@ -157,11 +157,11 @@ def run_blocks(next_block, a, b, h0, out, reverse, channel_block, stream):
         block = atomics.fetch_add(next_block, 0, 1)
 
 
-def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream=False):
+def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream):
     """One pass over time, parallel over blocks of ``channel_block`` contiguous channels;
     ``stream``: with streaming stores (:func:`scanlab.cpu.streaming.streams` must hold)."""
     blocks = -(-out.shape[1] // channel_block)
-    share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block, bool(stream)))
+    share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block, stream))
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -19,6 +19,7 @@ from numba.extending import intrinsic
 
 from scanlab.cpu.vector_ir import (
     LANE_BYTES,
+    checked_dtype,
     element_type,
     multiply_add,
     shuffled,
@@ -42,16 +43,8 @@ def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode):
     all are C-contiguous of one float or complex dtype, ``state`` 1-D. ``reverse`` and
     ``a_mode`` are constants.
     """
-    arrays = (a, b, out)
-    dtype = out.dtype if isinstance(out, types.Array) else None
-    if not isinstance(dtype, (types.Float, types.Complex)) or any(
-        not isinstance(array, types.Array)
-        or (array.ndim, array.layout, array.dtype) != (2, "C", dtype)
-        for array in arrays
-    ):
-        raise TypeError(f"tile_step needs 2-D C-contiguous arrays of one dtype: {arrays}")
-    if not isinstance(state, types.Array) or (state.ndim, state.dtype) != (1, dtype):
-        raise TypeError(f"tile_step's state must be a 1-D {dtype} array, got {state}")
+    dtype = checked_dtype("tile_step", (out, a, b), ndim=2)
+    checked_dtype("tile_step", (state, out), kinds=type(dtype))
     if not isinstance(reverse, types.BooleanLiteral) or not isinstance(
         a_mode, types.IntegerLiteral
     ):

@@ -23,6 +23,7 @@ from numba.extending import intrinsic
 from scanlab import config, wisdom
 from scanlab.cpu.vector_ir import (
     LANE_BYTES,
+    checked_dtype,
     element_type,
     multiply_add,
     splat,
@@ -64,18 +65,10 @@ def stream_step(typingctx, coefficients, b_t, state, out_t, first, offset):
     C-contiguous of one real or complex dtype, and ``out_t[offset + first:]`` starts on a
     ``LANE_BYTES`` boundary.
     """
-    arrays = (b_t, state, out_t)
-    dtype = b_t.dtype if isinstance(b_t, types.Array) else None
-    if not isinstance(dtype, (types.Float, types.Complex)) or any(
-        not isinstance(array, types.Array)
-        or (array.ndim, array.layout, array.dtype) != (1, "C", dtype)
-        for array in arrays
-    ):
-        raise TypeError(f"stream_step needs 1-D C-contiguous arrays of one dtype: {arrays}")
     row = isinstance(coefficients, types.Array)
-    if (coefficients.dtype if row else coefficients) != dtype or (
-        row and (coefficients.ndim, coefficients.layout) != (1, "C")
-    ):
+    rows = (b_t, state, out_t, coefficients) if row else (b_t, state, out_t)
+    dtype = checked_dtype("stream_step", rows, ndim=1)
+    if not row and coefficients != dtype:
         raise TypeError(f"stream_step's coefficients must be {dtype}, got {coefficients}")
     complex_ = isinstance(dtype, types.Complex)
     component, itemsize = element_type(dtype)

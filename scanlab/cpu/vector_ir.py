@@ -13,6 +13,22 @@ from numba import types
 LANE_BYTES = 64
 
 
+def checked_dtype(name, arrays, ndim=None, kinds=(types.Float, types.Complex)):
+    """The dtype that the Numba array types ``arrays`` share, if they are all C-contiguous, of
+    ``ndim`` dimensions (any if None) and of a dtype of ``kinds``; else a TypeError naming the
+    intrinsic ``name``."""
+    dtype = getattr(arrays[0], "dtype", None)
+    if not isinstance(dtype, kinds) or any(
+        not isinstance(array, types.Array)
+        or array.layout != "C"
+        or array.dtype != dtype
+        or (ndim is not None and array.ndim != ndim)
+        for array in arrays
+    ):
+        raise TypeError(f"{name} needs C-contiguous arrays of one dtype: {arrays}")
+    return dtype
+
+
 def element_type(dtype):
     """``(component, component bytes)`` of a Numba float or complex ``dtype``: the float type
     that vectors of it are made of."""
