@@ -14,6 +14,13 @@ within 2 units in the last place (ulp) of the exact result, ``log1p``, ``tanh`` 
 within 3, at both precisions; NaN, the infinities and signed zeros give what the C library gives
 (a NaN's payload aside). Subnormal results may lose their last bits.
 
+``math.sqrt`` needs no replacement: Numba compiles it to LLVM's ``sqrt``, which vectorises as it
+is (0.1-0.3 ns an element in a loop, against 1.8-2.9 ns for ``math.exp``, on Zen 5). ``sin`` and
+``cos`` are not here yet: a polynomial after a Cody-Waite reduction is only accurate for
+moderate arguments, and a branch to the C library for the others stops the loop vectorising
+(measured: 8 ns an element, the C library's own speed); they need a branch-free reduction valid
+for every finite argument (Payne-Hanek over a table of the bits of ``2 / pi``).
+
 Examples
 --------
 >>> import numpy as np

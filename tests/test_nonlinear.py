@@ -88,7 +88,7 @@ def problem(rng, name, size, length, batch, dtype):
     x = rng.uniform(-1.0, 1.0, (length, *batch, size)).astype(dtype)
     h0 = rng.uniform(-1.0, 1.0, (*batch, size)).astype(dtype)
     weights = random_matrices(rng, (), size, np.float64, radius=0.8).astype(dtype)
-    return x, h0, (weights,) if name == "dense" else None
+    return x, h0, (weights, np.ascontiguousarray(weights.T)) if name == "dense" else None
 
 
 def scaled_residual(step, x, h0, h):
@@ -307,7 +307,7 @@ def test_automatic_jacobian_method(step, method, reference_step):
 
 def test_a_wrong_structure_is_detected():
     mixing = scanlab.cell(scanlab.cells.builtin.elman_step, structure="diagonal")
-    weights = (np.full((3, 3), 0.2),)
+    weights = (np.full((3, 3), 0.2), np.full((3, 3), 0.2))
     with pytest.raises(
         ValueError, match="declared structure='diagonal'.*output 1 depends on h_prev\\[0\\]"
     ):

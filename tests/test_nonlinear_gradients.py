@@ -63,9 +63,10 @@ def test_gradients_match_finite_differences(name, length, shapes, seed):
     if params is None:
         assert dparams is None
     else:
-        (d_weights,) = dparams
+        # The dense step reads W and its transpose (two parameters, tied): dW + d(W.T).T.
+        d_weights, d_columns = dparams
         expected = central_differences(lambda value: loss(params=(value,)), params[0])
-        assert_gradient(d_weights, expected, "dparams")
+        assert_gradient(d_weights + d_columns.T, expected, "dparams")
 
 
 BUILTINS = [

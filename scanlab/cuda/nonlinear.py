@@ -36,6 +36,28 @@ MAX_EVALUATION_THREADS = 65536
 MAX_SCRATCH_BYTES = 256 * 1024 * 1024
 
 
+def with_gpu_forms(function, device_function):
+    """``function`` with each function it calls that names a form for GPUs (its ``on_gpus``
+    attribute, e.g. :func:`scanlab.cells.builtin.recurrent_sums`, whose CPU form is an
+    ``overload``) replaced by that form as a device function: numba-cuda compiles an overload
+    for a GPU as a device function of its own, which needs the driver, so no PTX without a GPU.
+    ``function`` itself if it calls none."""
+    namespace = function.__globals__
+    replaced = {
+        name: device_function(namespace[name].on_gpus)
+        for name in function.__code__.co_names
+        if hasattr(namespace.get(name), "on_gpus")
+    }
+    if not replaced:
+        return function
+    copy = types.FunctionType(
+        function.__code__, {**namespace, **replaced}, function.__name__, function.__defaults__,
+        function.__closure__,
+    )  # fmt: skip
+    copy.__qualname__, copy.__module__ = function.__qualname__, function.__module__
+    return copy
+
+
 def build_kernels(step_function, jacobian_function, method, fused_function=None):
     """The CUDA kernels of a cell's Python step (and Jacobian, and the step that also writes
     its Jacobian, see :func:`scanlab._step_routines.evaluation`) for a Jacobian ``method``
@@ -49,6 +71,10 @@ def build_kernels(step_function, jacobian_function, method, fused_function=None)
         device_function = cuda.jit(device=True)
     else:
         device_function = numba.njit(inline="always")
+        step_function, jacobian_function, fused_function = (
+            None if function is None else with_gpu_forms(function, device_function)
+            for function in (step_function, jacobian_function, fused_function)
+        )
     step = device_function(step_function)
 
     run_from = sequence_loop(step, device_function)
