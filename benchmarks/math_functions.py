@@ -29,6 +29,8 @@ FUNCTIONS = {
     "tanh": (smath.tanh, math.tanh, np.tanh),
     "log": (smath.log, math.log, np.log),
     "log1p": (smath.log1p, math.log1p, np.log1p),
+    "sin": (smath.sin, math.sin, np.sin),
+    "cos": (smath.cos, math.cos, np.cos),
     "sigmoid": (
         smath.sigmoid,
         njit(lambda x: 1.0 / (1.0 + math.exp(-x))),

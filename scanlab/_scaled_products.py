@@ -20,8 +20,8 @@ import math
 import numpy as np
 from numba import njit
 
+from scanlab._float_bits import bits_of, power_of_two
 from scanlab._recurrence_numerics import is_finite
-from scanlab.math import bits_of, power_of_two
 
 #: Steps between the checks that keep a chunk's product of ``a`` in range, in the CPU scans. The
 #: product is kept in double precision, so between two checks it falls out of the normal range

@@ -1,25 +1,31 @@
 """Elementary functions in plain arithmetic, for code compiled by Numba on CPUs and GPUs.
 
-Numba's pip build evaluates ``math.exp`` and ``math.tanh`` by calling the C library one element
-at a time, so a loop over them does not vectorise. The functions here reduce the argument and
-evaluate a polynomial in the argument's own precision (float32 or float64), which LLVM
-vectorises; the same functions compile into CUDA kernels. Call them from ``@numba.njit`` or
-``@cuda.jit`` code (for example a cell of a nonlinear recurrence) on float32 or float64 scalars;
-from Python they also run, compiled, on one scalar at a time. On the CPU each compiles once per
-precision, with scanlab's fastmath policy (cached on disk), and LLVM inlines it into the
-caller; in CUDA code Numba inlines it.
+Numba's pip build evaluates ``math.exp``, ``math.tanh`` or ``math.sin`` by calling the C
+library one element at a time, so a loop over them does not vectorise. The functions here reduce
+the argument and evaluate a polynomial in plain arithmetic, which LLVM vectorises; the same
+functions compile into CUDA kernels. Call them from ``@numba.njit`` or ``@cuda.jit`` code (for
+example a cell of a nonlinear recurrence) on float32 or float64 scalars; from Python they also
+run, compiled, on one scalar at a time. ``exp``, ``expm1``, ``tanh``, ``sigmoid``, ``log`` and
+``log1p`` compute in the argument's own precision; on the CPU each compiles once per precision,
+with scanlab's fastmath policy (cached on disk), and LLVM inlines it into the caller; in CUDA
+code Numba inlines it. ``sin`` and ``cos`` compute in float64 whatever the argument (a float32
+result is then within an ulp) and Numba inlines them everywhere: LLVM judged them too large to
+inline, and a loop calling them stayed scalar. That costs compile time where they are called,
+about 0.2 s a call site (a cell's step calling both compiles 1.4 s longer the first time, before
+Numba's cache keeps it).
 
-Accuracy (checked over the whole range in ``tests/test_math.py``): ``exp``, ``expm1`` and ``log``
-within 2 units in the last place (ulp) of the exact result, ``log1p``, ``tanh`` and ``sigmoid``
-within 3, at both precisions; NaN, the infinities and signed zeros give what the C library gives
-(a NaN's payload aside). Subnormal results may lose their last bits.
+Accuracy (checked over the whole range in ``tests/test_math.py``): ``sin`` and ``cos`` within 1
+unit in the last place (ulp) of the exact result for every finite argument, huge ones and those
+nearest a multiple of ``pi/2`` included (their reduction is Payne and Hanek's, see
+:func:`scanlab._angle_reduction.quarter_turns`); ``exp``, ``expm1`` and ``log`` within 2 ulp,
+``log1p``, ``tanh`` and ``sigmoid`` within 3, at both precisions; NaN, the infinities and signed
+zeros give what the C library gives (a NaN's payload aside). Subnormal results may lose their
+last bits. The bounds hold in code compiled as scanlab compiles (contracted multiply-adds at
+most): ``fastmath=True`` lets LLVM reassociate the compensated sums these functions rely on
+(the reduction of ``sin`` and ``cos`` keeps its exact sums, LLVM IR without fast-math flags).
 
 ``math.sqrt`` needs no replacement: Numba compiles it to LLVM's ``sqrt``, which vectorises as it
-is (0.1-0.3 ns an element in a loop, against 1.8-2.9 ns for ``math.exp``, on Zen 5). ``sin`` and
-``cos`` are not here yet: a polynomial after a Cody-Waite reduction is only accurate for
-moderate arguments, and a branch to the C library for the others stops the loop vectorising
-(measured: 8 ns an element, the C library's own speed); they need a branch-free reduction valid
-for every finite argument (Payne-Hanek over a table of the bits of ``2 / pi``).
+is (0.1-0.3 ns an element in a loop, against 1.8-2.9 ns for ``math.exp``, on Zen 5).
 
 Examples
 --------
@@ -37,10 +43,20 @@ import decimal
 import math
 import types as types_module
 
+import numpy as np
 from numba import int64, njit, types
 from numba.core.target_extension import current_target
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
+from scanlab._angle_reduction import quarter_turns
+from scanlab._float_bits import (
+    bits_of,
+    divide,
+    float_of_bits,
+    fused_multiply_add,
+    is_single,
+    scale,
+)  # fmt: skip
 from scanlab.config import FASTMATH
 
 
@@ -78,6 +94,13 @@ TANH_SATURATION_SINGLE = 9.5
 #: enough terms for ``|s| <= 0.172`` (``1 + f`` within ``sqrt(2)`` of 1) in float64 (up to
 #: ``s^24``) and float32 (up to ``s^12``).
 (L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12) = (2.0 / (2 * k + 1) for k in range(1, 13))
+#: Taylor coefficients of ``sin r = r + r z P(z)`` and ``cos r = 1 - z/2 + z^2 Q(z)``,
+#: ``z = r^2``: ``P``'s ``(-1)^k / (2k + 1)!``, ``k = 1..8``, and ``Q``'s ``(-1)^k / (2k)!``,
+#: ``k = 2..8``, enough for ``|r| <= pi/4`` in float64 (remainders below 1e-18).
+(S1, S2, S3, S4, S5, S6, S7, S8) = ((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 9))
+(Q2, Q3, Q4, Q5, Q6, Q7, Q8) = ((-1.0) ** k / math.factorial(2 * k) for k in range(2, 9))
+#: Below these, ``sin x`` rounds to ``x`` and ``cos x`` to 1 (float64).
+SINE_TINY, COSINE_TINY = 2.0**-26, 2.0**-27
 
 
 def inline_on_gpus(call, caller, callee) -> bool:
@@ -87,94 +110,6 @@ def inline_on_gpus(call, caller, callee) -> bool:
     inlines the machine code just as well: Numba copying their IR into every call site made a
     ParaGRU step take 1.5 s to compile, 0.2 s without."""
     return current_target() != "cpu"
-
-
-@intrinsic
-def power_of_two(typingctx, like, exponent):
-    """``2.0 ** exponent`` in the type of ``like``, for a normal result, built from its bits."""
-    if not isinstance(like, types.Float) or not isinstance(exponent, types.Integer):
-        return None
-    single = like.bitwidth == 32
-
-    def codegen(context, builder, signature, arguments):
-        integer = context.get_value_type(types.int32 if single else types.int64)
-        power = builder.sext(arguments[1], context.get_value_type(types.int64))
-        power = builder.trunc(power, integer) if single else power
-        bias, shift = (127, 23) if single else (1023, 52)
-        bits = builder.shl(builder.add(power, integer(bias)), integer(shift))
-        return builder.bitcast(bits, context.get_value_type(like))
-
-    return like(like, exponent), codegen
-
-
-@intrinsic
-def divide(typingctx, numerator, denominator):
-    """``numerator / denominator`` as IEEE 754 says, without Python's zero-division check.
-
-    Under Numba's default (Python) error model, ``/`` tests for a zero divisor, and that branch
-    stops LLVM vectorising the caller's loop.
-    """
-    if not isinstance(numerator, types.Float) or numerator != denominator:
-        return None
-
-    def codegen(context, builder, signature, arguments):
-        return builder.fdiv(*arguments)
-
-    return numerator(numerator, denominator), codegen
-
-
-@intrinsic
-def bits_of(typingctx, x):
-    """The IEEE 754 bits of the float ``x``, as a signed integer of its width."""
-    if not isinstance(x, types.Float):
-        return None
-    integer = types.int32 if x.bitwidth == 32 else types.int64
-
-    def codegen(context, builder, signature, arguments):
-        return builder.bitcast(arguments[0], context.get_value_type(integer))
-
-    return integer(x), codegen
-
-
-@intrinsic
-def float_of_bits(typingctx, like, bits):
-    """The float of ``like``'s type whose IEEE 754 bits are the low bits of the integer
-    ``bits``."""
-    if not isinstance(like, types.Float) or not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, arguments):
-        width = context.get_value_type(types.int32 if like.bitwidth == 32 else types.int64)
-        value = arguments[1]
-        if bits.bitwidth > like.bitwidth:
-            value = builder.trunc(value, width)
-        elif bits.bitwidth < like.bitwidth:
-            value = builder.sext(value, width)
-        return builder.bitcast(value, context.get_value_type(like))
-
-    return like(like, bits), codegen
-
-
-@intrinsic
-def is_single(typingctx, x):
-    """Whether the float ``x`` is float32, a constant. Any other type fails to type here, at
-    the top of the functions below, before what they call compiles: a cell's complex-step
-    probe (see :meth:`scanlab.cells.Cell.plan`) of a step that calls them fails in 0.06 s, in
-    every process (a failed compilation is not cached)."""
-    if not isinstance(x, types.Float):
-        return None
-
-    def codegen(context, builder, signature, arguments):
-        return context.get_constant(types.boolean, x.bitwidth == 32)
-
-    return types.boolean(x), codegen
-
-
-@njit(inline="always")
-def scale(value, exponent):
-    """``value * 2.0 ** exponent`` for ``|exponent|`` up to twice the normal exponent range."""
-    first = exponent >> 1
-    return value * power_of_two(value, first) * power_of_two(value, exponent - first)
 
 
 @njit(inline="always")
@@ -316,6 +251,55 @@ def log1p(x):
     return x if x == real(math.inf) else result
 
 
+@njit(inline="always")
+def quadrant_value(quadrant, r, r_low):
+    """``sin`` of ``quadrant pi/2 + r + r_low``, for ``|r| <= pi/4`` and ``|r_low|`` below an
+    ulp of ``r``: the sine's or the cosine's Taylor series. The cosine's ``1 - z/2`` is
+    rounded first, its rounding error and the series' tail added to it (as fdlibm's kernel
+    does)."""
+    z = r * r
+    tail = fused_multiply_add(fused_multiply_add(S8, z, S7), z, S6)
+    tail = fused_multiply_add(fused_multiply_add(tail, z, S5), z, S4)
+    tail = fused_multiply_add(fused_multiply_add(tail, z, S3), z, S2)
+    tail = fused_multiply_add(tail, z, S1)
+    sine = r + fused_multiply_add(r * z, tail, r_low * (1.0 - 0.5 * z))
+    tail = fused_multiply_add(fused_multiply_add(Q8, z, Q7), z, Q6)
+    tail = fused_multiply_add(fused_multiply_add(tail, z, Q5), z, Q4)
+    tail = fused_multiply_add(fused_multiply_add(tail, z, Q3), z, Q2)
+    half = 0.5 * z
+    head = 1.0 - half
+    cosine = head + (((1.0 - head) - half) + fused_multiply_add(z * z, tail, -r * r_low))
+    value = cosine if quadrant & 1 else sine
+    return -value if quadrant & 2 else value
+
+
+@njit(cache=True, inline="always")
+def sin(x):
+    """The sine, for a float32 or float64 ``x`` (within 1 ulp; float32 computes in float64):
+    ``x`` reduced modulo ``pi/2`` exactly enough for every finite double (see
+    :func:`scanlab._angle_reduction.quarter_turns`), then a Taylor series on
+    ``[-pi/4, pi/4]``. NaN at NaN and the infinities; ``-0`` at ``-0``."""
+    wide = np.float64(x)
+    magnitude = abs(wide)
+    quadrant, r, r_low = quarter_turns(magnitude)
+    value = quadrant_value(quadrant, r, r_low)
+    result = -value if wide < 0 else value
+    result = wide if magnitude < SINE_TINY else result
+    return type(x)(result if magnitude - magnitude == 0 else magnitude - magnitude)
+
+
+@njit(cache=True, inline="always")
+def cos(x):
+    """The cosine, for a float32 or float64 ``x`` (within 1 ulp; float32 computes in
+    float64), as :func:`sin` of a quarter turn more. NaN at NaN and the infinities."""
+    wide = np.float64(x)
+    magnitude = abs(wide)
+    quadrant, r, r_low = quarter_turns(magnitude)
+    result = quadrant_value(quadrant + 1, r, r_low)
+    result = 1.0 if magnitude < COSINE_TINY else result
+    return type(x)(result if magnitude - magnitude == 0 else magnitude - magnitude)
+
+
 def standard_exp(x):
     """``math.exp`` as a cell's step sees it (:func:`vectorising`): :func:`exp` for floats."""
     return math.exp(x)
@@ -336,6 +320,16 @@ def standard_log1p(x):
     return math.log1p(x)
 
 
+def standard_sin(x):
+    """``math.sin`` as a cell's step sees it (:func:`vectorising`): :func:`sin` for floats."""
+    return math.sin(x)
+
+
+def standard_cos(x):
+    """``math.cos`` as a cell's step sees it (:func:`vectorising`): :func:`cos` for floats."""
+    return math.cos(x)
+
+
 def standard_tanh(x):
     """``math.tanh`` as a cell's step sees it (:func:`vectorising`): :func:`tanh` for floats."""
     return math.tanh(x)
@@ -349,6 +343,8 @@ REPLACEMENTS = {
     math.log: (standard_log, log),
     math.log1p: (standard_log1p, log1p),
     math.tanh: (standard_tanh, tanh),
+    math.sin: (standard_sin, sin),
+    math.cos: (standard_cos, cos),
 }
 
 
@@ -364,7 +360,7 @@ def replacement_typing(standard, own):
 
 
 for _standard, (_shim, _own) in REPLACEMENTS.items():
-    overload(_shim, target="generic")(replacement_typing(_standard, _own))
+    overload(_shim, target="generic", inline="always")(replacement_typing(_standard, _own))
 
 #: ``math`` as a cell's step sees it: the same module but for :data:`REPLACEMENTS`.
 MATH_FOR_CELLS = types_module.ModuleType("scanlab.math.for_cells", "math, as a step sees it")
@@ -403,4 +399,4 @@ def vectorising(function):
     return copy
 
 
-__all__ = ["exp", "expm1", "log", "log1p", "sigmoid", "tanh", "vectorising"]
+__all__ = ["cos", "exp", "expm1", "log", "log1p", "sigmoid", "sin", "tanh", "vectorising"]

@@ -9,8 +9,10 @@ PACKAGE = pathlib.Path(__file__).parents[1] / "scanlab"
 
 #: Floor 1: numerics, validation, device choice and tunables shared by every backend.
 GROUND = {
+    "scanlab._angle_reduction",
     "scanlab._arrays",
     "scanlab._devices",
+    "scanlab._float_bits",
     "scanlab._iterates",
     "scanlab._kernel_cache",
     "scanlab._recurrence_numerics",

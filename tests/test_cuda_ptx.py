@@ -101,12 +101,28 @@ def math_kernel(x, out):
         )
 
 
+def trigonometry_kernel(x, out):
+    """scanlab.math's sine and cosine, in a kernel."""
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = smath.sin(x[i]) + smath.cos(x[i])
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_math_compiles_into_kernels_in_its_precision(nvvm, dtype):
     ptx, _ = cuda.compile_ptx(math_kernel, f"void({dtype}[::1], {dtype}[::1])", cc=(9, 0))
     body = ptx.split(".entry")[1]
     assert ".f64" not in body if dtype == "float32" else ".f64" in body
     assert "call" not in body  # no library calls: plain arithmetic
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sine_and_cosine_compile_into_kernels(nvvm, dtype):
+    """In float64 at both precisions, the reduction's table read from the kernel's memory."""
+    signature = f"void({dtype}[::1], {dtype}[::1])"
+    ptx, _ = cuda.compile_ptx(trigonometry_kernel, signature, cc=(9, 0))
+    body = ptx.split(".entry")[1]
+    assert "fma.rn.f64" in body and "call" not in body
 
 
 @pytest.mark.parametrize(

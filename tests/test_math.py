@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from numba import cuda, njit
 
 from scanlab import math as smath
+from scanlab._angle_reduction import REDUCTION_TABLE, two_over_pi_bits
+from scanlab.config import FASTMATH
 
 #: Each function, its reference in NumPy, and the bound on its error in ulps.
 FUNCTIONS = {
@@ -19,6 +21,8 @@ FUNCTIONS = {
     "sigmoid": (smath.sigmoid, lambda x: np.exp(-np.logaddexp(0, -x)), 3.0),
     "log": (smath.log, np.log, 2.0),
     "log1p": (smath.log1p, np.log1p, 3.0),
+    "sin": (smath.sin, np.sin, 1.0),
+    "cos": (smath.cos, np.cos, 1.0),
 }
 #: Where each float64 reference is computed: x87 long doubles (64-bit significand) where the
 #: platform has them; otherwise float64 itself, and the bound widens by the reference's own ulp.
@@ -91,15 +95,16 @@ def test_special_values(name, dtype):
 def test_agree_with_the_c_library_on_any_float(x):
     """Within the ulp bounds (or exactly, for non-finite and zero results) on any float64."""
     standard = {"exp": math.exp, "expm1": math.expm1, "tanh": math.tanh, "log": math.log,
-                "log1p": math.log1p}  # fmt: skip
+                "log1p": math.log1p, "sin": math.sin, "cos": math.cos}  # fmt: skip
     for name, expected in standard.items():
         function, _, bound = FUNCTIONS[name]
         try:
             value = expected(x)
         except OverflowError:
             value = math.inf
-        except ValueError:  # the logarithms: -inf at their pole, NaN below it
-            value = -math.inf if x == (0 if name == "log" else -1) else math.nan
+        except ValueError:  # the logarithms: -inf at their pole, NaN below it; sin, cos of inf
+            pole = {"log": 0, "log1p": -1}.get(name)
+            value = -math.inf if x == pole else math.nan
         result = function(x)
         if math.isnan(value):
             assert math.isnan(result)
@@ -107,6 +112,40 @@ def test_agree_with_the_c_library_on_any_float(x):
             assert result == value or abs(result - value) <= 2 * 5e-324
         else:
             assert abs(result - value) <= (bound + 1) * math.ulp(value)
+
+
+#: Doubles nearest a multiple of pi/2 (the reduction's hardest cases: the first is 4.7e-19 from
+#: one), powers of two, the largest double, and multiples of pi's approximations.
+HARD_ANGLES = [
+    6381956970095103 * 2.0**797, 5261692873635770 * 2.0**499, 8248384262727561 * 2.0**-1074,
+    1.5707963267948966, 3.141592653589793, 4.71238898038469, 6.283185307179586, 2.0**1023,
+    1.7976931348623157e308, 2.0**53, 2.0**53 - 1, 2.0**60, 1e22, 355.0, 103993.0, 104348.0,
+    52174.0, 1.0, 2.0**-27, 2.0**-26, 2.0**-25, 5e-324, 2.2250738585072014e-308,
+]  # fmt: skip
+
+
+def test_the_reduction_reads_the_bits_of_two_over_pi():
+    """The first 160 bits against the published hexadecimal expansion of 2/pi, and each table
+    row's windows against those bits."""
+    assert two_over_pi_bits(160) == 0xA2F9836E4E441529FC2757D1F534DDC0DB629599
+    bits = two_over_pi_bits(400)
+    for row in (0, 1, 2, 3, 60, 150):
+        start = max(1, row - 1)
+        for window, value in enumerate(REDUCTION_TABLE[row]):
+            first = start + 53 * window
+            expected = (bits >> (400 - first - 52)) & (2**53 - 1)
+            assert math.ldexp(value, first + 52 - row) == expected
+
+
+@pytest.mark.parametrize("name", ["sin", "cos"])
+def test_hard_angles_within_an_ulp(name):
+    function, reference, _ = FUNCTIONS[name]
+    x = np.array(HARD_ANGLES + [-value for value in HARD_ANGLES])
+    out = np.empty_like(x)
+    APPLIERS[name](x, out)
+    exact = reference(x.astype(WIDE))
+    ulps = np.abs(out - exact) / np.spacing(np.abs(exact.astype(np.float64)))
+    assert ulps.max() <= 1.0 + REFERENCE_SLACK[np.float64], x[np.argmax(ulps)]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -142,7 +181,12 @@ def tanh_imported(h_prev, x_t, params, h_out):
         h_out[i] = tanh(0.9 * h_prev[i] + x_t[i]) + expm1(x_t[i]) - math.sqrt(i) + log(2 + i)
 
 
-@pytest.mark.parametrize("step", [tanh_of_module, tanh_imported])
+def pendulums(h_prev, x_t, params, h_out):
+    for i in range(h_prev.shape[0]):
+        h_out[i] = h_prev[i] + 0.01 * (math.sin(x_t[i] - h_prev[i]) - math.cos(h_prev[i]))
+
+
+@pytest.mark.parametrize("step", [tanh_of_module, tanh_imported, pendulums])
 def test_a_cells_math_functions_are_scanlabs_unless_exact(step):
     """A step's ``math.tanh`` (or ``tanh`` from ``math``) compiles to scanlab's, which vectorises;
     ``exact_math=True`` keeps the C library's; both agree within scanlab's ulps."""
@@ -174,10 +218,14 @@ def test_a_cells_math_functions_are_scanlabs_unless_exact(step):
         assert results[0].dtype == dtype
         np.testing.assert_allclose(results[0], results[1], rtol=8 * ulps, atol=8 * ulps)
         np.testing.assert_array_equal(np.isnan(results[0]), np.isnan(results[1]))
+    # The step's loop is SIMD code, the C library's not: compiled afresh here, as the step's
+    # own compiled code may come from Numba's cache, which keeps no IR to inspect.
     vector = {"float32": "x float>", "float64": "x double>"}
-    for signature in fast.step.signatures:  # the step's loop is SIMD code, the C library's not
+    fresh = njit(fastmath=FASTMATH)(fast.step.py_func)
+    for signature in fast.step.signatures:
         dtype = str(signature[0].dtype)
-        assert vector[dtype] in fast.step.inspect_llvm(signature)
+        fresh.compile(signature)
+        assert vector[dtype] in fresh.inspect_llvm(signature)
 
 
 @pytest.mark.cuda
@@ -191,11 +239,13 @@ def test_they_run_in_cuda_kernels():
             out[1, i] = smath.expm1(x[i])
             out[2, i] = smath.tanh(x[i])
             out[3, i] = smath.sigmoid(x[i])
+            out[4, i] = smath.sin(x[i])
+            out[5, i] = smath.cos(x[i])
 
     x = np.linspace(-5, 5, 33)
-    out = cuda.device_array((4, x.size))
+    out = cuda.device_array((6, x.size))
     kernel[1, 64](cuda.to_device(x), out)
-    expected = [np.exp(x), np.expm1(x), np.tanh(x), 1 / (1 + np.exp(-x))]
+    expected = [np.exp(x), np.expm1(x), np.tanh(x), 1 / (1 + np.exp(-x)), np.sin(x), np.cos(x)]
     np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-15)
 
 
