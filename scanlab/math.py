@@ -9,10 +9,9 @@ run, compiled, on one scalar at a time. ``exp``, ``expm1``, ``tanh``, ``sigmoid`
 ``log1p`` compute in the argument's own precision; on the CPU each compiles once per precision,
 with scanlab's fastmath policy (cached on disk), and LLVM inlines it into the caller; in CUDA
 code Numba inlines it. ``sin`` and ``cos`` compute in float64 whatever the argument (a float32
-result is then within an ulp) and Numba inlines them everywhere: LLVM judged them too large to
-inline, and a loop calling them stayed scalar. That costs compile time where they are called,
-about 0.2 s a call site (a cell's step calling both compiles 1.4 s longer the first time, before
-Numba's cache keeps it).
+result is then within an ulp); each compiles once per process, 0.2 s, into a subroutine that LLVM
+must inline wherever it is called (see :func:`inlined_subroutine`). A cell's step calling both
+compiles 0.1-0.8 s longer the first time, before Numba's cache keeps it.
 
 Accuracy (checked over the whole range in ``tests/test_math.py``): ``sin`` and ``cos`` within 1
 unit in the last place (ulp) of the exact result for every finite argument, huge ones and those
@@ -45,8 +44,9 @@ import types as types_module
 
 import numpy as np
 from numba import int64, njit, types
+from numba.core.cpu import CPUContext
 from numba.core.target_extension import current_target
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from scanlab._angle_reduction import quarter_turns
 from scanlab._float_bits import (
@@ -273,31 +273,67 @@ def quadrant_value(quadrant, r, r_low):
     return -value if quadrant & 2 else value
 
 
+def sine_of_double(x):
+    """``sin x`` for a float64 ``x``: :func:`quarter_turns` and :func:`quadrant_value`."""
+    magnitude = abs(x)
+    quadrant, r, r_low = quarter_turns(magnitude)
+    value = quadrant_value(quadrant, r, r_low)
+    result = -value if x < 0 else value
+    result = x if magnitude < SINE_TINY else result
+    return result if magnitude - magnitude == 0 else magnitude - magnitude
+
+
+def cosine_of_double(x):
+    """``cos x`` for a float64 ``x``, the sine a quarter turn on."""
+    magnitude = abs(x)
+    quadrant, r, r_low = quarter_turns(magnitude)
+    result = quadrant_value(quadrant + 1, r, r_low)
+    result = 1.0 if magnitude < COSINE_TINY else result
+    return result if magnitude - magnitude == 0 else magnitude - magnitude
+
+
+def inlined_subroutine(implementation):
+    """An intrinsic that calls ``implementation`` (float64 to float64), compiled once per
+    process (without fast-math flags, whatever the caller's) as a subroutine that LLVM must
+    inline on CPUs. Written in Python and inlined by Numba, :func:`sin` and :func:`cos` made
+    each call site compile 0.2 s longer; called, LLVM judged them too large to inline and a
+    loop over them stayed scalar (20 ns an element instead of 3)."""
+
+    @intrinsic
+    def call(typingctx, x):
+        if x != types.float64:
+            return None
+        signature = types.float64(types.float64)
+
+        def codegen(context, builder, signature_, arguments):
+            compiled = context.compile_subroutine(builder, implementation, signature)
+            if isinstance(context, CPUContext):
+                function = compiled.library.get_function(compiled.fndesc.llvm_func_name)
+                function.add_function_attribute("alwaysinline")
+            return context.call_internal(builder, compiled.fndesc, signature, arguments)
+
+        return signature, codegen
+
+    return call
+
+
+compiled_sine, compiled_cosine = map(inlined_subroutine, (sine_of_double, cosine_of_double))
+
+
 @njit(cache=True, inline="always")
 def sin(x):
     """The sine, for a float32 or float64 ``x`` (within 1 ulp; float32 computes in float64):
     ``x`` reduced modulo ``pi/2`` exactly enough for every finite double (see
     :func:`scanlab._angle_reduction.quarter_turns`), then a Taylor series on
     ``[-pi/4, pi/4]``. NaN at NaN and the infinities; ``-0`` at ``-0``."""
-    wide = np.float64(x)
-    magnitude = abs(wide)
-    quadrant, r, r_low = quarter_turns(magnitude)
-    value = quadrant_value(quadrant, r, r_low)
-    result = -value if wide < 0 else value
-    result = wide if magnitude < SINE_TINY else result
-    return type(x)(result if magnitude - magnitude == 0 else magnitude - magnitude)
+    return type(x)(compiled_sine(np.float64(x)))
 
 
 @njit(cache=True, inline="always")
 def cos(x):
     """The cosine, for a float32 or float64 ``x`` (within 1 ulp; float32 computes in
     float64), as :func:`sin` of a quarter turn more. NaN at NaN and the infinities."""
-    wide = np.float64(x)
-    magnitude = abs(wide)
-    quadrant, r, r_low = quarter_turns(magnitude)
-    result = quadrant_value(quadrant + 1, r, r_low)
-    result = 1.0 if magnitude < COSINE_TINY else result
-    return type(x)(result if magnitude - magnitude == 0 else magnitude - magnitude)
+    return type(x)(compiled_cosine(np.float64(x)))
 
 
 def standard_exp(x):
