@@ -11,8 +11,8 @@ and more:
 - each function in the closure (the step, its Jacobian, the routines around them, recursively):
   its module and name, its bytecode and constants, and the size and modification time of the
   file it is defined in (as Numba stamps its own cache);
-- the globals each names: modules by name, functions described the same way (so an edited
-  helper in another file is noticed), numbers and strings by value;
+- the globals each names: modules by name and their file's stamp, functions described the same
+  way (so an edited helper in another file is noticed), numbers and strings by value;
 - each other value closed over (numbers, strings, tuples of them), and the compile options.
 
 Like Numba's cache it does not notice a changed global array or object. A closure over anything
@@ -104,14 +104,18 @@ def describe(value, seen: tuple = ()) -> str:
 
 def describe_globals(function, seen: tuple) -> str:
     """The globals ``function``'s code names, which Numba compiles in as they are now: modules
-    by name, functions described, numbers and strings by value, anything else by its type
-    (Numba's own cache does not notice such a value change either)."""
+    by name and their file's stamp, functions described, numbers and strings by value, anything
+    else by its type (Numba's own cache does not notice such a value change either)."""
     namespace = function.__globals__
     parts = []
     for name in sorted(set(function.__code__.co_names) & namespace.keys()):
         value = namespace[name]
         if isinstance(value, types.ModuleType):
-            parts.append(f"{name}=module:{value.__name__}")
+            # With its file's stamp where it has one: scanlab.math's module of functions for
+            # cells (``scanlab.math.MATH_FOR_CELLS``) changes with scanlab/math.py.
+            source = getattr(value, "__file__", None)
+            stamp = f"[{file_stamp(source)}]" if source and os.path.exists(source) else ""
+            parts.append(f"{name}=module:{value.__name__}{stamp}")
         elif isinstance(value, (Dispatcher, types.FunctionType, *PLAIN_VALUES)):
             parts.append(f"{name}={describe(value, seen)}")
         else:

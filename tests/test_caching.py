@@ -3,6 +3,7 @@ description of the step that changes when its source does (``scanlab._kernel_cac
 every kernel where the package's own folder cannot be written (site-packages, containers)."""
 
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from scanlab import _kernel_cache as kernel_cache
+from scanlab import math as scanlab_math
 
 #: Run in a new process: a user's cell from the module ``decay`` next to it, solved by Newton
 #: and by the loop; prints the results and the functions Numba compiled.
@@ -163,3 +165,17 @@ def test_a_package_folder_that_cannot_be_written_caches_in_the_users_cache(tmp_p
     assert "run_steps" in first["compiled"] and second["compiled"] == []
     assert first["last"] == second["last"] == 1.0 + 0.5 * (1.0 - 0.5**99) / 0.5
     assert list((tmp_path / "cache" / "numba").rglob("*.nbi"))
+
+
+def uses_math(h_prev, x_t, params, h_out):
+    for i in range(h_prev.shape[0]):
+        h_out[i] = math.tanh(h_prev[i]) + x_t[i]
+
+
+def test_a_steps_description_follows_scanlab_math():
+    """A step calling ``math.tanh`` runs scanlab.math's (through ``MATH_FOR_CELLS``): its
+    cached kernels must be compiled again when scanlab/math.py changes."""
+    description = kernel_cache.describe(scanlab_math.vectorising(uses_math))
+    assert f"module:scanlab.math.for_cells[{kernel_cache.file_stamp(scanlab_math.__file__)}]" in (
+        description
+    )

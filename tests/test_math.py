@@ -220,12 +220,14 @@ def test_a_cells_math_functions_are_scanlabs_unless_exact(step):
         np.testing.assert_array_equal(np.isnan(results[0]), np.isnan(results[1]))
     # The step's loop is SIMD code, the C library's not: compiled afresh here, as the step's
     # own compiled code may come from Numba's cache, which keeps no IR to inspect.
+    # (sin and cos are replaced in float64 only: float32 keeps the C library's sinf.)
     vector = {"float32": "x float>", "float64": "x double>"}
     fresh = njit(fastmath=FASTMATH)(fast.step.py_func)
     for signature in fast.step.signatures:
         dtype = str(signature[0].dtype)
         fresh.compile(signature)
-        assert vector[dtype] in fresh.inspect_llvm(signature)
+        vectorised = vector[dtype] in fresh.inspect_llvm(signature)
+        assert vectorised or (step is pendulums and dtype == "float32")
 
 
 @pytest.mark.cuda

@@ -1,14 +1,15 @@
 """``nonlinear_recurrence`` against JAX's ``lax.scan`` and a plain Numba loop on the CPU (issue 22).
 
 Used by ``benchmarks/nonlinear.py --jax``. Each row is one cell, dtype and batch: the diagonal
-tanh cell and a driven Lorenz system, both written by the user in plain Python (``math.tanh``,
-arithmetic) and made a cell with ``scanlab.cell``, and the built-in ``ParaGRU``, ``ParaLSTM`` and
-``ElmanRNN``. Each is written a second time in JAX as a JAX user would: a step on ``(..., n)``
-arrays that broadcasts over the batch, ``lax.scan`` over the ``(T, *batch, m)`` inputs, the
-whole scan under ``jax.jit`` (the built-in cells' input projection and bias inside it, with the
-scanlab cell's own parameters). The solvers' outputs are compared and a row whose JAX twin
-disagrees beyond its dtype's tolerance raises. JAX is optional (the ``compare`` extra): without
-it :func:`jax_table` returns no rows and :func:`jax_notes` says so.
+tanh cell, a driven Lorenz system and phase oscillators, written by the user in plain Python
+(``math.tanh``, ``math.sin``, arithmetic) and made a cell with ``scanlab.cell``, and the
+built-in ``ParaGRU``, ``ParaLSTM`` and ``ElmanRNN``. Each is written a second time in JAX as a
+JAX user would: a step on ``(..., n)`` arrays that broadcasts over the batch, ``lax.scan`` over
+the ``(T, *batch, m)`` inputs, the whole scan under ``jax.jit`` (the built-in cells' input
+projection and bias inside it, with the scanlab cell's own parameters). The solvers' outputs are
+compared and a row whose JAX twin disagrees beyond its dtype's tolerance raises. JAX is optional
+(the ``compare`` extra): without it :func:`jax_table` returns no rows and :func:`jax_notes` says
+so.
 """
 
 import math
@@ -37,6 +38,13 @@ def tanh_step(h_prev, x_t, weights, h_out):
     """The diagonal tanh cell ``h[t] = tanh(weights * h[t-1] + x[t])``, as a user writes it."""
     for i in range(h_prev.shape[0]):
         h_out[i] = math.tanh(weights[i] * h_prev[i] + x_t[i])
+
+
+def phase_step(h_prev, x_t, coupling, h_out):
+    """Phase oscillators locked to their drive (Adler's equation, explicit Euler, dt = 0.1):
+    ``h[t] = h[t-1] + 0.1 (x[t] - coupling sin h[t-1])``, as a user writes it."""
+    for i in range(h_prev.shape[0]):
+        h_out[i] = h_prev[i] + 0.1 * (x_t[i] - coupling[i] * math.sin(h_prev[i]))
 
 
 def lorenz_step(h_prev, x_t, params, h_out):
@@ -87,6 +95,9 @@ def jax_steps():
     def tanh(parameters, h, x_t):
         return jnp.tanh(parameters["weights"] * h + x_t)
 
+    def phase(parameters, h, x_t):
+        return h + 0.1 * (x_t - parameters["coupling"] * jnp.sin(h))
+
     def lorenz(parameters, h, x_t):
         sigma, rho, beta, dt = parameters["lorenz"]
         x, y, z = h[..., 0], h[..., 1], h[..., 2]
@@ -119,7 +130,8 @@ def jax_steps():
     def elman(parameters, h, u):
         return jnp.tanh(h @ parameters["recurrent_weights"].T + u)
 
-    return {"tanh": tanh, "Lorenz": lorenz, "ParaGRU": gru, "ParaLSTM": lstm, "ElmanRNN": elman}
+    return {"tanh": tanh, "phase": phase, "Lorenz": lorenz, "ParaGRU": gru, "ParaLSTM": lstm,
+            "ElmanRNN": elman}  # fmt: skip
 
 
 def jax_solver(name: str):
@@ -168,6 +180,12 @@ def make_problem(name: str, dtype, batch: int, length: int, size: int, input_siz
         x = rng.standard_normal((length, *batch_shape, size)).astype(dtype)
         cell = scanlab.cell(tanh_step, structure="diagonal")
         return Problem(cell, x, h0, params, njit(tanh_step), {"weights": params})
+    if name == "phase":
+        params = rng.uniform(1.5, 2.5, size).astype(dtype)
+        h0 = np.zeros((*batch_shape, size), dtype)
+        x = rng.standard_normal((length, *batch_shape, size)).astype(dtype)
+        cell = scanlab.cell(phase_step, structure="diagonal")
+        return Problem(cell, x, h0, params, njit(phase_step), {"coupling": params})
     if name == "Lorenz":
         params = np.array(LORENZ_PARAMETERS, dtype)
         h0 = np.broadcast_to(lorenz_fixed_point(), (*batch_shape, 3)).astype(dtype)
@@ -247,7 +265,7 @@ def measure_row(name: str, dtype, batch: int, length: int, size: int, input_size
     }
 
 
-CELL_NAMES = ("tanh", "ParaGRU", "ParaLSTM", "ElmanRNN", "Lorenz")
+CELL_NAMES = ("tanh", "ParaGRU", "ParaLSTM", "ElmanRNN", "Lorenz", "phase")
 
 
 def jax_available() -> bool:
@@ -302,9 +320,11 @@ def jax_notes(quick: bool = False, repeats: int = 5) -> str:
         f"{size} channels, and 'Lorenz', an explicit-Euler step (dt = {LORENZ_PARAMETERS[3]}) "
         f"of the Lorenz system (sigma, rho, beta = {LORENZ_PARAMETERS[0]:g}, "
         f"{LORENZ_PARAMETERS[1]:g}, {LORENZ_PARAMETERS[2]:.3g}) plus the input, from its stable "
-        "fixed point, both written by the user in plain Python (math.tanh, arithmetic) and "
-        "given to scanlab.cell unchanged; ParaGRU, ParaLSTM (state 2 n) and ElmanRNN at "
-        f"n = {size}, m = {input_size}, seed 0, from zeros. Inputs standard normal. "
+        "fixed point, and 'phase', phase oscillators locked to their input (Adler's equation, "
+        "h = h + 0.1 (x - k sin h), k uniform in (1.5, 2.5)) with n = "
+        f"{size}, all three written by the user in plain Python (math.tanh, math.sin, "
+        "arithmetic) and given to scanlab.cell unchanged; ParaGRU, ParaLSTM (state 2 n) and "
+        f"ElmanRNN at n = {size}, m = {input_size}, seed 0, from zeros. Inputs standard normal. "
         "'JAX ms': jax.jit of the whole solve, lax.scan over the (T, batch, m) inputs with a "
         "step written on (batch, n) arrays (broadcasting, no vmap), the built-in cells' "
         "input projection x @ W.T + b inside with the scanlab cell's parameters; compiled "
