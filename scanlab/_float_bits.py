@@ -91,34 +91,40 @@ def is_single(typingctx, x):
     return types.boolean(x), codegen
 
 
+#: The float types the intrinsics below take.
+FLOATS = (types.float32, types.float64)
+
+
 @intrinsic
 def fused_multiply_add(typingctx, a, b, c):
-    """``a * b + c`` rounded once (LLVM's ``fma``), for float64 arguments."""
-    if not (a == b == c == types.float64):
+    """``a * b + c`` rounded once (LLVM's ``fma``), for float32 or float64 arguments of one
+    type."""
+    if not (a == b == c and a in FLOATS):
         return None
 
     def codegen(context, builder, signature, arguments):
-        double = context.get_value_type(types.float64)
-        fma_type = ir.FunctionType(double, [double] * 3)
-        function = builder.module.declare_intrinsic("llvm.fma", [double], fma_type)
+        real = context.get_value_type(a)
+        fma_type = ir.FunctionType(real, [real] * 3)
+        function = builder.module.declare_intrinsic("llvm.fma", [real], fma_type)
         return builder.call(function, arguments)
 
-    return types.float64(a, b, c), codegen
+    return a(a, b, c), codegen
 
 
 def nearest_integer(context, builder, value):
-    """LLVM IR for the float64 ``value`` rounded to the nearest integer, ties to even: LLVM's
-    ``rint`` on CPUs; on GPUs (whose NVVM lacks it) ``(|x| + 2^52) - 2^52`` with ``x``'s sign,
-    ``x`` itself from ``2^52`` up (already an integer)."""
-    double = context.get_value_type(types.float64)
+    """LLVM IR for the float ``value`` rounded to the nearest integer, ties to even: LLVM's
+    ``rint`` on CPUs; on GPUs (whose NVVM lacks it) ``(|x| + 2^p) - 2^p`` with ``x``'s sign
+    (``p`` the precision's mantissa bits), ``x`` itself from ``2^p`` up (an integer already)."""
+    real = value.type
     if isinstance(context, CPUContext):
         function = builder.module.declare_intrinsic(
-            "llvm.rint", [double], ir.FunctionType(double, [double])
+            "llvm.rint", [real], ir.FunctionType(real, [real])
         )
         return builder.call(function, [value])
     # -0.0 - v, not fneg, which NVVM's older IR does not know.
-    shift, negative_zero = double(2.0**52), double(-0.0)
-    negative = builder.fcmp_ordered("<", value, double(0.0))
+    mantissa_bits = 23 if isinstance(real, ir.FloatType) else 52
+    shift, negative_zero = real(2.0**mantissa_bits), real(-0.0)
+    negative = builder.fcmp_ordered("<", value, real(0.0))
     magnitude = builder.select(negative, builder.fsub(negative_zero, value), value)
     rounded = builder.fsub(builder.fadd(magnitude, shift), shift)
     signed = builder.select(negative, builder.fsub(negative_zero, rounded), rounded)
@@ -128,24 +134,25 @@ def nearest_integer(context, builder, value):
 
 @intrinsic
 def round_to_integer(typingctx, x):
-    """``x`` rounded to the nearest integer, ties to even, as a float64."""
-    if x != types.float64:
+    """``x`` rounded to the nearest integer, ties to even, in its type (float32 or float64)."""
+    if x not in FLOATS:
         return None
 
     def codegen(context, builder, signature, arguments):
         return nearest_integer(context, builder, arguments[0])
 
-    return types.float64(x), codegen
+    return x(x), codegen
 
 
 # The exact sums below are LLVM IR without fast-math flags, which a caller compiled with
 # reassociation cannot simplify away (and Numba compiles them without inlining passes).
 @intrinsic
 def two_sum(typingctx, a, b):
-    """``(s, e)``: ``s = a + b`` rounded and ``s + e = a + b`` exactly (Knuth), float64."""
-    if not (a == b == types.float64):
+    """``(s, e)``: ``s = a + b`` rounded and ``s + e = a + b`` exactly (Knuth), for float32
+    or float64 arguments of one type."""
+    if not (a == b and a in FLOATS):
         return None
-    pair = types.UniTuple(types.float64, 2)
+    pair = types.UniTuple(a, 2)
 
     def codegen(context, builder, signature, arguments):
         first, second = arguments
@@ -161,11 +168,11 @@ def two_sum(typingctx, a, b):
 
 @intrinsic
 def less_integer(typingctx, x):
-    """``(x - n, n)`` for the integer ``n`` nearest the float64 ``x``; the difference is
+    """``(x - n, n)`` for the integer ``n`` nearest the float ``x``; the difference is
     exact."""
-    if x != types.float64:
+    if x not in FLOATS:
         return None
-    pair = types.UniTuple(types.float64, 2)
+    pair = types.UniTuple(x, 2)
 
     def codegen(context, builder, signature, arguments):
         nearest = nearest_integer(context, builder, arguments[0])

@@ -8,10 +8,11 @@ example a cell of a nonlinear recurrence) on float32 or float64 scalars; from Py
 run, compiled, on one scalar at a time. ``exp``, ``expm1``, ``tanh``, ``sigmoid``, ``log`` and
 ``log1p`` compute in the argument's own precision; on the CPU each compiles once per precision,
 with scanlab's fastmath policy (cached on disk), and LLVM inlines it into the caller; in CUDA
-code Numba inlines it. ``sin`` and ``cos`` compute in float64 whatever the argument (a float32
-result is then within an ulp); each compiles once per process, 0.2 s, into a subroutine that LLVM
-must inline wherever it is called (see :func:`inlined_subroutine`). A cell's step calling both
-compiles 0.1-0.8 s longer the first time, before Numba's cache keeps it.
+code Numba inlines it. ``sin`` and ``cos`` (in the argument's precision too) each compile once
+per process and precision, 0.2 s, into a subroutine that LLVM must inline wherever it is called
+(see :func:`inlined_subroutine`). A cell's step calling both compiles 0.1-0.8 s longer the first
+time, before Numba's cache keeps it; a cell's float32 ``math.sin`` and ``math.cos`` stay the C
+library's (see :data:`DOUBLE_ONLY`).
 
 Accuracy (checked over the whole range in ``tests/test_math.py``): ``sin`` and ``cos`` within 1
 unit in the last place (ulp) of the exact result for every finite argument, huge ones and those
@@ -42,13 +43,12 @@ import decimal
 import math
 import types as types_module
 
-import numpy as np
 from numba import int64, njit, types
 from numba.core.cpu import CPUContext
 from numba.core.target_extension import current_target
 from numba.extending import intrinsic, overload
 
-from scanlab._angle_reduction import quarter_turns
+from scanlab._angle_reduction import REDUCTION_TABLE, REDUCTION_TABLE_SINGLE, quarter_turns
 from scanlab._float_bits import (
     bits_of,
     divide,
@@ -96,11 +96,13 @@ TANH_SATURATION_SINGLE = 9.5
 (L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12) = (2.0 / (2 * k + 1) for k in range(1, 13))
 #: Taylor coefficients of ``sin r = r + r z P(z)`` and ``cos r = 1 - z/2 + z^2 Q(z)``,
 #: ``z = r^2``: ``P``'s ``(-1)^k / (2k + 1)!``, ``k = 1..8``, and ``Q``'s ``(-1)^k / (2k)!``,
-#: ``k = 2..8``, enough for ``|r| <= pi/4`` in float64 (remainders below 1e-18).
+#: ``k = 2..8``, enough for ``|r| <= pi/4`` in float64 (remainders below 1e-18); float32 stops
+#: at ``S5`` and ``Q5`` (below 1e-10).
 (S1, S2, S3, S4, S5, S6, S7, S8) = ((-1.0) ** k / math.factorial(2 * k + 1) for k in range(1, 9))
 (Q2, Q3, Q4, Q5, Q6, Q7, Q8) = ((-1.0) ** k / math.factorial(2 * k) for k in range(2, 9))
-#: Below these, ``sin x`` rounds to ``x`` and ``cos x`` to 1 (float64).
+#: Below these, ``sin x`` rounds to ``x`` and ``cos x`` to 1 (float64, float32).
 SINE_TINY, COSINE_TINY = 2.0**-26, 2.0**-27
+SINE_TINY_SINGLE, COSINE_TINY_SINGLE = 2.0**-12, 2.0**-12
 
 
 def inline_on_gpus(call, caller, callee) -> bool:
@@ -254,56 +256,69 @@ def log1p(x):
 @njit(inline="always")
 def quadrant_value(quadrant, r, r_low):
     """``sin`` of ``quadrant pi/2 + r + r_low``, for ``|r| <= pi/4`` and ``|r_low|`` below an
-    ulp of ``r``: the sine's or the cosine's Taylor series. The cosine's ``1 - z/2`` is
-    rounded first, its rounding error and the series' tail added to it (as fdlibm's kernel
-    does)."""
+    ulp of ``r``, in their precision: the sine's or the cosine's Taylor series. The cosine's
+    ``1 - z/2`` is rounded first, its rounding error and the series' tail added to it (as
+    fdlibm's kernel does)."""
+    real = type(r)
     z = r * r
-    tail = fused_multiply_add(fused_multiply_add(S8, z, S7), z, S6)
-    tail = fused_multiply_add(fused_multiply_add(tail, z, S5), z, S4)
-    tail = fused_multiply_add(fused_multiply_add(tail, z, S3), z, S2)
-    tail = fused_multiply_add(tail, z, S1)
-    sine = r + fused_multiply_add(r * z, tail, r_low * (1.0 - 0.5 * z))
-    tail = fused_multiply_add(fused_multiply_add(Q8, z, Q7), z, Q6)
-    tail = fused_multiply_add(fused_multiply_add(tail, z, Q5), z, Q4)
-    tail = fused_multiply_add(fused_multiply_add(tail, z, Q3), z, Q2)
-    half = 0.5 * z
-    head = 1.0 - half
-    cosine = head + (((1.0 - head) - half) + fused_multiply_add(z * z, tail, -r * r_low))
+    if is_single(r):
+        sine_tail = fused_multiply_add(real(S5), z, real(S4))
+        cosine_tail = fused_multiply_add(real(Q5), z, real(Q4))
+    else:
+        sine_tail = fused_multiply_add(fused_multiply_add(real(S8), z, real(S7)), z, real(S6))
+        sine_tail = fused_multiply_add(fused_multiply_add(sine_tail, z, real(S5)), z, real(S4))
+        cosine_tail = fused_multiply_add(fused_multiply_add(real(Q8), z, real(Q7)), z, real(Q6))
+        cosine_tail = fused_multiply_add(fused_multiply_add(cosine_tail, z, real(Q5)), z, real(Q4))
+    sine_tail = fused_multiply_add(fused_multiply_add(sine_tail, z, real(S3)), z, real(S2))
+    sine_tail = fused_multiply_add(sine_tail, z, real(S1))
+    half = real(0.5) * z
+    sine = r + fused_multiply_add(r * z, sine_tail, r_low * (real(1) - half))
+    cosine_tail = fused_multiply_add(fused_multiply_add(cosine_tail, z, real(Q3)), z, real(Q2))
+    head = real(1) - half
+    correction = fused_multiply_add(z * z, cosine_tail, -r * r_low)
+    cosine = head + (((real(1) - head) - half) + correction)
     value = cosine if quadrant & 1 else sine
     return -value if quadrant & 2 else value
 
 
-def sine_of_double(x):
-    """``sin x`` for a float64 ``x``: :func:`quarter_turns` and :func:`quadrant_value`."""
+@njit(inline="always")
+def sine_in(x, table):
+    """``sin x`` for a float32 or float64 ``x`` in its precision, ``table`` its precision's
+    reduction table: :func:`quarter_turns` and :func:`quadrant_value`."""
     magnitude = abs(x)
-    quadrant, r, r_low = quarter_turns(magnitude)
+    quadrant, r, r_low = quarter_turns(magnitude, table)
     value = quadrant_value(quadrant, r, r_low)
     result = -value if x < 0 else value
-    result = x if magnitude < SINE_TINY else result
+    tiny = type(x)(SINE_TINY_SINGLE if is_single(x) else SINE_TINY)
+    result = x if magnitude < tiny else result
     return result if magnitude - magnitude == 0 else magnitude - magnitude
 
 
-def cosine_of_double(x):
-    """``cos x`` for a float64 ``x``, the sine a quarter turn on."""
+@njit(inline="always")
+def cosine_in(x, table):
+    """``cos x`` as :func:`sine_in`, the sine a quarter turn on."""
     magnitude = abs(x)
-    quadrant, r, r_low = quarter_turns(magnitude)
+    quadrant, r, r_low = quarter_turns(magnitude, table)
     result = quadrant_value(quadrant + 1, r, r_low)
-    result = 1.0 if magnitude < COSINE_TINY else result
+    tiny = type(x)(COSINE_TINY_SINGLE if is_single(x) else COSINE_TINY)
+    result = type(x)(1) if magnitude < tiny else result
     return result if magnitude - magnitude == 0 else magnitude - magnitude
 
 
-def inlined_subroutine(implementation):
-    """An intrinsic that calls ``implementation`` (float64 to float64), compiled once per
-    process (without fast-math flags, whatever the caller's) as a subroutine that LLVM must
-    inline on CPUs. Written in Python and inlined by Numba, :func:`sin` and :func:`cos` made
-    each call site compile 0.2 s longer; called, LLVM judged them too large to inline and a
-    loop over them stayed scalar (20 ns an element instead of 3)."""
+def inlined_subroutine(single, double):
+    """An intrinsic that calls ``single`` on a float32 and ``double`` on a float64 (each from
+    and to its type), compiled once per process (without fast-math flags, whatever the
+    caller's) as a subroutine that LLVM must inline on CPUs. Written in Python and inlined by
+    Numba, :func:`sin` and :func:`cos` made each call site compile 0.2 s longer; called, LLVM
+    judged them too large to inline and a loop over them stayed scalar (20 ns an element
+    instead of 3)."""
 
     @intrinsic
     def call(typingctx, x):
-        if x != types.float64:
+        if x not in (types.float32, types.float64):
             return None
-        signature = types.float64(types.float64)
+        signature = x(x)
+        implementation = single if x == types.float32 else double
 
         def codegen(context, builder, signature_, arguments):
             compiled = context.compile_subroutine(builder, implementation, signature)
@@ -317,23 +332,28 @@ def inlined_subroutine(implementation):
     return call
 
 
-compiled_sine, compiled_cosine = map(inlined_subroutine, (sine_of_double, cosine_of_double))
+compiled_sine = inlined_subroutine(
+    lambda x: sine_in(x, REDUCTION_TABLE_SINGLE), lambda x: sine_in(x, REDUCTION_TABLE)
+)
+compiled_cosine = inlined_subroutine(
+    lambda x: cosine_in(x, REDUCTION_TABLE_SINGLE), lambda x: cosine_in(x, REDUCTION_TABLE)
+)
 
 
 @njit(cache=True, inline="always")
 def sin(x):
-    """The sine, for a float32 or float64 ``x`` (within 1 ulp; float32 computes in float64):
-    ``x`` reduced modulo ``pi/2`` exactly enough for every finite double (see
+    """The sine, for a float32 or float64 ``x``, in its precision (within 1 ulp): ``x``
+    reduced modulo ``pi/2`` exactly enough for every finite float (see
     :func:`scanlab._angle_reduction.quarter_turns`), then a Taylor series on
     ``[-pi/4, pi/4]``. NaN at NaN and the infinities; ``-0`` at ``-0``."""
-    return type(x)(compiled_sine(np.float64(x)))
+    return compiled_sine(x)
 
 
 @njit(cache=True, inline="always")
 def cos(x):
-    """The cosine, for a float32 or float64 ``x`` (within 1 ulp; float32 computes in
-    float64), as :func:`sin` of a quarter turn more. NaN at NaN and the infinities."""
-    return type(x)(compiled_cosine(np.float64(x)))
+    """The cosine, for a float32 or float64 ``x``, in its precision (within 1 ulp), as
+    :func:`sin` of a quarter turn more. NaN at NaN and the infinities."""
+    return compiled_cosine(x)
 
 
 def standard_exp(x):
@@ -384,9 +404,9 @@ REPLACEMENTS = {
 }
 
 
-#: Those replaced for float64 arguments only: :func:`sin` and :func:`cos` compute in float64,
-#: and in a float32 cell they were slower than the C library's ``sinf`` on small arguments
-#: (phase oscillators, 64 channels: 8.6 ms against 5.2 ms, Zen 5).
+#: Those replaced for float64 arguments only: in a float32 cell :func:`sin` was no faster than
+#: the C library's ``sinf``, which is quick on small arguments (phase oscillators, 64 channels,
+#: 2**15 steps: 6.1 ms against 5.3-5.8 ms, Zen 5), and costs compile time.
 DOUBLE_ONLY = (math.sin, math.cos)
 
 
