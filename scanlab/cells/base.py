@@ -507,12 +507,13 @@ def cell(
     state_size : int, optional
         The state's length ``n``; needed only to call the solver with ``h0=None``.
     exact_math : bool, optional
-        Keep the C library's ``math.exp``, ``math.expm1`` and ``math.tanh`` in ``step`` and
-        ``jacobian``. By default scanlab compiles them with :mod:`scanlab.math`'s versions on
-        float arguments, which LLVM vectorises (up to 5x faster loops) and which compute in
-        the argument's precision, within 2-3 ulp of the exact result (the C library's are
-        within 1), NaN, the infinities and -0 as the C library gives them. The functions are
-        looked up in the step's module when the cell is made.
+        Keep the C library's ``math.exp``, ``math.expm1``, ``math.log``, ``math.log1p``,
+        ``math.tanh``, ``math.sin`` and ``math.cos`` in ``step`` and ``jacobian``. By default
+        scanlab compiles them with :mod:`scanlab.math`'s versions on float arguments
+        (``sin`` and ``cos`` on float64 ones), which LLVM vectorises (3-20x faster loops) and
+        which compute in the argument's precision, within 1-3 ulp of the exact result (the C
+        library's are within 1), NaN, the infinities and -0 as the C library gives them. The
+        functions are looked up in the step's module when the cell is made.
 
     Returns
     -------
