@@ -453,11 +453,17 @@ def vectorising(function):
             replaced[name] = MATH_FOR_CELLS
         elif callable(value) and value in REPLACEMENTS:
             replaced[name] = REPLACEMENTS[value][0]
+    return with_globals(function, replaced)
+
+
+def with_globals(function, replaced: dict):
+    """A copy of the Python ``function`` that sees ``replaced`` (name: value) in place of those
+    of its globals; ``function`` itself if ``replaced`` is empty."""
     if not replaced:
         return function
     copy = types_module.FunctionType(
-        function.__code__, {**namespace, **replaced}, function.__name__, function.__defaults__,
-        function.__closure__,
+        function.__code__, {**function.__globals__, **replaced}, function.__name__,
+        function.__defaults__, function.__closure__,
     )  # fmt: skip
     copy.__qualname__, copy.__module__ = function.__qualname__, function.__module__
     copy.__kwdefaults__, copy.__doc__ = function.__kwdefaults__, function.__doc__

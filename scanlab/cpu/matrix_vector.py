@@ -21,11 +21,6 @@ from scanlab.cpu.vector_ir import LANE_BYTES, checked_dtype, splat
 MAX_BLOCK = 8
 
 
-def lanes_of(dtype) -> int:
-    """Elements of ``dtype`` in one vector."""
-    return LANE_BYTES // (dtype.bitwidth // 8)
-
-
 @intrinsic
 def column_sums(typingctx, columns, vector, start, out):
     """``out[i] = start[i] + sum_j columns[j, i] vector[j]`` for the ``i`` of whole vectors
@@ -41,7 +36,7 @@ def column_sums(typingctx, columns, vector, start, out):
         raise TypeError(f"column_sums needs arrays of one dtype: {columns}, {vector}")
 
     def codegen(context, builder, signature, args):
-        lanes = lanes_of(dtype)
+        lanes = LANE_BYTES // (dtype.bitwidth // 8)
         element = context.get_data_type(dtype)
         register = ir.VectorType(element, lanes)
         intp = context.get_value_type(types.intp)

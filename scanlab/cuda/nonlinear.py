@@ -29,6 +29,7 @@ from scanlab._step_routines import (
 )
 from scanlab.cuda import linear as cuda_linear
 from scanlab.cuda import linear_matrix as cuda_linear_matrix
+from scanlab.math import with_globals
 
 #: Most threads of ``evaluate_kernel``, and most bytes of their per-thread scratch (automatic
 #: Jacobians, or the quasi-Newton diagonal of a cell's own block or dense Jacobian).
@@ -48,14 +49,7 @@ def with_gpu_forms(function, device_function):
         for name in function.__code__.co_names
         if hasattr(namespace.get(name), "on_gpus")
     }
-    if not replaced:
-        return function
-    copy = types.FunctionType(
-        function.__code__, {**namespace, **replaced}, function.__name__, function.__defaults__,
-        function.__closure__,
-    )  # fmt: skip
-    copy.__qualname__, copy.__module__ = function.__qualname__, function.__module__
-    return copy
+    return with_globals(function, replaced)
 
 
 def build_kernels(step_function, jacobian_function, method, fused_function=None):
