@@ -8,10 +8,9 @@ example a cell of a nonlinear recurrence) on float32 or float64 scalars; from Py
 run, compiled, on one scalar at a time. ``exp``, ``expm1``, ``tanh``, ``sigmoid``, ``log`` and
 ``log1p`` compute in the argument's own precision; on the CPU each compiles once per precision,
 with scanlab's fastmath policy (cached on disk), and LLVM inlines it into the caller; in CUDA
-code Numba inlines it. ``sin`` and ``cos`` (in the argument's precision too) each compile once
-per process and precision, 0.2 s, into a subroutine that LLVM must inline wherever it is called
-(see :func:`inlined_subroutine`). A cell's step calling both compiles 0.1-0.8 s longer the first
-time, before Numba's cache keeps it; a cell's float32 ``math.sin`` and ``math.cos`` stay the C
+code Numba inlines it. ``sin`` and ``cos`` (in the argument's precision too) compile the same
+way, into functions marked for LLVM to inline wherever they are called (see
+:func:`inlined_subroutine`); a cell's float32 ``math.sin`` and ``math.cos`` stay the C
 library's (see :data:`DOUBLE_ONLY`).
 
 Accuracy (checked over the whole range in ``tests/test_math.py``): ``sin`` and ``cos`` within 1
@@ -307,11 +306,13 @@ def cosine_in(x, table):
 
 def inlined_subroutine(single, double):
     """An intrinsic that calls ``single`` on a float32 and ``double`` on a float64 (each from
-    and to its type), compiled once per process (without fast-math flags, whatever the
-    caller's) as a subroutine that LLVM must inline on CPUs. Written in Python and inlined by
-    Numba, :func:`sin` and :func:`cos` made each call site compile 0.2 s longer; called, LLVM
-    judged them too large to inline and a loop over them stayed scalar (20 ns an element
-    instead of 3)."""
+    and to its type), compiled (without fast-math flags, whatever the caller's) as a subroutine
+    that LLVM must inline on CPUs, into a caller that LLVM must inline in turn: :func:`sin` and
+    :func:`cos`, which Numba caches on disk, so that a step calling them loads them compiled
+    and LLVM vectorises its loop over them. Called without the marks, LLVM judged them too
+    large to inline and such a loop stayed scalar (20 ns an element instead of 3); inlined by
+    Numba, or compiled afresh in every process, they made each step calling them compile 0.2 to
+    1 s longer."""
 
     @intrinsic
     def call(typingctx, x):
@@ -325,6 +326,7 @@ def inlined_subroutine(single, double):
             if isinstance(context, CPUContext):
                 function = compiled.library.get_function(compiled.fndesc.llvm_func_name)
                 function.add_function_attribute("alwaysinline")
+                builder.function.attributes.add("alwaysinline")  # the caller, sin or cos
             return context.call_internal(builder, compiled.fndesc, signature, arguments)
 
         return signature, codegen
@@ -340,7 +342,7 @@ compiled_cosine = inlined_subroutine(
 )
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline=inline_on_gpus)
 def sin(x):
     """The sine, for a float32 or float64 ``x``, in its precision (within 1 ulp): ``x``
     reduced modulo ``pi/2`` exactly enough for every finite float (see
@@ -349,7 +351,7 @@ def sin(x):
     return compiled_sine(x)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline=inline_on_gpus)
 def cos(x):
     """The cosine, for a float32 or float64 ``x``, in its precision (within 1 ulp), as
     :func:`sin` of a quarter turn more. NaN at NaN and the infinities."""
