@@ -1,9 +1,10 @@
 """The CPU scan's carries between chunks: products that underflow, overflow or grow back, states
 that overflow inside a chunk, late threads, any thread count. The loop is the reference."""
 
+import extremes
 import numpy as np
 import pytest
-from conftest import numba_threads
+from conftest import numba_threads, random_array
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -114,28 +115,34 @@ def test_scan_matches_the_loop_on_extreme_values(problem, small_chunks):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 5])
-@pytest.mark.parametrize("channels", [1, 3])
-def test_any_number_of_workers_gives_the_loop(threads, channels):
+@pytest.mark.parametrize(("channels", "lanes", "chunk_length"), [(1, False, 7), (3, False, 7),
+                                                                  (1, True, 16)])  # fmt: skip
+def test_any_number_of_workers_gives_the_loop(threads, channels, lanes, chunk_length):
     """More workers than threads (and than cores) take tiles in turn; all agree with the loop."""
     rng = np.random.default_rng(threads)
     a = rng.uniform(-1, 1, (3001, channels))
     b = rng.normal(size=(3001, channels))
     h0 = rng.normal(size=channels)
     out = np.empty_like(b)
-    bounds = product_bounds(np.float64, 7)
+    bounds = product_bounds(np.float64, chunk_length)
     with numba_threads(threads):
-        cpu_linear.linear_recurrence_scan(a, b, h0, out, False, 7, threads, bounds, np.float64)
+        cpu_linear.linear_recurrence_scan(
+            a, b, h0, out, False, chunk_length, lanes, False, threads, bounds, np.float64
+        )
     expected = scanlab.linear_recurrence(a, b, h0, method="sequential")
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("lanes", [False, True])
 @pytest.mark.parametrize("published", ["none", "composed", "carried", "mixed"])
-def test_a_late_thread_is_looked_past(published):
+def test_a_late_thread_is_looked_past(published, lanes):
     """A worker that starts at tile 3 finds the state before it whatever tiles 0-2 have
-    published: summaries not yet composed it composes itself, carries it uses where present."""
-    chains = cpu_linear.CHAINS
+    published: summaries not yet composed it composes itself, carries it uses where present.
+    With ``lanes``, one channel's tiles of 8 chunks composed in the lanes of a vector."""
+    chains = 8 if lanes else cpu_linear.CHAINS
+    compose = cpu_linear.compose_lanes if lanes else cpu_linear.compose_chunks
     rng = np.random.default_rng(3)
-    chunk_length, tiles, channels = 5, 6, 2
+    chunk_length, tiles, channels = (16, 6, 1) if lanes else (5, 6, 2)
     tile_steps = chains * chunk_length
     length = tiles * tile_steps
     a = rng.uniform(-1, 1, (length, channels))
@@ -159,15 +166,13 @@ def test_a_late_thread_is_looked_past(published):
     for tile in range(3):
         mine = tuple(part[tile * chains : (tile + 1) * chains] for part in summary)
         if status[tile] != unseen:
-            cpu_linear.compose_chunks(
-                a, b, tile * tile_steps, chunk_length, length, False, mine, bounds
-            )
+            compose(a, b, tile * tile_steps, chunk_length, length, False, mine, bounds)
         if status[tile] == carried:
             carries[tile] = expected[(tile + 1) * tile_steps - 1]
     out = np.full((length, channels), np.nan)
     cpu_linear.work_on_tiles(
-        a, b, h0, out, False, chunk_length, bounds, summary, starts, ends, carries, status,
-        np.array([3], np.int64),
+        a, b, h0, out, False, chunk_length, lanes, False, bounds, summary, starts, ends,
+        carries, status, np.array([3], np.int64),
     )  # fmt: skip
     np.testing.assert_allclose(out[3 * tile_steps :], expected[3 * tile_steps :], rtol=1e-10)
     assert np.isnan(out[: 3 * tile_steps]).all()  # the late tiles are left to their thread
@@ -185,3 +190,61 @@ def test_products_far_below_the_normal_range_are_kept_exactly(dtype):
     sequential = scanlab.linear_recurrence(a, b, dtype(1), method="sequential")
     real = np.float32 if dtype == np.float32 else np.float64
     assert_like_the_loop(np.abs(scanned), np.abs(sequential), real)
+
+
+@st.composite
+def lane_problems(draw):
+    """One series long enough for the scan's tiles in vector lanes (``U`` chunks of ``U`` steps
+    or more, 4 tiles for each of 2 threads), of any dtype, forwards or backwards, with ``a``
+    uniform, signed, of extreme magnitude with NaN/Inf/0 sprinkled in, or one value."""
+    dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64, np.complex64, np.complex128])))
+    lanes = 64 // dtype.itemsize
+    length = draw(st.integers(8 * lanes**2, 11 * lanes**2))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = draw(st.sampled_from(["uniform", "signed", "extreme", "constant"]))
+    if kind == "uniform":
+        a = random_array(rng, length, dtype, 0.5, 1.0)
+    elif kind == "signed":
+        a = random_array(rng, length, dtype, -1.0, 1.0)
+    elif kind == "extreme":
+        top = 30 if dtype in (np.float32, np.complex64) else 250
+        a = random_array(rng, length, dtype) * 10.0 ** rng.uniform(-top / 8, top / 8, length)
+        a[rng.integers(0, length, 3)] = rng.choice([0.0, np.inf, np.nan], 3)
+        a = a.astype(dtype)
+    else:
+        a = random_array(rng, 1, dtype, 0.5, 1.0)
+    b = random_array(rng, length, dtype)
+    h0 = random_array(rng, (), dtype) * draw(st.sampled_from([1.0, 1e20]))
+    return a, b, h0.astype(dtype), draw(st.booleans()), dtype
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@given(problem=lane_problems(), stream=st.booleans())
+def test_scan_in_vector_lanes_matches_the_loop(problem, stream):
+    """One series' scan composes and reruns its chunks in the lanes of one vector; with
+    ``stream`` (every result large enough) the results are written with streaming stores."""
+    a, b, h0, reverse, dtype = problem
+    saved = scanlab.config.cpu.streaming_store_bytes
+    scanlab.config.cpu.streaming_store_bytes = 0 if stream else None
+    try:
+        with numba_threads(2):
+            scanned = scanlab.linear_recurrence(a, b, h0, reverse=reverse, method="scan")
+    finally:
+        scanlab.config.cpu.streaming_store_bytes = saved
+    out = np.empty((b.shape[0], 1), dtype)
+    lanes, _ = cpu_linear.scan_tiles(a.reshape(-1, 1), b.reshape(-1, 1), out, 2)
+    assert lanes
+    with np.errstate(all="ignore"):
+        sequential = scanlab.linear_recurrence(a, b, h0, reverse=reverse, method="sequential")
+        terms = scanlab.linear_recurrence(
+            np.abs(a), np.abs(b), np.abs(h0), reverse=reverse, method="sequential"
+        )
+    assert scanned.dtype == dtype
+    if dtype.kind == "c":  # which part of a complex result is NaN or Inf is the product's
+        finite = np.isfinite(sequential)
+        np.testing.assert_array_equal(np.isfinite(scanned), finite)
+        rtol, atol = extremes.CLOSE[terms.dtype]
+        error = np.abs(scanned[finite] - sequential[finite])
+        assert (error <= rtol * np.nan_to_num(terms[finite], nan=np.inf) + atol).all()
+    else:
+        extremes.assert_like_the_loop(scanned, sequential, terms)

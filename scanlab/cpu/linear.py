@@ -24,12 +24,14 @@ from scanlab._scaled_products import (
 )
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto, streaming
+from scanlab.cpu.scan_lanes import apply_lanes, compose_lanes, lane_count
 from scanlab.cpu.streaming import store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
 from scanlab.cpu.vector_ir import LANE_BYTES
 
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
-#: hide the latency of a fused multiply-add (and the chains of the product of ``a``).
+#: hide the latency of a fused multiply-add (and the chains of the product of ``a``). One
+#: series (``b`` full in time) walks ``U`` in the lanes of a vector (``scanlab.cpu.scan_lanes``).
 CHAINS = 4
 #: Tiles of the ``scan`` kernel per thread at least, when the sequence is short enough that
 #: cache-sized chunks would give fewer.
@@ -331,8 +333,9 @@ def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def work_on_tiles(
-    a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries, status, next_tile
-):
+    a, b, h0, out, reverse, chunk_length, lanes, stream, bounds, summary, starts, ends, carries,
+    status, next_tile,
+):  # fmt: skip
     """One thread's part of ``linear_recurrence_scan``: take the next tile until none is left.
 
     For each: look back to the nearest published carry, carry it through the tiles in between
@@ -343,11 +346,12 @@ def work_on_tiles(
     one call: Numba compiles much faster so.
     """
     length, channels = out.shape
-    tile_steps = CHAINS * chunk_length
+    chains = lane_count(out) if lanes else CHAINS
+    tile_steps = chains * chunk_length
     scratch = (
-        np.empty((CHAINS, channels), summary[0].dtype),
-        np.empty((CHAINS, channels), out.dtype),
-        np.empty((CHAINS, channels), np.int64),
+        np.empty((chains, channels), summary[0].dtype),
+        np.empty((chains, channels), out.dtype),
+        np.empty((chains, channels), np.int64),
     )
     no_starts = np.empty((0, channels), out.dtype)
     tile = atomics.fetch_add(next_tile, 0, 1)
@@ -357,14 +361,17 @@ def work_on_tiles(
             source -= 1
         state = h0.copy() if source < 0 else carries[source].copy()
         for between in range(source + 1, tile + 1):
-            rows = slice(between * CHAINS, (between + 1) * CHAINS)
+            rows = slice(between * chains, (between + 1) * chains)
             first_step = between * tile_steps
             published = (summary[0][rows], summary[1][rows], summary[2][rows])
             own = between == tile
             used = published
             if own or atomics.load(status, between) == UNSEEN:
                 used = published if own else scratch
-                compose_chunks(a, b, first_step, chunk_length, length, reverse, used, bounds)
+                if lanes:
+                    compose_lanes(a, b, first_step, chunk_length, length, reverse, used, bounds)
+                else:
+                    compose_chunks(a, b, first_step, chunk_length, length, reverse, used, bounds)
                 if own:
                     atomics.store(status, tile, COMPOSED)
             carry_through_chunks(
@@ -374,17 +381,30 @@ def work_on_tiles(
         for d in range(channels):
             carries[tile, d] = state[d]
         atomics.store(status, tile, CARRIED)
-        rows = slice(tile * CHAINS, (tile + 1) * CHAINS)
-        apply_chunks(
-            a, b, tile * tile_steps, chunk_length, length, reverse, starts[rows], out, ends[rows]
-        )
+        rows = slice(tile * chains, (tile + 1) * chains)
+        first_step = tile * tile_steps
+        if lanes:
+            apply_lanes(
+                a, b, first_step, chunk_length, length, reverse, starts[rows], out, ends[rows],
+                stream,
+            )  # fmt: skip
+        else:
+            apply_chunks(
+                a, b, first_step, chunk_length, length, reverse, starts[rows], out, ends[rows]
+            )
         tile = atomics.fetch_add(next_tile, 0, 1)
+    store_fence()
 
 
-def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype):
+def linear_recurrence_scan(
+    a, b, h0, out, reverse, chunk_length, lanes, stream, threads, bounds, product_dtype
+):  # fmt: skip
     """Parallel over time: a reduce-then-scan over tiles, handed out as threads come free.
 
-    Time is cut into tiles of ``CHAINS`` chunks of ``chunk_length`` steps. A thread takes the
+    Time is cut into tiles of ``CHAINS`` chunks of ``chunk_length`` steps, or, with ``lanes``
+    (one channel, ``b`` full in time), of ``U`` chunks walked in the lanes of one vector
+    (:func:`compose_lanes`, :func:`apply_lanes`; ``stream``: the results written with
+    streaming stores, see :func:`lanes_stream`). A thread takes the
     next tile (an atomic counter), composes its chunks into summaries (``prod a`` kept in range
     and the state from zero) and publishes them, finds the state before the tile by looking back
     to the nearest published carry (composing any tile in between whose thread is late itself),
@@ -397,23 +417,24 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds
     (:func:`finish_scan`).
     """
     length, channels = out.shape
-    tiles = length // (CHAINS * chunk_length)
+    chains = LANE_BYTES // out.itemsize if lanes else CHAINS
+    tiles = length // (chains * chunk_length)
     dtype = out.dtype
     summary = (
-        np.empty((tiles * CHAINS, channels), product_dtype),
-        np.empty((tiles * CHAINS, channels), dtype),
-        np.empty((tiles * CHAINS, channels), np.int64),
+        np.empty((tiles * chains, channels), product_dtype),
+        np.empty((tiles * chains, channels), dtype),
+        np.empty((tiles * chains, channels), np.int64),
     )
-    starts = np.empty((tiles * CHAINS, channels), dtype)
-    ends = np.empty((tiles * CHAINS, channels), dtype)
+    starts = np.empty((tiles * chains, channels), dtype)
+    ends = np.empty((tiles * chains, channels), dtype)
     carries = np.empty((tiles, channels), dtype)
     status = np.zeros(tiles, np.int64)
     next_tile = np.zeros(1, np.int64)
     run_together(
         min(threads, tiles),
         work_on_tiles,
-        (a, b, h0, out, reverse, chunk_length, bounds, summary, starts, ends, carries, status,
-         next_tile),
+        (a, b, h0, out, reverse, chunk_length, lanes, stream, bounds, summary, starts, ends,
+         carries, status, next_tile),
     )  # fmt: skip
     finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends)
 
@@ -421,12 +442,12 @@ def linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends):
     """The end of ``linear_recurrence_scan``: chunks whose carry disagrees with the loop's state
-    rerun (``settle_chunks``), then the steps after the last tile."""
+    rerun (``settle_chunks``), then the steps after the last of the ``tiles``."""
     length = out.shape[0]
-    tiles = starts.shape[0] // CHAINS
     settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds)
-    carry = h0.copy() if tiles == 0 else ends[tiles * CHAINS - 1].copy()
-    run_steps(a, b, carry, out, tiles * CHAINS * chunk_length, length, reverse, np.int64(0), False)
+    chunks = starts.shape[0]
+    carry = h0.copy() if chunks == 0 else ends[chunks - 1].copy()
+    run_steps(a, b, carry, out, chunks * chunk_length, length, reverse, np.int64(0), False)
 
 
 def choose_method(length: int, channels: int, dtype, threads: int) -> str:
@@ -447,18 +468,51 @@ def measured_speeds(dtype, channels: int, threads: int, elements: int) -> dict:
     return auto.calibration_speeds(solve, (length, channels), channels, dtype, threads)
 
 
-def scan_chunk_length(channels: int, itemsize: int) -> int:
-    """Steps per chunk so that a thread's ``CHAINS`` chunks of ``a`` and ``b`` fill its cache.
+def scan_chunk_length(channels: int, itemsize: int, chains: int) -> int:
+    """Steps per chunk so that a thread's ``chains`` chunks of ``a`` and ``b`` fill its cache.
 
-    Chunks start 1 KiB apart modulo 4 KiB where the row size allows: chunks a multiple of 4 KiB
-    apart make the CPU mistake loads of one chunk for stores of another (4K aliasing).
+    Chunks start ``4 KiB / chains`` apart modulo 4 KiB where the row size allows, so that the
+    chains' loads and stores fall on different sets: chunks a multiple of 4 KiB apart make the
+    CPU mistake loads of one chunk for stores of another (4K aliasing).
     """
     row_bytes = channels * itemsize
-    length = max(1, config.cpu.cache_bytes // (2 * CHAINS * row_bytes))
-    page_rows = 4096 // row_bytes
-    if 1024 % row_bytes == 0 and length >= page_rows:
-        length += 1024 // row_bytes - length % page_rows
+    length = max(1, config.cpu.cache_bytes // (2 * chains * row_bytes))
+    page_rows, spacing = 4096 // row_bytes, 4096 // chains
+    if spacing % row_bytes == 0 and length >= page_rows:
+        length += spacing // row_bytes - length % page_rows
     return length
+
+
+def scan_tiles(a, b, out, threads: int) -> tuple[bool, int]:
+    """``(lanes, chunk_length)`` of the scan of this problem: chunks in the lanes of a vector
+    for one channel with ``b`` full in time, if its tiles (``U`` chunks of a multiple of ``U``
+    steps) leave ``TILES_PER_THREAD`` for each thread; else ``CHAINS`` scalar chains. The
+    chunks fill the cache (:func:`scan_chunk_length`), shorter for short sequences, so that
+    threads that come free take over a late one's share."""
+    length, channels = out.shape
+    if channels == 1 and b.shape[0] == length:
+        lanes = LANE_BYTES // out.itemsize
+        chunk_length = min(
+            max(lanes, scan_chunk_length(1, out.itemsize, lanes)),
+            length // (lanes * threads * TILES_PER_THREAD),
+        )
+        if chunk_length >= lanes:
+            return True, chunk_length - chunk_length % lanes
+    balanced = length // (CHAINS * threads * TILES_PER_THREAD)
+    return False, max(1, min(scan_chunk_length(channels, out.itemsize, CHAINS), balanced))
+
+
+def lanes_stream(out, reverse: bool) -> bool:
+    """Whether the scan's tiles in lanes (:func:`apply_lanes`) write ``out`` (``(T, 1)``) with
+    streaming stores: as the sequential kernel does (:func:`scanlab.cpu.streaming.streams`),
+    for results of at least ``streaming_threshold()`` bytes, on a line boundary; backwards, with
+    ``T`` a multiple of ``U`` too, so that the tiles' rows start on lines."""
+    lanes = LANE_BYTES // out.itemsize
+    return (
+        out.nbytes >= streaming.streaming_threshold()
+        and out.ctypes.data % LANE_BYTES == 0
+        and (not reverse or out.shape[0] % lanes == 0)
+    )
 
 
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:
@@ -480,9 +534,10 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
         else:
             linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream)
     else:
-        # Several tiles per thread, so that threads that come free take over a late one's share.
-        balanced = length // (CHAINS * threads * TILES_PER_THREAD)
-        chunk_length = max(1, min(scan_chunk_length(channels, out.itemsize), balanced))
+        lanes, chunk_length = scan_tiles(a, b, out, threads)
+        stream = lanes and lanes_stream(out, reverse)
         bounds = product_bounds(out.dtype, chunk_length)
         product_dtype = np.result_type(out.dtype, np.float64)
-        linear_recurrence_scan(a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype)
+        linear_recurrence_scan(
+            a, b, h0, out, reverse, chunk_length, lanes, stream, threads, bounds, product_dtype
+        )

@@ -32,24 +32,15 @@ def step_rows(a, b, out, state, first, count, step, origin, direction, strides):
 
 @njit(inline="always")
 def tile_step_of(a, b, out, state, first, rows, start, reverse, a_mode):
-    """:func:`scanlab.cpu.row_tiles.tile_step` with ``reverse`` and ``a_mode`` made constants."""
-    if reverse:
-        if a_mode == FULL:
-            tile_step(a, b, out, state, first, rows, start, True, FULL)
-        elif a_mode == PER_STEP:
-            tile_step(a, b, out, state, first, rows, start, True, PER_STEP)
-        elif a_mode == PER_ROW:
-            tile_step(a, b, out, state, first, rows, start, True, PER_ROW)
-        else:
-            tile_step(a, b, out, state, first, rows, start, True, CONSTANT)
-    elif a_mode == FULL:
-        tile_step(a, b, out, state, first, rows, start, False, FULL)
+    """:func:`scanlab.cpu.row_tiles.tile_step` with ``a_mode`` made a constant."""
+    if a_mode == FULL:
+        tile_step(a, b, out, state, first, rows, start, reverse, FULL, False)
     elif a_mode == PER_STEP:
-        tile_step(a, b, out, state, first, rows, start, False, PER_STEP)
+        tile_step(a, b, out, state, first, rows, start, reverse, PER_STEP, False)
     elif a_mode == PER_ROW:
-        tile_step(a, b, out, state, first, rows, start, False, PER_ROW)
+        tile_step(a, b, out, state, first, rows, start, reverse, PER_ROW, False)
     else:
-        tile_step(a, b, out, state, first, rows, start, False, CONSTANT)
+        tile_step(a, b, out, state, first, rows, start, reverse, CONSTANT, False)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

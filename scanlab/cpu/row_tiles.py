@@ -10,6 +10,11 @@ advance all ``U`` rows by one step, and the transpose back into one store per ro
 instructions per vector where scalar chains along each row spent them per element (1.0-8.3x
 slower, ``benchmarks/RESULTS.md``); the rounding is the same (one fused multiply-add per real
 step).
+
+The scan of one long series uses the same tiles (:mod:`scanlab.cpu.linear`): ``U`` consecutive
+chunks of the series, viewed as the rows of a ``(U, chunk length)`` array, are composed
+(:func:`tile_compose`: their products and their states from zero) and rerun (:func:`tile_step`,
+whose results may go to memory with streaming stores) in the lanes of one vector.
 """
 
 from llvmlite import ir
@@ -20,10 +25,12 @@ from numba.extending import intrinsic
 from scanlab.cpu.vector_ir import (
     LANE_BYTES,
     checked_dtype,
+    complex_product,
     element_type,
     multiply_add,
     shuffled,
     splat,
+    streaming_store,
     transposed,
 )
 
@@ -32,96 +39,226 @@ from scanlab.cpu.vector_ir import (
 FULL, PER_STEP, PER_ROW, CONSTANT = 0, 1, 2, 3
 
 
+class SquareTile:
+    """The operands of one square tile in LLVM IR, for :func:`tile_step` and
+    :func:`tile_compose`, whose arguments ``(a, b, _, _, first, rows, start, reverse, a_mode)``
+    it reads: rows ``first`` to ``first + rows - 1`` (``rows <= U``) of ``(D, T)`` arrays, at
+    steps ``start`` to ``start + U - 1``. Lanes past ``rows`` repeat the last row's operands.
+    """
+
+    def __init__(self, context, builder, signature, args, dtype, mode):
+        self.context, self.builder, self.signature, self.args = context, builder, signature, args
+        self.mode = mode
+        self.complex = isinstance(dtype, types.Complex)
+        component, component_bytes = element_type(dtype)
+        element_bytes = component_bytes * (2 if self.complex else 1)
+        self.units = LANE_BYTES // element_bytes
+        self.alignment = component_bytes
+        self.vector = ir.VectorType(context.get_data_type(component), LANE_BYTES // component_bytes)
+        # Elements move as integers of their width: a complex number stays one unit.
+        self.unit = ir.IntType(element_bytes * 8)
+        self.unit_vector = ir.VectorType(self.unit, self.units)
+        self.first, self.rows, self.start = (
+            context.cast(builder, args[position], signature.args[position], types.intp)
+            for position in (4, 5, 6)
+        )
+        self.last_row = builder.sub(self.rows, ir.Constant(self.rows.type, 1))
+
+    def present(self, row):
+        """Whether lane ``row`` is one of the tile's rows."""
+        return self.builder.icmp_signed("<", ir.Constant(self.rows.type, row), self.rows)
+
+    def address(self, position, row, kind):
+        """Pointer to ``kind`` in argument ``position`` at row ``first + row`` (row 0 if ``row``
+        is None) and step ``start`` (step 0 if the argument is constant in time)."""
+        builder, context = self.builder, self.context
+        array = context.make_array(self.signature.args[position])(
+            context, builder, self.args[position]
+        )
+        row_stride, step_stride = cgutils.unpack_tuple(builder, array.strides, 2)
+        offset = ir.Constant(row_stride.type, 0)
+        if row is not None:
+            row = builder.select(
+                self.present(row), ir.Constant(self.last_row.type, row), self.last_row
+            )
+            offset = builder.mul(builder.add(self.first, row), row_stride)
+        if position != 0 or self.mode in (FULL, PER_STEP):
+            offset = builder.add(offset, builder.mul(self.start, step_stride))
+        pointer = cgutils.pointer_add(builder, array.data, offset)
+        return builder.bitcast(pointer, kind.as_pointer())
+
+    def load(self, position, row, kind):
+        return self.builder.load(self.address(position, row, kind), align=self.alignment)
+
+    def steps_of_rows(self, position):
+        """The tile of argument ``position``, one vector of rows per step."""
+        return transposed(
+            self.builder, [self.load(position, row, self.unit_vector) for row in range(self.units)]
+        )
+
+    def steps(self):
+        """``(a, b)``: the tile's coefficients and offsets, one vector of rows per step, as
+        vectors of the dtype's components."""
+        builder, units, unit_vector = self.builder, self.units, self.unit_vector
+        if self.mode == FULL:
+            a_steps = self.steps_of_rows(0)
+        elif self.mode == PER_STEP:
+            shared = self.load(0, None, unit_vector)
+            a_steps = [shuffled(builder, shared, None, [step] * units) for step in range(units)]
+        elif self.mode == PER_ROW:
+            column = ir.Constant(unit_vector, ir.Undefined)
+            for row in range(units):
+                element = self.load(0, row, self.unit)
+                column = builder.insert_element(column, element, ir.IntType(32)(row))
+            a_steps = [column] * units
+        else:
+            a_steps = [splat(builder, unit_vector, self.load(0, None, self.unit))] * units
+        b_steps = self.steps_of_rows(1)
+        return (
+            [builder.bitcast(step, self.vector) for step in a_steps],
+            [builder.bitcast(step, self.vector) for step in b_steps],
+        )
+
+    def walk(self, advance, initial):
+        """``initial`` (a tuple of IR values) advanced through the tile's ``U`` steps, forwards
+        or, if the run-time argument ``reverse`` holds, backwards: ``advance(step, values)``
+        returns ``(values, result)``. Returns the last values and each step's result. Only
+        the steps are written twice, the loads and transposes of the tile once."""
+        builder, units = self.builder, self.units
+        reverse = self.signature.args[7]
+        if isinstance(reverse, types.BooleanLiteral):  # one order, known when compiling
+            values, results = initial, [None] * units
+            for step in reversed(range(units)) if reverse.literal_value else range(units):
+                values, results[step] = advance(step, values)
+            return values, results
+        outcomes = []
+        with builder.if_else(self.args[7]) as (backwards, forwards):
+            for branch, order in ((backwards, reversed(range(units))), (forwards, range(units))):
+                with branch:
+                    values, results = initial, [None] * units
+                    for step in order:
+                        values, results[step] = advance(step, values)
+                    outcomes.append((builder.block, values, results))
+        (backwards_block, backwards_values, backwards_results) = outcomes[0]
+        (forwards_block, forwards_values, forwards_results) = outcomes[1]
+
+        def merged(backwards_value, forwards_value):
+            if backwards_value is None:
+                return None
+            node = builder.phi(backwards_value.type)
+            node.add_incoming(backwards_value, backwards_block)
+            node.add_incoming(forwards_value, forwards_block)
+            return node
+
+        values = tuple(map(merged, backwards_values, forwards_values))
+        return values, list(map(merged, backwards_results, forwards_results))
+
+    def vector_pointer(self, position, vector):
+        """Pointer to the 1-D argument ``position`` (``U`` values) as one ``vector``."""
+        array = self.context.make_array(self.signature.args[position])(
+            self.context, self.builder, self.args[position]
+        )
+        return self.builder.bitcast(array.data, vector.as_pointer())
+
+
+def tile_arguments(name, a, b, reverse, a_mode):
+    """``(dtype, mode)`` of a tile intrinsic's arguments, or a TypeError."""
+    dtype = checked_dtype(name, (b, a), ndim=2)
+    if not isinstance(reverse, types.Boolean) or not isinstance(a_mode, types.IntegerLiteral):
+        raise TypeError(
+            f"{name}'s reverse must be a boolean, a_mode a constant: {reverse}, {a_mode}"
+        )
+    return dtype, a_mode.literal_value
+
+
 @intrinsic(prefer_literal=True)
-def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode):
+def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode, stream):
     """Rows ``first`` to ``first + rows - 1`` of ``out`` (``(D, T)``, ``rows <= U``) at steps
     ``start`` to ``start + U - 1``, walked backwards if ``reverse``, from ``state`` (``U``
     states, updated): ``out[d, t] = a[d, t] * out[d, t -+ 1] + b[d, t]``. Lanes past ``rows``
     repeat the last row's operands and are not stored.
 
     ``b`` is ``(D, T)`` like ``out``, ``a`` as ``a_mode`` says (:data:`FULL` and the others);
-    all are C-contiguous of one float or complex dtype, ``state`` 1-D. ``reverse`` and
-    ``a_mode`` are constants.
+    all are C-contiguous of one float or complex dtype, ``state`` 1-D. ``a_mode`` is a
+    constant. With ``stream`` (a boolean), ``out`` is written with streaming
+    stores (:mod:`scanlab.cpu.streaming`), and each row's ``U`` values must start on a
+    ``LANE_BYTES`` boundary.
     """
-    dtype = checked_dtype("tile_step", (out, a, b), ndim=2)
+    dtype, mode = tile_arguments("tile_step", a, b, reverse, a_mode)
+    checked_dtype("tile_step", (out, b), ndim=2)
     checked_dtype("tile_step", (state, out), kinds=type(dtype))
-    if not isinstance(reverse, types.BooleanLiteral) or not isinstance(
-        a_mode, types.IntegerLiteral
-    ):
-        raise TypeError(f"tile_step's reverse and a_mode must be constants: {reverse}, {a_mode}")
-    backwards, mode = reverse.literal_value, a_mode.literal_value
-    complex_ = isinstance(dtype, types.Complex)
-    component, component_bytes = element_type(dtype)
-    element_bytes = component_bytes * (2 if complex_ else 1)
-    units = LANE_BYTES // element_bytes
 
     def codegen(context, builder, signature, args):
-        a_value, b_value, out_value, state_value, first_value, rows_value, start_value = args[:7]
-        vector = ir.VectorType(context.get_data_type(component), LANE_BYTES // component_bytes)
-        # Elements move as integers of their width: a complex number stays one unit.
-        unit = ir.IntType(element_bytes * 8)
-        unit_vector = ir.VectorType(unit, units)
-        first_value, rows_value, start_value = (
-            context.cast(builder, value, signature.args[position], types.intp)
-            for position, value in ((4, first_value), (5, rows_value), (6, start_value))
-        )
-        last_row = builder.sub(rows_value, ir.Constant(rows_value.type, 1))
+        tile = SquareTile(context, builder, signature, args, dtype, mode)
+        a_steps, b_steps = tile.steps()
+        state_pointer = tile.vector_pointer(3, tile.vector)
 
-        def present(row):
-            return builder.icmp_signed("<", ir.Constant(rows_value.type, row), rows_value)
-
-        def address(position, value, row, kind):
-            """Pointer to ``kind`` in argument ``position`` at row ``first + row`` (row 0 if
-            ``row`` is None) and step ``start`` (step 0 if the argument is constant in time)."""
-            array = context.make_array(signature.args[position])(context, builder, value)
-            row_stride, step_stride = cgutils.unpack_tuple(builder, array.strides, 2)
-            offset = ir.Constant(row_stride.type, 0)
-            if row is not None:
-                row = builder.select(present(row), ir.Constant(last_row.type, row), last_row)
-                offset = builder.mul(builder.add(first_value, row), row_stride)
-            if position != 0 or mode in (FULL, PER_STEP):
-                offset = builder.add(offset, builder.mul(start_value, step_stride))
-            pointer = cgutils.pointer_add(builder, array.data, offset)
-            return builder.bitcast(pointer, kind.as_pointer())
-
-        def load(position, value, row, kind):
-            return builder.load(address(position, value, row, kind), align=component_bytes)
-
-        def steps_of_rows(position, value):
-            """The tile of argument ``position``, one vector of rows per step."""
-            return transposed(
-                builder, [load(position, value, row, unit_vector) for row in range(units)]
+        def advance(step, values):
+            (value,) = values
+            value = multiply_add(
+                builder, a_steps[step], value, b_steps[step], tile.vector, tile.complex
             )
+            return (value,), builder.bitcast(value, tile.unit_vector)
 
-        if mode == FULL:
-            a_steps = steps_of_rows(0, a_value)
-        elif mode == PER_STEP:
-            shared = load(0, a_value, None, unit_vector)
-            a_steps = [shuffled(builder, shared, None, [step] * units) for step in range(units)]
-        elif mode == PER_ROW:
-            column = ir.Constant(unit_vector, ir.Undefined)
-            for row in range(units):
-                element = load(0, a_value, row, unit)
-                column = builder.insert_element(column, element, ir.IntType(32)(row))
-            a_steps = [column] * units
-        else:
-            a_steps = [splat(builder, unit_vector, load(0, a_value, None, unit))] * units
-        b_steps = steps_of_rows(1, b_value)
-        state_array = context.make_array(signature.args[3])(context, builder, state_value)
-        state_pointer = builder.bitcast(state_array.data, vector.as_pointer())
-        value = builder.load(state_pointer, align=component_bytes)
-        results = [None] * units
-        for step in reversed(range(units)) if backwards else range(units):
-            coefficients, offsets = (
-                builder.bitcast(operand[step], vector) for operand in (a_steps, b_steps)
-            )
-            value = multiply_add(builder, coefficients, value, offsets, vector, complex_)
-            results[step] = builder.bitcast(value, unit_vector)
-        builder.store(value, state_pointer, align=component_bytes)
+        initial = (builder.load(state_pointer, align=tile.alignment),)
+        (value,), results = tile.walk(advance, initial)
+        builder.store(value, state_pointer, align=tile.alignment)
         for row, result in enumerate(transposed(builder, results)):
-            with builder.if_then(present(row), likely=True):
-                pointer = address(2, out_value, row, unit_vector)
-                builder.store(result, pointer, align=component_bytes)
+            with builder.if_then(tile.present(row), likely=True):
+                pointer = tile.address(2, row, tile.unit_vector)
+                with builder.if_else(args[9]) as (streamed, ordinary):
+                    with streamed:
+                        streaming_store(builder, result, pointer)
+                    with ordinary:
+                        builder.store(result, pointer, align=tile.alignment)
         return context.get_dummy_value()
 
-    return types.void(a, b, out, state, first, rows, start, reverse, a_mode), codegen
+    if not isinstance(stream, types.Boolean):
+        raise TypeError(f"tile_step's stream must be a boolean: {stream}")
+    return types.void(a, b, out, state, first, rows, start, reverse, a_mode, stream), codegen
+
+
+@intrinsic(prefer_literal=True)
+def tile_compose(typingctx, a, b, product, partial, first, rows, start, reverse, a_mode):
+    """What :func:`tile_step` computes for the same arguments, composed rather than stored:
+    ``U`` rows' ``partial`` (their states, updated, as ``state`` there) and ``product`` (the
+    running product of their ``a``, updated, in float64 or complex128), nothing written to
+    memory else.
+    """
+    dtype, mode = tile_arguments("tile_compose", a, b, reverse, a_mode)
+    checked_dtype("tile_compose", (partial, b), kinds=type(dtype))
+    wide = types.complex128 if isinstance(dtype, types.Complex) else types.float64
+    if not (isinstance(product, types.Array) and product.dtype == wide and product.layout == "C"):
+        raise TypeError(f"tile_compose's product must be C-contiguous {wide}: {product}")
+
+    def codegen(context, builder, signature, args):
+        tile = SquareTile(context, builder, signature, args, dtype, mode)
+        a_steps, b_steps = tile.steps()
+        wide_vector = ir.VectorType(ir.DoubleType(), tile.vector.count)
+        partial_pointer = tile.vector_pointer(3, tile.vector)
+        product_pointer = tile.vector_pointer(2, wide_vector)
+
+        def advance(step, values):
+            value, running = values
+            coefficients = a_steps[step]
+            value = multiply_add(
+                builder, coefficients, value, b_steps[step], tile.vector, tile.complex
+            )
+            if coefficients.type != wide_vector:
+                coefficients = builder.fpext(coefficients, wide_vector)
+            if tile.complex:
+                running = complex_product(builder, coefficients, running, wide_vector)
+            else:
+                running = builder.fmul(running, coefficients)
+            return (value, running), None
+
+        initial = (
+            builder.load(partial_pointer, align=tile.alignment),
+            builder.load(product_pointer, align=8),
+        )
+        (value, running), _ = tile.walk(advance, initial)
+        builder.store(value, partial_pointer, align=tile.alignment)
+        builder.store(running, product_pointer, align=8)
+        return context.get_dummy_value()
+
+    return types.void(a, b, product, partial, first, rows, start, reverse, a_mode), codegen

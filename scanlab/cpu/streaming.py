@@ -27,6 +27,7 @@ from scanlab.cpu.vector_ir import (
     element_type,
     multiply_add,
     splat,
+    streaming_store,
     vector_pointer,
 )
 
@@ -99,8 +100,7 @@ def stream_step(typingctx, coefficients, b_t, state, out_t, first, offset):
         out_pointer = vector_pointer(
             context, builder, signature.args[3], out_value, channel, vector
         )
-        store = builder.store(value, out_pointer, align=LANE_BYTES)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        streaming_store(builder, value, out_pointer)
         return context.get_dummy_value()
 
     return types.void(coefficients, b_t, state, out_t, first, offset), codegen

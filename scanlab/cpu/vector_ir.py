@@ -87,6 +87,14 @@ def multiply_add(builder, coefficients, state, b, vector, complex_):
     return builder.fadd(product, b, flags=["contract"])
 
 
+def streaming_store(builder, value, pointer):
+    """Store the vector ``value`` at ``pointer``, which is ``LANE_BYTES``-aligned, as a
+    non-temporal store: a whole line to memory without reading it into the cache first
+    (:mod:`scanlab.cpu.streaming`)."""
+    store = builder.store(value, pointer, align=LANE_BYTES)
+    store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+
+
 def transposed(builder, rows):
     """The transpose of the square matrix whose rows are the vectors ``rows``: for each bit of
     the index, from the highest, the off-diagonal blocks of that size swap places."""
