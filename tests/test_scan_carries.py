@@ -171,8 +171,8 @@ def test_a_late_thread_is_looked_past(published, lanes):
             carries[tile] = expected[(tile + 1) * tile_steps - 1]
     out = np.full((length, channels), np.nan)
     cpu_linear.work_on_tiles(
-        a, b, h0, out, False, chunk_length, lanes, False, bounds, summary, starts, ends,
-        carries, status, np.array([3], np.int64),
+        a, b, h0, out, False, chunk_length, chains, lanes, False, bounds, summary, starts,
+        ends, carries, status, np.array([3], np.int64),
     )  # fmt: skip
     np.testing.assert_allclose(out[3 * tile_steps :], expected[3 * tile_steps :], rtol=1e-10)
     assert np.isnan(out[: 3 * tile_steps]).all()  # the late tiles are left to their thread

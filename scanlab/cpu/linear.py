@@ -24,7 +24,7 @@ from scanlab._scaled_products import (
 )
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto, streaming
-from scanlab.cpu.scan_lanes import apply_lanes, compose_lanes, lane_count
+from scanlab.cpu.scan_lanes import apply_lanes, compose_lanes
 from scanlab.cpu.streaming import store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
 from scanlab.cpu.vector_ir import LANE_BYTES
@@ -333,8 +333,8 @@ def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def work_on_tiles(
-    a, b, h0, out, reverse, chunk_length, lanes, stream, bounds, summary, starts, ends, carries,
-    status, next_tile,
+    a, b, h0, out, reverse, chunk_length, chains, lanes, stream, bounds, summary, starts, ends,
+    carries, status, next_tile,
 ):  # fmt: skip
     """One thread's part of ``linear_recurrence_scan``: take the next tile until none is left.
 
@@ -346,7 +346,6 @@ def work_on_tiles(
     one call: Numba compiles much faster so.
     """
     length, channels = out.shape
-    chains = lane_count(out) if lanes else CHAINS
     tile_steps = chains * chunk_length
     scratch = (
         np.empty((chains, channels), summary[0].dtype),
@@ -403,8 +402,8 @@ def linear_recurrence_scan(
 
     Time is cut into tiles of ``CHAINS`` chunks of ``chunk_length`` steps, or, with ``lanes``
     (one channel, ``b`` full in time), of ``U`` chunks walked in the lanes of one vector
-    (:func:`compose_lanes`, :func:`apply_lanes`; ``stream``: the results written with
-    streaming stores, see :func:`lanes_stream`). A thread takes the
+    (:mod:`scanlab.cpu.scan_lanes`; ``stream``: the results written with streaming stores, see
+    :func:`lanes_stream`). A thread takes the
     next tile (an atomic counter), composes its chunks into summaries (``prod a`` kept in range
     and the state from zero) and publishes them, finds the state before the tile by looking back
     to the nearest published carry (composing any tile in between whose thread is late itself),
@@ -433,8 +432,8 @@ def linear_recurrence_scan(
     run_together(
         min(threads, tiles),
         work_on_tiles,
-        (a, b, h0, out, reverse, chunk_length, lanes, stream, bounds, summary, starts, ends,
-         carries, status, next_tile),
+        (a, b, h0, out, reverse, chunk_length, chains, lanes, stream, bounds, summary, starts,
+         ends, carries, status, next_tile),
     )  # fmt: skip
     finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends)
 
@@ -442,7 +441,7 @@ def linear_recurrence_scan(
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends):
     """The end of ``linear_recurrence_scan``: chunks whose carry disagrees with the loop's state
-    rerun (``settle_chunks``), then the steps after the last of the ``tiles``."""
+    rerun (``settle_chunks``), then the steps after the last tile."""
     length = out.shape[0]
     settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds)
     chunks = starts.shape[0]

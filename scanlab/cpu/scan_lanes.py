@@ -2,7 +2,8 @@
 (:mod:`scanlab.cpu.linear`'s ``linear_recurrence_scan``), viewed as the rows of a ``(U, chunk
 length)`` array, are composed and rerun as :mod:`scanlab.cpu.row_tiles` walks time-last rows:
 square tiles of ``U`` chunks and ``U`` steps transposed in registers, one vector multiply-add a
-step for all ``U`` chunks, where scalar chains spent one per chunk. Layout as in
+step for all ``U`` chunks (``LANE_BYTES`` of the dtype: 16 float32, 8 float64, 8 complex64, 4
+complex128), where scalar chains spent one per chunk. Layout as in
 :mod:`scanlab.cpu.linear` with one channel: ``(T, 1)`` arrays, ``a`` possibly ``(1, 1)``, ``b``
 full in time.
 """
@@ -13,14 +14,6 @@ from numba import njit
 from scanlab._scaled_products import CHECK_PERIOD, in_range, renormalised
 from scanlab.config import FASTMATH
 from scanlab.cpu.row_tiles import CONSTANT, FULL, tile_compose, tile_step
-from scanlab.cpu.vector_ir import LANE_BYTES
-
-
-@njit(inline="always")
-def lane_count(out):
-    """Chunks of a one-channel scan's tile run in the lanes of one vector: ``U`` values of
-    ``out``'s dtype fill it (16 float32, 8 float64, 8 complex64, 4 complex128)."""
-    return LANE_BYTES // out.itemsize
 
 
 @njit(inline="always")
