@@ -34,9 +34,10 @@ from scanlab.cpu.vector_ir import (
     transposed,
 )
 
-#: Bytes of each row that a tile prefetches beyond itself: the ``U`` rows of ``a`` and ``b`` are
-#: ``2 U`` streams, more than CPUs' prefetchers follow (the scan of one float32 series composed
-#: its tiles from memory at 0.46 ns an element, 0.22 with this, on Zen 5; 512 to 2048 alike).
+#: Bytes of each row that :func:`tile_compose` prefetches beyond its tile: the ``U`` rows of
+#: ``a`` and ``b`` are ``2 U`` streams, more than CPUs' prefetchers follow (the scan of one
+#: float32 series composed from memory at 0.46 ns an element, 0.22 with this, on Zen 5; 512 to
+#: 2048 alike). The time-last kernel's :func:`tile_step` does not: float64 rows ran 5-7% slower.
 PREFETCH_BYTES = 512
 #: How ``a`` broadcasts, the modes of :func:`tile_step`: full ``(D, T)``, one row ``(1, T)``
 #: shared by every channel, one column ``(D, 1)`` constant in time, one value ``(1, 1)``.
@@ -94,34 +95,34 @@ class SquareTile:
     def load(self, position, row, kind):
         return self.builder.load(self.address(position, row, kind), align=self.alignment)
 
-    def steps_of_rows(self, position):
-        """The tile of argument ``position``, one vector of rows per step; each row's next
-        :data:`PREFETCH_BYTES` on (in the direction of ``reverse``) prefetched."""
+    def steps_of_rows(self, position, prefetch):
+        """The tile of argument ``position``, one vector of rows per step; with ``prefetch``,
+        each row's next :data:`PREFETCH_BYTES` on (in the direction of ``reverse``) too."""
         builder = self.builder
-        byte_pointer = ir.IntType(8).as_pointer()
-        word = ir.IntType(32)
-        signature = ir.FunctionType(ir.VoidType(), [byte_pointer, word, word, word])
-        prefetch = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], signature)
-        ahead = ir.Constant(ir.IntType(64), PREFETCH_BYTES)
-        reverse = self.signature.args[7]
-        if isinstance(reverse, types.BooleanLiteral):
-            offset = builder.neg(ahead) if reverse.literal_value else ahead
-        else:
-            offset = builder.select(self.args[7], builder.neg(ahead), ahead)
-        read, keep, data = (ir.Constant(word, value) for value in (0, 3, 1))
-        for row in range(self.units):
-            start = builder.bitcast(self.address(position, row, self.unit), byte_pointer)
-            builder.call(prefetch, [builder.gep(start, [offset]), read, keep, data])
+        if prefetch:
+            byte_pointer, word = ir.IntType(8).as_pointer(), ir.IntType(32)
+            signature = ir.FunctionType(ir.VoidType(), [byte_pointer, word, word, word])
+            call = builder.module.declare_intrinsic("llvm.prefetch", [byte_pointer], signature)
+            ahead = ir.Constant(ir.IntType(64), PREFETCH_BYTES)
+            reverse = self.signature.args[7]
+            if isinstance(reverse, types.BooleanLiteral):
+                offset = builder.neg(ahead) if reverse.literal_value else ahead
+            else:
+                offset = builder.select(self.args[7], builder.neg(ahead), ahead)
+            read, keep, data = (ir.Constant(word, value) for value in (0, 3, 1))
+            for row in range(self.units):
+                start = builder.bitcast(self.address(position, row, self.unit), byte_pointer)
+                builder.call(call, [builder.gep(start, [offset]), read, keep, data])
         return transposed(
             builder, [self.load(position, row, self.unit_vector) for row in range(self.units)]
         )
 
-    def steps(self):
+    def steps(self, prefetch=False):
         """``(a, b)``: the tile's coefficients and offsets, one vector of rows per step, as
-        vectors of the dtype's components."""
+        vectors of the dtype's components (``prefetch``: see :meth:`steps_of_rows`)."""
         builder, units, unit_vector = self.builder, self.units, self.unit_vector
         if self.mode == FULL:
-            a_steps = self.steps_of_rows(0)
+            a_steps = self.steps_of_rows(0, prefetch)
         elif self.mode == PER_STEP:
             shared = self.load(0, None, unit_vector)
             a_steps = [shuffled(builder, shared, None, [step] * units) for step in range(units)]
@@ -133,7 +134,7 @@ class SquareTile:
             a_steps = [column] * units
         else:
             a_steps = [splat(builder, unit_vector, self.load(0, None, self.unit))] * units
-        b_steps = self.steps_of_rows(1)
+        b_steps = self.steps_of_rows(1, prefetch)
         return (
             [builder.bitcast(step, self.vector) for step in a_steps],
             [builder.bitcast(step, self.vector) for step in b_steps],
@@ -253,7 +254,7 @@ def tile_compose(typingctx, a, b, product, partial, first, rows, start, reverse,
 
     def codegen(context, builder, signature, args):
         tile = SquareTile(context, builder, signature, args, dtype, mode)
-        a_steps, b_steps = tile.steps()
+        a_steps, b_steps = tile.steps(prefetch=True)
         wide_vector = ir.VectorType(ir.DoubleType(), tile.vector.count)
         partial_pointer = tile.vector_pointer(3, tile.vector)
         product_pointer = tile.vector_pointer(2, wide_vector)
