@@ -57,7 +57,8 @@ class CPUConfig:
         conditions change back (see ``scanlab.cpu.auto``).
     streaming_store_bytes : int or None
         Results of the ``"sequential"`` method (time first, real dtypes, rows of whole cache
-        lines) of at least this many bytes are written with non-temporal stores, which skip
+        lines), and of the ``"scan"`` of one series (on a cache line), of at least this many
+        bytes are written with non-temporal stores, which skip
         reading the result's lines into the cache first (up to 4/3 faster when the arrays do not
         fit in it; ``scanlab.cpu.streaming``) but leave the result out of the cache. ``None``
         (the default): three quarters of this machine's last-level cache, as glibc's
