@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import scanlab
 from scanlab._scaled_products import product_bounds, renormalised
 from scanlab.cpu import linear as cpu_linear
+from scanlab.cpu.vector_ir import VECTOR_BYTES
 
 #: Relative tolerance of the scan against the loop in the same precision, and the absolute
 #: floor below which the loop's own states are subnormal (and so imprecise themselves).
@@ -138,8 +139,8 @@ def test_any_number_of_workers_gives_the_loop(threads, channels, lanes, chunk_le
 def test_a_late_thread_is_looked_past(published, lanes):
     """A worker that starts at tile 3 finds the state before it whatever tiles 0-2 have
     published: summaries not yet composed it composes itself, carries it uses where present.
-    With ``lanes``, one channel's tiles of 8 chunks composed in the lanes of a vector."""
-    chains = 8 if lanes else cpu_linear.CHAINS
+    With ``lanes``, one channel's tiles of ``U`` chunks composed in the lanes of a vector."""
+    chains = VECTOR_BYTES // 8 if lanes else cpu_linear.CHAINS
     compose = cpu_linear.compose_lanes if lanes else cpu_linear.compose_chunks
     rng = np.random.default_rng(3)
     chunk_length, tiles, channels = (16, 6, 1) if lanes else (5, 6, 2)
@@ -198,7 +199,7 @@ def lane_problems(draw):
     or more, 4 tiles for each of 2 threads), of any dtype, forwards or backwards, with ``a``
     uniform, signed, of extreme magnitude with NaN/Inf/0 sprinkled in, or one value."""
     dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64, np.complex64, np.complex128])))
-    lanes = 64 // dtype.itemsize
+    lanes = VECTOR_BYTES // dtype.itemsize
     length = draw(st.integers(8 * lanes**2, 11 * lanes**2))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     kind = draw(st.sampled_from(["uniform", "signed", "extreme", "constant"]))

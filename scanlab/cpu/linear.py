@@ -27,7 +27,7 @@ from scanlab.cpu import atomics, auto, streaming
 from scanlab.cpu.scan_lanes import apply_lanes, compose_lanes
 from scanlab.cpu.streaming import store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
-from scanlab.cpu.vector_ir import LANE_BYTES
+from scanlab.cpu.vector_ir import LANE_BYTES, VECTOR_BYTES
 
 #: Chunks each thread of the ``scan`` kernel walks at once: four independent dependency chains
 #: hide the latency of a fused multiply-add (and the chains of the product of ``a``). One
@@ -416,7 +416,7 @@ def linear_recurrence_scan(
     (:func:`finish_scan`).
     """
     length, channels = out.shape
-    chains = LANE_BYTES // out.itemsize if lanes else CHAINS
+    chains = VECTOR_BYTES // out.itemsize if lanes else CHAINS
     tiles = length // (chains * chunk_length)
     dtype = out.dtype
     summary = (
@@ -490,7 +490,7 @@ def scan_tiles(a, b, out, threads: int) -> tuple[bool, int]:
     threads that come free take over a late one's share."""
     length, channels = out.shape
     if channels == 1 and b.shape[0] == length:
-        lanes = LANE_BYTES // out.itemsize
+        lanes = VECTOR_BYTES // out.itemsize
         chunk_length = min(
             max(lanes, scan_chunk_length(1, out.itemsize, lanes)),
             length // (lanes * threads * TILES_PER_THREAD),
@@ -506,7 +506,7 @@ def lanes_stream(out, reverse: bool) -> bool:
     streaming stores: as the sequential kernel does (:func:`scanlab.cpu.streaming.streams`),
     for results of at least ``streaming_threshold()`` bytes, on a line boundary; backwards, with
     ``T`` a multiple of ``U`` too, so that the tiles' rows start on lines."""
-    lanes = LANE_BYTES // out.itemsize
+    lanes = VECTOR_BYTES // out.itemsize
     return (
         out.nbytes >= streaming.streaming_threshold()
         and out.ctypes.data % LANE_BYTES == 0

@@ -15,7 +15,7 @@ from scanlab.cpu import atomics, auto
 from scanlab.cpu.linear import solve
 from scanlab.cpu.row_tiles import CONSTANT, FULL, PER_ROW, PER_STEP, tile_step
 from scanlab.cpu.threads import share_out
-from scanlab.cpu.vector_ir import LANE_BYTES
+from scanlab.cpu.vector_ir import VECTOR_BYTES
 
 
 @njit(inline="always")
@@ -49,7 +49,7 @@ def run_row_tiles(next_group, a, b, h0, out, reverse, a_mode):
     the counter ``next_group``: ``U`` steps at a time by :func:`tile_step`, the last ``T mod U``
     steps (the first ones if ``reverse``) by scalar chains."""
     channels, length = out.shape
-    units = LANE_BYTES // out.itemsize
+    units = VECTOR_BYTES // out.itemsize
     a_channel, a_step = broadcast_steps(a, channels, length)
     b_channel, b_step = broadcast_steps(b, channels, length)
     strides = (a_channel, a_step, b_channel, b_step)
@@ -78,7 +78,7 @@ def linear_recurrence_rows(a, b, h0, out, reverse):
     copy of the operands or the result.
     """
     channels, length = out.shape
-    units = LANE_BYTES // out.itemsize
+    units = VECTOR_BYTES // out.itemsize
     a_mode = (
         (FULL if a.shape[1] == length else PER_ROW)
         if a.shape[0] == channels

@@ -15,7 +15,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from scanlab.config import FASTMATH_DOT_PRODUCTS
-from scanlab.cpu.vector_ir import LANE_BYTES, checked_dtype, splat
+from scanlab.cpu.vector_ir import VECTOR_BYTES, checked_dtype, splat
 
 #: Vectors of outputs one pass over the columns accumulates (twice as many registers).
 MAX_BLOCK = 8
@@ -36,7 +36,7 @@ def column_sums(typingctx, columns, vector, start, out):
         raise TypeError(f"column_sums needs arrays of one dtype: {columns}, {vector}")
 
     def codegen(context, builder, signature, args):
-        lanes = LANE_BYTES // (dtype.bitwidth // 8)
+        lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
         element = context.get_data_type(dtype)
         register = ir.VectorType(element, lanes)
         intp = context.get_value_type(types.intp)

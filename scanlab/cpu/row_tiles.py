@@ -3,8 +3,9 @@
 With time along each row (``axis=-1`` of a C array, scipy's default layout), one row's steps
 depend on each other and its neighbours' do not: the parallelism is across rows, whose values
 for one step are a row length apart in memory. :func:`tile_step` takes ``U`` rows and ``U``
-steps at once (``U`` the elements of one ``LANE_BYTES`` vector: 16 float32, 8 float64, 8
-complex64, 4 complex128): one contiguous vector load per row and operand, a transpose in
+steps at once (``U`` the elements of one ``VECTOR_BYTES`` vector, the CPU's widest register:
+16 float32, 8 float64, 8 complex64, 4 complex128 with AVX-512, half as many with AVX2): one
+contiguous vector load per row and operand, a transpose in
 registers (``log2 U`` rounds of two-vector shuffles), ``U`` vector multiply-adds that each
 advance all ``U`` rows by one step, and the transpose back into one store per row: a few
 instructions per vector where scalar chains along each row spent them per element (1.0-8.3x
@@ -23,7 +24,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from scanlab.cpu.vector_ir import (
-    LANE_BYTES,
+    VECTOR_BYTES,
     checked_dtype,
     complex_product,
     element_type,
@@ -57,9 +58,11 @@ class SquareTile:
         self.complex = isinstance(dtype, types.Complex)
         component, component_bytes = element_type(dtype)
         element_bytes = component_bytes * (2 if self.complex else 1)
-        self.units = LANE_BYTES // element_bytes
+        self.units = VECTOR_BYTES // element_bytes
         self.alignment = component_bytes
-        self.vector = ir.VectorType(context.get_data_type(component), LANE_BYTES // component_bytes)
+        self.vector = ir.VectorType(
+            context.get_data_type(component), VECTOR_BYTES // component_bytes
+        )
         # Elements move as integers of their width: a complex number stays one unit.
         self.unit = ir.IntType(element_bytes * 8)
         self.unit_vector = ir.VectorType(self.unit, self.units)
@@ -203,7 +206,7 @@ def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode, 
     all are C-contiguous of one float or complex dtype, ``state`` 1-D. ``a_mode`` is a
     constant. With ``stream`` (a boolean), ``out`` is written with streaming
     stores (:mod:`scanlab.cpu.streaming`), and each row's ``U`` values must start on a
-    ``LANE_BYTES`` boundary.
+    ``VECTOR_BYTES`` boundary.
     """
     dtype, mode = tile_arguments("tile_step", a, b, reverse, a_mode)
     checked_dtype("tile_step", (out, b), ndim=2)
@@ -229,7 +232,7 @@ def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode, 
                 pointer = tile.address(2, row, tile.unit_vector)
                 with builder.if_else(args[9]) as (streamed, ordinary):
                     with streamed:
-                        streaming_store(builder, result, pointer)
+                        streaming_store(builder, result, pointer, VECTOR_BYTES)
                     with ordinary:
                         builder.store(result, pointer, align=tile.alignment)
         return context.get_dummy_value()

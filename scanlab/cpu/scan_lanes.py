@@ -2,8 +2,8 @@
 (:mod:`scanlab.cpu.linear`'s ``linear_recurrence_scan``), viewed as the rows of a ``(U, chunk
 length)`` array, are composed and rerun as :mod:`scanlab.cpu.row_tiles` walks time-last rows:
 square tiles of ``U`` chunks and ``U`` steps transposed in registers, one vector multiply-add a
-step for all ``U`` chunks (``LANE_BYTES`` of the dtype: 16 float32, 8 float64, 8 complex64, 4
-complex128), where scalar chains spent one per chunk. Layout as in
+step for all ``U`` chunks (``VECTOR_BYTES`` of the dtype: 16 float32, 8 float64, 8 complex64, 4
+complex128 with AVX-512), where scalar chains spent one per chunk. Layout as in
 :mod:`scanlab.cpu.linear` with one channel: ``(T, 1)`` arrays, ``a`` possibly ``(1, 1)``, ``b``
 full in time.
 """

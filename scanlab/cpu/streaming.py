@@ -100,7 +100,7 @@ def stream_step(typingctx, coefficients, b_t, state, out_t, first, offset):
         out_pointer = vector_pointer(
             context, builder, signature.args[3], out_value, channel, vector
         )
-        streaming_store(builder, value, out_pointer)
+        streaming_store(builder, value, out_pointer, LANE_BYTES)
         return context.get_dummy_value()
 
     return types.void(coefficients, b_t, state, out_t, first, offset), codegen
