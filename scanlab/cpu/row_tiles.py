@@ -3,8 +3,9 @@
 With time along each row (``axis=-1`` of a C array, scipy's default layout), one row's steps
 depend on each other and its neighbours' do not: the parallelism is across rows, whose values
 for one step are a row length apart in memory. :func:`tile_step` takes ``U`` rows and ``U``
-steps at once (``U`` the elements of one ``VECTOR_BYTES`` vector, the CPU's widest register:
-16 float32, 8 float64, 8 complex64, 4 complex128 with AVX-512, half as many with AVX2): one
+steps at once (``U`` the elements of one vector of the intrinsic's ``width``: 8 float32, 4
+float64, 4 complex64, 2 complex128 in 32 bytes, the time-last kernel's; twice as many in the
+64 bytes of an AVX-512 register, the one-series scan's): one
 contiguous vector load per row and operand, a transpose in
 registers (``log2 U`` rounds of two-vector shuffles), ``U`` vector multiply-adds that each
 advance all ``U`` rows by one step, and the transpose back into one store per row: a few
@@ -24,7 +25,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from scanlab.cpu.vector_ir import (
-    VECTOR_BYTES,
     checked_dtype,
     complex_product,
     element_type,
@@ -52,17 +52,15 @@ class SquareTile:
     steps ``start`` to ``start + U - 1``. Lanes past ``rows`` repeat the last row's operands.
     """
 
-    def __init__(self, context, builder, signature, args, dtype, mode):
+    def __init__(self, context, builder, signature, args, dtype, mode, width):
         self.context, self.builder, self.signature, self.args = context, builder, signature, args
-        self.mode = mode
+        self.mode, self.width = mode, width
         self.complex = isinstance(dtype, types.Complex)
         component, component_bytes = element_type(dtype)
         element_bytes = component_bytes * (2 if self.complex else 1)
-        self.units = VECTOR_BYTES // element_bytes
+        self.units = width // element_bytes
         self.alignment = component_bytes
-        self.vector = ir.VectorType(
-            context.get_data_type(component), VECTOR_BYTES // component_bytes
-        )
+        self.vector = ir.VectorType(context.get_data_type(component), width // component_bytes)
         # Elements move as integers of their width: a complex number stays one unit.
         self.unit = ir.IntType(element_bytes * 8)
         self.unit_vector = ir.VectorType(self.unit, self.units)
@@ -185,18 +183,24 @@ class SquareTile:
         return self.builder.bitcast(array.data, vector.as_pointer())
 
 
-def tile_arguments(name, a, b, reverse, a_mode):
-    """``(dtype, mode)`` of a tile intrinsic's arguments, or a TypeError."""
+def tile_arguments(name, a, b, reverse, a_mode, width):
+    """``(dtype, mode, width)`` of a tile intrinsic's arguments, or a TypeError."""
     dtype = checked_dtype(name, (b, a), ndim=2)
-    if not isinstance(reverse, types.Boolean) or not isinstance(a_mode, types.IntegerLiteral):
+    if not (
+        isinstance(reverse, types.Boolean)
+        and isinstance(a_mode, types.IntegerLiteral)
+        and isinstance(width, types.IntegerLiteral)
+        and width.literal_value in (16, 32, 64)
+    ):
         raise TypeError(
-            f"{name}'s reverse must be a boolean, a_mode a constant: {reverse}, {a_mode}"
+            f"{name}'s reverse must be a boolean, a_mode a constant and width 16, 32 or 64: "
+            f"{reverse}, {a_mode}, {width}"
         )
-    return dtype, a_mode.literal_value
+    return dtype, a_mode.literal_value, width.literal_value
 
 
 @intrinsic(prefer_literal=True)
-def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode, stream):
+def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode, stream, width):
     """Rows ``first`` to ``first + rows - 1`` of ``out`` (``(D, T)``, ``rows <= U``) at steps
     ``start`` to ``start + U - 1``, walked backwards if ``reverse``, from ``state`` (``U``
     states, updated): ``out[d, t] = a[d, t] * out[d, t -+ 1] + b[d, t]``. Lanes past ``rows``
@@ -206,14 +210,15 @@ def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode, 
     all are C-contiguous of one float or complex dtype, ``state`` 1-D. ``a_mode`` is a
     constant. With ``stream`` (a boolean), ``out`` is written with streaming
     stores (:mod:`scanlab.cpu.streaming`), and each row's ``U`` values must start on a
-    ``VECTOR_BYTES`` boundary.
+    ``width`` boundary. ``width``, a constant, is the bytes of the tile's vectors: ``U`` values
+    of the dtype fill one (at most :data:`scanlab.cpu.vector_ir.VECTOR_BYTES`).
     """
-    dtype, mode = tile_arguments("tile_step", a, b, reverse, a_mode)
+    dtype, mode, bytes_ = tile_arguments("tile_step", a, b, reverse, a_mode, width)
     checked_dtype("tile_step", (out, b), ndim=2)
     checked_dtype("tile_step", (state, out), kinds=type(dtype))
 
     def codegen(context, builder, signature, args):
-        tile = SquareTile(context, builder, signature, args, dtype, mode)
+        tile = SquareTile(context, builder, signature, args, dtype, mode, bytes_)
         a_steps, b_steps = tile.steps()
         state_pointer = tile.vector_pointer(3, tile.vector)
 
@@ -232,31 +237,32 @@ def tile_step(typingctx, a, b, out, state, first, rows, start, reverse, a_mode, 
                 pointer = tile.address(2, row, tile.unit_vector)
                 with builder.if_else(args[9]) as (streamed, ordinary):
                     with streamed:
-                        streaming_store(builder, result, pointer, VECTOR_BYTES)
+                        streaming_store(builder, result, pointer, bytes_)
                     with ordinary:
                         builder.store(result, pointer, align=tile.alignment)
         return context.get_dummy_value()
 
     if not isinstance(stream, types.Boolean):
         raise TypeError(f"tile_step's stream must be a boolean: {stream}")
-    return types.void(a, b, out, state, first, rows, start, reverse, a_mode, stream), codegen
+    arguments = (a, b, out, state, first, rows, start, reverse, a_mode, stream, width)
+    return types.void(*arguments), codegen
 
 
 @intrinsic(prefer_literal=True)
-def tile_compose(typingctx, a, b, product, partial, first, rows, start, reverse, a_mode):
+def tile_compose(typingctx, a, b, product, partial, first, rows, start, reverse, a_mode, width):
     """What :func:`tile_step` computes for the same arguments, composed rather than stored:
     ``U`` rows' ``partial`` (their states, updated, as ``state`` there) and ``product`` (the
     running product of their ``a``, updated, in float64 or complex128), nothing written to
     memory else.
     """
-    dtype, mode = tile_arguments("tile_compose", a, b, reverse, a_mode)
+    dtype, mode, bytes_ = tile_arguments("tile_compose", a, b, reverse, a_mode, width)
     checked_dtype("tile_compose", (partial, b), kinds=type(dtype))
     wide = types.complex128 if isinstance(dtype, types.Complex) else types.float64
     if not (isinstance(product, types.Array) and product.dtype == wide and product.layout == "C"):
         raise TypeError(f"tile_compose's product must be C-contiguous {wide}: {product}")
 
     def codegen(context, builder, signature, args):
-        tile = SquareTile(context, builder, signature, args, dtype, mode)
+        tile = SquareTile(context, builder, signature, args, dtype, mode, bytes_)
         a_steps, b_steps = tile.steps(prefetch=True)
         wide_vector = ir.VectorType(ir.DoubleType(), tile.vector.count)
         partial_pointer = tile.vector_pointer(3, tile.vector)
@@ -285,4 +291,5 @@ def tile_compose(typingctx, a, b, product, partial, first, rows, start, reverse,
         builder.store(running, product_pointer, align=8)
         return context.get_dummy_value()
 
-    return types.void(a, b, product, partial, first, rows, start, reverse, a_mode), codegen
+    arguments = (a, b, product, partial, first, rows, start, reverse, a_mode, width)
+    return types.void(*arguments), codegen

@@ -14,6 +14,7 @@ from numba import njit
 from scanlab._scaled_products import CHECK_PERIOD, in_range, renormalised
 from scanlab.config import FASTMATH
 from scanlab.cpu.row_tiles import CONSTANT, FULL, tile_compose, tile_step
+from scanlab.cpu.vector_ir import VECTOR_BYTES
 
 
 @njit(inline="always")
@@ -41,13 +42,13 @@ def lane_step(a, b, out, state, start, reverse, stream):
     rows = state.shape[0]
     if reverse:
         if a.shape[0] == 1:
-            tile_step(a, b, out, state, 0, rows, start, True, CONSTANT, stream)
+            tile_step(a, b, out, state, 0, rows, start, True, CONSTANT, stream, VECTOR_BYTES)
         else:
-            tile_step(a, b, out, state, 0, rows, start, True, FULL, stream)
+            tile_step(a, b, out, state, 0, rows, start, True, FULL, stream, VECTOR_BYTES)
     elif a.shape[0] == 1:
-        tile_step(a, b, out, state, 0, rows, start, False, CONSTANT, stream)
+        tile_step(a, b, out, state, 0, rows, start, False, CONSTANT, stream, VECTOR_BYTES)
     else:
-        tile_step(a, b, out, state, 0, rows, start, False, FULL, stream)
+        tile_step(a, b, out, state, 0, rows, start, False, FULL, stream, VECTOR_BYTES)
 
 
 @njit(inline="always")
@@ -56,13 +57,13 @@ def lane_compose(a, b, product, state, start, reverse):
     rows = state.shape[0]
     if reverse:
         if a.shape[0] == 1:
-            tile_compose(a, b, product, state, 0, rows, start, True, CONSTANT)
+            tile_compose(a, b, product, state, 0, rows, start, True, CONSTANT, VECTOR_BYTES)
         else:
-            tile_compose(a, b, product, state, 0, rows, start, True, FULL)
+            tile_compose(a, b, product, state, 0, rows, start, True, FULL, VECTOR_BYTES)
     elif a.shape[0] == 1:
-        tile_compose(a, b, product, state, 0, rows, start, False, CONSTANT)
+        tile_compose(a, b, product, state, 0, rows, start, False, CONSTANT, VECTOR_BYTES)
     else:
-        tile_compose(a, b, product, state, 0, rows, start, False, FULL)
+        tile_compose(a, b, product, state, 0, rows, start, False, FULL, VECTOR_BYTES)
 
 
 @njit(cache=True, fastmath=FASTMATH)
