@@ -416,7 +416,7 @@ def linear_recurrence_scan(
     (:func:`finish_scan`).
     """
     length, channels = out.shape
-    chains = VECTOR_BYTES // out.itemsize if lanes else CHAINS
+    chains = lane_chains(out) if lanes else CHAINS
     tiles = length // (chains * chunk_length)
     dtype = out.dtype
     summary = (
@@ -482,6 +482,12 @@ def scan_chunk_length(channels: int, itemsize: int, chains: int) -> int:
     return length
 
 
+def lane_chains(out) -> int:
+    """Chunks of a tile walked in the lanes of one vector (``scanlab.cpu.scan_lanes``): the
+    values of ``out``'s dtype in the widest register, ``U``."""
+    return VECTOR_BYTES // out.itemsize
+
+
 def scan_tiles(a, b, out, threads: int) -> tuple[bool, int]:
     """``(lanes, chunk_length)`` of the scan of this problem: chunks in the lanes of a vector
     for one channel with ``b`` full in time, if its tiles (``U`` chunks of a multiple of ``U``
@@ -490,7 +496,7 @@ def scan_tiles(a, b, out, threads: int) -> tuple[bool, int]:
     threads that come free take over a late one's share."""
     length, channels = out.shape
     if channels == 1 and b.shape[0] == length:
-        lanes = VECTOR_BYTES // out.itemsize
+        lanes = lane_chains(out)
         chunk_length = min(
             max(lanes, scan_chunk_length(1, out.itemsize, lanes)),
             length // (lanes * threads * TILES_PER_THREAD),
@@ -506,7 +512,7 @@ def lanes_stream(out, reverse: bool) -> bool:
     streaming stores: as the sequential kernel does (:func:`scanlab.cpu.streaming.streams`),
     for results of at least ``streaming_threshold()`` bytes, on a line boundary; backwards, with
     ``T`` a multiple of ``U`` too, so that the tiles' rows start on lines."""
-    lanes = VECTOR_BYTES // out.itemsize
+    lanes = lane_chains(out)
     return (
         out.nbytes >= streaming.streaming_threshold()
         and out.ctypes.data % LANE_BYTES == 0

@@ -19,9 +19,9 @@ from scanlab.cpu.threads import share_out
 from scanlab.cpu.vector_ir import VECTOR_BYTES
 
 #: Bytes of the time-last kernel's vectors of real values: 32 (8 x 8 float32 tiles, 4 x 4
-#: float64) even where
-#: registers hold 64: a group of rows is a stream per row and operand for the prefetchers, and
-#: twice the groups share the rows out among threads (D = 16 float32 had one group: one thread).
+#: float64) even where registers hold 64: a group of rows is a stream per row and operand for
+#: the prefetchers, and twice the groups share the rows out among threads (D = 16 float32 had
+#: one group: one thread).
 #: On Zen 5 (AVX-512), 32-byte tiles over 64-byte ones, two runs: float32 (16, 2**18) 1.63-1.72
 #: -> 0.71-0.80 ms, (512, 8192) 1.32-1.36 -> 1.06-1.09, float64 (512, 8192) 2.50 -> 2.01-2.03.
 REAL_TILE_BYTES = min(VECTOR_BYTES, 32)

@@ -54,7 +54,7 @@ class SquareTile:
 
     def __init__(self, context, builder, signature, args, dtype, mode, width):
         self.context, self.builder, self.signature, self.args = context, builder, signature, args
-        self.mode, self.width = mode, width
+        self.mode = mode
         self.complex = isinstance(dtype, types.Complex)
         component, component_bytes = element_type(dtype)
         element_bytes = component_bytes * (2 if self.complex else 1)
