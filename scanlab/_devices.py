@@ -2,6 +2,8 @@
 
 import importlib
 
+import numpy as np
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -34,10 +36,15 @@ def resolve_device(device, *, gpu_arrays: bool = False, **operands) -> str:
         raise TypeError(
             f"{gpu_operands} live(s) on the GPU, and this solver takes host (NumPy) arrays only; "
             "copy them to the host first (device='cuda' still runs it on the GPU). "
-            "linear_recurrence, linear_recurrence_matrix and their VJPs take GPU arrays as they "
-            "are"
+            "linear_recurrence, linear_recurrence_matrix, their VJPs and nonlinear_recurrence "
+            "take GPU arrays as they are"
         )
     return "cuda"
+
+
+def to_host(value):
+    """``value`` as a NumPy array, copied from the GPU where it is a GPU array."""
+    return cuda_module("arrays").to_host(value) if on_gpu(value) else np.asarray(value)
 
 
 def cuda_module(name: str):

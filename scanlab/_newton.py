@@ -6,12 +6,15 @@ Three backends implement them: ``scanlab.cpu.nonlinear.Backend`` and
 ``scanlab.cuda.nonlinear.Backend`` (the in-memory solver of :func:`scanlab.nonlinear_recurrence`,
 host and device arrays), and ``scanlab.dask.nonlinear.ChunkedBackend``, whose steps are the
 chunks along time of a Dask array (:func:`scanlab.dask.nonlinear_recurrence` with
-``strategy="newton"``). The driver sees only residual rows ``(steps, sequences)`` on the host.
+``strategy="newton"``). The driver sees only a summary of the residual rows ``(steps,
+sequences)``: ``O(sequences)`` values per evaluation, reduced where the rows are.
 """
 
 from typing import Protocol
 
 import numpy as np
+
+from scanlab._row_summary import RowSummary
 
 #: Sequence states of the Newton loop.
 ITERATING, CONVERGED, DIVERGED, NOT_FINITE, EXHAUSTED = range(5)
@@ -24,8 +27,9 @@ class Backend(Protocol):
     """What Newton's iteration needs of a backend: states, their evaluation and correction.
 
     ``h`` is a backend's states (e.g. a ``(T, B, n)`` array), an *iterate* ``h`` with what
-    :meth:`evaluate` finds at it (``scanlab._iterates.Iterate`` in memory). Residual rows are
-    host arrays ``(steps, B)``, one row per step (per chunk along time for Dask).
+    :meth:`evaluate` finds at it (``scanlab._iterates.Iterate`` in memory). Its residual rows
+    ``(steps, B)``, one row per step (per chunk along time for Dask), stay with the backend:
+    the driver sees their :class:`RowSummary`, ``O(B)`` values per evaluation.
     """
 
     def states(self):
@@ -37,21 +41,26 @@ class Backend(Protocol):
     def iterate(self, h, with_jacobian: bool = True):
         """The iterate of the states ``h``, not yet evaluated."""
 
-    def evaluate(self, iterate, first: int) -> np.ndarray:
+    def evaluate(self, iterate, first: int, tol: float = 0.0) -> RowSummary:
         """Evaluate the cell (and its Jacobian) at ``iterate`` from step ``first`` on, where it
-        changed since its last evaluation; the largest scaled residual of each step (row) and
-        sequence from step ``first`` on. Raises the cell's exception where its step raised."""
+        changed since its last evaluation; the :class:`RowSummary` of its residual rows (those
+        before ``first`` as last evaluated). Raises the cell's exception where its step
+        raised."""
 
     def correct(self, iterate, starts: np.ndarray, damping: np.ndarray, into) -> None:
         """One Newton step: ``into.h = iterate.h + delta``, the correction ``delta`` solving
         ``delta[t] = damping * J[t] delta[t-1] + (f - h)[t]`` from the step ``starts[s]`` of
         each sequence ``s`` on (its first step not within ``tol``; the number of steps for a
         sequence that keeps its states), where ``delta`` is zero. ``damping`` holds a factor
-        per sequence (ones but for the damped method); ``into`` may be ``iterate``."""
+        per sequence (ones but for the damped method); ``into`` may be ``iterate``, else it
+        takes the steps (and residual rows) before ``starts.min()`` from ``iterate``."""
 
 
 class DampedBackend(Backend, Protocol):
     """A :class:`Backend` that can also run the damped method, which keeps two iterates."""
+
+    def summarise(self, iterate, first: int, tol: float) -> RowSummary:
+        """The :class:`RowSummary` of ``iterate``'s residual rows as last evaluated."""
 
     def keep(self, into, source, first: int, sequences: np.ndarray) -> None:
         """Copy the steps from ``first`` on of the ``sequences`` marked (booleans) from the
@@ -70,6 +79,9 @@ class InMemoryBackend(DampedBackend, Protocol):
 
     def to_host(self, states) -> np.ndarray:
         """The states as a host array."""
+
+    def residual_rows(self, iterate) -> np.ndarray:
+        """The residual rows ``(T, B)`` of an evaluated iterate as a host array."""
 
     def finish_sequentially(self, h, starts: np.ndarray) -> None:
         """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""
@@ -95,33 +107,33 @@ def iterate_newton(
     damped = method == "damped"
     trial = backend.iterate(backend.states()) if damped else current
     first = 0
-    tail = np.asarray(backend.evaluate(current, first))
-    length, sequences = tail.shape
-    progress = Progress(sequences)
-    damping = np.ones(sequences)
+    summary = backend.evaluate(current, first, tol)
+    progress = Progress(summary.length, summary.sequences)
+    damping = np.ones(summary.sequences)
     while True:
         judged = progress.statuses == ITERATING
-        first = progress.judge(tail, first, tol)
+        first = progress.judge(summary, first)
         info.residual_history.append(float(np.max(progress.worst[judged], initial=0.0)))
         iterating = progress.statuses == ITERATING
         failed = (progress.statuses == DIVERGED) | (progress.statuses == NOT_FINITE)
         if not iterating.any() or info.iterations >= limit or (stop_at_failure and failed.any()):
             break
-        backend.correct(current, np.where(iterating, progress.exact, length), damping, trial)
+        backend.correct(current, np.where(iterating, progress.exact, progress.length), damping,
+                        trial)  # fmt: skip
         info.iterations += 1
-        trial_tail = np.asarray(backend.evaluate(trial, first))
+        trial_summary = backend.evaluate(trial, first, tol)
         if damped:
             # Per sequence: a step that lowers the merit is taken and its damping relaxed; any
             # other keeps the sequence where it was, with the Jacobian's factor quartered.
-            accepted = (merit(trial_tail) < merit(tail[-trial_tail.shape[0] :])) | (damping == 0)
-            accepted |= ~iterating
+            before = backend.summarise(current, first, tol)
+            accepted = (trial_summary.merit < before.merit) | (damping == 0) | ~iterating
             damping = np.where(accepted, np.minimum(1.0, np.maximum(2 * damping, DAMPING_FLOOR)),
                                damping * DAMPING_SHRINK)  # fmt: skip
             damping[damping < DAMPING_FLOOR] = 0.0
             if not accepted.all():
                 backend.keep(trial, current, first, ~accepted)
-                trial_tail[:, ~accepted] = tail[-trial_tail.shape[0] :, ~accepted]
-        current, trial, tail = trial, current, trial_tail
+                trial_summary = trial_summary.where(accepted, before)
+        current, trial, summary = trial, current, trial_summary
     statuses = progress.statuses
     statuses[statuses == ITERATING] = EXHAUSTED
     info.residual = float(np.max(progress.worst[statuses == CONVERGED], initial=0.0))
@@ -132,44 +144,25 @@ def iterate_newton(
 
 class Progress:
     """Per sequence: its status, the length of its exact prefix (every step before it within
-    ``tol``) and its largest scaled residual."""
+    ``tol``) and its largest scaled residual, over ``length`` steps."""
 
-    def __init__(self, sequences: int):
+    def __init__(self, length: int, sequences: int):
+        self.length = length
         self.statuses = np.full(sequences, ITERATING)
         self.exact = np.zeros(sequences, np.int64)
         self.worst = np.zeros(sequences)
-        self.prefix_worst = np.zeros(sequences)
 
-    def judge(self, tail: np.ndarray, first: int, tol: float) -> int:
-        """Update the iterating sequences from the residual rows ``tail`` (steps ``first`` on);
-        the first step still to solve."""
+    def judge(self, summary: RowSummary, first: int) -> int:
+        """Update the iterating sequences from the :class:`RowSummary` of their residual rows
+        evaluated from step ``first`` on; the first step still to solve."""
         iterating = self.statuses == ITERATING
-        steps, sequences = tail.shape
-        bad = ~(tail <= tol)
-        has_bad = bad.any(axis=0)
-        first_bad = np.where(has_bad, bad.argmax(axis=0), steps)
-        at_first_bad = tail[np.minimum(first_bad, steps - 1), np.arange(sequences)]
-        finite = np.isfinite(tail)
-        magnitude = np.where(finite, tail, np.inf).max(axis=0, initial=0.0)
-        status = np.full(sequences, ITERATING)
+        has_bad = summary.first_bad < self.length
+        status = np.full(summary.sequences, ITERATING)
         status[~has_bad] = CONVERGED
-        status[has_bad & np.isnan(at_first_bad)] = NOT_FINITE
-        status[has_bad & ~np.isnan(at_first_bad) & ~finite.all(axis=0)] = DIVERGED
+        status[has_bad & summary.bad_is_nan] = NOT_FINITE
+        status[has_bad & ~summary.bad_is_nan & ~summary.finite] = DIVERGED
         self.statuses[iterating] = status[iterating]
-        self.exact[iterating] = first + first_bad[iterating]
-        self.worst[iterating] = np.maximum(self.prefix_worst, magnitude)[iterating]
+        self.exact[iterating] = summary.first_bad[iterating]
+        self.worst[iterating] = summary.worst[iterating]
         still = self.statuses == ITERATING
-        if not still.any():
-            return first
-        next_first = int(self.exact[still].min())
-        if next_first > first:
-            # Steps before next_first are final for every sequence still iterating.
-            solved = tail[: next_first - first]
-            self.prefix_worst = np.maximum(self.prefix_worst, solved.max(axis=0))
-        return next_first
-
-
-def merit(tail: np.ndarray) -> np.ndarray:
-    """The damped method's merit per sequence: the sum of its squared scaled residuals."""
-    with np.errstate(over="ignore"):
-        return np.sum(np.where(np.isfinite(tail), tail, np.inf) ** 2, axis=0)
+        return int(self.exact[still].min()) if still.any() else first

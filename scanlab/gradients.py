@@ -436,9 +436,9 @@ def solve_adjoint(cell, problem, states, gradient, tol, device):
     on_device = backend.states()
     backend.load(on_device, states)
     iterate = backend.iterate(on_device)
-    residual = np.asarray(backend.evaluate(iterate, 0))
-    failing = ~(residual <= tol)
-    if failing.any():
+    if (backend.evaluate(iterate, 0, tol).first_bad < length).any():
+        residual = np.asarray(backend.residual_rows(iterate))
+        failing = ~(residual <= tol)
         t, sequence = np.unravel_index(np.argmax(failing), failing.shape)
         raise ValueError(
             f"h does not solve the recurrence: its scaled residual |h[t] - f(h[t-1], x[t])| / "

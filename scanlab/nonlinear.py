@@ -8,8 +8,8 @@ import numba
 import numpy as np
 
 from scanlab import config
-from scanlab._arrays import numeric_array, result_dtype
-from scanlab._devices import cuda_module, resolve_device
+from scanlab._arrays import numeric_array, result_dtype, stand_in
+from scanlab._devices import cuda_module, on_gpu, resolve_device, to_host
 from scanlab._newton import CONVERGED, DIVERGED, EXHAUSTED, iterate_newton
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
@@ -134,7 +134,12 @@ def nonlinear_recurrence(
         Most linear solves: default 50 (200 for ``"quasi"``), at most ``T`` except for
         ``"damped"``.
     device : {"auto", "cpu", "cuda"}, optional
-        Where to compute (``"auto"``: the CPU for NumPy input).
+        Where to compute (``"auto"``: the GPU when ``x``, ``h0`` or ``guess`` is a GPU array,
+        else the CPU). GPU arrays (anything with ``__cuda_array_interface__``: CuPy, PyTorch,
+        Numba device arrays) are read where they lie (one layout pass on the GPU unless they
+        are time-first, C-contiguous and of the result's dtype); the result then stays on the
+        GPU. A built-in cell's input projection runs on the host (a GPU ``x`` is copied
+        there); ``params`` are host values.
     guess : array_like, optional
         The initial iterate, broadcastable to ``(T, *batch, n)`` (e.g. the previous solution
         while training). Default: ``f(h0, x[t])`` at every step (exact at the first), one
@@ -158,6 +163,8 @@ def nonlinear_recurrence(
     Returns
     -------
     h : ndarray, shape (T, *batch, n)
+        A Numba device array when an input is a GPU array (``cupy.asarray(h)`` or
+        ``torch.as_tensor(h, device="cuda")`` wrap it without a copy).
     info : NonlinearInfo
         Only with ``full_output=True``.
 
@@ -213,7 +220,9 @@ def nonlinear_recurrence(
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
-    device = resolve_device(device, x=x, h0=h0, guess=guess)
+    device = resolve_device(device, gpu_arrays=True, x=x, h0=h0, guess=guess)
+    resident = any(on_gpu(value) for value in (x, h0, guess))
+    backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     method = check_method(method, METHODS)
     check_method(on_fail, ON_FAIL)
     dtype = result_dtype(x=x, h0=h0)
@@ -230,11 +239,11 @@ def nonlinear_recurrence(
     if length == 0 or sequences == 0:
         info.batch_converged = np.ones(batch, bool)
         info.finished_sequentially = np.zeros(batch, bool)
-        h = np.empty(shape, dtype)
+        h = cuda_module("arrays").zeros(shape, dtype) if resident else np.empty(shape, dtype)
         return (h, info) if full_output else h
-    cell.check_step(h0_array[0], inputs, step_params)
-    plan = cell.plan(size, dtype, inputs, step_params) if method != "sequential" else None
-    backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
+    probes = problem.probe_inputs()
+    cell.check_step(to_host(h0_array[:1])[0], probes, step_params)
+    plan = cell.plan(size, dtype, probes, step_params) if method != "sequential" else None
     backend = backend_module.Backend(cell, plan, inputs, step_params, h0_array, method == "quasi")
     h = backend.states()
     if method == "sequential":
@@ -269,7 +278,7 @@ def nonlinear_recurrence(
     info.batch_converged = (statuses == CONVERGED).reshape(batch)
     info.finished_sequentially = finishing.reshape(batch)
     info.converged = bool(info.batch_converged.all())
-    h = backend.to_host(h).reshape(shape)
+    h = h.reshape(shape) if resident else backend.to_host(h).reshape(shape)
     return (h, info) if full_output else h
 
 
@@ -296,40 +305,59 @@ class Problem:
     @classmethod
     def of(cls, cell: Cell, x, h0, params, dtype) -> "Problem":
         """Check ``x`` ``(T, *batch, m)`` and ``h0`` ``(*batch, n)`` or None against each other
-        and the cell, and lay them out in ``dtype`` (real)."""
-        x = np.asarray(x)
-        if x.ndim < 2:
+        and the cell, and lay them out in ``dtype`` (real): NumPy arrays, or device arrays
+        where they are GPU arrays."""
+        x_view = stand_in(x)
+        if x_view.ndim < 2:
             raise ValueError(
                 f"x must have shape (T, *batch, m), time first and the inputs last, got "
-                f"{x.shape}; a cell without inputs takes x of shape (T, 0)"
+                f"{x_view.shape}; a cell without inputs takes x of shape (T, 0)"
             )
         if dtype.kind == "c":
             raise TypeError(
                 f"nonlinear_recurrence computes in float32 or float64, but the inputs promote "
                 f"to {dtype}; pass real arrays"
             )
-        length = x.shape[0]
-        h0_array = None if h0 is None else np.asarray(h0)
-        size = cell_state_size(cell, h0_array)
-        batch = batch_shape(x, h0_array)
+        length = x_view.shape[0]
+        h0_view = None if h0 is None else stand_in(h0)
+        size = cell_state_size(cell, h0_view)
+        batch = batch_shape(x_view, h0_view)
         sequences = math.prod(batch)
-        inputs, step_params = cell.prepare(x, params, dtype)
-        inputs = np.ascontiguousarray(
-            np.broadcast_to(align_batch(inputs, len(batch)), (length, *batch, inputs.shape[-1])),
-            dtype,
-        ).reshape(length, sequences, inputs.shape[-1])
+        inputs, step_params = cell.prepare(x if on_gpu(x) else x_view, params, dtype)
+        given = stand_in(inputs).shape
+        inputs = laid_out(
+            inputs, (length, *batch, given[-1]), dtype, new_axes=len(batch) + 2 - len(given)
+        ).reshape(length, sequences, given[-1])
         h0_array = (
             np.zeros((sequences, size), dtype)
-            if h0_array is None
-            else np.ascontiguousarray(np.broadcast_to(h0_array, (*batch, size)), dtype).reshape(
-                sequences, size
-            )
+            if h0 is None
+            else laid_out(h0, (*batch, size), dtype).reshape(sequences, size)
         )
         return cls(inputs, step_params, h0_array, batch, dtype)
+
+    def probe_inputs(self) -> np.ndarray:
+        """Host rows of the inputs ``(steps, B, m)`` for the cell's checks on the host: every
+        step's, or from the GPU the first step's (every step's where none of those is
+        finite: see :func:`scanlab._step_checks.finite_row`)."""
+        if not on_gpu(self.inputs):
+            return self.inputs
+        first = to_host(self.inputs[:1])
+        return first if np.isfinite(first).all(axis=-1).any() else to_host(self.inputs)
 
     def align_batch(self, x: np.ndarray) -> np.ndarray:
         """``x`` ``(T, *batch_x, m)`` aligned to the batch shape (see :func:`align_batch`)."""
         return align_batch(x, len(self.batch))
+
+
+def laid_out(value, shape: tuple, dtype, new_axes: int = 0):
+    """``value`` with ``new_axes`` length-1 axes inserted after its first, broadcast to
+    ``shape``, as a C-contiguous array of ``dtype``: a NumPy array, or a device array made on
+    the GPU where ``value`` is a GPU array."""
+    if on_gpu(value):
+        return cuda_module("arrays").batch_aligned(value, shape, dtype, new_axes)
+    value = np.asarray(value)
+    value = value.reshape(value.shape[:1] + (1,) * new_axes + value.shape[1:])
+    return np.ascontiguousarray(np.broadcast_to(value, shape), dtype)
 
 
 def align_batch(x: np.ndarray, dimensions: int) -> np.ndarray:
@@ -370,19 +398,21 @@ def batch_shape(x: np.ndarray, h0) -> tuple:
         ) from None
 
 
-def initial_guess(guess, shape: tuple, dtype) -> np.ndarray:
-    """``guess`` broadcast to the result's shape, as a contiguous array of ``dtype`` (real)."""
-    guess = numeric_array("guess", guess)
-    if guess.dtype.kind == "c":
+def initial_guess(guess, shape: tuple, dtype):
+    """``guess`` broadcast to the result's shape, as a contiguous array of ``dtype`` (real; a
+    device array where ``guess`` is a GPU array)."""
+    view = numeric_array("guess", guess, stand_in)
+    if view.dtype.kind == "c":
         raise TypeError(
-            f"guess has dtype {guess.dtype}, but the states are real ({dtype}); pass real values"
+            f"guess has dtype {view.dtype}, but the states are real ({dtype}); pass real values"
         )
     try:
-        return np.ascontiguousarray(np.broadcast_to(guess, shape), dtype)
+        np.broadcast_to(view, shape)
     except ValueError:
         raise ValueError(
-            f"guess must broadcast to the result's shape {shape}, got {guess.shape}"
+            f"guess must broadcast to the result's shape {shape}, got {view.shape}"
         ) from None
+    return laid_out(guess if on_gpu(guess) else view, shape, dtype)
 
 
 def newton_settings(method: str, dtype, tol, max_iter, length: int) -> tuple:

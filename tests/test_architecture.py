@@ -16,6 +16,7 @@ GROUND = {
     "scanlab._iterates",
     "scanlab._kernel_cache",
     "scanlab._recurrence_numerics",
+    "scanlab._row_summary",
     "scanlab._scaled_products",
     "scanlab._step_checks",
     "scanlab._step_routines",

@@ -1,4 +1,5 @@
-"""GPU arrays in place: ``linear_recurrence`` and ``linear_recurrence_matrix`` on device arrays.
+"""GPU arrays in place: ``linear_recurrence``, ``linear_recurrence_matrix`` and
+``nonlinear_recurrence`` on device arrays.
 
 Run in Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) or on a GPU. Every operand may be a
 host array or a GPU array of any layout (contiguous, strided, reversed, transposed, or a foreign
@@ -7,6 +8,8 @@ on the GPU.
 """
 
 import collections
+import concurrent.futures
+import itertools
 import pathlib
 import re
 import runpy
@@ -464,3 +467,93 @@ def test_linear_vjps_of_gpu_arrays_match_the_host_ones(small_chunks, data):
     for given_value, original in zip(given_values, originals, strict=True):
         if given_value is not None:
             np.testing.assert_array_equal(to_host(given_value), original)  # inputs untouched
+
+
+def contracting_tanh_step(h_prev, x_t, weight, h_out):
+    for i in range(h_out.shape[0]):
+        h_out[i] = np.tanh(weight * h_prev[i] + x_t[i])
+
+
+CONTRACTING = scanlab.cell(contracting_tanh_step, structure="diagonal")
+
+
+@settings(max_examples=12)
+@given(data=st.data())
+def test_nonlinear_solves_of_gpu_arrays_stay_on_the_gpu(data):
+    """``x``, ``h0`` and ``guess`` in any GPU form (or on the host, the batch broadcast between
+    them): the result is a device array equal to the CPU's, the inputs untouched."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    length = data.draw(st.sampled_from([1, 2, 7, 30]))
+    batch = data.draw(st.sampled_from([(), (1,), (3,), (2, 2)]))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    x = rng.normal(size=(length, *sub_shape(data, batch), 2)).astype(dtype)
+    h0 = rng.normal(size=(*batch, 2)).astype(dtype)
+    method = data.draw(st.sampled_from(["newton", "quasi", "damped", "sequential"]))
+    expected = scanlab.nonlinear_recurrence(CONTRACTING, x, h0, params=0.9, method="sequential")
+    guess = None if not data.draw(st.booleans()) else expected + rng.normal(size=2) / 10
+    originals = [x, h0, guess]
+    given_values = [
+        None if value is None else as_form(value, data.draw(st.sampled_from(FORMS)))
+        for value in originals
+    ]
+    if not any(on_device(value) for value in given_values):
+        given_values[0] = cuda.to_device(x)
+
+    result = scanlab.nonlinear_recurrence(
+        CONTRACTING, given_values[0], given_values[1], params=0.9, method=method,
+        guess=given_values[2],
+    )  # fmt: skip
+
+    assert hasattr(result, "copy_to_host") and result.shape == expected.shape
+    assert_close(result.copy_to_host(), expected, dtype)
+    for given_value, original in zip(given_values, originals, strict=True):
+        if given_value is not None:
+            np.testing.assert_array_equal(to_host(given_value), original)  # inputs untouched
+
+
+def test_a_builtin_cell_takes_gpu_inputs():
+    """Its input projection runs on the host (the GPU ``x`` is copied there); the solve and
+    its result stay on the GPU."""
+    cell = scanlab.cells.ParaGRU(3, 2, seed=1)
+    x = np.random.default_rng(1).normal(size=(6, 2, 2))
+    expected = scanlab.nonlinear_recurrence(cell, x, None, method="sequential")
+    result = scanlab.nonlinear_recurrence(cell, as_form(x, "transposed"), None, method="newton")
+    np.testing.assert_allclose(result.copy_to_host(), expected, rtol=1e-10, atol=1e-10)
+    empty = scanlab.nonlinear_recurrence(cell, cuda.to_device(x[:0]), None)
+    assert hasattr(empty, "copy_to_host") and empty.shape == (0, 2, 3)
+    with pytest.raises(TypeError, match="x live"):
+        scanlab.nonlinear_recurrence(cell, cuda.to_device(x), None, device="cpu")
+    with pytest.raises(TypeError, match="takes host"):
+        scanlab.nonlinear_recurrence_vjp(cell, cuda.to_device(x), None, expected, expected)
+
+
+def test_scratch_gives_disjoint_temporaries_and_reuses_them():
+    """The first use allocates each temporary and learns the size; later uses take them from
+    one buffer, at the same places; outside a use, and in other threads, they are allocated."""
+    temporaries = arrays.Scratch()
+
+    def span(array):
+        start = array_interface(array)["data"][0]
+        return start, start + array.nbytes
+
+    places = []
+    for _ in range(3):
+        with temporaries:
+            taken = [arrays.scratch((3, 5), np.float64), arrays.scratch(7, np.int32)]
+            assert arrays.scratch((0, 2), np.uint8).size == 0
+            zeros = arrays.zeros(11, np.float32, allocate=arrays.scratch)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                other_thread = pool.submit(arrays.scratch, 4, np.float64).result()
+        spans = sorted(span(array) for array in [*taken, zeros])
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
+        np.testing.assert_array_equal(zeros.copy_to_host(), 0)
+        buffer = span(temporaries.memory)
+        inside = [buffer[0] <= start and end <= buffer[1] for start, end in spans]
+        places.append(spans if all(inside) else None)
+        assert not buffer[0] <= span(other_thread)[0] < buffer[1]
+    assert places[0] is None and places[1] == places[2] is not None
+    assert (
+        not span(temporaries.memory)[0]
+        <= span(arrays.scratch(3, "f8"))[0]
+        < span(temporaries.memory)[1]
+    )

@@ -30,6 +30,7 @@ from scanlab.cuda import (  # noqa: E402
     linear_single_pass,
     nonlinear,
     returns,
+    row_summary,
 )
 
 KERNEL_MODULES = [
@@ -42,6 +43,7 @@ KERNEL_MODULES = [
     linear_single_pass,
     nonlinear,
     returns,
+    row_summary,
     bench_linear,
 ]
 

@@ -11,6 +11,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from scanlab import math as smath
+from scanlab._devices import to_host
 from scanlab._step_routines import ANALYTIC
 from scanlab.cells.base import Cell, JacobianPlan
 from scanlab.config import FASTMATH_DOT_PRODUCTS
@@ -235,6 +236,9 @@ class BuiltinCell(Cell):
         return weights.reshape(self.gates * self.hidden_size, self.input_size)
 
     def prepare(self, x: np.ndarray, params, dtype):
+        """The projected inputs ``x @ W_in.T + bias`` and the step's parameters, on the host
+        (a GPU ``x`` is copied there first: the projection's product runs on the host)."""
+        x = to_host(x)
         values = self.params if params is None else self.merged(params)
         if x.shape[-1] != self.input_size:
             raise ValueError(

@@ -16,6 +16,7 @@ import numpy as np
 from scanlab import _kernel_cache as kernel_cache
 from scanlab._arrays import read_only
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
+from scanlab._row_summary import RowSummary, summarise_rows
 from scanlab._step_routines import (
     ANALYTIC,
     FAILED,
@@ -321,8 +322,9 @@ class Backend:
     def iterate(self, h: np.ndarray, with_jacobian: bool = True) -> Iterate:
         return Iterate(h, self.plan, self.diagonal_only, with_jacobian)
 
-    def evaluate(self, iterate: Iterate, first: int) -> np.ndarray:
-        """Evaluate the cell at ``iterate`` from step ``first`` on; the residual rows from there."""
+    def evaluate(self, iterate: Iterate, first: int, tol: float = 0.0) -> RowSummary:
+        """Evaluate the cell at ``iterate`` from step ``first`` on; the summary of its residual
+        rows (``scanlab._newton.Backend.evaluate``)."""
         length, sequences, _ = iterate.h.shape
         self.kernels.evaluate(
             self.x, self.params, iterate.h, self.h0, first,
@@ -336,7 +338,13 @@ class Backend:
             plan = self.plan if iterate.jacobians.shape[2] else None
             failed = failed_steps(rows, first)
             self.cell.raise_again(self.failures(iterate.h, failed), self.params, plan)
-        return rows
+        return summarise_rows(iterate.residual, first, tol)
+
+    def summarise(self, iterate: Iterate, first: int, tol: float) -> RowSummary:
+        return summarise_rows(iterate.residual, first, tol)
+
+    def residual_rows(self, iterate: Iterate) -> np.ndarray:
+        return iterate.residual
 
     def failures(self, states: np.ndarray, steps):
         """``(t, sequence, h_prev, x_t)`` of each step of ``steps`` (``(t, sequence)`` pairs)
@@ -369,6 +377,7 @@ class Backend:
                          SOLVERS)  # fmt: skip
         if into is not iterate:
             into.h[:first] = iterate.h[:first]
+            into.residual[:first] = iterate.residual[:first]
         np.add(iterate.h[first:], delta, out=into.h[first:])
 
     def keep(self, into: Iterate, source: Iterate, first: int, sequences) -> None:

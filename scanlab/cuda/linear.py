@@ -24,7 +24,7 @@ from numba import cuda
 
 from scanlab import config
 from scanlab._scaled_products import agrees, product_bounds
-from scanlab.cuda.arrays import zeros
+from scanlab.cuda.arrays import scratch, zeros
 from scanlab.cuda.kernel_layout import (
     BOUNDS_TYPE,
     DTYPES,
@@ -350,7 +350,11 @@ def linear_recurrence_scan(
     block_shape, tile_count, _ = tile_grid(length, channels, tunables)
     tile_rows = items_per_thread * block_shape[1]
     bounds = product_bounds(out.dtype, tile_rows)
-    checks = (zeros((tile_count, channels), np.uint8), zeros(channels, np.uint8), bounds)
+    checks = (
+        zeros((tile_count, channels), np.uint8, allocate=scratch),
+        zeros(channels, np.uint8, allocate=scratch),
+        bounds,
+    )
     scan = single_pass_scan if single_pass else scan_level
     carries = scan(a, b, h0, out, reverse, tunables, checks)
     settle(a, b, h0, out, reverse, tile_rows, carries, checks, threads_per_block)
@@ -371,14 +375,14 @@ def scan_level(a, b, h0, out, reverse, tunables, checks):
     if tile_count == 1:
         carries = h0.reshape(1, channels)
     else:
-        totals_a = cuda.device_array((tile_count, channels), out.dtype)
-        totals_b = cuda.device_array((tile_count, channels), out.dtype)
+        totals_a = scratch((tile_count, channels), out.dtype)
+        totals_b = scratch((tile_count, channels), out.dtype)
         tile_totals_kernel[block_count, block_shape, 0, shared_bytes](
             a, b, a_steps, b_steps, length, reverse, items_per_thread, totals_a, totals_b
         )
-        carries = cuda.device_array((tile_count + 1, channels), out.dtype)
+        carries = scratch((tile_count + 1, channels), out.dtype)
         carries[0].copy_to_device(h0)
-        unchecked = (zeros((0, channels), np.uint8), *checks[1:])
+        unchecked = (zeros((0, channels), np.uint8, allocate=scratch), *checks[1:])
         scan_level(totals_a, totals_b, h0, carries[1:], False, tunables, unchecked)
     tile_scan_kernel[block_count, block_shape, 0, shared_bytes](
         a, b, a_steps, b_steps, carries, out, reverse, items_per_thread, *checks

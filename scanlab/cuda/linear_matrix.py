@@ -21,7 +21,7 @@ from numba import cuda
 from scanlab import config
 from scanlab._scaled_products import product_bounds, state_agrees
 from scanlab.cuda import linear
-from scanlab.cuda.arrays import filled, zeros
+from scanlab.cuda.arrays import filled, scratch, zeros
 from scanlab.cuda.kernel_layout import (
     BOUNDS_TYPE,
     DTYPES,
@@ -404,7 +404,7 @@ def linear_recurrence_matrix_sequential(a, b, h0, out, reverse, threads_per_bloc
     >>> out.copy_to_host()[:, 0].tolist()
     [[1.0, 0.0], [1.0, 1.0], [2.0, 1.0]]
     """
-    every_system = filled(out.shape[1], np.uint8, 1)
+    every_system = filled(out.shape[1], np.uint8, 1, allocate=scratch)
     run_selected(a, b, h0, out, reverse, every_system, threads_per_block)
 
 
@@ -475,8 +475,8 @@ def linear_recurrence_matrix_scan(a, b, h0, out, reverse, threads_per_block, chu
     if chunk_length < 2:
         raise ValueError(f"chunk_length must be at least 2, got {chunk_length}")
     systems, size = out.shape[1:]
-    rerun = zeros(systems, np.uint8)
-    every_system = filled(systems, np.uint8, 1)
+    rerun = zeros(systems, np.uint8, allocate=scratch)
+    every_system = filled(systems, np.uint8, 1, allocate=scratch)
     # Rounding of composition grows with the steps composed and the states summed at each.
     bounds = product_bounds(out.dtype, chunk_length * size)
     checks = (every_system, rerun, bounds)
@@ -498,23 +498,23 @@ def scan_level(a, b, h0, out, reverse, threads_per_block, chunk_length, checks):
     if chunks == 1:
         carries = h0.reshape(1, systems, size)
     else:
-        totals_a = cuda.device_array((chunks, systems, size, size), out.dtype)
-        totals_b = cuda.device_array((chunks, systems, size), out.dtype)
+        totals_a = scratch((chunks, systems, size, size), out.dtype)
+        totals_b = scratch((chunks, systems, size), out.dtype)
         if size <= REGISTER_SIZE:
             chunk_totals_kernel[block_count, threads_per_block](
                 a, b, a_steps, b_steps, length, reverse, chunk_length, totals_a, totals_b
             )
         else:
-            work_a = cuda.device_array_like(totals_a)
-            work_b = cuda.device_array_like(totals_b)
+            work_a = scratch(totals_a.shape, totals_a.dtype)
+            work_b = scratch(totals_b.shape, totals_b.dtype)
             threads = min(threads_per_block, 1 << (size * size + size - 1).bit_length())
             block_totals_kernel[chunks * systems, threads](
                 a, b, a_steps, b_steps, length, reverse, chunk_length,
                 totals_a, totals_b, work_a, work_b,
             )  # fmt: skip
-        carries = cuda.device_array((chunks + 1, systems, size), out.dtype)
+        carries = scratch((chunks + 1, systems, size), out.dtype)
         carries[0].copy_to_device(h0)
-        unchecked = (checks[0], zeros(0, np.uint8), checks[2])
+        unchecked = (checks[0], zeros(0, np.uint8, allocate=scratch), checks[2])
         scan_level(
             totals_a, totals_b, h0, carries[1:], False, threads_per_block, chunk_length, unchecked
         )

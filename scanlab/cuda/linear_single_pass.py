@@ -11,7 +11,7 @@ as the reduce-then-scan's are.
 import numpy as np
 from numba import cuda
 
-from scanlab.cuda.arrays import zeros
+from scanlab.cuda.arrays import scratch, zeros
 from scanlab.cuda.kernel_layout import BOUNDS_TYPE, DTYPES, broadcast_steps
 from scanlab.cuda.linear_tiles import (
     advance,
@@ -136,13 +136,13 @@ def single_pass_scan(a, b, h0, out, reverse, tunables, checks):
     items_per_thread, shared_bytes = tunables[1], tunables[3]
     length, channels = out.shape
     block_shape, tile_count, block_count = tile_grid(length, channels, tunables)
-    flags_and_counter = zeros(tile_count * channels + 1, np.int32)
+    flags_and_counter = zeros(tile_count * channels + 1, np.int32, allocate=scratch)
     tiles_started = flags_and_counter[:1]
     flags = flags_and_counter[1:].reshape(tile_count, channels)
     aggregates_a, aggregates_b, inclusive, carries = (
-        cuda.device_array((tile_count, channels), out.dtype) for _ in range(4)
+        scratch((tile_count, channels), out.dtype) for _ in range(4)
     )
-    block_tiles = cuda.device_array(block_count, np.int32)
+    block_tiles = scratch(block_count, np.int32)
     single_pass_kernel[block_count, block_shape, 0, shared_bytes](
         a, b, broadcast_steps(a), broadcast_steps(b), h0, out, reverse, items_per_thread, *checks,
         carries, flags, tiles_started, block_tiles, aggregates_a, aggregates_b, inclusive,

@@ -5,8 +5,9 @@ states ``(T, B, n)``, ``h0`` ``(B, n)``, flat Jacobians ``(T, B, width)``. The c
 Jacobian) are compiled as device functions; ``evaluate_kernel`` runs one thread per step and
 sequence (a grid-stride loop), ``sequential_kernel`` one thread per sequence, and the Newton
 corrections are solved by :mod:`scanlab.cuda.linear` and :mod:`scanlab.cuda.linear_matrix` on the
-device. Only the residuals of the steps still to solve come back to the host at each iteration
-(``T * B`` values) for the convergence test.
+device. The convergence test is reduced on the device too (:mod:`scanlab.cuda.row_summary`): an
+iteration sends ``O(B)`` values to the host and back, and the solve's buffers are allocated
+once.
 """
 
 import math
@@ -17,7 +18,9 @@ import numpy as np
 from numba import cuda
 
 from scanlab import config
+from scanlab._devices import on_gpu
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
+from scanlab._row_summary import RowSummary
 from scanlab._step_routines import (
     ANALYTIC,
     CENTRAL_DIFFERENCES,
@@ -29,6 +32,8 @@ from scanlab._step_routines import (
 )
 from scanlab.cuda import linear as cuda_linear
 from scanlab.cuda import linear_matrix as cuda_linear_matrix
+from scanlab.cuda.arrays import Scratch
+from scanlab.cuda.row_summary import RowSummariser
 from scanlab.math import with_globals
 
 #: Most threads of ``evaluate_kernel``, and most bytes of their per-thread scratch (automatic
@@ -135,6 +140,11 @@ def kernels_for(cell, method):
             kernels.sequential_kernel = kernels_for(cell, None).sequential_kernel
         KERNELS[key] = kernels
     return KERNELS[key]
+
+
+def on_device(array):
+    """``array``, a host array or a C-contiguous Numba device array, as a device array."""
+    return array if on_gpu(array) else cuda.to_device(array)
 
 
 def to_device(params):
@@ -248,9 +258,9 @@ class Backend:
 
     def __init__(self, cell, plan, x, params, h0, quasi: bool):
         self.cell, self.plan, self.dtype = cell, plan, h0.dtype
-        # The host's arrays run a step again on the host where it raised on the GPU.
-        self.host_x, self.host_params, self.host_h0 = x, params, h0
-        self.x, self.params, self.h0 = cuda.to_device(x), to_device(params), cuda.to_device(h0)
+        # The host's parameters run a step again on the host where it raised on the GPU.
+        self.host_params = params
+        self.x, self.params, self.h0 = on_device(x), to_device(params), on_device(h0)
         self.shape = (x.shape[0], *h0.shape)
         self.kernels = kernels_for(cell, None if plan is None else plan.method)
         if plan is None:
@@ -273,9 +283,16 @@ class Backend:
         self.scratch = cuda.device_array((count["scratch"], *plan.shape), self.dtype)
         self.work = cuda.device_array((count["work"], 4 * n), self.dtype)
         self.complex_work = cuda.device_array((count["complex_work"], 2 * n), complex_dtype)
-        # The Newton correction's buffer and its zero initial state, for every iteration.
+        # The buffers of every iteration: the Newton correction and its zero initial state, the
+        # convergence test's, the sequences marked (frozen, kept), the damped Jacobians and the
+        # linear scans' temporaries.
         self.delta = cuda.device_array(self.shape, self.dtype)
         self.zeros = cuda.to_device(np.zeros(sequences * n, self.dtype))
+        self.summarise_rows = RowSummariser(length, sequences)
+        self.marks = cuda.device_array(sequences, np.bool_)
+        self.factors = cuda.device_array(sequences, self.dtype)
+        self.damped = None
+        self.temporaries = Scratch()
 
     def states(self):
         """An uninitialised ``(T, B, n)`` device array of states."""
@@ -284,9 +301,9 @@ class Backend:
     def to_host(self, states) -> np.ndarray:
         return states.copy_to_host()
 
-    def load(self, states, values: np.ndarray) -> None:
-        """Copy the host array ``values`` into ``states``."""
-        flat(states).copy_to_device(np.ascontiguousarray(values).reshape(-1))
+    def load(self, states, values) -> None:
+        """Copy ``values``, a host or C-contiguous device array, into ``states``."""
+        flat(states).copy_to_device(flat(on_device(values)))
 
     def copy(self, states, source) -> None:
         """Copy the device states ``source`` into ``states``."""
@@ -295,9 +312,9 @@ class Backend:
     def iterate(self, h, with_jacobian: bool = True) -> Iterate:
         return Iterate(h, self.plan, self.diagonal_only, with_jacobian, empty=cuda.device_array)
 
-    def evaluate(self, iterate: Iterate, first: int) -> np.ndarray:
-        """Evaluate the cell at ``iterate`` from step ``first`` on; the residual rows from
-        there, copied to the host."""
+    def evaluate(self, iterate: Iterate, first: int, tol: float = 0.0) -> RowSummary:
+        """Evaluate the cell at ``iterate`` from step ``first`` on; the summary of its residual
+        rows, reduced on the device (``scanlab._newton.Backend.evaluate``)."""
         length, sequences, _ = self.shape
         items = (length - first) * sequences
         threads = config.cuda.threads_per_block
@@ -308,18 +325,24 @@ class Backend:
             iterate.structured, self.diagonal_only, iterate.rhs, iterate.jacobians,
             iterate.residual, self.work, self.complex_work,
         )  # fmt: skip
-        rows = iterate.residual[first:].copy_to_host()
-        if (rows < 0).any():  # a step raised (see scanlab._step_routines.FAILED)
+        summary, first_failed = self.summarise_rows(iterate.residual, first, tol)
+        if (first_failed < length).any():  # a step raised (see scanlab._step_routines.FAILED)
             plan = self.plan if iterate.jacobians.shape[2] else None
-            failed = failed_steps(rows, first)
+            failed = failed_steps(iterate.residual[first:].copy_to_host(), first)
             self.cell.raise_again(self.failures(iterate.h, failed), self.host_params, plan)
-        return rows
+        return summary
+
+    def summarise(self, iterate: Iterate, first: int, tol: float) -> RowSummary:
+        return self.summarise_rows(iterate.residual, first, tol)[0]
+
+    def residual_rows(self, iterate: Iterate) -> np.ndarray:
+        return iterate.residual.copy_to_host()
 
     def failures(self, states, steps):
         """As ``scanlab.cpu.nonlinear.Backend.failures``, with ``h_prev`` copied to the host."""
         for t, sequence in steps:
-            h_prev = states[t - 1, sequence].copy_to_host() if t else self.host_h0[sequence]
-            yield t, sequence, h_prev, self.host_x[t, sequence]
+            h_prev = (states[t - 1] if t else self.h0)[sequence].copy_to_host()
+            yield t, sequence, h_prev, self.x[t, sequence].copy_to_host()
 
     def guess(self, h) -> None:
         """``h[t] = f(h0, x[t])`` at every step: one parallel evaluation."""
@@ -333,19 +356,24 @@ class Backend:
         first, frozen = first_and_frozen(starts, self.shape[0])
         rhs, jacobians = iterate.rhs[first:], iterate.jacobians[first:]
         if frozen.any():
-            launch(freeze_kernel, rhs.shape[0] * rhs.shape[1], rhs, jacobians, frozen)
+            self.marks.copy_to_device(frozen)
+            launch(freeze_kernel, rhs.shape[0] * rhs.shape[1], rhs, jacobians, self.marks)
         if (damping != 1).any():
-            damped = cuda.device_array(jacobians.shape, self.dtype)
-            launch(scale_kernel, rhs.shape[0] * rhs.shape[1], damped, jacobians,
-                   cuda.to_device(damping.astype(self.dtype)))  # fmt: skip
+            if self.damped is None:
+                self.damped = cuda.device_array_like(iterate.jacobians)
+            damped = self.damped[first:]
+            self.factors.copy_to_device(damping.astype(self.dtype))
+            launch(scale_kernel, rhs.shape[0] * rhs.shape[1], damped, jacobians, self.factors)
             jacobians = damped
         delta = self.delta[first:]
-        solve_correction(
-            jacobians, rhs, delta, self.zeros, self.plan.period, self.diagonal_only,
-            SOLVERS,
-        )  # fmt: skip
+        with self.temporaries:
+            solve_correction(
+                jacobians, rhs, delta, self.zeros, self.plan.period, self.diagonal_only,
+                SOLVERS,
+            )  # fmt: skip
         if into is not iterate and first:
             into.h[:first].copy_to_device(iterate.h[:first])
+            into.residual[:first].copy_to_device(iterate.residual[:first])
         launch(add_kernel, delta.size, flat(into.h[first:]), flat(iterate.h[first:]), flat(delta))
 
     def keep(self, into: Iterate, source: Iterate, first: int, sequences) -> None:
@@ -354,7 +382,8 @@ class Backend:
         targets = [getattr(into, name)[first:] for name in names]
         sources = [getattr(source, name)[first:] for name in names]
         steps = (self.shape[0] - first) * self.shape[1]
-        launch(keep_kernel, steps, *targets, *sources, cuda.to_device(sequences))
+        self.marks.copy_to_device(sequences)
+        launch(keep_kernel, steps, *targets, *sources, self.marks)
 
     def finish_sequentially(self, h, starts: np.ndarray) -> None:
         """Run the plain loop on each sequence ``s`` from step ``starts[s]`` on."""

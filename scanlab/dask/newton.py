@@ -12,6 +12,7 @@ import numpy as np
 
 from scanlab import nonlinear
 from scanlab._newton import CONVERGED, DIVERGED, NOT_FINITE, iterate_newton
+from scanlab._row_summary import RowSummary, summarise_rows
 from scanlab.cells import Cell, JacobianPlan
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.dask.linear import array_of_blocks, chunk_carries, chunk_summary, solve_chunk
@@ -121,10 +122,10 @@ class ChunkedBackend:
     def iterate(self, h: np.ndarray, with_jacobian: bool = True) -> ChunkedIterate:
         return ChunkedIterate(h)
 
-    def evaluate(self, iterate: ChunkedIterate, first: int) -> np.ndarray:
+    def evaluate(self, iterate: ChunkedIterate, first: int, tol: float = 0.0) -> RowSummary:
         """Linearise the chunks that changed since the last evaluation at their states and
-        persist them; the largest scaled residual of each chunk from ``first`` on, per sequence
-        (on the client)."""
+        persist them; the summary (on the client) of the rows of ``table``: the largest scaled
+        residual of each chunk and sequence."""
         last = dask.delayed(last_state)
         linearise = dask.delayed(linearise_chunk, nout=3)
         for block in self.blocks_from(self.changed):
@@ -141,7 +142,7 @@ class ChunkedBackend:
         values = np.empty(iterate.worst.shape, object)
         values.ravel()[:] = dask.compute(*iterate.worst.flat)
         self.table = np.stack([np.block(row.tolist()).reshape(-1) for row in values])
-        return self.table[first:]
+        return summarise_rows(self.table, first, tol)
 
     def correct(self, iterate: ChunkedIterate, starts: np.ndarray, damping, into) -> None:
         """One Newton step on each batch chunk from the first of its sequences' ``starts`` on
