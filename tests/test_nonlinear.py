@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import scanlab
 from scanlab import config
 from scanlab import math as smath
+from scanlab._row_summary import summarise_rows
+from scanlab._step_routines import FAILED
 from tests import reference
 from tests.conftest import random_matrices
 
@@ -594,3 +596,32 @@ def test_builtin_cells_on_the_gpu(cuda_device, cell_type, make_step):
     for method in ("newton", "quasi"):
         h = scanlab.nonlinear_recurrence(cell, x, None, method=method, device=cuda_device)
         np.testing.assert_allclose(h, expected, rtol=1e-10, atol=1e-10)
+
+
+@given(
+    length=st.integers(1, 30),
+    sequences=st.integers(1, 4),
+    first_fraction=st.floats(0, 1, exclude_max=True),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_row_summary_is_the_loops(length, sequences, first_fraction, seed):
+    """``summarise_rows`` against a plain loop over each sequence's residuals: ties with the
+    tolerance, NaN, Inf, the mark of a step that raised and squares that overflow."""
+    tol = 1e-3
+    values = [0.0, tol, 2 * tol, 1e200, np.inf, np.nan, FAILED]
+    rng = np.random.default_rng(seed)
+    rows = rng.uniform(0, tol, (length, sequences))
+    special = rng.random(rows.shape) < 0.2
+    rows[special] = rng.choice(values, special.sum())
+    first = int(first_fraction * length)
+    summary = summarise_rows(rows, first, tol)
+    for s in range(sequences):
+        bad = [t for t in range(first, length) if not rows[t, s] <= tol]
+        first_bad = bad[0] if bad else length
+        assert summary.first_bad[s] == first_bad
+        assert summary.bad_is_nan[s] == (bool(bad) and math.isnan(rows[first_bad, s]))
+        assert summary.finite[s] == all(math.isfinite(r) for r in rows[first:, s])
+        magnitudes = [float(r) if math.isfinite(r) else math.inf for r in rows[:, s]]
+        assert summary.worst[s] == max([0.0, *magnitudes])
+        merit = math.fsum(m * m for m in magnitudes[first:])
+        assert summary.merit[s] == pytest.approx(merit, rel=1e-12)
