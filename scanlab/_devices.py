@@ -15,12 +15,11 @@ def on_gpu(value) -> bool:
     )
 
 
-def resolve_device(device, *, gpu_arrays: bool = False, **operands) -> str:
+def resolve_device(device, **operands) -> str:
     """``"cpu"`` or ``"cuda"`` for ``device`` and the operands (name -> value or None).
 
     ``"auto"`` follows the data: ``"cuda"`` when an operand is a GPU array, else ``"cpu"``.
-    GPU operands with ``device="cpu"``, or passed to a solver that takes host arrays only
-    (``gpu_arrays=False``), raise a TypeError that says what to do instead.
+    GPU operands with ``device="cpu"`` raise a TypeError that says what to do instead.
     """
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
@@ -32,19 +31,17 @@ def resolve_device(device, *, gpu_arrays: bool = False, **operands) -> str:
             f"{gpu_operands} live(s) on the GPU, but device='cpu': pass device='cuda' (or "
             "'auto') to compute there, or copy them to the host (NumPy) first"
         )
-    if not gpu_arrays:
-        raise TypeError(
-            f"{gpu_operands} live(s) on the GPU, and this solver takes host (NumPy) arrays only; "
-            "copy them to the host first (device='cuda' still runs it on the GPU). "
-            "linear_recurrence, linear_recurrence_matrix, their VJPs and nonlinear_recurrence "
-            "take GPU arrays as they are"
-        )
     return "cuda"
 
 
 def to_host(value):
     """``value`` as a NumPy array, copied from the GPU where it is a GPU array."""
     return cuda_module("arrays").to_host(value) if on_gpu(value) else np.asarray(value)
+
+
+def to_device(array: np.ndarray):
+    """A host array copied into a new device array (Numba's)."""
+    return cuda_module("arrays").from_host(array)
 
 
 def cuda_module(name: str):

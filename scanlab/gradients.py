@@ -20,11 +20,11 @@ from scanlab._arrays import (
     result_dtype,
     stand_in,
 )
-from scanlab._devices import cuda_module, on_gpu, resolve_device
+from scanlab._devices import cuda_module, on_gpu, resolve_device, to_device, to_host
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
-from scanlab.nonlinear import Problem
+from scanlab.nonlinear import Problem, laid_out
 
 #: Default largest scaled residual of a forward result that :func:`nonlinear_recurrence_vjp`
 #: accepts as a solution, by dtype (ten times the solver's default tolerance and more).
@@ -209,7 +209,7 @@ class AdjointLayout:
 
 def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     """Both VJPs: the adjoint recurrence on the forward solvers, then the gradients."""
-    device = resolve_device(device, gpu_arrays=True, a=a, h=h, g=g, h0=h0)
+    device = resolve_device(device, a=a, h=h, g=g, h0=h0)
     layout = AdjointLayout.of(a, h, g, h0, axis, matrices)
     solve = linear_recurrence_matrix if matrices else linear_recurrence
     if any(on_gpu(value) for value in (a, h, g, h0)):
@@ -326,20 +326,22 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
         Default 1e-4 for float32 and 1e-8 for float64 (any result of the solver that converged
         or was finished sequentially passes).
     device : {"auto", "cpu", "cuda"}, optional
-        Where the Jacobians are evaluated and the adjoint solved; the gradients through the
-        inputs and parameters are then computed on the host.
+        Where the Jacobians are evaluated and the adjoint solved (``"auto"``: the GPU when an
+        array is a GPU array, CuPy, PyTorch or Numba's, which are read where they lie); the
+        gradients through the inputs and parameters are then computed on the host.
 
     Returns
     -------
     dx : ndarray
-        ``dL/dx`` in ``x``'s shape (summed over the axes ``x`` was broadcast along).
+        ``dL/dx`` in ``x``'s shape (summed over the axes ``x`` was broadcast along); a Numba
+        device array when an array given is a GPU array, as ``dh0``.
     dh0 : ndarray
         ``dL/dh0`` in ``h0``'s shape (``(*batch, n)`` when ``h0`` is None).
     dparams
-        ``dL/dparams``: for a built-in cell a dict with its three parameters (``params`` or
-        not); for a cell of your own, ``params``' structure with an array or float for each
-        real floating array or scalar (alone or in tuples) and None for the others (and for
-        ``params=None``).
+        ``dL/dparams`` (host values): for a built-in cell a dict with its three parameters
+        (``params`` or not); for a cell of your own, ``params``' structure with an array or
+        float for each real floating array or scalar (alone or in tuples) and None for the
+        others (and for ``params=None``).
 
     Raises
     ------
@@ -388,47 +390,52 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
     device = resolve_device(device, x=x, h0=h0, h=h, g=g)
+    resident = any(on_gpu(value) for value in (x, h0, h, g))
+    if device == "cuda":
+        cuda_module("nonlinear")  # a clear error without a usable GPU, before anything else
     dtype = result_dtype(x=x, h0=h0, h=h, g=g)
     problem = Problem.of(cell, x, h0, params, dtype)
     length, batch, size = problem.length, problem.batch, problem.size
     shape = (length, *batch, size)
-    h, g = np.asarray(h), np.asarray(g)
     for name, value in (("h", h), ("g", g)):
-        if value.shape != shape:
+        if stand_in(value).shape != shape:
             raise ValueError(
                 f"{name} must have the forward result's shape (T, *batch, n) = {shape} for x "
-                f"{np.shape(x)} and h0 {np.shape(h0)}, got {value.shape}"
+                f"{stand_in(x).shape} and h0 {np.shape(stand_in(h0))}, got "
+                f"{stand_in(value).shape}"
             )
     tol = SOLUTION_TOLERANCES[dtype] if tol is None else float(tol)
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}")
     sequences = problem.h0.shape[0]
-    states = np.ascontiguousarray(h, dtype).reshape(length, sequences, size)
-    gradient = np.ascontiguousarray(g, dtype).reshape(length, sequences, size)
+    states = laid_out(h, shape, dtype).reshape(length, sequences, size)
+    gradient = laid_out(g, shape, dtype).reshape(length, sequences, size)
     # The inputs as given, broadcast to (T, *batch, m) as a view: only a built-in cell's pullback
     # reads them (the others differentiate the prepared inputs).
-    x = np.asarray(x)
+    x = to_host(x)
     x_batch = np.broadcast_to(
         problem.align_batch(x.astype(dtype, copy=False)), (length, *batch, x.shape[-1])
     )
     if length == 0 or sequences == 0:
-        adjoint, dh0 = gradient, np.zeros(problem.h0.shape, dtype)
+        adjoint, dh0 = to_host(gradient), np.zeros((sequences, size), dtype)
     else:
         adjoint, dh0 = solve_adjoint(cell, problem, states, gradient, tol, device)
     dx, dparams = cell.pullback(
-        x_batch, problem.inputs, params, problem.step_params, states, problem.h0, adjoint
-    )
+        x_batch, to_host(problem.inputs), params, problem.step_params, to_host(states),
+        to_host(problem.h0), adjoint,
+    )  # fmt: skip
     # x's batch axes align with the batch shape's last ones: reduce with time moved next to m.
     dx = np.moveaxis(dx.reshape(length, *batch, x.shape[-1]), 0, -2)
     dx = np.moveaxis(reduce_to(dx, x.shape[1:-1] + (length,) + x.shape[-1:]), -2, 0)
-    dh0 = reduce_to(dh0.reshape(*batch, size), (*batch, size) if h0 is None else np.shape(h0))
-    return dx, dh0, dparams
+    h0_shape = (*batch, size) if h0 is None else stand_in(h0).shape
+    dh0 = reduce_to(dh0.reshape(*batch, size), h0_shape)
+    return (to_device(dx), to_device(dh0), dparams) if resident else (dx, dh0, dparams)
 
 
 def solve_adjoint(cell, problem, states, gradient, tol, device):
     """The adjoint ``(T, B, n)`` and ``dh0`` ``(B, n)`` at the solution ``states``, checked."""
     length, sequences, size = states.shape
-    plan = cell.plan(size, problem.dtype, problem.inputs, problem.step_params)
+    plan = cell.plan(size, problem.dtype, problem.probe_inputs(), problem.step_params)
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     backend = backend_module.Backend(
         cell, plan, problem.inputs, problem.step_params, problem.h0, False

@@ -147,7 +147,7 @@ def linear_recurrence(
     array([[11., 12., 13.],
            [21., 22., 23.]])
     """
-    device = resolve_device(device, gpu_arrays=True, a=a, b=b, h0=h0, out=out)
+    device = resolve_device(device, a=a, b=b, h0=h0, out=out)
     method = check_method(method)
     layout = check_linear(a, b, h0, axis)
     if device == "cpu" and time_runs_last(b, layout, 2):
@@ -283,7 +283,7 @@ def linear_recurrence_matrix(
            [3., 3.],
            [4., 4.]])
     """
-    device = resolve_device(device, gpu_arrays=True, A=A, b=b, h0=h0, out=out)
+    device = resolve_device(device, A=A, b=b, h0=h0, out=out)
     method = check_method(method)
     problem = in_kernel_layout(check_linear_matrix(A, b, h0, axis), A, b, h0, out, device)
     if not problem.is_empty:

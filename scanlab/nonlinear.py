@@ -220,7 +220,7 @@ def nonlinear_recurrence(
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
-    device = resolve_device(device, gpu_arrays=True, x=x, h0=h0, guess=guess)
+    device = resolve_device(device, x=x, h0=h0, guess=guess)
     resident = any(on_gpu(value) for value in (x, h0, guess))
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     method = check_method(method, METHODS)

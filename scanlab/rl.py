@@ -98,9 +98,7 @@ def discounted_returns(
     array([1.5, 1. , 1. ])
     """
     gamma = real_number("gamma", gamma)
-    device = resolve_device(
-        device, gpu_arrays=True, rewards=rewards, dones=dones, bootstrap=bootstrap
-    )
+    device = resolve_device(device, rewards=rewards, dones=dones, bootstrap=bootstrap)
     series = time_series("rewards", rewards)
     shape = series.shape
     axis = normalize_axis(axis, series.ndim)
@@ -211,7 +209,6 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0, device
     lam = real_number("lam", lam)
     device = resolve_device(
         device,
-        gpu_arrays=True,
         rewards=rewards,
         values=values,
         dones=dones,

@@ -105,7 +105,7 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     >>> lfilter([1.0], [1.0, -0.5], np.ones(2), zi=zf)[0]  # the stream goes on
     array([1.75 , 1.875])
     """
-    device = resolve_device(device, gpu_arrays=True, x=x, zi=zi)
+    device = resolve_device(device, x=x, zi=zi)
     b, a = (filter_coefficients(name, value) for name, value in (("b", b), ("a", a)))
     signal = signal_array(x)
     axis = normalize_axis(axis, signal.ndim)
@@ -193,7 +193,7 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     >>> np.round(y[:, -1], 6)
     array([1., 1., 1.])
     """
-    device = resolve_device(device, gpu_arrays=True, x=x, zi=zi)
+    device = resolve_device(device, x=x, zi=zi)
     sos = host_coefficients("sos", sos)
     if sos.ndim != 2 or sos.shape[1] != 6 or not sos.shape[0]:
         raise ValueError(
@@ -524,7 +524,7 @@ def ewm_mean(
         raise TypeError(f"min_periods must be an integer, got {min_periods!r}")
     if min_periods < 0:
         raise ValueError(f"min_periods must be >= 0, got {min_periods}")
-    device = resolve_device(device, gpu_arrays=True, x=x)
+    device = resolve_device(device, x=x)
     values = numeric_array("x", x, stand_in)
     if values.dtype.kind == "c":
         raise TypeError(f"x has dtype {values.dtype}; ewm_mean takes real numbers, as pandas does")

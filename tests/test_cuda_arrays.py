@@ -513,7 +513,7 @@ def test_nonlinear_solves_of_gpu_arrays_stay_on_the_gpu(data):
 
 def test_a_builtin_cell_takes_gpu_inputs():
     """Its input projection runs on the host (the GPU ``x`` is copied there); the solve and
-    its result stay on the GPU."""
+    its result stay on the GPU. Its gradients too: dx and dh0 as device arrays."""
     cell = scanlab.cells.ParaGRU(3, 2, seed=1)
     x = np.random.default_rng(1).normal(size=(6, 2, 2))
     expected = scanlab.nonlinear_recurrence(cell, x, None, method="sequential")
@@ -523,8 +523,15 @@ def test_a_builtin_cell_takes_gpu_inputs():
     assert hasattr(empty, "copy_to_host") and empty.shape == (0, 2, 3)
     with pytest.raises(TypeError, match="x live"):
         scanlab.nonlinear_recurrence(cell, cuda.to_device(x), None, device="cpu")
-    with pytest.raises(TypeError, match="takes host"):
-        scanlab.nonlinear_recurrence_vjp(cell, cuda.to_device(x), None, expected, expected)
+    g = np.random.default_rng(2).normal(size=expected.shape)
+    host = scanlab.nonlinear_recurrence_vjp(cell, x, None, expected, g)
+    dx, dh0, dparams = scanlab.nonlinear_recurrence_vjp(
+        cell, as_form(x, "strided"), None, result, cuda.to_device(g)
+    )
+    for value, wanted in zip((dx, dh0), host[:2], strict=True):
+        np.testing.assert_allclose(value.copy_to_host(), wanted, rtol=1e-8, atol=1e-10)
+    for name, wanted in host[2].items():
+        np.testing.assert_allclose(dparams[name], wanted, rtol=1e-8, atol=1e-10)
 
 
 def test_scratch_gives_disjoint_temporaries_and_reuses_them():
@@ -557,3 +564,25 @@ def test_scratch_gives_disjoint_temporaries_and_reuses_them():
         <= span(arrays.scratch(3, "f8"))[0]
         < span(temporaries.memory)[1]
     )
+
+
+@pytest.mark.parametrize("forms", [("transposed", "host", "contiguous", "foreign"),
+                                   ("host", "reversed", "strided", "contiguous")])  # fmt: skip
+def test_nonlinear_vjps_of_gpu_arrays_match_the_host_ones(forms):
+    """A cell of one's own (its pullback by central differences on the host): ``dx`` and
+    ``dh0`` come back as device arrays in the shapes of ``x`` and ``h0`` (broadcast ones
+    summed), ``dparams`` as on the host."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(9, 1, 2))
+    h0 = rng.normal(size=(3, 2))
+    h = scanlab.nonlinear_recurrence(CONTRACTING, x, h0, params=0.9, method="sequential")
+    g = rng.normal(size=h.shape)
+    expected = scanlab.nonlinear_recurrence_vjp(CONTRACTING, x, h0, h, g, params=0.9)
+    given_values = [as_form(value, form) for value, form in zip((x, h0, h, g), forms, strict=True)]
+    dx, dh0, dparams = scanlab.nonlinear_recurrence_vjp(CONTRACTING, *given_values, params=0.9)
+    assert dx.shape == x.shape and dh0.shape == h0.shape
+    np.testing.assert_allclose(dx.copy_to_host(), expected[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dh0.copy_to_host(), expected[1], rtol=1e-9, atol=1e-12)
+    assert dparams == pytest.approx(expected[2], rel=1e-9)
+    for given_value, original in zip(given_values, (x, h0, h, g), strict=True):
+        np.testing.assert_array_equal(to_host(given_value), original)  # inputs untouched

@@ -191,6 +191,12 @@ def test_layers_run_their_scans_on_the_gpu(cuda_device):
         np.testing.assert_allclose(grads_gpu[name], value, rtol=1e-10, atol=1e-12)
 
 
+class GPUArray:
+    """Any object that says it lives on the GPU."""
+
+    __cuda_array_interface__ = {"shape": (4, 3), "typestr": "<f8", "data": (0, False), "version": 3}
+
+
 @pytest.mark.parametrize(
     "call, error, message",
     [
@@ -205,6 +211,7 @@ def test_layers_run_their_scans_on_the_gpu(cuda_device):
         (lambda: OneHot([0.0], 3), TypeError, "integers"),
         (lambda: OneHot([0, 1], 3, values=[1.0, 2.0, 3.0]), ValueError, r"\(3,\).*\(2,\)"),
         (lambda: GILR(3, 2, dtype=np.float16), TypeError, "float32 or float64"),
+        (lambda: ParaGRULayer(3, 2).forward(GPUArray()), TypeError, "x is a GPU array.*host"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error, message):

@@ -601,6 +601,11 @@ def batch_aligned(value, shape: tuple, dtype, new_axes: int = 0):
     return view.expanded(shape).as_contiguous(dtype)
 
 
+def from_host(array: np.ndarray):
+    """A host array copied into a new C-contiguous device array."""
+    return cuda.to_device(np.ascontiguousarray(array))
+
+
 def to_host(value) -> np.ndarray:
     """A GPU array's elements copied into a new C-contiguous NumPy array of its dtype."""
     interface = array_interface(value)

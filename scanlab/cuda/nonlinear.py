@@ -404,7 +404,7 @@ class Backend:
         launch(transpose_following_kernel, following.size, iterate.jacobians, self.plan.period,
                following)  # fmt: skip
         solve_correction(
-            following, cuda.to_device(gradient), self.delta, self.zeros, self.plan.period, False,
+            following, on_device(gradient), self.delta, self.zeros, self.plan.period, False,
             SOLVERS, reverse=True,
         )  # fmt: skip
         return self.delta.copy_to_host(), iterate.jacobians[0].copy_to_host()

@@ -51,6 +51,7 @@ import numpy as np
 import scipy.sparse
 
 from scanlab._arrays import numeric_array
+from scanlab._devices import on_gpu
 from scanlab.gradients import linear_recurrence_vjp, reduce_to
 from scanlab.linear import linear_recurrence
 
@@ -145,6 +146,11 @@ def check_input(x, input_size: int, dtype, min_ndim: int):
         if x.indices.ndim < min_ndim - 1:
             raise ValueError(f"x needs a time axis, shape (T, *batch); got indices {x.shape}")
         return x
+    if on_gpu(x):
+        raise TypeError(
+            "x is a GPU array, but the layers take host (NumPy) arrays: copy it to the host "
+            "first (device='cuda' still solves the recurrence on the GPU)"
+        )
     x = numeric_array("x", x)
     if x.dtype.kind != "f":
         raise TypeError(
