@@ -239,7 +239,7 @@ def nonlinear_recurrence(
     if length == 0 or sequences == 0:
         info.batch_converged = np.ones(batch, bool)
         info.finished_sequentially = np.zeros(batch, bool)
-        h = cuda_module("arrays").zeros(shape, dtype) if resident else np.empty(shape, dtype)
+        h = cuda_module("memory").zeros(shape, dtype) if resident else np.empty(shape, dtype)
         return (h, info) if full_output else h
     probes = problem.probe_inputs()
     cell.check_step(to_host(h0_array[:1])[0], probes, step_params)

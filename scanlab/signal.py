@@ -249,7 +249,7 @@ def on_device(run, x, shape: tuple, axis: int, dtype, zi, zi_shape: tuple, zi_or
     moved_shape = tuple(zi_shape[k] for k in zi_order)
     kernel_shape = (*moved_shape[: len(zi_shape) - len(shape)], rows.shape[1], moved_shape[-1])
     if zi is None:
-        state = arrays.zeros(kernel_shape, dtype)
+        state = cuda_module("memory").zeros(kernel_shape, dtype)
     else:
         state = arrays.moved_axes(zi, zi_shape, zi_order, dtype).reshape(kernel_shape)
     out, final = run(rows, state)

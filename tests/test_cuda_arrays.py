@@ -34,6 +34,7 @@ from test_gradients import assert_gradients_close, draw_inputs, problems
 import scanlab
 from scanlab._arrays import array_interface, check_linear
 from scanlab.cuda import arrays
+from scanlab.cuda import memory as device_memory
 
 pytestmark = CUDA_MODULE_MARKS
 
@@ -433,7 +434,7 @@ def test_transposed_gpu_operands_give_the_cpu_result(small_chunks, copy_launches
     ids=str,
 )
 def test_filled_sets_every_byte_on_the_gpu(shape, dtype, byte, expected):
-    result = arrays.filled(shape, dtype, byte).copy_to_host()
+    result = device_memory.filled(shape, dtype, byte).copy_to_host()
     assert result.shape == np.empty(shape).shape
     assert result.dtype == dtype
     np.testing.assert_array_equal(result, np.full(result.shape, expected, dtype))
@@ -537,7 +538,7 @@ def test_a_builtin_cell_takes_gpu_inputs():
 def test_scratch_gives_disjoint_temporaries_and_reuses_them():
     """The first use allocates each temporary and learns the size; later uses take them from
     one buffer, at the same places; outside a use, and in other threads, they are allocated."""
-    temporaries = arrays.Scratch()
+    temporaries = device_memory.Scratch()
 
     def span(array):
         start = array_interface(array)["data"][0]
@@ -546,11 +547,11 @@ def test_scratch_gives_disjoint_temporaries_and_reuses_them():
     places = []
     for _ in range(3):
         with temporaries:
-            taken = [arrays.scratch((3, 5), np.float64), arrays.scratch(7, np.int32)]
-            assert arrays.scratch((0, 2), np.uint8).size == 0
-            zeros = arrays.zeros(11, np.float32, allocate=arrays.scratch)
+            taken = [device_memory.scratch((3, 5), np.float64), device_memory.scratch(7, np.int32)]
+            assert device_memory.scratch((0, 2), np.uint8).size == 0
+            zeros = device_memory.zeros(11, np.float32, allocate=device_memory.scratch)
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                other_thread = pool.submit(arrays.scratch, 4, np.float64).result()
+                other_thread = pool.submit(device_memory.scratch, 4, np.float64).result()
         spans = sorted(span(array) for array in [*taken, zeros])
         assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
         np.testing.assert_array_equal(zeros.copy_to_host(), 0)
@@ -561,7 +562,7 @@ def test_scratch_gives_disjoint_temporaries_and_reuses_them():
     assert places[0] is None and places[1] == places[2] is not None
     assert (
         not span(temporaries.memory)[0]
-        <= span(arrays.scratch(3, "f8"))[0]
+        <= span(device_memory.scratch(3, "f8"))[0]
         < span(temporaries.memory)[1]
     )
 

@@ -1,6 +1,6 @@
 """A Newton iteration on the GPU: its convergence test (``scanlab.cuda.row_summary``) against
-the host twin ``scanlab._row_summary.summarise_rows``, its traffic between host and device and
-its allocations.
+the CPU twin ``scanlab.cpu.row_summary.summarise_rows``, its traffic between host and device
+and its allocations.
 
 Run in Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) or on a GPU.
 """
@@ -14,8 +14,8 @@ from numba import cuda
 
 import scanlab
 from scanlab import config
-from scanlab._row_summary import summarise_rows
 from scanlab._step_routines import FAILED
+from scanlab.cpu.row_summary import summarise_rows
 from scanlab.cuda.row_summary import RowSummariser
 
 pytestmark = CUDA_MODULE_MARKS

@@ -16,7 +16,7 @@ import numpy as np
 from scanlab import _kernel_cache as kernel_cache
 from scanlab._arrays import read_only
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
-from scanlab._row_summary import RowSummary, summarise_rows
+from scanlab._row_summary import RowSummary
 from scanlab._step_routines import (
     ANALYTIC,
     FAILED,
@@ -29,6 +29,7 @@ from scanlab.config import FASTMATH
 from scanlab.cpu import atomics
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import linear_matrix as cpu_linear_matrix
+from scanlab.cpu.row_summary import summarise_rows
 from scanlab.cpu.threads import share_out
 
 

@@ -14,18 +14,17 @@ fills) are set by a memset on the GPU, which the host does not wait for; uploads
 and the ``geometry`` of each copy) wait for the GPU work queued before them.
 """
 
-import contextvars
 import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from numba import cuda
-from numba.cuda.cudadrv import driver
 
 from scanlab import _arrays, config
 from scanlab._arrays import Layout, LinearProblem, array_interface, check_output, stand_in
 from scanlab._devices import on_gpu
+from scanlab.cuda.memory import zeros
 
 #: The most blocks the copy kernels are launched with along the last axis (of
 #: ``config.cuda.threads_per_block`` threads, or of ``TILE`` elements) and along the rows or the
@@ -357,76 +356,6 @@ def copy_geometry(shape: tuple, source_strides: tuple, destination_strides: tupl
     ):
         return geometry, None
     return geometry, tile_axis
-
-
-def filled(shape, dtype, byte: int, allocate=cuda.device_array):
-    """A new C-contiguous device array whose every byte is ``byte`` (from ``allocate``, e.g.
-    :func:`scratch`).
-
-    The memset is queued on the default stream: unlike an upload (``cuda.to_device``), it does
-    not make the host wait for the GPU work queued before it.
-    """
-    memory = allocate(int(np.prod(shape)), dtype)  # 1-D: the simulator's memset needs it
-    if memory.size:
-        driver.device_memset(memory, byte, memory.nbytes, stream=cuda.default_stream())
-    return memory.reshape(shape)
-
-
-def zeros(shape, dtype, allocate=cuda.device_array):
-    """A new C-contiguous device array of zeros, set on the GPU (see :func:`filled`)."""
-    return filled(shape, dtype, 0, allocate)
-
-
-class Scratch:
-    """Device memory reused for the temporaries of a solver's consecutive calls (the scans'
-    tile totals, carries and flags in each of Newton's corrections), instead of allocated at
-    every call: ``with scratch: ...`` makes :func:`scratch` take them from it.
-
-    The requests of one use get disjoint parts of one buffer, which the next use takes again:
-    safe because every kernel is queued on the default stream, in order. What does not fit is
-    allocated afresh, and the next use starts with a buffer of the size the last one needed.
-    In use on one host thread at a time, not nested (the calls of two threads would interleave
-    on the stream).
-    """
-
-    #: Bytes each part is aligned to (as ``cudaMalloc``'s allocations are).
-    ALIGNMENT = 256
-
-    def __init__(self):
-        self.memory = None
-        self.needed = 0
-        self.tokens = []
-
-    def __enter__(self) -> "Scratch":
-        if self.memory is None or self.needed > self.memory.size:
-            self.memory = cuda.device_array(max(self.needed, self.ALIGNMENT), np.uint8)
-        self.needed = 0
-        self.tokens.append(ACTIVE_SCRATCH.set(self))
-        return self
-
-    def __exit__(self, *exception) -> None:
-        ACTIVE_SCRATCH.reset(self.tokens.pop())
-
-    def take(self, shape, dtype):
-        """An uninitialised C-contiguous device array of ``shape`` and ``dtype``."""
-        dtype = np.dtype(dtype)
-        size = math.prod(np.atleast_1d(shape)) * dtype.itemsize
-        start = self.needed
-        self.needed += -(-size // self.ALIGNMENT) * self.ALIGNMENT
-        if not size or self.needed > self.memory.size:
-            return cuda.device_array(shape, dtype)
-        return self.memory[start : start + size].view(dtype).reshape(shape)
-
-
-#: The :class:`Scratch` in use in this thread (and context), if any.
-ACTIVE_SCRATCH = contextvars.ContextVar("scanlab.cuda.arrays.ACTIVE_SCRATCH", default=None)
-
-
-def scratch(shape, dtype):
-    """A device array for a solver's temporaries: from the :class:`Scratch` in use, else newly
-    allocated."""
-    active = ACTIVE_SCRATCH.get()
-    return cuda.device_array(shape, dtype) if active is None else active.take(shape, dtype)
 
 
 def contiguous_strides(shape: tuple, itemsize: int) -> tuple:

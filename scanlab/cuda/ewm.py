@@ -17,7 +17,8 @@ import math
 from numba import cuda
 
 from scanlab.cuda import linear
-from scanlab.cuda.arrays import launch_over, zeros
+from scanlab.cuda.arrays import launch_over
+from scanlab.cuda.memory import zeros
 
 
 @cuda.jit

@@ -15,7 +15,8 @@ from numba import cuda
 
 from scanlab import config
 from scanlab._devices import on_gpu
-from scanlab.cuda.arrays import Strided, zeros
+from scanlab.cuda.arrays import Strided
+from scanlab.cuda.memory import zeros
 
 #: The most blocks :func:`reduce_products_kernel` is launched with; beyond, threads loop.
 REDUCE_BLOCKS = 65535

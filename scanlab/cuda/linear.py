@@ -24,7 +24,6 @@ from numba import cuda
 
 from scanlab import config
 from scanlab._scaled_products import agrees, product_bounds
-from scanlab.cuda.arrays import scratch, zeros
 from scanlab.cuda.kernel_layout import (
     BOUNDS_TYPE,
     DTYPES,
@@ -48,6 +47,7 @@ from scanlab.cuda.linear_tiles import (
     tile_grid,
     tile_origin,
 )
+from scanlab.cuda.memory import scratch, zeros
 
 
 @cuda.jit(device=True, inline="always")

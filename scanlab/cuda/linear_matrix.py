@@ -21,7 +21,6 @@ from numba import cuda
 from scanlab import config
 from scanlab._scaled_products import product_bounds, state_agrees
 from scanlab.cuda import linear
-from scanlab.cuda.arrays import filled, scratch, zeros
 from scanlab.cuda.kernel_layout import (
     BOUNDS_TYPE,
     DTYPES,
@@ -29,6 +28,7 @@ from scanlab.cuda.kernel_layout import (
     broadcast_steps,
     time_index,
 )
+from scanlab.cuda.memory import filled, scratch, zeros
 
 #: Systems of at most this many states keep their state in registers (see the module docstring).
 REGISTER_SIZE = 4

@@ -11,7 +11,6 @@ as the reduce-then-scan's are.
 import numpy as np
 from numba import cuda
 
-from scanlab.cuda.arrays import scratch, zeros
 from scanlab.cuda.kernel_layout import BOUNDS_TYPE, DTYPES, broadcast_steps
 from scanlab.cuda.linear_tiles import (
     advance,
@@ -27,6 +26,7 @@ from scanlab.cuda.linear_tiles import (
     tile_grid,
     tile_origin,
 )
+from scanlab.cuda.memory import scratch, zeros
 
 #: Look-back flags of the single-pass scan: a tile (of one channel) has published nothing yet,
 #: its aggregate (the composition of its steps), or its inclusive prefix (the state it ends in).

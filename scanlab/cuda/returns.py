@@ -10,8 +10,9 @@ their kernels on the default stream and return without waiting.
 from numba import cuda
 
 from scanlab.cuda import linear
-from scanlab.cuda.arrays import launch_over, zeros
+from scanlab.cuda.arrays import launch_over
 from scanlab.cuda.kernel_layout import DTYPES
+from scanlab.cuda.memory import zeros
 
 
 @cuda.jit

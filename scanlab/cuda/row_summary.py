@@ -1,7 +1,7 @@
 """Newton's convergence judgement on the GPU: the :class:`scanlab._row_summary.RowSummary`
 of an iterate's residual rows ``(T, B)`` reduced on the device, so that an iteration sends
 ``O(B)`` values to the host instead of ``T * B`` (the host twin is
-:func:`scanlab._row_summary.summarise_rows`).
+:func:`scanlab.cpu.row_summary.summarise_rows`).
 
 Two kernels, each on blocks of ``(lanes, depth)`` threads: ``lanes`` neighbouring sequences
 (coalesced reads of a row) by ``depth`` threads that stride down the rows. ``partial_kernel``

@@ -12,9 +12,10 @@ import numpy as np
 
 from scanlab import nonlinear
 from scanlab._newton import CONVERGED, DIVERGED, NOT_FINITE, iterate_newton
-from scanlab._row_summary import RowSummary, summarise_rows
+from scanlab._row_summary import RowSummary
 from scanlab.cells import Cell, JacobianPlan
 from scanlab.cpu import nonlinear as cpu_nonlinear
+from scanlab.cpu.row_summary import summarise_rows
 from scanlab.dask.linear import array_of_blocks, chunk_carries, chunk_summary, solve_chunk
 
 #: The Jacobians of the ``"newton"`` strategy, and the options it takes.
