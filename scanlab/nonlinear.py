@@ -137,9 +137,8 @@ def nonlinear_recurrence(
         Where to compute (``"auto"``: the GPU when ``x``, ``h0`` or ``guess`` is a GPU array,
         else the CPU). GPU arrays (anything with ``__cuda_array_interface__``: CuPy, PyTorch,
         Numba device arrays) are read where they lie (one layout pass on the GPU unless they
-        are time-first, C-contiguous and of the result's dtype); the result then stays on the
-        GPU. A built-in cell's input projection runs on the host (a GPU ``x`` is copied
-        there); ``params`` are host values.
+        are time-first, C-contiguous and of the result's dtype), a built-in cell's input
+        projection included; the result then stays on the GPU. ``params`` are host values.
     guess : array_like, optional
         The initial iterate, broadcastable to ``(T, *batch, n)`` (e.g. the previous solution
         while training). Default: ``f(h0, x[t])`` at every step (exact at the first), one

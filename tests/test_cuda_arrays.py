@@ -513,8 +513,8 @@ def test_nonlinear_solves_of_gpu_arrays_stay_on_the_gpu(data):
 
 
 def test_a_builtin_cell_takes_gpu_inputs():
-    """Its input projection runs on the host (the GPU ``x`` is copied there); the solve and
-    its result stay on the GPU. Its gradients too: dx and dh0 as device arrays."""
+    """Its input projection, the solve and its result stay on the GPU; its gradients come back
+    as device arrays too (dx and dh0; the pullback runs on the host)."""
     cell = scanlab.cells.ParaGRU(3, 2, seed=1)
     x = np.random.default_rng(1).normal(size=(6, 2, 2))
     expected = scanlab.nonlinear_recurrence(cell, x, None, method="sequential")
@@ -587,3 +587,27 @@ def test_nonlinear_vjps_of_gpu_arrays_match_the_host_ones(forms):
     assert dparams == pytest.approx(expected[2], rel=1e-9)
     for given_value, original in zip(given_values, (x, h0, h, g), strict=True):
         np.testing.assert_array_equal(to_host(given_value), original)  # inputs untouched
+
+
+@settings(max_examples=8)
+@given(
+    rows=st.sampled_from([1, 5, 17, 40]),
+    inputs=st.sampled_from([0, 1, 3, 20]),
+    outputs=st.sampled_from([1, 6, 18]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_input_projection_is_numpys(rows, inputs, outputs, dtype, seed):
+    """Our tiled kernel (under the simulator, or on a GPU without CuPy) and CuPy's product
+    where it is installed against NumPy's, tiles cut at every edge."""
+    from scanlab.cuda import input_projection
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, inputs)).astype(dtype)
+    weights = rng.standard_normal((outputs, inputs)).astype(dtype)
+    bias = rng.standard_normal(outputs).astype(dtype)
+    result = input_projection.project(cuda.to_device(x), weights, bias)
+    assert result.shape == (rows, outputs) and result.dtype == dtype
+    expected = x.astype(np.float64) @ weights.T.astype(np.float64) + bias
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(result.copy_to_host(), expected, rtol=tolerance, atol=tolerance)

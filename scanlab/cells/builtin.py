@@ -4,6 +4,7 @@ Elman RNN built on it (its compiled step, analytic Jacobian and pullback). ParaR
 on it too, are in :mod:`scanlab.cells.pararnn`.
 """
 
+import math
 import operator
 
 import numpy as np
@@ -11,7 +12,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from scanlab import math as smath
-from scanlab._devices import to_host
+from scanlab._arrays import stand_in
+from scanlab._devices import cuda_module, on_gpu
 from scanlab._step_routines import ANALYTIC
 from scanlab.cells.base import Cell, JacobianPlan
 from scanlab.config import FASTMATH_DOT_PRODUCTS
@@ -236,18 +238,28 @@ class BuiltinCell(Cell):
         return weights.reshape(self.gates * self.hidden_size, self.input_size)
 
     def prepare(self, x: np.ndarray, params, dtype):
-        """The projected inputs ``x @ W_in.T + bias`` and the step's parameters, on the host
-        (a GPU ``x`` is copied there first: the projection's product runs on the host)."""
-        x = to_host(x)
+        """The projected inputs ``x @ W_in.T + bias`` and the step's parameters: computed where
+        ``x`` lies (for a GPU ``x``, a device array by :mod:`scanlab.cuda.input_projection`)."""
         values = self.params if params is None else self.merged(params)
-        if x.shape[-1] != self.input_size:
+        shape = stand_in(x).shape
+        if shape[-1] != self.input_size:
             raise ValueError(
                 f"{self!r} takes inputs of size {self.input_size} (x of shape (T, ..., "
-                f"{self.input_size})), got x of shape {x.shape}"
+                f"{self.input_size})), got x of shape {shape}"
             )
         weights = self.projection(values).astype(dtype)
-        projected = x.astype(dtype, copy=False) @ weights.T
-        projected += values["bias"].reshape(-1).astype(dtype)
+        bias = values["bias"].reshape(-1).astype(dtype)
+        if on_gpu(x):
+            rows = (
+                cuda_module("arrays")
+                .batch_aligned(x, shape, dtype)
+                .reshape(math.prod(shape[:-1]), shape[-1])
+            )
+            projected = cuda_module("input_projection").project(rows, weights, bias)
+            projected = projected.reshape(*shape[:-1], weights.shape[0])
+        else:
+            projected = np.asarray(x).astype(dtype, copy=False) @ weights.T
+            projected += bias
         step_params = tuple(
             np.ascontiguousarray(values[name], dtype) for name in self.step_parameter_names
         )
