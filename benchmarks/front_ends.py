@@ -1,6 +1,6 @@
 """Benchmark the front ends against what they replace; record in RESULTS.md.
 
-Usage: python benchmarks/front_ends.py [--quick]
+Usage: python benchmarks/front_ends.py [--quick] [--device cuda]
 
 Each row times scanlab and the library it replaces on the same data, taking turns:
 ``lfilter`` and ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5)
@@ -12,6 +12,11 @@ user would write with ``@njit``) and, for rollouts of at most 10**5 steps, the p
 loop of PPO implementations (rewards and values standard normal, episodes ending with
 probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the ``filter-table``,
 ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
+
+``--device cuda``: the front ends on GPU arrays (float32, the data on the GPU before timing,
+CUDA events) against the CPU library of the same run (scipy, pandas, the Numba loop) and
+against CuPy's ``cupyx.scipy.signal`` filters where CuPy is installed; the
+``front-ends-cuda-table`` block.
 """
 
 import argparse
@@ -24,8 +29,13 @@ import scipy.signal
 from numba import njit
 
 from scanlab import signal
-from scanlab.bench.tables import format_table, machine_description, record_results
-from scanlab.bench.timing import best_times, measure_rows
+from scanlab.bench.tables import (
+    format_table,
+    gpu_description,
+    machine_description,
+    record_results,
+)
+from scanlab.bench.timing import best_times, gpu_best_time, measure_rows
 from scanlab.rl import discounted_returns, gae
 from scanlab.signal import ewm_mean
 
@@ -229,10 +239,103 @@ def measure_rl(function: str, length: int, environments: int, dtype, quick: bool
     }
 
 
+#: (label, shape) of the GPU table, float32: the filters of ``FILTERS``, then ``ewm_mean``
+#: (span 20) and ``gae`` (as in ``RL_CASES``).
+GPU_CASES = tuple((label, shape) for label, _, _ in FILTERS for shape in FILTER_SHAPES) + (
+    ("ewm_mean", (10**7,)),
+    ("ewm_mean", (10**5, 100)),
+    ("gae", (10**6, 16)),
+)
+GPU_COLUMNS = (
+    ("front end", "{}"),
+    ("shape", "{}"),
+    ("scanlab GPU ms", "{:.3f}"),
+    ("CPU library", "{}"),
+    ("CPU ms", "{:.2f}"),
+    ("x CPU", "{:.1f}"),
+    ("CuPy ms", "{}"),
+)
+
+
+def measure_gpu(label: str, shape: tuple, quick: bool) -> dict:
+    """One row of the GPU table: scanlab on GPU arrays, the CPU library on the same values and,
+    for the filters, CuPy's."""
+    from numba import cuda
+
+    shape = tuple(max(2, size // 2**16) for size in shape) if quick else shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    on_gpu = cuda.to_device(x)
+    cupy_call = None
+    if label == "ewm_mean":
+        x = x.cumsum(axis=0)
+        on_gpu = cuda.to_device(x)
+        ours = partial(ewm_mean, on_gpu, span=20)
+        data = pd.Series(x) if len(shape) == 1 else pd.DataFrame(x)
+        library, theirs = "pandas", lambda: data.ewm(span=20).mean()
+    elif label == "gae":
+        values = rng.standard_normal(shape).astype(np.float32)
+        dones = (rng.random(shape) < 1 / 200).astype(np.float32)
+        last = rng.standard_normal(shape[1]).astype(np.float32)
+        arguments = [cuda.to_device(value) for value in (x, values, dones, last)]
+        ours = partial(gae, *arguments, gamma=GAMMA, lam=LAM)
+        gamma, lam = np.float32(GAMMA), np.float32(LAM)
+        library, theirs = "Numba loop", partial(gae_numba, x, values, dones, last, gamma, lam)
+    else:
+        function, coefficients = next(
+            (function, coefficients) for name, function, coefficients in FILTERS if name == label
+        )
+        ours = partial(getattr(signal, function), *coefficients, on_gpu)
+        library = "scipy"
+        theirs = partial(getattr(scipy.signal, function), *coefficients, x)
+        cupy_call = cupy_filter(function, coefficients, x)
+    cupy_ms = "-" if cupy_call is None else f"{1e3 * gpu_best_time(cupy_call, 3):.3f}"
+    ours_seconds = gpu_best_time(ours, 3)
+    theirs_seconds = best_times({"": theirs}, repeats=3)[""]
+    return {
+        "front end": label,
+        "shape": "x".join(map(str, shape)),
+        "scanlab GPU ms": 1e3 * ours_seconds,
+        "CPU library": library,
+        "CPU ms": 1e3 * theirs_seconds,
+        "x CPU": theirs_seconds / ours_seconds,
+        "CuPy ms": cupy_ms,
+    }
+
+
+def cupy_filter(function: str, coefficients: tuple, x: np.ndarray):
+    """CuPy's ``cupyx.scipy.signal`` filter on ``x`` copied to the GPU, or None without CuPy
+    (or under the simulator)."""
+    import numba
+
+    if numba.config.ENABLE_CUDASIM:
+        return None
+    try:
+        import cupy
+        import cupyx.scipy.signal
+    except ImportError:
+        return None
+    on_gpu = cupy.asarray(x)
+    coefficients = tuple(cupy.asarray(value, dtype=x.dtype) for value in coefficients)
+    return partial(getattr(cupyx.scipy.signal, function), *coefficients, on_gpu)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
-    quick = parser.parse_args().quick
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    arguments = parser.parse_args()
+    quick = arguments.quick
+    if arguments.device == "cuda":
+        rows = measure_rows(GPU_CASES, partial(measure_gpu, quick=quick), lambda *case: case[0])
+        record_results(
+            RESULTS,
+            "front-ends-cuda-table",
+            f"{gpu_description()}; CPU libraries on {machine_description()}",
+            format_table(rows, GPU_COLUMNS, markdown=True),
+            write=not quick,
+        )
+        return
     filter_cases = [(*case, shape) for case in FILTERS for shape in FILTER_SHAPES]
     tables = (
         ("filter-table", filter_cases, measure_filter, FILTER_COLUMNS),

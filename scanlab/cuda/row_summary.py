@@ -26,7 +26,8 @@ from scanlab._row_summary import RowSummary
 #: residuals from ``first`` on, and (the summary only) whether its first bad residual is NaN.
 FIRST_BAD, FIRST_FAILED, NOT_FINITE, WORST, MERIT, BAD_IS_NAN = range(6)
 PARTIAL_QUANTITIES = 5
-#: Most threads per block, and the rows that each thread of ``partial_kernel`` reads, about.
+#: Most threads per block, and the rows that each thread of ``partial_kernel`` reads, at least
+#: (a block has no more threads than that leaves work for).
 MAX_THREADS = 256
 ROWS_PER_THREAD = 8
 #: Most blocks of ``partial_kernel`` (its parts times its blocks of sequences).
@@ -145,7 +146,10 @@ class RowSummariser:
     partials and summary, and a pinned host copy) allocated once."""
 
     def __init__(self, length: int, sequences: int):
-        threads = 1 << int(math.log2(min(MAX_THREADS, config.cuda.threads_per_block)))
+        # No more threads than there are rows to read, ROWS_PER_THREAD each (a small solve's
+        # summary takes one small block).
+        work = max(1, length * sequences // ROWS_PER_THREAD)
+        threads = 1 << int(math.log2(min(MAX_THREADS, config.cuda.threads_per_block, work)))
         lanes = min(32, threads, 1 << max(0, math.ceil(math.log2(max(1, sequences)))))
         self.block = (lanes, threads // lanes)
         self.columns = math.ceil(sequences / lanes)
