@@ -1,6 +1,6 @@
 """Benchmark the front ends against what they replace; record in RESULTS.md.
 
-Usage: python benchmarks/front_ends.py [--quick] [--device cuda]
+Usage: python benchmarks/front_ends.py [--quick] [--device cuda [--seconds S]]
 
 Each row times scanlab and the library it replaces on the same data, taking turns:
 ``lfilter`` and ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5)
@@ -324,10 +324,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument(
+        "--seconds", type=float, help="with --device cuda: start no row after this many seconds"
+    )
     arguments = parser.parse_args()
     quick = arguments.quick
     if arguments.device == "cuda":
-        rows = measure_rows(GPU_CASES, partial(measure_gpu, quick=quick), lambda *case: case[0])
+        rows = measure_rows(
+            GPU_CASES, partial(measure_gpu, quick=quick), lambda *case: case[0],
+            seconds=arguments.seconds,
+        )  # fmt: skip
         record_results(
             RESULTS,
             "front-ends-cuda-table",

@@ -6,11 +6,13 @@
 # prints the GPU and the versions, runs the CUDA tests on the hardware (pytest -m cuda), then the
 # GPU benchmarks: linear_recurrence (T x D = 2**28 float32, against a device-to-device copy), the
 # tanh cell against JAX and as many rows of the nonlinear table as fit, linear_recurrence_matrix,
-# and a few training iterations of the 1M-step task (examples/long_dependency.py).
+# the front ends on GPU arrays (benchmarks/front_ends.py --device cuda: lfilter, sosfilt, ewm_mean,
+# gae against scipy, pandas, a Numba loop and CuPy's filters), and a few training iterations of
+# the 1M-step task (examples/long_dependency.py).
 # Into OUT (at most 8 files, the device tool's limit): environment.txt, a log per step and
 # RESULTS.md, a copy of benchmarks/RESULTS.md whose measured blocks the benchmarks replaced (diff
 # it against benchmarks/RESULTS.md and keep the blocks). Each step has its own time limit
-# (GPU_CHECK_LIMITS: five numbers of seconds, in the order of the steps), so a step that hangs
+# (GPU_CHECK_LIMITS: six numbers of seconds, in the order of the steps), so a step that hangs
 # costs only its own.
 # Through the device tool: run(command="bash benchmarks/gpu_check.sh $OUT", timeout_s=600).
 #
@@ -74,7 +76,7 @@ cat "$out/environment.txt"
 
 if [ "$quick" = --quick ]; then sizes=--quick; else sizes=; fi
 # Each step's limit in seconds; together under the device tool's 600 with the environment's.
-limits=(${GPU_CHECK_LIMITS:-190 100 130 70 60})
+limits=(${GPU_CHECK_LIMITS:-175 90 120 60 60 45})
 # -v: each test's result is in the log as it finishes, also if the time limit stops the run.
 step cuda_tests "${limits[0]}" "$python" -m pytest -m cuda -n 8 -v -p no:cacheprovider \
     --durations=10
@@ -84,11 +86,13 @@ step linear "${limits[1]}" "$python" benchmarks/linear_recurrence.py --device cu
 step nonlinear "${limits[2]}" "$python" benchmarks/nonlinear.py --device cuda \
     --seconds "$((limits[2] / 2))" $sizes
 step matrix "${limits[3]}" "$python" benchmarks/linear_recurrence.py --device cuda --matrix $sizes
+step front_ends "${limits[4]}" "$python" benchmarks/front_ends.py --device cuda \
+    --seconds "$((limits[4] / 2))" $sizes
 # The 1M-step task's seconds per training iteration at the paper's setting (the last line:
 # iterations and seconds of training); a few iterations, not the run to convergence.
 if [ "$quick" = --quick ]; then preset=(--length 64); else preset=(--preset paper-1m); fi
-step long_dependency "${limits[4]}" "$python" examples/long_dependency.py "${preset[@]}" \
-    --device cuda --max-iterations 5 --time-limit "$((limits[4] / 2))"
+step long_dependency "${limits[5]}" "$python" examples/long_dependency.py "${preset[@]}" \
+    --device cuda --max-iterations 5 --time-limit "$((limits[5] / 2))"
 
 echo "== blocks of RESULTS.md measured here:"
 for block in $(grep -o '<!-- [a-z-]*-table:start -->' "$SCANLAB_RESULTS" | cut -d' ' -f2); do
