@@ -143,7 +143,9 @@ def summary_kernel(partials, rows, summary):
 
 class RowSummariser:
     """Summarises the residual rows ``(T, B)`` of one solve's iterates, its buffers (device
-    partials and summary, and a pinned host copy) allocated once."""
+    partials and summary, and its host copy) allocated once. The host copy is plain (pageable)
+    memory: pinning it (``cudaHostAlloc``) would cost more per solve than it saves on copies of
+    ``6 B`` values."""
 
     def __init__(self, length: int, sequences: int):
         # No more threads than there are rows to read, ROWS_PER_THREAD each (a small solve's
@@ -158,7 +160,7 @@ class RowSummariser:
         self.length = length
         self.partials = cuda.device_array((PARTIAL_QUANTITIES, self.parts, sequences), np.float64)
         self.summary = cuda.device_array((BAD_IS_NAN + 1, sequences), np.float64)
-        self.host = cuda.pinned_array((BAD_IS_NAN + 1, sequences), np.float64)
+        self.host = np.empty((BAD_IS_NAN + 1, sequences), np.float64)
 
     def __call__(self, rows, first: int, tol: float) -> tuple:
         """The :class:`RowSummary` of ``rows`` evaluated from step ``first`` on, and the first
