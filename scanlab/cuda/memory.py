@@ -46,17 +46,17 @@ class Scratch:
     def __init__(self):
         self.memory = None
         self.needed = 0
-        self.tokens = []
+        self.token = None
 
     def __enter__(self) -> "Scratch":
         if self.memory is None or self.needed > self.memory.size:
             self.memory = cuda.device_array(max(self.needed, self.ALIGNMENT), np.uint8)
         self.needed = 0
-        self.tokens.append(ACTIVE_SCRATCH.set(self))
+        self.token = ACTIVE_SCRATCH.set(self)
         return self
 
     def __exit__(self, *exception) -> None:
-        ACTIVE_SCRATCH.reset(self.tokens.pop())
+        ACTIVE_SCRATCH.reset(self.token)
 
     def take(self, shape, dtype):
         """An uninitialised C-contiguous device array of ``shape`` and ``dtype``."""
