@@ -327,8 +327,10 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
         or was finished sequentially passes).
     device : {"auto", "cpu", "cuda"}, optional
         Where the Jacobians are evaluated and the adjoint solved (``"auto"``: the GPU when an
-        array is a GPU array, CuPy, PyTorch or Numba's, which are read where they lie); the
-        gradients through the inputs and parameters are then computed on the host.
+        array is a GPU array, CuPy, PyTorch or Numba's, which are read where they lie). On the
+        GPU, a built-in cell's gradients through its inputs and parameters are computed there
+        too (only ``dparams`` and ``O(batch)`` values come to the host); a cell of your own is
+        differentiated through its inputs and parameters on the host.
 
     Returns
     -------
@@ -410,30 +412,45 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     sequences = problem.h0.shape[0]
     states = laid_out(h, shape, dtype).reshape(length, sequences, size)
     gradient = laid_out(g, shape, dtype).reshape(length, sequences, size)
-    # The inputs as given, broadcast to (T, *batch, m) as a view: only a built-in cell's pullback
-    # reads them (the others differentiate the prepared inputs).
-    x = to_host(x)
-    x_batch = np.broadcast_to(
-        problem.align_batch(x.astype(dtype, copy=False)), (length, *batch, x.shape[-1])
-    )
     if length == 0 or sequences == 0:
         adjoint, dh0 = to_host(gradient), np.zeros((sequences, size), dtype)
     else:
         adjoint, dh0 = solve_adjoint(cell, problem, states, gradient, tol, device)
-    dx, dparams = cell.pullback(
-        x_batch, to_host(problem.inputs), params, problem.step_params, to_host(states),
-        to_host(problem.h0), adjoint,
-    )  # fmt: skip
-    # x's batch axes align with the batch shape's last ones: reduce with time moved next to m.
-    dx = np.moveaxis(dx.reshape(length, *batch, x.shape[-1]), 0, -2)
-    dx = np.moveaxis(reduce_to(dx, x.shape[1:-1] + (length,) + x.shape[-1:]), -2, 0)
+    m = stand_in(x).shape[-1]
+    x_shape = (length, *batch, m)
+    new_axes = len(batch) + 2 - stand_in(x).ndim
+    if on_gpu(adjoint) and cell.pullback_on_gpus:
+        # The inputs on the GPU, broadcast to (T, *batch, m) and laid out as the kernels read.
+        x_rows = laid_out(x if on_gpu(x) else to_device(np.asarray(x)), x_shape, dtype, new_axes)
+        dx, dparams = cell.pullback(
+            x_rows, problem.inputs, params, problem.step_params, states, problem.h0, adjoint
+        )
+    else:
+        # The inputs broadcast as a view: only a built-in cell's pullback reads them (the
+        # others differentiate the prepared inputs).
+        x = to_host(x)
+        x_batch = np.broadcast_to(problem.align_batch(x.astype(dtype, copy=False)), x_shape)
+        dx, dparams = cell.pullback(
+            x_batch, to_host(problem.inputs), params, problem.step_params, to_host(states),
+            to_host(problem.h0), to_host(adjoint),
+        )  # fmt: skip
+    dx = dx.reshape(x_shape)
+    x_given = stand_in(x).shape
+    if x_given != x_shape:
+        # x was broadcast along batch axes (aligned with the batch shape's last ones): sum
+        # over them, with time moved next to m, on the host.
+        dx = np.moveaxis(to_host(dx), 0, -2)
+        dx = np.moveaxis(reduce_to(dx, x_given[1:-1] + (length, m)), -2, 0)
     h0_shape = (*batch, size) if h0 is None else stand_in(h0).shape
     dh0 = reduce_to(dh0.reshape(*batch, size), h0_shape)
-    return (to_device(dx), to_device(dh0), dparams) if resident else (dx, dh0, dparams)
+    if resident:
+        return (dx if on_gpu(dx) else to_device(dx)), to_device(dh0), dparams
+    return to_host(dx), dh0, dparams
 
 
 def solve_adjoint(cell, problem, states, gradient, tol, device):
-    """The adjoint ``(T, B, n)`` and ``dh0`` ``(B, n)`` at the solution ``states``, checked."""
+    """The adjoint ``(T, B, n)`` (a device array when solved on the GPU) and ``dh0`` ``(B, n)``
+    (on the host) at the solution ``states``, checked."""
     length, sequences, size = states.shape
     plan = cell.plan(size, problem.dtype, problem.probe_inputs(), problem.step_params)
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
@@ -456,8 +473,9 @@ def solve_adjoint(cell, problem, states, gradient, tol, device):
     adjoint, first_jacobians = backend.adjoint(iterate, gradient)
     period = plan.period
     blocks = first_jacobians.reshape(sequences, size // period, period, period)
-    dh0 = np.einsum("sbij,sbi->sbj", blocks, adjoint[0].reshape(sequences, -1, period))
-    return np.asarray(adjoint), dh0.reshape(sequences, size)
+    first = to_host(adjoint[0]).reshape(sequences, -1, period)
+    dh0 = np.einsum("sbij,sbi->sbj", blocks, first)
+    return adjoint, dh0.reshape(sequences, size)
 
 
 def reduce_to(values, shape):

@@ -22,6 +22,7 @@ from scanlab import math as smath  # noqa: E402
 from scanlab.bench import linear as bench_linear  # noqa: E402
 from scanlab.cuda import (  # noqa: E402
     arrays,
+    cell_pullback,
     ewm,
     gradients,
     iir,
@@ -167,3 +168,14 @@ def test_cell_kernels_compile_to_ptx(nvvm, cell, method, dtype, quasi):
     ):
         ptx, _ = cuda.compile_ptx(function, signature, cc=(9, 0))
         assert ".entry" in ptx
+
+
+@pytest.mark.parametrize(
+    "cell", [cells.ParaGRU(8, 3), cells.ParaLSTM(4, 3), cells.ElmanRNN(5, 3)],
+    ids=["ParaGRU", "ParaLSTM", "ElmanRNN"],
+)  # fmt: skip
+def test_cell_pullback_kernels_compile_to_ptx(nvvm, cell):
+    """A built-in cell's pullback kernel, its sums of the parameters' gradients in registers."""
+    for function, signature in cell_pullback.kernel_signatures(cell, "float32"):
+        ptx, _ = cuda.compile_ptx(function, signature, cc=(9, 0))
+        assert ".entry" in ptx and "__local_depot" not in ptx

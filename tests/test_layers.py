@@ -211,7 +211,7 @@ class GPUArray:
         (lambda: OneHot([0.0], 3), TypeError, "integers"),
         (lambda: OneHot([0, 1], 3, values=[1.0, 2.0, 3.0]), ValueError, r"\(3,\).*\(2,\)"),
         (lambda: GILR(3, 2, dtype=np.float16), TypeError, "float32 or float64"),
-        (lambda: ParaGRULayer(3, 2).forward(GPUArray()), TypeError, "x is a GPU array.*host"),
+        (lambda: GILR(3, 2).forward(GPUArray()), TypeError, "x is a GPU array.*host"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error, message):

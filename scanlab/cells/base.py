@@ -90,9 +90,13 @@ class Cell:
         ``(h_prev, x_t, params, h_out, jacobian_out)``: the step that also writes its analytic
         Jacobian (a built-in cell's, its gates computed once for both), which Newton's
         evaluation then calls instead of the two; None for a cell of your own.
+    pullback_on_gpus : bool
+        Whether :meth:`pullback` takes device arrays and runs on the GPU (a built-in cell's);
+        a cell of your own is differentiated on the host.
     """
 
     step_with_jacobian = None
+    pullback_on_gpus = False
 
     def __init__(
         self, step, *, jacobian=None, structure="dense", state_size=None, exact_math=False

@@ -102,15 +102,36 @@ def elman_jacobian(h_prev, x_t, params, jacobian_out):
             jacobian_out[i, j] = slope * weights[i, j]
 
 
-def pullback_with(kernel, u, step_params, states, h0, adjoint):
-    """Run a built-in cell's pullback ``kernel``: the gradients of ``u`` and of each of
-    ``step_params`` (arrays ``(rows, n)``, whose rows the kernel's ``partial`` stacks)."""
-    tasks = cpu_nonlinear.task_count(states.shape[0] * states.shape[1])
+def elman_channel_pullback(u_t, params, h_prev, adjoint_t, i, d_t, sums):
+    """The Elman RNN's gradient of its total input at channel ``i`` of one step, into ``d_t``:
+    the body of the GPU's pullback kernel (as :func:`scanlab.cells.pararnn.gru_channel_pullback`;
+    the recurrent weights' gradient is a product of these with the states, computed apart, so
+    ``sums`` stays as it is)."""
+    weights = params[0]
+    total = u_t[i]
+    for j in range(h_prev.shape[0]):
+        total += weights[i, j] * h_prev[j]
+    d_t[i] = adjoint_t[i] * (1 - smath.tanh(total) ** 2)
+
+
+def pullback_with(kernel, channel_pullback, u, step_params, states, h0, adjoint):
+    """Run a built-in cell's pullback: the gradients of ``u`` and of each of ``step_params``
+    (host arrays ``(rows, n)``, whose rows the sums of the pullback stack), on the host by the
+    compiled ``kernel`` or, for a GPU ``adjoint``, on the GPU by a kernel running
+    ``channel_pullback`` (see :func:`scanlab.cells.pararnn.gru_channel_pullback`; ``d_inputs``
+    a device array there)."""
     rows = [value.shape[0] for value in step_params]
-    d_inputs = np.empty_like(u)
-    partial = np.zeros((tasks, sum(rows), step_params[0].shape[1]))
-    kernel(u, step_params, states, h0, adjoint, tasks, d_inputs, partial)
-    sums = partial.sum(axis=0).astype(u.dtype)
+    if on_gpu(adjoint):
+        d_inputs, sums = cuda_module("cell_pullback").pullback(
+            channel_pullback, u, step_params, states, h0, adjoint, sum(rows)
+        )
+    else:
+        tasks = cpu_nonlinear.task_count(states.shape[0] * states.shape[1])
+        d_inputs = np.empty_like(u)
+        partial = np.zeros((tasks, sum(rows), step_params[0].shape[1]))
+        kernel(u, step_params, states, h0, adjoint, tasks, d_inputs, partial)
+        sums = partial.sum(axis=0)
+    sums = sums.astype(u.dtype)
     return d_inputs, tuple(np.split(sums, np.cumsum(rows)[:-1]))
 
 
@@ -136,6 +157,10 @@ class BuiltinCell(Cell):
     step_parameter_names = ("recurrent_weights",)
     #: The initialisations ``init`` may name.
     initialisations = ("uniform",)
+    #: The step's pullback (see :func:`pullback_with`): its compiled CPU kernel, and the
+    #: function of one channel of one step that the GPU's kernel runs.
+    pullback_kernel = channel_pullback = None
+    pullback_on_gpus = True
 
     def __init__(self, step, jacobian, structure, hidden_size: int, input_size: int, seed, *,
                  init: str = "uniform", heads: int = 1):  # fmt: skip
@@ -265,6 +290,14 @@ class BuiltinCell(Cell):
         )
         return projected, step_params
 
+    def projected_pullback(self, u, step_params, states, h0, adjoint):
+        """The gradients of the projected inputs ``u`` and of the step's parameters (a tuple
+        in :attr:`step_parameter_names`' order), on the host or, for a GPU ``adjoint``, on
+        the GPU (``d_inputs`` a device array there)."""
+        return pullback_with(
+            self.pullback_kernel, self.channel_pullback, u, step_params, states, h0, adjoint
+        )
+
     def output(self, states: np.ndarray) -> np.ndarray:
         """The cell's output ``h`` from its states (the states themselves)."""
         return states
@@ -279,24 +312,34 @@ class BuiltinCell(Cell):
         """As :meth:`Cell.pullback`, analytic: the gradients of the projected inputs and of the
         step's parameters (:meth:`projected_pullback`) chained through the input projection;
         ``dparams`` a dict of every parameter, ``input_weights``' zero outside the heads'
-        blocks."""
+        blocks. For a GPU ``adjoint`` (and C-contiguous GPU ``x``, ``(T, B, m)``) it runs on
+        the GPU: ``dx`` is a device array, ``dparams`` host arrays."""
         values = self.params if params is None else self.merged(params)
         d_inputs, step_gradients = self.projected_pullback(inputs, step_params, states, h0, adjoint)
-        weights = self.projection(values).astype(x.dtype)
-        rows = d_inputs.reshape(-1, d_inputs.shape[-1])
-        d_input_weights = (rows.T @ x.reshape(rows.shape[0], self.input_size)).reshape(
-            values["input_weights"].shape
-        )
+        weights = self.projection(values).astype(d_inputs.dtype)
+        *steps, width = stand_in(d_inputs).shape
+        rows = d_inputs.reshape(math.prod(steps), width)
+        x_rows = x.reshape(rows.shape[0], self.input_size)
+        if on_gpu(d_inputs):
+            products = cuda_module("input_projection")
+            d_input_weights = products.transposed_product(rows, x_rows)
+            d_bias = products.column_sums(rows)
+            dx = products.project(
+                rows, np.ascontiguousarray(weights.T), np.zeros(self.input_size, weights.dtype)
+            ).reshape(*steps, self.input_size)
+        else:
+            d_input_weights, d_bias, dx = rows.T @ x_rows, rows.sum(axis=0), d_inputs @ weights
+        d_input_weights = d_input_weights.reshape(values["input_weights"].shape)
         if self.heads > 1:
             d_input_weights = np.where(self.input_mask, d_input_weights, 0.0)
         gradients = {
             name: gradient.reshape(values[name].shape)
             for name, gradient in zip(self.step_parameter_names, step_gradients, strict=True)
         }
-        return d_inputs @ weights, {
+        return dx, {
             **gradients,
             "input_weights": d_input_weights,
-            "bias": rows.sum(axis=0).reshape(values["bias"].shape),
+            "bias": d_bias.reshape(values["bias"].shape),
         }
 
 
@@ -327,6 +370,8 @@ class ElmanRNN(BuiltinCell):
     ((100, 4), True)
     """
 
+    channel_pullback = staticmethod(elman_channel_pullback)
+
     def __init__(self, n: int, m: int, seed=None):
         super().__init__(elman_step, elman_jacobian, "dense", n, m, seed)
         self.step_with_jacobian = elman_step_with_jacobian
@@ -345,7 +390,18 @@ class ElmanRNN(BuiltinCell):
         return projected, (weights, np.ascontiguousarray(weights.T))
 
     def projected_pullback(self, u, step_params, states, h0, adjoint):
-        """The gradients of the projected inputs ``u`` and of the recurrent weights."""
+        """The gradients of the projected inputs ``u`` and of the recurrent weights: on the
+        GPU for a GPU ``adjoint`` (the weights' by :mod:`scanlab.cuda.input_projection`)."""
+        if on_gpu(adjoint):
+            pullbacks = cuda_module("cell_pullback")
+            d_total, _ = pullbacks.pullback(
+                elman_channel_pullback, u, step_params, states, h0, adjoint, 0
+            )
+            previous = pullbacks.previous_states(states, h0)
+            length, sequences, n = stand_in(d_total).shape
+            rows = d_total.reshape(length * sequences, n)
+            product = cuda_module("input_projection").transposed_product
+            return d_total, (product(rows, previous.reshape(rows.shape)),)
         weights = step_params[0]
         h_prev = np.concatenate([h0[None], states[:-1]])
         d_total = adjoint * (1 - np.tanh(h_prev @ weights.T + u) ** 2)

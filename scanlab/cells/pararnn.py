@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from scanlab import math as smath
-from scanlab.cells.builtin import BuiltinCell, pullback_with
+from scanlab.cells.builtin import BuiltinCell
 from scanlab.config import FASTMATH
 
 
@@ -148,6 +148,41 @@ def lstm_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
         )  # fmt: skip
 
 
+@njit(inline="always")
+def gru_channel_gradients(h, weight, u_update, u_reset, u_candidate, a_update, a_reset,
+                          a_candidate):  # fmt: skip
+    """One ParaGRU channel's pullback of the adjoint ``weight`` at the state ``h``: the
+    gradients of its three projected inputs, then its shares of the recurrent weights'
+    (scalars only, for the CUDA simulator; the compiled loops over channels vectorise)."""
+    update = smath.sigmoid(u_update + a_update * h)
+    reset = smath.sigmoid(u_reset + a_reset * h)
+    candidate = smath.tanh(u_candidate + a_candidate * reset * h)
+    d_update = weight * (candidate - h) * update * (1 - update)
+    d_candidate = weight * update * (1 - candidate * candidate)
+    d_reset = d_candidate * a_candidate * h * reset * (1 - reset)
+    return d_update, d_reset, d_candidate, d_update * h, d_reset * h, d_candidate * reset * h
+
+
+@njit(inline="always")
+def lstm_channel_gradients(c, h, d_c, d_h, u_forget, u_candidate, u_output, a_forget,
+                           a_candidate, a_output, p_forget, p_output):  # fmt: skip
+    """One ParaLSTM channel's pullback of the adjoints ``(d_c, d_h)`` at the state ``(c, h)``
+    (as :func:`gru_channel_gradients`): the gradients of its three projected inputs, then its
+    shares of the recurrent weights' and the peephole weights'."""
+    forget, candidate, cell_state, output, squashed = lstm_channel(
+        c, h, u_forget, u_candidate, u_output, a_forget, a_candidate, a_output, p_forget, p_output
+    )
+    # Gradients of the gates' pre-activations, the output's first: it reads c[t].
+    d_output = d_h * squashed * output * (1 - output)
+    d_cell = d_c + d_h * output * (1 - squashed * squashed) + d_output * p_output
+    d_forget = d_cell * (c - candidate) * forget * (1 - forget)
+    d_candidate = d_cell * (1 - forget) * (1 - candidate * candidate)
+    return (
+        d_forget, d_candidate, d_output,
+        d_forget * h, d_candidate * h, d_output * h, d_forget * c, d_output * cell_state,
+    )  # fmt: skip
+
+
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def gru_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
     """ParaGRU's gradients at every step: of its projected inputs into ``d_inputs``, and of its
@@ -159,19 +194,17 @@ def gru_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
         for item in range(task * items // tasks, (task + 1) * items // tasks):
             t, sequence = item // sequences, item % sequences
             h_prev = states[t - 1, sequence] if t > 0 else h0[sequence]
-            u_t, d_t = u[t, sequence], d_inputs[t, sequence]
+            u_t, d_t, adjoint_t = u[t, sequence], d_inputs[t, sequence], adjoint[t, sequence]
             for i in range(n):
-                h, weight = h_prev[i], adjoint[t, sequence, i]
-                update = smath.sigmoid(u_t[i] + a[0, i] * h)
-                reset = smath.sigmoid(u_t[n + i] + a[1, i] * h)
-                candidate = smath.tanh(u_t[2 * n + i] + a[2, i] * reset * h)
-                d_update = weight * (candidate - h) * update * (1 - update)
-                d_candidate = weight * update * (1 - candidate * candidate)
-                d_reset = d_candidate * a[2, i] * h * reset * (1 - reset)
-                d_t[i], d_t[n + i], d_t[2 * n + i] = d_update, d_reset, d_candidate
-                partial[task, 0, i] += d_update * h
-                partial[task, 1, i] += d_reset * h
-                partial[task, 2, i] += d_candidate * reset * h
+                d_t[i], d_t[n + i], d_t[2 * n + i], w_update, w_reset, w_candidate = (
+                    gru_channel_gradients(
+                        h_prev[i], adjoint_t[i], u_t[i], u_t[n + i], u_t[2 * n + i], a[0, i],
+                        a[1, i], a[2, i],
+                    )
+                )  # fmt: skip
+                partial[task, 0, i] += w_update
+                partial[task, 1, i] += w_reset
+                partial[task, 2, i] += w_candidate
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -186,26 +219,54 @@ def lstm_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
         for item in range(task * items // tasks, (task + 1) * items // tasks):
             t, sequence = item // sequences, item % sequences
             h_prev = states[t - 1, sequence] if t > 0 else h0[sequence]
-            u_t, d_t, weights = u[t, sequence], d_inputs[t, sequence], adjoint[t, sequence]
+            u_t, d_t, adjoint_t = u[t, sequence], d_inputs[t, sequence], adjoint[t, sequence]
             for j in range(n):
-                c, h = h_prev[2 * j], h_prev[2 * j + 1]
-                forget, candidate, cell_state, output, squashed = lstm_channel(
-                    c, h, u_t[j], u_t[n + j], u_t[2 * n + j], a[0, j], a[1, j], a[2, j],
-                    p[0, j], p[1, j],
+                (
+                    d_t[j], d_t[n + j], d_t[2 * n + j],
+                    w_forget, w_candidate, w_output, w_forget_peephole, w_output_peephole,
+                ) = lstm_channel_gradients(
+                    h_prev[2 * j], h_prev[2 * j + 1], adjoint_t[2 * j], adjoint_t[2 * j + 1],
+                    u_t[j], u_t[n + j], u_t[2 * n + j], a[0, j], a[1, j], a[2, j], p[0, j],
+                    p[1, j],
                 )  # fmt: skip
-                d_h = weights[2 * j + 1]
-                # Gradients of the gates' pre-activations, the output's first: it reads c[t].
-                d_output = d_h * squashed * output * (1 - output)
-                d_cell = weights[2 * j] + d_h * output * (1 - squashed * squashed)
-                d_cell += d_output * p[1, j]
-                d_forget = d_cell * (c - candidate) * forget * (1 - forget)
-                d_candidate = d_cell * (1 - forget) * (1 - candidate * candidate)
-                d_t[j], d_t[n + j], d_t[2 * n + j] = d_forget, d_candidate, d_output
-                partial[task, 0, j] += d_forget * h
-                partial[task, 1, j] += d_candidate * h
-                partial[task, 2, j] += d_output * h
-                partial[task, 3, j] += d_forget * c
-                partial[task, 4, j] += d_output * cell_state
+                partial[task, 0, j] += w_forget
+                partial[task, 1, j] += w_candidate
+                partial[task, 2, j] += w_output
+                partial[task, 3, j] += w_forget_peephole
+                partial[task, 4, j] += w_output_peephole
+
+
+def gru_channel_pullback(u_t, params, h_prev, adjoint_t, i, d_t, sums):
+    """:func:`gru_channel_gradients` at channel ``i`` of one step, on its rows: the body of the
+    GPU's pullback kernel (:mod:`scanlab.cuda.cell_pullback`), which compiles it; ``sums[:3]``
+    gains the channel's shares."""
+    a = params[0]
+    n = h_prev.shape[0]
+    d_t[i], d_t[n + i], d_t[2 * n + i], w_update, w_reset, w_candidate = gru_channel_gradients(
+        h_prev[i], adjoint_t[i], u_t[i], u_t[n + i], u_t[2 * n + i], a[0, i], a[1, i], a[2, i]
+    )
+    sums[0] += w_update
+    sums[1] += w_reset
+    sums[2] += w_candidate
+
+
+def lstm_channel_pullback(u_t, params, h_prev, adjoint_t, j, d_t, sums):
+    """:func:`lstm_channel_gradients` at channel ``j`` of one step, on its rows (as
+    :func:`gru_channel_pullback`); ``sums[:5]`` gains the channel's shares."""
+    a, p = params
+    n = h_prev.shape[0] // 2
+    (
+        d_t[j], d_t[n + j], d_t[2 * n + j],
+        w_forget, w_candidate, w_output, w_forget_peephole, w_output_peephole,
+    ) = lstm_channel_gradients(
+        h_prev[2 * j], h_prev[2 * j + 1], adjoint_t[2 * j], adjoint_t[2 * j + 1], u_t[j],
+        u_t[n + j], u_t[2 * n + j], a[0, j], a[1, j], a[2, j], p[0, j], p[1, j],
+    )  # fmt: skip
+    sums[0] += w_forget
+    sums[1] += w_candidate
+    sums[2] += w_output
+    sums[3] += w_forget_peephole
+    sums[4] += w_output_peephole
 
 
 #: The initialisations of :class:`ParaGRU` and :class:`ParaLSTM` (their ``init``).
@@ -281,6 +342,8 @@ class ParaGRU(BuiltinCell):
 
     gates = 3
     initialisations = INITIALISATIONS
+    pullback_kernel = staticmethod(gru_pullback)
+    channel_pullback = staticmethod(gru_channel_pullback)
 
     def __init__(self, n: int, m: int, seed=None, *, init: str = "pararnn", heads: int = 1):
         super().__init__(gru_step, gru_jacobian, "diagonal", n, m, seed, init=init, heads=heads)
@@ -298,10 +361,6 @@ class ParaGRU(BuiltinCell):
             "input_weights": glorot_uniform(rng, (3, n, m), m // self.heads, n),
             "bias": first_gate_minus_linspace(3, n),
         }
-
-    def projected_pullback(self, u, step_params, states, h0, adjoint):
-        """The gradients of the projected inputs ``u`` and of the recurrent weights."""
-        return pullback_with(gru_pullback, u, step_params, states, h0, adjoint)
 
 
 class ParaLSTM(BuiltinCell):
@@ -371,6 +430,8 @@ class ParaLSTM(BuiltinCell):
     states_per_channel = 2
     step_parameter_names = ("recurrent_weights", "peephole_weights")
     initialisations = INITIALISATIONS
+    pullback_kernel = staticmethod(lstm_pullback)
+    channel_pullback = staticmethod(lstm_channel_pullback)
 
     def __init__(self, n: int, m: int, seed=None, *, init: str = "pararnn", heads: int = 1):
         super().__init__(lstm_step, lstm_jacobian, ("block", 2), n, m, seed, init=init, heads=heads)
@@ -393,11 +454,6 @@ class ParaLSTM(BuiltinCell):
             "input_weights": glorot_uniform(rng, (3, n, m), m // heads, n // heads),
             "bias": first_gate_minus_linspace(3, n),
         }
-
-    def projected_pullback(self, u, step_params, states, h0, adjoint):
-        """The gradients of the projected inputs ``u``, the recurrent weights and the
-        peephole weights."""
-        return pullback_with(lstm_pullback, u, step_params, states, h0, adjoint)
 
     def output(self, states: np.ndarray) -> np.ndarray:
         """The hidden outputs ``h`` of every channel, ``states[..., 1::2]``."""

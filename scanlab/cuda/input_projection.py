@@ -1,11 +1,15 @@
-"""The built-in cells' input projection ``x @ W.T + bias`` of GPU inputs, on the GPU.
+"""The built-in cells' input projection ``x @ W.T + bias`` of GPU inputs, and the products of
+its pullback, on the GPU.
 
-The product is a matrix product of every step's inputs ``(T B, m)`` by the input weights
-``(G, m)``: cuBLAS does it best, so it goes through CuPy (``cupy.matmul``, on cuBLAS) where CuPy
-is installed and a GPU is present. Numba has no matrix product for device arrays, and the CUDA
-simulator runs none of CuPy, so :func:`projection_kernel`, a shared-memory tiled product of our
-own, runs where CuPy is missing and under the simulator (where the tests check it against
-NumPy). The kernel accumulates in float64, the inputs and result keep their dtype.
+The projection is a matrix product of every step's inputs ``(T B, m)`` by the input weights
+``(G, m)``; its pullback, ``dx = du @ W``, ``dW = du.T @ x`` and ``dbias = du.sum(0)``, are two
+more and a sum over the rows. cuBLAS does them best, so they go through CuPy (``cupy.matmul``,
+on cuBLAS) where CuPy is installed and a GPU is present. Numba has no matrix product for device
+arrays, and the CUDA simulator runs none of CuPy, so where CuPy is missing and under the
+simulator (where the tests check them against NumPy) :func:`projection_kernel`, a shared-memory
+tiled product of our own, computes ``x @ W.T`` (and ``du @ W``), and
+:func:`scanlab.cuda.gradients.reduce_products` the sums over the rows. The kernel accumulates
+in float64, the inputs and result keep their dtype.
 """
 
 import math
@@ -13,6 +17,10 @@ import math
 import numba
 import numpy as np
 from numba import cuda
+
+from scanlab.cuda.arrays import Strided
+from scanlab.cuda.gradients import reduce_products
+from scanlab.cuda.memory import zeros
 
 #: The side of the square tiles of ``projection_kernel``: a block of ``TILE x TILE`` threads
 #: computes that many outputs, reading tiles of the inputs and weights through shared memory.
@@ -65,6 +73,33 @@ def project(x, weights: np.ndarray, bias: np.ndarray):
             x, cuda.to_device(weights), cuda.to_device(bias), out
         )
     return out
+
+
+def transposed_product(rows, columns) -> np.ndarray:
+    """``rows.T @ columns`` for C-contiguous device arrays ``(R, p)`` and ``(R, q)`` of one
+    dtype, summed over the ``R`` rows on the GPU: a ``(p, q)`` host array of their dtype (the
+    gradients of weights, which are host arrays)."""
+    cupy = None if numba.config.ENABLE_CUDASIM else installed_cupy()
+    if cupy is not None:
+        return cupy.matmul(cupy.asarray(rows).T, cupy.asarray(columns)).get()
+    count, p = rows.shape
+    q = columns.shape[1]
+    out = zeros((p, q), rows.dtype)
+    if count and p and q:
+        # The index space (p, q, R): out[i, j] += rows[r, i] * columns[r, j].
+        left = Strided.of(rows).permuted((1, 0)).with_axis(1, q)
+        right = Strided.of(columns).permuted((1, 0)).with_axis(0, p)
+        reduce_products(
+            left, right, Strided.contiguous(out.reshape(-1), (p, q)).with_axis(2, count)
+        )
+    return out.copy_to_host()
+
+
+def column_sums(rows) -> np.ndarray:
+    """``rows.sum(axis=0)`` of a C-contiguous device array ``(R, p)``, summed on the GPU: a
+    ``(p,)`` host array of its dtype."""
+    ones = cuda.to_device(np.ones((rows.shape[0], 1), rows.dtype))
+    return transposed_product(rows, ones).reshape(-1)
 
 
 def installed_cupy():

@@ -398,8 +398,8 @@ class Backend:
             self.cell.raise_again(self.failures(h, steps), self.host_params)
 
     def adjoint(self, iterate: Iterate, gradient: np.ndarray):
-        """As ``scanlab.cpu.nonlinear.Backend.adjoint``: solved on the device, returned on the
-        host."""
+        """As ``scanlab.cpu.nonlinear.Backend.adjoint``: solved on the device, the adjoint
+        returned there (a new device array), the first step's Jacobians on the host."""
         following = cuda.device_array(iterate.jacobians.shape, self.dtype)
         launch(transpose_following_kernel, following.size, iterate.jacobians, self.plan.period,
                following)  # fmt: skip
@@ -407,7 +407,7 @@ class Backend:
             following, on_device(gradient), self.delta, self.zeros, self.plan.period, False,
             SOLVERS, reverse=True,
         )  # fmt: skip
-        return self.delta.copy_to_host(), iterate.jacobians[0].copy_to_host()
+        return self.delta, iterate.jacobians[0].copy_to_host()
 
 
 def kernel_signatures():

@@ -13,7 +13,10 @@ Every layer has the same interface:
     ``(*batch, hidden_size)`` or broadcastable to it (zeros by default). ``device`` is where the
     scans run, as in :func:`scanlab.linear_recurrence`; the matrix products and elementwise
     functions run in NumPy on the host. ``cache`` holds what the backward pass needs (the
-    input and the activations, ``O(T * batch * hidden_size)`` memory).
+    input and the activations, ``O(T * batch * hidden_size)`` memory). The Newton layers
+    (:class:`ParaGRULayer`, :class:`ParaLSTMLayer`) also take GPU arrays (CuPy, PyTorch,
+    Numba): their forward and backward passes then run on the GPU, ``y``, ``dx`` and ``dh0``
+    are device arrays and ``grads`` host arrays; the other layers take host arrays.
 ``dx, grads = layer.backward(cache, dy)``
     ``dy = dL/dy`` in ``y``'s shape; ``dx = dL/dx`` in ``x``'s shape (None for a
     :class:`OneHot` input, which has no gradient) and ``grads`` a dict with the keys and shapes
@@ -148,8 +151,9 @@ def check_input(x, input_size: int, dtype, min_ndim: int):
         return x
     if on_gpu(x):
         raise TypeError(
-            "x is a GPU array, but the layers take host (NumPy) arrays: copy it to the host "
-            "first (device='cuda' still solves the recurrence on the GPU)"
+            "x is a GPU array, but this layer takes host (NumPy) arrays (the Newton layers, "
+            "ParaGRULayer and ParaLSTMLayer, take GPU arrays): copy it to the host first "
+            "(device='cuda' still solves the recurrence on the GPU)"
         )
     x = numeric_array("x", x)
     if x.dtype.kind != "f":

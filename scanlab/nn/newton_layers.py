@@ -9,6 +9,8 @@ from typing import NamedTuple
 import numpy as np
 
 from scanlab import cells
+from scanlab._arrays import stand_in
+from scanlab._devices import cuda_module, on_gpu
 from scanlab.gradients import nonlinear_recurrence_vjp, reduce_to
 from scanlab.nn.layers import (
     OneHot,
@@ -57,11 +59,16 @@ class NewtonLayer:
         return self.cell.params
 
     def forward(self, x, h0=None, *, device: str = "auto"):
-        """Every output, shape ``(T, *batch, hidden_size)``, and the cache."""
-        x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2)
-        if isinstance(x, OneHot):
-            x = x.dense(self.dtype)
-        h0, h0_shape = broadcast_initial_state(h0, x.shape[1:-1], self.cell.state_size, self.dtype)
+        """Every output, shape ``(T, *batch, hidden_size)``, and the cache. GPU arrays ``x``
+        (and ``h0``) stay on the GPU: the solve runs there and ``y`` is a device array."""
+        if on_gpu(x) or on_gpu(h0):
+            x, h0, h0_shape = self.device_operands(x, h0)
+        else:
+            x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2)
+            if isinstance(x, OneHot):
+                x = x.dense(self.dtype)
+            batch = x.shape[1:-1]
+            h0, h0_shape = broadcast_initial_state(h0, batch, self.cell.state_size, self.dtype)
         states, info = nonlinear_recurrence(
             self.cell, x, h0, method=self.method, device=device, max_iter=self.max_iter,
             on_fail=self.on_fail, full_output=True,
@@ -69,10 +76,15 @@ class NewtonLayer:
         return self.cell.output(states), NewtonCache(x, h0, h0_shape, states, info, device)
 
     def backward(self, cache: NewtonCache, dy, *, return_dh0: bool = False):
-        """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dy``."""
-        dy = check_output_gradient(dy, cache.states.shape[:-1] + (self.hidden_size,), self.dtype)
-        gradient = np.zeros_like(cache.states)
-        self.cell.output(gradient)[...] = dy
+        """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dy``;
+        ``dL/dx`` and ``dL/dh0`` are device arrays where the forward pass ran on GPU arrays."""
+        shape = stand_in(cache.states).shape[:-1] + (self.hidden_size,)
+        if on_gpu(cache.states):
+            gradient = self.device_gradient(dy, shape, stand_in(cache.states).shape)
+        else:
+            dy = check_output_gradient(dy, shape, self.dtype)
+            gradient = np.zeros_like(cache.states)
+            self.cell.output(gradient)[...] = dy
         # An iterate accepted unconverged (on_fail="accept") is differentiated where it is:
         # the adjoint's check of the residual allows what the forward pass reported.
         info = cache.info
@@ -80,7 +92,53 @@ class NewtonLayer:
         dx, dh0, grads = nonlinear_recurrence_vjp(
             self.cell, cache.x, cache.h0, cache.states, gradient, tol=tol, device=cache.device
         )
-        return (dx, grads, reduce_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
+        if not on_gpu(dh0):
+            dh0 = reduce_to(dh0, cache.h0_shape)
+        return (dx, grads, dh0) if return_dh0 else (dx, grads)
+
+    def device_operands(self, x, h0):
+        """GPU (or host) ``x`` and ``h0`` checked, in the layer's dtype (a copy on the GPU
+        where they have another), and the shape of ``h0``'s gradient: ``h0`` stays as given,
+        broadcast by the solver."""
+        arrays = cuda_module("arrays")
+        if isinstance(x, OneHot):
+            raise TypeError("a OneHot input is a host array: pass it with a host h0")
+        shape, dtype = stand_in(x).shape, stand_in(x).dtype
+        if dtype.kind != "f":
+            raise TypeError(f"x must hold floats, got dtype {dtype}")
+        if len(shape) < 2 or shape[-1] != self.cell.input_size:
+            raise ValueError(
+                f"x must have shape (T, *batch, input_size) with input_size="
+                f"{self.cell.input_size}, got {shape}"
+            )
+        batch_state = shape[1:-1] + (self.cell.state_size,)
+        if h0 is None:
+            return arrays.in_dtype(x, self.dtype), None, batch_state
+        h0_shape = stand_in(h0).shape
+        try:
+            if np.broadcast_shapes(h0_shape, batch_state) != batch_state:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"h0 must broadcast to (*batch, hidden_size) = {batch_state} for x of batch "
+                f"shape {shape[1:-1]}, got {h0_shape}"
+            ) from None
+        return arrays.in_dtype(x, self.dtype), arrays.in_dtype(h0, self.dtype), h0_shape
+
+    def device_gradient(self, dy, shape: tuple, states_shape: tuple):
+        """The solver's ``g`` for ``dy`` (host or GPU) given on the outputs of GPU states: a
+        new device array of the states' shape, ``dy`` where the outputs lie, zero elsewhere."""
+        arrays, memory = cuda_module("arrays"), cuda_module("memory")
+        if stand_in(dy).shape != shape:
+            raise ValueError(
+                f"dy must have the forward output's shape {shape}, got {stand_in(dy).shape}"
+            )
+        dy = arrays.in_dtype(dy, self.dtype)
+        if states_shape == shape:
+            return dy
+        gradient = memory.zeros(states_shape, self.dtype)
+        arrays.Strided.of(dy).copy_into(arrays.Strided.of(self.cell.output(gradient)))
+        return gradient
 
 
 class ParaGRULayer(NewtonLayer):
