@@ -7,7 +7,8 @@
 # GPU benchmarks: linear_recurrence (T x D = 2**28 float32, against a device-to-device copy), the
 # tanh cell against JAX and as many rows of the nonlinear table as fit, linear_recurrence_matrix,
 # the front ends on GPU arrays (benchmarks/front_ends.py --device cuda: lfilter, sosfilt, ewm_mean,
-# gae against scipy, pandas, a Numba loop and CuPy's filters), and a few training iterations of
+# gae against scipy, pandas, a Numba loop and CuPy's filters) with the nonlinear VJP and a Newton
+# layer on GPU arrays (benchmarks/gradients.py --device cuda), and a few training iterations of
 # the 1M-step task (examples/long_dependency.py).
 # Into OUT (at most 8 files, the device tool's limit): environment.txt, a log per step and
 # RESULTS.md, a copy of benchmarks/RESULTS.md whose measured blocks the benchmarks replaced (diff
@@ -76,7 +77,7 @@ cat "$out/environment.txt"
 
 if [ "$quick" = --quick ]; then sizes=--quick; else sizes=; fi
 # Each step's limit in seconds; together under the device tool's 600 with the environment's.
-limits=(${GPU_CHECK_LIMITS:-175 90 120 60 60 45})
+limits=(${GPU_CHECK_LIMITS:-170 85 115 55 80 45})
 # -v: each test's result is in the log as it finishes, also if the time limit stops the run.
 step cuda_tests "${limits[0]}" "$python" -m pytest -m cuda -n 8 -v -p no:cacheprovider \
     --durations=10
@@ -86,8 +87,9 @@ step linear "${limits[1]}" "$python" benchmarks/linear_recurrence.py --device cu
 step nonlinear "${limits[2]}" "$python" benchmarks/nonlinear.py --device cuda \
     --seconds "$((limits[2] / 2))" $sizes
 step matrix "${limits[3]}" "$python" benchmarks/linear_recurrence.py --device cuda --matrix $sizes
-step front_ends "${limits[4]}" "$python" benchmarks/front_ends.py --device cuda \
-    --seconds "$((limits[4] / 2))" $sizes
+# The front ends, then the nonlinear VJP and a Newton layer on GPU arrays, in one step (and log).
+step front_ends "${limits[4]}" bash -c '"$0" benchmarks/front_ends.py --device cuda --seconds "$1" \
+    $2; "$0" benchmarks/gradients.py --device cuda $2' "$python" "$((limits[4] / 3))" "$sizes"
 # The 1M-step task's seconds per training iteration at the paper's setting (the last line:
 # iterations and seconds of training); a few iterations, not the run to convergence.
 if [ "$quick" = --quick ]; then preset=(--length 64); else preset=(--preset paper-1m); fi

@@ -1,11 +1,16 @@
 """Benchmark the vector-Jacobian products against their forward solves; record in RESULTS.md.
 
-Usage: python benchmarks/gradients.py [--quick]
+Usage: python benchmarks/gradients.py [--quick] [--device cuda]
 
 For each case, the forward solve and its VJP on the same arrays (operands in memory, float64),
 and the VJP's cost as a multiple of the forward's. The linear table replaces the
 ``gradients-table`` block of benchmarks/RESULTS.md, the nonlinear one (forward by the loop and by
 Newton, against ``nonlinear_recurrence_vjp``) the ``nonlinear-gradients-table`` block.
+
+``--device cuda``: the nonlinear cases on GPU arrays instead (float32, timed by CUDA events):
+Newton's solve against its VJP, every gradient computed on the GPU (the built-in cells'
+pullbacks), and a ParaGRULayer's forward and backward pass; the
+``nonlinear-gradients-cuda-table`` block.
 """
 
 import argparse
@@ -17,7 +22,7 @@ import numpy as np
 import scanlab
 from scanlab import math as smath
 from scanlab.bench import tables
-from scanlab.bench.timing import best_times
+from scanlab.bench.timing import best_times, gpu_best_time
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 #: (label, solver, coefficient shape, result shape).
@@ -92,10 +97,77 @@ def nonlinear_rows(quick: bool) -> list:
     return rows
 
 
+#: (label, cell, input size, T, sequences) of the GPU's nonlinear cases (float32).
+GPU_CASES = (
+    ("ParaGRU n=64", scanlab.cells.ParaGRU(64, 16, seed=0), 16, 2**16, 16),
+    ("ParaLSTM n=32", scanlab.cells.ParaLSTM(32, 16, seed=0), 16, 2**16, 16),
+)
+GPU_COLUMNS = (
+    ("case", "{}"),
+    ("T x B", "{}"),
+    ("newton ms", "{:.2f}"),
+    ("vjp ms", "{:.2f}"),
+    ("vjp / newton", "{:.1f}"),
+    ("layer fwd+bwd ms", "{:.2f}"),
+)
+
+
+def gpu_rows(quick: bool) -> list:
+    """Newton's solve, its VJP and a layer's forward and backward pass of each GPU case, on
+    GPU arrays (float32)."""
+    from numba import cuda
+
+    from scanlab.nn import ParaGRULayer, ParaLSTMLayer
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, cell, inputs, length, sequences in GPU_CASES:
+        if quick:  # sizes the CUDA simulator runs in seconds, to try the script
+            cell, inputs, length, sequences = type(cell)(4, 2, seed=0), 2, 16, 2
+        host_x = rng.standard_normal((length, sequences, inputs)).astype(np.float32)
+        x = cuda.to_device(host_x)
+        h = scanlab.nonlinear_recurrence(cell, x, None, method="newton")
+        g = cuda.to_device(rng.standard_normal(h.shape).astype(np.float32))
+        kind = ParaGRULayer if isinstance(cell, scanlab.cells.ParaGRU) else ParaLSTMLayer
+        layer = kind(inputs, cell.hidden_size, seed=0, method="newton")
+
+        def layer_step(layer=layer, x=x):
+            y, cache = layer.forward(x)
+            layer.backward(cache, y)
+
+        repeats = 1 if quick else 3
+        newton = gpu_best_time(partial(scanlab.nonlinear_recurrence, cell, x, None), repeats)
+        vjp = gpu_best_time(partial(scanlab.nonlinear_recurrence_vjp, cell, x, None, h, g), repeats)
+        rows.append(
+            {
+                "case": label,
+                "T x B": f"{length}x{sequences}",
+                "newton ms": 1e3 * newton,
+                "vjp ms": 1e3 * vjp,
+                "vjp / newton": vjp / newton,
+                "layer fwd+bwd ms": 1e3 * gpu_best_time(layer_step, repeats),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
-    quick = parser.parse_args().quick
+    parser.add_argument(
+        "--quick", action="store_true", help="16x shorter, on the GPU tiny (does not write)"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    arguments = parser.parse_args()
+    quick = arguments.quick
+    if arguments.device == "cuda":
+        tables.record_results(
+            RESULTS,
+            "nonlinear-gradients-cuda-table",
+            f"{tables.gpu_description()}; host {tables.machine_description()}",
+            tables.format_table(gpu_rows(quick), GPU_COLUMNS, markdown=True),
+            write=not quick,
+        )
+        return
     rng = np.random.default_rng(0)
     rows = []
     for label, solver, coefficient_shape, shape in CASES:
