@@ -121,7 +121,9 @@ def as_time_major(
         array = np.broadcast_to(array, array.shape[:1] + rest + core)
     # One copy at most: the cast and the layout change happen together, then a free reshape.
     contiguous = np.ascontiguousarray(array, dtype=dtype)
-    return contiguous.reshape(contiguous.shape[0], math.prod(contiguous.shape[1:ndim]), *core)
+    return read_only(
+        contiguous.reshape(contiguous.shape[0], math.prod(contiguous.shape[1:ndim]), *core)
+    )
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ def lay_out(a, b, h0, layout: Layout, out) -> LinearProblem:
     result = output_array(out, shape, dtype)
     if np.may_share_memory(h0, result):
         # The kernels read h0 while writing out's first rows: a copy of one row is cheap.
-        h0 = h0.copy()
+        h0 = read_only(h0.copy())
     kernel_a = as_time_major(np.asarray(a), leading, axis, rest, dtype, state * 2)
     kernel_b = as_time_major(np.asarray(b), leading, axis, rest, dtype, state)
     kernel_out = kernel_view(result, axis, len(state))
@@ -290,10 +292,12 @@ def check_broadcasts(name: str, given: tuple, target: tuple, axis: int, whose: s
 def initial_state(h0, state_shape: tuple, dtype, shape: tuple, axis: int) -> np.ndarray:
     """``h0`` broadcast to ``state_shape`` (the result's shape without ``axis``), flattened."""
     if h0 is None:
-        return np.zeros(math.prod(state_shape), dtype)
+        return read_only(np.zeros(math.prod(state_shape), dtype))
     h0 = np.asarray(h0)
     check_initial_state(h0.shape, state_shape, shape, axis)
-    return np.ascontiguousarray(np.broadcast_to(h0, state_shape), dtype=dtype).reshape(-1)
+    return read_only(
+        np.ascontiguousarray(np.broadcast_to(h0, state_shape), dtype=dtype).reshape(-1)
+    )
 
 
 def check_output(out, shape: tuple, dtype, read_only: bool) -> None:
@@ -351,9 +355,15 @@ def kernel_view(result: np.ndarray, axis: int, state_ndim: int = 0):
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
-    """A read-only view of ``array``: how the nonlinear kernels and the host's probes of a cell
-    pass it the inputs and initial states, so that its step compiles for one array type (Numba
-    types a read-only array apart from a writable one)."""
+    """A read-only view of ``array``: how every operand that the kernels only read is handed
+    over (the linear solvers' and front ends' coefficients, inputs and initial states, the
+    nonlinear kernels' and a cell's probes' inputs and initial states).
+
+    Numba compiles a kernel once per combination of writable and read-only arrays, and an
+    operand is one or the other depending on where it came from (a broadcast view, a copy, the
+    caller's array as it is): always read-only, it compiles once instead of up to
+    ``2**operands`` times.
+    """
     view = array.view()
     view.flags.writeable = False
     return view
@@ -382,7 +392,7 @@ def as_time_last(array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype) ->
     if middle != rest and any(size != 1 for size in middle):
         array = np.broadcast_to(array, rest + array.shape[-1:])
     contiguous = np.ascontiguousarray(array, dtype=dtype)
-    return contiguous.reshape(math.prod(contiguous.shape[:-1]), contiguous.shape[-1])
+    return read_only(contiguous.reshape(math.prod(contiguous.shape[:-1]), contiguous.shape[-1]))
 
 
 def lay_out_time_last(a, b, h0, layout: Layout, out) -> LinearProblem:
@@ -395,7 +405,7 @@ def lay_out_time_last(a, b, h0, layout: Layout, out) -> LinearProblem:
     else:
         result = output_array(out, shape, dtype)
     if np.may_share_memory(h0, result):
-        h0 = h0.copy()
+        h0 = read_only(h0.copy())
     kernel_a = as_time_last(np.asarray(a), len(shape), axis, rest, dtype)
     kernel_b = as_time_last(np.asarray(b), len(shape), axis, rest, dtype)
     moved = np.moveaxis(result, axis, -1)

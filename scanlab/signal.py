@@ -27,6 +27,7 @@ from scanlab._arrays import (
     as_time_major,
     normalize_axis,
     numeric_array,
+    read_only,
     result_dtype,
     stand_in,
 )
@@ -132,7 +133,11 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     if order == 1 and b[1] == 0 and rows < cpu_iir.ROW_CHAINS and np.isfinite(x).all():
         return first_order(b[0], a[1], x, axis, zi, dtype)
     state = conditions_by_row(zi, state_shape, x, axis, dtype)
-    run = partial(cpu_iir.lfilter_rows, b, a)
+    b, a = read_only(b), read_only(a)
+
+    def run(rows, conditions, out):
+        cpu_iir.lfilter_rows(b, a, read_only(rows), conditions, out)
+
     y = filtered_rows(x, axis, dtype, run, state, "lfilter")
     return y if zi is None else (y, from_rows(state, x.shape, axis, order))
 
@@ -230,8 +235,11 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     )
     flat = state.reshape(len(state), 2 * sections)  # a view: the kernel's final state lands here
 
+    sos = read_only(sos)
+
     def run(rows, conditions, out):
-        cpu_iir.sosfilt_rows(sos, rows, conditions.reshape(len(conditions), sections, 2), out)
+        states = conditions.reshape(len(conditions), sections, 2)
+        cpu_iir.sosfilt_rows(sos, read_only(rows), states, out)
 
     y = filtered_rows(x, axis, dtype, run, flat, "sosfilt")
     if zi is None:

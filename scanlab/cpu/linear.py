@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, uint64
 
 from scanlab import config
+from scanlab._arrays import read_only
 from scanlab._recurrence_numerics import broadcast_steps, time_direction, time_index
 from scanlab._scaled_products import (
     CHECK_PERIOD,
@@ -521,7 +522,10 @@ def lanes_stream(out, reverse: bool) -> bool:
 
 
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:
-    """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout."""
+    """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout (``a``,
+    ``b`` and ``h0`` handed to the kernels read-only: one specialisation, see
+    :func:`scanlab._arrays.read_only`)."""
+    a, b, h0 = read_only(a), read_only(b), read_only(h0)
     length, channels = out.shape
     threads = numba.get_num_threads()
     if method == "auto":

@@ -31,6 +31,7 @@ from numba import njit, prange, uint64
 from numba.cpython.unsafe.tuple import tuple_setitem
 
 from scanlab import config
+from scanlab._arrays import read_only
 from scanlab._recurrence_numerics import (
     broadcast_steps,
     is_finite,
@@ -532,7 +533,10 @@ def choose_method(length: int, systems: int, size: int, threads: int) -> str:
 
 
 def solve(a, b, h0, out, reverse: bool, method: str) -> None:
-    """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout."""
+    """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout (``a``,
+    ``b`` and ``h0`` handed to the kernels read-only: one specialisation, see
+    :func:`scanlab._arrays.read_only`)."""
+    a, b, h0 = read_only(a), read_only(b), read_only(h0)
     length, systems, size = out.shape
     threads = numba.get_num_threads()
     registers = register_marker(size)
