@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, types, uint64
 from numba.extending import intrinsic
 
+from scanlab._arrays import read_only
 from scanlab._recurrence_numerics import broadcast_steps, time_direction
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto
@@ -133,7 +134,9 @@ def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
     1)`` is ``(T,)`` in memory) solved by the parallel scan over time. ``"auto"``: the one
     measured faster on this machine for problems of this dtype, channels and size
     (:func:`measured_rows_speeds`): a few long rows scan, many short ones take the kernel.
+    ``a``, ``b`` and ``h0`` reach the kernels read-only (see :func:`scanlab._arrays.read_only`).
     """
+    a, b, h0 = read_only(a), read_only(b), read_only(h0)
     channels, length = out.shape
     if method == "auto":
         threads = numba.get_num_threads()
