@@ -437,10 +437,14 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     dx = dx.reshape(x_shape)
     x_given = stand_in(x).shape
     if x_given != x_shape:
-        # x was broadcast along batch axes (aligned with the batch shape's last ones): sum
-        # over them, with time moved next to m, on the host.
-        dx = np.moveaxis(to_host(dx), 0, -2)
-        dx = np.moveaxis(reduce_to(dx, x_given[1:-1] + (length, m)), -2, 0)
+        # x was broadcast along batch axes (its own aligned with the batch shape's last ones):
+        # sum over them, where dx lies.
+        aligned = (length, *(1,) * new_axes, *x_given[1:])
+        if on_gpu(dx):
+            dx = cuda_module("gradients").summed_to(dx, aligned)
+        else:
+            dx = reduce_to(dx, aligned)
+        dx = dx.reshape(x_given)
     h0_shape = (*batch, size) if h0 is None else stand_in(h0).shape
     dh0 = reduce_to(dh0.reshape(*batch, size), h0_shape)
     if resident:

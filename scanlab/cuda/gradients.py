@@ -136,6 +136,18 @@ def reduce_products(x: Strided, y: Strided, out: Strided) -> None:
     )  # fmt: skip
 
 
+def summed_to(values, shape: tuple):
+    """``values``, a C-contiguous device array, summed over the axes along which an array of
+    ``shape`` (as many axes, each ``values``' length or 1) repeats to it: a new device array
+    of ``shape``, summed on the GPU."""
+    out = zeros(shape, values.dtype)
+    if out.size and values.size:
+        ones = Strided.of(cuda.to_device(np.ones(1, values.dtype))).expanded(values.shape)
+        target = Strided.contiguous(out.reshape(-1), shape).expanded(values.shape)
+        reduce_products(Strided.of(values), ones, target)
+    return out
+
+
 def device_view(value, shape: tuple, dtype) -> Strided:
     """``value`` (host or GPU, non-empty) on the GPU in ``dtype``, broadcast to ``shape``:
     the GPU array itself when it has that dtype, else a copy."""
