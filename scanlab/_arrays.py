@@ -257,7 +257,7 @@ def lay_out(a, b, h0, layout: Layout, out) -> LinearProblem:
     result = output_array(out, shape, dtype)
     if np.may_share_memory(h0, result):
         # The kernels read h0 while writing out's first rows: a copy of one row is cheap.
-        h0 = read_only(h0.copy())
+        h0 = h0.copy()
     kernel_a = as_time_major(np.asarray(a), leading, axis, rest, dtype, state * 2)
     kernel_b = as_time_major(np.asarray(b), leading, axis, rest, dtype, state)
     kernel_out = kernel_view(result, axis, len(state))
@@ -405,7 +405,7 @@ def lay_out_time_last(a, b, h0, layout: Layout, out) -> LinearProblem:
     else:
         result = output_array(out, shape, dtype)
     if np.may_share_memory(h0, result):
-        h0 = read_only(h0.copy())
+        h0 = h0.copy()
     kernel_a = as_time_last(np.asarray(a), len(shape), axis, rest, dtype)
     kernel_b = as_time_last(np.asarray(b), len(shape), axis, rest, dtype)
     moved = np.moveaxis(result, axis, -1)

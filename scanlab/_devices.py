@@ -41,7 +41,7 @@ def to_host(value):
 
 def to_device(array: np.ndarray):
     """A host array copied into a new device array (Numba's)."""
-    return cuda_module("arrays").from_host(array)
+    return cuda_module("arrays").on_device(array)
 
 
 def cuda_module(name: str):

@@ -395,7 +395,7 @@ class ElmanRNN(BuiltinCell):
         if on_gpu(adjoint):
             pullbacks = cuda_module("cell_pullback")
             d_total, _ = pullbacks.pullback(
-                elman_channel_pullback, u, step_params, states, h0, adjoint, 0
+                self.channel_pullback, u, step_params, states, h0, adjoint, 0
             )
             previous = pullbacks.previous_states(states, h0)
             length, sequences, n = stand_in(d_total).shape

@@ -530,24 +530,10 @@ def batch_aligned(value, shape: tuple, dtype, new_axes: int = 0):
     return view.expanded(shape).as_contiguous(dtype)
 
 
-def in_dtype(value, dtype):
-    """``value`` (host or GPU) as a GPU array of ``dtype``: itself when it is one, else a new
-    C-contiguous copy (made on the GPU from a GPU array)."""
-    if not on_gpu(value):
-        return cuda.to_device(np.ascontiguousarray(value, dtype))
-    if np.dtype(array_interface(value)["typestr"]) == dtype:
-        return value
-    shape = tuple(array_interface(value)["shape"])
-    return (
-        cuda.device_array(shape, dtype)
-        if not math.prod(shape)
-        else Strided.of(value).as_contiguous(dtype)
-    )
-
-
-def from_host(array: np.ndarray):
-    """A host array copied into a new C-contiguous device array."""
-    return cuda.to_device(np.ascontiguousarray(array))
+def on_device(array):
+    """``array``, a host array or a C-contiguous device array, as a device array: itself, or
+    a new C-contiguous copy of the host array."""
+    return array if on_gpu(array) else cuda.to_device(np.ascontiguousarray(array))
 
 
 def to_host(value) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from scanlab import config
-from scanlab._devices import on_gpu
+from scanlab.cuda.arrays import on_device
 from scanlab.cuda.memory import zeros
 
 #: The most parameter rows a channel's sums may have (ParaLSTM's: 5), the size of a thread's
@@ -102,11 +102,6 @@ def previous_states(states, h0):
         if states.shape[0] > 1:
             previous[1:].copy_to_device(on_device(states)[:-1])
     return previous
-
-
-def on_device(array):
-    """``array``, a host array or a C-contiguous device array, as a device array."""
-    return array if on_gpu(array) else cuda.to_device(np.ascontiguousarray(array))
 
 
 def kernel_signatures(cell, dtype):

@@ -19,7 +19,7 @@ import numpy as np
 from numba import cuda
 
 from scanlab.cuda.arrays import Strided
-from scanlab.cuda.gradients import reduce_products
+from scanlab.cuda.gradients import reduce_products, summed_to
 from scanlab.cuda.memory import zeros
 
 #: The side of the square tiles of ``projection_kernel``: a block of ``TILE x TILE`` threads
@@ -98,8 +98,7 @@ def transposed_product(rows, columns) -> np.ndarray:
 def column_sums(rows) -> np.ndarray:
     """``rows.sum(axis=0)`` of a C-contiguous device array ``(R, p)``, summed on the GPU: a
     ``(p,)`` host array of its dtype."""
-    ones = cuda.to_device(np.ones((rows.shape[0], 1), rows.dtype))
-    return transposed_product(rows, ones).reshape(-1)
+    return summed_to(rows, (1, rows.shape[1])).copy_to_host().reshape(-1)
 
 
 def installed_cupy():

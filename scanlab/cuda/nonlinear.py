@@ -18,7 +18,6 @@ import numpy as np
 from numba import cuda
 
 from scanlab import config
-from scanlab._devices import on_gpu
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._row_summary import RowSummary
 from scanlab._step_routines import (
@@ -32,6 +31,7 @@ from scanlab._step_routines import (
 )
 from scanlab.cuda import linear as cuda_linear
 from scanlab.cuda import linear_matrix as cuda_linear_matrix
+from scanlab.cuda.arrays import on_device
 from scanlab.cuda.memory import Scratch
 from scanlab.cuda.row_summary import RowSummariser
 from scanlab.math import with_globals
@@ -140,11 +140,6 @@ def kernels_for(cell, method):
             kernels.sequential_kernel = kernels_for(cell, None).sequential_kernel
         KERNELS[key] = kernels
     return KERNELS[key]
-
-
-def on_device(array):
-    """``array``, a host array or a C-contiguous Numba device array, as a device array."""
-    return array if on_gpu(array) else cuda.to_device(array)
 
 
 def to_device(params):

@@ -53,8 +53,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
-from scanlab._arrays import numeric_array
-from scanlab._devices import on_gpu
+from scanlab._arrays import numeric_array, stand_in
+from scanlab._devices import cuda_module, on_gpu
 from scanlab.gradients import linear_recurrence_vjp, reduce_to
 from scanlab.linear import linear_recurrence
 
@@ -139,8 +139,10 @@ def check_dtype(dtype) -> np.dtype:
     return dtype
 
 
-def check_input(x, input_size: int, dtype, min_ndim: int):
-    """``x`` as a float array of ``dtype`` (or a :class:`OneHot`) with ``input_size`` features."""
+def check_input(x, input_size: int, dtype, min_ndim: int, gpu_arrays: bool = False):
+    """``x`` as a float array of ``dtype`` (or a :class:`OneHot`) with ``input_size`` features:
+    a GPU ``x`` stays a GPU array (a copy on the GPU in another dtype) where the layer takes
+    GPU arrays (``gpu_arrays``), and is refused otherwise."""
     if isinstance(x, OneHot):
         if x.size != input_size:
             raise ValueError(
@@ -149,22 +151,24 @@ def check_input(x, input_size: int, dtype, min_ndim: int):
         if x.indices.ndim < min_ndim - 1:
             raise ValueError(f"x needs a time axis, shape (T, *batch); got indices {x.shape}")
         return x
-    if on_gpu(x):
+    if on_gpu(x) and not gpu_arrays:
         raise TypeError(
             "x is a GPU array, but this layer takes host (NumPy) arrays (the Newton layers, "
             "ParaGRULayer and ParaLSTMLayer, take GPU arrays): copy it to the host first "
             "(device='cuda' still solves the recurrence on the GPU)"
         )
-    x = numeric_array("x", x)
-    if x.dtype.kind != "f":
+    view = numeric_array("x", x, stand_in)
+    if view.dtype.kind != "f":
         raise TypeError(
-            f"x must hold floats, got dtype {x.dtype}; for one-hot indices pass "
+            f"x must hold floats, got dtype {view.dtype}; for one-hot indices pass "
             "scanlab.nn.OneHot(indices, input_size), else convert with .astype(np.float32)"
         )
     layout = "(T, *batch, input_size)" if min_ndim == 2 else "(..., input_size)"
-    if x.ndim < min_ndim or x.shape[-1] != input_size:
-        raise ValueError(f"x must have shape {layout} with input_size={input_size}, got {x.shape}")
-    return x.astype(dtype, copy=False)
+    if view.ndim < min_ndim or view.shape[-1] != input_size:
+        raise ValueError(
+            f"x must have shape {layout} with input_size={input_size}, got {view.shape}"
+        )
+    return in_dtype(x, view, dtype)
 
 
 def broadcast_initial_state(h0, batch: tuple, hidden_size: int, dtype):
@@ -183,12 +187,25 @@ def broadcast_initial_state(h0, batch: tuple, hidden_size: int, dtype):
         ) from None
 
 
-def check_output_gradient(dy, shape: tuple, dtype) -> np.ndarray:
-    """``dy`` in ``dtype``, checked to have the forward output's ``shape``."""
-    dy = numeric_array("dy", dy)
-    if dy.shape != shape:
-        raise ValueError(f"dy must have the forward output's shape {shape}, got {dy.shape}")
-    return dy.astype(dtype, copy=False)
+def check_output_gradient(dy, shape: tuple, dtype, gpu_arrays: bool = False):
+    """``dy`` in ``dtype``, checked to have the forward output's ``shape``; a GPU ``dy`` as
+    :func:`check_input` takes a GPU ``x``."""
+    if on_gpu(dy) and not gpu_arrays:
+        raise TypeError(
+            "dy is a GPU array, but this layer takes host (NumPy) arrays: copy it to the host first"
+        )
+    view = numeric_array("dy", dy, stand_in)
+    if view.shape != shape:
+        raise ValueError(f"dy must have the forward output's shape {shape}, got {view.shape}")
+    return in_dtype(dy, view, dtype)
+
+
+def in_dtype(value, view: np.ndarray, dtype):
+    """``value`` (``view`` its :func:`scanlab._arrays.stand_in`) in ``dtype``: a GPU array
+    laid out on the GPU (itself when it already is C-contiguous in ``dtype``), else NumPy's."""
+    if on_gpu(value):
+        return cuda_module("arrays").batch_aligned(value, view.shape, dtype)
+    return view.astype(dtype, copy=False)
 
 
 def sigmoid(x) -> np.ndarray:

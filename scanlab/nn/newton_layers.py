@@ -18,6 +18,7 @@ from scanlab.nn.layers import (
     check_dtype,
     check_input,
     check_output_gradient,
+    in_dtype,
 )
 from scanlab.nonlinear import NonlinearInfo, nonlinear_recurrence
 
@@ -61,13 +62,15 @@ class NewtonLayer:
     def forward(self, x, h0=None, *, device: str = "auto"):
         """Every output, shape ``(T, *batch, hidden_size)``, and the cache. GPU arrays ``x``
         (and ``h0``) stay on the GPU: the solve runs there and ``y`` is a device array."""
+        if isinstance(x, OneHot) and on_gpu(h0):
+            raise TypeError("a OneHot input is a host array: pass it with a host h0")
+        x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2, gpu_arrays=True)
+        if isinstance(x, OneHot):
+            x = x.dense(self.dtype)
+        batch = stand_in(x).shape[1:-1]
         if on_gpu(x) or on_gpu(h0):
-            x, h0, h0_shape = self.device_operands(x, h0)
+            h0, h0_shape = self.initial_state(h0, batch)
         else:
-            x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2)
-            if isinstance(x, OneHot):
-                x = x.dense(self.dtype)
-            batch = x.shape[1:-1]
             h0, h0_shape = broadcast_initial_state(h0, batch, self.cell.state_size, self.dtype)
         states, info = nonlinear_recurrence(
             self.cell, x, h0, method=self.method, device=device, max_iter=self.max_iter,
@@ -78,11 +81,12 @@ class NewtonLayer:
     def backward(self, cache: NewtonCache, dy, *, return_dh0: bool = False):
         """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dy``;
         ``dL/dx`` and ``dL/dh0`` are device arrays where the forward pass ran on GPU arrays."""
-        shape = stand_in(cache.states).shape[:-1] + (self.hidden_size,)
+        states_shape = stand_in(cache.states).shape
+        shape = states_shape[:-1] + (self.hidden_size,)
+        dy = check_output_gradient(dy, shape, self.dtype, gpu_arrays=True)
         if on_gpu(cache.states):
-            gradient = self.device_gradient(dy, shape, stand_in(cache.states).shape)
+            gradient = dy if states_shape == shape else self.device_gradient(dy, states_shape)
         else:
-            dy = check_output_gradient(dy, shape, self.dtype)
             gradient = np.zeros_like(cache.states)
             self.cell.output(gradient)[...] = dy
         # An iterate accepted unconverged (on_fail="accept") is differentiated where it is:
@@ -96,48 +100,32 @@ class NewtonLayer:
             dh0 = reduce_to(dh0, cache.h0_shape)
         return (dx, grads, dh0) if return_dh0 else (dx, grads)
 
-    def device_operands(self, x, h0):
-        """GPU (or host) ``x`` and ``h0`` checked, in the layer's dtype (a copy on the GPU
-        where they have another), and the shape of ``h0``'s gradient: ``h0`` stays as given,
-        broadcast by the solver."""
-        arrays = cuda_module("arrays")
-        if isinstance(x, OneHot):
-            raise TypeError("a OneHot input is a host array: pass it with a host h0")
-        shape, dtype = stand_in(x).shape, stand_in(x).dtype
-        if dtype.kind != "f":
-            raise TypeError(f"x must hold floats, got dtype {dtype}")
-        if len(shape) < 2 or shape[-1] != self.cell.input_size:
-            raise ValueError(
-                f"x must have shape (T, *batch, input_size) with input_size="
-                f"{self.cell.input_size}, got {shape}"
-            )
-        batch_state = shape[1:-1] + (self.cell.state_size,)
+    def initial_state(self, h0, batch: tuple):
+        """``h0`` (host or GPU, or None) checked to broadcast to ``(*batch, state_size)`` and
+        in the layer's dtype, not broadcast (the solver broadcasts it, and its VJP sums
+        ``dh0`` back to ``h0``'s shape), and the shape of its gradient."""
+        shape = batch + (self.cell.state_size,)
         if h0 is None:
-            return arrays.in_dtype(x, self.dtype), None, batch_state
-        h0_shape = stand_in(h0).shape
+            return None, shape
+        view = stand_in(h0)
         try:
-            if np.broadcast_shapes(h0_shape, batch_state) != batch_state:
+            if np.broadcast_shapes(view.shape, shape) != shape:
                 raise ValueError
         except ValueError:
             raise ValueError(
-                f"h0 must broadcast to (*batch, hidden_size) = {batch_state} for x of batch "
-                f"shape {shape[1:-1]}, got {h0_shape}"
+                f"h0 must broadcast to (*batch, hidden_size) = {shape} for x of batch shape "
+                f"{batch}, got {view.shape}"
             ) from None
-        return arrays.in_dtype(x, self.dtype), arrays.in_dtype(h0, self.dtype), h0_shape
+        return in_dtype(h0, view, self.dtype), view.shape
 
-    def device_gradient(self, dy, shape: tuple, states_shape: tuple):
-        """The solver's ``g`` for ``dy`` (host or GPU) given on the outputs of GPU states: a
-        new device array of the states' shape, ``dy`` where the outputs lie, zero elsewhere."""
-        arrays, memory = cuda_module("arrays"), cuda_module("memory")
-        if stand_in(dy).shape != shape:
-            raise ValueError(
-                f"dy must have the forward output's shape {shape}, got {stand_in(dy).shape}"
-            )
-        dy = arrays.in_dtype(dy, self.dtype)
-        if states_shape == shape:
-            return dy
-        gradient = memory.zeros(states_shape, self.dtype)
-        arrays.Strided.of(dy).copy_into(arrays.Strided.of(self.cell.output(gradient)))
+    def device_gradient(self, dy, states_shape: tuple):
+        """The solver's ``g`` for ``dy`` (host or GPU, checked) given on the outputs of GPU
+        states of another shape: a new device array, ``dy`` where the outputs lie, zero
+        elsewhere."""
+        gradient = cuda_module("memory").zeros(states_shape, self.dtype)
+        if gradient.size:
+            given = cuda_module("gradients").device_view(dy, stand_in(dy).shape, self.dtype)
+            given.copy_into(cuda_module("arrays").Strided.of(self.cell.output(gradient)))
         return gradient
 
 
