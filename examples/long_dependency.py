@@ -13,7 +13,11 @@ The forget gates start open, with bias ``log(length)``: ``sigmoid(b)**length`` i
 (with the usual bias of 1, they would shrink like ``0.73**length``).
 
 Every layer's recurrences are solved by ``scanlab.linear_recurrence`` in parallel over time, and
-their gradients by ``scanlab.linear_recurrence_vjp``; the rest is NumPy.
+their gradients by ``scanlab.linear_recurrence_vjp``; the rest is NumPy. With ``--device cuda``
+the whole training step runs on the GPU: the minibatch's indices go there
+(``OneHot.to_device``), the layers then compute on device arrays, and only the last step's
+logits, the loss's gradient (a few numbers per sequence), the weights and their gradients
+cross between host and GPU.
 
 Training stops when it has converged, as in the paper: 5 consecutive minibatches classified
 without error. The last line is machine-readable:
@@ -31,7 +35,7 @@ paper's are presets, ``--preset paper-1k``, ``paper-8k`` and ``paper-1m``: 1,024
 weights drawn from U(-0.05, 0.05), zero biases but the forget gates' at 5, minibatches of 8, and
 no limit on the iterations (the paper reports about 14,000 at 1M, 9.7 hours on a K80). Where this
 script differs from the paper: it trains in float32 NumPy and scanlab, on the CPU or (``--device
-cuda``) with the recurrences on the GPU, not TensorFlow on a GPU; the batch size of 8 is read
+cuda``) on the GPU, not TensorFlow; the batch size of 8 is read
 from the paper's table source (it reports a search over learning rate and batch size, not the
 values); the readout is a linear unit on the last step's output of the second layer, as in its
 figure 2. Any option given after a preset overrides it.
@@ -102,26 +106,40 @@ class Model:
         return [layer.params for layer in (*self.layers, self.readout)]
 
     def loss_and_gradients(self, x, labels, device: str):
-        """The mean logistic loss, the accuracy and the gradients (the structure of params)."""
+        """The mean logistic loss, the accuracy and the gradients (the structure of params).
+        With ``device="cuda"`` the layers run on the GPU: ``x`` goes there first."""
+        if device == "cuda":
+            x = x.to_device()
         caches = []
         for layer in self.layers:
             x, cache = layer.forward(x, device=device)
             caches.append(cache)
         logits, readout_cache = self.readout.forward(x[-1])
-        margins = labels * logits[:, 0]
+        margins = labels * to_host(logits)[:, 0]
         loss = -float(np.mean(log_expit(margins)))
         accuracy = float(np.mean(margins > 0))
 
         dlogits = (-labels * expit(-margins) / len(labels))[:, None]
         dlast, readout_grads = self.readout.backward(readout_cache, dlogits)
         # Only the last step's output is read: dL/dy is zero at every other step.
-        dy = np.zeros_like(x)
-        dy[-1] = dlast
+        if device == "cuda":
+            from scanlab.cuda.memory import zeros  # numba.cuda: imported where it is used
+
+            dy = zeros(x.shape, x.dtype)  # set on the GPU
+            dy[-1].copy_to_device(dlast)
+        else:
+            dy = np.zeros_like(x)
+            dy[-1] = dlast
         grads = []
         for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
             dy, layer_grads = layer.backward(cache, dy)
             grads.insert(0, layer_grads)
         return loss, accuracy, grads + [readout_grads]
+
+
+def to_host(values) -> np.ndarray:
+    """``values`` as a NumPy array, copied from the GPU where they are a device array."""
+    return values.copy_to_host() if hasattr(values, "copy_to_host") else values
 
 
 class Progress:

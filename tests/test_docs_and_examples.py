@@ -37,6 +37,7 @@ EXAMPLES = ROOT / "examples"
         scanlab.cells.pararnn,
         scanlab.nn.layers,
         scanlab.nn.newton_layers,
+        scanlab.nn.operands,
         scanlab.nn.optim,
         scanlab.rl,
         scanlab.signal,

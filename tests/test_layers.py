@@ -211,7 +211,12 @@ class GPUArray:
         (lambda: OneHot([0.0], 3), TypeError, "integers"),
         (lambda: OneHot([0, 1], 3, values=[1.0, 2.0, 3.0]), ValueError, r"\(3,\).*\(2,\)"),
         (lambda: GILR(3, 2, dtype=np.float16), TypeError, "float32 or float64"),
-        (lambda: GILR(3, 2).forward(GPUArray()), TypeError, "x is a GPU array.*host"),
+        (lambda: GILR(3, 2).forward(GPUArray(), device="cpu"), TypeError, "x live.*GPU.*'cpu'"),
+        (
+            lambda: Linear(3, 2).backward(Linear(3, 2).forward(np.ones((4, 3)))[1], GPUArray()),
+            TypeError,
+            "dy is a GPU array.*ran on the host",
+        ),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error, message):

@@ -1,5 +1,6 @@
-"""The built-in cells' input projection ``x @ W.T + bias`` of GPU inputs, and the products of
-its pullback, on the GPU.
+"""The products of GPU inputs by weights, and those of their pullbacks, on the GPU: the built-in
+cells' input projections ``x @ W.T + bias``, and the dense products of the layers of
+:mod:`scanlab.nn`.
 
 The projection is a matrix product of every step's inputs ``(T B, m)`` by the input weights
 ``(G, m)``; its pullback, ``dx = du @ W``, ``dW = du.T @ x`` and ``dbias = du.sum(0)``, are two
@@ -28,8 +29,9 @@ TILE = 16
 
 
 @cuda.jit
-def projection_kernel(x, weights, bias, out):
-    """``out[r, j] = sum_k x[r, k] * weights[j, k] + bias[j]``: blocks of ``TILE x TILE``
+def projection_kernel(x, weights, bias, out, accumulate):
+    """``out[r, j] = sum_k x[r, k] * weights[j, k] + bias[j]`` (added to ``out[r, j]`` where
+    ``accumulate``): blocks of ``TILE x TILE``
     threads, ``blockIdx.x`` along the rows ``r`` (many: ``T B``), ``blockIdx.y`` along the
     outputs ``j``; ``threadIdx.x`` along ``j`` and ``k``, ``threadIdx.y`` along ``r``. Dynamic
     shared memory holds a tile of ``x`` and one of ``weights``, ``2 TILE^2`` float64."""
@@ -53,24 +55,30 @@ def projection_kernel(x, weights, bias, out):
             total += shared[depth * TILE + q] * shared[TILE * TILE + lane * TILE + q]
         cuda.syncthreads()
     if row < rows and output < outputs:
-        out[row, output] = total + bias[output]
+        total += bias[output]
+        out[row, output] = out[row, output] + total if accumulate else total
 
 
-def project(x, weights: np.ndarray, bias: np.ndarray):
+def project(x, weights: np.ndarray, bias: np.ndarray, out=None):
     """``x @ weights.T + bias`` for a C-contiguous device array ``x`` ``(rows, m)`` and host
     ``weights`` ``(G, m)`` and ``bias`` ``(G,)`` of its dtype: a new ``(rows, G)`` device
-    array."""
+    array, or added into ``out`` (a C-contiguous ``(rows, G)`` device array) where given."""
     rows, outputs = x.shape[0], weights.shape[0]
     cupy = None if numba.config.ENABLE_CUDASIM else installed_cupy()
     if cupy is not None:
         product = cupy.matmul(cupy.asarray(x), cupy.asarray(weights).T)
         product += cupy.asarray(bias)
-        return cuda.as_cuda_array(product)
-    out = cuda.device_array((rows, outputs), x.dtype)
+        if out is None:
+            return cuda.as_cuda_array(product)
+        cupy.asarray(out)[...] += product
+        return out
+    accumulate = out is not None
+    if out is None:
+        out = cuda.device_array((rows, outputs), x.dtype)
     if rows and outputs:
         grid = (math.ceil(rows / TILE), math.ceil(outputs / TILE))
         projection_kernel[grid, (TILE, TILE), 0, 2 * TILE * TILE * 8](
-            x, cuda.to_device(weights), cuda.to_device(bias), out
+            x, cuda.to_device(weights), cuda.to_device(bias), out, accumulate
         )
     return out
 
@@ -116,7 +124,7 @@ def kernel_signatures():
     return [
         (
             projection_kernel,
-            f"void({dtype}[:, ::1], {dtype}[:, ::1], {dtype}[::1], {dtype}[:, ::1])",
+            f"void({dtype}[:, ::1], {dtype}[:, ::1], {dtype}[::1], {dtype}[:, ::1], boolean)",
         )
         for dtype in ("float32", "float64")
     ]

@@ -9,7 +9,7 @@ their kernels on the default stream and return without waiting.
 
 from numba import cuda
 
-from scanlab.cuda import linear
+from scanlab.cuda import elementwise, linear
 from scanlab.cuda.arrays import launch_over
 from scanlab.cuda.kernel_layout import DTYPES
 from scanlab.cuda.memory import zeros
@@ -39,16 +39,6 @@ def advantage_coefficients_kernel(rewards, values, dones, last_value, gamma, lam
             decay[t, channel] = lam * discount
 
 
-@cuda.jit
-def sum_kernel(first_term, second_term, out):
-    """``out = first_term + second_term``, elementwise over ``(T, D)`` arrays."""
-    length, channels = out.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
-            out[t, channel] = first_term[t, channel] + second_term[t, channel]
-
-
 def solve_returns(rewards, dones, bootstrap, gamma) -> tuple:
     """The discounted returns ``G[t] = r[t] + gamma (1 - done[t]) G[t+1]`` from
     ``G[T] = bootstrap``, a new ``(T, D)`` device array (alone in a tuple): the discounts in one
@@ -76,7 +66,7 @@ def solve_advantages(rewards, values, dones, last_value, gamma, lam) -> tuple:
     )
     start = zeros(advantages.shape[1], advantages.dtype)
     linear.solve_on_device(decay, deltas, start, advantages, True, "auto")
-    launch_over(sum_kernel, *returns.shape)(advantages, values, returns)
+    elementwise.add(advantages, values, returns)
     return advantages, returns
 
 
@@ -100,6 +90,5 @@ def kernel_signatures():
                 f"void({matrix}, {matrix}, {matrix}, {vector}, {dtype}, {dtype}, {matrix}, "
                 f"{matrix})",
             ),
-            (sum_kernel, f"void({matrix}, {matrix}, {matrix})"),
         ]
     return signatures

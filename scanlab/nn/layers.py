@@ -11,16 +11,20 @@ Every layer has the same interface:
     ``x`` has time first, shape ``(T, *batch, input_size)``, and ``y`` has shape
     ``(T, *batch, hidden_size)``. ``h0`` is the state before the first step, of shape
     ``(*batch, hidden_size)`` or broadcastable to it (zeros by default). ``device`` is where the
-    scans run, as in :func:`scanlab.linear_recurrence`; the matrix products and elementwise
-    functions run in NumPy on the host. ``cache`` holds what the backward pass needs (the
-    input and the activations, ``O(T * batch * hidden_size)`` memory). The Newton layers
-    (:class:`ParaGRULayer`, :class:`ParaLSTMLayer`) also take GPU arrays (CuPy, PyTorch,
-    Numba): their forward and backward passes then run on the GPU, ``y``, ``dx`` and ``dh0``
-    are device arrays and ``grads`` host arrays; the other layers take host arrays.
+    scans run, as in :func:`scanlab.linear_recurrence`. ``cache`` holds what the backward pass
+    needs (the input and the activations, ``O(T * batch * hidden_size)`` memory).
+
+    With host (NumPy) arrays the dense products and elementwise functions run in NumPy on the
+    host (``device="cuda"`` moves only the scans to the GPU). Given GPU arrays (CuPy, PyTorch,
+    Numba; a :class:`OneHot` of GPU indices, see :meth:`OneHot.to_device`) for ``x`` or
+    ``h0``, the whole forward and backward passes run on the GPU: ``y``, ``dx`` and ``dh0``
+    are device arrays (Numba's), ``grads`` host arrays like ``params``, and only the weights
+    and their gradients cross to and from the host.
 ``dx, grads = layer.backward(cache, dy)``
     ``dy = dL/dy`` in ``y``'s shape; ``dx = dL/dx`` in ``x``'s shape (None for a
     :class:`OneHot` input, which has no gradient) and ``grads`` a dict with the keys and shapes
-    of ``params``. The backward pass runs on the device of the forward pass.
+    of ``params``. The backward pass runs where the forward pass ran (a host ``dy`` is copied
+    to the GPU; a GPU ``dy`` for a forward pass on the host is a TypeError).
 ``dx, grads, dh0 = layer.backward(cache, dy, return_dh0=True)``
     Also ``dh0 = dL/dh0`` in the shape of the forward's ``h0`` (summed over the axes it was
     broadcast along), or ``(*batch, hidden_size)`` when it was None (the gradient with respect to
@@ -46,166 +50,28 @@ side by side in the order of each layer's docstring, and initialised uniformly i
 :class:`ParaLSTMLayer` keep their cells' layout and initialisation (ParaRNN's by default).
 """
 
-import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse
 
-from scanlab._arrays import numeric_array, stand_in
-from scanlab._devices import cuda_module, on_gpu
+from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.gradients import linear_recurrence_vjp, reduce_to
 from scanlab.linear import linear_recurrence
-
-
-@dataclass(frozen=True)
-class OneHot:
-    """One-hot vectors given by their indices, optionally scaled: ``values * e[indices]``.
-
-    A layer's input product with a ``OneHot`` is a gather of rows of its input weights, so a
-    sequence of one-hot vectors costs one integer per step instead of ``size`` floats.
-
-    Parameters
-    ----------
-    indices : array_like of int, shape (T, *batch)
-        The position of the nonzero entry of each vector, in ``[0, size)``.
-    size : int
-        The length of the vectors (the layer's ``input_size``).
-    values : array_like of float, optional
-        The nonzero entries, broadcastable to ``indices``' shape (ones by default): ``-1`` at a
-        step makes its input ``-e[index]``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from scanlab.nn import OneHot
-    >>> x = OneHot(np.array([[2], [0]]), 3, values=np.array([[-1.0], [1.0]]))
-    >>> x.shape
-    (2, 1, 3)
-    >>> x.dense(np.float64)
-    array([[[ 0.,  0., -1.]],
-    <BLANKLINE>
-           [[ 1.,  0.,  0.]]])
-    """
-
-    indices: np.ndarray
-    size: int
-    values: np.ndarray | None = None
-
-    def __post_init__(self):
-        indices = np.asarray(self.indices)
-        if indices.dtype.kind not in "iu":
-            raise TypeError(f"OneHot indices must be integers, got dtype {indices.dtype}")
-        if not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(f"OneHot size must be a positive integer, got {self.size!r}")
-        if indices.size and (indices.min() < 0 or indices.max() >= self.size):
-            raise ValueError(
-                f"OneHot indices must lie in [0, {self.size}), got values from {indices.min()} "
-                f"to {indices.max()}"
-            )
-        object.__setattr__(self, "indices", indices)
-        if self.values is not None:
-            values = np.asarray(self.values)
-            if values.dtype.kind not in "biuf":
-                raise TypeError(f"OneHot values must be real numbers, got dtype {values.dtype}")
-            try:
-                np.broadcast_to(values, indices.shape)
-            except ValueError:
-                raise ValueError(
-                    f"OneHot values with shape {values.shape} do not broadcast to the indices' "
-                    f"shape {indices.shape}"
-                ) from None
-            object.__setattr__(self, "values", values)
-
-    @property
-    def shape(self) -> tuple:
-        """The shape of the dense array: ``indices.shape + (size,)``."""
-        return self.indices.shape + (self.size,)
-
-    def dense(self, dtype=np.float32) -> np.ndarray:
-        """The one-hot vectors as a dense array of ``dtype``."""
-        result = np.zeros(self.shape, dtype)
-        values = 1 if self.values is None else self.values
-        np.put_along_axis(result, self.indices[..., None], np.expand_dims(values, -1), axis=-1)
-        return result
-
-
-def check_dtype(dtype) -> np.dtype:
-    """``dtype`` if it is float32 or float64, else a TypeError."""
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
-def check_input(x, input_size: int, dtype, min_ndim: int, gpu_arrays: bool = False):
-    """``x`` as a float array of ``dtype`` (or a :class:`OneHot`) with ``input_size`` features:
-    a GPU ``x`` stays a GPU array (a copy on the GPU in another dtype) where the layer takes
-    GPU arrays (``gpu_arrays``), and is refused otherwise."""
-    if isinstance(x, OneHot):
-        if x.size != input_size:
-            raise ValueError(
-                f"x is a OneHot of size {x.size}, but the layer has input_size {input_size}"
-            )
-        if x.indices.ndim < min_ndim - 1:
-            raise ValueError(f"x needs a time axis, shape (T, *batch); got indices {x.shape}")
-        return x
-    if on_gpu(x) and not gpu_arrays:
-        raise TypeError(
-            "x is a GPU array, but this layer takes host (NumPy) arrays (the Newton layers, "
-            "ParaGRULayer and ParaLSTMLayer, take GPU arrays): copy it to the host first "
-            "(device='cuda' still solves the recurrence on the GPU)"
-        )
-    view = numeric_array("x", x, stand_in)
-    if view.dtype.kind != "f":
-        raise TypeError(
-            f"x must hold floats, got dtype {view.dtype}; for one-hot indices pass "
-            "scanlab.nn.OneHot(indices, input_size), else convert with .astype(np.float32)"
-        )
-    layout = "(T, *batch, input_size)" if min_ndim == 2 else "(..., input_size)"
-    if view.ndim < min_ndim or view.shape[-1] != input_size:
-        raise ValueError(
-            f"x must have shape {layout} with input_size={input_size}, got {view.shape}"
-        )
-    return in_dtype(x, view, dtype)
-
-
-def broadcast_initial_state(h0, batch: tuple, hidden_size: int, dtype):
-    """``h0`` broadcast to ``(*batch, hidden_size)`` in ``dtype`` (or None), and the shape of
-    its gradient: ``h0``'s own, or the broadcast shape when it is None."""
-    shape = batch + (hidden_size,)
-    if h0 is None:
-        return None, shape
-    h0 = numeric_array("h0", h0)
-    try:
-        return np.broadcast_to(h0, shape).astype(dtype), h0.shape
-    except ValueError:
-        raise ValueError(
-            f"h0 must broadcast to (*batch, hidden_size) = {shape} for x of batch shape {batch}, "
-            f"got {h0.shape}"
-        ) from None
-
-
-def check_output_gradient(dy, shape: tuple, dtype, gpu_arrays: bool = False):
-    """``dy`` in ``dtype``, checked to have the forward output's ``shape``; a GPU ``dy`` as
-    :func:`check_input` takes a GPU ``x``."""
-    if on_gpu(dy) and not gpu_arrays:
-        raise TypeError(
-            "dy is a GPU array, but this layer takes host (NumPy) arrays: copy it to the host first"
-        )
-    view = numeric_array("dy", dy, stand_in)
-    if view.shape != shape:
-        raise ValueError(f"dy must have the forward output's shape {shape}, got {view.shape}")
-    return in_dtype(dy, view, dtype)
-
-
-def in_dtype(value, view: np.ndarray, dtype):
-    """``value`` (``view`` its :func:`scanlab._arrays.stand_in`) in ``dtype``: a GPU array
-    laid out on the GPU (itself when it already is C-contiguous in ``dtype``), else NumPy's."""
-    if on_gpu(value):
-        return cuda_module("arrays").batch_aligned(value, view.shape, dtype)
-    return view.astype(dtype, copy=False)
+from scanlab.nn.operands import (
+    OneHot,
+    check_dtype,
+    check_input,
+    check_output_gradient,
+    initial_state,
+)
+from scanlab.nn.products import (
+    input_backward,
+    input_product,
+    matrix_product,
+    rows_of,
+    sum_over_steps,
+    transposed_product,
+)
 
 
 def sigmoid(x) -> np.ndarray:
@@ -222,55 +88,82 @@ def sigmoid(x) -> np.ndarray:
     return np.reciprocal(result, out=result)
 
 
-def rows_of(values: np.ndarray) -> np.ndarray:
-    """``values`` as a 2-D array of its last axis' rows (also when that axis has length 0)."""
-    return values.reshape(math.prod(values.shape[:-1]), values.shape[-1])
-
-
-def matrix_product(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """``x @ weight`` over the last axis, as one 2-D product (not one per leading index)."""
-    flat = rows_of(x) @ weight
-    return flat.reshape(x.shape[:-1] + weight.shape[1:])
-
-
-def input_product(x, weight: np.ndarray) -> np.ndarray:
-    """``x @ weight``; for a :class:`OneHot` ``x``, a gather of rows of ``weight``."""
-    if not isinstance(x, OneHot):
-        return matrix_product(x, weight)
-    result = weight[x.indices]
-    if x.values is not None:
-        result *= np.expand_dims(x.values, -1)
-    return result
-
-
-def input_backward(x, weight: np.ndarray, dpre: np.ndarray):
-    """``dL/dweight`` and ``dL/dx`` (None for a :class:`OneHot`) through ``x @ weight``."""
-    flat = rows_of(dpre)
-    if not isinstance(x, OneHot):
-        return rows_of(x).T @ flat, matrix_product(dpre, weight.T)
-    count = flat.shape[0]
-    values = np.broadcast_to(1 if x.values is None else x.values, x.indices.shape)
-    # One nonzero per row: a sparse product sums the rows of dpre by index in O(count).
-    rows = scipy.sparse.csr_array(
-        (
-            values.reshape(-1).astype(dpre.dtype),
-            x.indices.reshape(-1).astype(np.intp),
-            np.arange(count + 1),
-        ),
-        shape=(count, x.size),
-    )
-    return rows.T @ flat, None
-
-
-def sum_over_steps(values: np.ndarray) -> np.ndarray:
-    """``values`` summed over every axis but the last (a bias gradient)."""
-    return rows_of(values).sum(axis=0)
-
-
 def uniform_weights(rng, shape: tuple, fan: int, dtype) -> np.ndarray:
     """Uniform in ``[-1/sqrt(fan), 1/sqrt(fan)]`` (no weights to draw when ``fan`` is 0)."""
     bound = 1 / np.sqrt(max(fan, 1))
     return rng.uniform(-bound, bound, shape).astype(dtype)
+
+
+def runs_on_gpu(x, h0=None, device: str = "auto") -> bool:
+    """Whether a layer given ``x`` and ``h0`` runs on the GPU: either is a GPU array (``x``, or
+    the indices of a :class:`OneHot` ``x``). ``device`` is checked against them (GPU arrays
+    with ``device="cpu"`` are a TypeError)."""
+    indices_or_x = x.indices if isinstance(x, OneHot) else x
+    resolve_device(device, x=indices_or_x, h0=h0)
+    return on_gpu(indices_or_x) or on_gpu(h0)
+
+
+def previous_states(states, h0):
+    """The state before each step: ``h0`` (zeros when None), then ``states[:-1]``; a new
+    array where ``states`` are."""
+    if on_gpu(states):
+        previous = cuda_module("memory").zeros(states.shape, states.dtype)
+        if len(states) > 1:
+            previous[1:].copy_to_device(states[:-1])
+        if h0 is not None and len(states):
+            previous[0].copy_to_device(h0)
+        return previous
+    previous = np.empty_like(states)
+    previous[1:] = states[:-1]
+    if len(states):
+        previous[0] = 0 if h0 is None else h0
+    return previous
+
+
+def following_gradients(dprevious):
+    """The states' gradients from those of :func:`previous_states` (their ``states[:-1]``
+    part): ``dprevious[1:]``, then zeros; a new array where ``dprevious`` is."""
+    if on_gpu(dprevious):
+        gradients = cuda_module("memory").zeros(dprevious.shape, dprevious.dtype)
+        if len(dprevious) > 1:
+            gradients[:-1].copy_to_device(dprevious[1:])
+        return gradients
+    gradients = np.zeros_like(dprevious)
+    gradients[:-1] = dprevious[1:]
+    return gradients
+
+
+def multiply(first_factor, second_factor):
+    """``first_factor * second_factor`` (arrays of one shape and dtype), where they are."""
+    if on_gpu(first_factor):
+        return cuda_module("elementwise").multiply(first_factor, second_factor)
+    return first_factor * second_factor
+
+
+def add_into(total, term) -> None:
+    """``total += term`` (arrays of one shape and dtype), where they are."""
+    if on_gpu(total):
+        cuda_module("elementwise").add(total, term, total)
+    else:
+        total += term
+
+
+def reduced_to(values, shape: tuple):
+    """``values`` summed over the axes along which an array of ``shape`` was broadcast to
+    them, where ``values`` are (:func:`scanlab.gradients.reduce_to` on the host)."""
+    if not on_gpu(values):
+        return reduce_to(values, shape)
+    if tuple(values.shape) == tuple(shape):
+        return values
+    aligned = (1,) * (values.ndim - len(shape)) + tuple(shape)
+    return cuda_module("gradients").summed_to(values, aligned).reshape(shape)
+
+
+def gpu_gates(name: str, pre, shape: tuple) -> tuple:
+    """The gates of ``pre`` on the GPU by :mod:`scanlab.cuda.layer_gates`' ``name`` launcher,
+    each of ``shape``."""
+    gates = getattr(cuda_module("layer_gates"), name)(rows_of(pre))
+    return tuple(gate.reshape(shape) for gate in gates)
 
 
 class LinearCache(NamedTuple):
@@ -318,16 +211,15 @@ class Linear:
         }
 
     def forward(self, x):
-        """``y = x @ weight + bias`` and the cache for :meth:`backward`."""
+        """``y = x @ weight + bias`` and the cache for :meth:`backward` (on the GPU for a GPU
+        ``x``)."""
         x = check_input(x, self.params["weight"].shape[0], self.dtype, min_ndim=1)
-        y = input_product(x, self.params["weight"])
-        y += self.params["bias"]
-        return y, LinearCache(x)
+        return input_product(x, self.params["weight"], self.params["bias"]), LinearCache(x)
 
     def backward(self, cache: LinearCache, dy):
         """``dL/dx`` and the parameters' gradients, given ``dy = dL/dy``."""
         shape = cache.x.shape[:-1] + self.params["bias"].shape
-        dy = check_output_gradient(dy, shape, self.dtype)
+        dy = check_output_gradient(dy, shape, self.dtype, runs_on_gpu(cache.x))
         dweight, dx = input_backward(cache.x, self.params["weight"], dy)
         return dx, {"weight": dweight, "bias": sum_over_steps(dy)}
 
@@ -398,31 +290,43 @@ class GILR:
 
     def forward(self, x, h0=None, *, device: str = "auto"):
         """Every state ``h_t``, shape ``(T, *batch, hidden_size)``, and the cache."""
-        x = check_input(x, self.params["input_weight"].shape[0], self.dtype, min_ndim=2)
-        h0, h0_shape = broadcast_initial_state(h0, x.shape[1:-1], self.hidden_size, self.dtype)
-        pre = input_product(x, self.params["input_weight"])
-        pre += self.params["bias"]
-        gate = sigmoid(pre[..., : self.hidden_size])
-        candidate = np.tanh(pre[..., self.hidden_size :])
-        drive = 1 - gate
-        drive *= candidate
+        gpu = runs_on_gpu(x, h0, device)
+        x = check_input(x, self.params["input_weight"].shape[0], self.dtype, 2, gpu)
+        n = self.hidden_size
+        h0, h0_shape = initial_state(h0, x.shape[1:-1], n, self.dtype, gpu)
+        pre = input_product(x, self.params["input_weight"], self.params["bias"])
+        if gpu:
+            gate, candidate, drive = gpu_gates("gilr_gates", pre, pre.shape[:-1] + (n,))
+        else:
+            gate, candidate = sigmoid(pre[..., :n]), np.tanh(pre[..., n:])
+            drive = 1 - gate
+            drive *= candidate
         states = linear_recurrence(gate, drive, h0, device=device)
         return states, GILRCache(x, h0, h0_shape, gate, candidate, states, device)
 
     def backward(self, cache: GILRCache, dy, *, return_dh0: bool = False):
         """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dh``."""
-        dy = check_output_gradient(dy, cache.states.shape, self.dtype)
-        gate, candidate = cache.gate, cache.candidate
+        gpu = on_gpu(cache.states)
+        dy = check_output_gradient(dy, cache.states.shape, self.dtype, gpu)
+        gate, candidate, n = cache.gate, cache.candidate, self.hidden_size
         dgate, ddrive, dh0 = linear_recurrence_vjp(
             gate, cache.states, dy, cache.h0, device=cache.device
         )
-        dpre = np.empty(gate.shape[:-1] + (2 * self.hidden_size,), self.dtype)
-        # Through the coefficient g and the input (1 - g) j, then the activations' derivatives.
-        dpre[..., : self.hidden_size] = (dgate - ddrive * candidate) * gate * (1 - gate)
-        dpre[..., self.hidden_size :] = ddrive * (1 - gate) * (1 - candidate * candidate)
+        if gpu:
+            dpre = (
+                cuda_module("layer_gates")
+                .gilr_gradients(*map(rows_of, (dgate, ddrive, gate, candidate)))
+                .reshape(gate.shape[:-1] + (2 * n,))
+            )
+        else:
+            dpre = np.empty(gate.shape[:-1] + (2 * n,), self.dtype)
+            # Through the coefficient g and the input (1 - g) j, then the activations'
+            # derivatives.
+            dpre[..., :n] = (dgate - ddrive * candidate) * gate * (1 - gate)
+            dpre[..., n:] = ddrive * (1 - gate) * (1 - candidate * candidate)
         dweight, dx = input_backward(cache.x, self.params["input_weight"], dpre)
         grads = {"input_weight": dweight, "bias": sum_over_steps(dpre)}
-        return (dx, grads, reduce_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
+        return (dx, grads, reduced_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
 
 
 class GILRLSTMCache(NamedTuple):
@@ -505,53 +409,62 @@ class GILRLSTM:
     def forward(self, x, h0=None, *, device: str = "auto"):
         """Every output ``h_t``, shape ``(T, *batch, hidden_size)``, and the cache."""
         surrogate, surrogate_cache = self.surrogate.forward(x, h0, device=device)
-        x, h0 = surrogate_cache.x, surrogate_cache.h0
-        recurrent_weight = self.params["recurrent_weight"]
-        pre = input_product(x, self.params["input_weight"])
-        pre += self.params["bias"]
+        x, n = surrogate_cache.x, self.hidden_size
+        pre = input_product(x, self.params["input_weight"], self.params["bias"])
         # The gates read h~_{t-1}: h0 at the first step, then the surrogate shifted by one.
-        pre[1:] += matrix_product(surrogate[:-1], recurrent_weight)
-        if h0 is not None and len(pre):
-            pre[0] += matrix_product(h0, recurrent_weight)
-        n = self.hidden_size
-        forget, input_gate, output_gate = (sigmoid(pre[..., k * n : (k + 1) * n]) for k in range(3))
-        candidate = np.tanh(pre[..., 3 * n :])
-        cells = linear_recurrence(forget, input_gate * candidate, device=device)
+        previous = previous_states(surrogate, surrogate_cache.h0)
+        pre = matrix_product(previous, self.params["recurrent_weight"], out=pre)
+        if on_gpu(pre):
+            gates = gpu_gates("lstm_gates", pre, pre.shape[:-1] + (n,))
+            forget, input_gate, output_gate, candidate, drive = gates
+        else:
+            forget, input_gate, output_gate = (
+                sigmoid(pre[..., k * n : (k + 1) * n]) for k in range(3)
+            )
+            candidate = np.tanh(pre[..., 3 * n :])
+            drive = input_gate * candidate
+        del pre, previous
+        cells = linear_recurrence(forget, drive, device=device)
         cache = GILRLSTMCache(surrogate_cache, forget, input_gate, output_gate, candidate, cells)
-        return output_gate * cells, cache
+        return multiply(output_gate, cells), cache
 
     def backward(self, cache: GILRLSTMCache, dy, *, return_dh0: bool = False):
         """``dL/dx`` and the parameters' gradients (and ``dL/dh0``), given ``dy = dL/dh``."""
-        dy = check_output_gradient(dy, cache.cells.shape, self.dtype)
+        gpu = on_gpu(cache.cells)
+        dy = check_output_gradient(dy, cache.cells.shape, self.dtype, gpu)
         forget, input_gate, output_gate = cache.forget, cache.input_gate, cache.output_gate
         candidate, cells = cache.candidate, cache.cells
         surrogate_cache = cache.surrogate
         dforget, dinput, _ = linear_recurrence_vjp(
-            forget, cells, dy * output_gate, device=surrogate_cache.device
+            forget, cells, multiply(dy, output_gate), device=surrogate_cache.device
         )
         n = self.hidden_size
-        dpre = np.empty(cells.shape[:-1] + (4 * n,), self.dtype)
-        dpre[..., :n] = dforget * forget * (1 - forget)
-        dpre[..., n : 2 * n] = dinput * candidate * input_gate * (1 - input_gate)
-        dpre[..., 2 * n : 3 * n] = dy * cells * output_gate * (1 - output_gate)
-        dpre[..., 3 * n :] = dinput * input_gate * (1 - candidate * candidate)
+        if gpu:
+            operands = (dforget, dinput, dy, forget, input_gate, output_gate, candidate, cells)
+            dpre = cuda_module("layer_gates").lstm_gradients(*map(rows_of, operands))
+            dpre = dpre.reshape(cells.shape[:-1] + (4 * n,))
+        else:
+            dpre = np.empty(cells.shape[:-1] + (4 * n,), self.dtype)
+            dpre[..., :n] = dforget * forget * (1 - forget)
+            dpre[..., n : 2 * n] = dinput * candidate * input_gate * (1 - input_gate)
+            dpre[..., 2 * n : 3 * n] = dy * cells * output_gate * (1 - output_gate)
+            dpre[..., 3 * n :] = dinput * input_gate * (1 - candidate * candidate)
+        del dforget, dinput
 
         recurrent_weight = self.params["recurrent_weight"]
-        surrogate = surrogate_cache.states
-        drecurrent = surrogate[:-1].reshape(-1, n).T @ dpre[1:].reshape(-1, 4 * n)
-        if surrogate_cache.h0 is not None and len(dpre):
-            drecurrent += surrogate_cache.h0.reshape(-1, n).T @ dpre[0].reshape(-1, 4 * n)
-        dsurrogate = np.zeros_like(surrogate)
-        dsurrogate[:-1] = matrix_product(dpre[1:], recurrent_weight.T)
+        previous = previous_states(surrogate_cache.states, surrogate_cache.h0)
+        drecurrent = transposed_product(previous, dpre)
+        del previous
+        dprevious = matrix_product(dpre, recurrent_weight.T)
         dx_surrogate, surrogate_grads, dh0 = self.surrogate.backward(
-            surrogate_cache, dsurrogate, return_dh0=True
+            surrogate_cache, following_gradients(dprevious), return_dh0=True
         )
         if len(dpre):
             # h0 also feeds the gates of the first step.
-            dh0 += reduce_to(matrix_product(dpre[0], recurrent_weight.T), surrogate_cache.h0_shape)
+            add_into(dh0, reduced_to(dprevious[0], surrogate_cache.h0_shape))
         dweight, dx = input_backward(surrogate_cache.x, self.params["input_weight"], dpre)
         if dx is not None:
-            dx += dx_surrogate
+            add_into(dx, dx_surrogate)
         grads = {
             "surrogate_input_weight": surrogate_grads["input_weight"],
             "surrogate_bias": surrogate_grads["bias"],
@@ -562,4 +475,4 @@ class GILRLSTM:
         return (dx, grads, dh0) if return_dh0 else (dx, grads)
 
 
-__all__ = ["GILR", "GILRLSTM", "Linear", "OneHot"]
+__all__ = ["GILR", "GILRLSTM", "Linear"]

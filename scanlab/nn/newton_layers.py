@@ -12,13 +12,13 @@ from scanlab import cells
 from scanlab._arrays import stand_in
 from scanlab._devices import cuda_module, on_gpu
 from scanlab.gradients import nonlinear_recurrence_vjp, reduce_to
-from scanlab.nn.layers import (
+from scanlab.nn.layers import runs_on_gpu
+from scanlab.nn.operands import (
     OneHot,
-    broadcast_initial_state,
     check_dtype,
     check_input,
     check_output_gradient,
-    in_dtype,
+    initial_state,
 )
 from scanlab.nonlinear import NonlinearInfo, nonlinear_recurrence
 
@@ -62,16 +62,14 @@ class NewtonLayer:
     def forward(self, x, h0=None, *, device: str = "auto"):
         """Every output, shape ``(T, *batch, hidden_size)``, and the cache. GPU arrays ``x``
         (and ``h0``) stay on the GPU: the solve runs there and ``y`` is a device array."""
-        if isinstance(x, OneHot) and on_gpu(h0):
-            raise TypeError("a OneHot input is a host array: pass it with a host h0")
-        x = check_input(x, self.cell.input_size, self.dtype, min_ndim=2, gpu_arrays=True)
+        gpu = runs_on_gpu(x, h0, device)
+        x = check_input(x, self.cell.input_size, self.dtype, 2, gpu)
         if isinstance(x, OneHot):
             x = x.dense(self.dtype)
         batch = stand_in(x).shape[1:-1]
-        if on_gpu(x) or on_gpu(h0):
-            h0, h0_shape = self.initial_state(h0, batch)
-        else:
-            h0, h0_shape = broadcast_initial_state(h0, batch, self.cell.state_size, self.dtype)
+        # On the GPU h0 keeps its shape: the solver broadcasts it, and its VJP sums dh0 back.
+        size = self.cell.state_size
+        h0, h0_shape = initial_state(h0, batch, size, self.dtype, gpu, broadcast=not gpu)
         states, info = nonlinear_recurrence(
             self.cell, x, h0, method=self.method, device=device, max_iter=self.max_iter,
             on_fail=self.on_fail, full_output=True,
@@ -83,7 +81,7 @@ class NewtonLayer:
         ``dL/dx`` and ``dL/dh0`` are device arrays where the forward pass ran on GPU arrays."""
         states_shape = stand_in(cache.states).shape
         shape = states_shape[:-1] + (self.hidden_size,)
-        dy = check_output_gradient(dy, shape, self.dtype, gpu_arrays=True)
+        dy = check_output_gradient(dy, shape, self.dtype, on_gpu(cache.states))
         if on_gpu(cache.states):
             gradient = dy if states_shape == shape else self.device_gradient(dy, states_shape)
         else:
@@ -99,24 +97,6 @@ class NewtonLayer:
         if not on_gpu(dh0):
             dh0 = reduce_to(dh0, cache.h0_shape)
         return (dx, grads, dh0) if return_dh0 else (dx, grads)
-
-    def initial_state(self, h0, batch: tuple):
-        """``h0`` (host or GPU, or None) checked to broadcast to ``(*batch, state_size)`` and
-        in the layer's dtype, not broadcast (the solver broadcasts it, and its VJP sums
-        ``dh0`` back to ``h0``'s shape), and the shape of its gradient."""
-        shape = batch + (self.cell.state_size,)
-        if h0 is None:
-            return None, shape
-        view = stand_in(h0)
-        try:
-            if np.broadcast_shapes(view.shape, shape) != shape:
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"h0 must broadcast to (*batch, hidden_size) = {shape} for x of batch shape "
-                f"{batch}, got {view.shape}"
-            ) from None
-        return in_dtype(h0, view, self.dtype), view.shape
 
     def device_gradient(self, dy, states_shape: tuple):
         """The solver's ``g`` for ``dy`` (host or GPU, checked) given on the outputs of GPU
