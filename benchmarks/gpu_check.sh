@@ -7,9 +7,9 @@
 # GPU benchmarks: linear_recurrence (T x D = 2**28 float32, against a device-to-device copy), the
 # tanh cell against JAX and as many rows of the nonlinear table as fit, linear_recurrence_matrix,
 # the front ends on GPU arrays (benchmarks/front_ends.py --device cuda: lfilter, sosfilt, ewm_mean,
-# gae against scipy, pandas, a Numba loop and CuPy's filters) with the nonlinear VJP and a Newton
-# layer on GPU arrays (benchmarks/gradients.py --device cuda), and a few training iterations of
-# the 1M-step task (examples/long_dependency.py).
+# gae against scipy, pandas, a Numba loop and CuPy's filters) with the nonlinear VJP, a Newton
+# layer and a GILR-LSTM layer on GPU arrays (benchmarks/gradients.py --device cuda), and a few
+# training iterations of the 1M-step task, the whole step on the GPU (examples/long_dependency.py).
 # Into OUT (at most 8 files, the device tool's limit): environment.txt, a log per step and
 # RESULTS.md, a copy of benchmarks/RESULTS.md whose measured blocks the benchmarks replaced (diff
 # it against benchmarks/RESULTS.md and keep the blocks). Each step has its own time limit

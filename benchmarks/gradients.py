@@ -10,7 +10,10 @@ Newton, against ``nonlinear_recurrence_vjp``) the ``nonlinear-gradients-table`` 
 ``--device cuda``: the nonlinear cases on GPU arrays instead (float32, timed by CUDA events):
 Newton's solve against its VJP, every gradient computed on the GPU (the built-in cells'
 pullbacks), and a ParaGRULayer's forward and backward pass; the
-``nonlinear-gradients-cuda-table`` block.
+``nonlinear-gradients-cuda-table`` block. Then a GILR-LSTM layer of the 1M-step task
+(``examples/long_dependency.py``) forward and backward on GPU arrays, against the same layer on
+host arrays with its scans on the GPU and on the CPU alone: the ``linear-layers-cuda-table``
+block.
 """
 
 import argparse
@@ -22,7 +25,7 @@ import numpy as np
 import scanlab
 from scanlab import math as smath
 from scanlab.bench import tables
-from scanlab.bench.timing import best_times, gpu_best_time
+from scanlab.bench.timing import best_time, best_times, gpu_best_time
 
 RESULTS = pathlib.Path(__file__).with_name("RESULTS.md")
 #: (label, solver, coefficient shape, result shape).
@@ -151,6 +154,51 @@ def gpu_rows(quick: bool) -> list:
     return rows
 
 
+#: The GILR-LSTM layer case: hidden size, one-hot input size, T, sequences (float32).
+LAYER_CASE = (64, 128, 2**15, 8)
+LAYER_COLUMNS = (
+    ("case", "{}"),
+    ("T x B", "{}"),
+    ("GPU arrays ms", "{:.2f}"),
+    ("host arrays, scans on GPU ms", "{:.2f}"),
+    ("CPU ms", "{:.1f}"),
+    ("CPU / GPU arrays", "{:.0f}"),
+)
+
+
+def gpu_layer_rows(quick: bool) -> list:
+    """A GILR-LSTM layer's forward and backward pass on one-hot GPU inputs, on the same inputs
+    on the host with ``device="cuda"`` (the scans on the GPU, the rest in NumPy) and on the CPU."""
+    from numba import cuda
+
+    from scanlab.nn import GILRLSTM, OneHot
+
+    hidden, symbols, length, sequences = (4, 8, 16, 2) if quick else LAYER_CASE
+    rng = np.random.default_rng(0)
+    layer = GILRLSTM(symbols, hidden, seed=0)
+    x = OneHot(rng.integers(0, symbols, (length, sequences), dtype=np.uint8), symbols)
+    dy = rng.standard_normal((length, sequences, hidden)).astype(np.float32)
+
+    def step(x, dy, device):
+        y, cache = layer.forward(x, device=device)
+        layer.backward(cache, dy)
+
+    repeats = 1 if quick else 3
+    resident = gpu_best_time(partial(step, x.to_device(), cuda.to_device(dy), "cuda"), repeats)
+    scans_only = gpu_best_time(partial(step, x, dy, "cuda"), repeats)
+    cpu = best_time(partial(step, x, dy, "cpu"), repeats)
+    return [
+        {
+            "case": f"GILRLSTM n={hidden}, one-hot of {symbols}",
+            "T x B": f"{length}x{sequences}",
+            "GPU arrays ms": 1e3 * resident,
+            "host arrays, scans on GPU ms": 1e3 * scans_only,
+            "CPU ms": 1e3 * cpu,
+            "CPU / GPU arrays": cpu / resident,
+        }
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -165,6 +213,13 @@ def main() -> None:
             "nonlinear-gradients-cuda-table",
             f"{tables.gpu_description()}; host {tables.machine_description()}",
             tables.format_table(gpu_rows(quick), GPU_COLUMNS, markdown=True),
+            write=not quick,
+        )
+        tables.record_results(
+            RESULTS,
+            "linear-layers-cuda-table",
+            f"{tables.gpu_description()}; host {tables.machine_description()}",
+            tables.format_table(gpu_layer_rows(quick), LAYER_COLUMNS, markdown=True),
             write=not quick,
         )
         return
