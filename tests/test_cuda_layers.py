@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
 
-from scanlab.cuda import one_hot
+from scanlab.cuda import layer_gates, one_hot
 from scanlab.nn import GILR, GILRLSTM, Linear, OneHot
+from scanlab.nn.layers import sigmoid
 
 pytestmark = CUDA_MODULE_MARKS
 
@@ -198,3 +199,29 @@ def test_the_long_dependency_example_trains_on_the_gpu_as_on_the_cpu():
         for name, wanted in layer_grads.items():
             assert isinstance(layer_grads_gpu[name], np.ndarray)
             np.testing.assert_allclose(layer_grads_gpu[name], wanted, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_gates_of_extreme_pre_activations_are_the_float64_ones(dtype):
+    """Pre-activations that overflow ``exp`` (gates exactly 0 or 1), subnormals, Inf and NaN:
+    the GPU's gates are the host layers' formulas in float64 rounded to ``dtype`` (a float32
+    sigmoid of -89 is subnormal, not NumPy's float32 0), NaN where they are NaN."""
+    extremes = np.array([-1e30, -800.0, -89.0, -1e-40, 0.0, 1e-40, 89.0, 800.0, 1e30])
+    special = np.array([-np.inf, np.inf, np.nan])
+    column = np.concatenate([extremes, special]).astype(dtype)
+    pre = np.stack([np.roll(column, shift) for shift in range(4)], axis=1)  # (12, 4): n = 1
+    exact = pre.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        gate, candidate = sigmoid(exact[:, :1]), np.tanh(exact[:, 1:2])
+        gilr = (gate, candidate, (1 - gate) * candidate)
+        lstm = [sigmoid(exact[:, k : k + 1]) for k in range(3)] + [np.tanh(exact[:, 3:])]
+        lstm.append(lstm[1] * lstm[3])
+    tolerance = {"rtol": np.finfo(dtype).eps, "atol": np.finfo(dtype).smallest_subnormal}
+    launches = [
+        (layer_gates.gilr_gates, np.ascontiguousarray(pre[:, :2]), gilr),
+        (layer_gates.lstm_gates, pre, lstm),
+    ]
+    for launch, operand, expected in launches:
+        for got, wanted in zip(launch(cuda.to_device(operand)), expected, strict=True):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(host(got), wanted.astype(dtype), **tolerance)

@@ -6,22 +6,16 @@ The GPU twins of the NumPy expressions in :class:`scanlab.nn.GILR` and
 :class:`scanlab.nn.GILRLSTM`: every operand is a C-contiguous ``(R, n)`` device array (``R``
 steps times sequences, ``n`` the hidden size; the pre-activations ``(R, gates n)``, the gates
 side by side), walked in one grid-stride loop over its elements. Each element is computed in
-float64 and stored in the arrays' dtype. The launchers return new device arrays and do not
+float64 (by :mod:`scanlab.math`: exactly 0 or 1 where ``exp`` overflows, NaN where NumPy
+gives NaN) and stored in the arrays' dtype. The launchers return new device arrays and do not
 wait for the GPU.
 """
 
-import math
-
 from numba import cuda
 
+from scanlab import math as smath
 from scanlab.cuda.elementwise import launch_flat
 from scanlab.cuda.kernel_layout import DTYPES
-
-
-@cuda.jit(device=True, inline="always")
-def sigmoid(value):
-    """``1 / (1 + exp(-value))`` in float64: exactly 0 where ``exp`` overflows."""
-    return 1.0 / (1.0 + math.exp(-float(value)))
 
 
 @cuda.jit
@@ -31,8 +25,8 @@ def gilr_gates_kernel(pre, gate, candidate, drive):
     n = gate.shape[1]
     for k in range(cuda.grid(1), gate.size, cuda.gridsize(1)):
         r, j = k // n, k % n
-        g = sigmoid(pre[r, j])
-        z = math.tanh(float(pre[r, n + j]))
+        g = smath.sigmoid(float(pre[r, j]))
+        z = smath.tanh(float(pre[r, n + j]))
         gate[r, j], candidate[r, j], drive[r, j] = g, z, (1.0 - g) * z
 
 
@@ -55,9 +49,10 @@ def lstm_gates_kernel(pre, forget, input_gate, output_gate, candidate, drive):
     n = forget.shape[1]
     for k in range(cuda.grid(1), forget.size, cuda.gridsize(1)):
         r, j = k // n, k % n
-        i = sigmoid(pre[r, n + j])
-        z = math.tanh(float(pre[r, 3 * n + j]))
-        forget[r, j], output_gate[r, j] = sigmoid(pre[r, j]), sigmoid(pre[r, 2 * n + j])
+        i = smath.sigmoid(float(pre[r, n + j]))
+        z = smath.tanh(float(pre[r, 3 * n + j]))
+        forget[r, j] = smath.sigmoid(float(pre[r, j]))
+        output_gate[r, j] = smath.sigmoid(float(pre[r, 2 * n + j]))
         input_gate[r, j], candidate[r, j], drive[r, j] = i, z, i * z
 
 
