@@ -1,6 +1,7 @@
 """What the layers of :mod:`scanlab.nn` take: :class:`OneHot` inputs, and the checks that turn
 a layer's ``x``, ``h0`` and ``dy`` into arrays of its dtype (host or GPU) or clear errors."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,10 +120,14 @@ class OneHot:
 
 
 def flat_on_device(value, dtype, shape: tuple):
-    """``value`` (host or GPU) broadcast to ``shape`` as a 1-D
-    C-contiguous device array of ``dtype``."""
+    """``value`` (host or GPU) broadcast to ``shape`` as a 1-D C-contiguous device array of
+    ``dtype``: a host value is copied to the GPU as it is and broadcast there (a scalar is one
+    element to copy, not one per step)."""
+    arrays = cuda_module("arrays")
+    if not on_gpu(value) and math.prod(shape):
+        value = arrays.on_device(np.asarray(value, dtype).reshape(np.shape(value) or (1,)))
     order = tuple(range(len(shape)))
-    return cuda_module("arrays").moved_axes(value, shape, order, dtype).reshape(-1)
+    return arrays.moved_axes(value, shape, order, dtype).reshape(-1)
 
 
 def check_dtype(dtype) -> np.dtype:
