@@ -13,6 +13,7 @@ GROUND = {
     "scanlab._arrays",
     "scanlab._devices",
     "scanlab._float_bits",
+    "scanlab._gates",
     "scanlab._iterates",
     "scanlab._kernel_cache",
     "scanlab._recurrence_numerics",

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
 
+from scanlab.cpu import layer_gates as cpu_layer_gates
 from scanlab.cuda import layer_gates, one_hot
 from scanlab.nn import GILR, GILRLSTM, Linear, OneHot
-from scanlab.nn.layers import sigmoid
 
 pytestmark = CUDA_MODULE_MARKS
 
@@ -202,26 +202,34 @@ def test_the_long_dependency_example_trains_on_the_gpu_as_on_the_cpu():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_gates_of_extreme_pre_activations_are_the_float64_ones(dtype):
+def test_the_gates_of_extreme_pre_activations_are_the_cpus(dtype):
     """Pre-activations that overflow ``exp`` (gates exactly 0 or 1), subnormals, Inf and NaN:
-    the GPU's gates are the host layers' formulas in float64 rounded to ``dtype`` (a float32
-    sigmoid of -89 is subnormal, not NumPy's float32 0), NaN where they are NaN."""
+    the GPU's gates and their gradients are the CPU twin's (the same arithmetic), NaN where
+    they are NaN."""
     extremes = np.array([-1e30, -800.0, -89.0, -1e-40, 0.0, 1e-40, 89.0, 800.0, 1e30])
     special = np.array([-np.inf, np.inf, np.nan])
     column = np.concatenate([extremes, special]).astype(dtype)
     pre = np.stack([np.roll(column, shift) for shift in range(4)], axis=1)  # (12, 4): n = 1
-    exact = pre.astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        gate, candidate = sigmoid(exact[:, :1]), np.tanh(exact[:, 1:2])
-        gilr = (gate, candidate, (1 - gate) * candidate)
-        lstm = [sigmoid(exact[:, k : k + 1]) for k in range(3)] + [np.tanh(exact[:, 3:])]
-        lstm.append(lstm[1] * lstm[3])
-    tolerance = {"rtol": np.finfo(dtype).eps, "atol": np.finfo(dtype).smallest_subnormal}
+    gradients = np.random.default_rng(0).standard_normal((12, 3)).astype(dtype)
+    gilr = cpu_layer_gates.gilr_gates(pre[:, :2])
+    lstm = cpu_layer_gates.lstm_gates(pre)
     launches = [
-        (layer_gates.gilr_gates, np.ascontiguousarray(pre[:, :2]), gilr),
-        (layer_gates.lstm_gates, pre, lstm),
+        ("gilr_gates", (pre[:, :2],)),
+        ("lstm_gates", (pre,)),
+        ("gilr_gradients", (gradients[:, :1], gradients[:, 1:2], *gilr[:2])),
+        (
+            "lstm_gradients",
+            (gradients[:, :1], gradients[:, 1:2], gradients[:, 2:], *lstm[:4], gilr[2]),
+        ),
     ]
-    for launch, operand, expected in launches:
-        for got, wanted in zip(launch(cuda.to_device(operand)), expected, strict=True):
-            assert got.dtype == dtype
-            np.testing.assert_allclose(host(got), wanted.astype(dtype), **tolerance)
+    tolerance = {"rtol": 4 * np.finfo(dtype).eps, "atol": np.finfo(dtype).tiny}
+    for name, operands in launches:
+        expected = getattr(cpu_layer_gates, name)(*operands)
+        got = getattr(layer_gates, name)(
+            *(cuda.to_device(np.ascontiguousarray(v)) for v in operands)
+        )
+        for value, wanted in zip(
+            *((got, expected) if isinstance(got, tuple) else ((got,), (expected,))), strict=True
+        ):
+            assert value.dtype == dtype
+            np.testing.assert_allclose(host(value), wanted, **tolerance)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scanlab.cpu import layer_gates
 from scanlab.nn import GILR, GILRLSTM, Adam, Linear, OneHot, ParaGRULayer, ParaLSTMLayer
 
 EXAMPLES = pathlib.Path(__file__).parents[1] / "examples"
@@ -361,3 +362,71 @@ def test_long_dependency_presets_are_the_papers_settings_and_options_override_th
         "device auto, lr 0.001, clip None, init 0.05, forget-gate bias 5.00"
     ) in completed.stdout
     assert "iterations=2 " in completed.stdout
+
+
+def float64_sigmoid(x):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 3, 5000])  # 5000: several blocks of rows among threads
+def test_the_gate_kernels_are_their_formulas(dtype, rows):
+    """scanlab.cpu.layer_gates against the layers' formulas in float64, within a few rounding
+    errors of ``dtype`` relative to each result's largest value (the sigmoid and tanh are
+    scanlab.math's, accurate to a few ulp on their own), on random pre-activations and ones
+    that overflow ``exp``, subnormals, Inf and NaN (NaN where the formulas give NaN)."""
+    rng = np.random.default_rng(rows)
+    special = [-1e30, -800.0, -89.0, -1e-40, 0.0, 1e-40, 89.0, 800.0, 1e30, -np.inf, np.inf, np.nan]
+    values = 10 * rng.standard_normal(rows * 12)
+    values[: len(special)] = special
+    pre = values.reshape(rows * 3, 4).astype(dtype)  # n = 1
+    upstream = rng.standard_normal((rows * 3, 3)).astype(dtype)
+    exact = pre.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        g, j = float64_sigmoid(exact[:, :1]), np.tanh(exact[:, 1:2])
+        f, i, o = (float64_sigmoid(exact[:, k : k + 1]) for k in range(3))
+        z = np.tanh(exact[:, 3:])
+    up = upstream.astype(np.float64)
+    cells = up[:, :1] * 3
+    # The gradients' kernels read gates in dtype: the formulas take the same rounded values.
+    g, j, f, i, o, z, cells = (
+        value.astype(dtype).astype(np.float64) for value in (g, j, f, i, o, z, cells)
+    )
+    cases = [
+        (layer_gates.gilr_gates(pre[:, :2]), [g, j, (1 - g) * j]),
+        (layer_gates.lstm_gates(pre), [f, i, o, z, i * z]),
+        (
+            layer_gates.gilr_gradients(
+                upstream[:, :1], upstream[:, 1:2], g.astype(dtype), j.astype(dtype)
+            ),
+            [
+                np.hstack(
+                    [(up[:, :1] - up[:, 1:2] * j) * g * (1 - g), up[:, 1:2] * (1 - g) * (1 - j * j)]
+                )
+            ],
+        ),
+        (
+            layer_gates.lstm_gradients(
+                *(upstream[:, k : k + 1] for k in range(3)),
+                *(value.astype(dtype) for value in (f, i, o, z, cells)),
+            ),
+            [
+                np.hstack(
+                    [
+                        up[:, :1] * f * (1 - f),
+                        up[:, 1:2] * z * i * (1 - i),
+                        up[:, 2:] * cells * o * (1 - o),
+                        up[:, 1:2] * i * (1 - z * z),
+                    ]
+                )
+            ],
+        ),
+    ]
+    eps = np.finfo(dtype).eps
+    for got, expected in cases:
+        got = got if isinstance(got, tuple) else (got,)
+        for value, wanted in zip(got, expected, strict=True):
+            assert value.dtype == dtype and value.shape == wanted.shape
+            scale = np.abs(wanted[np.isfinite(wanted)]).max()
+            np.testing.assert_allclose(value, wanted, rtol=16 * eps, atol=16 * eps * scale)

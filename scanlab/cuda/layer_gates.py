@@ -2,76 +2,65 @@
 pre-activations to the gates and a linear recurrence's coefficients, and back from their
 gradients to the pre-activations' gradients, each one elementwise pass.
 
-The GPU twins of the NumPy expressions in :class:`scanlab.nn.GILR` and
-:class:`scanlab.nn.GILRLSTM`: every operand is a C-contiguous ``(R, n)`` device array (``R``
+Twin of :mod:`scanlab.cpu.layer_gates`, on the same ``(R, n)`` C-contiguous device arrays (``R``
 steps times sequences, ``n`` the hidden size; the pre-activations ``(R, gates n)``, the gates
-side by side), walked in one grid-stride loop over its elements. Each element is computed in
-float64 (by :mod:`scanlab.math`: exactly 0 or 1 where ``exp`` overflows, NaN where NumPy
-gives NaN) and stored in the arrays' dtype. The launchers return new device arrays and do not
-wait for the GPU.
+side by side), with the same arithmetic (:mod:`scanlab._gates`, in the arrays' precision),
+walked in one grid-stride loop over the elements. The launchers return new device arrays and
+do not wait for the GPU.
 """
 
 from numba import cuda
 
-from scanlab import math as smath
+from scanlab._gates import gilr_gate, gilr_gradient, lstm_gate, lstm_gradient
 from scanlab.cuda.elementwise import launch_flat
 from scanlab.cuda.kernel_layout import DTYPES
 
 
 @cuda.jit
 def gilr_gates_kernel(pre, gate, candidate, drive):
-    """``gate = sigmoid(pre[:, :n])``, ``candidate = tanh(pre[:, n:])`` and the recurrence's
-    input ``drive = (1 - gate) candidate``."""
+    """GILR's gates (:func:`scanlab._gates.gilr_gate`) of every element."""
     n = gate.shape[1]
     for k in range(cuda.grid(1), gate.size, cuda.gridsize(1)):
         r, j = k // n, k % n
-        g = smath.sigmoid(float(pre[r, j]))
-        z = smath.tanh(float(pre[r, n + j]))
-        gate[r, j], candidate[r, j], drive[r, j] = g, z, (1.0 - g) * z
+        gate[r, j], candidate[r, j], drive[r, j] = gilr_gate(pre[r, j], pre[r, n + j])
 
 
 @cuda.jit
 def gilr_gradients_kernel(dgate, ddrive, gate, candidate, dpre):
-    """The pre-activations' gradients from those of the coefficient ``gate`` and the input
-    ``drive``, through the sigmoid and the tanh."""
+    """GILR's pre-activations' gradients (:func:`scanlab._gates.gilr_gradient`)."""
     n = gate.shape[1]
     for k in range(cuda.grid(1), gate.size, cuda.gridsize(1)):
         r, j = k // n, k % n
-        g, z, d = float(gate[r, j]), float(candidate[r, j]), float(ddrive[r, j])
-        dpre[r, j] = (dgate[r, j] - d * z) * g * (1.0 - g)
-        dpre[r, n + j] = d * (1.0 - g) * (1.0 - z * z)
+        dpre[r, j], dpre[r, n + j] = gilr_gradient(
+            dgate[r, j], ddrive[r, j], gate[r, j], candidate[r, j]
+        )
 
 
 @cuda.jit
 def lstm_gates_kernel(pre, forget, input_gate, output_gate, candidate, drive):
-    """The forget, input and output gates (sigmoids of the first three quarters of ``pre``),
-    the candidate (tanh of the last) and the cells' input ``drive = input_gate candidate``."""
+    """GILR-LSTM's gates (:func:`scanlab._gates.lstm_gate`) of every element."""
     n = forget.shape[1]
     for k in range(cuda.grid(1), forget.size, cuda.gridsize(1)):
         r, j = k // n, k % n
-        i = smath.sigmoid(float(pre[r, n + j]))
-        z = smath.tanh(float(pre[r, 3 * n + j]))
-        forget[r, j] = smath.sigmoid(float(pre[r, j]))
-        output_gate[r, j] = smath.sigmoid(float(pre[r, 2 * n + j]))
-        input_gate[r, j], candidate[r, j], drive[r, j] = i, z, i * z
+        gates = lstm_gate(pre[r, j], pre[r, n + j], pre[r, 2 * n + j], pre[r, 3 * n + j])
+        forget[r, j], input_gate[r, j], output_gate[r, j] = gates[0], gates[1], gates[2]
+        candidate[r, j], drive[r, j] = gates[3], gates[4]
 
 
 @cuda.jit
 def lstm_gradients_kernel(
     dforget, dinput, dy, forget, input_gate, output_gate, candidate, cells, dpre
 ):
-    """The pre-activations' gradients from those of the cells' coefficient (``dforget``) and
-    input (``dinput``) and of the output ``h = output_gate cells`` (``dy``)."""
+    """GILR-LSTM's pre-activations' gradients (:func:`scanlab._gates.lstm_gradient`)."""
     n = forget.shape[1]
     for k in range(cuda.grid(1), forget.size, cuda.gridsize(1)):
         r, j = k // n, k % n
-        f, i = float(forget[r, j]), float(input_gate[r, j])
-        o, z = float(output_gate[r, j]), float(candidate[r, j])
-        d = float(dinput[r, j])
-        dpre[r, j] = dforget[r, j] * f * (1.0 - f)
-        dpre[r, n + j] = d * z * i * (1.0 - i)
-        dpre[r, 2 * n + j] = dy[r, j] * cells[r, j] * o * (1.0 - o)
-        dpre[r, 3 * n + j] = d * i * (1.0 - z * z)
+        gradients = lstm_gradient(
+            dforget[r, j], dinput[r, j], dy[r, j], forget[r, j], input_gate[r, j],
+            output_gate[r, j], candidate[r, j], cells[r, j],
+        )  # fmt: skip
+        dpre[r, j], dpre[r, n + j] = gradients[0], gradients[1]
+        dpre[r, 2 * n + j], dpre[r, 3 * n + j] = gradients[2], gradients[3]
 
 
 def gilr_gates(pre) -> tuple:

@@ -14,8 +14,9 @@ Every layer has the same interface:
     scans run, as in :func:`scanlab.linear_recurrence`. ``cache`` holds what the backward pass
     needs (the input and the activations, ``O(T * batch * hidden_size)`` memory).
 
-    With host (NumPy) arrays the dense products and elementwise functions run in NumPy on the
-    host (``device="cuda"`` moves only the scans to the GPU). Given GPU arrays (CuPy, PyTorch,
+    With host (NumPy) arrays everything runs on the host: the dense products in NumPy (BLAS),
+    the gates in compiled kernels on Numba's threads (:mod:`scanlab.cpu.layer_gates`);
+    ``device="cuda"`` moves only the scans to the GPU. Given GPU arrays (CuPy, PyTorch,
     Numba; a :class:`OneHot` of GPU indices, see :meth:`OneHot.to_device`) for ``x`` or
     ``h0``, the whole forward and backward passes run on the GPU: ``y``, ``dx`` and ``dh0``
     are device arrays (Numba's), ``grads`` host arrays like ``params``, and only the weights
@@ -55,6 +56,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scanlab._devices import cuda_module, on_gpu, resolve_device
+from scanlab.cpu import layer_gates as cpu_layer_gates
 from scanlab.gradients import linear_recurrence_vjp, reduce_to
 from scanlab.linear import linear_recurrence
 from scanlab.nn.operands import (
@@ -72,20 +74,6 @@ from scanlab.nn.products import (
     sum_over_steps,
     transposed_product,
 )
-
-
-def sigmoid(x) -> np.ndarray:
-    """``1 / (1 + exp(-x))`` in ``x``'s dtype, as a new array.
-
-    Stable without a branch: where ``exp(-x)`` overflows to Inf the result is exactly 0 (the
-    overflow warning is silenced), and for large ``x`` it rounds to 1. About three times as fast
-    as ``scipy.special.expit``.
-    """
-    result = np.negative(x)
-    with np.errstate(over="ignore"):
-        np.exp(result, out=result)
-    result += 1
-    return np.reciprocal(result, out=result)
 
 
 def uniform_weights(rng, shape: tuple, fan: int, dtype) -> np.ndarray:
@@ -159,11 +147,10 @@ def reduced_to(values, shape: tuple):
     return cuda_module("gradients").summed_to(values, aligned).reshape(shape)
 
 
-def gpu_gates(name: str, pre, shape: tuple) -> tuple:
-    """The gates of ``pre`` on the GPU by :mod:`scanlab.cuda.layer_gates`' ``name`` launcher,
-    each of ``shape``."""
-    gates = getattr(cuda_module("layer_gates"), name)(rows_of(pre))
-    return tuple(gate.reshape(shape) for gate in gates)
+def gate_kernels(gpu: bool):
+    """The layers' gate kernels where the layer runs: :mod:`scanlab.cuda.layer_gates` or its
+    twin :mod:`scanlab.cpu.layer_gates` (rows of a ``(R, gates n)`` pre-activation array)."""
+    return cuda_module("layer_gates") if gpu else cpu_layer_gates
 
 
 class LinearCache(NamedTuple):
@@ -295,12 +282,10 @@ class GILR:
         n = self.hidden_size
         h0, h0_shape = initial_state(h0, x.shape[1:-1], n, self.dtype, gpu)
         pre = input_product(x, self.params["input_weight"], self.params["bias"])
-        if gpu:
-            gate, candidate, drive = gpu_gates("gilr_gates", pre, pre.shape[:-1] + (n,))
-        else:
-            gate, candidate = sigmoid(pre[..., :n]), np.tanh(pre[..., n:])
-            drive = 1 - gate
-            drive *= candidate
+        shape = pre.shape[:-1] + (n,)
+        gate, candidate, drive = (
+            value.reshape(shape) for value in gate_kernels(gpu).gilr_gates(rows_of(pre))
+        )
         states = linear_recurrence(gate, drive, h0, device=device)
         return states, GILRCache(x, h0, h0_shape, gate, candidate, states, device)
 
@@ -312,18 +297,8 @@ class GILR:
         dgate, ddrive, dh0 = linear_recurrence_vjp(
             gate, cache.states, dy, cache.h0, device=cache.device
         )
-        if gpu:
-            dpre = (
-                cuda_module("layer_gates")
-                .gilr_gradients(*map(rows_of, (dgate, ddrive, gate, candidate)))
-                .reshape(gate.shape[:-1] + (2 * n,))
-            )
-        else:
-            dpre = np.empty(gate.shape[:-1] + (2 * n,), self.dtype)
-            # Through the coefficient g and the input (1 - g) j, then the activations'
-            # derivatives.
-            dpre[..., :n] = (dgate - ddrive * candidate) * gate * (1 - gate)
-            dpre[..., n:] = ddrive * (1 - gate) * (1 - candidate * candidate)
+        dpre = gate_kernels(gpu).gilr_gradients(*map(rows_of, (dgate, ddrive, gate, candidate)))
+        dpre = dpre.reshape(gate.shape[:-1] + (2 * n,))
         dweight, dx = input_backward(cache.x, self.params["input_weight"], dpre)
         grads = {"input_weight": dweight, "bias": sum_over_steps(dpre)}
         return (dx, grads, reduced_to(dh0, cache.h0_shape)) if return_dh0 else (dx, grads)
@@ -414,15 +389,9 @@ class GILRLSTM:
         # The gates read h~_{t-1}: h0 at the first step, then the surrogate shifted by one.
         previous = previous_states(surrogate, surrogate_cache.h0)
         pre = matrix_product(previous, self.params["recurrent_weight"], out=pre)
-        if on_gpu(pre):
-            gates = gpu_gates("lstm_gates", pre, pre.shape[:-1] + (n,))
-            forget, input_gate, output_gate, candidate, drive = gates
-        else:
-            forget, input_gate, output_gate = (
-                sigmoid(pre[..., k * n : (k + 1) * n]) for k in range(3)
-            )
-            candidate = np.tanh(pre[..., 3 * n :])
-            drive = input_gate * candidate
+        shape = pre.shape[:-1] + (n,)
+        gates = gate_kernels(on_gpu(pre)).lstm_gates(rows_of(pre))
+        forget, input_gate, output_gate, candidate, drive = (gate.reshape(shape) for gate in gates)
         del pre, previous
         cells = linear_recurrence(forget, drive, device=device)
         cache = GILRLSTMCache(surrogate_cache, forget, input_gate, output_gate, candidate, cells)
@@ -439,16 +408,9 @@ class GILRLSTM:
             forget, cells, multiply(dy, output_gate), device=surrogate_cache.device
         )
         n = self.hidden_size
-        if gpu:
-            operands = (dforget, dinput, dy, forget, input_gate, output_gate, candidate, cells)
-            dpre = cuda_module("layer_gates").lstm_gradients(*map(rows_of, operands))
-            dpre = dpre.reshape(cells.shape[:-1] + (4 * n,))
-        else:
-            dpre = np.empty(cells.shape[:-1] + (4 * n,), self.dtype)
-            dpre[..., :n] = dforget * forget * (1 - forget)
-            dpre[..., n : 2 * n] = dinput * candidate * input_gate * (1 - input_gate)
-            dpre[..., 2 * n : 3 * n] = dy * cells * output_gate * (1 - output_gate)
-            dpre[..., 3 * n :] = dinput * input_gate * (1 - candidate * candidate)
+        operands = (dforget, dinput, dy, forget, input_gate, output_gate, candidate, cells)
+        dpre = gate_kernels(gpu).lstm_gradients(*map(rows_of, operands))
+        dpre = dpre.reshape(cells.shape[:-1] + (4 * n,))
         del dforget, dinput
 
         recurrent_weight = self.params["recurrent_weight"]
