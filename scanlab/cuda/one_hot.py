@@ -32,7 +32,7 @@ SYMBOLS, LANES, ROW_THREADS = 128, 32, 8
 SCATTER_ROWS, SCATTER_BLOCKS = 4096, 256
 
 #: The index dtypes whose kernels :func:`kernel_signatures` lists (others compile on first use).
-INDEX_DTYPES = ("uint8", "int32", "int64")
+INDEX_DTYPES = ("uint8", "int64")
 
 
 @cuda.jit
