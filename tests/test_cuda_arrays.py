@@ -123,7 +123,7 @@ def sub_shape(data, shape: tuple) -> tuple:
     return tuple(size if data.draw(st.booleans()) else 1 for size in shape[dropped:])
 
 
-@settings(max_examples=20)
+@settings(max_examples=14)
 @given(data=st.data())
 def test_gpu_operands_give_the_cpu_result_on_the_gpu(small_chunks, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))

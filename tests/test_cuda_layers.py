@@ -42,7 +42,7 @@ def host(value) -> np.ndarray:
     return value.copy_to_host()
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     kind=st.sampled_from([GILR, GILRLSTM]),
     dtype=st.sampled_from([np.float32, np.float64]),
@@ -156,7 +156,7 @@ def test_one_hot_vectors_of_gpu_indices():
         OneHot(cuda.to_device(np.array([0, 1])), 3, values=cuda.to_device(np.ones(3)))
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(
     count=st.sampled_from([1, 7, 20]),
     size=st.sampled_from([1, 3, 130]),
