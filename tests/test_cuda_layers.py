@@ -22,8 +22,9 @@ from scanlab.nn import GILR, GILRLSTM, Linear, OneHot
 pytestmark = CUDA_MODULE_MARKS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_simulator():
+@pytest.fixture(autouse=True)
+def fast_simulator(small_chunks):
+    """Blocks of 8 threads (the simulator runs each thread in Python), scans of small chunks."""
     with fast_thread_switching():
         yield
 
