@@ -208,20 +208,13 @@ def main() -> None:
     arguments = parser.parse_args()
     quick = arguments.quick
     if arguments.device == "cuda":
-        tables.record_results(
-            RESULTS,
-            "nonlinear-gradients-cuda-table",
-            f"{tables.gpu_description()}; host {tables.machine_description()}",
-            tables.format_table(gpu_rows(quick), GPU_COLUMNS, markdown=True),
-            write=not quick,
-        )
-        tables.record_results(
-            RESULTS,
-            "linear-layers-cuda-table",
-            f"{tables.gpu_description()}; host {tables.machine_description()}",
-            tables.format_table(gpu_layer_rows(quick), LAYER_COLUMNS, markdown=True),
-            write=not quick,
-        )
+        machines = f"{tables.gpu_description()}; host {tables.machine_description()}"
+        for block, rows, columns in (
+            ("nonlinear-gradients-cuda-table", gpu_rows, GPU_COLUMNS),
+            ("linear-layers-cuda-table", gpu_layer_rows, LAYER_COLUMNS),
+        ):
+            table = tables.format_table(rows(quick), columns, markdown=True)
+            tables.record_results(RESULTS, block, machines, table, write=not quick)
         return
     rng = np.random.default_rng(0)
     rows = []
