@@ -1,6 +1,6 @@
 """Benchmark the front ends against what they replace; record in RESULTS.md.
 
-Usage: python benchmarks/front_ends.py [--quick] [--device cuda [--seconds S]]
+Usage: python benchmarks/front_ends.py [--quick] [--busy] [--device cuda [--seconds S]]
 
 Each row times scanlab and the library it replaces on the same data, taking turns:
 ``lfilter`` and ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5)
@@ -13,6 +13,10 @@ loop of PPO implementations (rewards and values standard normal, episodes ending
 probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the ``filter-table``,
 ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
 
+``--busy``: the same next to another process spinning on one core, each function's median run
+(the best of many runs there is the one the neighbour happened to leave alone); the
+``filter-busy-table``, ``ewm-busy-table`` and ``rl-busy-table`` blocks.
+
 ``--device cuda``: the front ends on GPU arrays (float32, the data on the GPU before timing,
 CUDA events) against the CPU library of the same run (scipy, pandas, the Numba loop) and
 against CuPy's ``cupyx.scipy.signal`` filters where CuPy is installed; the
@@ -20,6 +24,7 @@ against CuPy's ``cupyx.scipy.signal`` filters where CuPy is installed; the
 """
 
 import argparse
+import contextlib
 import pathlib
 from functools import partial
 
@@ -29,6 +34,7 @@ import scipy.signal
 from numba import njit
 
 from scanlab import signal
+from scanlab.bench.spread import busy_core
 from scanlab.bench.tables import (
     format_table,
     gpu_description,
@@ -77,7 +83,9 @@ FILTER_COLUMNS = (
 )
 
 
-def measure_filter(label: str, function: str, coefficients: tuple, shape: tuple, quick: bool):
+def measure_filter(
+    label: str, function: str, coefficients: tuple, shape: tuple, quick: bool, statistic=min
+):
     """One row: scanlab's and scipy's filter on the same float64 signal, time last."""
     shape = shape[:-1] + (shape[-1] // 16,) if quick else shape
     x = np.random.default_rng(0).standard_normal(shape)
@@ -87,6 +95,7 @@ def measure_filter(label: str, function: str, coefficients: tuple, shape: tuple,
             "scipy": partial(getattr(scipy.signal, function), *coefficients, x),
         },
         repeats=3,
+        statistic=statistic,
     )
     return {
         "filter": label,
@@ -114,7 +123,7 @@ EWM_COLUMNS = (
 )
 
 
-def measure_ewm(label: str, shape: tuple, missing: float, quick: bool) -> dict:
+def measure_ewm(label: str, shape: tuple, missing: float, quick: bool, statistic=min) -> dict:
     """One row: ``ewm_mean`` and pandas on the same values."""
     shape = (shape[0] // 16,) + shape[1:] if quick else shape
     rng = np.random.default_rng(0)
@@ -127,6 +136,7 @@ def measure_ewm(label: str, shape: tuple, missing: float, quick: bool) -> dict:
             "pandas": lambda: data.ewm(span=20).mean(),
         },
         repeats=3,
+        statistic=statistic,
     )
     return {
         "pandas object": label,
@@ -202,7 +212,9 @@ def returns_numpy_loop(rewards, dones, gamma):
     return out
 
 
-def measure_rl(function: str, length: int, environments: int, dtype, quick: bool) -> dict:
+def measure_rl(
+    function: str, length: int, environments: int, dtype, quick: bool, statistic=min
+) -> dict:
     """One table row: scanlab and the loops on one rollout."""
     length = length // 16 if quick else length
     rng = np.random.default_rng(0)
@@ -226,7 +238,7 @@ def measure_rl(function: str, length: int, environments: int, dtype, quick: bool
         }
     if length > 10**5:
         del functions["numpy"]
-    times = best_times(functions, repeats=3)
+    times = best_times(functions, repeats=3, statistic=statistic)
     numpy_ratio = times["numpy"] / times["scanlab"] if "numpy" in times else None
     return {
         "function": function,
@@ -323,6 +335,7 @@ def cupy_filter(function: str, coefficients: tuple, x: np.ndarray):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16x shorter (does not write)")
+    parser.add_argument("--busy", action="store_true", help="next to a process spinning on a core")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
         "--seconds", type=float, help="with --device cuda: start no row after this many seconds"
@@ -344,19 +357,25 @@ def main() -> None:
         return
     filter_cases = [(*case, shape) for case in FILTERS for shape in FILTER_SHAPES]
     tables = (
-        ("filter-table", filter_cases, measure_filter, FILTER_COLUMNS),
-        ("ewm-table", EWM_CASES, measure_ewm, EWM_COLUMNS),
-        ("rl-table", RL_CASES, measure_rl, RL_COLUMNS),
+        ("filter", filter_cases, measure_filter, FILTER_COLUMNS),
+        ("ewm", EWM_CASES, measure_ewm, EWM_COLUMNS),
+        ("rl", RL_CASES, measure_rl, RL_COLUMNS),
     )
-    for name, cases, measure_case, columns in tables:
-        rows = measure_rows(cases, partial(measure_case, quick=quick), lambda *case: str(case[0]))
-        record_results(
-            RESULTS,
-            name,
-            machine_description(),
-            format_table(rows, columns, markdown=True),
-            write=not quick,
-        )
+    statistic, suffix = (np.median, "-busy") if arguments.busy else (min, "")
+    with busy_core() if arguments.busy else contextlib.nullcontext():
+        for name, cases, measure_case, columns in tables:
+            rows = measure_rows(
+                cases,
+                partial(measure_case, quick=quick, statistic=statistic),
+                lambda *case: str(case[0]),
+            )
+            record_results(
+                RESULTS,
+                f"{name}{suffix}-table",
+                machine_description() + (", one core kept busy" if arguments.busy else ""),
+                format_table(rows, columns, markdown=True),
+                write=not quick,
+            )
 
 
 if __name__ == "__main__":

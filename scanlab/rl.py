@@ -5,13 +5,15 @@ They replace the loop found in RL code (``for t in reversed(range(T)): ...``), w
 conventions: time along ``axis`` (0 by default), any batch axes beside it, ``done[t]`` true
 when the episode ended at step ``t`` (no value is carried back across it).
 
-With ``device="cuda"`` (or GPU arrays: CuPy, PyTorch, Numba device arrays, read in place) both
-are the reverse linear recurrences of the CPU's ``"scan"`` method on the GPU: the coefficients
-``gamma (1 - done)`` (and GAE's temporal differences) in one elementwise kernel
-(``scanlab.cuda.returns``), then the core elementwise solver's CUDA kernels, so that no second
-scan is written for them. As with ``linear_recurrence``, GPU operands give Numba device arrays,
-NumPy operands NumPy arrays. The GPU path is tested in Numba's CUDA simulator and compiled to
-PTX; its speed is not measured.
+On the CPU, GAE and returns with episode ends are one fused walk backwards over time, parallel over
+blocks of environments and, for few environments, over chunks of time as well
+(:mod:`scanlab.cpu.returns`): the loop's numbers bit for bit. With ``device="cuda"`` (or GPU arrays:
+CuPy, PyTorch, Numba device arrays, read in place) both are reverse linear recurrences on the GPU:
+the coefficients ``gamma (1 - done)`` (and GAE's temporal differences) in one elementwise kernel
+(``scanlab.cuda.returns``), then the core elementwise solver's CUDA kernels, so that no second scan
+is written for them. As with ``linear_recurrence``, GPU operands give Numba device arrays, NumPy
+operands NumPy arrays. The GPU path is tested in Numba's CUDA simulator and compiled to PTX; its
+speed is not measured.
 """
 
 import math
@@ -32,7 +34,6 @@ from scanlab._arrays import (
 )
 from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab.cpu import auto as cpu_auto
-from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import returns as cpu_returns
 from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
@@ -83,10 +84,10 @@ def discounted_returns(
     Notes
     -----
     Without ``dones`` this is ``linear_recurrence(gamma, rewards, h0=bootstrap,
-    reverse=True)``. With them, on the CPU, the method is the one measured faster on this
-    machine for problems of this size (measured the first time, kept in ``scanlab.wisdom``): one
-    fused pass backwards over time, parallel over blocks of environments, or the discounts in one
-    parallel pass and the scan over time.
+    reverse=True)``. With them, on the CPU, one fused walk backwards over time, parallel over
+    blocks of environments and, where measured faster on this machine for problems of this size
+    (measured the first time, kept in ``scanlab.wisdom``), over chunks of time as well: the
+    loop's numbers bit for bit either way.
 
     Examples
     --------
@@ -144,7 +145,7 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0, device
     ``delta[t] = r[t] + gamma (1 - done[t]) V[t+1] - V[t]`` with ``V[T] = last_value``,
     ``A[t] = delta[t] + gamma lam (1 - done[t]) A[t+1]`` with ``A[T] = 0``, and
     ``returns = A + V``: the loop of PPO implementations, in one fused pass per block of
-    channels or, for few long series, a parallel scan over time. It replaces that loop; the
+    channels and, for few long series, per chunk of time. It replaces that loop; the
     one-line change is ``advantages, returns = gae(rewards, values, dones, last_value,
     gamma=gamma, lam=lam)``. Measured (2 cores, ``benchmarks/front_ends.py``): 1.35x (float32)
     and 2.0x (float64) a compiled Numba loop on (10**6, 16) rollouts, 114x the NumPy loop.
@@ -188,10 +189,12 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0, device
 
     Notes
     -----
-    On the CPU, the method is the one measured faster on this machine for problems of this size
-    (measured the first time, kept in ``scanlab.wisdom``, as ``linear_recurrence``'s
-    ``method="auto"`` is): the fused loop over time, parallel over blocks of environments, or
-    the temporal differences in one parallel pass and the parallel scan over time.
+    On the CPU, one fused walk backwards over time, parallel over blocks of environments and,
+    where measured faster on this machine for problems of this size (measured the first time,
+    kept in ``scanlab.wisdom``, as ``linear_recurrence``'s ``method="auto"`` is), over chunks
+    of time as well: each chunk walked from a zero advantage, then its end again from the true
+    one until the two agree (a few hundred steps at the usual discounts; the whole chunk if
+    nothing decays, which ``auto`` notices). The loop's numbers bit for bit either way.
 
     Examples
     --------
@@ -247,36 +250,31 @@ def solve_advantages(
     method, rewards, values, dones, last_value, gamma, lam, advantages, returns
 ) -> None:
     """Write GAE's ``advantages`` and ``returns`` for ``(T, D)`` operands in kernel layout by
-    ``method``: the fused loop over time, parallel over blocks of channels (``"sequential"``),
-    or the temporal differences in one parallel pass and the scan over time (``"scan"``)."""
-    channels = rewards.shape[1]
-    if method == "scan":
-        decay, deltas = np.empty_like(advantages), np.empty_like(advantages)
-        cpu_returns.advantage_coefficients(
-            rewards, values, dones, last_value, gamma, lam, decay, deltas
-        )
-        h0 = np.zeros(channels, advantages.dtype)
-        cpu_linear.solve(decay, deltas, h0, advantages, True, "scan")
-        np.add(advantages, values, out=returns)
-    else:
-        block = channel_block(channels, advantages.itemsize, numba.get_num_threads())
-        cpu_returns.advantages_sequential(
-            rewards, values, dones, last_value, gamma, lam, advantages, returns, block
-        )
+    ``method``: the fused loop backwards over time, parallel over blocks of channels
+    (``"sequential"``), or the same over chunks of time as well (``"scan"``,
+    :mod:`scanlab.cpu.returns`)."""
+    block, chunks = channel_split(method, advantages)
+    cpu_returns.advantages_backwards(
+        rewards, values, dones, last_value, gamma, lam, advantages, returns, block, chunks
+    )
 
 
 def solve_returns(method, rewards, dones, bootstrap, gamma, out) -> None:
     """Write the discounted returns of ``(T, D)`` operands in kernel layout into ``out`` by
     ``method``: one fused pass backwards over time, parallel over blocks of channels
-    (``"sequential"``), or the step's discounts in one parallel pass and the scan over time
-    (``"scan"``)."""
-    if method == "scan":
-        decay = np.empty_like(out)
-        cpu_returns.return_coefficients(dones, gamma, decay)
-        cpu_linear.solve(decay, rewards, bootstrap, out, True, "scan")
-    else:
-        block = channel_block(out.shape[1], out.itemsize, numba.get_num_threads())
-        cpu_returns.returns_sequential(rewards, dones, bootstrap, gamma, out, block)
+    (``"sequential"``), or the same over chunks of time as well (``"scan"``)."""
+    block, chunks = channel_split(method, out)
+    cpu_returns.returns_backwards(rewards, dones, bootstrap, gamma, out, block, chunks)
+
+
+def channel_split(method: str, out: np.ndarray) -> tuple:
+    """Channels per block and chunks of time of the fused passes by ``method`` into ``out``."""
+    length, channels = out.shape
+    threads = numba.get_num_threads()
+    block = channel_block(channels, out.itemsize, threads)
+    if method == "sequential":
+        return block, 1
+    return block, cpu_returns.time_chunks(length, -(-channels // block), threads)
 
 
 def returns_speeds(dtype, channels: int, threads: int, elements: int) -> dict:

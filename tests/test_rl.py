@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from scanlab import config, rl, wisdom
 from scanlab.cpu import auto as cpu_auto
+from scanlab.cpu import returns as cpu_returns
 from scanlab.rl import discounted_returns, gae
 
 LENGTHS = [0, 1, 2, 3, 7, 31, 97, 251]
@@ -52,6 +53,12 @@ def draw_operands(problem):
         dones,
         random_array(rng, problem["state_shape"], dtype),
     )
+
+
+@pytest.fixture(autouse=True)
+def short_chunks(monkeypatch):
+    """Chunks of time of a few steps, so that the chunked method cuts the tests' rollouts."""
+    monkeypatch.setattr(cpu_returns, "MIN_CHUNK", 3)
 
 
 @pytest.fixture
@@ -101,6 +108,43 @@ def test_discounted_returns_match_the_loop(problem, forced_method):
     assert_close(result, expected, problem["dtype"])
     np.testing.assert_array_equal(rewards, copies[0])
     np.testing.assert_array_equal(dones, copies[1])
+
+
+@given(problem=rollouts(), spoiled=st.sampled_from([None, np.nan, np.inf, -np.inf]))
+def test_the_chunked_walk_is_the_loop_bit_for_bit(problem, spoiled):
+    """Chunks of time walked from zero, then their ends again from the true carry until the
+    states agree: the same numbers as one walk over time, NaN and Inf included, discounts of 1
+    (nothing decays) included."""
+    rewards, values, dones, last_value = draw_operands(problem)
+    dtype = problem["dtype"]
+    shape, axis = problem["shape"], problem["axis"]
+    state_shape = shape[:axis] + shape[axis + 1 :]
+    if spoiled is not None and rewards.size:
+        rewards.flat[np.random.default_rng(problem["seed"]).integers(rewards.size)] = spoiled
+    operands = rl.kernel_operands((rewards, values, dones), shape, axis, dtype)
+    final = rl.initial_state(last_value, state_shape, dtype, shape, axis)
+    scalars = (dtype(problem["gamma"]), dtype(problem["lam"]))
+    results = {}
+    for method in ("sequential", "scan"):
+        advantages, returns, discounted = np.empty((3, *operands[0].shape), dtype)
+        rl.solve_advantages(method, *operands, final, *scalars, advantages, returns)
+        rl.solve_returns(method, operands[0], operands[2], final, scalars[0], discounted)
+        results[method] = (advantages, returns, discounted)
+    for walked, chunked in zip(results["sequential"], results["scan"], strict=True):
+        np.testing.assert_array_equal(chunked, walked)
+
+
+@pytest.mark.parametrize("length", [2, 3, 4, 5, 6, 7, 13, 24, 25])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunks_of_every_length_cover_the_steps(length, threads):
+    """Every step written once by the first walk, whatever the chunks' count and remainder."""
+    chunks = cpu_returns.time_chunks(length, 1, threads)
+    size = cpu_returns.chunk_length(length, chunks)
+    rewards = np.arange(1.0, length + 1).reshape(length, 1)
+    out = np.full_like(rewards, np.nan)
+    cpu_returns.returns_backwards(rewards, np.zeros_like(rewards), np.zeros(1), 1.0, out, 1, chunks)
+    np.testing.assert_array_equal(out[:, 0], np.cumsum(rewards[::-1, 0])[::-1])
+    assert chunks == 1 or size < length
 
 
 def test_float32_stays_float32_and_numbers_promote():

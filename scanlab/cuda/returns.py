@@ -2,9 +2,10 @@
 their backward linear recurrences in one elementwise pass, then the elementwise solver of
 :mod:`scanlab.cuda.linear`.
 
-Twin of :mod:`scanlab.cpu.returns` (its ``"scan"`` method): every operand is a C-contiguous
-``(T, D)`` device array of one dtype, time first, but ``(D,)`` final values; the launchers queue
-their kernels on the default stream and return without waiting.
+Twin of :mod:`scanlab.cpu.returns` (the same problems; the CPU walks chunks of time, having too
+few threads for a scan to pay): every operand is a C-contiguous ``(T, D)`` device array of one
+dtype, time first, but ``(D,)`` final values; the launchers queue their kernels on the default
+stream and return without waiting.
 """
 
 from numba import cuda
