@@ -48,9 +48,10 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     IIR filters), in parallel over channels, each thread walking 8 channels in lockstep. A
     first-order IIR filter (``b = [b0]``, ``a = [1, a1]``) of fewer than 8 finite series is
     solved as ``linear_recurrence(-a1, b0 * x)``, in parallel over time (equal to scipy to
-    rounding). Measured (2 cores, ``benchmarks/front_ends.py``): 4.9x scipy on a first-order
-    filter of a (100, 10**5) array along ``axis=-1`` and 2.1x on one series of 10**7 samples;
-    3.0x on a 4th-order Butterworth filter, both shapes.
+    rounding). Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): a
+    first-order filter 3.3-5.2x scipy on a (100, 10**5) array along ``axis=-1`` and 1.9-2.8x on
+    one series of 10**7 samples; a 4th-order Butterworth filter 3.4-5.9x, both shapes; with one
+    of the two cores kept busy by another process, 1.6-2.6x.
 
     Parameters
     ----------
@@ -148,9 +149,10 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     The one-line change from scipy: ``from scanlab.signal import sosfilt``. The same
     arguments, initial and final conditions, dtypes and errors, and scipy's arithmetic (bit for
     bit), in parallel over channels, each thread walking 8 channels in lockstep; one long series
-    in parallel over time, equal to scipy to rounding. Measured (2 cores,
-    ``benchmarks/front_ends.py``): an 8th-order Butterworth filter at 1.9x scipy on a (100,
-    10**5) array along ``axis=-1`` and 2.0x on one series of 10**7 samples.
+    in parallel over time, equal to scipy to rounding. Measured (2 cores of AMD Zen 3 and of
+    Zen 5, ``benchmarks/front_ends.py``): an 8th-order Butterworth filter 3.5-6.4x scipy on a
+    (100, 10**5) array along ``axis=-1`` and 3.4-5.8x on one series of 10**7 samples; with one
+    of the two cores kept busy by another process, 1.6-2.7x.
 
     Parameters
     ----------
@@ -463,8 +465,9 @@ def ewm_mean(
 
     The one-line change from pandas: ``df.ewm(span=20).mean()`` becomes
     ``ewm_mean(df.to_numpy(), span=20)`` (the columns are channels, time along axis 0).
-    Measured (2 cores, ``benchmarks/front_ends.py``): 3.3-3.5x pandas on a Series of 10**7
-    values, 2.8-3.0x on a (10**5, 100) DataFrame, with or without missing values.
+    Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): 2.3-4.2x
+    pandas on a Series of 10**7 values, 2.1-7.4x on a (10**5, 100) DataFrame, with or without
+    10% missing values; with one of the two cores kept busy by another process, 2.6-4.5x.
 
     Parameters
     ----------
