@@ -41,7 +41,7 @@ def time_chunks(length: int, channel_blocks: int, threads: int) -> int:
 
 
 def chunk_length(length: int, chunks: int) -> int:
-    """Steps of each chunk but the first of ``length`` steps in ``chunks`` (at least 1)."""
+    """Steps of each chunk but the last of ``length`` steps in ``chunks`` (at least 1)."""
     return max(1, -(-length // chunks))
 
 
