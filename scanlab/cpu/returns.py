@@ -60,6 +60,26 @@ def same_state(written, new) -> bool:
 
 
 @njit(inline="always")
+def advantage_row(
+    rewards, values, dones, gamma, lam, advantages, returns, row, width, next_advantages,
+    next_values, next_row, settle,
+):  # fmt: skip
+    """One step of ``width`` channels from flat index ``row``, their successors' advantages and
+    values read from ``next_advantages`` and ``next_values`` at ``next_row``; with ``settle``,
+    whether every new advantage equals the written one."""
+    settled = True
+    for k in range(width):
+        i, j = row + uint64(k), next_row + uint64(k)
+        value = values[i]
+        new = advantage(rewards[i], value, dones[i], next_values[j], next_advantages[j], gamma, lam)
+        if settle:
+            settled &= same_state(advantages[i], new)
+        advantages[i] = new
+        returns[i] = new + value
+    return settled
+
+
+@njit(inline="always")
 def advantage_walk(
     rewards, values, dones, gamma, lam, advantages, returns, first, width, start, stop, carry,
     following, settle,
@@ -73,16 +93,10 @@ def advantage_walk(
     registers."""
     channels = uint64(len(carry))
     row = uint64(stop - 1) * channels + uint64(first)
-    settled = True
-    for k in range(width):
-        i = row + uint64(k)
-        value = values[i]
-        c = uint64(first) + uint64(k)
-        new = advantage(rewards[i], value, dones[i], following[c], carry[c], gamma, lam)
-        if settle:
-            settled &= same_state(advantages[i], new)
-        advantages[i] = new
-        returns[i] = new + value
+    settled = advantage_row(
+        rewards, values, dones, gamma, lam, advantages, returns, row, width, carry, following,
+        uint64(first), settle,
+    )  # fmt: skip
     if settle and settled:
         return
     if width == 1:
@@ -101,16 +115,10 @@ def advantage_walk(
         return
     for t in range(stop - 2, start - 1, -1):
         row = uint64(t) * channels + uint64(first)
-        settled = True
-        for k in range(width):
-            i = row + uint64(k)
-            j = i + channels
-            value = values[i]
-            new = advantage(rewards[i], value, dones[i], values[j], advantages[j], gamma, lam)
-            if settle:
-                settled &= same_state(advantages[i], new)
-            advantages[i] = new
-            returns[i] = new + value
+        settled = advantage_row(
+            rewards, values, dones, gamma, lam, advantages, returns, row, width, advantages,
+            values, row + channels, settle,
+        )  # fmt: skip
         if settle and settled:
             return
 
@@ -182,18 +190,27 @@ def settle_advantages(
 
 
 @njit(inline="always")
+def return_row(rewards, dones, gamma, out, row, width, next_out, next_row, settle):
+    """One step of the returns of ``width`` channels from flat index ``row``, their successors
+    read from ``next_out`` at ``next_row``; with ``settle``, whether every new return equals
+    the written one."""
+    settled = True
+    for k in range(width):
+        i = row + uint64(k)
+        new = rewards[i] + (gamma - gamma * dones[i]) * next_out[next_row + uint64(k)]
+        if settle:
+            settled &= same_state(out[i], new)
+        out[i] = new
+    return settled
+
+
+@njit(inline="always")
 def return_walk(rewards, dones, gamma, out, first, width, start, stop, carry, settle):
     """Walk the returns' steps ``stop - 1`` down to ``start`` of channels ``first`` to
     ``first + width`` from ``carry`` (``(D,)``), as :func:`advantage_walk` walks GAE's."""
     channels = uint64(len(carry))
     row = uint64(stop - 1) * channels + uint64(first)
-    settled = True
-    for k in range(width):
-        i = row + uint64(k)
-        new = rewards[i] + (gamma - gamma * dones[i]) * carry[uint64(first) + uint64(k)]
-        if settle:
-            settled &= same_state(out[i], new)
-        out[i] = new
+    settled = return_row(rewards, dones, gamma, out, row, width, carry, uint64(first), settle)
     if settle and settled:
         return
     if width == 1:
@@ -209,13 +226,7 @@ def return_walk(rewards, dones, gamma, out, first, width, start, stop, carry, se
         return
     for t in range(stop - 2, start - 1, -1):
         row = uint64(t) * channels + uint64(first)
-        settled = True
-        for k in range(width):
-            i = row + uint64(k)
-            new = rewards[i] + (gamma - gamma * dones[i]) * out[i + channels]
-            if settle:
-                settled &= same_state(out[i], new)
-            out[i] = new
+        settled = return_row(rewards, dones, gamma, out, row, width, out, row + channels, settle)
         if settle and settled:
             return
 
