@@ -14,7 +14,6 @@ section), the EWM a few elementwise recurrences (``scanlab.cuda.ewm``). As with
 path is tested in Numba's CUDA simulator and compiled to PTX; its speed is not measured.
 """
 
-import contextlib
 import math
 import numbers
 from functools import partial
@@ -23,7 +22,6 @@ import numba
 import numpy as np
 
 from scanlab._arrays import (
-    as_time_last,
     as_time_major,
     normalize_axis,
     numeric_array,
@@ -32,10 +30,11 @@ from scanlab._arrays import (
     stand_in,
 )
 from scanlab._devices import cuda_module, on_gpu, resolve_device
-from scanlab.cpu import auto as cpu_auto
+from scanlab._filter_rows import conditions_by_row, filtered_rows, from_rows
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.blocks import channel_block
+from scanlab.cpu.threads import share_out
 from scanlab.linear import linear_recurrence
 
 
@@ -46,12 +45,14 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     arguments, normalisation by ``a[0]``, initial and final conditions, dtypes and errors; the
     filter runs in scipy's transposed direct form II with scipy's arithmetic (bit for bit for
     IIR filters), in parallel over channels, each thread walking 8 channels in lockstep. A
-    first-order IIR filter (``b = [b0]``, ``a = [1, a1]``) of fewer than 8 finite series is
-    solved as ``linear_recurrence(-a1, b0 * x)``, in parallel over time (equal to scipy to
-    rounding). Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): a
-    first-order filter 3.3-5.2x scipy on a (100, 10**5) array along ``axis=-1`` and 1.9-2.8x on
-    one series of 10**7 samples; a 4th-order Butterworth filter 3.4-5.9x, both shapes; with one
-    of the two cores kept busy by another process, 1.6-2.6x.
+    first-order IIR filter (``b = [b0]``, ``a = [1, a1]``) of fewer than 8 series is solved as
+    ``b0 * linear_recurrence(-a1, x)``, in parallel over time (equal to scipy to rounding);
+    where NaN or Inf turns up (scipy's delay line then differs: ``0 * inf`` is NaN), the
+    filter is run again as scipy runs it. Measured (2 cores of AMD Zen 3 and of Zen 5,
+    ``benchmarks/front_ends.py``): a first-order filter 3.3-5.2x scipy on a (100, 10**5) array
+    along ``axis=-1`` and 1.9-2.8x on one series of 10**7 samples; a 4th-order Butterworth
+    filter 3.4-5.9x, both shapes; with one of the two cores kept busy by another process,
+    1.6-2.6x.
 
     Parameters
     ----------
@@ -131,8 +132,10 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
         return on_device(run, x, signal.shape, axis, dtype, zi, state_shape, order_of_zi)
     x, zi = signal, zi if zi is None else np.asarray(zi)
     rows = math.prod(state_shape) // max(order, 1)
-    if order == 1 and b[1] == 0 and rows < cpu_iir.ROW_CHAINS and np.isfinite(x).all():
-        return first_order(b[0], a[1], x, axis, zi, dtype)
+    if order == 1 and b[1] == 0 and rows < cpu_iir.ROW_CHAINS:
+        result = first_order(b[0], a[1], x, axis, zi, dtype)
+        if result is not None:
+            return result
     state = conditions_by_row(zi, state_shape, x, axis, dtype)
     b, a = read_only(b), read_only(a)
 
@@ -273,14 +276,17 @@ def on_device(run, x, shape: tuple, axis: int, dtype, zi, zi_shape: tuple, zi_or
 def first_order(b0, a1, x, axis: int, zi, dtype):
     """``y[t] = b0 x[t] - a1 y[t-1]`` (from ``zi``: ``y[0] = b0 x[0] + zi``) as a linear
     recurrence, parallel over time for few long series; ``zf = -a1 y[T-1]``. The same values
-    as the filter's delay line for finite ``x`` (where ``0 * x[t]``, the delay's unused term,
-    is 0), to the scan's rounding."""
+    as the filter's delay line where ``x`` is finite (``0 * x[t]``, the delay's unused term,
+    is then 0), to the scan's rounding; None where NaN or Inf turned up (``x`` has them, or,
+    without ``zi``, a value overflowed): the caller then runs the delay line itself."""
     if zi is None:
-        # The recurrence of x, scaled after: one pass fewer than scaling x first.
+        # The recurrence of x, scaled after in the pass that checks it: one pass fewer than
+        # scaling x first.
         y = linear_recurrence(np.asarray(-a1, dtype), x, axis=axis)
-        y *= b0
-        return y
+        return y if scaled_finite(y, b0) else None
     terms = np.multiply(b0, x, dtype=dtype)
+    if not scaled_finite(terms, 1):
+        return None
     first = [slice(None)] * x.ndim
     first[axis] = slice(0, 1)
     if terms.shape[axis]:
@@ -291,6 +297,18 @@ def first_order(b0, a1, x, axis: int, zi, dtype):
     last = [slice(None)] * x.ndim
     last[axis] = slice(-1, None)
     return y, -a1 * y[tuple(last)]
+
+
+def scaled_finite(values, scale) -> bool:
+    """``values *= scale``, in parallel where ``values`` is C-contiguous; whether ``values``
+    is then free of NaN and Inf."""
+    if not values.flags.c_contiguous:
+        values *= scale
+        return bool(np.isfinite(values).all())
+    finite = np.empty(-(-values.size // cpu_iir.SCALE_BLOCK), np.bool_)
+    arguments = (values.reshape(-1), values.dtype.type(scale), finite)
+    share_out(cpu_iir.scale_blocks, len(finite), arguments)
+    return bool(finite.all())
 
 
 def first_shape(shape: tuple, axis: int) -> tuple:
@@ -337,115 +355,6 @@ def check_conditions(name: str, given: tuple, expected: tuple, shape: tuple, axi
             f"With axis={axis}, an input with shape {shape} needs {name} of shape {expected}, "
             f"got {given}"
         )
-
-
-def conditions_by_row(zi, state_shape: tuple, x, axis: int, dtype) -> np.ndarray:
-    """Initial conditions as a new C-contiguous ``(D, K)`` array of rows (zeros for None)."""
-    rows = math.prod(x.shape[:axis] + x.shape[axis + 1 :])
-    order = state_shape[axis]
-    if zi is None:
-        return np.zeros((rows, order), dtype)
-    full = np.moveaxis(np.broadcast_to(zi, state_shape), axis, -1)
-    return np.array(full, dtype, order="C").reshape(rows, order)  # a copy: the kernel writes
-
-
-def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndarray:
-    """``(D, K)`` rows of conditions back in the layout of ``zi``: ``shape`` with ``axis`` of
-    length ``order``."""
-    rest = shape[:axis] + shape[axis + 1 :]
-    return np.moveaxis(state.reshape(*rest, order), -1, axis)
-
-
-def filtered_rows(x, axis: int, dtype, run, state, task: str) -> np.ndarray:
-    """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous; ``state``
-    ``(D, n)``, left holding the final state) applied to ``x`` as such rows (no copy when it
-    lies so, as ``axis=-1`` of a C array does), and the result in ``x``'s shape. Fewer series
-    than a thread walks at once are filtered in parallel over time (:func:`over_time`) where
-    that was measured faster for ``task`` on this machine."""
-    rest = x.shape[:axis] + x.shape[axis + 1 :]
-    length = x.shape[axis]
-    rows = as_time_last(x, x.ndim, axis, rest, dtype)
-    out = np.empty((math.prod(rest), length), dtype)
-    if not out.size:
-        return np.moveaxis(out.reshape(*rest, length), -1, axis)
-    choice = contextlib.nullcontext("sequential")
-    if len(rows) < cpu_iir.ROW_CHAINS:
-        threads = numba.get_num_threads()
-        measure = partial(filter_speeds, run, state.shape[1])
-        name = f"{task} states={state.shape[1]}"
-        choice = cpu_auto.measured_choice(name, length, 1, dtype, threads, measure)
-    with choice as method:
-        if method == "scan":
-            for row in range(len(rows)):
-                over_time(run, rows[row], state[row], out[row])
-        else:
-            run(rows, state, out)
-    return np.moveaxis(out.reshape(*rest, length), -1, axis)
-
-
-def over_time(run, series, state, out) -> None:
-    """Filter one ``series`` from ``state`` (left holding the final state) into ``out``, in
-    parallel over time.
-
-    The series is cut into chunks that the filter ``run`` walks together from zero states.
-    Then, chunk after chunk, the filter's response to the chunk's true starting state, free of
-    input, is added to the chunk until it has decayed far below rounding (for a stable filter a
-    few times its time constant, a small part of the chunk), and the starting state of the next
-    chunk is this chunk's final state from zero plus, if the free response never decayed
-    (slow or unstable filters), its final state. The result is the sequential filter's to
-    rounding; no power of the state's transition matrix is formed (ill-conditioned for the
-    direct form of ``lfilter``).
-    """
-    length, size = len(series), len(state)
-    chunks = numba.get_num_threads() * cpu_iir.ROW_CHAINS
-    chunk = length // chunks
-    if chunk < 2 or not size:
-        run(series.reshape(1, -1), state.reshape(1, -1), out.reshape(1, -1))
-        return
-    whole = chunks * chunk
-    heads, head_out = series[:whole].reshape(chunks, chunk), out[:whole].reshape(chunks, chunk)
-    finals = np.zeros((chunks, size), out.dtype)
-    run(heads, finals, head_out)
-    # Far below rounding of the states the chunk holds (its final state from zero, its start):
-    # a cascade's state may grow for a while before it decays.
-    eps = np.finfo(out.dtype).eps
-    carried = state.copy()
-    for k in range(chunks):
-        scale = max(np.abs(finals[k]).max(), np.abs(carried).max(), 1e-300)
-        remaining = add_free_response(run, carried, head_out[k], eps * 1e-6 * scale)
-        carried = finals[k] + remaining
-    tail_state = carried.reshape(1, size)
-    run(series[whole:].reshape(1, -1), tail_state, out[whole:].reshape(1, -1))
-    state[:] = tail_state[0]
-
-
-def add_free_response(run, start, out, tolerance) -> np.ndarray:
-    """Add to ``out`` (one row) the filter's response to the state ``start``, free of input,
-    in stretches of growing length until the state has decayed below ``tolerance`` (zero is
-    returned) or the row ends (the state then is returned). NaN never decays."""
-    state = start.reshape(1, -1).copy()
-    offset, stretch, length = 0, 256, len(out)
-    while offset < length and not np.abs(state).max() <= tolerance:
-        stretch = min(stretch, length - offset)
-        response = np.empty((1, stretch), out.dtype)
-        run(np.zeros((1, stretch), out.dtype), state, response)
-        out[offset : offset + stretch] += response[0]
-        offset, stretch = offset + stretch, 2 * stretch
-    return state[0] if offset == length else np.zeros_like(state[0])
-
-
-def filter_speeds(run, size: int, dtype, channels: int, threads: int, elements: int) -> dict:
-    """Nanoseconds per sample of the filter ``run`` (state size ``size``) on one series of
-    about ``elements`` samples of noise, walked sequentially and in parallel over time (the
-    measurement ``filtered_rows`` chooses by, kept in ``scanlab.wisdom``)."""
-    length = cpu_auto.calibration_length(1, elements)
-    series = np.random.default_rng(0).standard_normal((1, length)).astype(dtype)
-    out = np.empty_like(series)
-    runs = {
-        "sequential": lambda: run(series, np.zeros((1, size), dtype), out),
-        "scan": lambda: over_time(run, series[0], np.zeros(size, dtype), out[0]),
-    }
-    return cpu_auto.median_speeds(runs, length, threads)
 
 
 def ewm_mean(

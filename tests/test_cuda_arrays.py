@@ -33,7 +33,7 @@ from test_gradients import assert_gradients_close, draw_inputs, problems
 
 import scanlab
 from scanlab._arrays import array_interface, check_linear
-from scanlab.cuda import arrays
+from scanlab.cuda import arrays, elementwise
 from scanlab.cuda import memory as device_memory
 
 pytestmark = CUDA_MODULE_MARKS
@@ -611,3 +611,30 @@ def test_input_projection_is_numpys(rows, inputs, outputs, dtype, seed):
     expected = x.astype(np.float64) @ weights.T.astype(np.float64) + bias
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(result.copy_to_host(), expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 5])
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_the_states_before_and_the_gradients_after_each_step(length, with_h0, monkeypatch):
+    """``previous_states`` / ``following_gradients``: ``states`` shifted one step later (``h0``
+    or zeros first) and ``dprevious`` one step earlier (zeros last), every element written:
+    the allocator hands out memory full of NaN here."""
+    allocate = cuda.device_array
+
+    def poisoned(shape, dtype=np.float64, *args, **kwargs):
+        array = allocate(shape, dtype, *args, **kwargs)
+        if array.size:
+            array.copy_to_device(np.full(array.shape, np.nan, array.dtype))
+        return array
+
+    monkeypatch.setattr(cuda, "device_array", poisoned)
+    rng = np.random.default_rng(length)
+    states = rng.standard_normal((length, 3, 2))
+    h0 = rng.standard_normal((3, 2)) if with_h0 else None
+    previous = elementwise.previous_states(cuda.to_device(states), h0).copy_to_host()
+    expected = np.concatenate([np.zeros((1, 3, 2)) if h0 is None else h0[None], states])
+    np.testing.assert_array_equal(previous, expected[:length])
+    following = elementwise.following_gradients(cuda.to_device(states)).copy_to_host()
+    np.testing.assert_array_equal(
+        following, np.concatenate([states[1:], np.zeros((1, 3, 2))])[-length:] if length else states
+    )

@@ -11,6 +11,7 @@ fastmath: without contracted multiply-adds the results are scipy's, bit for bit.
 import numpy as np
 from numba import njit, prange
 
+from scanlab.cpu import atomics
 from scanlab.cpu.filter_lanes import (
     LANES,
     direct_form_step,
@@ -23,6 +24,8 @@ from scanlab.cpu.filter_lanes import (
 ROW_CHAINS = LANES
 #: Steps of a group's rows filtered between two copies through the time-first buffer.
 STEPS = 64
+#: Elements each task of :func:`scale_blocks` scales.
+SCALE_BLOCK = 2**16
 
 
 @njit(cache=True, parallel=True)
@@ -86,3 +89,21 @@ def sosfilt_rows(sos, x, state, out):
         for k in range(count):
             for s in range(sections):
                 state[first + k, s, 0], state[first + k, s, 1] = z[s, 0, k], z[s, 1, k]
+
+
+@njit(cache=True, nogil=True)
+def scale_blocks(counter, values, scale, finite):
+    """``values *= scale`` (a flat array), in blocks of ``SCALE_BLOCK`` elements taken from
+    ``counter`` (:func:`scanlab.cpu.threads.share_out`); ``finite[k]``: whether block ``k`` is
+    then free of NaN and Inf. One pass for the first-order filter's scaling and the check that
+    decides whether its recurrence was scipy's delay line. (In place, one array: LLVM
+    vectorises it; a source and a destination that may be the same array it does not.)"""
+    block = atomics.fetch_add(counter, 0, 1)
+    while block < finite.shape[0]:
+        spoiled = 0
+        for i in range(block * SCALE_BLOCK, min((block + 1) * SCALE_BLOCK, values.shape[0])):
+            value = scale * values[i]
+            values[i] = value
+            spoiled += value - value != 0  # NaN unless finite
+        finite[block] = spoiled == 0
+        block = atomics.fetch_add(counter, 0, 1)

@@ -94,16 +94,6 @@ def pullback(channel_pullback, u, step_params, states, h0, adjoint, rows: int):
     return d_inputs, sums.copy_to_host()
 
 
-def previous_states(states, h0):
-    """``h[t-1]`` at every step, ``h0`` at the first: a new ``(T, B, n)`` device array."""
-    previous = cuda.device_array(states.shape, states.dtype)
-    if previous.size:
-        previous[0].copy_to_device(on_device(h0))
-        if states.shape[0] > 1:
-            previous[1:].copy_to_device(on_device(states)[:-1])
-    return previous
-
-
 def kernel_signatures(cell, dtype):
     """The Python function of a built-in ``cell``'s pullback kernel with the signature
     :func:`pullback` launches it with in ``dtype``, for ``cuda.compile_ptx``."""

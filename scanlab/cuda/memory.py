@@ -17,10 +17,17 @@ def filled(shape, dtype, byte: int, allocate=cuda.device_array):
     The memset is queued on the default stream: unlike an upload (``cuda.to_device``), it does
     not make the host wait for the GPU work queued before it.
     """
-    memory = allocate(int(np.prod(shape)), dtype)  # 1-D: the simulator's memset needs it
-    if memory.size:
-        driver.device_memset(memory, byte, memory.nbytes, stream=cuda.default_stream())
+    memory = allocate(int(np.prod(shape)), dtype)
+    fill(memory, byte)
     return memory.reshape(shape)
+
+
+def fill(array, byte: int) -> None:
+    """Set every byte of the C-contiguous device ``array`` to ``byte``, in place (a memset on
+    the default stream, see :func:`filled`)."""
+    if array.size:  # 1-D: the simulator's memset needs it
+        memory = array.reshape(array.size)
+        driver.device_memset(memory, byte, memory.nbytes, stream=cuda.default_stream())
 
 
 def zeros(shape, dtype, allocate=cuda.device_array):

@@ -95,12 +95,7 @@ def previous_states(states, h0):
     """The state before each step: ``h0`` (zeros when None), then ``states[:-1]``; a new
     array where ``states`` are."""
     if on_gpu(states):
-        previous = cuda_module("memory").zeros(states.shape, states.dtype)
-        if len(states) > 1:
-            previous[1:].copy_to_device(states[:-1])
-        if h0 is not None and len(states):
-            previous[0].copy_to_device(h0)
-        return previous
+        return cuda_module("elementwise").previous_states(states, h0)
     previous = np.empty_like(states)
     previous[1:] = states[:-1]
     if len(states):
@@ -112,12 +107,11 @@ def following_gradients(dprevious):
     """The states' gradients from those of :func:`previous_states` (their ``states[:-1]``
     part): ``dprevious[1:]``, then zeros; a new array where ``dprevious`` is."""
     if on_gpu(dprevious):
-        gradients = cuda_module("memory").zeros(dprevious.shape, dprevious.dtype)
-        if len(dprevious) > 1:
-            gradients[:-1].copy_to_device(dprevious[1:])
-        return gradients
-    gradients = np.zeros_like(dprevious)
+        return cuda_module("elementwise").following_gradients(dprevious)
+    gradients = np.empty_like(dprevious)
     gradients[:-1] = dprevious[1:]
+    if len(gradients):
+        gradients[-1] = 0
     return gradients
 
 
