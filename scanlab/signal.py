@@ -50,7 +50,7 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     where NaN or Inf turns up (scipy's delay line then differs: ``0 * inf`` is NaN), the
     filter is run again as scipy runs it. Measured (2 cores of AMD Zen 3 and of Zen 5,
     ``benchmarks/front_ends.py``): a first-order filter 3.3-5.2x scipy on a (100, 10**5) array
-    along ``axis=-1`` and 1.9-2.8x on one series of 10**7 samples; a 4th-order Butterworth
+    along ``axis=-1`` and 2.0-2.8x on one series of 10**7 samples; a 4th-order Butterworth
     filter 3.4-5.9x, both shapes; with one of the two cores kept busy by another process,
     1.6-2.6x.
 
