@@ -32,12 +32,13 @@ def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndar
     return np.moveaxis(state.reshape(*rest, order), -1, axis)
 
 
-def filtered_rows(x, axis: int, dtype, run, state, task: str) -> np.ndarray:
+def filtered_rows(x, axis: int, dtype, run, state, task: str | None) -> np.ndarray:
     """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous; ``state``
     ``(D, n)``, left holding the final state) applied to ``x`` as such rows (no copy when it
     lies so, as ``axis=-1`` of a C array does), and the result in ``x``'s shape. Fewer series
     than a thread walks at once are filtered in parallel over time (:func:`over_time`) where
-    that was measured faster for ``task`` on this machine."""
+    that was measured faster for ``task`` on this machine (``None``: ``run`` is parallel over
+    time itself)."""
     rest = x.shape[:axis] + x.shape[axis + 1 :]
     length = x.shape[axis]
     rows = as_time_last(x, x.ndim, axis, rest, dtype)
@@ -45,7 +46,7 @@ def filtered_rows(x, axis: int, dtype, run, state, task: str) -> np.ndarray:
     if not out.size:
         return np.moveaxis(out.reshape(*rest, length), -1, axis)
     choice = contextlib.nullcontext("sequential")
-    if len(rows) < cpu_iir.ROW_CHAINS:
+    if task is not None and len(rows) < cpu_iir.ROW_CHAINS:
         threads = numba.get_num_threads()
         measure = partial(filter_speeds, run, state.shape[1])
         name = f"{task} states={state.shape[1]}"

@@ -44,7 +44,9 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     The one-line change from scipy: ``from scanlab.signal import lfilter``. The same
     arguments, normalisation by ``a[0]``, initial and final conditions, dtypes and errors; the
     filter runs in scipy's transposed direct form II with scipy's arithmetic (bit for bit for
-    IIR filters), in parallel over channels, each thread walking 8 channels in lockstep. A
+    IIR filters), in parallel over channels, each thread walking 8 channels in lockstep. An
+    FIR filter (``a`` of length 1) is, as in scipy, a convolution, in parallel over channels
+    and time: a NaN or Inf sample reaches the ``len(b)`` outputs from it on, no further. A
     first-order IIR filter (``b = [b0]``, ``a = [1, a1]``) of fewer than 8 series is solved as
     ``b0 * linear_recurrence(-a1, x)``, in parallel over time (equal to scipy to rounding);
     where NaN or Inf turns up (scipy's delay line then differs: ``0 * inf`` is NaN), the
@@ -113,6 +115,7 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     signal = signal_array(x)
     axis = normalize_axis(axis, signal.ndim)
     order = max(len(a), len(b)) - 1
+    fir = len(a) == 1  # scipy convolves
     state_shape = signal.shape[:axis] + (order,) + signal.shape[axis + 1 :]
     operands = {"b": b, "a": a, "x": x}
     if zi is not None:
@@ -128,21 +131,18 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
         b, a = b / a[0], a / a[0]
     if device == "cuda":
         order_of_zi = [*range(axis), *range(axis + 1, signal.ndim), axis]
-        run = partial(cuda_module("iir").lfilter_on_device, b, a)
+        iir = cuda_module("iir")
+        run = partial(iir.fir_on_device, b) if fir else partial(iir.lfilter_on_device, b, a)
         return on_device(run, x, signal.shape, axis, dtype, zi, state_shape, order_of_zi)
     x, zi = signal, zi if zi is None else np.asarray(zi)
     rows = math.prod(state_shape) // max(order, 1)
-    if order == 1 and b[1] == 0 and rows < cpu_iir.ROW_CHAINS:
+    if order == 1 and not fir and b[1] == 0 and rows < cpu_iir.ROW_CHAINS:
         result = first_order(b[0], a[1], x, axis, zi, dtype)
         if result is not None:
             return result
     state = conditions_by_row(zi, state_shape, x, axis, dtype)
-    b, a = read_only(b), read_only(a)
-
-    def run(rows, conditions, out):
-        cpu_iir.lfilter_rows(b, a, read_only(rows), conditions, out)
-
-    y = filtered_rows(x, axis, dtype, run, state, "lfilter")
+    run = partial(run_fir if fir else run_iir, b, a)
+    y = filtered_rows(x, axis, dtype, run, state, None if fir else "lfilter")
     return y if zi is None else (y, from_rows(state, x.shape, axis, order))
 
 
@@ -250,6 +250,21 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     if zi is None:
         return y
     return y, np.stack([from_rows(state[:, s], x.shape, axis, 2) for s in range(sections)])
+
+
+def run_iir(b, a, rows, state, out):
+    """The IIR filter ``b``, ``a`` over ``rows`` (see :func:`scanlab._filter_rows.filtered_rows`):
+    each thread walks ``ROW_CHAINS`` rows in lockstep."""
+    cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
+
+
+def run_fir(b, a, rows, state, out):
+    """The FIR filter ``b`` (``a = [1]``) over ``rows``, in parallel over rows and time."""
+    final = np.empty_like(state)
+    blocks = -(-rows.shape[1] // cpu_iir.FIR_STEPS)
+    arguments = (read_only(b), read_only(rows), state, out, final)
+    share_out(cpu_iir.fir_blocks, len(rows) * blocks, arguments)
+    state[:] = final
 
 
 def on_device(run, x, shape: tuple, axis: int, dtype, zi, zi_shape: tuple, zi_order: list):

@@ -76,8 +76,8 @@ def test_lfilter(dtype, form):
     ids=["first-order", "fir", "gain", "unnormalised"],
 )
 def test_lfilter_orders_and_nan(b, a):
-    """scipy's results, and NaN where the CPU has it (scipy's for IIR filters; a FIR filter's
-    delay line keeps NaN on both devices, as scanlab's CPU kernel does, ``0 * nan``)."""
+    """scipy's results, NaN where scipy has it: from the NaN sample on for IIR filters (the
+    delay line keeps it), for ``len(b)`` outputs for FIR filters (scipy convolves)."""
     x = np.random.default_rng(1).standard_normal((2, 19))
     zi = np.ones((2, max(len(a), len(b)) - 1))
     y, zf = lfilter(b, a, x, zi=zi, device="cuda")
@@ -86,10 +86,11 @@ def test_lfilter_orders_and_nan(b, a):
     assert_close(zf, expected_zf)
     x[0, 5] = np.nan
     y, zf = lfilter(b, a, x, zi=zi, device="cuda")
-    expected, expected_zf = lfilter(b, a, x, zi=zi, device="cpu")
+    expected, expected_zf = scipy.signal.lfilter(b, a, x, zi=zi)
     assert np.isnan(y[0, 5:]).any()
     assert_close(y, expected)
     assert_close(zf, expected_zf)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(lfilter(b, a, x, zi=zi, device="cpu")[0]))
 
 
 def test_lfilter_of_an_empty_signal_returns_the_initial_conditions():

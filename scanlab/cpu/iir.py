@@ -9,7 +9,7 @@ fastmath: without contracted multiply-adds the results are scipy's, bit for bit.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from scanlab.cpu import atomics
 from scanlab.cpu.filter_lanes import (
@@ -26,6 +26,8 @@ ROW_CHAINS = LANES
 STEPS = 64
 #: Elements each task of :func:`scale_blocks` scales.
 SCALE_BLOCK = 2**16
+#: Steps of a row each task of :func:`fir_blocks` filters, and the steps of its tiles.
+FIR_STEPS, FIR_TILE = 2**14, 256
 
 
 @njit(cache=True, parallel=True)
@@ -89,6 +91,51 @@ def sosfilt_rows(sos, x, state, out):
         for k in range(count):
             for s in range(sections):
                 state[first + k, s, 0], state[first + k, s, 1] = z[s, 0, k], z[s, 1, k]
+
+
+@njit(cache=True, nogil=True)
+def fir_blocks(counter, b, x, state, out, final):
+    """Filter each row of ``x`` (``(D, T)``) by the FIR filter ``b`` (length ``K + 1``) from
+    the delays ``state`` (``(D, K)``) into ``out``, as scipy does (a convolution)::
+
+        y[t] = sum(b[k] x[t - k] for k <= t) + state[t]   (the last term where t < K)
+
+    and the final delays into ``final`` (``(D, K)``): ``final[i] = sum(b[j] x[T + i - j] for
+    j > i, T + i - j >= 0) + state[T + i]`` (the last term where ``T + i < K``). A NaN or Inf
+    sample reaches the ``K + 1`` outputs from it on, no further (the direct form's ``0 * y``
+    would carry it on for ever). Tasks from ``counter``
+    (:func:`scanlab.cpu.threads.share_out`): ``FIR_STEPS`` steps of one row each; the task of a
+    row's first steps writes its final delays."""
+    rows, length = x.shape
+    order = state.shape[1]
+    blocks = -(-length // FIR_STEPS)
+    task = atomics.fetch_add(counter, 0, 1)
+    while task < rows * blocks:
+        row, block = task // blocks, task % blocks
+        start, stop = block * FIR_STEPS, min((block + 1) * FIR_STEPS, length)
+        samples, filtered = x[row], out[row]
+        # Each tap's pass over a tile in the L1 cache; unsigned indices (no wraparound of
+        # negative ones to check): LLVM vectorises the passes.
+        for tile in range(start, stop, FIR_TILE):
+            tile_stop = uint64(min(tile + FIR_TILE, stop))
+            for t in range(uint64(tile), tile_stop):
+                filtered[t] = b[0] * samples[t]
+            for k in range(1, order + 1):
+                tap = b[k]
+                for t in range(uint64(max(tile, k)), tile_stop):
+                    filtered[t] += tap * samples[t - uint64(k)]
+        for t in range(start, min(stop, order)):
+            filtered[t] += state[row, t]
+        if block == 0:
+            for i in range(order):
+                total = out.dtype.type(0)
+                for j in range(i + 1, order + 1):
+                    if length + i - j >= 0:
+                        total += b[j] * samples[length + i - j]
+                if length + i < order:
+                    total += state[row, length + i]
+                final[row, i] = total
+        task = atomics.fetch_add(counter, 0, 1)
 
 
 @njit(cache=True, nogil=True)

@@ -7,8 +7,10 @@ Twin of :mod:`scanlab.cpu.iir`, with time first: the signal and the output are C
 ``y[t] = b0 x[t] + z0[t-1]``, ``z[t] = shift(z[t-1]) + b[1:] x[t] - a[1:] y[t]`` is, with
 ``y[t]`` substituted, the state-space recurrence ``z[t] = A z[t-1] + (b[1:] - a[1:] b0) x[t]``
 with the companion matrix ``A`` (first column ``-a[1:]``, ones above the diagonal): equal to
-scipy's in exact arithmetic, to rounding in floating point. The launchers queue their kernels
-on the default stream and return without waiting.
+scipy's in exact arithmetic, to rounding in floating point. An FIR filter (``a = [1]``) is no
+recurrence: as scipy's, a convolution, each output a sum over the samples before it
+(:func:`fir_on_device`). The launchers queue their kernels on the default stream and return
+without waiting.
 """
 
 import numpy as np
@@ -45,6 +47,60 @@ def filter_output_kernel(x, b0, delays, initial, out):
                 previous = delays[t - 1, channel, 0] if t else initial[channel, 0]
                 filtered = previous + filtered
             out[t, channel] = filtered
+
+
+@cuda.jit
+def fir_output_kernel(x, b, initial, out):
+    """``out[t] = sum(b[k] x[t - k] for k <= t) + initial[:, t]`` (the last term where
+    ``t < K``): twin of ``scanlab.cpu.iir.fir_blocks``'s output."""
+    length, channels = out.shape
+    order = initial.shape[1]
+    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
+        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+            filtered = b[0] * x[t, channel]
+            for k in range(1, min(order, t) + 1):
+                filtered += b[k] * x[t - k, channel]
+            if t < order:
+                filtered += initial[channel, t]
+            out[t, channel] = filtered
+
+
+@cuda.jit
+def fir_delays_kernel(x, b, initial, final):
+    """``final[:, i] = sum(b[j] x[T + i - j] for j > i, T + i - j >= 0) + initial[:, T + i]``
+    (the last term where ``T + i < K``): twin of ``scanlab.cpu.iir.fir_blocks``'s final
+    delays."""
+    length = x.shape[0]
+    channels, order = final.shape
+    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    for i in range(cuda.blockIdx.y, order, cuda.gridDim.y):
+        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+            total = final.dtype.type(0)
+            for j in range(i + 1, order + 1):
+                if length + i - j >= 0:
+                    total += b[j] * x[length + i - j, channel]
+            if length + i < order:
+                total += initial[channel, length + i]
+            final[channel, i] = total
+
+
+def fir_on_device(b, x, state):
+    """Filter each column of ``x`` by the FIR filter ``b`` (a host array of length ``K + 1``)
+    from the delays ``state`` (``(D, K)``), as scipy does (a convolution: a NaN or Inf sample
+    reaches ``K + 1`` outputs, no more): the output (a new ``(T, D)`` device array) and the
+    final delays (a new ``(D, K)`` one, or ``state`` for an empty ``x``)."""
+    length, channels = x.shape
+    order = len(b) - 1
+    out = cuda.device_array_like(x)
+    if not x.size:
+        return out, state
+    taps = cuda.to_device(np.asarray(b, x.dtype))
+    launch_over(fir_output_kernel, length, channels)(x, taps, state, out)
+    final = cuda.device_array(state.shape, x.dtype)
+    if final.size:
+        launch_over(fir_delays_kernel, order, channels)(x, taps, state, final)
+    return out, final
 
 
 def lfilter_on_device(b, a, x, state):
@@ -110,5 +166,7 @@ def kernel_signatures():
         signatures += [
             (state_inputs_kernel, f"void({matrix}, {dtype}[::1], {delays})"),
             (filter_output_kernel, f"void({matrix}, {dtype}, {delays}, {matrix}, {matrix})"),
+            (fir_output_kernel, f"void({matrix}, {dtype}[::1], {matrix}, {matrix})"),
+            (fir_delays_kernel, f"void({matrix}, {dtype}[::1], {matrix}, {matrix})"),
         ]
     return signatures
