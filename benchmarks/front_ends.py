@@ -5,7 +5,7 @@ Usage: python benchmarks/front_ends.py [--quick] [--busy] [--device cuda [--seco
 Each row times scanlab and the library it replaces on the same data, taking turns:
 ``lfilter`` and ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5)
 array along ``axis=-1`` (a first-order filter, a 4th-order Butterworth as ``lfilter(b, a)``, an
-8th-order one as ``sosfilt``); ``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a Series
+8th-order one as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``); ``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a Series
 of 10**7 values and a (10**5, 100) DataFrame, without and with 10% missing values; ``gae`` and
 ``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a
 user would write with ``@njit``) and, for rollouts of at most 10**5 steps, the per-step NumPy
@@ -72,6 +72,7 @@ FILTERS = (
     ("order 1", "lfilter", ([0.1], [1.0, -0.9])),
     ("Butterworth 4 (b, a)", "lfilter", scipy.signal.butter(4, 0.1)),
     ("Butterworth 8 (sos)", "sosfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
+    ("FIR 32 taps", "lfilter", (scipy.signal.firwin(32, 0.1), [1.0])),
 )
 FILTER_SHAPES = ((10**7,), (100, 10**5))
 FILTER_COLUMNS = (
