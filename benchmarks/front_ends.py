@@ -2,16 +2,17 @@
 
 Usage: python benchmarks/front_ends.py [--quick] [--busy] [--device cuda [--seconds S]]
 
-Each row times scanlab and the library it replaces on the same data, taking turns:
-``lfilter`` and ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5)
-array along ``axis=-1`` (a first-order filter, a 4th-order Butterworth as ``lfilter(b, a)``, an
-8th-order one as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``); ``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a Series
-of 10**7 values and a (10**5, 100) DataFrame, without and with 10% missing values; ``gae`` and
-``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a
-user would write with ``@njit``) and, for rollouts of at most 10**5 steps, the per-step NumPy
-loop of PPO implementations (rewards and values standard normal, episodes ending with
-probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the ``filter-table``,
-``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
+Each row times scanlab and the library it replaces on the same data, taking turns: ``lfilter`` and
+``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5) array along
+``axis=-1`` (a first-order filter, a 4th-order Butterworth as ``lfilter(b, a)``, an 8th-order one
+as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``, and the zero-phase
+``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); ``ewm_mean`` against pandas'
+``ewm(span=20).mean()`` on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
+10% missing values; ``gae`` and ``discounted_returns`` against the same loop compiled by Numba
+(sequential, one thread: what a user would write with ``@njit``) and, for rollouts of at most 10**5
+steps, the per-step NumPy loop of PPO implementations (rewards and values standard normal, episodes
+ending with probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the
+``filter-table``, ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
 
 ``--busy``: the same next to another process spinning on one core, each function's median run
 (the best of many runs there is the one the neighbour happened to leave alone); the
@@ -73,6 +74,11 @@ FILTERS = (
     ("Butterworth 4 (b, a)", "lfilter", scipy.signal.butter(4, 0.1)),
     ("Butterworth 8 (sos)", "sosfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
     ("FIR 32 taps", "lfilter", (scipy.signal.firwin(32, 0.1), [1.0])),
+)
+#: Zero-phase filters (host arrays only: not in the GPU table).
+ZERO_PHASE_FILTERS = (
+    ("Butterworth 4 filtfilt", "filtfilt", scipy.signal.butter(4, 0.1)),
+    ("Butterworth 8 sosfiltfilt", "sosfiltfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
 )
 FILTER_SHAPES = ((10**7,), (100, 10**5))
 FILTER_COLUMNS = (
@@ -356,7 +362,9 @@ def main() -> None:
             write=not quick,
         )
         return
-    filter_cases = [(*case, shape) for case in FILTERS for shape in FILTER_SHAPES]
+    filter_cases = [
+        (*case, shape) for case in FILTERS + ZERO_PHASE_FILTERS for shape in FILTER_SHAPES
+    ]
     tables = (
         ("filter", filter_cases, measure_filter, FILTER_COLUMNS),
         ("ewm", EWM_CASES, measure_ewm, EWM_COLUMNS),

@@ -1,0 +1,287 @@
+"""What ``scanlab.signal``'s filters stand on: their operands' checks; on the host, the initial
+conditions as rows and a filter's kernel (:mod:`scanlab.cpu.iir`) run over rows in lockstep, or
+over one long series in parallel over time, whichever ``auto`` measured faster on this machine
+(:func:`filtered_rows`); on the GPU, the layout around :mod:`scanlab.cuda.iir`'s filters
+(:func:`on_device`); the forward-backward passes of zero-phase filtering (:func:`both_ways`)."""
+
+import contextlib
+import math
+import operator
+from functools import partial
+
+import numba
+import numpy as np
+
+from scanlab._arrays import as_time_last, normalize_axis, numeric_array, read_only, stand_in
+from scanlab._devices import cuda_module, on_gpu
+from scanlab.cpu import auto as cpu_auto
+from scanlab.cpu import iir as cpu_iir
+from scanlab.cpu.threads import share_out
+
+
+def run_iir(b, a, rows, state, out):
+    """The IIR filter ``b``, ``a`` over ``rows`` (see :func:`filtered_rows`):
+    each thread walks ``ROW_CHAINS`` rows in lockstep."""
+    cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
+
+
+def run_fir(b, a, rows, state, out):
+    """The FIR filter ``b`` (``a = [1]``) over ``rows``, in parallel over rows and time."""
+    final = np.empty_like(state)
+    blocks = -(-rows.shape[1] // cpu_iir.FIR_STEPS)
+    arguments = (read_only(b), read_only(rows), state, out, final)
+    share_out(cpu_iir.fir_blocks, len(rows) * blocks, arguments)
+    state[:] = final
+
+
+def on_device(run, x, shape: tuple, axis: int, dtype, zi, zi_shape: tuple, zi_order: list):
+    """The filter ``run(rows, state) -> (out, final)`` of ``scanlab.cuda.iir`` (``(T, D)`` rows;
+    the delays in ``zi``'s layout with its axes in ``zi_order`` and the channels flattened)
+    applied on the GPU to ``x`` (host or GPU) of ``shape``: ``y``, or ``(y, zf)`` with ``zi``;
+    GPU arrays when ``x`` or ``zi`` is one, else NumPy arrays."""
+    arrays = cuda_module("arrays")
+    rows = arrays.time_first_rows(x, shape, axis, dtype)
+    moved_shape = tuple(zi_shape[k] for k in zi_order)
+    kernel_shape = (*moved_shape[: len(zi_shape) - len(shape)], rows.shape[1], moved_shape[-1])
+    if zi is None:
+        state = cuda_module("memory").zeros(kernel_shape, dtype)
+    else:
+        state = arrays.moved_axes(zi, zi_shape, zi_order, dtype).reshape(kernel_shape)
+    out, final = run(rows, state)
+    y = arrays.from_time_first_rows(out, shape, axis)
+    zf = arrays.in_shape(final.reshape(moved_shape), zi_shape, zi_order)
+    if not (on_gpu(x) or on_gpu(zi)):
+        y, zf = y.copy_to_host(), zf.copy_to_host()
+    return y if zi is None else (y, zf)
+
+
+def scaled_finite(values, scale) -> bool:
+    """``values *= scale``, in parallel where ``values`` is C-contiguous; whether ``values``
+    is then free of NaN and Inf."""
+    if not values.flags.c_contiguous:
+        values *= scale
+        return bool(np.isfinite(values).all())
+    finite = np.empty(-(-values.size // cpu_iir.SCALE_BLOCK), np.bool_)
+    arguments = (values.reshape(-1), values.dtype.type(scale), finite)
+    share_out(cpu_iir.scale_blocks, len(finite), arguments)
+    return bool(finite.all())
+
+
+def conditions_by_row(zi, state_shape: tuple, x, axis: int, dtype) -> np.ndarray:
+    """Initial conditions as a new C-contiguous ``(D, K)`` array of rows (zeros for None)."""
+    rows = math.prod(x.shape[:axis] + x.shape[axis + 1 :])
+    order = state_shape[axis]
+    if zi is None:
+        return np.zeros((rows, order), dtype)
+    full = np.moveaxis(np.broadcast_to(zi, state_shape), axis, -1)
+    return np.array(full, dtype, order="C").reshape(rows, order)  # a copy: the kernel writes
+
+
+def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndarray:
+    """``(D, K)`` rows of conditions back in the layout of ``zi``: ``shape`` with ``axis`` of
+    length ``order``."""
+    rest = shape[:axis] + shape[axis + 1 :]
+    return np.moveaxis(state.reshape(*rest, order), -1, axis)
+
+
+def filtered_rows(x, axis: int, dtype, run, state, task: str | None) -> np.ndarray:
+    """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous; ``state``
+    ``(D, n)``, left holding the final state) applied to ``x`` as such rows (no copy when it
+    lies so, as ``axis=-1`` of a C array does), and the result in ``x``'s shape. Fewer series
+    than a thread walks at once are filtered in parallel over time (:func:`over_time`) where
+    that was measured faster for ``task`` on this machine (``None``: ``run`` is parallel over
+    time itself)."""
+    rest = x.shape[:axis] + x.shape[axis + 1 :]
+    length = x.shape[axis]
+    rows = as_time_last(x, x.ndim, axis, rest, dtype)
+    out = np.empty((math.prod(rest), length), dtype)
+    if not out.size:
+        return np.moveaxis(out.reshape(*rest, length), -1, axis)
+    choice = contextlib.nullcontext("sequential")
+    if task is not None and len(rows) < cpu_iir.ROW_CHAINS:
+        threads = numba.get_num_threads()
+        measure = partial(filter_speeds, run, state.shape[1])
+        name = f"{task} states={state.shape[1]}"
+        choice = cpu_auto.measured_choice(name, length, 1, dtype, threads, measure)
+    with choice as method:
+        if method == "scan":
+            for row in range(len(rows)):
+                over_time(run, rows[row], state[row], out[row])
+        else:
+            run(rows, state, out)
+    return np.moveaxis(out.reshape(*rest, length), -1, axis)
+
+
+def over_time(run, series, state, out) -> None:
+    """Filter one ``series`` from ``state`` (left holding the final state) into ``out``, in
+    parallel over time.
+
+    The series is cut into chunks that the filter ``run`` walks together from zero states.
+    Then, chunk after chunk, the filter's response to the chunk's true starting state, free of
+    input, is added to the chunk until it has decayed far below rounding (for a stable filter a
+    few times its time constant, a small part of the chunk), and the starting state of the next
+    chunk is this chunk's final state from zero plus, if the free response never decayed
+    (slow or unstable filters), its final state. The result is the sequential filter's to
+    rounding; no power of the state's transition matrix is formed (ill-conditioned for the
+    direct form of ``lfilter``).
+    """
+    length, size = len(series), len(state)
+    chunks = numba.get_num_threads() * cpu_iir.ROW_CHAINS
+    chunk = length // chunks
+    if chunk < 2 or not size:
+        run(series.reshape(1, -1), state.reshape(1, -1), out.reshape(1, -1))
+        return
+    whole = chunks * chunk
+    heads, head_out = series[:whole].reshape(chunks, chunk), out[:whole].reshape(chunks, chunk)
+    finals = np.zeros((chunks, size), out.dtype)
+    run(heads, finals, head_out)
+    # Far below rounding of the states the chunk holds (its final state from zero, its start):
+    # a cascade's state may grow for a while before it decays. Of the finite ones: an infinite
+    # start never decays (nor does NaN), as in the loop.
+    eps = np.finfo(out.dtype).eps
+    carried = state.copy()
+    for k in range(chunks):
+        magnitudes = np.abs(np.concatenate([finals[k], carried]))
+        scale = max(magnitudes[np.isfinite(magnitudes)].max(initial=0), 1e-300)
+        remaining = add_free_response(run, carried, head_out[k], eps * 1e-6 * scale)
+        carried = finals[k] + remaining
+    tail_state = carried.reshape(1, size)
+    run(series[whole:].reshape(1, -1), tail_state, out[whole:].reshape(1, -1))
+    state[:] = tail_state[0]
+
+
+def add_free_response(run, start, out, tolerance) -> np.ndarray:
+    """Add to ``out`` (one row) the filter's response to the state ``start``, free of input,
+    in stretches of growing length until the state has decayed below ``tolerance`` (zero is
+    returned) or the row ends (the state then is returned). NaN never decays."""
+    state = start.reshape(1, -1).copy()
+    offset, stretch, length = 0, 256, len(out)
+    while offset < length and not np.abs(state).max() <= tolerance:
+        stretch = min(stretch, length - offset)
+        response = np.empty((1, stretch), out.dtype)
+        run(np.zeros((1, stretch), out.dtype), state, response)
+        out[offset : offset + stretch] += response[0]
+        offset, stretch = offset + stretch, 2 * stretch
+    return state[0] if offset == length else np.zeros_like(state[0])
+
+
+def filter_speeds(run, size: int, dtype, channels: int, threads: int, elements: int) -> dict:
+    """Nanoseconds per sample of the filter ``run`` (state size ``size``) on one series of
+    about ``elements`` samples of noise, walked sequentially and in parallel over time (the
+    measurement ``filtered_rows`` chooses by, kept in ``scanlab.wisdom``)."""
+    length = cpu_auto.calibration_length(1, elements)
+    series = np.random.default_rng(0).standard_normal((1, length)).astype(dtype)
+    out = np.empty_like(series)
+    runs = {
+        "sequential": lambda: run(series, np.zeros((1, size), dtype), out),
+        "scan": lambda: over_time(run, series[0], np.zeros(size, dtype), out[0]),
+    }
+    return cpu_auto.median_speeds(runs, length, threads)
+
+
+def host_coefficients(name: str, value) -> np.ndarray:
+    """Filter coefficients as a numeric NumPy array: the filter is built from them on the host,
+    so a GPU array is a TypeError."""
+    if on_gpu(value):
+        raise TypeError(
+            f"{name} is a GPU array, but filter coefficients are read on the host: pass a NumPy "
+            "array (the signal x and zi may stay on the GPU)"
+        )
+    return numeric_array(name, value)
+
+
+def filter_coefficients(name: str, value) -> np.ndarray:
+    """``b`` or ``a`` as a non-empty 1-D numeric array, on the host (``a[0]`` not 0)."""
+    array = np.atleast_1d(host_coefficients(name, value))
+    if array.ndim != 1 or not array.size:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
+    if name == "a" and array[0] == 0:
+        raise ValueError("a[0] must not be 0 (scipy: filter coefficient a[0] == 0 not supported)")
+    return array
+
+
+def signal_array(x) -> np.ndarray:
+    """``x`` as a numeric array with a time axis (a GPU array as its :func:`stand_in`)."""
+    x = numeric_array("x", x, stand_in)
+    if not x.shape:
+        raise ValueError("x must have a time axis; got a scalar")
+    return x
+
+
+def check_conditions(name: str, given: tuple, expected: tuple, shape: tuple, axis: int) -> None:
+    """A ValueError unless ``given`` is ``expected`` or has 1 where ``expected`` does not (the
+    time axis excepted): scipy's rule for ``zi``."""
+    fits = len(given) == len(expected) and all(
+        size == wanted or (size == 1 and k != axis)
+        for k, (size, wanted) in enumerate(zip(given, expected, strict=True))
+    )
+    if not fits:
+        raise ValueError(
+            f"With axis={axis}, an input with shape {shape} needs {name} of shape {expected}, "
+            f"got {given}"
+        )
+
+
+def both_ways(run, x, axis: int, padtype, padlen, taps: int) -> np.ndarray:
+    """scipy's forward-backward filtering of ``x`` by ``run(values, first) -> (y, zf)`` (from
+    the steady state of ``first``, the first sample), padded as ``padtype`` and ``padlen`` say
+    (``3 * taps`` samples by default)."""
+    axis = normalize_axis(axis, x.ndim)
+    if padtype not in ("even", "odd", "constant", None):
+        raise ValueError(
+            f"Unknown value {padtype!r} given to padtype. padtype must be 'even', 'odd', "
+            "'constant', or None."
+        )
+    edge = 0 if padtype is None else 3 * taps if padlen is None else operator.index(padlen)
+    if x.shape[axis] <= edge:
+        raise ValueError(
+            f"The length of the input vector x must be greater than padlen, which is {edge}."
+        )
+    ext = x if padtype is None or edge <= 0 else padded(x, axis, padtype, edge)
+    y, _ = run(ext, steps(ext, axis, 0, 1))
+    y, _ = run(np.flip(y, axis), steps(y, axis, -1, None))
+    y = np.flip(y, axis)
+    return y if edge <= 0 else steps(y, axis, edge, -edge)
+
+
+def padded(x, axis: int, padtype: str, edge: int) -> np.ndarray:
+    """``x`` extended by ``edge`` samples at both ends along ``axis``: mirrored about its end
+    samples ("odd"), mirrored ("even") or repeated ("constant"), as scipy extends it."""
+    first, last = steps(x, axis, 0, 1), steps(x, axis, -1, None)
+    if padtype == "constant":
+        shape = list(x.shape)
+        shape[axis] = edge
+        before, after = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
+    else:
+        before = steps(x, axis, edge, 0, -1)
+        after = steps(x, axis, -2, -edge - 2, -1)
+        if padtype == "odd":
+            before, after = 2 * first - before, 2 * last - after
+    return np.concatenate((before, x, after), axis)
+
+
+def steps(x, axis: int, start, stop, step: int = 1) -> np.ndarray:
+    """``x[start:stop:step]`` along ``axis`` (a view)."""
+    return x[(slice(None),) * axis + (slice(start, stop, step),)]
+
+
+def host_signal(name: str, x) -> np.ndarray:
+    """``x`` as a host array with a time axis for ``name``, which pads it on the host."""
+    if on_gpu(x):
+        raise TypeError(
+            f"{name} pads x on the host: pass a NumPy array (device='cuda' runs the two passes "
+            "on the GPU)"
+        )
+    return signal_array(x)
+
+
+def section_array(sos) -> np.ndarray:
+    """``sos`` as a checked ``(n_sections, 6)`` host array with ``a0 = 1``."""
+    sos = host_coefficients("sos", sos)
+    if sos.ndim != 2 or sos.shape[1] != 6 or not sos.shape[0]:
+        raise ValueError(
+            f"sos must have shape (n_sections, 6) with n_sections >= 1, got {sos.shape}"
+        )
+    if not (sos[:, 3] == 1).all():
+        raise ValueError("sos[:, 3] should be all ones")
+    return sos
