@@ -90,9 +90,11 @@ def cpu_model() -> str:
 
 @functools.cache
 def kernels_revision() -> str:
-    """A digest of the CPU kernels' source (``scanlab/cpu``): what the measurements are of."""
+    """A digest of the CPU kernels' source (``scanlab/cpu``, and ``scanlab/_filters.py``, whose
+    filtering over time ``auto`` measures): what the measurements are of."""
     digest = hashlib.sha256()
-    for source in sorted((Path(__file__).parent / "cpu").glob("*.py")):
+    package = Path(__file__).parent
+    for source in [*sorted((package / "cpu").glob("*.py")), package / "_filters.py"]:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -91,18 +91,20 @@ def test_each_cpu_generation_keeps_its_own_wisdom(monkeypatch):
 
 def test_each_revision_of_the_kernels_keeps_its_own_wisdom(monkeypatch, tmp_path):
     """Measurements of earlier kernels do not decide for changed ones: the file's name holds a
-    digest of the kernels' source."""
+    digest of the kernels' source (``cpu/``, and ``_filters.py``'s filtering over time)."""
     names = []
-    for source in ("def kernel(): pass\n", "def kernel(): return 1\n"):
+    revisions = [("pass", "pass"), ("return 1", "pass"), ("return 1", "return 2")]
+    for kernel, driver in revisions:
         (tmp_path / "cpu").mkdir(exist_ok=True)
-        (tmp_path / "cpu" / "kernel.py").write_text(source)
+        (tmp_path / "cpu" / "kernel.py").write_text(f"def kernel(): {kernel}\n")
+        (tmp_path / "_filters.py").write_text(f"def over_time(): {driver}\n")
         monkeypatch.setattr(wisdom, "__file__", str(tmp_path / "wisdom.py"))
         for cached in (wisdom.kernels_revision, wisdom.default_path_under):
             cached.cache_clear()
         names.append(wisdom.default_path_under("/cache", "/home").name)
     for cached in (wisdom.kernels_revision, wisdom.default_path_under):
         cached.cache_clear()
-    assert names[0] != names[1]
+    assert len(set(names)) == len(revisions)
     assert wisdom.kernels_revision() in wisdom.default_path_under("/cache", "/home").name
 
 
