@@ -27,7 +27,16 @@ settings.register_profile(
     max_examples=60,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# A hunt for rare failures: SCANLAB_HYPOTHESIS_PROFILE=deep (many more fresh examples a test).
+settings.register_profile(
+    "deep",
+    deadline=None,
+    max_examples=1000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(
+    os.environ.get("SCANLAB_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 # The suite's choices of method="auto" follow the static rule (no timing, no wisdom file); the
 # tests of the measured choice turn it back on with measurements of their own.

@@ -10,6 +10,7 @@ on the GPU.
 import collections
 import concurrent.futures
 import itertools
+import math
 import pathlib
 import re
 import runpy
@@ -385,6 +386,41 @@ def test_copy_into_matches_numpy(small_chunks, small_grids, copy):
     np.testing.assert_array_equal(copied if layout == "kernel" else np.moveaxis(copied, -1, 0),
                                   expected)  # fmt: skip
 
+
+
+@cuda.jit
+def count_visits_kernel(visits, threads):
+    """``visits[r, c] += 1`` for each element a thread of ``launch_over``'s grid walks, and
+    ``threads[0]``: the threads launched."""
+    cuda.atomic.add(threads, 0, 1)
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for r in range(start, visits.shape[0], down):
+        for c in range(first, visits.shape[1], across):
+            visits[r, c] += 1
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (1, 1), (37, 1), (9, 3), (5, 8), (3, 21)])
+@pytest.mark.parametrize("capped", [False, True])
+def test_launch_over_visits_each_element_once_without_idle_blocks(
+    small_chunks, monkeypatch, shape, capped
+):
+    # Blocks of 8 threads (small_chunks): one column fills a block with 8 rows, 3 columns with
+    # 2 rows of 4 lanes; capped grids (2 blocks a dimension) stride over the rest.
+    if capped:
+        monkeypatch.setattr(arrays, "COPY_BLOCKS", 2)
+        monkeypatch.setattr(arrays, "COPY_ROWS", 2)
+    visits = cuda.to_device(np.zeros(shape, np.int32))
+    threads = cuda.to_device(np.zeros(1, np.int64))
+
+    arrays.launch_over(count_visits_kernel, *shape)(visits, threads)
+
+    np.testing.assert_array_equal(visits.copy_to_host(), 1)
+    # Lanes rounded up to a power of two idle at most half the threads, plus one partial block
+    # (one block per row, as before, launched 8 threads per element of one column).
+    block = scanlab.config.cuda.threads_per_block
+    most = 4 * block if capped else 2 * math.prod(shape) + block
+    assert threads.copy_to_host()[0] <= most
 
 #: Recurrences for :func:`test_transposed_gpu_operands_give_the_cpu_result`: shape, axis, the
 #: layouts of ``a`` and ``b`` (their shapes, dtypes, memory orders of their axes, outermost

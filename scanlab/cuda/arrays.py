@@ -70,7 +70,9 @@ def strided_copy_kernel(source, destination, source_start, destination_start, ge
     rows = 1
     for axis in range(last):
         rows *= shape[axis]
-    for row in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for row in range(start, rows, down):
         remainder = row
         source_row, destination_row = source_start, destination_start
         for axis in range(last - 1, -1, -1):
@@ -78,8 +80,7 @@ def strided_copy_kernel(source, destination, source_start, destination_start, ge
             remainder //= shape[axis]
             source_row += index * geometry[1, axis]
             destination_row += index * geometry[2, axis]
-        first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-        for column in range(first, shape[last], cuda.blockDim.x * cuda.gridDim.x):
+        for column in range(first, shape[last], across):
             element = source[source_row + column * geometry[1, last]]
             destination[destination_row + column * geometry[2, last]] = element
 
@@ -279,10 +280,8 @@ class Strided:
         )  # fmt: skip
         along = int(geometry[0, -1])
         if tile_axis is None:
-            threads = config.cuda.threads_per_block
             rows = int(math.prod(geometry[0, :-1]))
-            blocks = (min(COPY_BLOCKS, -(-along // threads)), min(COPY_ROWS, rows))
-            strided_copy_kernel[blocks, threads](*arguments)
+            launch_over(strided_copy_kernel, rows, along)(*arguments)
         else:
             across = int(geometry[0, tile_axis])
             other_rows = int(math.prod(np.delete(geometry[0, :-1], tile_axis)))
@@ -558,12 +557,23 @@ def in_shape(source, shape: tuple, order):
 
 
 def launch_over(kernel, rows: int, columns: int):
-    """``kernel`` configured for a grid over ``(rows, columns)`` elements: the x dimension
-    along the columns (consecutive threads, consecutive elements), the y dimension along the
-    rows, each capped as the copies' are (the kernel strides over the rest)."""
+    """``kernel`` configured for a grid over ``(rows, columns)`` elements of a C-contiguous
+    array, which it walks from ``cuda.grid(2)`` in strides of ``cuda.gridsize(2)`` (x along
+    the columns, y along the rows).
+
+    A block is ``(lanes, threads_per_block // lanes)`` threads, ``lanes`` the next power of two
+    at or above ``columns`` (at most the block): consecutive threads touch consecutive
+    elements, of one row or, for few columns, of consecutive rows, and no thread of the block
+    idles (one block per row over one column left 255 of its 256 threads idle and read memory
+    one element per warp). The grid is capped as the copies' are."""
     threads = config.cuda.threads_per_block
-    blocks = (max(1, min(COPY_BLOCKS, -(-columns // threads))), max(1, min(COPY_ROWS, rows)))
-    return kernel[blocks, threads]
+    lanes = min(threads, 1 << max(columns - 1, 0).bit_length())
+    depth = max(1, threads // lanes)
+    blocks = (
+        max(1, min(COPY_BLOCKS, -(-columns // lanes))),
+        max(1, min(COPY_ROWS, -(-rows // depth))),
+    )
+    return kernel[blocks, (lanes, depth)]
 
 
 def time_first_order(axis: int, ndim: int) -> list:
@@ -579,6 +589,9 @@ def time_first_rows(value, shape: tuple, axis: int, dtype):
 
 
 def from_time_first_rows(rows, shape: tuple, axis: int):
-    """The inverse of :func:`time_first_rows`: ``(T, D)`` rows as a new array of ``shape``."""
+    """The inverse of :func:`time_first_rows` for new ``(T, D)`` rows: an array of ``shape``,
+    ``rows`` itself reshaped where time is the first axis (no copy), else a new one."""
+    if axis == 0:
+        return rows.reshape(shape)
     order = time_first_order(axis, len(shape))
     return in_shape(rows.reshape(tuple(shape[k] for k in order)), shape, order)

@@ -26,9 +26,10 @@ def weight_coefficients_kernel(values, alpha, adjust, ignore_na, coefficients, i
     """The recurrences of the weight ``V`` (columns ``0..D-1``) and of the count of
     observations (columns ``D..2D-1``) of each channel."""
     length, channels = values.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             observed = math.isfinite(values[t, channel])
             decay = 1.0 - alpha if observed or not ignore_na else 1.0
             coefficients[t, channel] = decay if adjust or not observed else 0.0
@@ -43,9 +44,10 @@ def mean_coefficients_kernel(values, weights, alpha, adjust, ignore_na, coeffici
     ``1`` and ``0`` at a missing step."""
     length, channels = values.shape
     share = 1.0 if adjust else alpha
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             current = values[t, channel]
             if math.isfinite(current):
                 old = (1.0 - alpha) * (weights[t - 1, channel] if t else 0.0)
@@ -61,9 +63,10 @@ def masked_kernel(means, weights, min_periods, out):
     """``out`` (of its own dtype): the means where ``min_periods`` observations were seen,
     else NaN."""
     length, channels = out.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             seen = weights[t, channels + channel] >= min_periods
             out[t, channel] = means[t, channel] if seen else math.nan
 

@@ -25,9 +25,10 @@ from scanlab.cuda.kernel_layout import DTYPES
 def state_inputs_kernel(x, gains, inputs):
     """``inputs[t, d, i] = gains[i] x[t, d]``: the recurrence's input for each delay."""
     length, channels, order = inputs.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             sample = x[t, channel]
             for i in range(order):
                 inputs[t, channel, i] = gains[i] * sample
@@ -39,9 +40,10 @@ def filter_output_kernel(x, b0, delays, initial, out):
     filter without delays."""
     length, channels = out.shape
     order = initial.shape[1]
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             filtered = b0 * x[t, channel]
             if order:
                 previous = delays[t - 1, channel, 0] if t else initial[channel, 0]
@@ -55,9 +57,10 @@ def fir_output_kernel(x, b, initial, out):
     ``t < K``): twin of ``scanlab.cpu.iir.fir_blocks``'s output."""
     length, channels = out.shape
     order = initial.shape[1]
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             filtered = b[0] * x[t, channel]
             for k in range(1, min(order, t) + 1):
                 filtered += b[k] * x[t - k, channel]
@@ -73,9 +76,10 @@ def fir_delays_kernel(x, b, initial, final):
     delays."""
     length = x.shape[0]
     channels, order = final.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for i in range(cuda.blockIdx.y, order, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for i in range(start, order, down):
+        for channel in range(first, channels, across):
             total = final.dtype.type(0)
             for j in range(i + 1, order + 1):
                 if length + i - j >= 0:

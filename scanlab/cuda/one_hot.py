@@ -52,10 +52,11 @@ def bounds_kernel(indices, bounds):
 def gather_kernel(indices, values, table, out):
     """``out[r, j] += values[r] * table[indices[r], j]`` over ``out``'s ``(R, G)`` elements."""
     rows, columns = out.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for r in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for r in range(start, rows, down):
         index, value = indices[r], values[r]
-        for j in range(first, columns, cuda.blockDim.x * cuda.gridDim.x):
+        for j in range(first, columns, across):
             out[r, j] += value * table[index, j]
 
 

@@ -20,9 +20,10 @@ from scanlab.cuda.memory import zeros
 def return_coefficients_kernel(dones, gamma, decay):
     """``decay = gamma (1 - done)``, in the operands' precision, as on the CPU."""
     length, channels = decay.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             decay[t, channel] = gamma - gamma * dones[t, channel]
 
 
@@ -31,9 +32,10 @@ def advantage_coefficients_kernel(rewards, values, dones, last_value, gamma, lam
     """``decay = gamma lam (1 - done)`` and the temporal differences
     ``deltas[t] = r[t] + gamma (1 - done[t]) V[t+1] - V[t]``, ``V[T] = last_value``."""
     length, channels = decay.shape
-    first = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    for t in range(cuda.blockIdx.y, length, cuda.gridDim.y):
-        for channel in range(first, channels, cuda.blockDim.x * cuda.gridDim.x):
+    first, start = cuda.grid(2)
+    across, down = cuda.gridsize(2)
+    for t in range(start, length, down):
+        for channel in range(first, channels, across):
             discount = gamma - gamma * dones[t, channel]
             following = values[t + 1, channel] if t + 1 < length else last_value[channel]
             deltas[t, channel] = rewards[t, channel] + discount * following - values[t, channel]
