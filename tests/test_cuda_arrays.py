@@ -387,7 +387,6 @@ def test_copy_into_matches_numpy(small_chunks, small_grids, copy):
                                   expected)  # fmt: skip
 
 
-
 @cuda.jit
 def count_visits_kernel(visits, threads):
     """``visits[r, c] += 1`` for each element a thread of ``launch_over``'s grid walks, and
@@ -421,6 +420,7 @@ def test_launch_over_visits_each_element_once_without_idle_blocks(
     block = scanlab.config.cuda.threads_per_block
     most = 4 * block if capped else 2 * math.prod(shape) + block
     assert threads.copy_to_host()[0] <= most
+
 
 #: Recurrences for :func:`test_transposed_gpu_operands_give_the_cpu_result`: shape, axis, the
 #: layouts of ``a`` and ``b`` (their shapes, dtypes, memory orders of their axes, outermost
