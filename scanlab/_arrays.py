@@ -9,6 +9,7 @@ front of host arrays; :mod:`scanlab.cuda.arrays` does the same on the GPU for GP
 import math
 import operator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -419,3 +420,14 @@ def lay_out_time_last(a, b, h0, layout: Layout, out) -> LinearProblem:
     return LinearProblem(
         kernel_a, kernel_b, h0, kernel_out, result, axis, writes_result, time_last=True
     )
+
+
+def pandas_labels(x):
+    """For a pandas Series or DataFrame ``x``, the function that labels an array of its shape
+    as ``x`` is labelled (index, columns, name); else None."""
+    kind = type(x).__name__
+    if type(x).__module__.split(".")[0] != "pandas" or kind not in ("Series", "DataFrame"):
+        return None
+    if kind == "Series":
+        return partial(type(x), index=x.index, name=x.name, copy=False)
+    return partial(type(x), index=x.index, columns=x.columns, copy=False)

@@ -141,6 +141,12 @@ def test_ewm_mean_options(adjust, ignore_na, alpha):
     assert_close(y, expected)
 
 
+def test_ewm_mean_of_a_dataframe_is_one_on_the_gpu_too():
+    frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0], "b": [0, 1, 2, 3]}, index=list("wxyz"))
+    result = ewm_mean(frame, span=3, device="cuda")
+    pd.testing.assert_frame_equal(result, frame.ewm(span=3).mean())
+
+
 def test_ewm_mean_long_gaps_keep_the_mean():
     """A gap over which the weights underflow to 0 (0.01 ** 296) leaves the mean as it was
     (pandas')."""

@@ -105,6 +105,22 @@ def test_a_series_and_integers():
     assert result.dtype == np.float64
 
 
+def test_pandas_in_pandas_out():
+    """A Series or DataFrame gives back its type with its labels, in float64 as pandas' own
+    (float32 and integer columns, missing values, a date index, a name)."""
+    index = pd.date_range("2026-01-01", periods=6, freq="D")
+    prices = pd.Series([1.0, 2.5, np.nan, 4.0, np.nan, 6.0], index=index, name="close")
+    pd.testing.assert_series_equal(
+        ewm_mean(prices.astype(np.float32), span=3), prices.astype(np.float32).ewm(span=3).mean()
+    )
+    frame = pd.DataFrame(
+        {"a": prices.astype(np.float32), "b": np.arange(6), "c": -prices}, index=index
+    )
+    options = {"halflife": 2.0, "ignore_na": True, "min_periods": 2}
+    pd.testing.assert_frame_equal(ewm_mean(frame, **options), frame.ewm(**options).mean())
+    assert type(ewm_mean(frame.to_numpy(), span=3)) is np.ndarray
+
+
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
