@@ -34,6 +34,7 @@ from scanlab._arrays import (
 from scanlab._devices import cuda_module, on_gpu, resolve_device
 from scanlab._filters import (
     both_ways,
+    centre_of_mass,
     check_conditions,
     conditions_by_row,
     filter_coefficients,
@@ -46,6 +47,7 @@ from scanlab._filters import (
     scaled_finite,
     section_array,
     signal_array,
+    step_decays,
 )
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
@@ -441,6 +443,7 @@ def ewm_mean(
     ignore_na: bool = False,
     min_periods: int = 0,
     axis: int = 0,
+    times=None,
     device: str = "auto",
 ):
     """Exponentially weighted mean along ``axis``: ``pandas.DataFrame.ewm(...).mean()``.
@@ -460,7 +463,8 @@ def ewm_mean(
     com, span, halflife, alpha : float, optional
         The decay, exactly one of them, as pandas validates them: ``alpha = 1 / (1 + com)``,
         ``com >= 0``; ``com = (span - 1) / 2``, ``span >= 1``;
-        ``alpha = 1 - exp(-ln 2 / halflife)``, ``halflife > 0``; ``0 < alpha <= 1``.
+        ``alpha = 1 - exp(-ln 2 / halflife)``, ``halflife > 0``; ``0 < alpha <= 1``. With
+        ``times``, ``halflife`` is a duration (``"4 days"``, a ``timedelta``) and required.
     adjust : bool, optional
         True: the weights of the observations so far, ``(1 - alpha)**i``, normalised by their
         sum. False: ``y[t] = (1 - alpha) y[t-1] + alpha x[t]``.
@@ -471,6 +475,10 @@ def ewm_mean(
         NaN until this many observations were seen (pandas counts at least 1).
     axis : int, optional
         The time axis.
+    times : array_like of datetime64, optional
+        The moment of each step (pandas' ``times``, increasing): a step ages the weights by
+        ``(1 - alpha) ** (elapsed / halflife)``, ``alpha`` 1/2 unless com, span or alpha is
+        given too (only with ``adjust=True``, as in pandas).
     device : {"auto", "cpu", "cuda"}, optional
         Where to compute; ``"auto"`` follows ``x``. On the GPU the mean is a recurrence whose
         coefficients come from the weights' recurrences (every option supported; see
@@ -500,10 +508,12 @@ def ewm_mean(
     -----
     One pass over time, in parallel over blocks of channels, each block vectorised. pandas'
     loop divides at every step by a sum that depends on the previous step; here the mean is
-    carried as the ratio of the weighted sum and the sum of the weights (``adjust=True``, both
-    rescaled by a power of two when a long gap makes them tiny) or as ``c * mean + d`` with
-    the step's coefficients worked out off the dependency chain (``adjust=False``). The means
-    are pandas' in exact arithmetic and agree with pandas' to rounding (a few ulps).
+    carried as the ratio of the weighted sum and the sum of the weights (``adjust=True``) or
+    as ``c * mean + d`` with the step's coefficients worked out off the dependency chain
+    (``adjust=False``). The means are pandas' in exact arithmetic and agree with pandas' to
+    rounding (a few ulps), pandas' own rules included: with ``adjust=False`` and ``com == 1``
+    (``span=3``, ``alpha=0.5``, and with ``times``) an observation weighs ``1 - w``, ``w``
+    what is left of the old mean's weight, not ``alpha``.
 
     Examples
     --------
@@ -518,8 +528,16 @@ def ewm_mean(
     mon    1.000000
     tue    2.333333
     Name: price, dtype: float64
+    >>> days = pd.to_datetime(["2026-12-01", "2026-12-02", "2026-12-09"])
+    >>> ewm_mean(np.array([1.0, 3.0, 5.0]), halflife="1 day", times=days)
+    array([1.        , 2.33333333, 4.96911197])
     """
-    alpha = decay_alpha(com, span, halflife, alpha)
+    if times is not None and not adjust and (com, span, alpha) != (None, None, None):
+        raise NotImplementedError(
+            "None of com, span, or alpha can be specified if times is provided and adjust=False"
+        )
+    com = centre_of_mass(com, span, halflife, alpha, times)
+    alpha = 1.0 / (1.0 + com)
     if not isinstance(min_periods, numbers.Integral) or isinstance(min_periods, bool):
         raise TypeError(f"min_periods must be an integer, got {min_periods!r}")
     if min_periods < 0:
@@ -535,7 +553,11 @@ def ewm_mean(
     if labelled is not None:
         dtype = np.dtype(np.float64)
     axis = normalize_axis(axis, values.ndim)
-    options = (alpha, bool(adjust), bool(ignore_na), max(int(min_periods), 1))
+    decays = step_decays(times, halflife, alpha, values.shape[axis])
+    # pandas weighs an observation by what the old mean lost since the last one, 1 - V (not
+    # alpha), when adjust=False and com == 1: after a gap, or with times.
+    complement = not adjust and com == 1
+    options = (alpha, decays, bool(adjust), complement, bool(ignore_na), max(int(min_periods), 1))
     if device == "cuda":
         arrays = cuda_module("arrays")
         rows = arrays.time_first_rows(x, values.shape, axis, np.float64)
@@ -553,35 +575,6 @@ def ewm_mean(
         cpu_ewm.ewm_mean_rows(values, *options, out, block)
     result = np.moveaxis(out.reshape((length, *rest)), 0, axis)
     return result if labelled is None else labelled(result)
-
-
-def decay_alpha(com, span, halflife, alpha) -> float:
-    """``alpha`` from exactly one of ``com``, ``span``, ``halflife``, ``alpha``, validated and
-    converted as pandas converts them (through the centre of mass)."""
-    given = {"com": com, "span": span, "halflife": halflife, "alpha": alpha}
-    for name, value in given.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-            raise TypeError(f"{name} must be a real number, got {value!r}")
-    if sum(value is not None for value in given.values()) > 1:
-        raise ValueError("comass, span, halflife, and alpha are mutually exclusive")
-    if com is not None:
-        if com < 0:
-            raise ValueError("comass must satisfy: comass >= 0")
-    elif span is not None:
-        if span < 1:
-            raise ValueError("span must satisfy: span >= 1")
-        com = (span - 1) / 2
-    elif halflife is not None:
-        if halflife <= 0:
-            raise ValueError("halflife must satisfy: halflife > 0")
-        com = 1 / (1 - np.exp(np.log(0.5) / halflife)) - 1
-    elif alpha is not None:
-        if alpha <= 0 or alpha > 1:
-            raise ValueError("alpha must satisfy: 0 < alpha <= 1")
-        com = (1 - alpha) / alpha
-    else:
-        raise ValueError("Must pass one of comass, span, halflife, or alpha")
-    return 1.0 / (1.0 + float(com))
 
 
 __all__ = ["ewm_mean", "lfilter", "sosfilt"]

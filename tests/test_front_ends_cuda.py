@@ -130,7 +130,7 @@ def test_ewm_mean(dtype, form):
 
 @pytest.mark.parametrize("adjust", [True, False])
 @pytest.mark.parametrize("ignore_na", [True, False])
-@pytest.mark.parametrize("alpha", [0.3, 1.0])
+@pytest.mark.parametrize("alpha", [0.3, 1.0, 0.5])  # 0.5: com == 1, pandas' rule for gaps
 def test_ewm_mean_options(adjust, ignore_na, alpha):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((19, 2))
@@ -139,6 +139,19 @@ def test_ewm_mean_options(adjust, ignore_na, alpha):
     y = ewm_mean(x, **given, device="cuda")
     expected = pd.DataFrame(x).ewm(**given).mean().to_numpy()
     assert_close(y, expected)
+
+
+@pytest.mark.parametrize("adjust", [True, False])
+def test_ewm_mean_with_times(adjust):
+    """Uneven steps, ties and a gap of years (the weights underflow), missing values."""
+    rng = np.random.default_rng(5)
+    seconds = np.cumsum(rng.choice([0, 60, 3600, 86400 * 800], size=40))
+    times = pd.DatetimeIndex(np.datetime64("2026-01-01", "s") + seconds.astype("m8[s]"))
+    x = rng.standard_normal((40, 3))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    options = {"halflife": "2h", "times": times, "adjust": adjust}
+    y = ewm_mean(x, **options, device="cuda")
+    assert_close(y, pd.DataFrame(x).ewm(**options).mean().to_numpy())
 
 
 def test_ewm_mean_of_a_dataframe_is_one_on_the_gpu_too():
