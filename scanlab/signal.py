@@ -511,9 +511,11 @@ def ewm_mean(
     carried as the ratio of the weighted sum and the sum of the weights (``adjust=True``) or
     as ``c * mean + d`` with the step's coefficients worked out off the dependency chain
     (``adjust=False``). The means are pandas' in exact arithmetic and agree with pandas' to
-    rounding (a few ulps), pandas' own rules included: with ``adjust=False`` and ``com == 1``
-    (``span=3``, ``alpha=0.5``, and with ``times``) an observation weighs ``1 - w``, ``w``
-    what is left of the old mean's weight, not ``alpha``.
+    rounding (a few ulps). With ``times`` and ``adjust=False`` an observation weighs
+    ``1 - w``, ``w`` what is left of the old mean's weight, as in pandas. Without ``times``,
+    ``adjust=False`` weighs ``[x0, nan, x2]`` by ``(1 - alpha)**2`` and ``alpha`` as pandas
+    documents (and pandas 2 computes); pandas 3.0-3.1 computes ``1 - (1 - alpha)**2`` for
+    ``alpha = 0.5`` (``span=3``) only, a regression reported as pandas-dev/pandas#66523.
 
     Examples
     --------
@@ -554,9 +556,10 @@ def ewm_mean(
         dtype = np.dtype(np.float64)
     axis = normalize_axis(axis, values.ndim)
     decays = step_decays(times, halflife, alpha, values.shape[axis])
-    # pandas weighs an observation by what the old mean lost since the last one, 1 - V (not
-    # alpha), when adjust=False and com == 1: after a gap, or with times.
-    complement = not adjust and com == 1
+    # With times and adjust=False pandas weighs an observation by what the old mean lost since
+    # the last one, 1 - V (not alpha). pandas 3.0-3.1 does so without times too when com == 1
+    # (pandas-dev/pandas#66523, against its documented weights): scanlab keeps the documented.
+    complement = times is not None and not adjust
     options = (alpha, decays, bool(adjust), complement, bool(ignore_na), max(int(min_periods), 1))
     if device == "cuda":
         arrays = cuda_module("arrays")

@@ -130,7 +130,7 @@ def test_ewm_mean(dtype, form):
 
 @pytest.mark.parametrize("adjust", [True, False])
 @pytest.mark.parametrize("ignore_na", [True, False])
-@pytest.mark.parametrize("alpha", [0.3, 1.0, 0.5])  # 0.5: com == 1, pandas' rule for gaps
+@pytest.mark.parametrize("alpha", [0.3, 1.0])
 def test_ewm_mean_options(adjust, ignore_na, alpha):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((19, 2))

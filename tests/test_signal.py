@@ -27,7 +27,7 @@ DECAYS = [
     {"halflife": 50.0},
     {"alpha": 1.0},
     {"alpha": 0.05},
-    # com == 1: pandas weighs an observation after a gap by 1 - V, not alpha (adjust=False).
+    # com == 1: pandas 3.0-3.1's weights after a gap differ (see pandas_ewm_mean).
     {"span": 3},
     {"alpha": 0.5},
 ]
@@ -47,7 +47,17 @@ def moments(draw, length):
 
 
 def pandas_ewm_mean(x, axis, **options):
-    """pandas' answer: each channel a column of a DataFrame, time down the rows."""
+    """pandas' answer: each channel a column of a DataFrame, time down the rows. pandas 3.0-3.1
+    weighs an observation after a gap by 1 - (1 - alpha)**k instead of its documented alpha
+    when adjust=False, com == 1 and no times (pandas-dev/pandas#66523): a centre of mass a
+    few ulps from 1 asks it for the documented weights, which scanlab computes."""
+    if not options.get("adjust", True) and options.get("times") is None:
+        decay = {key: options.pop(key) for key in ("com", "span", "alpha") if key in options}
+        com = {"com": lambda c: c, "span": lambda s: (s - 1) / 2, "alpha": lambda a: 1 / a - 1}
+        for key, value in decay.items():
+            options["com"] = com[key](value)
+        if options.get("com") == 1:
+            options["com"] = 1 + 2**-50
     moved = np.moveaxis(np.asarray(x, np.float64), axis, 0)
     frame = pd.DataFrame(moved.reshape(len(moved), int(np.prod(moved.shape[1:]))))
     means = frame.ewm(**options).mean().to_numpy()
@@ -130,6 +140,16 @@ def test_long_gaps_and_alpha_one():
     ):
         expected = pandas_ewm_mean(x, 0, **options)
         np.testing.assert_allclose(ewm_mean(x, **options), expected, rtol=1e-15)
+
+
+@pytest.mark.parametrize("decay", [{"alpha": 0.5}, {"span": 3}, {"alpha": 0.4}])
+def test_weights_after_a_gap_are_pandas_documented_ones(decay):
+    """pandas documents the weights of x0 and x2 in [x0, nan, x2] with adjust=False as
+    (1 - alpha)**2 and alpha (pandas 2 computes them; 3.0-3.1 not for alpha = 0.5)."""
+    alpha = decay.get("alpha", 0.5)
+    old, new = (1 - alpha) ** 2, alpha
+    result = ewm_mean(np.array([1.0, np.nan, 4.0]), adjust=False, **decay)
+    np.testing.assert_allclose(result, [1.0, 1.0, (old * 1.0 + new * 4.0) / (old + new)])
 
 
 def test_a_series_and_integers():
