@@ -1,6 +1,6 @@
 """Benchmark the front ends against what they replace; record in RESULTS.md.
 
-Usage: python benchmarks/front_ends.py [--quick] [--busy] [--device cuda [--seconds S]]
+Usage: python benchmarks/front_ends.py [--quick] [--busy] [--only TABLE] [--device cuda [--seconds S]]
 
 Each row times scanlab and the library it replaces on the same data, taking turns: ``lfilter`` and
 ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5) array along
@@ -8,11 +8,12 @@ Each row times scanlab and the library it replaces on the same data, taking turn
 as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``, and the zero-phase
 ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); ``ewm_mean`` against pandas'
 ``ewm(span=20).mean()`` on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
-10% missing values; ``gae`` and ``discounted_returns`` against the same loop compiled by Numba
+10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and ``discounted_returns`` against the same loop compiled by Numba
 (sequential, one thread: what a user would write with ``@njit``) and, for rollouts of at most 10**5
 steps, the per-step NumPy loop of PPO implementations (rewards and values standard normal, episodes
 ending with probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the
-``filter-table``, ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md.
+``filter-table``, ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md (``--only``:
+one of them: filter, ewm or rl).
 
 ``--busy``: the same next to another process spinning on one core, each function's median run
 (the best of many runs there is the one the neighbour happened to leave alone); the
@@ -113,12 +114,15 @@ def measure_filter(
     }
 
 
-#: (label, shape, fraction missing).
+#: (label, shape, fraction missing); "with times": steps a random 0-2 s apart (ties too),
+#: ``halflife="20s"`` against pandas' ``ewm(halflife="20s", times=...)``.
 EWM_CASES = (
     ("Series", (10**7,), 0.0),
     ("Series", (10**7,), 0.1),
+    ("Series with times", (10**7,), 0.1),
     ("DataFrame", (10**5, 100), 0.0),
     ("DataFrame", (10**5, 100), 0.1),
+    ("DataFrame with times", (10**5, 100), 0.1),
 )
 EWM_COLUMNS = (
     ("pandas object", "{}"),
@@ -131,16 +135,23 @@ EWM_COLUMNS = (
 
 
 def measure_ewm(label: str, shape: tuple, missing: float, quick: bool, statistic=min) -> dict:
-    """One row: ``ewm_mean`` and pandas on the same values."""
+    """One row: ``ewm_mean`` and pandas on the same pandas object (scanlab gives one back)."""
     shape = (shape[0] // 16,) + shape[1:] if quick else shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).cumsum(axis=0)
     x[rng.random(shape) < missing] = np.nan
     data = pd.Series(x) if len(shape) == 1 else pd.DataFrame(x)
+    options = {"span": 20}
+    if label.endswith("with times"):
+        milliseconds = np.cumsum(rng.integers(0, 2000, shape[0])).astype("m8[ms]")
+        options = {
+            "halflife": "20s",
+            "times": pd.DatetimeIndex(np.datetime64("2026-12-07") + milliseconds),
+        }
     times = best_times(
         {
-            "scanlab": partial(ewm_mean, x, span=20),
-            "pandas": lambda: data.ewm(span=20).mean(),
+            "scanlab": partial(ewm_mean, data, **options),
+            "pandas": lambda: data.ewm(**options).mean(),
         },
         repeats=3,
         statistic=statistic,
@@ -347,6 +358,7 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, help="with --device cuda: start no row after this many seconds"
     )
+    parser.add_argument("--only", choices=("filter", "ewm", "rl"), help="one table (CPU)")
     arguments = parser.parse_args()
     quick = arguments.quick
     if arguments.device == "cuda":
@@ -373,6 +385,8 @@ def main() -> None:
     statistic, suffix = (np.median, "-busy") if arguments.busy else (min, "")
     with busy_core() if arguments.busy else contextlib.nullcontext():
         for name, cases, measure_case, columns in tables:
+            if arguments.only not in (None, name):
+                continue
             rows = measure_rows(
                 cases,
                 partial(measure_case, quick=quick, statistic=statistic),

@@ -377,10 +377,16 @@ def time_runs_last(b, layout: Layout, min_channels: int) -> bool:
     channels. Then the time-last kernel reads it as it is, with no transposing copy."""
     if layout.state or not isinstance(b, np.ndarray) or b.shape != layout.shape:
         return False
-    if math.prod(layout.rest) < min_channels:
-        return False
-    strides = [abs(stride) for stride, size in zip(b.strides, b.shape, strict=True) if size > 1]
-    return b.strides[layout.axis] == b.itemsize and min(strides) == b.itemsize
+    return math.prod(layout.rest) >= min_channels and time_contiguous(b, layout.axis)
+
+
+def time_contiguous(array: np.ndarray, axis: int) -> bool:
+    """Whether ``array`` steps through time (``axis``) contiguously, time its axis of smallest
+    stride (the last of a C-ordered array, the first of a Fortran-ordered one, a DataFrame's
+    index): then :func:`as_time_last` reads it as it lies."""
+    step, pairs = array.itemsize, zip(array.strides, array.shape, strict=True)
+    strides = [abs(stride) for stride, size in pairs if size > 1]
+    return array.strides[axis] == step and min(strides, default=step) == step
 
 
 def as_time_last(array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from scanlab._arrays import as_time_last, normalize_axis, numeric_array, read_only, stand_in
 from scanlab._devices import cuda_module, on_gpu
 from scanlab.cpu import auto as cpu_auto
+from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.threads import share_out
 
@@ -349,10 +350,10 @@ def step_decays(times, halflife, alpha: float, length: int) -> np.ndarray:
     if moments.hasnans:
         raise ValueError("Cannot convert NaT values to integer")
     unit = pd.Timedelta(halflife).as_unit(moments.unit).to_timedelta64().astype(np.int64)
-    deltas = np.diff(moments.asi8.astype(np.float64)) / float(unit)
-    if (deltas < 0).any():
-        step = int(np.argmax(deltas < 0)) + 1
+    decays = np.empty(length)
+    if cpu_ewm.time_decays(moments.asi8, float(unit), 1.0 - alpha, decays):
+        step = int(np.argmax(np.diff(moments.asi8) < 0)) + 1
         raise ValueError(
             f"times must be monotonically increasing; times[{step}] comes before times[{step - 1}]"
         )
-    return np.concatenate(([1.0], (1.0 - alpha) ** deltas))
+    return decays

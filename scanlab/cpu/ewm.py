@@ -14,6 +14,7 @@ shrink towards zero as pandas' do, and an observation after it outweighs them as
 import numpy as np
 from numba import njit, prange
 
+from scanlab import math as smath
 from scanlab.config import FASTMATH
 
 
@@ -59,6 +60,36 @@ def ewm_mean_rows(
                 out[t, first + k] = state[0] if state[3] >= min_periods else np.nan
 
 
+#: Channels one thread of :func:`ewm_mean_series` walks in lockstep: independent chains that
+#: hide each other's latency.
+SERIES_LANES = 8
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def ewm_mean_series(values, alpha, decays, adjust, complement, ignore_na, min_periods, out):
+    """:func:`ewm_mean_rows` for channels laid out time last: ``values`` and ``out``
+    ``(D, T)``, each row one channel's series (a DataFrame's columns, as pandas stores them),
+    read and written as they lie; ``SERIES_LANES`` rows walked in lockstep by a thread."""
+    channels, length = values.shape
+    timed = decays.size > 0
+    for group in prange((channels + SERIES_LANES - 1) // SERIES_LANES):
+        first = group * SERIES_LANES
+        count = min(first + SERIES_LANES, channels) - first
+        mean = np.full(SERIES_LANES, np.nan)
+        weighted_sum = np.zeros(SERIES_LANES)
+        weight = np.zeros(SERIES_LANES)
+        observed = np.zeros(SERIES_LANES, np.int64)
+        for t in range(length):
+            decay = decays[t] if timed else 1.0 - alpha
+            for k in range(count):
+                state = (mean[k], weighted_sum[k], weight[k], observed[k])
+                state = ewm_step(
+                    values[first + k, t], state, alpha, decay, adjust, complement, ignore_na
+                )
+                mean[k], weighted_sum[k], weight[k], observed[k] = state
+                out[first + k, t] = state[0] if state[3] >= min_periods else np.nan
+
+
 @njit(inline="always", fastmath=FASTMATH)
 def ewm_step(value, state, alpha, step_decay, adjust, complement, ignore_na):
     """One step of one channel, aging the weights by ``step_decay``: ``state`` is ``(mean,
@@ -86,3 +117,22 @@ def ewm_step(value, state, alpha, step_decay, adjust, complement, ignore_na):
         mean = (current if first else following) if is_observation else mean
         weight = 1.0 if is_observation else weight
     return mean, weighted_sum, weight, observed + is_observation
+
+
+@njit(cache=True, parallel=True, fastmath=FASTMATH)
+def time_decays(ticks, halflife, factor, out):
+    """``out[t] = factor ** delta[t]``, ``delta[t] = (ticks[t] - ticks[t-1]) / halflife`` as
+    pandas computes it (the ticks as float64 first), ``out[0] = 1``: what each step of
+    ``ewm(times=...)`` ages the weights by, in parallel and vectorised (``exp`` of
+    ``scanlab.math``, not the C library's ``pow``, one element at a time and 8x slower: the
+    same to a few ulps, and equal for ties). Returns how many steps go back in time."""
+    log_factor = np.log(factor) if factor > 0.0 else 0.0
+    backwards = 0
+    if len(out):
+        out[0] = 1.0
+    for t in prange(1, len(out)):
+        delta = (np.float64(ticks[t]) - np.float64(ticks[t - 1])) / halflife
+        backwards += delta < 0.0
+        decayed = smath.exp(log_factor * delta) if factor > 0.0 else 0.0
+        out[t] = 1.0 if delta == 0.0 else decayed
+    return backwards
