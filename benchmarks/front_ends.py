@@ -1,6 +1,7 @@
 """Benchmark the front ends against what they replace; record in RESULTS.md.
 
-Usage: python benchmarks/front_ends.py [--quick] [--busy] [--only TABLE] [--device cuda [--seconds S]]
+Usage: python benchmarks/front_ends.py [--quick] [--busy] [--only TABLE]
+       python benchmarks/front_ends.py --device cuda [--seconds S] [--quick]
 
 Each row times scanlab and the library it replaces on the same data, taking turns: ``lfilter`` and
 ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5) array along
@@ -8,8 +9,9 @@ Each row times scanlab and the library it replaces on the same data, taking turn
 as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``, and the zero-phase
 ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); ``ewm_mean`` against pandas'
 ``ewm(span=20).mean()`` on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
-10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and ``discounted_returns`` against the same loop compiled by Numba
-(sequential, one thread: what a user would write with ``@njit``) and, for rollouts of at most 10**5
+10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and
+``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a
+user would write with ``@njit``) and, for rollouts of at most 10**5
 steps, the per-step NumPy loop of PPO implementations (rewards and values standard normal, episodes
 ending with probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the
 ``filter-table``, ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md (``--only``:
