@@ -1,9 +1,11 @@
-"""Exponentially weighted means of prices with gaps: pandas' ewm(...).mean() on NumPy arrays.
+"""Exponentially weighted means of prices with gaps: pandas' ewm(...).mean() on a DataFrame.
 
 Daily closes of 500 tickers over 40 years, with missing days (listings, halts, holidays as
 NaN). A MACD-style signal (the difference of a 12- and a 26-day EWM, and its 9-day EWM) is
-computed by scanlab and by pandas; missing days age the weights (``ignore_na=False``, pandas'
-default) and no signal is given before 26 observations (``min_periods``).
+computed by scanlab and by pandas on the same DataFrame (dates down the index, tickers across
+the columns; scanlab gives DataFrames back, labelled alike); missing days age the weights
+(``ignore_na=False``, pandas' default) and no signal is given before 26 observations
+(``min_periods``).
 
 Run: python examples/price_ewm.py [--days N]
 """
@@ -33,11 +35,13 @@ def main() -> None:
     parser.add_argument("--tickers", type=int, default=500)
     arguments = parser.parse_args()
     closes = prices(arguments.days, arguments.tickers, np.random.default_rng(0))
-    frame = pd.DataFrame(closes)
+    days = pd.bdate_range("1986-01-01", periods=arguments.days, name="date")
+    tickers = [f"T{k:03d}" for k in range(arguments.tickers)]
+    frame = pd.DataFrame(closes, index=days, columns=tickers)
 
-    ewm_mean(closes[:100], span=12)  # compile (the first call in a fresh environment)
+    ewm_mean(frame[:100], span=12)  # compile (the first call in a fresh environment)
     start = time.perf_counter()
-    fast, slow = (ewm_mean(closes, span=span, min_periods=span) for span in (12, 26))
+    fast, slow = (ewm_mean(frame, span=span, min_periods=span) for span in (12, 26))
     line = fast - slow
     signal = ewm_mean(line, span=9, min_periods=9)
     spent = time.perf_counter() - start
@@ -48,6 +52,8 @@ def main() -> None:
     )
     expected_signal = expected_line.ewm(span=9, min_periods=9).mean()
     pandas_spent = time.perf_counter() - start
+    assert signal.index.equals(days) and list(signal.columns) == tickers
+    line, signal = line.to_numpy(), signal.to_numpy()
 
     missing = np.isnan(closes).mean()
     print(f"{arguments.tickers} tickers x {arguments.days} days, {missing:.0%} missing")
