@@ -455,8 +455,8 @@ def ewm_mean(
     and name, in float64 as pandas' (the columns are channels, time along axis 0).
     Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): 2.3-4.6x
     pandas on a Series of 10**7 values, 2.1-7.4x on a (10**5, 100) DataFrame, with or without
-    10% missing values; with ``times``, 3.5-4.1x on the Series and 5.9-7.3x on the DataFrame
-    (Zen 3); with one of the two cores kept busy by another process, 2.1-6.3x.
+    10% missing values; with ``times``, 3.2-4.3x on the Series and 7.9-9.2x on the DataFrame
+    (Zen 3); with one of the two cores kept busy by another process, 2.1-6.2x.
 
     Parameters
     ----------
@@ -578,7 +578,7 @@ def ewm_mean(
         # Time contiguous (a DataFrame's columns): read and written as they lie.
         out = np.empty((channels, length), dtype)
         rows = as_time_last(values, values.ndim, axis, rest, dtype)
-        cpu_ewm.ewm_mean_series(rows, *options, out)
+        cpu_ewm.ewm_mean_rows(rows.T, *options, out.T, cpu_ewm.SERIES_LANES)
         result = np.moveaxis(out.reshape((*rest, length)), -1, axis)
         return result if labelled is None else labelled(result)
     out = np.empty((length, channels), dtype)

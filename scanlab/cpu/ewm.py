@@ -31,7 +31,9 @@ def ewm_mean_rows(
     observation's weight is what the old mean's lost since the last one, ``1 - weight``, not
     ``alpha`` (pandas' rule when ``com == 1``). One channel is walked with its state in
     registers, several in lockstep (vectorised); the step has no branches (a missing value is
-    as unpredictable as the data).
+    as unpredictable as the data). ``values`` and ``out`` may be the transposes of ``(D, T)``
+    rows (channels laid out time last, as a DataFrame's columns), read and written as they
+    lie, ``SERIES_LANES`` channels to a block.
     """
     length, channels = values.shape
     timed = decays.size > 0
@@ -60,34 +62,10 @@ def ewm_mean_rows(
                 out[t, first + k] = state[0] if state[3] >= min_periods else np.nan
 
 
-#: Channels one thread of :func:`ewm_mean_series` walks in lockstep: independent chains that
-#: hide each other's latency.
+#: Channels a thread of :func:`ewm_mean_rows` walks in lockstep when they lie time last (a
+#: block of channels then reads no contiguous row: independent chains that hide each other's
+#: latency).
 SERIES_LANES = 8
-
-
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def ewm_mean_series(values, alpha, decays, adjust, complement, ignore_na, min_periods, out):
-    """:func:`ewm_mean_rows` for channels laid out time last: ``values`` and ``out``
-    ``(D, T)``, each row one channel's series (a DataFrame's columns, as pandas stores them),
-    read and written as they lie; ``SERIES_LANES`` rows walked in lockstep by a thread."""
-    channels, length = values.shape
-    timed = decays.size > 0
-    for group in prange((channels + SERIES_LANES - 1) // SERIES_LANES):
-        first = group * SERIES_LANES
-        count = min(first + SERIES_LANES, channels) - first
-        mean = np.full(SERIES_LANES, np.nan)
-        weighted_sum = np.zeros(SERIES_LANES)
-        weight = np.zeros(SERIES_LANES)
-        observed = np.zeros(SERIES_LANES, np.int64)
-        for t in range(length):
-            decay = decays[t] if timed else 1.0 - alpha
-            for k in range(count):
-                state = (mean[k], weighted_sum[k], weight[k], observed[k])
-                state = ewm_step(
-                    values[first + k, t], state, alpha, decay, adjust, complement, ignore_na
-                )
-                mean[k], weighted_sum[k], weight[k], observed[k] = state
-                out[first + k, t] = state[0] if state[3] >= min_periods else np.nan
 
 
 @njit(inline="always", fastmath=FASTMATH)

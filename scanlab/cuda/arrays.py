@@ -557,9 +557,9 @@ def in_shape(source, shape: tuple, order):
 
 
 def launch_over(kernel, rows: int, columns: int):
-    """``kernel`` configured for a grid over ``(rows, columns)`` elements of a C-contiguous
-    array, which it walks from ``cuda.grid(2)`` in strides of ``cuda.gridsize(2)`` (x along
-    the columns, y along the rows).
+    """``kernel`` configured for a grid over ``(rows, columns)`` elements, consecutive columns
+    adjacent in memory, which it walks from ``cuda.grid(2)`` in strides of
+    ``cuda.gridsize(2)`` (x along the columns, y along the rows).
 
     A block is ``(lanes, threads_per_block // lanes)`` threads, ``lanes`` the next power of two
     at or above ``columns`` (at most the block): consecutive threads touch consecutive
@@ -568,7 +568,7 @@ def launch_over(kernel, rows: int, columns: int):
     one element per warp). The grid is capped as the copies' are."""
     threads = config.cuda.threads_per_block
     lanes = min(threads, 1 << max(columns - 1, 0).bit_length())
-    depth = max(1, threads // lanes)
+    depth = threads // lanes
     blocks = (
         max(1, min(COPY_BLOCKS, -(-columns // lanes))),
         max(1, min(COPY_ROWS, -(-rows // depth))),
