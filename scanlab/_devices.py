@@ -44,6 +44,41 @@ def to_device(array: np.ndarray):
     return cuda_module("arrays").on_device(array)
 
 
+def gpu_leaf(params):
+    """The first GPU array among ``params``' leaves (itself, or the values of its tuples and
+    dicts, nested), or None."""
+    if isinstance(params, (tuple, dict)):
+        values = params.values() if isinstance(params, dict) else params
+        return next((leaf for leaf in map(gpu_leaf, values) if leaf is not None), None)
+    return params if on_gpu(params) else None
+
+
+def host_leaves(params):
+    """``params`` with its GPU arrays (alone or in tuples and dicts) copied to the host; itself
+    where it holds none."""
+    if gpu_leaf(params) is None:
+        return params
+    if isinstance(params, dict):
+        return {name: host_leaves(value) for name, value in params.items()}
+    if isinstance(params, tuple):
+        return tuple(host_leaves(value) for value in params)
+    return to_host(params)
+
+
+def placed_like(gradients, params):
+    """``gradients`` (``params``' structure, a dict for a dict) with each leaf whose parameter
+    is a GPU array copied to the GPU: a gradient lies where its parameter lies."""
+    if gpu_leaf(params) is None or gradients is None:
+        return gradients
+    if isinstance(params, dict):
+        return {name: placed_like(value, params.get(name)) for name, value in gradients.items()}
+    if isinstance(params, tuple):
+        return tuple(
+            placed_like(value, given) for value, given in zip(gradients, params, strict=True)
+        )
+    return to_device(np.asarray(gradients))
+
+
 def cuda_module(name: str):
     """``scanlab.cuda.<name>``, imported on first use, after checking that a GPU is usable."""
     try:

@@ -14,6 +14,9 @@ import math
 import numba
 import numpy as np
 
+from scanlab._arrays import stand_in
+from scanlab._devices import on_gpu
+
 #: What an output is set to before the second call of :func:`unwritten_outputs` (the first sets
 #: NaN): a value no deterministic step writes where it wrote NaN the first time.
 UNWRITTEN_MARK = -0.6180339887498949
@@ -22,24 +25,32 @@ RERUNS = 16
 
 
 def check_params(params, path: str = "params") -> None:
-    """Raise TypeError unless ``params`` is what a step can take: None, a number, a NumPy array
-    of numbers or booleans, or a tuple of those (nested tuples too)."""
+    """Raise TypeError unless ``params`` is what a step can take: None, a number, an array of
+    numbers or booleans (NumPy's, or a GPU array), or a tuple of those (nested tuples too)."""
     if isinstance(params, tuple):
         for index, value in enumerate(params):
             check_params(value, f"{path}[{index}]")
         return
     if params is None or isinstance(params, (bool, int, float, complex, np.number, np.bool_)):
         return
-    if isinstance(params, np.ndarray) and params.dtype.kind in "biufc":
+    dtype = array_dtype(params)
+    if dtype is not None and dtype.kind in "biufc":
         return
-    found = type(params).__name__
-    if isinstance(params, np.ndarray):
-        found = f"an array of dtype {params.dtype}"
+    found = type(params).__name__ if dtype is None else f"an array of dtype {dtype}"
     hint = "; pass np.asarray(...) or a tuple" if isinstance(params, list) else ""
     raise TypeError(
-        f"{path} is passed to the cell's step as it is, so it must be None, a number, a NumPy "
-        f"array of numbers or a tuple of those; got {found}{hint}"
+        f"{path} is passed to the cell's step as it is, so it must be None, a number, an array "
+        f"of numbers (NumPy's or a GPU array) or a tuple of those; got {found}{hint}"
     )
+
+
+def array_dtype(value):
+    """The dtype of a NumPy or GPU array, None for anything else."""
+    if isinstance(value, np.ndarray):
+        return value.dtype
+    if on_gpu(value):
+        return np.dtype(stand_in(value).dtype)
+    return None
 
 
 def finite_row(inputs: np.ndarray) -> np.ndarray:

@@ -20,7 +20,15 @@ from scanlab._arrays import (
     result_dtype,
     stand_in,
 )
-from scanlab._devices import cuda_module, on_gpu, resolve_device, to_device, to_host
+from scanlab._devices import (
+    cuda_module,
+    gpu_leaf,
+    on_gpu,
+    placed_like,
+    resolve_device,
+    to_device,
+    to_host,
+)
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import linear_recurrence, linear_recurrence_matrix
@@ -319,7 +327,7 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     g : array_like
         ``dL/dh``, in ``h``'s shape.
     params : optional
-        The forward call's ``params``.
+        The forward call's ``params`` (GPU arrays among them read where they lie, as there).
     tol : float, optional
         The largest scaled residual ``|h[t] - f(h[t-1], x[t])| / (1 + |f|)`` accepted: a larger
         one raises ValueError, since gradients at a point that is not a solution are wrong.
@@ -340,10 +348,11 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     dh0 : ndarray
         ``dL/dh0`` in ``h0``'s shape (``(*batch, n)`` when ``h0`` is None).
     dparams
-        ``dL/dparams`` (host values): for a built-in cell a dict with its three parameters
-        (``params`` or not); for a cell of your own, ``params``' structure with an array or
-        float for each real floating array or scalar (alone or in tuples) and None for the
-        others (and for ``params=None``).
+        ``dL/dparams``: for a built-in cell a dict with its three parameters (``params`` or
+        not); for a cell of your own, ``params``' structure with an array or float for each
+        real floating array or scalar (alone or in tuples) and None for the others (and for
+        ``params=None``). Host values, but a Numba device array for each parameter given as
+        a GPU array.
 
     Raises
     ------
@@ -391,8 +400,8 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
-    device = resolve_device(device, x=x, h0=h0, h=h, g=g)
-    resident = any(on_gpu(value) for value in (x, h0, h, g))
+    device = resolve_device(device, x=x, h0=h0, h=h, g=g, params=gpu_leaf(params))
+    resident = any(on_gpu(value) for value in (x, h0, h, g, gpu_leaf(params)))
     if device == "cuda":
         cuda_module("nonlinear")  # a clear error without a usable GPU, before anything else
     dtype = result_dtype(x=x, h0=h0, h=h, g=g)
@@ -431,7 +440,7 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
         x = to_host(x)
         x_batch = np.broadcast_to(problem.align_batch(x.astype(dtype, copy=False)), x_shape)
         dx, dparams = cell.pullback(
-            x_batch, to_host(problem.inputs), params, problem.step_params, to_host(states),
+            x_batch, to_host(problem.inputs), params, problem.host_params, to_host(states),
             to_host(problem.h0), to_host(adjoint),
         )  # fmt: skip
     dx = dx.reshape(x_shape)
@@ -447,6 +456,7 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
         dx = dx.reshape(x_given)
     h0_shape = (*batch, size) if h0 is None else stand_in(h0).shape
     dh0 = reduce_to(dh0.reshape(*batch, size), h0_shape)
+    dparams = placed_like(dparams, params)
     if resident:
         return (dx if on_gpu(dx) else to_device(dx)), to_device(dh0), dparams
     return to_host(dx), dh0, dparams
@@ -456,7 +466,7 @@ def solve_adjoint(cell, problem, states, gradient, tol, device):
     """The adjoint ``(T, B, n)`` (a device array when solved on the GPU) and ``dh0`` ``(B, n)``
     (on the host) at the solution ``states``, checked."""
     length, sequences, size = states.shape
-    plan = cell.plan(size, problem.dtype, problem.probe_inputs(), problem.step_params)
+    plan = cell.plan(size, problem.dtype, problem.probe_inputs(), problem.host_params)
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     backend = backend_module.Backend(
         cell, plan, problem.inputs, problem.step_params, problem.h0, False

@@ -6,9 +6,9 @@ the argument and evaluate a polynomial in plain arithmetic, which LLVM vectorise
 functions compile into CUDA kernels. Call them from ``@numba.njit`` or ``@cuda.jit`` code (for
 example a cell of a nonlinear recurrence) on float32 or float64 scalars; from Python they also
 run, compiled, on one scalar at a time. ``exp``, ``expm1``, ``tanh``, ``sigmoid``, ``log`` and
-``log1p`` compute in the argument's own precision; on the CPU each compiles once per precision,
-with scanlab's fastmath policy (cached on disk), and LLVM inlines it into the caller; in CUDA
-code Numba inlines it. ``sin`` and ``cos`` (in the argument's precision too) compile the same
+``log1p`` compute in the argument's own precision; each compiles once per precision and target,
+with scanlab's fastmath policy (on the CPU cached on disk), and LLVM (NVVM in CUDA code) inlines
+it into the caller. ``sin`` and ``cos`` (in the argument's precision too) compile the same
 way, into functions marked for LLVM to inline wherever they are called (see
 :func:`inlined_subroutine`); a cell's float32 ``math.sin`` and ``math.cos`` stay the C
 library's (see :data:`DOUBLE_ONLY`).
@@ -44,7 +44,6 @@ import types as types_module
 
 from numba import int64, njit, types
 from numba.core.cpu import CPUContext
-from numba.core.target_extension import current_target
 from numba.extending import intrinsic, overload
 
 from scanlab._angle_reduction import REDUCTION_TABLE, REDUCTION_TABLE_SINGLE, quarter_turns
@@ -104,15 +103,6 @@ SINE_TINY, COSINE_TINY = 2.0**-26, 2.0**-27
 SINE_TINY_SINGLE, COSINE_TINY_SINGLE = 2.0**-12, 2.0**-12
 
 
-def inline_on_gpus(call, caller, callee) -> bool:
-    """Numba's inlining decision (its cost-model form of ``inline=``) for the public functions:
-    inline their IR into CUDA code, whose kernels then compile to PTX without a GPU (see
-    :mod:`scanlab.cuda.nonlinear`), but call them on the CPU, where each compiles once and LLVM
-    inlines the machine code just as well: Numba copying their IR into every call site made a
-    ParaGRU step take 1.5 s to compile, 0.2 s without."""
-    return current_target() != "cpu"
-
-
 @njit(inline="always")
 def expm1_reduced(r):
     """``exp(r) - 1`` for ``|r| <= ln 2 / 2``, by its Taylor series in ``r``'s precision."""
@@ -148,7 +138,7 @@ def reduce(x):
     return k, expm1_reduced(r)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+@njit(cache=True, fastmath=FASTMATH)
 def exp(x):
     """``e ** x`` for a float32 or float64 ``x``, in its precision (within 2 ulp)."""
     k, part = reduce(x)
@@ -156,7 +146,7 @@ def exp(x):
     return result if x == x else x
 
 
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+@njit(cache=True, fastmath=FASTMATH)
 def expm1(x):
     """``e ** x - 1``, accurate for small ``|x|`` too (within 2 ulp)."""
     one = type(x)(1)
@@ -172,7 +162,7 @@ def expm1(x):
     return math.copysign(result, x) if x == x else x
 
 
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+@njit(cache=True, fastmath=FASTMATH)
 def tanh(x):
     """The hyperbolic tangent, ``expm1(2|x|) / (expm1(2|x|) + 2)`` with ``x``'s sign (3 ulp)."""
     real = type(x)
@@ -182,7 +172,7 @@ def tanh(x):
     return math.copysign(divide(grown, grown + real(2)), x) if x == x else x
 
 
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+@njit(cache=True, fastmath=FASTMATH)
 def sigmoid(x):
     """The logistic function ``1 / (1 + e ** -x)``, accurate in both tails (3 ulp)."""
     real = type(x)
@@ -211,7 +201,7 @@ def log_series(f):
     return f - (half_square - s * (half_square + z * tail))
 
 
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+@njit(cache=True, fastmath=FASTMATH)
 def log(x):
     """The natural logarithm, for a float32 or float64 ``x``, in its precision (within 2 ulp):
     ``x = 2^k m`` with ``m`` within ``sqrt(2)`` of 1, ``log x = k ln 2 + log m``; NaN below 0,
@@ -239,7 +229,7 @@ def log(x):
     return result if x >= 0 else real(math.nan)
 
 
-@njit(cache=True, fastmath=FASTMATH, inline=inline_on_gpus)
+@njit(cache=True, fastmath=FASTMATH)
 def log1p(x):
     """``log(1 + x)``, accurate for small ``|x|`` too (within 3 ulp): with ``u = 1 + x``
     rounded, ``log(u) x / (u - 1)`` (Goldberg's correction; ``x`` itself where ``u`` is 1).
@@ -342,7 +332,7 @@ compiled_cosine = inlined_subroutine(
 )
 
 
-@njit(cache=True, inline=inline_on_gpus)
+@njit(cache=True)
 def sin(x):
     """The sine, for a float32 or float64 ``x``, in its precision (within 1 ulp): ``x``
     reduced modulo ``pi/2`` exactly enough for every finite float (see
@@ -351,7 +341,7 @@ def sin(x):
     return compiled_sine(x)
 
 
-@njit(cache=True, inline=inline_on_gpus)
+@njit(cache=True)
 def cos(x):
     """The cosine, for a float32 or float64 ``x``, in its precision (within 1 ulp), as
     :func:`sin` of a quarter turn more. NaN at NaN and the infinities."""

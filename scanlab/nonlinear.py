@@ -9,7 +9,7 @@ import numpy as np
 
 from scanlab import config
 from scanlab._arrays import numeric_array, result_dtype, stand_in
-from scanlab._devices import cuda_module, on_gpu, resolve_device, to_host
+from scanlab._devices import cuda_module, gpu_leaf, host_leaves, on_gpu, resolve_device, to_host
 from scanlab._newton import CONVERGED, DIVERGED, EXHAUSTED, iterate_newton
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
@@ -107,8 +107,10 @@ def nonlinear_recurrence(
         The states before the first step; None for zeros (the cell must then know ``n``).
         ``batch`` is the broadcast of the batch shapes of ``x`` and ``h0``.
     params : optional
-        Passed to the cell's step as they are; a built-in cell uses its own parameters when
-        None, or a dict overriding some of them.
+        Passed to the cell's step as they are (arrays may be GPU arrays: on the GPU the step
+        reads them where they lie, the host checks the step on a copy); a built-in cell uses
+        its own parameters when None, or a dict overriding some of them (NumPy or GPU arrays,
+        read to the host with the other weights: small next to ``x``).
     method : {"auto", "newton", "quasi", "damped", "sequential"}, optional
         ``"newton"``: Newton with the Jacobian in the cell's structure. ``"quasi"``: only its
         diagonal (quasi-DEER, Gonzalez et al. 2024): an elementwise scan and ``O(T n)`` memory
@@ -134,11 +136,12 @@ def nonlinear_recurrence(
         Most linear solves: default 50 (200 for ``"quasi"``), at most ``T`` except for
         ``"damped"``.
     device : {"auto", "cpu", "cuda"}, optional
-        Where to compute (``"auto"``: the GPU when ``x``, ``h0`` or ``guess`` is a GPU array,
-        else the CPU). GPU arrays (anything with ``__cuda_array_interface__``: CuPy, PyTorch,
-        Numba device arrays) are read where they lie (one layout pass on the GPU unless they
-        are time-first, C-contiguous and of the result's dtype), a built-in cell's input
-        projection included; the result then stays on the GPU. ``params`` are host values.
+        Where to compute (``"auto"``: the GPU when ``x``, ``h0``, ``guess`` or an array of
+        ``params`` is a GPU array, else the CPU). GPU arrays (anything with
+        ``__cuda_array_interface__``: CuPy, PyTorch, Numba device arrays) are read where they
+        lie (one layout pass on the GPU unless they are time-first, C-contiguous and of the
+        result's dtype), a built-in cell's input projection included; the result then stays
+        on the GPU.
     guess : array_like, optional
         The initial iterate, broadcastable to ``(T, *batch, n)`` (e.g. the previous solution
         while training). Default: ``f(h0, x[t])`` at every step (exact at the first), one
@@ -219,8 +222,8 @@ def nonlinear_recurrence(
     """
     if not isinstance(cell, Cell):
         raise TypeError(f"cell must be made by scanlab.cell or scanlab.cells, got {cell!r}")
-    device = resolve_device(device, x=x, h0=h0, guess=guess)
-    resident = any(on_gpu(value) for value in (x, h0, guess))
+    device = resolve_device(device, x=x, h0=h0, guess=guess, params=gpu_leaf(params))
+    resident = any(on_gpu(value) for value in (x, h0, guess, gpu_leaf(params)))
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     method = check_method(method, METHODS)
     check_method(on_fail, ON_FAIL)
@@ -241,8 +244,8 @@ def nonlinear_recurrence(
         h = cuda_module("memory").zeros(shape, dtype) if resident else np.empty(shape, dtype)
         return (h, info) if full_output else h
     probes = problem.probe_inputs()
-    cell.check_step(to_host(h0_array[:1])[0], probes, step_params)
-    plan = cell.plan(size, dtype, probes, step_params) if method != "sequential" else None
+    cell.check_step(to_host(h0_array[:1])[0], probes, problem.host_params)
+    plan = cell.plan(size, dtype, probes, problem.host_params) if method != "sequential" else None
     backend = backend_module.Backend(cell, plan, inputs, step_params, h0_array, method == "quasi")
     h = backend.states()
     if method == "sequential":
@@ -285,10 +288,12 @@ def nonlinear_recurrence(
 class Problem:
     """A solver call's arrays in kernel layout: the cell's ``inputs`` ``(T, B, m)`` (after its
     input projections), its ``step_params`` and ``h0`` ``(B, n)``, for ``B`` sequences of the
-    broadcast ``batch`` shape."""
+    broadcast ``batch`` shape; ``host_params`` are the ``step_params`` on the host, for the
+    checks of the step there (a copy of those that are GPU arrays)."""
 
     inputs: np.ndarray
     step_params: object
+    host_params: object
     h0: np.ndarray
     batch: tuple
     dtype: np.dtype
@@ -332,7 +337,7 @@ class Problem:
             if h0 is None
             else laid_out(h0, (*batch, size), dtype).reshape(sequences, size)
         )
-        return cls(inputs, step_params, h0_array, batch, dtype)
+        return cls(inputs, step_params, host_leaves(step_params), h0_array, batch, dtype)
 
     def probe_inputs(self) -> np.ndarray:
         """Host rows of the inputs ``(steps, B, m)`` for the cell's checks on the host: every

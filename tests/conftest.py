@@ -42,6 +42,11 @@ settings.load_profile(
 # tests of the measured choice turn it back on with measurements of their own.
 config.cpu.auto_scan_max_row_bytes = 32
 config.cpu.wisdom = None
+if numba.config.ENABLE_CUDASIM:
+    # The simulator runs a Python thread per GPU thread, one block after another: blocks of two
+    # warps run the block-level code as blocks of 256 threads do, with a quarter of the threads
+    # (the simulated CUDA tests in half the time). A GPU runs the default.
+    config.cuda.threads_per_block = 64
 
 #: The dtypes every solver computes in.
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]

@@ -33,6 +33,7 @@ from numba import cuda
 from test_gradients import assert_gradients_close, draw_inputs, problems
 
 import scanlab
+import scanlab.dask
 from scanlab._arrays import array_interface, check_linear
 from scanlab.cuda import arrays, elementwise
 from scanlab.cuda import memory as device_memory
@@ -548,6 +549,47 @@ def test_nonlinear_solves_of_gpu_arrays_stay_on_the_gpu(small_chunks, data):
             np.testing.assert_array_equal(to_host(given_value), original)  # inputs untouched
 
 
+def weighted_tanh_step(h_prev, x_t, params, h_out):
+    weights, shift = params
+    for i in range(h_out.shape[0]):
+        h_out[i] = np.tanh(weights[i] * h_prev[i] + x_t[i] + shift)
+
+
+WEIGHTED = scanlab.cell(weighted_tanh_step, structure="diagonal")
+
+
+@pytest.mark.parametrize("form", ["contiguous", "strided", "reversed", "foreign"])
+def test_params_on_the_gpu_are_read_where_they_lie(small_chunks, form):
+    """A cell's params holding a GPU array (in a tuple, beside a number): the solve runs on
+    the GPU (device "auto") and its result, the VJP's gradients and the gradient of that
+    parameter come back as device arrays equal to the host's; the params untouched; the CPU
+    refuses them by name, as Dask does."""
+    rng = np.random.default_rng(4)
+    x, h0 = rng.normal(size=(9, 3, 2)), rng.normal(size=(3, 2))
+    weights = rng.uniform(0.2, 0.8, 2)
+    host_params, gpu_params = (weights, 0.1), (as_form(weights, form), 0.1)
+    expected = scanlab.nonlinear_recurrence(
+        WEIGHTED, x, h0, params=host_params, method="sequential"
+    )
+    for method in ("newton", "quasi", "sequential"):
+        h = scanlab.nonlinear_recurrence(WEIGHTED, x, h0, params=gpu_params, method=method)
+        assert hasattr(h, "copy_to_host")
+        assert_close(h.copy_to_host(), expected, np.float64)
+    g = rng.normal(size=expected.shape)
+    wanted = scanlab.nonlinear_recurrence_vjp(WEIGHTED, x, h0, expected, g, params=host_params)
+    dx, dh0, (d_weights, d_shift) = scanlab.nonlinear_recurrence_vjp(
+        WEIGHTED, x, h0, h, g, params=gpu_params
+    )
+    for value, host in zip((dx, dh0, d_weights), (*wanted[:2], wanted[2][0]), strict=True):
+        np.testing.assert_allclose(value.copy_to_host(), host, rtol=1e-8, atol=1e-10)
+    assert d_shift == pytest.approx(wanted[2][1], rel=1e-8)
+    np.testing.assert_array_equal(to_host(gpu_params[0]), weights)
+    with pytest.raises(TypeError, match="params live"):
+        scanlab.nonlinear_recurrence(WEIGHTED, x, h0, params=gpu_params, device="cpu")
+    with pytest.raises(TypeError, match="params holds a GPU array"):
+        scanlab.dask.nonlinear_recurrence(WEIGHTED, x, h0, params=gpu_params)
+
+
 def test_a_builtin_cell_takes_gpu_inputs(small_chunks):
     """Its input projection, the solve and its result stay on the GPU; its gradients come back
     as device arrays too (dx and dh0; the pullback runs on the GPU too)."""
@@ -569,6 +611,17 @@ def test_a_builtin_cell_takes_gpu_inputs(small_chunks):
         np.testing.assert_allclose(value.copy_to_host(), wanted, rtol=1e-8, atol=1e-10)
     for name, wanted in host[2].items():
         np.testing.assert_allclose(dparams[name], wanted, rtol=1e-8, atol=1e-10)
+    # Parameters given as GPU arrays: read to the host with the others, their gradients
+    # given back on the GPU.
+    bias = cell.bias + 0.25
+    expected = scanlab.nonlinear_recurrence(cell, x, None, params={"bias": bias})
+    gpu_bias = {"bias": cuda.to_device(bias)}
+    result = scanlab.nonlinear_recurrence(cell, x, None, params=gpu_bias, method="newton")
+    np.testing.assert_allclose(result.copy_to_host(), expected, rtol=1e-10, atol=1e-10)
+    host = scanlab.nonlinear_recurrence_vjp(cell, x, None, expected, g, params={"bias": bias})
+    *_, dparams = scanlab.nonlinear_recurrence_vjp(cell, x, None, result, g, params=gpu_bias)
+    np.testing.assert_allclose(dparams["bias"].copy_to_host(), host[2]["bias"], rtol=1e-8)
+    assert not on_device(dparams["input_weights"])
 
 
 def test_scratch_gives_disjoint_temporaries_and_reuses_them():

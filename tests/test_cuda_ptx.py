@@ -6,6 +6,7 @@ compile.
 """
 
 import os
+import types
 
 import numba
 import pytest
@@ -14,6 +15,7 @@ from numba import cuda
 if numba.config.ENABLE_CUDASIM:
     pytest.skip("the CUDA simulator cannot compile to PTX", allow_module_level=True)
 
+from numba.cuda import dispatcher as cuda_dispatcher  # noqa: E402
 from numba.cuda.cudadrv.error import NvvmSupportError  # noqa: E402
 from numba.cuda.dispatcher import CUDADispatcher  # noqa: E402
 
@@ -64,15 +66,26 @@ def leaky(h_prev, x_t, params, h_out):
         h_out[i] = 0.5 * h_prev[i] + smath.tanh(x_t[i % x_t.shape[0]] - h_prev[i])
 
 
+#: The GPU the kernels are compiled for: an H100's compute capability.
+TARGET = (9, 0)
+
+
 @pytest.fixture(scope="module")
 def nvvm():
-    """Skip when the CUDA toolkit's NVVM, which compiles to PTX, cannot be loaded."""
+    """Skip when the CUDA toolkit's NVVM, which compiles to PTX, cannot be loaded. Without a
+    GPU, the device functions a kernel calls compile for the ``TARGET``: numba-cuda compiles
+    them for the current device's compute capability, which it asks the driver for."""
     try:
-        cuda.compile_ptx(lambda: None, "void()", cc=(9, 0))
+        cuda.compile_ptx(lambda: None, "void()", cc=TARGET)
     except NvvmSupportError as error:
         if os.environ.get("CI"):
             pytest.fail(f"CI installs the CUDA toolkit (scanlab[cuda-toolkit]), but: {error}")
         pytest.skip(f"the CUDA toolkit's NVVM was not found ({error})")
+    with pytest.MonkeyPatch.context() as patch:
+        if not cuda.is_available():
+            target = types.SimpleNamespace(compute_capability=TARGET)
+            patch.setattr(cuda_dispatcher, "get_current_device", lambda: target)
+        yield
 
 
 @pytest.mark.parametrize("module", KERNEL_MODULES, ids=lambda module: module.__name__)
@@ -114,7 +127,7 @@ def compiled_signatures() -> list:
 def test_kernel_compiles_to_ptx(nvvm, kernel, signature):
     """Every kernel compiles; the matrix kernels' padded local arrays of small systems are all
     promoted to registers (no local memory)."""
-    ptx, return_type = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+    ptx, return_type = cuda.compile_ptx(kernel.py_func, signature, cc=TARGET)
     assert return_type == numba.types.void
     assert ".entry" in ptx
     assert ".target sm_90" in ptx
@@ -145,7 +158,7 @@ def trigonometry_kernel(x, out):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_math_compiles_into_kernels_in_its_precision(nvvm, dtype):
-    ptx, _ = cuda.compile_ptx(math_kernel, f"void({dtype}[::1], {dtype}[::1])", cc=(9, 0))
+    ptx, _ = cuda.compile_ptx(math_kernel, f"void({dtype}[::1], {dtype}[::1])", cc=TARGET)
     body = ptx.split(".entry")[1]
     assert ".f64" not in body if dtype == "float32" else ".f64" in body
     assert "call" not in body  # no library calls: plain arithmetic
@@ -155,7 +168,7 @@ def test_math_compiles_into_kernels_in_its_precision(nvvm, dtype):
 def test_sine_and_cosine_compile_into_kernels(nvvm, dtype):
     """In the argument's precision, the reduction's table read from the kernel's memory."""
     signature = f"void({dtype}[::1], {dtype}[::1])"
-    ptx, _ = cuda.compile_ptx(trigonometry_kernel, signature, cc=(9, 0))
+    ptx, _ = cuda.compile_ptx(trigonometry_kernel, signature, cc=TARGET)
     body = ptx.split(".entry")[1]
     assert f"fma.rn.f{dtype[-2:]}" in body and "call" not in body
 
@@ -185,7 +198,7 @@ def test_cell_kernels_compile_to_ptx(nvvm, cell, method, dtype, quasi):
     for function, signature in nonlinear.cell_kernel_signatures(
         cell, size, 3, dtype, method, quasi
     ):
-        ptx, _ = cuda.compile_ptx(function, signature, cc=(9, 0))
+        ptx, _ = cuda.compile_ptx(function, signature, cc=TARGET)
         assert ".entry" in ptx
 
 
@@ -196,5 +209,5 @@ def test_cell_kernels_compile_to_ptx(nvvm, cell, method, dtype, quasi):
 def test_cell_pullback_kernels_compile_to_ptx(nvvm, cell):
     """A built-in cell's pullback kernel, its sums of the parameters' gradients in registers."""
     for function, signature in cell_pullback.kernel_signatures(cell, "float32"):
-        ptx, _ = cuda.compile_ptx(function, signature, cc=(9, 0))
+        ptx, _ = cuda.compile_ptx(function, signature, cc=TARGET)
         assert ".entry" in ptx and "__local_depot" not in ptx

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scanlab
+from scanlab._arrays import read_only
 from scanlab._scaled_products import product_bounds, renormalised
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu.vector_ir import VECTOR_BYTES
@@ -121,10 +122,11 @@ def test_scan_matches_the_loop_on_extreme_values(problem, small_chunks):
 def test_any_number_of_workers_gives_the_loop(threads, channels, lanes, chunk_length):
     """More workers than threads (and than cores) take tiles in turn; all agree with the loop."""
     rng = np.random.default_rng(threads)
-    a = rng.uniform(-1, 1, (3001, channels))
-    b = rng.normal(size=(3001, channels))
-    h0 = rng.normal(size=channels)
-    out = np.empty_like(b)
+    # Read-only, as the solver hands them to the kernel: no specialisation of its own.
+    a = read_only(rng.uniform(-1, 1, (3001, channels)))
+    b = read_only(rng.normal(size=(3001, channels)))
+    h0 = read_only(rng.normal(size=channels))
+    out = np.empty(b.shape)
     bounds = product_bounds(np.float64, chunk_length)
     with numba_threads(threads):
         cpu_linear.linear_recurrence_scan(
@@ -146,9 +148,9 @@ def test_a_late_thread_is_looked_past(published, lanes):
     chunk_length, tiles, channels = (16, 6, 1) if lanes else (5, 6, 2)
     tile_steps = chains * chunk_length
     length = tiles * tile_steps
-    a = rng.uniform(-1, 1, (length, channels))
-    b = rng.normal(size=(length, channels))
-    h0 = rng.normal(size=channels)
+    a = read_only(rng.uniform(-1, 1, (length, channels)))
+    b = read_only(rng.normal(size=(length, channels)))
+    h0 = read_only(rng.normal(size=channels))
     expected = scanlab.linear_recurrence(a, b, h0, method="sequential")
     bounds = product_bounds(np.float64, chunk_length)
     rows = tiles * chains

@@ -13,7 +13,7 @@ from numba.extending import overload
 
 from scanlab import math as smath
 from scanlab._arrays import stand_in
-from scanlab._devices import cuda_module, on_gpu
+from scanlab._devices import cuda_module, on_gpu, to_host
 from scanlab._step_routines import ANALYTIC
 from scanlab.cells.base import Cell, JacobianPlan
 from scanlab.config import FASTMATH_DOT_PRODUCTS
@@ -224,7 +224,8 @@ class BuiltinCell(Cell):
             setattr(self, name, value)
 
     def merged(self, values) -> dict:
-        """The cell's parameters with ``values`` (a dict by name) in their place, checked."""
+        """The cell's parameters with ``values`` (a dict by name, NumPy or GPU arrays) in their
+        place, checked, as host arrays: the weights are small next to the inputs."""
         if not isinstance(values, dict):
             raise TypeError(
                 f"params of a {type(self).__name__} is a dict with keys among "
@@ -238,7 +239,7 @@ class BuiltinCell(Cell):
                     f"{', '.join(self.parameter_names)}"
                 )
             try:
-                value = np.asarray(value)
+                value = to_host(value)
             except ValueError:  # a ragged sequence
                 value = np.empty(0, object)
             if value.dtype.kind not in "biuf":

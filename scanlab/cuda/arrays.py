@@ -385,6 +385,18 @@ def memory_view(owner, interface: dict, offset: int, length: int):
     return cuda.from_cuda_array_interface(view, owner=owner, sync=True)
 
 
+def numba_view(value):
+    """A GPU array as a Numba device array over its memory, strides kept (a kernel takes such
+    arrays inside a tuple, where it does not convert CuPy's or PyTorch's)."""
+    if not hasattr(value, "__cuda_array_interface__"):  # the simulator's own arrays
+        return value
+    if not numba.config.ENABLE_CUDASIM:
+        return cuda.as_cuda_array(value)
+    interface = value.__cuda_array_interface__
+    view = {key: interface.get(key) for key in ("shape", "strides", "typestr", "data")}
+    return cuda.devicearray.FakeCUDAArray(np.asarray(HostMemory({**view, "version": 3}, value)))
+
+
 class HostMemory:
     """An ``__array_interface__`` for NumPy over host memory that ``owner`` holds (simulator)."""
 

@@ -27,11 +27,9 @@ MAX_THREADS = 65536
 
 def build_kernel(channel_function):
     """The pullback kernel of a cell's Python channel function, and the kernel's Python
-    function (for ``cuda.compile_ptx``)."""
-    if numba.config.ENABLE_CUDASIM:
-        channel = cuda.jit(device=True)(channel_function)
-    else:
-        channel = numba.njit(inline="always")(channel_function)
+    function (for ``cuda.compile_ptx``). The channel function is a device function that NVVM
+    inlines, its sums kept in registers (see :func:`scanlab.cuda.nonlinear.build_kernels`)."""
+    channel = cuda.jit(device=True)(channel_function)
 
     def pullback(u, params, states, h0, adjoint, threads, d_inputs, sums):
         """The gradients at every step, sequence and channel: of the projected inputs into

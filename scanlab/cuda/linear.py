@@ -14,9 +14,12 @@ scan's carries are here; the block-level steps the scans share are in
 
 Every kernel reads its dtype from its arguments (``cuda.shared.array(0, out.dtype)``), so Numba
 compiles one specialisation per dtype on first use; :func:`kernel_signatures` lists them. Every
-helper is inlined into the kernels (``inline="always"``), which lets numba-cuda compile them to PTX
-without a GPU. The kernels compile without fastmath: NVVM still fuses multiply-adds, and NaN, Inf
-and subnormals behave as IEEE 754 says.
+helper is a device function, compiled once and inlined by NVVM: the same PTX as Numba copying
+its IR into every call site (``inline="always"``, 2 of 48 kernels differing by a few moves),
+compiled in 0.8 of the time. Compiling a device function asks the driver for the GPU's compute
+capability (``tests/test_cuda_ptx.py`` names one to compile to PTX without a GPU). The kernels
+compile without fastmath: NVVM still fuses multiply-adds, and NaN, Inf and subnormals behave as
+IEEE 754 says.
 """
 
 import numpy as np
@@ -50,7 +53,7 @@ from scanlab.cuda.linear_tiles import (
 from scanlab.cuda.memory import scratch, zeros
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def run_steps(a, b, a_steps, b_steps, state, out, reverse, channel, steps):
     """Steps ``[steps[0], steps[1])`` of one channel from ``state``, one after another, written
     to ``out``; the state after them."""

@@ -37,10 +37,10 @@ REGISTER_ENTRIES = REGISTER_SIZE * REGISTER_SIZE
 
 #: ``scanlab._scaled_products.state_agrees`` compiled for the GPU: the same function, which the
 #: CUDA simulator also runs on its arrays (a CPU-compiled function cannot take them).
-state_agrees_on_device = cuda.jit(device=True, inline="always")(state_agrees.py_func)
+state_agrees_on_device = cuda.jit(device=True)(state_agrees.py_func)
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def load_padded(matrix, offset, size, padded_matrix, padded_offset):
     """Copy ``matrix`` and ``offset`` of ``size`` states into ``REGISTER_SIZE``-padded local
     arrays (the matrix row-major), zeros beyond ``size``."""
@@ -51,7 +51,7 @@ def load_padded(matrix, offset, size, padded_matrix, padded_offset):
             padded_matrix[i * REGISTER_SIZE + j] = matrix[i, j] if inside else 0
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def affine_padded(matrix, vector, offset, result):
     """``result = matrix @ vector + offset`` for padded local arrays (unrolled)."""
     for i in range(REGISTER_SIZE):
@@ -61,7 +61,7 @@ def affine_padded(matrix, vector, offset, result):
         result[i] = value
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def padded_step(a, b, a_steps, b_steps, t, system, size, matrix, offset, state, next_state):
     """Load row ``t``'s matrix and offset of ``system`` into the padded ``matrix`` and ``offset``,
     and set ``next_state = matrix @ state + offset``."""
@@ -72,7 +72,7 @@ def padded_step(a, b, a_steps, b_steps, t, system, size, matrix, offset, state, 
     affine_padded(matrix, state, offset, next_state)
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def compose_in_registers(a, b, a_steps, b_steps, shape, reverse, steps, system, product, partial):
     """``product`` and ``partial`` (arrays in memory) of the chunk of ``steps`` of one system of
     at most ``REGISTER_SIZE`` states, composed in padded local arrays."""
@@ -108,7 +108,7 @@ def compose_in_registers(a, b, a_steps, b_steps, shape, reverse, steps, system, 
                 product[i, k] = current[i * REGISTER_SIZE + k]
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def apply_in_registers(a, b, a_steps, b_steps, incoming, out, reverse, steps, system, state):
     """Run ``steps`` of one system of at most ``REGISTER_SIZE`` states from ``incoming`` into
     ``out``, the state in the padded local array ``state``, where it ends."""
@@ -148,7 +148,7 @@ def chunk_totals_kernel(a, b, a_steps, b_steps, length, reverse, chunk_length, t
         )  # fmt: skip
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def check_chunk_end(end, carries, chunk, system, rerun, bounds):
     """Mark ``system`` in ``rerun`` when ``end``, the state its ``chunk`` ends in (the loop's,
     from the chunk's incoming state), disagrees with the carry the next chunk started from,

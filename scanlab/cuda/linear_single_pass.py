@@ -33,7 +33,7 @@ from scanlab.cuda.memory import scratch, zeros
 PENDING, AGGREGATE, INCLUSIVE = 0, 1, 2
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def raise_flag(flags, tile, channel, flag):
     """Set the look-back flag of ``tile`` of ``channel``, after the values it announces.
 
@@ -44,7 +44,7 @@ def raise_flag(flags, tile, channel, flag):
     cuda.atomic.exch(flags, (tile, channel), flag)
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def look_back(flags, aggregates_a, aggregates_b, inclusive, tile, channel):
     """The state entering ``tile`` of ``channel``, from the tiles before it (decoupled look-back).
 

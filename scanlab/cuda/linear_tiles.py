@@ -8,8 +8,8 @@ up-sweep over the chunk summaries (:func:`reduce_tile`), the down-sweep (:func:`
 rerun of each chunk from its incoming state (:func:`run_chunk`) with the check of the state it
 ends in against the next chunk's (:func:`check_within_tile`), and a coalesced store
 (:func:`store_tile`); and the scan operator (:func:`compose`) and the grid of blocks over the
-tiles (:func:`tile_grid`) they share. Every device function is inlined into the kernels that
-call it (``inline="always"``).
+tiles (:func:`tile_grid`) they share. The device functions compile once each and NVVM inlines
+them into the kernels (see :mod:`scanlab.cuda.linear`); the scalar helpers' IR is inlined.
 """
 
 from numba import cuda, njit
@@ -46,7 +46,7 @@ def shared_slots(count):
     return padded(count - 1) + 1
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def split_shared_memory(shared, items_per_thread):
     """Cut the block's dynamic shared memory into its ``a``/``b`` tiles and scan arrays.
 
@@ -64,7 +64,7 @@ def split_shared_memory(shared, items_per_thread):
     )
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def tile_origin(channels, tile_rows, block):
     """The tile of the ``block``-th block, its first step and its first channel.
 
@@ -76,7 +76,7 @@ def tile_origin(channels, tile_rows, block):
     return tile, tile * tile_rows, first_channel
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def load_tile(source, source_steps, shape, first_step, first_channel, reverse, tile, tile_rows):
     """Copy the block's tile of ``source`` (rows in step order) into shared ``tile``.
 
@@ -97,7 +97,7 @@ def load_tile(source, source_steps, shape, first_step, first_channel, reverse, t
                 tile[padded(row * cuda.blockDim.x + cuda.threadIdx.x)] = element
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def store_tile(tile, out, first_step, first_channel, reverse, tile_rows):
     """Copy the block's tile back to ``out``, with the coalesced access pattern of ``load_tile``."""
     length, channels = out.shape
@@ -110,7 +110,7 @@ def store_tile(tile, out, first_step, first_channel, reverse, tile_rows):
                 out[t, channel] = tile[padded(row * cuda.blockDim.x + cuda.threadIdx.x)]
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def chunk_rows(shape, first_step, first_channel, items_per_thread):
     """First tile row of this thread's chunk and how many of its rows hold data (maybe 0)."""
     length, channels = shape
@@ -120,7 +120,7 @@ def chunk_rows(shape, first_step, first_channel, items_per_thread):
     return first_row, max(0, min(items_per_thread, length - first_step - first_row))
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def up_sweep(scan_a, scan_b):
     """Blelloch's up-sweep, in place, over the ``blockDim.y`` pairs of every channel lane.
 
@@ -142,7 +142,7 @@ def up_sweep(scan_a, scan_b):
         offset *= 2
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def down_sweep(scan_a, scan_b, root_a, root_b):
     """Blelloch's down-sweep: turns the up-swept tree into exclusive prefixes, in place.
 
@@ -172,7 +172,7 @@ def down_sweep(scan_a, scan_b, root_a, root_b):
         offset //= 2
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def reduce_tile(
     a, b, a_steps, b_steps, shape, reverse, items_per_thread, first_step, first_channel, shared
 ):
@@ -202,7 +202,7 @@ def reduce_tile(
     up_sweep(scan_a, scan_b)
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def run_chunk(state, shared, first_row, row_count):
     """Run this thread's chunk of the staged tile from ``state``, the state entering it, write
     its states over ``b``'s tile (``shared`` as in :func:`reduce_tile`), and return the state it
@@ -215,7 +215,7 @@ def run_chunk(state, shared, first_row, row_count):
     return state
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def check_chunk_end(end, next_incoming, checks, tile, channel):
     """Mark ``tile`` of ``channel`` in ``checks = (flags, rerun, bounds)`` (and the channel in
     ``rerun``) when ``end``, the state a thread's chunk ends in (the loop's, from its incoming
@@ -226,7 +226,7 @@ def check_chunk_end(end, next_incoming, checks, tile, channel):
         rerun[channel] = 1
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def check_within_tile(end, scan_b, items_per_thread, first_step, length, checks, tile, channel):
     """After the block's chunks ran (synchronised), compare the state this thread's chunk ended
     in, ``end``, with the incoming state of the next thread's chunk, which ``scan_b`` holds in

@@ -18,6 +18,7 @@ import numpy as np
 from numba import cuda
 
 from scanlab import config
+from scanlab._devices import host_leaves, on_gpu
 from scanlab._iterates import Iterate, first_and_frozen, solve_correction
 from scanlab._row_summary import RowSummary
 from scanlab._step_routines import (
@@ -31,7 +32,7 @@ from scanlab._step_routines import (
 )
 from scanlab.cuda import linear as cuda_linear
 from scanlab.cuda import linear_matrix as cuda_linear_matrix
-from scanlab.cuda.arrays import on_device
+from scanlab.cuda.arrays import numba_view, on_device
 from scanlab.cuda.memory import Scratch
 from scanlab.cuda.row_summary import RowSummariser
 from scanlab.math import with_globals
@@ -45,9 +46,8 @@ MAX_SCRATCH_BYTES = 256 * 1024 * 1024
 def with_gpu_forms(function, device_function):
     """``function`` with each function it calls that names a form for GPUs (its ``on_gpus``
     attribute, e.g. :func:`scanlab.cells.builtin.recurrent_sums`, whose CPU form is an
-    ``overload``) replaced by that form as a device function: numba-cuda compiles an overload
-    for a GPU as a device function of its own, which needs the driver, so no PTX without a GPU.
-    ``function`` itself if it calls none."""
+    ``overload`` for CPUs only) replaced by that form as a device function. ``function``
+    itself if it calls none."""
     namespace = function.__globals__
     replaced = {
         name: device_function(namespace[name].on_gpus)
@@ -62,14 +62,14 @@ def build_kernels(step_function, jacobian_function, method, fused_function=None)
     its Jacobian, see :func:`scanlab._step_routines.evaluation`) for a Jacobian ``method``
     (None: the loop only), with the Python functions of the kernels for ``cuda.compile_ptx``.
 
-    The device functions are Numba functions inlined into the kernels, which numba-cuda compiles
-    to PTX without a GPU (a ``cuda.jit(device=True)`` function needs the driver to be linked);
-    the simulator runs them as ``cuda.jit(device=True)`` Python functions instead.
+    The step, the Jacobian and what they call (:mod:`scanlab.math` included) are device
+    functions, each compiled once and inlined by NVVM: Numba copying their IR into every call
+    site (``inline="always"``) made ParaLSTM's two kernels take 41 s to compile, 4.3 s as calls,
+    the same PTX (2026-12-07, Zen 3 2-core VM). Compiling a device function asks the driver for
+    the GPU's compute capability; ``tests/test_cuda_ptx.py`` compiles them to PTX without one.
     """
-    if numba.config.ENABLE_CUDASIM:
-        device_function = cuda.jit(device=True)
-    else:
-        device_function = numba.njit(inline="always")
+    device_function = cuda.jit(device=True)
+    if not numba.config.ENABLE_CUDASIM:
         step_function, jacobian_function, fused_function = (
             None if function is None else with_gpu_forms(function, device_function)
             for function in (step_function, jacobian_function, fused_function)
@@ -143,15 +143,16 @@ def kernels_for(cell, method):
 
 
 def to_device(params):
-    """``params`` with its host arrays (alone or in a tuple) copied to the GPU once; None, which
-    CUDA kernels cannot take, becomes 0.0."""
+    """``params`` with its host arrays (alone or in a tuple) copied to the GPU once and its GPU
+    arrays as Numba's views of them (a kernel takes those in a tuple); None, which CUDA
+    kernels cannot take, becomes 0.0."""
     if params is None:
         return 0.0
     if isinstance(params, np.ndarray):
         return cuda.to_device(params)
     if isinstance(params, tuple):
         return tuple(to_device(value) for value in params)
-    return params
+    return numba_view(params) if on_gpu(params) else params
 
 
 @cuda.jit
@@ -253,8 +254,8 @@ class Backend:
 
     def __init__(self, cell, plan, x, params, h0, quasi: bool):
         self.cell, self.plan, self.dtype = cell, plan, h0.dtype
-        # The host's parameters run a step again on the host where it raised on the GPU.
-        self.host_params = params
+        # The parameters on the host run a step again there where it raised on the GPU.
+        self.given_params = params
         self.x, self.params, self.h0 = on_device(x), to_device(params), on_device(h0)
         self.shape = (x.shape[0], *h0.shape)
         self.kernels = kernels_for(cell, None if plan is None else plan.method)
@@ -324,7 +325,9 @@ class Backend:
         if (first_failed < length).any():  # a step raised (see scanlab._step_routines.FAILED)
             plan = self.plan if iterate.jacobians.shape[2] else None
             failed = failed_steps(iterate.residual[first:].copy_to_host(), first)
-            self.cell.raise_again(self.failures(iterate.h, failed), self.host_params, plan)
+            self.cell.raise_again(
+                self.failures(iterate.h, failed), host_leaves(self.given_params), plan
+            )
         return summary
 
     def summarise(self, iterate: Iterate, first: int, tol: float) -> RowSummary:
@@ -390,7 +393,7 @@ class Backend:
         failed = np.flatnonzero(stopped < length)
         if failed.size:
             steps = zip(stopped[failed], failed, strict=True)
-            self.cell.raise_again(self.failures(h, steps), self.host_params)
+            self.cell.raise_again(self.failures(h, steps), host_leaves(self.given_params))
 
     def adjoint(self, iterate: Iterate, gradient: np.ndarray):
         """As ``scanlab.cpu.nonlinear.Backend.adjoint``: solved on the device, the adjoint

@@ -34,7 +34,7 @@ ROWS_PER_THREAD = 8
 MAX_BLOCKS = 4096
 
 
-@cuda.jit(device=True, inline="always")
+@cuda.jit(device=True)
 def combine_in_block(first_bad, first_failed, not_finite, worst, merit):
     """The five quantities of the threads of a block combined over its ``depth`` axis (first
     steps by their minimum, flags and largest residuals by their maximum, merits by their sum);

@@ -10,6 +10,7 @@ import numpy as np
 
 from scanlab import config, nonlinear
 from scanlab._arrays import result_dtype
+from scanlab._devices import gpu_leaf
 from scanlab.cells import Cell
 from scanlab.dask.linear import array_of_blocks, dtype_stand_in
 from scanlab.dask.newton import distributed_client, last_state, newton_over_chunks
@@ -127,6 +128,11 @@ def nonlinear_recurrence(
     if strategy not in STRATEGIES:
         raise ValueError(
             f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}"
+        )
+    if gpu_leaf(params) is not None:
+        raise TypeError(
+            "scanlab.dask solves on the workers' CPUs, but params holds a GPU array: pass "
+            "NumPy arrays (copy it to the host first)"
         )
     x, start = aligned_inputs(cell, x, h0)
     chosen = choose_strategy(x, method, options) if strategy == "auto" else strategy
