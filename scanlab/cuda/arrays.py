@@ -24,7 +24,7 @@ from numba import cuda
 from scanlab import _arrays, config
 from scanlab._arrays import Layout, LinearProblem, array_interface, check_output, stand_in
 from scanlab._devices import on_gpu
-from scanlab.cuda.memory import zeros
+from scanlab.cuda.memory import memory_view, zeros
 
 #: The most blocks the copy kernels are launched with along the last axis (of
 #: ``config.cuda.threads_per_block`` threads, or of ``TILE`` elements) and along the rows or the
@@ -364,45 +364,6 @@ def contiguous_strides(shape: tuple, itemsize: int) -> tuple:
         strides.append(step)
         step *= max(size, 1)
     return tuple(reversed(strides))
-
-
-def memory_view(owner, interface: dict, offset: int, length: int):
-    """A 1-D device array of ``length`` elements from element ``offset`` of ``interface``'s
-    data, keeping ``owner`` alive."""
-    dtype = np.dtype(interface["typestr"])
-    pointer, read_only = interface["data"]
-    view = {
-        "shape": (length,),
-        "strides": None,
-        "typestr": interface["typestr"],
-        "data": (pointer + offset * dtype.itemsize, read_only),
-        "version": 3,
-    }
-    if numba.config.ENABLE_CUDASIM:  # "device" memory is host memory
-        return cuda.devicearray.FakeCUDAArray(np.asarray(HostMemory(view, owner)))
-    if interface.get("stream") is not None:
-        view["stream"] = interface["stream"]
-    return cuda.from_cuda_array_interface(view, owner=owner, sync=True)
-
-
-def numba_view(value):
-    """A GPU array as a Numba device array over its memory, strides kept (a kernel takes such
-    arrays inside a tuple, where it does not convert CuPy's or PyTorch's)."""
-    if not hasattr(value, "__cuda_array_interface__"):  # the simulator's own arrays
-        return value
-    if not numba.config.ENABLE_CUDASIM:
-        return cuda.as_cuda_array(value)
-    interface = value.__cuda_array_interface__
-    view = {key: interface.get(key) for key in ("shape", "strides", "typestr", "data")}
-    return cuda.devicearray.FakeCUDAArray(np.asarray(HostMemory({**view, "version": 3}, value)))
-
-
-class HostMemory:
-    """An ``__array_interface__`` for NumPy over host memory that ``owner`` holds (simulator)."""
-
-    def __init__(self, interface: dict, owner):
-        self.__array_interface__ = interface
-        self.owner = owner
 
 
 def address_range(array) -> tuple:

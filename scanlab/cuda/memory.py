@@ -1,10 +1,12 @@
-"""Device memory for the kernels: arrays set by a memset on the GPU (:func:`filled`), and the
+"""Device memory for the kernels: arrays set by a memset on the GPU (:func:`filled`), the
 temporaries that a solver's consecutive calls reuse instead of allocating them at each
-(:class:`Scratch`)."""
+(:class:`Scratch`), and Numba's views of any GPU array's memory (:func:`memory_view`,
+:func:`numba_view`)."""
 
 import contextvars
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 from numba.cuda.cudadrv import driver
@@ -85,3 +87,42 @@ def scratch(shape, dtype):
     allocated."""
     active = ACTIVE_SCRATCH.get()
     return cuda.device_array(shape, dtype) if active is None else active.take(shape, dtype)
+
+
+def memory_view(owner, interface: dict, offset: int, length: int):
+    """A 1-D device array of ``length`` elements from element ``offset`` of ``interface``'s
+    data, keeping ``owner`` alive."""
+    dtype = np.dtype(interface["typestr"])
+    pointer, read_only = interface["data"]
+    view = {
+        "shape": (length,),
+        "strides": None,
+        "typestr": interface["typestr"],
+        "data": (pointer + offset * dtype.itemsize, read_only),
+        "version": 3,
+    }
+    if numba.config.ENABLE_CUDASIM:  # "device" memory is host memory
+        return cuda.devicearray.FakeCUDAArray(np.asarray(HostMemory(view, owner)))
+    if interface.get("stream") is not None:
+        view["stream"] = interface["stream"]
+    return cuda.from_cuda_array_interface(view, owner=owner, sync=True)
+
+
+def numba_view(value):
+    """A GPU array as a Numba device array over its memory, strides kept (a kernel takes such
+    arrays inside a tuple, where it does not convert CuPy's or PyTorch's)."""
+    if not hasattr(value, "__cuda_array_interface__"):  # the simulator's own arrays
+        return value
+    if not numba.config.ENABLE_CUDASIM:
+        return cuda.as_cuda_array(value)
+    interface = value.__cuda_array_interface__
+    view = {key: interface.get(key) for key in ("shape", "strides", "typestr", "data")}
+    return cuda.devicearray.FakeCUDAArray(np.asarray(HostMemory({**view, "version": 3}, value)))
+
+
+class HostMemory:
+    """An ``__array_interface__`` for NumPy over host memory that ``owner`` holds (simulator)."""
+
+    def __init__(self, interface: dict, owner):
+        self.__array_interface__ = interface
+        self.owner = owner

@@ -32,8 +32,8 @@ from scanlab._step_routines import (
 )
 from scanlab.cuda import linear as cuda_linear
 from scanlab.cuda import linear_matrix as cuda_linear_matrix
-from scanlab.cuda.arrays import numba_view, on_device
-from scanlab.cuda.memory import Scratch
+from scanlab.cuda.arrays import on_device
+from scanlab.cuda.memory import Scratch, numba_view
 from scanlab.cuda.row_summary import RowSummariser
 from scanlab.math import with_globals
 
