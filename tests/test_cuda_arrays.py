@@ -558,7 +558,7 @@ def weighted_tanh_step(h_prev, x_t, params, h_out):
 WEIGHTED = scanlab.cell(weighted_tanh_step, structure="diagonal")
 
 
-@pytest.mark.parametrize("form", ["contiguous", "strided", "reversed", "foreign"])
+@pytest.mark.parametrize("form", ["strided", "foreign"])
 def test_params_on_the_gpu_are_read_where_they_lie(small_chunks, form):
     """A cell's params holding a GPU array (in a tuple, beside a number): the solve runs on
     the GPU (device "auto") and its result, the VJP's gradients and the gradient of that
@@ -571,7 +571,7 @@ def test_params_on_the_gpu_are_read_where_they_lie(small_chunks, form):
     expected = scanlab.nonlinear_recurrence(
         WEIGHTED, x, h0, params=host_params, method="sequential"
     )
-    for method in ("newton", "quasi", "sequential"):
+    for method in ("newton", "sequential"):
         h = scanlab.nonlinear_recurrence(WEIGHTED, x, h0, params=gpu_params, method=method)
         assert hasattr(h, "copy_to_host")
         assert_close(h.copy_to_host(), expected, np.float64)
