@@ -6,6 +6,7 @@ compile.
 """
 
 import os
+import re
 import types
 
 import numba
@@ -99,6 +100,10 @@ def test_every_kernel_has_signatures(module):
     assert kernels == listed
 
 
+#: A function the PTX defines besides its kernels: a device function NVVM did not inline
+#: (``.extern`` declarations of Numba's runtime helpers are not definitions).
+DEFINED_FUNCTION = re.compile(r"^\s*(?:\.visible\s+|\.weak\s+)?\.func\b", re.MULTILINE)
+
 #: The kernels whose local arrays must all live in registers: the matrix kernels'.
 REGISTER_ONLY = {kernel for kernel, _ in linear_matrix.kernel_signatures()}
 
@@ -125,11 +130,11 @@ def compiled_signatures() -> list:
     ids=lambda value: value if isinstance(value, str) else value.py_func.__name__,
 )
 def test_kernel_compiles_to_ptx(nvvm, kernel, signature):
-    """Every kernel compiles; the matrix kernels' padded local arrays of small systems are all
-    promoted to registers (no local memory)."""
+    """Every kernel compiles, its device functions inlined by NVVM; the matrix kernels' padded
+    local arrays of small systems are all promoted to registers (no local memory)."""
     ptx, return_type = cuda.compile_ptx(kernel.py_func, signature, cc=TARGET)
     assert return_type == numba.types.void
-    assert ".entry" in ptx
+    assert ".entry" in ptx and not DEFINED_FUNCTION.search(ptx)
     assert ".target sm_90" in ptx
     if kernel in REGISTER_ONLY:
         assert "__local_depot" not in ptx
@@ -199,7 +204,7 @@ def test_cell_kernels_compile_to_ptx(nvvm, cell, method, dtype, quasi):
         cell, size, 3, dtype, method, quasi
     ):
         ptx, _ = cuda.compile_ptx(function, signature, cc=TARGET)
-        assert ".entry" in ptx
+        assert ".entry" in ptx and not DEFINED_FUNCTION.search(ptx)
 
 
 @pytest.mark.parametrize(
@@ -211,3 +216,4 @@ def test_cell_pullback_kernels_compile_to_ptx(nvvm, cell):
     for function, signature in cell_pullback.kernel_signatures(cell, "float32"):
         ptx, _ = cuda.compile_ptx(function, signature, cc=TARGET)
         assert ".entry" in ptx and "__local_depot" not in ptx
+        assert not DEFINED_FUNCTION.search(ptx)
