@@ -46,11 +46,7 @@ def check_params(params, path: str = "params") -> None:
 
 def array_dtype(value):
     """The dtype of a NumPy or GPU array, None for anything else."""
-    if isinstance(value, np.ndarray):
-        return value.dtype
-    if on_gpu(value):
-        return np.dtype(stand_in(value).dtype)
-    return None
+    return stand_in(value).dtype if isinstance(value, np.ndarray) or on_gpu(value) else None
 
 
 def finite_row(inputs: np.ndarray) -> np.ndarray:
