@@ -6,9 +6,10 @@ Usage: python benchmarks/front_ends.py [--quick] [--busy] [--only TABLE]
 Each row times scanlab and the library it replaces on the same data, taking turns: ``lfilter`` and
 ``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5) array along
 ``axis=-1`` (a first-order filter, a 4th-order Butterworth as ``lfilter(b, a)``, an 8th-order one
-as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``, and the zero-phase
-``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); ``ewm_mean`` against pandas'
-``ewm(span=20).mean()`` on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
+as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``, the first-order filter
+from initial conditions ``zi`` (a stream's next piece), and the zero-phase ``filtfilt`` and
+``sosfiltfilt`` of the Butterworth filters); ``ewm_mean`` against pandas' ``ewm(span=20).mean()``
+on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
 10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and
 ``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a
 user would write with ``@njit``) and, for rollouts of at most 10**5
@@ -78,8 +79,10 @@ FILTERS = (
     ("Butterworth 8 (sos)", "sosfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
     ("FIR 32 taps", "lfilter", (scipy.signal.firwin(32, 0.1), [1.0])),
 )
-#: Zero-phase filters (host arrays only: not in the GPU table).
-ZERO_PHASE_FILTERS = (
+#: Host arrays only (not in the GPU table): a stream's next piece, from the initial conditions
+#: ``zi`` (the steady state of the first sample), and the zero-phase filters.
+HOST_FILTERS = (
+    ("order 1 with zi", "lfilter", ([0.1], [1.0, -0.9])),
     ("Butterworth 4 filtfilt", "filtfilt", scipy.signal.butter(4, 0.1)),
     ("Butterworth 8 sosfiltfilt", "sosfiltfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
 )
@@ -96,13 +99,17 @@ FILTER_COLUMNS = (
 def measure_filter(
     label: str, function: str, coefficients: tuple, shape: tuple, quick: bool, statistic=min
 ):
-    """One row: scanlab's and scipy's filter on the same float64 signal, time last."""
+    """One row: scanlab's and scipy's filter on the same float64 signal, time last (from
+    ``zi``, the steady state of the first sample, where the label says "with zi")."""
     shape = shape[:-1] + (shape[-1] // 16,) if quick else shape
     x = np.random.default_rng(0).standard_normal(shape)
+    options = {}
+    if label.endswith("with zi"):
+        options["zi"] = scipy.signal.lfilter_zi(*coefficients) * x[..., :1]
     times = best_times(
         {
-            "scanlab": partial(getattr(signal, function), *coefficients, x),
-            "scipy": partial(getattr(scipy.signal, function), *coefficients, x),
+            "scanlab": partial(getattr(signal, function), *coefficients, x, **options),
+            "scipy": partial(getattr(scipy.signal, function), *coefficients, x, **options),
         },
         repeats=3,
         statistic=statistic,
@@ -376,9 +383,7 @@ def main() -> None:
             write=not quick,
         )
         return
-    filter_cases = [
-        (*case, shape) for case in FILTERS + ZERO_PHASE_FILTERS for shape in FILTER_SHAPES
-    ]
+    filter_cases = [(*case, shape) for case in FILTERS + HOST_FILTERS for shape in FILTER_SHAPES]
     tables = (
         ("filter", filter_cases, measure_filter, FILTER_COLUMNS),
         ("ewm", EWM_CASES, measure_ewm, EWM_COLUMNS),

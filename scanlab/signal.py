@@ -66,9 +66,9 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     IIR filters), in parallel over channels, each thread walking 8 channels in lockstep. An
     FIR filter (``a`` of length 1) is, as in scipy, a convolution, in parallel over channels
     and time: a NaN or Inf sample reaches the ``len(b)`` outputs from it on, no further
-    (32 taps: 2.9-4.4x scipy on Zen 3). A
-    first-order IIR filter (``b = [b0]``, ``a = [1, a1]``) of fewer than 8 series is solved as
-    ``b0 * linear_recurrence(-a1, x)``, in parallel over time (equal to scipy to rounding);
+    (32 taps: 2.9-4.4x scipy on Zen 3). A first-order IIR filter (``b = [b0]``, ``a = [1,
+    a1]``) of fewer than 8 series is solved as ``b0 * linear_recurrence(-a1, x)`` (with
+    ``zi``, from ``h0 = -zi / (a1 b0)``), in parallel over time (equal to scipy to rounding);
     where NaN or Inf turns up (scipy's delay line then differs: ``0 * inf`` is NaN), the
     filter is run again as scipy runs it. Measured (2 cores of AMD Zen 3 and of Zen 5,
     ``benchmarks/front_ends.py``): a first-order filter 3.3-5.2x scipy on a (100, 10**5) array
@@ -404,26 +404,29 @@ def sosfiltfilt(sos, x, axis: int = -1, padtype="odd", padlen=None, *, device: s
 
 
 def first_order(b0, a1, x, axis: int, zi, dtype):
-    """``y[t] = b0 x[t] - a1 y[t-1]`` (from ``zi``: ``y[0] = b0 x[0] + zi``) as a linear
-    recurrence, parallel over time for few long series; ``zf = -a1 y[T-1]``. The same values
-    as the filter's delay line where ``x`` is finite (``0 * x[t]``, the delay's unused term,
-    is then 0), to the scan's rounding; None where NaN or Inf turned up (``x`` has them, or,
-    without ``zi``, a value overflowed): the caller then runs the delay line itself."""
-    if zi is None:
-        # The recurrence of x, scaled after in the pass that checks it: one pass fewer than
-        # scaling x first.
-        y = linear_recurrence(np.asarray(-a1, dtype), x, axis=axis)
-        return y if scaled_finite(y, b0) else None
-    terms = np.multiply(b0, x, dtype=dtype)
-    if not scaled_finite(terms, 1):
+    """``y[t] = b0 x[t] - a1 y[t-1]`` (from ``zi``: ``y[0] = b0 x[0] + zi``) as
+    ``b0 * linear_recurrence(-a1, x, h0=-zi / (a1 b0))``, parallel over time for few long
+    series; ``zf = -a1 y[T-1]``. The same values as the filter's delay line where ``x`` is
+    finite (``0 * x[t]``, the delay's unused term, is then 0), to the scan's rounding; None
+    where NaN or Inf turned up (``x`` or ``zi`` has them, a value overflowed, or ``zi`` cannot
+    be a start state because ``a1 b0`` is 0 or tiny): the caller then runs the delay line
+    itself."""
+    start = None
+    if zi is not None:
+        zi = np.broadcast_to(np.asarray(zi), first_shape(x.shape, axis))
+        with np.errstate(all="ignore"):
+            start = np.squeeze(-zi / (np.asarray(a1, dtype) * b0), axis).astype(dtype)
+        if not np.isfinite(start).all():
+            return None
+    # The recurrence of x, scaled after in the pass that checks it: one pass fewer than
+    # scaling x first.
+    y = linear_recurrence(np.asarray(-a1, dtype), x, start, axis=axis)
+    if not scaled_finite(y, b0):
         return None
-    first = [slice(None)] * x.ndim
-    first[axis] = slice(0, 1)
-    if terms.shape[axis]:
-        terms[tuple(first)] += zi
-    y = linear_recurrence(-a1, terms, axis=axis)
+    if zi is None:
+        return y
     if not y.shape[axis]:
-        return y, np.array(np.broadcast_to(zi, first_shape(x.shape, axis)), dtype)
+        return y, np.array(zi, dtype)
     last = [slice(None)] * x.ndim
     last[axis] = slice(-1, None)
     return y, -a1 * y[tuple(last)]

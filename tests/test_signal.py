@@ -438,6 +438,29 @@ def test_first_order_filters_of_few_series_run_over_time_and_keep_scipys_inf_rul
         np.testing.assert_array_equal(x, x_copy)
 
 
+@pytest.mark.parametrize(
+    ("b", "a", "zi"),
+    [
+        ([0.0], [1.0, -0.9], [0.5]),  # b0 = 0: only zi's free response
+        ([0.3], [1.0, 0.0], [0.5]),  # a1 = 0: zi reaches the first output only
+        ([1e-200], [1.0, -1e-200], [0.5]),  # a1 b0 underflows
+        ([0.3], [1.0, -0.9], [np.inf]),
+        ([0.3], [1.0, -0.9], [np.nan]),
+        ([0.3 + 0.1j], [1.0, -0.9j], [0.5 - 2j]),
+    ],
+)
+def test_first_order_initial_conditions_of_every_kind(b, a, zi):
+    """With ``zi`` a first-order filter of one series starts its recurrence from
+    ``-zi / (a1 b0)``; where that cannot be (a zero or tiny ``a1 b0``, a non-finite ``zi``)
+    the series takes the loop, and the answer is scipy's either way."""
+    x = np.random.default_rng(4).standard_normal(50_000)
+    with np.errstate(invalid="ignore"):
+        expected = scipy.signal.lfilter(b, a, x, zi=zi)
+    result = lfilter(b, a, x, zi=zi)
+    for got, want in zip(result, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 OVER_TIME_FILTERS = {
     "Butterworth 8 as sections": ("sosfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
     "narrow band-pass sections": (

@@ -11,8 +11,11 @@ run it chooses is timed (:class:`Observed`), per kind and size, and the method s
 median of its last runs) wins, so that a neighbour that takes a core (the parallel scan then
 does twice the loop's work on the one core left) or a problem larger than the calibration's
 turns the choice within two runs.
-The other method is run again now and then (every ``config.cpu.auto_recheck_runs`` runs, times
-how much slower it was seen), so that the choice turns back when the neighbour leaves.
+The other method is run again now and then (after 2, 4, 8, ... and at most
+``config.cpu.auto_recheck_runs`` runs, times how much slower it was seen), so that the choice
+turns back when the neighbour leaves, and soon when what turned it did not last (the first
+calls of a process on a fresh VM, whose memory the host backs at first touch, run several
+times slower for about half a second).
 """
 
 import collections
@@ -46,19 +49,27 @@ class Observed:
     element of each method's last ``SEEN_RUNS`` runs, whose median is its speed (one run that
     a neighbour or the first touch of new memory slowed does not turn the choice; a change of
     conditions that lasts does, within two runs), and, per method, the runs since it last ran.
-    A method's first run is not counted: it may load the kernel from Numba's cache."""
+    A method's first run is not counted: it may load the kernel from Numba's cache. Until a
+    method has run ``SEEN_RUNS`` times in the process, its measured speed (the wisdom) counts
+    as one run: the first runs of a process can be slow (see above), and one such run alone
+    must not turn the choice."""
 
     def __init__(self):
         self.seen = {method: [] for method in METHODS}
+        self.counted = dict.fromkeys(METHODS, 0)
         self.runs_since = dict.fromkeys(METHODS, 0)
+        self.rechecks = dict.fromkeys(METHODS, 0)
         self.warm = set()
 
-    def speed(self, method: str) -> float | None:
-        """The median of ``method``'s runs seen, or None (in plain Python: ``numpy.median``
-        costs 30 microseconds, a tenth of a small problem's run)."""
-        runs = sorted(self.seen[method])
+    def speed(self, method: str, measured: float) -> float | None:
+        """The median of ``method``'s runs seen, with its ``measured`` speed while it has
+        run fewer than ``SEEN_RUNS`` times in the process; None where it has not been seen
+        (in plain Python: ``numpy.median`` costs 30 microseconds, a tenth of a small problem's
+        run)."""
+        runs = self.seen[method]
         if not runs:
             return None
+        runs = sorted(runs if self.counted[method] >= SEEN_RUNS else [*runs, measured])
         middle = len(runs) // 2
         return runs[middle] if len(runs) % 2 else (runs[middle - 1] + runs[middle]) / 2
 
@@ -66,10 +77,12 @@ class Observed:
         """The method to run, given the ``measured`` speeds (the wisdom): the faster by what
         was seen, the wisdom where a method has not run; but the other one where it has not
         run on this size yet and was measured within ``TRY_WITHIN`` of the faster one's
-        speed here, or has not run for ``config.cpu.auto_recheck_runs`` runs times the ratio
-        of the two speeds (a recheck of a method ``r`` times slower costs ``r`` runs: so
-        spaced, rechecks cost at most about ``1 / auto_recheck_runs`` of the time)."""
-        seen = {method: self.speed(method) for method in METHODS}
+        speed here, or has not run for the ratio ``r`` of the two speeds times 2, 4, 8, ...
+        runs (doubling with each recheck since it was last the faster, up to
+        ``config.cpu.auto_recheck_runs``): a recheck costs ``r`` runs, so the first ones
+        cost a third, a fifth, a ninth, ... of the time between them, later ones about
+        ``1 / auto_recheck_runs``."""
+        seen = {method: self.speed(method, measured[method]) for method in METHODS}
         estimate = {m: measured[m] if seen[m] is None else seen[m] for m in METHODS}
         faster = min(METHODS, key=estimate.get)
         other = METHODS[1 - METHODS.index(faster)]
@@ -77,7 +90,10 @@ class Observed:
             if measured[other] <= TRY_WITHIN * seen[faster]:
                 return other
         ratio = estimate[other] / estimate[faster] if estimate[faster] > 0 else 1.0
-        if self.runs_since[other] >= config.cpu.auto_recheck_runs * max(ratio, 1.0):
+        spacing = min(2 ** (self.rechecks[other] + 1), config.cpu.auto_recheck_runs)
+        self.rechecks[faster] = 0
+        if self.runs_since[other] >= spacing * max(ratio, 1.0):
+            self.rechecks[other] += 1
             return other
         return faster
 
@@ -91,6 +107,7 @@ class Observed:
             self.warm.add(method)
             return
         runs = [] if stale else self.seen[method][1 - SEEN_RUNS :]
+        self.counted[method] += 1
         self.seen[method] = [*runs, nanoseconds_per_element]
 
 
