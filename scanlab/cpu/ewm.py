@@ -16,9 +16,10 @@ from numba import njit, prange
 
 from scanlab import math as smath
 from scanlab.config import FASTMATH
+from scanlab.cpu.branchless import select_unpredictable
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
 def ewm_mean_rows(
     values, alpha, decays, adjust, complement, ignore_na, min_periods, out, channel_block
 ):
@@ -31,14 +32,17 @@ def ewm_mean_rows(
     observation's weight is what the old mean's lost since the last one, ``1 - weight``, not
     ``alpha`` (pandas' rule when ``com == 1``). One channel is walked with its state in
     registers, several in lockstep (vectorised); the step has no branches (a missing value is
-    as unpredictable as the data). ``values`` and ``out`` may be the transposes of ``(D, T)``
-    rows (channels laid out time last, as a DataFrame's columns), read and written as they
-    lie, ``SERIES_LANES`` channels to a block.
+    as unpredictable as the data: :mod:`scanlab.cpu.branchless`). ``values`` and ``out`` may be
+    the transposes of ``(D, T)`` rows (channels laid out time last, as a DataFrame's columns),
+    read and written as they lie, ``SERIES_LANES`` channels to a block.
     """
     length, channels = values.shape
     timed = decays.size > 0
+    # The mean is 0 before the first observation (not NaN: an observation's mean adds its
+    # share of the old one, 0 at the first), and the steps before it are NaN by the count.
+    min_periods = max(min_periods, 1)
     if channels == 1:
-        state = (np.nan, 0.0, 0.0, 0)
+        state = (0.0, 0.0, 0.0, 0)
         for t in range(length):
             decay = decays[t] if timed else 1.0 - alpha
             state = ewm_step(values[t, 0], state, alpha, decay, adjust, complement, ignore_na)
@@ -47,7 +51,7 @@ def ewm_mean_rows(
     for block in prange((channels + channel_block - 1) // channel_block):
         first = block * channel_block
         count = min(first + channel_block, channels) - first
-        mean = np.full(count, np.nan)
+        mean = np.zeros(count)
         weighted_sum = np.zeros(count)
         weight = np.zeros(count)
         observed = np.zeros(count, np.int64)
@@ -73,27 +77,29 @@ def ewm_step(value, state, alpha, step_decay, adjust, complement, ignore_na):
     """One step of one channel, aging the weights by ``step_decay``: ``state`` is ``(mean,
     weighted sum, weight, observations)``, the weight being the sum of the weights
     (``adjust``) or pandas' weight of the old mean (an observation's ``alpha``, or
-    ``1 - weight`` with ``complement``)."""
+    ``1 - weight`` with ``complement``); the mean is 0 until the first observation."""
     mean, weighted_sum, weight, observed = state
     current = np.float64(value)
     is_observation = np.isfinite(current)
-    ages = is_observation or not ignore_na
-    decay = step_decay if ages else 1.0
+    decay = select_unpredictable(is_observation | (not ignore_na), step_decay, 1.0)
     if adjust:
-        # Before the first observation both sums are 0 and the mean NaN. A missing step keeps
-        # the mean (pandas' too), so the sums may shrink to subnormal or zero over a long gap
-        # as pandas' weight does: at the next observation they count as little as pandas'.
-        weighted_sum = weighted_sum * decay + (current if is_observation else 0.0)
-        weight = weight * decay + (1.0 if is_observation else 0.0)
-        mean = weighted_sum / weight if is_observation else mean
+        # Before the first observation both sums are 0 (their quotient NaN, not used: the
+        # caller compiles with NumPy's error model). A missing step keeps the mean (pandas'
+        # too), so the sums may shrink to subnormal or zero over a long gap as pandas' weight
+        # does: at the next observation they count as little as pandas'.
+        weighted_sum = weighted_sum * decay + select_unpredictable(is_observation, current, 0.0)
+        weight = weight * decay + select_unpredictable(is_observation, 1.0, 0.0)
+        mean = select_unpredictable(is_observation, weighted_sum / weight, mean)
     else:
+        # The old mean's share, weight / (weight + share) with an observation's share alpha or
+        # 1 - weight (complement), and the observation's, 1 - that: beside the mean's
+        # dependency chain (a multiply-add and a select). At the first observation 0 and 1.
         weight = weight * decay
-        share = 1.0 - weight if complement else alpha
-        scale = 1.0 / (weight + share)
-        following = weight * scale * mean + share * scale * current
-        first = observed == 0
-        mean = (current if first else following) if is_observation else mean
-        weight = 1.0 if is_observation else weight
+        denominator = 1.0 if complement else weight + alpha
+        old_share = select_unpredictable(observed == 0, 0.0, weight / denominator)
+        following = old_share * mean + (1.0 - old_share) * current
+        mean = select_unpredictable(is_observation, following, mean)
+        weight = select_unpredictable(is_observation, 1.0, weight)
     return mean, weighted_sum, weight, observed + is_observation
 
 
