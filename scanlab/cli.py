@@ -100,6 +100,13 @@ def tune(_arguments) -> None:
                 if elements >= settings.calibration_elements:
                     break
                 elements *= 4
+    print("streaming stores of large results (ns per element, with / without):")
+    for dtype in TUNED_DTYPES:
+        for method in ("sequential", "scan"):
+            used = cpu_auto.streaming_pays(method, dtype, cpu_linear.solve)
+            speeds = wisdom.entries().get(f"streaming stores {method} {dtype}")
+            shown = f"{speeds['streaming']:.2f} / {speeds['ordinary']:.2f}" if speeds else "-"
+            print(f"{dtype:<11}{method:>11}  {shown:>13}  {'used' if used else 'not used'}")
     print(
         f"stored in {wisdom.path()}" if wisdom.path() else "not stored (config.cpu.wisdom is None)"
     )

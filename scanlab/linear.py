@@ -77,9 +77,9 @@ def linear_recurrence(
         (``scanlab.config.cuda``).
     out : ndarray or GPU array, optional
         Where to write the result: the result's shape and dtype; on the GPU when the result
-        is. Returned. On the CPU, a large result written with ``"sequential"`` bypasses the
-        cache (streaming stores, ``config.cpu.streaming_store_bytes``) only where ``out`` starts
-        on a 64-byte boundary, as the results scanlab allocates do.
+        is. Returned. On the CPU, a large result may bypass the cache (streaming stores, where
+        this machine was measured to write faster so: ``config.cpu.streaming_store_bytes``),
+        only where ``out`` starts on a 64-byte boundary, as the results scanlab allocates do.
 
     Returns
     -------

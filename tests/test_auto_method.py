@@ -25,6 +25,8 @@ def measured(tmp_path, monkeypatch):
         return speeds.get((channels, elements), speeds.get(channels))
 
     monkeypatch.setattr(cpu_linear, "measured_speeds", fake)
+    streaming = {"streaming": 1.0, "ordinary": 1.2}
+    monkeypatch.setattr(cpu_auto, "streaming_speeds", lambda method, dtype, solver: streaming)
     monkeypatch.setattr(cpu_auto, "OBSERVED", cpu_auto.collections.defaultdict(cpu_auto.Observed))
     yield speeds, calls
     wisdom.LOADED.clear()

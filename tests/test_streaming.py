@@ -1,6 +1,8 @@
 """The sequential kernel's streaming stores (``scanlab.cpu.streaming``) against the float64 loop
 and against the same kernel with ordinary stores, and the rule that decides when they are used."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import reference
@@ -9,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scanlab
-from scanlab import config
+from scanlab import config, wisdom
 from scanlab._arrays import RESULT_ALIGNMENT, aligned_empty
+from scanlab.cpu import auto as cpu_auto
+from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu import streaming
 
 
@@ -134,3 +138,40 @@ def test_unaligned_out_is_written_with_ordinary_stores(tunables):
     result = scanlab.linear_recurrence(a, b, out=out, method="sequential")
     assert result is out
     assert_close(out, reference.linear_recurrence(a, b), np.float32)
+
+
+def test_streaming_stores_are_used_where_they_were_measured_faster(tunables, monkeypatch, tmp_path):
+    """Without ``config.cpu.streaming_store_bytes`` a large result is streamed only where this
+    machine wrote one faster so (measured once per kernel and dtype, kept as wisdom); with it,
+    from that size on."""
+    tunables.wisdom = str(tmp_path / "wisdom.json")
+    speeds, calls = {}, []
+
+    def fake(method, dtype, solver):
+        calls.append((method, dtype.name))
+        return speeds[method]
+
+    monkeypatch.setattr(cpu_auto, "streaming_speeds", fake)
+    pays = partial(cpu_auto.streaming_pays, solver=cpu_linear.solve)
+    speeds["sequential"] = {"streaming": 0.97, "ordinary": 1.0}  # not a clear gain
+    speeds["scan"] = {"streaming": 1.0, "ordinary": 1.1}
+    tunables.streaming_store_bytes = None
+    assert not pays("sequential", np.float32)
+    assert pays("scan", np.float32)
+    assert not pays("sequential", np.float32)  # remembered
+    assert calls == [("sequential", "float32"), ("scan", "float32")]
+    tunables.streaming_store_bytes = 2**20
+    assert pays("sequential", np.float64)
+    assert len(calls) == 2
+    wisdom.LOADED.clear()
+
+
+@pytest.mark.parametrize("method", ["sequential", "scan"])
+def test_the_measurement_times_both_stores_on_a_result_larger_than_the_threshold(
+    tunables, monkeypatch, method
+):
+    monkeypatch.setattr(streaming, "streaming_threshold", lambda: 2**16)
+    monkeypatch.setattr(cpu_auto, "STREAMING_WARM_UP", 0.0)
+    speeds = cpu_auto.streaming_speeds(method, np.dtype(np.float32), cpu_linear.solve)
+    assert set(speeds) == {"streaming", "ordinary"}
+    assert all(value > 0 for value in speeds.values())

@@ -16,6 +16,9 @@ The other method is run again now and then (after 2, 4, 8, ... and at most
 turns back when the neighbour leaves, and soon when what turned it did not last (the first
 calls of a process on a fresh VM, whose memory the host backs at first touch, run several
 times slower for about half a second).
+
+Whether the kernels write large results with streaming stores is measured too, once per method
+and dtype (:func:`streaming_pays`): they pay on some CPUs and not on others.
 """
 
 import collections
@@ -29,6 +32,9 @@ import numpy as np
 from numba.core import event
 
 from scanlab import config, wisdom
+from scanlab._arrays import aligned_empty, read_only
+from scanlab.cpu import streaming
+from scanlab.cpu.vector_ir import LANE_BYTES
 
 #: Timed runs of each kernel when ``auto`` measures a kind of problem (``measured_speeds``).
 CALIBRATION_RUNS = 7
@@ -111,7 +117,8 @@ class Observed:
         self.seen[method] = [*runs, nanoseconds_per_element]
 
 
-#: The :class:`Observed` of each kind of problem and size (elements rounded up to a power of 4).
+#: The :class:`Observed` of each kind of problem, size (elements rounded up to a power of 4) and
+#: pattern of broadcast operands.
 OBSERVED = collections.defaultdict(Observed)
 
 
@@ -132,11 +139,20 @@ event.register("numba:compile", CompileCounter())
 
 @contextlib.contextmanager
 def measured_choice(
-    task: str, length: int, channels: int, dtype, threads: int, measure, timed: bool = True
+    task: str,
+    length: int,
+    channels: int,
+    dtype,
+    threads: int,
+    measure,
+    timed: bool = True,
+    operands: str = "",
 ):
     """``"sequential"`` or ``"scan"`` for a ``(length, channels)`` problem of ``task``, as
     ``method="auto"`` chooses it on the CPU; the caller runs it inside the ``with`` block,
-    which is timed (unless not ``timed``: the choice is only shown).
+    which is timed (unless not ``timed``: the choice is only shown). ``operands``: which of
+    the problem's operands broadcast (:func:`broadcast_operands`); the runs of each pattern are
+    seen apart (a constant coefficient makes the scan cheaper than the wisdom's full ones).
 
     Sequences shorter than ``config.cpu.auto_scan_min_length`` and single threads run
     ``"sequential"``; ``config.cpu.auto_scan_max_row_bytes``, when set, decides by the bytes of
@@ -167,13 +183,21 @@ def measured_choice(
     if speeds is None:
         speeds = wisdom.recall(key, lambda: measure(dtype, channel_class, threads, size_class))
     elements = length * channels
-    observed = OBSERVED[key, power_of_4_above(elements)]
+    observed = OBSERVED[key, power_of_4_above(elements), operands]
     method = observed.choose(speeds)
     compilations, start = CompileCounter.count, time.perf_counter()
     yield method
     seconds = time.perf_counter() - start
     if timed and CompileCounter.count == compilations:
         observed.record(method, seconds * 1e9 / elements)
+
+
+def broadcast_operands(out, **operands) -> str:
+    """The ``operands`` (by name) whose shape is not ``out``'s, with their shapes: ``""``
+    where none broadcasts."""
+    return " ".join(
+        f"{name} {array.shape}" for name, array in operands.items() if array.shape != out.shape
+    )
 
 
 def power_of_4_above(count: int) -> int:
@@ -230,6 +254,52 @@ def median_speeds(runs: dict, elements: int, threads: int) -> dict:
                 if repeat:
                     times[method].append(time.perf_counter() - start)
     return {method: float(np.median(spent)) * 1e9 / elements for method, spent in times.items()}
+
+
+def streaming_pays(method: str, dtype, solver) -> bool:
+    """Whether ``method`` ("sequential" or "scan") of ``solver`` (``scanlab.cpu.linear.solve``)
+    writes a large result of ``dtype`` faster with streaming stores than with ordinary ones on
+    this machine: measured once
+    (:func:`streaming_speeds`, kept in ``scanlab.wisdom``), unless
+    ``config.cpu.streaming_store_bytes`` is set (they are then used from that size on). On an
+    AMD Zen 4 VM the loop over rows of one cache line of float32 took 1.6x as long with them,
+    where the scan of one series took 0.9x."""
+    if config.cpu.streaming_store_bytes is not None:
+        return True
+    dtype = np.dtype(dtype)
+    key = f"streaming stores {method} {dtype.name}"
+    speeds = wisdom.recall(key, partial(streaming_speeds, method, dtype, solver))
+    return speeds["streaming"] < STREAMING_GAIN * speeds["ordinary"]
+
+
+#: Streaming stores are used where they were measured at most this fraction of the time of
+#: ordinary ones: a clear gain, for the result they write is not left in the cache.
+STREAMING_GAIN = 0.95
+#: Seconds the two kinds of stores run, taking turns, before they are timed: a fresh VM's
+#: memory is slow at first (see above), and the measurement's arrays are new.
+STREAMING_WARM_UP = 0.5
+
+
+def streaming_speeds(method: str, dtype, solver) -> dict:
+    """Nanoseconds per element of ``method`` ("sequential": rows of one cache line, the
+    loop of one thread; "scan": one series) with and without streaming stores, on a result of
+    twice the size from which they are used (``streaming.streaming_threshold()``), after
+    ``STREAMING_WARM_UP`` seconds of both."""
+    channels = 1 if method == "scan" else LANE_BYTES // dtype.itemsize
+    shape = (2 * streaming.streaming_threshold() // (channels * dtype.itemsize), channels)
+    rng = np.random.default_rng(0)
+    a = read_only(rng.uniform(0.5, 1.0, shape).astype(dtype))
+    b = read_only(rng.normal(size=shape).astype(dtype))
+    h0, out = read_only(np.zeros(channels, dtype)), aligned_empty(shape, dtype)
+    runs = {
+        name: partial(solver, a, b, h0, out, False, method, name == "streaming")
+        for name in ("streaming", "ordinary")
+    }
+    start = time.perf_counter()
+    while time.perf_counter() - start < STREAMING_WARM_UP:
+        for run in runs.values():
+            run()
+    return median_speeds(runs, out.size, numba.get_num_threads())
 
 
 @contextlib.contextmanager

@@ -518,25 +518,32 @@ def lanes_stream(out, reverse: bool) -> bool:
         out.nbytes >= streaming.streaming_threshold()
         and out.ctypes.data % LANE_BYTES == 0
         and (not reverse or out.shape[0] % lanes == 0)
+        and auto.streaming_pays("scan", out.dtype, solve)
     )
 
 
-def solve(a, b, h0, out, reverse: bool, method: str) -> None:
+def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
     """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout (``a``,
     ``b`` and ``h0`` handed to the kernels read-only: one specialisation, see
-    :func:`scanlab._arrays.read_only`)."""
+    :func:`scanlab._arrays.read_only`); ``stream``: whether the result is written with
+    streaming stores (None: where it may be and they pay, ``auto.streaming_pays``; True only
+    where :func:`scanlab.cpu.streaming.streams` or :func:`lanes_stream`'s layout holds)."""
     a, b, h0 = read_only(a), read_only(b), read_only(h0)
     length, channels = out.shape
     threads = numba.get_num_threads()
     if method == "auto":
+        operands = auto.broadcast_operands(out, a=a, b=b)
         with auto.measured_choice(
-            "linear", length, channels, out.dtype, threads, measured_speeds
+            "linear", length, channels, out.dtype, threads, measured_speeds, operands=operands
         ) as method:
             solve(a, b, h0, out, reverse, method)
         return
     if method == "sequential":
         channel_block = max(1, config.cpu.channel_block_bytes // out.itemsize)
-        stream = streaming.streams(out, channel_block)
+        if stream is None:
+            stream = streaming.streams(out, channel_block) and auto.streaming_pays(
+                method, out.dtype, solve
+            )
         if channels <= channel_block:
             # One block: the plain loop, without starting a parallel region for one task.
             run_steps(a, b, h0.copy(), out, 0, length, reverse, 0, stream)
@@ -544,7 +551,7 @@ def solve(a, b, h0, out, reverse: bool, method: str) -> None:
             linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream)
     else:
         lanes, chunk_length = scan_tiles(a, b, out, threads)
-        stream = lanes and lanes_stream(out, reverse)
+        stream = lanes and (lanes_stream(out, reverse) if stream is None else stream)
         bounds = product_bounds(out.dtype, chunk_length)
         product_dtype = np.result_type(out.dtype, np.float64)
         linear_recurrence_scan(

@@ -140,9 +140,11 @@ def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:
     channels, length = out.shape
     if method == "auto":
         threads = numba.get_num_threads()
+        operands = auto.broadcast_operands(out, a=a, b=b)
         with auto.measured_choice(
-            "linear time-last", length, channels, out.dtype, threads, measured_rows_speeds
-        ) as method:
+            "linear time-last", length, channels, out.dtype, threads, measured_rows_speeds,
+            operands=operands,
+        ) as method:  # fmt: skip
             solve_rows(a, b, h0, out, reverse, method)
         return
     if method == "sequential":
