@@ -52,10 +52,10 @@ class CPUConfig:
     auto_recheck_runs : int
         ``"auto"`` times every run it chooses and takes the method it saw faster in this process
         (a busy core can make the scan slower than the loop); it runs the other method again
-        after 2, 4, 8, ... and at most this many runs of a kind and size of problem, times how
-        much slower that method was seen (so rechecks cost about ``1 / auto_recheck_runs`` of
-        the time once spaced so), to notice when conditions change back (see
-        ``scanlab.cpu.auto``).
+        after this many runs of a kind and size of problem, times how much slower that method
+        was seen (so rechecks cost about ``1 / auto_recheck_runs`` of the time), to notice when
+        conditions change back; one the measurement prefers sooner, after 2, 4, 8, ... of
+        those runs (see ``scanlab.cpu.auto``).
     streaming_store_bytes : int or None
         Results of the ``"sequential"`` method (time first, real dtypes, rows of whole cache
         lines), and of the ``"scan"`` of one series (on a cache line), of at least this many

@@ -206,9 +206,9 @@ def runs_with(monkeypatch, durations: dict, conditions: list, compiles=()) -> li
 
 def test_auto_turns_to_the_method_it_sees_faster_and_back(measured, monkeypatch):
     """Wisdom measured on a quiet machine says scan; a neighbour that takes a core makes the
-    scan slower than the loop: auto turns within two runs, retries the scan after 2, 4, ... (at
-    most ``auto_recheck_runs``) runs times how much slower it was seen, and turns back when
-    the core is free again."""
+    scan slower than the loop: auto turns within two runs, retries the scan (which the wisdom
+    prefers) after 2, 4, ... (at most ``auto_recheck_runs``) runs times how much slower it was
+    seen, and turns back when the core is free again."""
     speeds, _ = measured
     speeds[1] = {"sequential": 2.0, "scan": 1.0}
     monkeypatch.setattr(config.cpu, "auto_recheck_runs", 4)
@@ -224,9 +224,9 @@ def test_auto_turns_to_the_method_it_sees_faster_and_back(measured, monkeypatch)
     # and the scan, seen 2.5x slower than the loop (the wisdom's 2 ms), again after 2 x 2.5
     # runs, and, still slow then, after 4 x 2.5 (4: auto_recheck_runs, the most).
     assert busy == ["scan"] * 2 + ["sequential"] * 5 + ["scan"] + ["sequential"] * 5
-    # Quiet again: the next retry forgets the scan's stale runs, sees it fast and keeps it; the
-    # loop, now the slower, is retried after 2 x 2 runs.
-    assert again == ["sequential"] * 5 + ["scan"] * 4 + ["sequential"] + ["scan"] * 2
+    # Quiet again: the next retry forgets the scan's stale runs, sees it fast and keeps it (the
+    # loop, slower by the wisdom too, would be retried after 4 x 2 runs).
+    assert again == ["sequential"] * 5 + ["scan"] * 7
 
 
 def test_a_slow_start_does_not_turn_the_choice_for_long(measured, monkeypatch):
@@ -268,6 +268,18 @@ def test_rechecks_of_a_much_slower_method_are_rare(measured, monkeypatch):
     chosen = runs_with(monkeypatch, durations, ["quiet"] * 70)
     # 20 runs of the loop (20 ms), then one of the scan (10 ms): half of 20, 1 / 2 of the time.
     assert [run for run, method in enumerate(chosen) if method == "scan"] == [20, 41, 62]
+
+
+def test_a_method_slower_by_the_wisdom_too_is_not_retried_early(measured, monkeypatch):
+    """The quick retries are for a method the wisdom prefers: one it measured 3x slower, and
+    seen so, waits ``auto_recheck_runs`` x 3 runs from the start."""
+    speeds, _ = measured
+    per_element = 1e6 / 2**20
+    speeds[1] = {"sequential": per_element, "scan": 3 * per_element}
+    monkeypatch.setattr(config.cpu, "auto_recheck_runs", 8)
+    durations = {"quiet": {"scan": 3.0, "sequential": 1.0}}
+    chosen = runs_with(monkeypatch, durations, ["quiet"] * 30)
+    assert [run for run, method in enumerate(chosen) if method == "scan"] == [24]
 
 
 def test_auto_tries_a_close_second_on_a_size_of_its_own(measured, monkeypatch):

@@ -11,11 +11,11 @@ run it chooses is timed (:class:`Observed`), per kind and size, and the method s
 median of its last runs) wins, so that a neighbour that takes a core (the parallel scan then
 does twice the loop's work on the one core left) or a problem larger than the calibration's
 turns the choice within two runs.
-The other method is run again now and then (after 2, 4, 8, ... and at most
-``config.cpu.auto_recheck_runs`` runs, times how much slower it was seen), so that the choice
-turns back when the neighbour leaves, and soon when what turned it did not last (the first
-calls of a process on a fresh VM, whose memory the host backs at first touch, run several
-times slower for about half a second).
+The other method is run again now and then (every ``config.cpu.auto_recheck_runs`` runs, times
+how much slower it was seen; one the wisdom prefers after 2, 4, 8, ... of those), so that the
+choice turns back when the neighbour leaves, and soon when what turned it did not last (the
+first calls of a process on a fresh VM, whose memory the host backs at first touch, run
+several times slower for about half a second).
 
 Whether the kernels write large results with streaming stores is measured too, once per method
 and dtype (:func:`streaming_pays`): they pay on some CPUs and not on others.
@@ -83,11 +83,12 @@ class Observed:
         """The method to run, given the ``measured`` speeds (the wisdom): the faster by what
         was seen, the wisdom where a method has not run; but the other one where it has not
         run on this size yet and was measured within ``TRY_WITHIN`` of the faster one's
-        speed here, or has not run for the ratio ``r`` of the two speeds times 2, 4, 8, ...
-        runs (doubling with each recheck since it was last the faster, up to
-        ``config.cpu.auto_recheck_runs``): a recheck costs ``r`` runs, so the first ones
-        cost a third, a fifth, a ninth, ... of the time between them, later ones about
-        ``1 / auto_recheck_runs``."""
+        speed here, or has not run for the ratio ``r`` of the two speeds times
+        ``config.cpu.auto_recheck_runs`` runs (a recheck costs ``r`` runs: so spaced, rechecks
+        cost about ``1 / auto_recheck_runs`` of the time). A method the wisdom prefers but
+        what was seen turned away is retried sooner, after ``r`` times 2, 4, 8, ... runs
+        (doubling with each recheck since it was last the faster, up to the same), so that a
+        turn that did not last is undone within a few runs."""
         seen = {method: self.speed(method, measured[method]) for method in METHODS}
         estimate = {m: measured[m] if seen[m] is None else seen[m] for m in METHODS}
         faster = min(METHODS, key=estimate.get)
@@ -96,7 +97,9 @@ class Observed:
             if measured[other] <= TRY_WITHIN * seen[faster]:
                 return other
         ratio = estimate[other] / estimate[faster] if estimate[faster] > 0 else 1.0
-        spacing = min(2 ** (self.rechecks[other] + 1), config.cpu.auto_recheck_runs)
+        spacing = config.cpu.auto_recheck_runs
+        if measured[other] < measured[faster]:
+            spacing = min(2 ** (self.rechecks[other] + 1), spacing)
         self.rechecks[faster] = 0
         if self.runs_since[other] >= spacing * max(ratio, 1.0):
             self.rechecks[other] += 1
