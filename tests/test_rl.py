@@ -68,7 +68,9 @@ def forced_method(monkeypatch):
     def force(method):
         if method != "auto":
             monkeypatch.setattr(
-                cpu_auto, "measured_choice", lambda *arguments: contextlib.nullcontext(method)
+                cpu_auto,
+                "measured_choice",
+                lambda *arguments, **keywords: contextlib.nullcontext(method),
             )
 
     return force

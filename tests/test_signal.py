@@ -481,7 +481,7 @@ def test_filters_over_time_agree_with_scipy(name, length, dtype, monkeypatch):
     carried across, its free response added until it decays: scipy's result to rounding,
     stable, narrow-band and unstable filters alike, with zi and zf."""
     monkeypatch.setattr(
-        cpu_auto, "measured_choice", lambda *arguments: contextlib.nullcontext("scan")
+        cpu_auto, "measured_choice", lambda *arguments, **keywords: contextlib.nullcontext("scan")
     )
     function, coefficients = OVER_TIME_FILTERS[name]
     rng = np.random.default_rng(length)
@@ -530,7 +530,7 @@ def test_a_state_gone_infinite_or_nan_in_one_chunk_stays_so_in_the_next(value, m
     """The free response of an infinite start state never decays (its tolerance is not
     infinite), as NaN's does not: the chunks after it hold what the loop holds."""
     monkeypatch.setattr(
-        cpu_auto, "measured_choice", lambda *arguments: contextlib.nullcontext("scan")
+        cpu_auto, "measured_choice", lambda *arguments, **keywords: contextlib.nullcontext("scan")
     )
     x = np.random.default_rng(5).standard_normal((1, 4000))
     x[0, 100] = value

@@ -124,7 +124,7 @@ def test_scan_and_what_auto_measured_go_row_by_row_as_they_lie(rows_calls, monke
     scanned = scanlab.linear_recurrence(0.9, many, axis=-1, method="scan", reverse=True)
     assert_close(scanned, reference.linear_recurrence(0.9, many, axis=-1, reverse=True))
     monkeypatch.setattr(
-        cpu_auto, "measured_choice", lambda *arguments: contextlib.nullcontext("scan")
+        cpu_auto, "measured_choice", lambda *arguments, **keywords: contextlib.nullcontext("scan")
     )
     few = rng.normal(size=(3, 100))
     measured = scanlab.linear_recurrence(0.9, few, axis=-1)
