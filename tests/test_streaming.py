@@ -175,3 +175,16 @@ def test_the_measurement_times_both_stores_on_a_result_larger_than_the_threshold
     speeds = cpu_auto.streaming_speeds(method, np.dtype(np.float32), cpu_linear.solve)
     assert set(speeds) == {"streaming", "ordinary"}
     assert all(value > 0 for value in speeds.values())
+
+
+def test_no_room_for_the_measurement_means_ordinary_stores(tunables, monkeypatch, tmp_path):
+    tunables.wisdom = str(tmp_path / "wisdom.json")
+    tunables.streaming_store_bytes = None
+
+    def no_memory(method, dtype, solver):
+        raise MemoryError
+
+    monkeypatch.setattr(cpu_auto, "streaming_speeds", no_memory)
+    assert not cpu_auto.streaming_pays("sequential", np.float64, cpu_linear.solve)
+    assert "streaming stores sequential float64" not in wisdom.entries()
+    wisdom.LOADED.clear()

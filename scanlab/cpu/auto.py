@@ -262,16 +262,18 @@ def median_speeds(runs: dict, elements: int, threads: int) -> dict:
 def streaming_pays(method: str, dtype, solver) -> bool:
     """Whether ``method`` ("sequential" or "scan") of ``solver`` (``scanlab.cpu.linear.solve``)
     writes a large result of ``dtype`` faster with streaming stores than with ordinary ones on
-    this machine: measured once
-    (:func:`streaming_speeds`, kept in ``scanlab.wisdom``), unless
-    ``config.cpu.streaming_store_bytes`` is set (they are then used from that size on). On an
-    AMD Zen 4 VM the loop over rows of one cache line of float32 took 1.6x as long with them,
-    where the scan of one series took 0.9x."""
+    this machine: measured once, at the first such result (:func:`streaming_speeds`, about a
+    second), and kept in ``scanlab.wisdom``; unless ``config.cpu.streaming_store_bytes`` is set
+    (they are then used from that size on). On an AMD Zen 4 VM the loop over rows of one cache
+    line of float32 took 1.6x as long with them, where the scan of one series took 0.9x."""
     if config.cpu.streaming_store_bytes is not None:
         return True
     dtype = np.dtype(dtype)
     key = f"streaming stores {method} {dtype.name}"
-    speeds = wisdom.recall(key, partial(streaming_speeds, method, dtype, solver))
+    try:
+        speeds = wisdom.recall(key, partial(streaming_speeds, method, dtype, solver))
+    except MemoryError:  # no room for the measurement's arrays: ordinary stores, measured later
+        return False
     return speeds["streaming"] < STREAMING_GAIN * speeds["ordinary"]
 
 
@@ -281,15 +283,20 @@ STREAMING_GAIN = 0.95
 #: Seconds the two kinds of stores run, taking turns, before they are timed: a fresh VM's
 #: memory is slow at first (see above), and the measurement's arrays are new.
 STREAMING_WARM_UP = 0.5
+#: Bytes beyond the threshold of the result the measurement writes, at most (the threshold
+#: follows the last-level cache, which may be large).
+STREAMING_RESULT_BYTES = 2**26
 
 
 def streaming_speeds(method: str, dtype, solver) -> dict:
     """Nanoseconds per element of ``method`` ("sequential": rows of one cache line, the
     loop of one thread; "scan": one series) with and without streaming stores, on a result of
-    twice the size from which they are used (``streaming.streaming_threshold()``), after
-    ``STREAMING_WARM_UP`` seconds of both."""
+    twice the size from which they are used (``streaming.streaming_threshold()``; at most
+    ``STREAMING_RESULT_BYTES`` beyond it), after ``STREAMING_WARM_UP`` seconds of both."""
     channels = 1 if method == "scan" else LANE_BYTES // dtype.itemsize
-    shape = (2 * streaming.streaming_threshold() // (channels * dtype.itemsize), channels)
+    threshold = streaming.streaming_threshold()
+    size = threshold + min(threshold, STREAMING_RESULT_BYTES)
+    shape = (size // (channels * dtype.itemsize), channels)
     rng = np.random.default_rng(0)
     a = read_only(rng.uniform(0.5, 1.0, shape).astype(dtype))
     b = read_only(rng.normal(size=shape).astype(dtype))
