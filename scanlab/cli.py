@@ -103,7 +103,8 @@ def tune(_arguments) -> None:
     print("streaming stores of large results (ns per element, with / without):")
     for dtype in TUNED_DTYPES:
         for method in ("sequential", "scan"):
-            used = cpu_auto.streaming_pays(method, dtype, cpu_linear.solve)
+            with cpu_auto.streaming_choice(method, dtype, cpu_linear.solve, True) as used:
+                pass
             speeds = wisdom.entries().get(f"streaming stores {method} {dtype}")
             shown = f"{speeds['streaming']:.2f} / {speeds['ordinary']:.2f}" if speeds else "-"
             print(f"{dtype:<11}{method:>11}  {shown:>13}  {'used' if used else 'not used'}")

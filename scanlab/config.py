@@ -64,8 +64,9 @@ class CPUConfig:
         fit in it; ``scanlab.cpu.streaming``) but leave the result out of the cache. ``None``
         (the default): from three quarters of this machine's last-level cache (as glibc's
         ``memcpy`` decides), where this machine was measured to write faster so, once per
-        method and dtype (``scanlab.cpu.auto.streaming_pays``, kept as wisdom): on an AMD
-        Zen 4 VM the sequential method took 1.2x as long with them, the scan 0.9x.
+        method and dtype and after ``calibrate_after`` seconds of such results
+        (``scanlab.cpu.auto.streaming_choice``, kept as wisdom): on an AMD Zen 4 VM the
+        sequential method took 1.2x as long with them, the scan 0.9x.
     wisdom : str or None
         Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
         the user's cache directory), a file path, or ``None`` to keep them in this process only.

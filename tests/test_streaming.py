@@ -1,8 +1,6 @@
 """The sequential kernel's streaming stores (``scanlab.cpu.streaming``) against the float64 loop
 and against the same kernel with ordinary stores, and the rule that decides when they are used."""
 
-from functools import partial
-
 import numpy as np
 import pytest
 import reference
@@ -142,27 +140,58 @@ def test_unaligned_out_is_written_with_ordinary_stores(tunables):
 
 def test_streaming_stores_are_used_where_they_were_measured_faster(tunables, monkeypatch, tmp_path):
     """Without ``config.cpu.streaming_store_bytes`` a large result is streamed only where this
-    machine wrote one faster so (measured once per kernel and dtype, kept as wisdom); with it,
-    from that size on."""
+    machine wrote one faster so (measured once per kernel and dtype, kept as wisdom, once the
+    process has spent ``calibrate_after`` seconds on such results); with it, from that size on."""
     tunables.wisdom = str(tmp_path / "wisdom.json")
+    tunables.calibrate_after = 0.0
+    monkeypatch.setattr(cpu_auto, "UNMEASURED_SECONDS", cpu_auto.collections.Counter())
     speeds, calls = {}, []
 
     def fake(method, dtype, solver):
         calls.append((method, dtype.name))
         return speeds[method]
 
+    def pays(method, dtype, possible=True):
+        with cpu_auto.streaming_choice(method, dtype, cpu_linear.solve, possible) as stream:
+            return stream
+
     monkeypatch.setattr(cpu_auto, "streaming_speeds", fake)
-    pays = partial(cpu_auto.streaming_pays, solver=cpu_linear.solve)
     speeds["sequential"] = {"streaming": 0.97, "ordinary": 1.0}  # not a clear gain
     speeds["scan"] = {"streaming": 1.0, "ordinary": 1.1}
     tunables.streaming_store_bytes = None
     assert not pays("sequential", np.float32)
     assert pays("scan", np.float32)
     assert not pays("sequential", np.float32)  # remembered
+    assert not pays("scan", np.float32, possible=False)  # the layout does not allow them
     assert calls == [("sequential", "float32"), ("scan", "float32")]
     tunables.streaming_store_bytes = 2**20
     assert pays("sequential", np.float64)
     assert len(calls) == 2
+    wisdom.LOADED.clear()
+
+
+def test_a_script_that_writes_one_large_result_never_measures(tunables, monkeypatch, tmp_path):
+    """Until the process has spent ``calibrate_after`` seconds writing large results, they are
+    written with ordinary stores and nothing is measured."""
+    tunables.wisdom = str(tmp_path / "wisdom.json")
+    tunables.streaming_store_bytes = None
+    tunables.calibrate_after = 2.5
+    monkeypatch.setattr(cpu_auto, "UNMEASURED_SECONDS", cpu_auto.collections.Counter())
+    clock = iter(range(100))
+    monkeypatch.setattr(cpu_auto.time, "perf_counter", lambda: float(next(clock)))
+    calls = []
+
+    def fake(method, dtype, solver):
+        calls.append(method)
+        return {"streaming": 1.0, "ordinary": 2.0}
+
+    monkeypatch.setattr(cpu_auto, "streaming_speeds", fake)
+    chosen = []
+    for _ in range(5):  # each "takes" a second of the fake clock
+        with cpu_auto.streaming_choice("scan", np.float32, cpu_linear.solve, True) as stream:
+            chosen.append(stream)
+    assert chosen == [False] * 3 + [True] * 2
+    assert calls == ["scan"]
     wisdom.LOADED.clear()
 
 
@@ -180,11 +209,13 @@ def test_the_measurement_times_both_stores_on_a_result_larger_than_the_threshold
 def test_no_room_for_the_measurement_means_ordinary_stores(tunables, monkeypatch, tmp_path):
     tunables.wisdom = str(tmp_path / "wisdom.json")
     tunables.streaming_store_bytes = None
+    tunables.calibrate_after = 0.0
 
     def no_memory(method, dtype, solver):
         raise MemoryError
 
     monkeypatch.setattr(cpu_auto, "streaming_speeds", no_memory)
-    assert not cpu_auto.streaming_pays("sequential", np.float64, cpu_linear.solve)
+    with cpu_auto.streaming_choice("sequential", np.float64, cpu_linear.solve, True) as stream:
+        assert not stream
     assert "streaming stores sequential float64" not in wisdom.entries()
     wisdom.LOADED.clear()

@@ -18,7 +18,7 @@ first calls of a process on a fresh VM, whose memory the host backs at first tou
 several times slower for about half a second).
 
 Whether the kernels write large results with streaming stores is measured too, once per method
-and dtype (:func:`streaming_pays`): they pay on some CPUs and not on others.
+and dtype (:func:`streaming_choice`): they pay on some CPUs and not on others.
 """
 
 import collections
@@ -259,22 +259,35 @@ def median_speeds(runs: dict, elements: int, threads: int) -> dict:
     return {method: float(np.median(spent)) * 1e9 / elements for method, spent in times.items()}
 
 
-def streaming_pays(method: str, dtype, solver) -> bool:
+@contextlib.contextmanager
+def streaming_choice(method: str, dtype, solver, possible: bool):
     """Whether ``method`` ("sequential" or "scan") of ``solver`` (``scanlab.cpu.linear.solve``)
-    writes a large result of ``dtype`` faster with streaming stores than with ordinary ones on
-    this machine: measured once, at the first such result (:func:`streaming_speeds`, about a
-    second), and kept in ``scanlab.wisdom``; unless ``config.cpu.streaming_store_bytes`` is set
-    (they are then used from that size on). On an AMD Zen 4 VM the loop over rows of one cache
-    line of float32 took 1.6x as long with them, where the scan of one series took 0.9x."""
-    if config.cpu.streaming_store_bytes is not None:
-        return True
+    writes a result its layout lets it stream (``possible``) with streaming stores: where they
+    were measured faster than ordinary ones on this machine for ``dtype``
+    (:func:`streaming_speeds`, about a second, kept in ``scanlab.wisdom``), or, where
+    ``config.cpu.streaming_store_bytes`` is set, always. Until measured, ordinary stores, and
+    the ``with`` block (the kernel) is timed: the measurement is made once the process has
+    spent ``config.cpu.calibrate_after`` seconds writing such results (a script that writes one
+    never pays for it), and not where its arrays find no room. On an AMD Zen 4 VM the loop over
+    rows of one cache line of float32 took 1.6x as long with them, the scan of one series 0.9x.
+    """
+    if not possible or config.cpu.streaming_store_bytes is not None:
+        yield possible
+        return
     dtype = np.dtype(dtype)
     key = f"streaming stores {method} {dtype.name}"
-    try:
-        speeds = wisdom.recall(key, partial(streaming_speeds, method, dtype, solver))
-    except MemoryError:  # no room for the measurement's arrays: ordinary stores, measured later
-        return False
-    return speeds["streaming"] < STREAMING_GAIN * speeds["ordinary"]
+    speeds = wisdom.known(key)
+    if speeds is None and UNMEASURED_SECONDS[key] >= config.cpu.calibrate_after:
+        try:
+            speeds = wisdom.recall(key, partial(streaming_speeds, method, dtype, solver))
+        except MemoryError:
+            pass
+    if speeds is None:
+        start = time.perf_counter()
+        yield False
+        UNMEASURED_SECONDS[key] += time.perf_counter() - start
+        return
+    yield speeds["streaming"] < STREAMING_GAIN * speeds["ordinary"]
 
 
 #: Streaming stores are used where they were measured at most this fraction of the time of

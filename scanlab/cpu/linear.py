@@ -8,6 +8,8 @@ with time first; ``a`` and ``b`` are C-contiguous ``(T or 1, D or 1)`` (a length
 *steps*: step ``s`` visits row ``time_index(s)`` (:mod:`scanlab._recurrence_numerics`).
 """
 
+from functools import partial
+
 import numba
 import numpy as np
 from numba import njit, uint64
@@ -509,8 +511,8 @@ def scan_tiles(a, b, out, threads: int) -> tuple[bool, int]:
 
 
 def lanes_stream(out, reverse: bool) -> bool:
-    """Whether the scan's tiles in lanes (:func:`apply_lanes`) write ``out`` (``(T, 1)``) with
-    streaming stores: as the sequential kernel does (:func:`scanlab.cpu.streaming.streams`),
+    """Whether the scan's tiles in lanes (:func:`apply_lanes`) may write ``out`` (``(T, 1)``)
+    with streaming stores: as the sequential kernel may (:func:`scanlab.cpu.streaming.streams`),
     for results of at least ``streaming_threshold()`` bytes, on a line boundary; backwards, with
     ``T`` a multiple of ``U`` too, so that the tiles' rows start on lines."""
     lanes = lane_chains(out)
@@ -518,7 +520,6 @@ def lanes_stream(out, reverse: bool) -> bool:
         out.nbytes >= streaming.streaming_threshold()
         and out.ctypes.data % LANE_BYTES == 0
         and (not reverse or out.shape[0] % lanes == 0)
-        and auto.streaming_pays("scan", out.dtype, solve)
     )
 
 
@@ -526,8 +527,8 @@ def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
     """Run ``method`` ("auto", "sequential" or "scan") on arrays in kernel layout (``a``,
     ``b`` and ``h0`` handed to the kernels read-only: one specialisation, see
     :func:`scanlab._arrays.read_only`); ``stream``: whether the result is written with
-    streaming stores (None: where it may be and they pay, ``auto.streaming_pays``; True only
-    where :func:`scanlab.cpu.streaming.streams` or :func:`lanes_stream`'s layout holds)."""
+    streaming stores where its layout allows (None: where they were measured to pay,
+    ``auto.streaming_choice``)."""
     a, b, h0 = read_only(a), read_only(b), read_only(h0)
     length, channels = out.shape
     threads = numba.get_num_threads()
@@ -540,20 +541,32 @@ def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
         return
     if method == "sequential":
         channel_block = max(1, config.cpu.channel_block_bytes // out.itemsize)
-        if stream is None:
-            stream = streaming.streams(out, channel_block) and auto.streaming_pays(
-                method, out.dtype, solve
-            )
-        if channels <= channel_block:
-            # One block: the plain loop, without starting a parallel region for one task.
-            run_steps(a, b, h0.copy(), out, 0, length, reverse, 0, stream)
-        else:
-            linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream)
+        possible = streaming.streams(out, channel_block)
+        run = partial(run_sequential, a, b, h0, out, reverse, channel_block)
     else:
         lanes, chunk_length = scan_tiles(a, b, out, threads)
-        stream = lanes and (lanes_stream(out, reverse) if stream is None else stream)
-        bounds = product_bounds(out.dtype, chunk_length)
-        product_dtype = np.result_type(out.dtype, np.float64)
-        linear_recurrence_scan(
-            a, b, h0, out, reverse, chunk_length, lanes, stream, threads, bounds, product_dtype
-        )
+        possible = lanes and lanes_stream(out, reverse)
+        run = partial(run_scan, a, b, h0, out, reverse, chunk_length, lanes, threads)
+    if stream is not None:
+        run(possible and stream)
+        return
+    with auto.streaming_choice(method, out.dtype, solve, possible) as stream:
+        run(stream)
+
+
+def run_sequential(a, b, h0, out, reverse: bool, channel_block: int, stream: bool) -> None:
+    """The sequential kernel: blocks of ``channel_block`` channels in parallel."""
+    if out.shape[1] <= channel_block:
+        # One block: the plain loop, without starting a parallel region for one task.
+        run_steps(a, b, h0.copy(), out, 0, out.shape[0], reverse, 0, stream)
+    else:
+        linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream)
+
+
+def run_scan(a, b, h0, out, reverse, chunk_length, lanes, threads, stream: bool) -> None:
+    """The scan kernel over chunks of ``chunk_length`` steps (in vector lanes: ``lanes``)."""
+    bounds = product_bounds(out.dtype, chunk_length)
+    product_dtype = np.result_type(out.dtype, np.float64)
+    linear_recurrence_scan(
+        a, b, h0, out, reverse, chunk_length, lanes, stream, threads, bounds, product_dtype
+    )

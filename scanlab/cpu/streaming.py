@@ -8,8 +8,8 @@ cache runs up to 4/3 faster than the loop a user would write (and than ``numpy.m
 same arrays; ``benchmarks/RESULTS.md``). A result that would have stayed in the cache is the
 price: :func:`streams` takes this path only for results larger than most of the last-level
 cache (``scanlab.config.cpu.streaming_store_bytes``), and the kernels only where this machine
-was measured to write faster so (``scanlab.cpu.auto.streaming_pays``: not every CPU does; an
-AMD Zen 4 VM wrote rows of one line 1.2-1.6x slower with them).
+was measured to write faster so (``scanlab.cpu.auto.streaming_choice``: not every CPU does;
+an AMD Zen 4 VM wrote rows of one line 1.2-1.6x slower with them).
 
 Numba has no vector types and no way to mark a store non-temporal, so :func:`stream_step` writes
 one vector of ``LANE_BYTES`` in LLVM IR: loads of ``a``, ``b`` and the state, a fused
