@@ -103,7 +103,7 @@ def tune(_arguments) -> None:
     print("streaming stores of large results (ns per element, with / without):")
     for dtype in TUNED_DTYPES:
         for method in ("sequential", "scan"):
-            with cpu_auto.streaming_choice(method, dtype, cpu_linear.solve, True) as used:
+            with cpu_auto.streaming_choice(method, dtype, cpu_linear.solve, True, 1) as used:
                 pass
             speeds = wisdom.entries().get(f"streaming stores {method} {dtype}")
             shown = f"{speeds['streaming']:.2f} / {speeds['ordinary']:.2f}" if speeds else "-"

@@ -63,10 +63,10 @@ class CPUConfig:
         reading the result's lines into the cache first (up to 4/3 faster when the arrays do not
         fit in it; ``scanlab.cpu.streaming``) but leave the result out of the cache. ``None``
         (the default): from three quarters of this machine's last-level cache (as glibc's
-        ``memcpy`` decides), where this machine was measured to write faster so, once per
-        method and dtype and after ``calibrate_after`` seconds of such results
-        (``scanlab.cpu.auto.streaming_choice``, kept as wisdom): on an AMD Zen 4 VM the
-        sequential method took 1.2x as long with them, the scan 0.9x.
+        ``memcpy`` decides), where this machine writes faster so: measured once per method and
+        dtype after ``calibrate_after`` seconds of such results (kept as wisdom), then by the
+        runs seen, as ``"auto"`` chooses a method (``scanlab.cpu.auto.streaming_choice``): on
+        an AMD Zen 4 VM the sequential method took 1.1-1.6x as long with them, the scan 0.9x.
     wisdom : str or None
         Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
         the user's cache directory), a file path, or ``None`` to keep them in this process only.

@@ -60,11 +60,12 @@ class Observed:
     as one run: the first runs of a process can be slow (see above), and one such run alone
     must not turn the choice."""
 
-    def __init__(self):
-        self.seen = {method: [] for method in METHODS}
-        self.counted = dict.fromkeys(METHODS, 0)
-        self.runs_since = dict.fromkeys(METHODS, 0)
-        self.rechecks = dict.fromkeys(METHODS, 0)
+    def __init__(self, options: tuple = METHODS):
+        self.options = options
+        self.seen = {method: [] for method in options}
+        self.counted = dict.fromkeys(options, 0)
+        self.runs_since = dict.fromkeys(options, 0)
+        self.rechecks = dict.fromkeys(options, 0)
         self.warm = set()
 
     def speed(self, method: str, measured: float) -> float | None:
@@ -89,10 +90,11 @@ class Observed:
         what was seen turned away is retried sooner, after ``r`` times 2, 4, 8, ... runs
         (doubling with each recheck since it was last the faster, up to the same), so that a
         turn that did not last is undone within a few runs."""
-        seen = {method: self.speed(method, measured[method]) for method in METHODS}
-        estimate = {m: measured[m] if seen[m] is None else seen[m] for m in METHODS}
-        faster = min(METHODS, key=estimate.get)
-        other = METHODS[1 - METHODS.index(faster)]
+        options = self.options
+        seen = {method: self.speed(method, measured[method]) for method in options}
+        estimate = {m: measured[m] if seen[m] is None else seen[m] for m in options}
+        faster = min(options, key=estimate.get)
+        other = options[1 - options.index(faster)]
         if seen[faster] is not None and seen[other] is None:
             if measured[other] <= TRY_WITHIN * seen[faster]:
                 return other
@@ -110,7 +112,7 @@ class Observed:
         """Account for a run of ``method`` at that speed (forgetting the runs seen before if it
         had not run for ``config.cpu.auto_recheck_runs`` runs: they are stale)."""
         stale = self.runs_since[method] >= config.cpu.auto_recheck_runs
-        for name in METHODS:
+        for name in self.options:
             self.runs_since[name] = 0 if name == method else self.runs_since[name] + 1
         if method not in self.warm:
             self.warm.add(method)
@@ -260,16 +262,18 @@ def median_speeds(runs: dict, elements: int, threads: int) -> dict:
 
 
 @contextlib.contextmanager
-def streaming_choice(method: str, dtype, solver, possible: bool):
+def streaming_choice(method: str, dtype, solver, possible: bool, elements: int):
     """Whether ``method`` ("sequential" or "scan") of ``solver`` (``scanlab.cpu.linear.solve``)
-    writes a result its layout lets it stream (``possible``) with streaming stores: where they
-    were measured faster than ordinary ones on this machine for ``dtype``
-    (:func:`streaming_speeds`, about a second, kept in ``scanlab.wisdom``), or, where
-    ``config.cpu.streaming_store_bytes`` is set, always. Until measured, ordinary stores, and
-    the ``with`` block (the kernel) is timed: the measurement is made once the process has
-    spent ``config.cpu.calibrate_after`` seconds writing such results (a script that writes one
-    never pays for it), and not where its arrays find no room. On an AMD Zen 4 VM the loop over
-    rows of one cache line of float32 took 1.6x as long with them, the scan of one series 0.9x.
+    writes a result of ``elements`` that its layout lets it stream (``possible``) with
+    streaming stores, where ``config.cpu.streaming_store_bytes`` does not decide: as ``auto``
+    chooses a method (:class:`Observed`), by the runs of both kinds of stores seen in this
+    process on results of this size, from a measurement of both on this machine for ``dtype``
+    (:func:`streaming_speeds`, about a second, kept in ``scanlab.wisdom``). The measurement is
+    made once the process has spent ``config.cpu.calibrate_after`` seconds writing such
+    results, with ordinary stores until then (a script that writes one never pays for it), and
+    not where its arrays find no room. On an AMD Zen 4 VM the loop over rows of one cache line
+    of float32 took 1.6x as long with them on a result of 128 MB, the scan of one series 0.9x;
+    the measurement's smaller result told them apart less clearly.
     """
     if not possible or config.cpu.streaming_store_bytes is not None:
         yield possible
@@ -287,12 +291,20 @@ def streaming_choice(method: str, dtype, solver, possible: bool):
         yield False
         UNMEASURED_SECONDS[key] += time.perf_counter() - start
         return
-    yield speeds["streaming"] < STREAMING_GAIN * speeds["ordinary"]
+    observed = STREAMING_OBSERVED[key, power_of_4_above(elements)]
+    stores = observed.choose(speeds)
+    compilations, start = CompileCounter.count, time.perf_counter()
+    yield stores == "streaming"
+    if CompileCounter.count == compilations:
+        observed.record(stores, (time.perf_counter() - start) * 1e9 / elements)
 
 
-#: Streaming stores are used where they were measured at most this fraction of the time of
-#: ordinary ones: a clear gain, for the result they write is not left in the cache.
-STREAMING_GAIN = 0.95
+#: What :func:`streaming_choice` chooses between.
+STORES = ("ordinary", "streaming")
+#: The :class:`Observed` of both kinds of stores, per method, dtype and size of result.
+STREAMING_OBSERVED = collections.defaultdict(partial(Observed, STORES))
+
+
 #: Seconds the two kinds of stores run, taking turns, before they are timed: a fresh VM's
 #: memory is slow at first (see above), and the measurement's arrays are new.
 STREAMING_WARM_UP = 0.5

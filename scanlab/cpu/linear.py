@@ -550,7 +550,7 @@ def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
     if stream is not None:
         run(possible and stream)
         return
-    with auto.streaming_choice(method, out.dtype, solve, possible) as stream:
+    with auto.streaming_choice(method, out.dtype, solve, possible, out.size) as stream:
         run(stream)
 
 
