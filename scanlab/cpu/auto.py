@@ -51,10 +51,12 @@ SEEN_RUNS = 3
 
 
 class Observed:
-    """What ``auto`` saw of one kind and size of problem in this process: the nanoseconds per
-    element of each method's last ``SEEN_RUNS`` runs, whose median is its speed (one run that
-    a neighbour or the first touch of new memory slowed does not turn the choice; a change of
-    conditions that lasts does, within two runs), and, per method, the runs since it last ran.
+    """What ``auto`` saw of one kind and size of problem in this process, of its two
+    ``options`` (the methods, or the kinds of stores of :func:`streaming_choice`; "methods"
+    below): the nanoseconds per element of each method's last ``SEEN_RUNS`` runs, whose median
+    is its speed (one run that a neighbour or the first touch of new memory slowed does not
+    turn the choice; a change of conditions that lasts does, within two runs), and, per
+    method, the runs since it last ran.
     A method's first run is not counted: it may load the kernel from Numba's cache. Until a
     method has run ``SEEN_RUNS`` times in the process, its measured speed (the wisdom) counts
     as one run: the first runs of a process can be slow (see above), and one such run alone
