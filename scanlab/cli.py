@@ -103,11 +103,13 @@ def tune(_arguments) -> None:
     print("streaming stores of large results (ns per element, with / without):")
     for dtype in TUNED_DTYPES:
         for method in ("sequential", "scan"):
-            with cpu_auto.streaming_choice(method, dtype, cpu_linear.solve, True, 1) as used:
-                pass
-            speeds = wisdom.entries().get(f"streaming stores {method} {dtype}")
-            shown = f"{speeds['streaming']:.2f} / {speeds['ordinary']:.2f}" if speeds else "-"
-            print(f"{dtype:<11}{method:>11}  {shown:>13}  {'used' if used else 'not used'}")
+            speeds = cpu_auto.measured_stores(method, dtype, cpu_linear.solve)
+            if speeds is None:
+                print(f"{dtype:<11}{method:>11}  {'-':>13}  (no room to measure)")
+                continue
+            faster = "streaming" if speeds["streaming"] < speeds["ordinary"] else "ordinary"
+            shown = f"{speeds['streaming']:.2f} / {speeds['ordinary']:.2f}"
+            print(f"{dtype:<11}{method:>11}  {shown:>13}  {faster} faster")
     print(
         f"stored in {wisdom.path()}" if wisdom.path() else "not stored (config.cpu.wisdom is None)"
     )

@@ -280,14 +280,10 @@ def streaming_choice(method: str, dtype, solver, possible: bool, elements: int):
     if not possible or config.cpu.streaming_store_bytes is not None:
         yield possible
         return
-    dtype = np.dtype(dtype)
-    key = f"streaming stores {method} {dtype.name}"
+    key = streaming_key(method, dtype)
     speeds = wisdom.known(key)
     if speeds is None and UNMEASURED_SECONDS[key] >= config.cpu.calibrate_after:
-        try:
-            speeds = wisdom.recall(key, partial(streaming_speeds, method, dtype, solver))
-        except MemoryError:
-            pass
+        speeds = measured_stores(method, dtype, solver)
     if speeds is None:
         start = time.perf_counter()
         yield False
@@ -299,6 +295,22 @@ def streaming_choice(method: str, dtype, solver, possible: bool, elements: int):
     yield stores == "streaming"
     if CompileCounter.count == compilations:
         observed.record(stores, (time.perf_counter() - start) * 1e9 / elements)
+
+
+def streaming_key(method: str, dtype) -> str:
+    """The name of the measurement of both kinds of stores in ``scanlab.wisdom``."""
+    return f"streaming stores {method} {np.dtype(dtype).name}"
+
+
+def measured_stores(method: str, dtype, solver) -> dict | None:
+    """The measurement of both kinds of stores (:func:`streaming_speeds`), made now if it was
+    not yet; None where its arrays find no room."""
+    try:
+        return wisdom.recall(
+            streaming_key(method, dtype), partial(streaming_speeds, method, np.dtype(dtype), solver)
+        )
+    except MemoryError:
+        return None
 
 
 #: What :func:`streaming_choice` chooses between.

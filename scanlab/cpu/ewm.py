@@ -26,21 +26,20 @@ def ewm_mean_rows(
     """Write into ``out`` (``(T, D)`` like ``values``) the exponentially weighted mean of each
     channel, computed in float64 whatever the dtype of ``values``, with pandas' rules: NaN and
     infinities are missing observations; without ``ignore_na`` a missing step still ages the
-    observations before it; steps with fewer than ``min_periods`` observations so far are NaN.
-    A step ages the weights by ``decays[t]`` (pandas' ``times``: ``(1 - alpha) ** delta``), or
-    by ``1 - alpha`` when ``decays`` is empty. ``complement`` (``adjust=False`` only): an
-    observation's weight is what the old mean's lost since the last one, ``1 - weight``, not
-    ``alpha`` (pandas' rule when ``com == 1``). One channel is walked with its state in
-    registers, several in lockstep (vectorised); the step has no branches (a missing value is
-    as unpredictable as the data: :mod:`scanlab.cpu.branchless`). ``values`` and ``out`` may be
-    the transposes of ``(D, T)`` rows (channels laid out time last, as a DataFrame's columns),
-    read and written as they lie, ``SERIES_LANES`` channels to a block.
+    observations before it; steps with fewer than ``min_periods`` (at least 1) observations so
+    far are NaN. A step ages the weights by ``decays[t]`` (pandas' ``times``: ``(1 - alpha) **
+    delta``), or by ``1 - alpha`` when ``decays`` is empty. ``complement`` (``adjust=False``
+    only): an observation's weight is what the old mean's lost since the last one,
+    ``1 - weight``, not ``alpha`` (pandas' rule when ``com == 1``). One channel is walked with
+    its state in registers, several in lockstep (vectorised); the step has no branches (a
+    missing value is as unpredictable as the data: :mod:`scanlab.cpu.branchless`). ``values``
+    and ``out`` may be the transposes of ``(D, T)`` rows (channels laid out time last, as a
+    DataFrame's columns), read and written as they lie, ``SERIES_LANES`` channels to a block.
     """
     length, channels = values.shape
     timed = decays.size > 0
     # The mean is 0 before the first observation (not NaN: an observation's mean adds its
     # share of the old one, 0 at the first), and the steps before it are NaN by the count.
-    min_periods = max(min_periods, 1)
     if channels == 1:
         state = (0.0, 0.0, 0.0, 0)
         for t in range(length):
