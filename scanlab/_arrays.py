@@ -356,15 +356,18 @@ def kernel_view(result: np.ndarray, axis: int, state_ndim: int = 0):
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
-    """A read-only view of ``array``: how every operand that the kernels only read is handed
-    over (the linear solvers' and front ends' coefficients, inputs and initial states, the
-    nonlinear kernels' and a cell's probes' inputs and initial states).
+    """A read-only view of ``array`` (itself where it is read-only already): how every operand
+    that the kernels only read is handed over (the linear solvers' and front ends'
+    coefficients, inputs and initial states, the nonlinear kernels' and a cell's probes' inputs
+    and initial states).
 
     Numba compiles a kernel once per combination of writable and read-only arrays, and an
     operand is one or the other depending on where it came from (a broadcast view, a copy, the
     caller's array as it is): always read-only, it compiles once instead of up to
     ``2**operands`` times.
     """
+    if not array.flags.writeable:
+        return array
     view = array.view()
     view.flags.writeable = False
     return view

@@ -130,6 +130,13 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     >>> lfilter([1.0], [1.0, -0.5], np.ones(2), zi=zf)[0]  # the stream goes on
     array([1.75 , 1.875])
     """
+    return run_lfilter(b, a, x, axis, zi, device)
+
+
+def run_lfilter(b, a, x, axis, zi, device, out=None):
+    """:func:`lfilter`; on the host, the result written into ``out`` where given (a host array
+    of its shape and dtype that the filter may overwrite: :func:`filtfilt`'s backward pass
+    writes over its forward pass's result, saving the fresh memory a result costs)."""
     device = resolve_device(device, x=x, zi=zi)
     b, a = (filter_coefficients(name, value) for name, value in (("b", b), ("a", a)))
     signal = signal_array(x)
@@ -155,12 +162,12 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     x, zi = signal, zi if zi is None else np.asarray(zi)
     rows = math.prod(state_shape) // max(order, 1)
     if order == 1 and not fir and b[1] == 0 and rows < cpu_iir.ROW_CHAINS:
-        result = first_order(b[0], a[1], x, axis, zi, dtype)
+        result = first_order(b[0], a[1], x, axis, zi, dtype, out)
         if result is not None:
             return result
     state = conditions_by_row(zi, state_shape, x, axis, dtype)
     run = partial(run_fir if fir else run_iir, b, a)
-    y = filtered_rows(x, axis, dtype, run, state, None if fir else "lfilter")
+    y = filtered_rows(x, axis, dtype, run, state, None if fir else "lfilter", out)
     return y if zi is None else (y, from_rows(state, x.shape, axis, order))
 
 
@@ -221,6 +228,12 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     >>> np.round(y[:, -1], 6)
     array([1., 1., 1.])
     """
+    return run_sosfilt(sos, x, axis, zi, device)
+
+
+def run_sosfilt(sos, x, axis, zi, device, out=None):
+    """:func:`sosfilt`, writing the result into ``out`` on the host as :func:`run_lfilter`
+    does."""
     device = resolve_device(device, x=x, zi=zi)
     sos = section_array(sos)
     signal = signal_array(x)
@@ -258,7 +271,7 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
         states = conditions.reshape(len(conditions), sections, 2)
         cpu_iir.sosfilt_rows(sos, read_only(rows), states, out)
 
-    y = filtered_rows(x, axis, dtype, run, flat, "sosfilt")
+    y = filtered_rows(x, axis, dtype, run, flat, "sosfilt", out)
     if zi is None:
         return y
     return y, np.stack([from_rows(state[:, s], x.shape, axis, 2) for s in range(sections)])
@@ -337,10 +350,10 @@ def filtfilt(
     # scipy's lfilter_zi refuses filters without delays (scipy's filtfilt then fails)
     steady = scipy.signal.lfilter_zi(b, a) if max(len(a), len(b)) > 1 else np.zeros(0)
 
-    def run(values, first):
+    def run(values, first, out=None):
         shape = [1] * values.ndim
         shape[axis] = steady.size
-        return lfilter(b, a, values, axis, steady.reshape(shape) * first, device=device)
+        return run_lfilter(b, a, values, axis, steady.reshape(shape) * first, device, out)
 
     return both_ways(run, signal, axis, padtype, padlen, max(len(a), len(b)))
 
@@ -395,22 +408,22 @@ def sosfiltfilt(sos, x, axis: int = -1, padtype="odd", padlen=None, *, device: s
     taps = 2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum())
     steady = scipy.signal.sosfilt_zi(sos)
 
-    def run(values, first):
+    def run(values, first, out=None):
         shape = [len(sos)] + [1] * values.ndim
         shape[1 + axis] = 2
-        return sosfilt(sos, values, axis, steady.reshape(shape) * first, device=device)
+        return run_sosfilt(sos, values, axis, steady.reshape(shape) * first, device, out)
 
     return both_ways(run, signal, axis, padtype, padlen, taps)
 
 
-def first_order(b0, a1, x, axis: int, zi, dtype):
+def first_order(b0, a1, x, axis: int, zi, dtype, out=None):
     """``y[t] = b0 x[t] - a1 y[t-1]`` (from ``zi``: ``y[0] = b0 x[0] + zi``) as
     ``b0 * linear_recurrence(-a1, x, h0=-zi / (a1 b0))``, parallel over time for few long
     series; ``zf = -a1 y[T-1]``. The same values as the filter's delay line where ``x`` is
     finite (``0 * x[t]``, the delay's unused term, is then 0), to the scan's rounding; None
     where NaN or Inf turned up (``x`` or ``zi`` has them, a value overflowed, or ``zi`` cannot
     be a start state because ``a1 b0`` is 0 or tiny): the caller then runs the delay line
-    itself."""
+    itself. ``out``: where to write ``y`` (or None)."""
     start = None
     if zi is not None:
         zi = np.broadcast_to(np.asarray(zi), first_shape(x.shape, axis))
@@ -420,7 +433,7 @@ def first_order(b0, a1, x, axis: int, zi, dtype):
             return None
     # The recurrence of x, scaled after in the pass that checks it: one pass fewer than
     # scaling x first.
-    y = linear_recurrence(np.asarray(-a1, dtype), x, start, axis=axis)
+    y = linear_recurrence(np.asarray(-a1, dtype), x, start, axis=axis, out=out)
     if not scaled_finite(y, b0):
         return None
     if zi is None:

@@ -74,6 +74,20 @@ def test_sosfiltfilt_is_scipys(problem):
     assert_matches(sosfiltfilt(sos, x, **options), expected, x.dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "axis"), [((300,), 0), ((2, 300), -1), ((300, 3), 0)])
+def test_first_order_filtfilt_is_scipys(dtype, shape, axis):
+    """``b = [b0]``, ``a = [1, a1]``: both passes solved by ``linear_recurrence``, the
+    backward one written over the forward one's result."""
+    x = signal_of({"shape": shape, "axis": axis, "dtype": dtype, "strided": False, "seed": 3})
+    x_copy = x.copy()
+    for padtype in ("odd", None):
+        expected = scipy.signal.filtfilt([0.3], [1.0, -0.7], x, axis=axis, padtype=padtype)
+        found = filtfilt([0.3], [1.0, -0.7], x, axis=axis, padtype=padtype)
+        assert_matches(found, expected, dtype)
+    np.testing.assert_array_equal(x, x_copy)
+
+
 def test_fir_filters_integers_and_gustafssons_method_are_scipys():
     """And a filter without delays, which scipy's ``filtfilt`` refuses: its gain twice."""
     np.testing.assert_array_equal(filtfilt([3.0], [2.0], np.arange(9.0)), 2.25 * np.arange(9.0))

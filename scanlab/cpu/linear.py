@@ -157,9 +157,24 @@ def run_blocks(next_block, a, b, h0, out, reverse, channel_block, stream):
     block = atomics.fetch_add(next_block, 0, 1)
     while block < block_count:
         first = block * channel_block
-        state = h0[first : min(channels, first + channel_block)].copy()
-        run_steps(a, b, state, out, 0, length, reverse, first, stream)
+        run_block(a, b, h0, out, reverse, first, min(channels, first + channel_block), stream)
         block = atomics.fetch_add(next_block, 0, 1)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_block(a, b, h0, out, reverse, first, stop, stream):
+    """The sequential recurrence of channels ``[first, stop)`` over all steps, from ``h0``'s.
+
+    Their state starts on a cache line: stored and loaded back at every step, a state whose
+    vectors straddled lines (NumPy aligns to 16 bytes) made the loop 1.1-2.2x slower (Zen 4,
+    float32, 32 and 64 channels)."""
+    width = stop - first
+    spare = LANE_BYTES // h0.itemsize
+    buffer = np.empty(width + spare, h0.dtype)
+    start = (-buffer.ctypes.data % LANE_BYTES) // h0.itemsize
+    state = buffer[start : start + width]
+    state[:] = h0[first:stop]
+    run_steps(a, b, state, out, 0, out.shape[0], reverse, first, stream)
 
 
 def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream):
@@ -547,8 +562,8 @@ def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
         lanes, chunk_length = scan_tiles(a, b, out, threads)
         possible = lanes and lanes_stream(out, reverse)
         run = partial(run_scan, a, b, h0, out, reverse, chunk_length, lanes, threads)
-    if stream is not None:
-        run(possible and stream)
+    if stream is not None or not possible:
+        run(possible and bool(stream))
         return
     with auto.streaming_choice(method, out.dtype, solve, possible, out.size) as stream:
         run(stream)
@@ -558,7 +573,7 @@ def run_sequential(a, b, h0, out, reverse: bool, channel_block: int, stream: boo
     """The sequential kernel: blocks of ``channel_block`` channels in parallel."""
     if out.shape[1] <= channel_block:
         # One block: the plain loop, without starting a parallel region for one task.
-        run_steps(a, b, h0.copy(), out, 0, out.shape[0], reverse, 0, stream)
+        run_block(a, b, h0, out, reverse, 0, out.shape[1], stream)
     else:
         linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream)
 
