@@ -1,7 +1,8 @@
 """What ``scanlab.signal``'s filters stand on: their operands' checks; on the host, the initial
 conditions as rows and a filter's kernel (:mod:`scanlab.cpu.iir`) run over rows in lockstep, or
 over one long series in parallel over time, whichever ``auto`` measured faster on this machine
-(:func:`filtered_rows`); on the GPU, the layout around :mod:`scanlab.cuda.iir`'s filters
+(:func:`filtered_rows`), a first-order filter of few series as ``linear_recurrence``
+(:func:`first_order`); on the GPU, the layout around :mod:`scanlab.cuda.iir`'s filters
 (:func:`on_device`); the forward-backward passes of zero-phase filtering (:func:`both_ways`)."""
 
 import contextlib
@@ -20,6 +21,7 @@ from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.threads import share_out
+from scanlab.linear import linear_recurrence
 
 
 def run_iir(b, a, rows, state, out):
@@ -116,6 +118,40 @@ def filtered_rows(x, axis: int, dtype, run, state, task: str | None, result=None
         else:
             run(rows, state, out)
     return np.moveaxis(out.reshape(*rest, length), -1, axis)
+
+
+def first_order(b0, a1, x, axis: int, zi, dtype, out=None):
+    """``y[t] = b0 x[t] - a1 y[t-1]`` (from ``zi``: ``y[0] = b0 x[0] + zi``) as
+    ``b0 * linear_recurrence(-a1, x, h0=-zi / (a1 b0))``, parallel over time for few long
+    series; ``zf = -a1 y[T-1]``. The same values as the filter's delay line where ``x`` is
+    finite (``0 * x[t]``, the delay's unused term, is then 0), to the scan's rounding; None
+    where NaN or Inf turned up (``x`` or ``zi`` has them, a value overflowed, or ``zi`` cannot
+    be a start state because ``a1 b0`` is 0 or tiny): the caller then runs the delay line
+    itself. ``out``: where to write ``y`` (or None)."""
+    start = None
+    if zi is not None:
+        zi = np.broadcast_to(np.asarray(zi), first_shape(x.shape, axis))
+        with np.errstate(all="ignore"):
+            start = np.squeeze(-zi / (np.asarray(a1, dtype) * b0), axis).astype(dtype)
+        if not np.isfinite(start).all():
+            return None
+    # The recurrence of x, scaled after in the pass that checks it: one pass fewer than
+    # scaling x first.
+    y = linear_recurrence(np.asarray(-a1, dtype), x, start, axis=axis, out=out)
+    if not scaled_finite(y, b0):
+        return None
+    if zi is None:
+        return y
+    if not y.shape[axis]:
+        return y, np.array(zi, dtype)
+    last = [slice(None)] * x.ndim
+    last[axis] = slice(-1, None)
+    return y, -a1 * y[tuple(last)]
+
+
+def first_shape(shape: tuple, axis: int) -> tuple:
+    """``shape`` with ``axis`` of length 1."""
+    return shape[:axis] + (1,) + shape[axis + 1 :]
 
 
 def time_last_view(array, axis: int):

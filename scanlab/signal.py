@@ -41,12 +41,12 @@ from scanlab._filters import (
     conditions_by_row,
     filter_coefficients,
     filtered_rows,
+    first_order,
     from_rows,
     host_signal,
     on_device,
     run_fir,
     run_iir,
-    scaled_finite,
     section_array,
     signal_array,
     step_decays,
@@ -54,7 +54,6 @@ from scanlab._filters import (
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.blocks import channel_block
-from scanlab.linear import linear_recurrence
 
 
 def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
@@ -414,40 +413,6 @@ def sosfiltfilt(sos, x, axis: int = -1, padtype="odd", padlen=None, *, device: s
         return run_sosfilt(sos, values, axis, steady.reshape(shape) * first, device, out)
 
     return both_ways(run, signal, axis, padtype, padlen, taps)
-
-
-def first_order(b0, a1, x, axis: int, zi, dtype, out=None):
-    """``y[t] = b0 x[t] - a1 y[t-1]`` (from ``zi``: ``y[0] = b0 x[0] + zi``) as
-    ``b0 * linear_recurrence(-a1, x, h0=-zi / (a1 b0))``, parallel over time for few long
-    series; ``zf = -a1 y[T-1]``. The same values as the filter's delay line where ``x`` is
-    finite (``0 * x[t]``, the delay's unused term, is then 0), to the scan's rounding; None
-    where NaN or Inf turned up (``x`` or ``zi`` has them, a value overflowed, or ``zi`` cannot
-    be a start state because ``a1 b0`` is 0 or tiny): the caller then runs the delay line
-    itself. ``out``: where to write ``y`` (or None)."""
-    start = None
-    if zi is not None:
-        zi = np.broadcast_to(np.asarray(zi), first_shape(x.shape, axis))
-        with np.errstate(all="ignore"):
-            start = np.squeeze(-zi / (np.asarray(a1, dtype) * b0), axis).astype(dtype)
-        if not np.isfinite(start).all():
-            return None
-    # The recurrence of x, scaled after in the pass that checks it: one pass fewer than
-    # scaling x first.
-    y = linear_recurrence(np.asarray(-a1, dtype), x, start, axis=axis, out=out)
-    if not scaled_finite(y, b0):
-        return None
-    if zi is None:
-        return y
-    if not y.shape[axis]:
-        return y, np.array(zi, dtype)
-    last = [slice(None)] * x.ndim
-    last[axis] = slice(-1, None)
-    return y, -a1 * y[tuple(last)]
-
-
-def first_shape(shape: tuple, axis: int) -> tuple:
-    """``shape`` with ``axis`` of length 1."""
-    return shape[:axis] + (1,) + shape[axis + 1 :]
 
 
 def ewm_mean(
