@@ -349,10 +349,8 @@ def filtfilt(
     # scipy's lfilter_zi refuses filters without delays (scipy's filtfilt then fails)
     steady = scipy.signal.lfilter_zi(b, a) if max(len(a), len(b)) > 1 else np.zeros(0)
 
-    def run(values, first, out=None):
-        shape = [1] * values.ndim
-        shape[axis] = steady.size
-        return run_lfilter(b, a, values, axis, steady.reshape(shape) * first, device, out)
+    def run(values, first, out=None):  # along the last axis; first: (..., 1)
+        return run_lfilter(b, a, values, -1, steady * first, device, out)
 
     return both_ways(run, signal, axis, padtype, padlen, max(len(a), len(b)))
 
@@ -407,10 +405,9 @@ def sosfiltfilt(sos, x, axis: int = -1, padtype="odd", padlen=None, *, device: s
     taps = 2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum())
     steady = scipy.signal.sosfilt_zi(sos)
 
-    def run(values, first, out=None):
-        shape = [len(sos)] + [1] * values.ndim
-        shape[1 + axis] = 2
-        return run_sosfilt(sos, values, axis, steady.reshape(shape) * first, device, out)
+    def run(values, first, out=None):  # along the last axis; first: (..., 1)
+        zi = steady.reshape(len(sos), *[1] * (values.ndim - 1), 2) * first
+        return run_sosfilt(sos, values, -1, zi, device, out)
 
     return both_ways(run, signal, axis, padtype, padlen, taps)
 
