@@ -4,11 +4,12 @@ Usage: python benchmarks/front_ends.py [--quick] [--busy] [--only TABLE]
        python benchmarks/front_ends.py --device cuda [--seconds S] [--quick]
 
 Each row times scanlab and the library it replaces on the same data, taking turns: ``lfilter`` and
-``sosfilt`` against scipy's on one series of 10**7 samples and a (100, 10**5) array along
-``axis=-1`` (a first-order filter, a 4th-order Butterworth as ``lfilter(b, a)``, an 8th-order one
-as ``sosfilt``, a 32-tap low-pass FIR filter as ``lfilter(b, [1])``, the first-order filter
-from initial conditions ``zi`` (a stream's next piece), and the zero-phase ``filtfilt`` and
-``sosfiltfilt`` of the Butterworth filters); ``ewm_mean`` against pandas' ``ewm(span=20).mean()``
+``sosfilt`` against scipy's on one series of 10**7 samples, a (100, 10**5) array along
+``axis=-1`` and a (10**5, 100) one along ``axis=0`` (a first-order filter, a 4th-order
+Butterworth as ``lfilter(b, a)``, an 8th-order one as ``sosfilt``, a 32-tap low-pass FIR filter
+as ``lfilter(b, [1])``, the first-order filter from initial conditions ``zi`` (a stream's next
+piece), and the zero-phase ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters);
+``ewm_mean`` against pandas' ``ewm(span=20).mean()``
 on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
 10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and
 ``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a
@@ -87,6 +88,8 @@ HOST_FILTERS = (
     ("Butterworth 8 sosfiltfilt", "sosfiltfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
 )
 FILTER_SHAPES = ((10**7,), (100, 10**5))
+#: On the host also time first: channels along rows, filtered along ``axis=0``.
+TIME_FIRST_SHAPE = (10**5, 100)
 FILTER_COLUMNS = (
     ("filter", "{}"),
     ("shape", "{}"),
@@ -97,15 +100,26 @@ FILTER_COLUMNS = (
 
 
 def measure_filter(
-    label: str, function: str, coefficients: tuple, shape: tuple, quick: bool, statistic=min
+    label: str,
+    function: str,
+    coefficients: tuple,
+    shape: tuple,
+    axis: int = -1,
+    quick: bool = False,
+    statistic=min,
 ):
-    """One row: scanlab's and scipy's filter on the same float64 signal, time last (from
+    """One row: scanlab's and scipy's filter on the same float64 signal along ``axis`` (from
     ``zi``, the steady state of the first sample, where the label says "with zi")."""
-    shape = shape[:-1] + (shape[-1] // 16,) if quick else shape
+    if quick:
+        shape = tuple(
+            size // 16 if k == axis % len(shape) else size for k, size in enumerate(shape)
+        )
     x = np.random.default_rng(0).standard_normal(shape)
-    options = {}
+    options = {"axis": axis}
     if label.endswith("with zi"):
-        options["zi"] = scipy.signal.lfilter_zi(*coefficients) * x[..., :1]
+        first = np.take(x, [0], axis)
+        steady = scipy.signal.lfilter_zi(*coefficients)
+        options["zi"] = np.moveaxis(np.moveaxis(first, axis, -1) * steady, -1, axis)
     times = best_times(
         {
             "scanlab": partial(getattr(signal, function), *coefficients, x, **options),
@@ -116,7 +130,7 @@ def measure_filter(
     )
     return {
         "filter": label,
-        "shape": "x".join(map(str, shape)),
+        "shape": "x".join(map(str, shape)) + (f" (axis {axis})" if axis != -1 else ""),
         "scanlab ms": 1e3 * times["scanlab"],
         "scipy ms": 1e3 * times["scipy"],
         "x scipy": times["scipy"] / times["scanlab"],
@@ -383,7 +397,11 @@ def main() -> None:
             write=not quick,
         )
         return
-    filter_cases = [(*case, shape) for case in FILTERS + HOST_FILTERS for shape in FILTER_SHAPES]
+    filter_cases = [
+        (*case, shape, axis)
+        for case in FILTERS + HOST_FILTERS
+        for shape, axis in [*((shape, -1) for shape in FILTER_SHAPES), (TIME_FIRST_SHAPE, 0)]
+    ]
     tables = (
         ("filter", filter_cases, measure_filter, FILTER_COLUMNS),
         ("ewm", EWM_CASES, measure_ewm, EWM_COLUMNS),

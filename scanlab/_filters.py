@@ -30,12 +30,27 @@ def run_iir(b, a, rows, state, out):
     cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
 
 
+def run_iir_steps(b, a, steps, state, out):
+    """The IIR filter ``b``, ``a`` over a time-major signal ``steps`` (``(T, D)``)."""
+    threads = numba.get_num_threads()
+    cpu_iir.lfilter_steps(read_only(b), read_only(a), steps, state, out, threads)
+
+
 def run_fir(b, a, rows, state, out):
     """The FIR filter ``b`` (``a = [1]``) over ``rows``, in parallel over rows and time."""
     final = np.empty_like(state)
     blocks = -(-rows.shape[1] // cpu_iir.FIR_STEPS)
     arguments = (read_only(b), read_only(rows), state, out, final)
     share_out(cpu_iir.fir_blocks, len(rows) * blocks, arguments)
+    state[:] = final
+
+
+def run_fir_steps(b, a, steps, state, out):
+    """The FIR filter ``b`` over a time-major signal ``steps`` (``(T, D)``), in parallel over
+    time."""
+    final = np.empty_like(state)
+    arguments = (read_only(b), steps, state, out, final)
+    share_out(cpu_iir.fir_steps, -(-len(steps) // cpu_iir.FIR_ROWS), arguments)
     state[:] = final
 
 
@@ -89,18 +104,30 @@ def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndar
     return np.moveaxis(state.reshape(*rest, order), -1, axis)
 
 
-def filtered_rows(x, axis: int, dtype, run, state, task: str | None, result=None) -> np.ndarray:
+def filtered_rows(
+    x, axis: int, dtype, run, state, task: str | None, result=None, run_steps=None
+) -> np.ndarray:
     """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous; ``state``
     ``(D, n)``, left holding the final state) applied to ``x`` as such rows (no copy when it
     lies so, as ``axis=-1`` of a C array does), and the result in ``x``'s shape: ``result``
-    where given and time contiguous (of ``x``'s shape and ``dtype``), else a new array. Fewer
+    where given and laid out so (of ``x``'s shape and ``dtype``), else a new array. Fewer
     series than a thread walks at once are filtered in parallel over time (:func:`over_time`)
     where that was measured faster for ``task`` on this machine (``None``: ``run`` is parallel
-    over time itself)."""
+    over time itself). A time-major ``x`` (``axis=0`` of a C array) of at least ``ROW_CHAINS``
+    channels is filtered as it lies by ``run_steps(steps, state, out)`` where given (``(T, D)``
+    arrays): transposing it into rows (NumPy's copy) took twice as long as filtering them."""
     rest = x.shape[:axis] + x.shape[axis + 1 :]
     length = x.shape[axis]
+    channels = math.prod(rest)
+    if run_steps is not None and channels >= cpu_iir.ROW_CHAINS and length:
+        steps = two_axis_view(x, axis, 0)
+        if steps is not None:
+            out = two_axis_view(result, axis, 0)
+            out = np.empty((length, channels), dtype) if out is None else out
+            run_steps(read_only(np.asarray(steps, dtype)), state, out)
+            return np.moveaxis(out.reshape(length, *rest), 0, axis)
     rows = as_time_last(x, x.ndim, axis, rest, dtype)
-    out = time_last_view(result, axis)
+    out = two_axis_view(result, axis, -1)
     if out is None:
         out = np.empty((math.prod(rest), length), dtype)
     if not out.size:
@@ -154,15 +181,17 @@ def first_shape(shape: tuple, axis: int) -> tuple:
     return shape[:axis] + (1,) + shape[axis + 1 :]
 
 
-def time_last_view(array, axis: int):
-    """``array`` seen as C-contiguous ``(D, T)`` rows without a copy (time ``axis`` last), or
-    None (``array`` None, or not so laid out)."""
+def two_axis_view(array, axis: int, time: int):
+    """``array`` (or None) seen as a C-contiguous 2-D array without a copy, time ``axis`` moved
+    to ``time`` (0: ``(T, D)``, -1: ``(D, T)``) and the other axes flattened; None where it
+    does not lie so."""
     if array is None:
         return None
-    moved = np.moveaxis(array, axis, -1)
+    moved = np.moveaxis(array, axis, time)
     if not moved.flags.c_contiguous:
         return None
-    return moved.reshape(-1, moved.shape[-1]) if moved.ndim else None
+    length = moved.shape[time]
+    return moved.reshape((length, -1) if time == 0 else (-1, length)) if moved.size else None
 
 
 def over_time(run, series, state, out) -> None:

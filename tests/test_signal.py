@@ -238,7 +238,9 @@ def test_inputs_it_cannot_take(x, error, match):
 @st.composite
 def filters(draw):
     length = draw(st.one_of(st.sampled_from(LENGTHS), st.integers(0, 200)))
-    batch = tuple(draw(st.lists(st.integers(1, 4), max_size=2)))
+    # 8 channels and more, time first: filtered as they lie (cpu.iir's *_steps kernels)
+    sizes = st.one_of(st.integers(1, 4), st.sampled_from([8, 9, 13]))
+    batch = tuple(draw(st.lists(sizes, max_size=2)))
     axis = draw(st.integers(0, len(batch)))
     return {
         "shape": batch[:axis] + (length,) + batch[axis:],
@@ -357,6 +359,41 @@ def test_sosfilt_is_scipys(problem):
     else:
         assert_matches(result[0], scipy_result[0], exact)
         assert_matches(result[1], scipy_result[1], exact)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [8, 13, 17])
+def test_time_major_signals_are_filtered_as_they_lie_bit_for_bit(channels, dtype, monkeypatch):
+    """``axis=0`` of a C array with 8 channels or more: the ``*_steps`` kernels, scipy's
+    arithmetic (bit for bit for real IIR filters), a partial group of channels, steps beyond one
+    buffer, NaN and Inf samples, and final conditions."""
+    calls = []
+    for name in ("lfilter_steps", "sosfilt_steps", "fir_steps"):
+        kernel = getattr(cpu_iir, name)
+        monkeypatch.setattr(cpu_iir, name, lambda *args, k=kernel: calls.append(k) or k(*args))
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((3 * cpu_iir.STEPS + 5, channels))
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(x.shape)
+    x[[7, 100], [2, 5]] = np.nan, np.inf
+    x = x.astype(dtype)
+    b, a = scipy.signal.butter(3, 0.2)
+    sos = scipy.signal.butter(4, [0.1, 0.4], "bandpass", output="sos")
+    exact = np.dtype(dtype).kind == "f"
+    zi = rng.standard_normal((3, channels)).astype(dtype)
+    for found, expected in zip(
+        lfilter(b, a, x, axis=0, zi=zi), scipy.signal.lfilter(b, a, x, 0, zi)
+    ):
+        assert_matches(found, expected, exact)
+    zi = rng.standard_normal((len(sos), 2, channels)).astype(dtype)
+    for found, expected in zip(sosfilt(sos, x, axis=0, zi=zi), scipy.signal.sosfilt(sos, x, 0, zi)):
+        assert_matches(found, expected, exact)
+    fir = scipy.signal.firwin(9, 0.3)  # scipy convolves: another order of the sums
+    zi = rng.standard_normal((8, channels)).astype(dtype)
+    found = lfilter(fir, [1.0], x, axis=0, zi=zi)
+    for found, expected in zip(found, scipy.signal.lfilter(fir, [1.0], x, 0, zi)):
+        assert_matches(found, expected, exact=False)
+    assert len(calls) >= 3  # the FIR kernel once per task
 
 
 def test_a_stream_filtered_in_pieces_is_the_whole():

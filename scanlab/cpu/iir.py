@@ -4,8 +4,10 @@ cascaded second-order sections of ``sosfilt``, scipy's arithmetic step for step.
 Each thread filters a group of ``ROW_CHAINS`` rows together, ``STEPS`` steps at a time: it copies
 the steps of its rows into a small time-first buffer in the L1 cache (square tiles transposed in
 registers), filters the buffer one step at a time for all its rows at once (one lane of a vector
-each), and copies the results back into their rows (:mod:`scanlab.cpu.filter_lanes`). No
-fastmath: without contracted multiply-adds the results are scipy's, bit for bit.
+each), and copies the results back into their rows (:mod:`scanlab.cpu.filter_lanes`). Time-major
+signals (``(T, D)``, channels contiguous: ``axis=0`` of a C array) are filtered as they lie by the
+``*_steps`` twins, whose buffer takes the steps' channels as they are. No fastmath: without
+contracted multiply-adds the results are scipy's, bit for bit.
 """
 
 import numpy as np
@@ -28,6 +30,9 @@ STEPS = 64
 SCALE_BLOCK = 2**16
 #: Steps of a row each task of :func:`fir_blocks` filters, and the steps of its tiles.
 FIR_STEPS, FIR_TILE = 2**14, 256
+#: Steps (of every channel) each task of :func:`fir_steps` filters, and the elements of its
+#: tiles.
+FIR_ROWS, FIR_TILE_ELEMENTS = 2**10, 2048
 
 
 @njit(cache=True, parallel=True)
@@ -93,6 +98,116 @@ def sosfilt_rows(sos, x, state, out):
                 state[first + k, s, 0], state[first + k, s, 1] = z[s, 0, k], z[s, 1, k]
 
 
+@njit(inline="always")
+def load_steps(x, first, count, start, steps, block):
+    """``block[j, k] = x[start + j, first + k]`` for ``j < steps``, ``k < LANES`` (``x``
+    time-major; lanes ``k >= count`` repeat channel ``first + count - 1``)."""
+    if count == LANES:  # plain copies, which LLVM vectorises
+        for j in range(steps):
+            for k in range(LANES):
+                block[j, k] = x[start + j, first + k]
+        return
+    last = count - 1
+    for j in range(steps):
+        for k in range(LANES):
+            block[j, k] = x[start + j, first + min(k, last)]
+
+
+@njit(inline="always")
+def store_steps(block, first, count, start, steps, out):
+    """``out[start + j, first + k] = block[j, k]`` for ``j < steps``, ``k < count``."""
+    if count == LANES:
+        for j in range(steps):
+            for k in range(LANES):
+                out[start + j, first + k] = block[j, k]
+        return
+    for j in range(steps):
+        for k in range(count):
+            out[start + j, first + k] = block[j, k]
+
+
+@njit(inline="always")
+def thread_groups(channels, threads):
+    """``(parts, groups)``: the groups of ``LANES`` channels of a time-major signal, cut into
+    ``parts`` runs of consecutive groups, one per thread of ``threads``."""
+    groups = (channels + LANES - 1) // LANES
+    return max(1, min(threads, groups)), groups
+
+
+@njit(cache=True, parallel=True)
+def lfilter_steps(b, a, x, state, out, threads):
+    """:func:`lfilter_rows` of a time-major ``x`` (``(T, D)``) into ``out`` (``(T, D)``), with
+    no transposing copy: each of ``threads`` threads takes a run of consecutive groups of
+    ``LANES`` channels and walks them through each ``STEPS`` steps in turn, so that the cache
+    lines the groups share are read once."""
+    length, channels = x.shape
+    order = state.shape[1]
+    parts, groups = thread_groups(channels, threads)
+    for part in prange(parts):
+        first_group, stop_group = part * groups // parts, (part + 1) * groups // parts
+        z = np.zeros((stop_group - first_group, max(order, 1), LANES), out.dtype)
+        block = np.zeros((STEPS, LANES), out.dtype)
+        for group in range(first_group, stop_group):
+            first = group * LANES
+            for k in range(min(LANES, channels - first)):
+                for i in range(order):
+                    z[group - first_group, i, k] = state[first + k, i]
+        for start in range(0, length, STEPS):
+            steps = min(STEPS, length - start)
+            for group in range(first_group, stop_group):
+                first = group * LANES
+                count = min(LANES, channels - first)
+                load_steps(x, first, count, start, steps, block)
+                delays = z[group - first_group]
+                for j in range(steps):
+                    if order:
+                        direct_form_step(b, a, block, j, delays)
+                    else:
+                        for k in range(LANES):
+                            block[j, k] = b[0] * block[j, k]
+                store_steps(block, first, count, start, steps, out)
+        for group in range(first_group, stop_group):
+            first = group * LANES
+            for k in range(min(LANES, channels - first)):
+                for i in range(order):
+                    state[first + k, i] = z[group - first_group, i, k]
+
+
+@njit(cache=True, parallel=True)
+def sosfilt_steps(sos, x, state, out, threads):
+    """:func:`sosfilt_rows` of a time-major ``x`` (``(T, D)``) into ``out``, walked as
+    :func:`lfilter_steps` walks it."""
+    length, channels = x.shape
+    sections = sos.shape[0]
+    parts, groups = thread_groups(channels, threads)
+    for part in prange(parts):
+        first_group, stop_group = part * groups // parts, (part + 1) * groups // parts
+        z = np.zeros((stop_group - first_group, sections, 2, LANES), out.dtype)
+        block = np.zeros((STEPS, LANES), out.dtype)
+        for group in range(first_group, stop_group):
+            first = group * LANES
+            for k in range(min(LANES, channels - first)):
+                for s in range(sections):
+                    z[group - first_group, s, 0, k] = state[first + k, s, 0]
+                    z[group - first_group, s, 1, k] = state[first + k, s, 1]
+        for start in range(0, length, STEPS):
+            steps = min(STEPS, length - start)
+            for group in range(first_group, stop_group):
+                first = group * LANES
+                count = min(LANES, channels - first)
+                load_steps(x, first, count, start, steps, block)
+                delays = z[group - first_group]
+                for j in range(steps):
+                    sections_step(sos, block, j, delays)
+                store_steps(block, first, count, start, steps, out)
+        for group in range(first_group, stop_group):
+            first = group * LANES
+            for k in range(min(LANES, channels - first)):
+                for s in range(sections):
+                    state[first + k, s, 0] = z[group - first_group, s, 0, k]
+                    state[first + k, s, 1] = z[group - first_group, s, 1, k]
+
+
 @njit(cache=True, nogil=True)
 def fir_blocks(counter, b, x, state, out, final):
     """Filter each row of ``x`` (``(D, T)``) by the FIR filter ``b`` (length ``K + 1``) from
@@ -135,6 +250,44 @@ def fir_blocks(counter, b, x, state, out, final):
                 if length + i < order:
                     total += state[row, length + i]
                 final[row, i] = total
+        task = atomics.fetch_add(counter, 0, 1)
+
+
+@njit(cache=True, nogil=True)
+def fir_steps(counter, b, x, state, out, final):
+    """:func:`fir_blocks` of a time-major ``x`` (``(T, D)``) into ``out`` (``(T, D)``), the
+    same sums in the same order, with no transposing copy: tasks of ``FIR_ROWS`` steps of every
+    channel, cut into tiles of about ``FIR_TILE_ELEMENTS`` elements, over which each tap makes
+    one pass (consecutive steps lie end to end: one loop, which LLVM vectorises); the first
+    task writes the final delays."""
+    length, channels = x.shape
+    order = state.shape[1]
+    samples, filtered = x.reshape(-1), out.reshape(-1)
+    tile_rows = max(1, FIR_TILE_ELEMENTS // channels)
+    task = atomics.fetch_add(counter, 0, 1)
+    while task * FIR_ROWS < length:
+        start, stop = task * FIR_ROWS, min((task + 1) * FIR_ROWS, length)
+        for tile in range(start, stop, tile_rows):
+            tile_stop = uint64(min(tile + tile_rows, stop) * channels)
+            for i in range(uint64(tile * channels), tile_stop):
+                filtered[i] = b[0] * samples[i]
+            for k in range(1, order + 1):
+                tap, shift = b[k], uint64(k * channels)
+                for i in range(uint64(max(tile, k) * channels), tile_stop):
+                    filtered[i] += tap * samples[i - shift]
+        for t in range(start, min(stop, order)):
+            for d in range(channels):
+                out[t, d] += state[d, t]
+        if task == 0:
+            for d in range(channels):
+                for i in range(order):
+                    total = out.dtype.type(0)
+                    for j in range(i + 1, order + 1):
+                        if length + i - j >= 0:
+                            total += b[j] * x[length + i - j, d]
+                    if length + i < order:
+                        total += state[d, length + i]
+                    final[d, i] = total
         task = atomics.fetch_add(counter, 0, 1)
 
 
