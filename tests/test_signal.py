@@ -381,18 +381,21 @@ def test_time_major_signals_are_filtered_as_they_lie_bit_for_bit(channels, dtype
     sos = scipy.signal.butter(4, [0.1, 0.4], "bandpass", output="sos")
     exact = np.dtype(dtype).kind == "f"
     zi = rng.standard_normal((3, channels)).astype(dtype)
-    for found, expected in zip(
-        lfilter(b, a, x, axis=0, zi=zi), scipy.signal.lfilter(b, a, x, 0, zi)
-    ):
-        assert_matches(found, expected, exact)
+    found, expected = lfilter(b, a, x, axis=0, zi=zi), scipy.signal.lfilter(b, a, x, 0, zi)
+    for ours, theirs in zip(found, expected, strict=True):
+        assert_matches(ours, theirs, exact)
     zi = rng.standard_normal((len(sos), 2, channels)).astype(dtype)
-    for found, expected in zip(sosfilt(sos, x, axis=0, zi=zi), scipy.signal.sosfilt(sos, x, 0, zi)):
-        assert_matches(found, expected, exact)
+    found, expected = sosfilt(sos, x, axis=0, zi=zi), scipy.signal.sosfilt(sos, x, 0, zi)
+    for ours, theirs in zip(found, expected, strict=True):
+        assert_matches(ours, theirs, exact)
     fir = scipy.signal.firwin(9, 0.3)  # scipy convolves: another order of the sums
     zi = rng.standard_normal((8, channels)).astype(dtype)
-    found = lfilter(fir, [1.0], x, axis=0, zi=zi)
-    for found, expected in zip(found, scipy.signal.lfilter(fir, [1.0], x, 0, zi)):
-        assert_matches(found, expected, exact=False)
+    found, expected = (
+        lfilter(fir, [1.0], x, axis=0, zi=zi),
+        scipy.signal.lfilter(fir, [1], x, 0, zi),
+    )
+    for ours, theirs in zip(found, expected, strict=True):
+        assert_matches(ours, theirs, exact=False)
     assert len(calls) >= 3  # the FIR kernel once per task
 
 
