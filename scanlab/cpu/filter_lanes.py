@@ -217,6 +217,42 @@ def lanes_to_rows(typingctx, block, row, out, first, rows, start):
     return types.void(block, row, out, first, rows, start), codegen
 
 
+@intrinsic
+def step_to_lanes(typingctx, x, step, first, block, row):
+    """``block[row, k] = x[step, first + k]`` for ``k < LANES``: one vector moved (``x``
+    time-major, its steps' channels contiguous)."""
+    checked_dtype("step_to_lanes", (block, x), kinds=types.Float)
+
+    def codegen(context, builder, signature, args):
+        pointer, _, load, store = lane_access(context, builder, signature, args, block.dtype)
+        step, first, row = (
+            context.cast(builder, args[position], signature.args[position], types.intp)
+            for position in (1, 2, 4)
+        )
+        store(load(pointer(0, [step, first])), pointer(3, [row, 0]))
+        return context.get_dummy_value()
+
+    return types.void(x, step, first, block, row), codegen
+
+
+@intrinsic
+def lanes_to_step(typingctx, block, row, out, step, first):
+    """``out[step, first + k] = block[row, k]`` for ``k < LANES``: the inverse of
+    :func:`step_to_lanes`."""
+    checked_dtype("lanes_to_step", (block, out), kinds=types.Float)
+
+    def codegen(context, builder, signature, args):
+        pointer, _, load, store = lane_access(context, builder, signature, args, block.dtype)
+        row, step, first = (
+            context.cast(builder, args[position], signature.args[position], types.intp)
+            for position in (1, 3, 4)
+        )
+        store(load(pointer(0, [row, 0])), pointer(2, [step, first]))
+        return context.get_dummy_value()
+
+    return types.void(block, row, out, step, first), codegen
+
+
 def load_lanes(x, first, rows, start, steps, block):
     """``block[j, k] = x[first + k, start + j]`` for ``k < rows``, ``j < steps``: tiles of
     :func:`rows_to_lanes` for real dtypes, then (and for complex ones) element by element."""
@@ -255,5 +291,49 @@ def store_lanes_by_dtype(block, first, rows, start, steps, out):
         for k in range(rows):
             for j in range(whole, steps):
                 out[first + k, start + j] = block[j, k]
+
+    return store
+
+
+def load_steps(x, first, count, start, steps, block):
+    """``block[j, k] = x[start + j, first + k]`` for ``j < steps``, ``k < LANES`` (``x``
+    time-major; lanes ``k >= count`` repeat channel ``first + count - 1``): vectors of
+    :func:`step_to_lanes` for a whole group of a real dtype, else element by element."""
+
+
+def store_steps(block, first, count, start, steps, out):
+    """``out[start + j, first + k] = block[j, k]`` for ``j < steps``, ``k < count``: vectors of
+    :func:`lanes_to_step` for a whole group of a real dtype, else element by element."""
+
+
+@overload(load_steps)
+def load_steps_by_dtype(x, first, count, start, steps, block):
+    vectors = isinstance(block.dtype, types.Float)
+
+    def load(x, first, count, start, steps, block):
+        if vectors and count == LANES:
+            for j in range(steps):
+                step_to_lanes(x, start + j, first, block, j)
+            return
+        last = count - 1
+        for j in range(steps):
+            for k in range(LANES):
+                block[j, k] = x[start + j, first + min(k, last)]
+
+    return load
+
+
+@overload(store_steps)
+def store_steps_by_dtype(block, first, count, start, steps, out):
+    vectors = isinstance(block.dtype, types.Float)
+
+    def store(block, first, count, start, steps, out):
+        if vectors and count == LANES:
+            for j in range(steps):
+                lanes_to_step(block, j, out, start + j, first)
+            return
+        for j in range(steps):
+            for k in range(count):
+                out[start + j, first + k] = block[j, k]
 
     return store

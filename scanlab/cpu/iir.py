@@ -18,8 +18,10 @@ from scanlab.cpu.filter_lanes import (
     LANES,
     direct_form_step,
     load_lanes,
+    load_steps,
     sections_step,
     store_lanes,
+    store_steps,
 )
 
 #: Rows each thread filters together, one lane of a vector each.
@@ -96,34 +98,6 @@ def sosfilt_rows(sos, x, state, out):
         for k in range(count):
             for s in range(sections):
                 state[first + k, s, 0], state[first + k, s, 1] = z[s, 0, k], z[s, 1, k]
-
-
-@njit(inline="always")
-def load_steps(x, first, count, start, steps, block):
-    """``block[j, k] = x[start + j, first + k]`` for ``j < steps``, ``k < LANES`` (``x``
-    time-major; lanes ``k >= count`` repeat channel ``first + count - 1``)."""
-    if count == LANES:  # plain copies, which LLVM vectorises
-        for j in range(steps):
-            for k in range(LANES):
-                block[j, k] = x[start + j, first + k]
-        return
-    last = count - 1
-    for j in range(steps):
-        for k in range(LANES):
-            block[j, k] = x[start + j, first + min(k, last)]
-
-
-@njit(inline="always")
-def store_steps(block, first, count, start, steps, out):
-    """``out[start + j, first + k] = block[j, k]`` for ``j < steps``, ``k < count``."""
-    if count == LANES:
-        for j in range(steps):
-            for k in range(LANES):
-                out[start + j, first + k] = block[j, k]
-        return
-    for j in range(steps):
-        for k in range(count):
-            out[start + j, first + k] = block[j, k]
 
 
 @njit(inline="always")
