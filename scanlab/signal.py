@@ -76,8 +76,8 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     along ``axis=-1`` and 2.0-2.8x on one series of 10**7 samples; a 4th-order Butterworth
     filter 3.4-5.9x, both shapes; with one of the two cores kept busy by another process,
     1.6-2.6x. Time first (``axis=0`` of a C array, 8 channels or more) is read as it lies, with
-    no transposing copy: a (10**5, 100) array 3.8-5.4x scipy (2 cores of AMD Zen 4; the FIR
-    filter 4.2x).
+    no transposing copy: a (10**5, 100) array 3.8-5.5x scipy (2 cores of AMD Zen 4, three runs;
+    the FIR filter 4.2x).
 
     Parameters
     ----------
@@ -186,7 +186,7 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     Zen 5, ``benchmarks/front_ends.py``): an 8th-order Butterworth filter 3.5-6.4x scipy on a
     (100, 10**5) array along ``axis=-1`` and 3.4-5.8x on one series of 10**7 samples; with one
     of the two cores kept busy by another process, 1.6-2.7x. Time first (``axis=0`` of a C
-    array, 8 channels or more) is read as it lies: a (10**5, 100) array 3.9x (Zen 4).
+    array, 8 channels or more) is read as it lies: a (10**5, 100) array 3.2-4.3x (Zen 4).
 
     Parameters
     ----------
