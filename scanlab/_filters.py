@@ -324,7 +324,7 @@ def both_ways(run, x, axis: int, padtype, padlen, taps: int) -> np.ndarray:
     # contiguous), whatever x's axis. The backward pass reads y reversed, copied into that
     # copy's memory (ours, no longer needed), and writes over y: no fresh memory, whose first
     # touch (page faults) costs as much as the copy itself (10**7 samples: 46 -> 36 ms on Zen
-    # 4; (10**5, 100) along axis 0: 82 -> 50 ms).
+    # 4; (10**5, 100) along axis 0: 82 -> 57 ms).
     x = np.moveaxis(x, axis, -1)
     last = x.ndim - 1
     ext = x if padtype is None or edge <= 0 else padded(x, last, padtype, edge)
