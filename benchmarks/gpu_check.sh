@@ -92,7 +92,8 @@ step front_ends "${limits[4]}" bash -c '"$0" benchmarks/front_ends.py --device c
     $2; "$0" benchmarks/gradients.py --device cuda $2' "$python" "$((limits[4] / 3))" "$sizes"
 # The 1M-step task's seconds per training iteration at the paper's setting (the last line:
 # iterations and seconds of training); a few iterations, not the run to convergence.
-if [ "$quick" = --quick ]; then preset=(--length 64); else preset=(--preset paper-1m); fi
+if [ "$quick" = --quick ]; then preset=(--length 16 --hidden 4 --batch 2); else
+    preset=(--preset paper-1m); fi
 step long_dependency "${limits[5]}" "$python" examples/long_dependency.py "${preset[@]}" \
     --device cuda --max-iterations 5 --time-limit "$((limits[5] / 2))"
 

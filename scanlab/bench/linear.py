@@ -206,6 +206,9 @@ CPU_COLUMNS = (
 #: to many channels; the quick table is 256 times smaller.
 GPU_CASES = tuple((2**28 // channels, channels) for channels in (1, 16, 256, 4096))
 QUICK_GPU_CASES = tuple((2**20 // channels, channels) for channels in (1, 16, 256, 4096))
+#: The quick table under Numba's CUDA simulator, which runs every GPU thread in Python: sizes it
+#: finishes in seconds, to try the benchmark's code, not to measure.
+SIMULATOR_GPU_CASES = ((512, 1), (32, 16))
 #: The loop of one kernel launch per step runs at most this many steps; scaled to the full length.
 LAUNCH_LOOP_STEPS = 2**10
 
@@ -336,9 +339,11 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
 
 def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     """The GPU benchmark table: one float32 row per ``(T, D)`` case."""
+    simulated = quick and numba.config.ENABLE_CUDASIM
+    cases = SIMULATOR_GPU_CASES if simulated else QUICK_GPU_CASES if quick else GPU_CASES
     return measure_rows(
-        QUICK_GPU_CASES if quick else GPU_CASES,
-        partial(measure_gpu_case, dtype=np.float32, repeats=5 if quick else 20),
+        cases,
+        partial(measure_gpu_case, dtype=np.float32, repeats=1 if simulated else 5 if quick else 20),
         lambda length, channels: f"GPU T={length} D={channels} float32",
         show_progress,
     )

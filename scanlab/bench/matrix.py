@@ -160,6 +160,8 @@ CPU_COLUMNS = (
 #: the quick table is 64 times smaller.
 GPU_CASES = tuple((size, 2**26 // (size * size)) for size in (2, 4, 16, 64))
 QUICK_GPU_CASES = tuple((size, 2**20 // (size * size)) for size in (2, 4, 16, 64))
+#: The quick table under Numba's CUDA simulator (see ``scanlab.bench.linear``).
+SIMULATOR_GPU_CASES = ((2, 256), (4, 64))
 
 GPU_COLUMNS = (
     ("n", "{:d}"),
@@ -219,9 +221,11 @@ def measure_gpu_case(size: int, length: int, dtype, repeats: int) -> dict:
 
 def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     """The GPU benchmark table of ``linear_recurrence_matrix``: float32, one system per row."""
+    simulated = quick and numba.config.ENABLE_CUDASIM
+    cases = SIMULATOR_GPU_CASES if simulated else QUICK_GPU_CASES if quick else GPU_CASES
     return measure_rows(
-        QUICK_GPU_CASES if quick else GPU_CASES,
-        partial(measure_gpu_case, dtype=np.float32, repeats=5 if quick else 20),
+        cases,
+        partial(measure_gpu_case, dtype=np.float32, repeats=1 if simulated else 5 if quick else 20),
         lambda size, length: f"GPU n={size} T={length} float32",
         show_progress,
     )
