@@ -27,6 +27,7 @@ from scanlab._scaled_products import (
 )
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto, streaming
+from scanlab.cpu.few_channels import REGISTER_CHAINS, run_in_registers
 from scanlab.cpu.scan_lanes import apply_lanes, compose_lanes
 from scanlab.cpu.streaming import store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
@@ -174,7 +175,10 @@ def run_block(a, b, h0, out, reverse, first, stop, stream):
     start = (-buffer.ctypes.data % LANE_BYTES) // h0.itemsize
     state = buffer[start : start + width]
     state[:] = h0[first:stop]
-    run_steps(a, b, state, out, 0, out.shape[0], reverse, first, stream)
+    if 1 < width <= REGISTER_CHAINS:
+        run_in_registers(a, b, state, out, 0, out.shape[0], reverse, first)
+    else:
+        run_steps(a, b, state, out, 0, out.shape[0], reverse, first, stream)
 
 
 def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream):
