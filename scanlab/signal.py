@@ -278,8 +278,7 @@ def run_sosfilt(sos, x, axis, zi, device, out=None):
         cpu_iir.sosfilt_rows(sos, read_only(rows), states, out)
 
     def run_steps(steps, conditions, out):
-        states = conditions.reshape(len(conditions), sections, 2)
-        cpu_iir.sosfilt_steps(sos, steps, states, out, numba.get_num_threads())
+        cpu_iir.sosfilt_steps(sos, steps, conditions, out, numba.get_num_threads())
 
     y = filtered_rows(x, axis, dtype, run, flat, "sosfilt", out, run_steps)
     if zi is None:

@@ -18,7 +18,13 @@ from tqdm import tqdm
 import scanlab
 from scanlab import config
 from scanlab._arrays import aligned_empty
-from scanlab.bench.timing import best_time, best_times, gpu_best_time, measure_rows
+from scanlab.bench.timing import (
+    best_time,
+    best_times,
+    gpu_best_time,
+    gpu_cases,
+    measure_rows,
+)
 from scanlab.cpu.linear import choose_method
 
 #: ``(T, D)`` of the CPU table: one long series, a few channels, many channels, and the issue's
@@ -206,8 +212,7 @@ CPU_COLUMNS = (
 #: to many channels; the quick table is 256 times smaller.
 GPU_CASES = tuple((2**28 // channels, channels) for channels in (1, 16, 256, 4096))
 QUICK_GPU_CASES = tuple((2**20 // channels, channels) for channels in (1, 16, 256, 4096))
-#: The quick table under Numba's CUDA simulator, which runs every GPU thread in Python: sizes it
-#: finishes in seconds, to try the benchmark's code, not to measure.
+#: The quick table under Numba's CUDA simulator (``scanlab.bench.timing.gpu_cases``).
 SIMULATOR_GPU_CASES = ((512, 1), (32, 16))
 #: The loop of one kernel launch per step runs at most this many steps; scaled to the full length.
 LAUNCH_LOOP_STEPS = 2**10
@@ -339,11 +344,10 @@ def measure_gpu_case(length: int, channels: int, dtype, repeats: int) -> dict:
 
 def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     """The GPU benchmark table: one float32 row per ``(T, D)`` case."""
-    simulated = quick and numba.config.ENABLE_CUDASIM
-    cases = SIMULATOR_GPU_CASES if simulated else QUICK_GPU_CASES if quick else GPU_CASES
+    cases, repeats = gpu_cases(quick, GPU_CASES, QUICK_GPU_CASES, SIMULATOR_GPU_CASES)
     return measure_rows(
         cases,
-        partial(measure_gpu_case, dtype=np.float32, repeats=1 if simulated else 5 if quick else 20),
+        partial(measure_gpu_case, dtype=np.float32, repeats=repeats),
         lambda length, channels: f"GPU T={length} D={channels} float32",
         show_progress,
     )

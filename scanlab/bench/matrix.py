@@ -13,7 +13,13 @@ from numba import njit
 
 import scanlab
 from scanlab.bench.linear import jax_scan_time
-from scanlab.bench.timing import best_time, best_times, gpu_best_time, measure_rows
+from scanlab.bench.timing import (
+    best_time,
+    best_times,
+    gpu_best_time,
+    gpu_cases,
+    measure_rows,
+)
 from scanlab.cpu.linear_matrix import choose_method
 
 #: ``(n, T, per_step)``: matrices per step (``A`` of shape ``(T, n, n)``) where ``A`` fits in
@@ -160,7 +166,7 @@ CPU_COLUMNS = (
 #: the quick table is 64 times smaller.
 GPU_CASES = tuple((size, 2**26 // (size * size)) for size in (2, 4, 16, 64))
 QUICK_GPU_CASES = tuple((size, 2**20 // (size * size)) for size in (2, 4, 16, 64))
-#: The quick table under Numba's CUDA simulator (see ``scanlab.bench.linear``).
+#: The quick table under Numba's CUDA simulator (``scanlab.bench.timing.gpu_cases``).
 SIMULATOR_GPU_CASES = ((2, 256), (4, 64))
 
 GPU_COLUMNS = (
@@ -221,11 +227,10 @@ def measure_gpu_case(size: int, length: int, dtype, repeats: int) -> dict:
 
 def gpu_table(quick: bool = False, show_progress: bool = True) -> list[dict]:
     """The GPU benchmark table of ``linear_recurrence_matrix``: float32, one system per row."""
-    simulated = quick and numba.config.ENABLE_CUDASIM
-    cases = SIMULATOR_GPU_CASES if simulated else QUICK_GPU_CASES if quick else GPU_CASES
+    cases, repeats = gpu_cases(quick, GPU_CASES, QUICK_GPU_CASES, SIMULATOR_GPU_CASES)
     return measure_rows(
         cases,
-        partial(measure_gpu_case, dtype=np.float32, repeats=1 if simulated else 5 if quick else 20),
+        partial(measure_gpu_case, dtype=np.float32, repeats=repeats),
         lambda size, length: f"GPU n={size} T={length} float32",
         show_progress,
     )

@@ -86,6 +86,15 @@ def copy_times(host, states_shape: tuple, repeats: int) -> tuple[float, float]:
     return to_device, gpu_best_time(states.copy_to_host, repeats)
 
 
+def gpu_cases(quick: bool, full: tuple, smaller: tuple, simulated: tuple) -> tuple[tuple, int]:
+    """``(cases, repeats)`` of a GPU table: ``full``, or with ``quick`` the ``smaller`` cases,
+    or under Numba's CUDA simulator (which runs every GPU thread in Python) the ``simulated``
+    ones, sizes it finishes in seconds, to try the benchmark's code rather than measure."""
+    if quick and numba.config.ENABLE_CUDASIM:
+        return simulated, 1
+    return (smaller, 5) if quick else (full, 20)
+
+
 def measure_rows(cases, measure, label, show_progress: bool = True, seconds=None) -> list[dict]:
     """``measure(*case)`` for each case, with a progress bar on stderr showing ``label(*case)``;
     with ``seconds``, no case starts once that many have passed (the rows measured until then)."""

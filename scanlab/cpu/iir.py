@@ -101,6 +101,21 @@ def sosfilt_rows(sos, x, state, out):
 
 
 @njit(inline="always")
+def copy_delays(state, delays, first_group, into_delays):
+    """Between ``state`` (``(D, n)``, channels first) and ``delays`` (``(groups, n, LANES)``,
+    the groups of a run from ``first_group``, lanes last), in the direction ``into_delays``."""
+    channels = state.shape[0]
+    for group in range(delays.shape[0]):
+        first = (first_group + group) * LANES
+        for k in range(min(LANES, channels - first)):
+            for i in range(state.shape[1]):
+                if into_delays:
+                    delays[group, i, k] = state[first + k, i]
+                else:
+                    state[first + k, i] = delays[group, i, k]
+
+
+@njit(inline="always")
 def thread_groups(channels, threads):
     """``(parts, groups)``: the groups of ``LANES`` channels of a time-major signal, cut into
     ``parts`` runs of consecutive groups, one per thread of ``threads``."""
@@ -121,11 +136,7 @@ def lfilter_steps(b, a, x, state, out, threads):
         first_group, stop_group = part * groups // parts, (part + 1) * groups // parts
         z = np.zeros((stop_group - first_group, max(order, 1), LANES), out.dtype)
         block = np.zeros((STEPS, LANES), out.dtype)
-        for group in range(first_group, stop_group):
-            first = group * LANES
-            for k in range(min(LANES, channels - first)):
-                for i in range(order):
-                    z[group - first_group, i, k] = state[first + k, i]
+        copy_delays(state, z[:, :order], first_group, True)
         for start in range(0, length, STEPS):
             steps = min(STEPS, length - start)
             for group in range(first_group, stop_group):
@@ -140,17 +151,13 @@ def lfilter_steps(b, a, x, state, out, threads):
                         for k in range(LANES):
                             block[j, k] = b[0] * block[j, k]
                 store_steps(block, first, count, start, steps, out)
-        for group in range(first_group, stop_group):
-            first = group * LANES
-            for k in range(min(LANES, channels - first)):
-                for i in range(order):
-                    state[first + k, i] = z[group - first_group, i, k]
+        copy_delays(state, z[:, :order], first_group, False)
 
 
 @njit(cache=True, parallel=True)
 def sosfilt_steps(sos, x, state, out, threads):
     """:func:`sosfilt_rows` of a time-major ``x`` (``(T, D)``) into ``out``, walked as
-    :func:`lfilter_steps` walks it."""
+    :func:`lfilter_steps` walks it; ``state`` is ``(D, 2 S)`` (each section's two delays)."""
     length, channels = x.shape
     sections = sos.shape[0]
     parts, groups = thread_groups(channels, threads)
@@ -158,12 +165,8 @@ def sosfilt_steps(sos, x, state, out, threads):
         first_group, stop_group = part * groups // parts, (part + 1) * groups // parts
         z = np.zeros((stop_group - first_group, sections, 2, LANES), out.dtype)
         block = np.zeros((STEPS, LANES), out.dtype)
-        for group in range(first_group, stop_group):
-            first = group * LANES
-            for k in range(min(LANES, channels - first)):
-                for s in range(sections):
-                    z[group - first_group, s, 0, k] = state[first + k, s, 0]
-                    z[group - first_group, s, 1, k] = state[first + k, s, 1]
+        flat_z = z.reshape(stop_group - first_group, 2 * sections, LANES)
+        copy_delays(state, flat_z, first_group, True)
         for start in range(0, length, STEPS):
             steps = min(STEPS, length - start)
             for group in range(first_group, stop_group):
@@ -174,12 +177,23 @@ def sosfilt_steps(sos, x, state, out, threads):
                 for j in range(steps):
                     sections_step(sos, block, j, delays)
                 store_steps(block, first, count, start, steps, out)
-        for group in range(first_group, stop_group):
-            first = group * LANES
-            for k in range(min(LANES, channels - first)):
-                for s in range(sections):
-                    state[first + k, s, 0] = z[group - first_group, s, 0, k]
-                    state[first + k, s, 1] = z[group - first_group, s, 1, k]
+        copy_delays(state, flat_z, first_group, False)
+
+
+@njit(inline="always")
+def final_delays(b, samples, initial, final):
+    """An FIR filter's delays after one channel's ``samples`` (length ``T``), from its
+    ``initial`` ones (length ``K``): ``final[i] = sum(b[j] samples[T + i - j] for j > i,
+    T + i - j >= 0) + initial[T + i]`` (the last term where ``T + i < K``)."""
+    length, order = samples.shape[0], initial.shape[0]
+    for i in range(order):
+        total = final.dtype.type(0)
+        for j in range(i + 1, order + 1):
+            if length + i - j >= 0:
+                total += b[j] * samples[length + i - j]
+        if length + i < order:
+            total += initial[length + i]
+        final[i] = total
 
 
 @njit(cache=True, nogil=True)
@@ -216,14 +230,7 @@ def fir_blocks(counter, b, x, state, out, final):
         for t in range(start, min(stop, order)):
             filtered[t] += state[row, t]
         if block == 0:
-            for i in range(order):
-                total = out.dtype.type(0)
-                for j in range(i + 1, order + 1):
-                    if length + i - j >= 0:
-                        total += b[j] * samples[length + i - j]
-                if length + i < order:
-                    total += state[row, length + i]
-                final[row, i] = total
+            final_delays(b, samples, state[row], final[row])
         task = atomics.fetch_add(counter, 0, 1)
 
 
@@ -254,14 +261,7 @@ def fir_steps(counter, b, x, state, out, final):
                 out[t, d] += state[d, t]
         if task == 0:
             for d in range(channels):
-                for i in range(order):
-                    total = out.dtype.type(0)
-                    for j in range(i + 1, order + 1):
-                        if length + i - j >= 0:
-                            total += b[j] * x[length + i - j, d]
-                    if length + i < order:
-                        total += state[d, length + i]
-                    final[d, i] = total
+                final_delays(b, x[:, d], state[d], final[d])
         task = atomics.fetch_add(counter, 0, 1)
 
 

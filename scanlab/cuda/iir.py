@@ -72,8 +72,7 @@ def fir_output_kernel(x, b, initial, out):
 @cuda.jit
 def fir_delays_kernel(x, b, initial, final):
     """``final[:, i] = sum(b[j] x[T + i - j] for j > i, T + i - j >= 0) + initial[:, T + i]``
-    (the last term where ``T + i < K``): twin of ``scanlab.cpu.iir.fir_blocks``'s final
-    delays."""
+    (the last term where ``T + i < K``): twin of ``scanlab.cpu.iir.final_delays``."""
     length = x.shape[0]
     channels, order = final.shape
     first, start = cuda.grid(2)
