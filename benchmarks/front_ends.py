@@ -8,7 +8,9 @@ Each row times scanlab and the library it replaces on the same data, taking turn
 ``axis=-1`` and a (10**5, 100) one along ``axis=0`` (a first-order filter, a 4th-order
 Butterworth as ``lfilter(b, a)``, an 8th-order one as ``sosfilt``, a 32-tap low-pass FIR filter
 as ``lfilter(b, [1])``, the first-order filter from initial conditions ``zi`` (a stream's next
-piece), and the zero-phase ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters);
+piece), and the zero-phase ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); the
+first three filters on a stream of 2**20 samples filtered in pieces of 256, 4096 and 65536
+samples, ``zi`` carried (where the calls' own cost shows);
 ``ewm_mean`` against pandas' ``ewm(span=20).mean()``
 on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
 10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and
@@ -16,12 +18,13 @@ on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
 user would write with ``@njit``) and, for rollouts of at most 10**5
 steps, the per-step NumPy loop of PPO implementations (rewards and values standard normal, episodes
 ending with probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the
-``filter-table``, ``ewm-table`` and ``rl-table`` blocks of benchmarks/RESULTS.md (``--only``:
-one of them: filter, ewm or rl).
+``filter-table``, ``stream-table``, ``ewm-table`` and ``rl-table`` blocks of
+benchmarks/RESULTS.md (``--only``: one of them: filter, stream, ewm or rl).
 
 ``--busy``: the same next to another process spinning on one core, each function's median run
 (the best of many runs there is the one the neighbour happened to leave alone); the
-``filter-busy-table``, ``ewm-busy-table`` and ``rl-busy-table`` blocks.
+``filter-busy-table``, ``stream-busy-table``, ``ewm-busy-table`` and ``rl-busy-table``
+blocks.
 
 ``--device cuda``: the front ends on GPU arrays (float32, the data on the GPU before timing,
 CUDA events) against the CPU library of the same run (scipy, pandas, the Numba loop) and
@@ -97,6 +100,17 @@ FILTER_COLUMNS = (
     ("scipy ms", "{:.2f}"),
     ("x scipy", "{:.2f}"),
 )
+#: One series of ``STREAM_SAMPLES`` samples filtered in pieces of each of these lengths, ``zi``
+#: carried from piece to piece (a recording processed as it arrives).
+STREAM_PIECES = (256, 4096, 65536)
+STREAM_SAMPLES = 2**20
+STREAM_COLUMNS = (
+    ("filter", "{}"),
+    ("piece", "{}"),
+    ("scanlab ms", "{:.2f}"),
+    ("scipy ms", "{:.2f}"),
+    ("x scipy", "{:.2f}"),
+)
 
 
 def measure_filter(
@@ -131,6 +145,41 @@ def measure_filter(
     return {
         "filter": label,
         "shape": "x".join(map(str, shape)) + (f" (axis {axis})" if axis != -1 else ""),
+        "scanlab ms": 1e3 * times["scanlab"],
+        "scipy ms": 1e3 * times["scipy"],
+        "x scipy": times["scipy"] / times["scanlab"],
+    }
+
+
+def filter_stream(filter_function, coefficients: tuple, pieces: list, zi) -> None:
+    """Filter ``pieces`` one after the other, each from the previous one's final conditions."""
+    for piece in pieces:
+        _, zi = filter_function(*coefficients, piece, zi=zi)
+
+
+def measure_stream(
+    label: str, function: str, coefficients: tuple, piece: int, quick=False, statistic=min
+):
+    """One row: a stream of ``STREAM_SAMPLES`` float64 samples (16x fewer when ``quick``)
+    filtered in pieces of ``piece`` samples by scanlab's and scipy's filter, from zero
+    conditions."""
+    samples = STREAM_SAMPLES // (16 if quick else 1)
+    pieces = np.split(np.random.default_rng(0).standard_normal(samples), samples // piece)
+    if function == "sosfilt":
+        zi = np.zeros((len(coefficients[0]), 2))
+    else:
+        zi = np.zeros(max(map(len, coefficients)) - 1)
+    times = best_times(
+        {
+            name: partial(filter_stream, getattr(module, function), coefficients, pieces, zi)
+            for name, module in (("scanlab", signal), ("scipy", scipy.signal))
+        },
+        repeats=3,
+        statistic=statistic,
+    )
+    return {
+        "filter": label,
+        "piece": piece,
         "scanlab ms": 1e3 * times["scanlab"],
         "scipy ms": 1e3 * times["scipy"],
         "x scipy": times["scipy"] / times["scanlab"],
@@ -381,7 +430,7 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, help="with --device cuda: start no row after this many seconds"
     )
-    parser.add_argument("--only", choices=("filter", "ewm", "rl"), help="one table (CPU)")
+    parser.add_argument("--only", choices=("filter", "stream", "ewm", "rl"), help="one table (CPU)")
     arguments = parser.parse_args()
     quick = arguments.quick
     if arguments.device == "cuda":
@@ -402,8 +451,10 @@ def main() -> None:
         for case in FILTERS + HOST_FILTERS
         for shape, axis in [*((shape, -1) for shape in FILTER_SHAPES), (TIME_FIRST_SHAPE, 0)]
     ]
+    stream_cases = [(*case, piece) for case in FILTERS[:3] for piece in STREAM_PIECES]
     tables = (
         ("filter", filter_cases, measure_filter, FILTER_COLUMNS),
+        ("stream", stream_cases, measure_stream, STREAM_COLUMNS),
         ("ewm", EWM_CASES, measure_ewm, EWM_COLUMNS),
         ("rl", RL_CASES, measure_rl, RL_COLUMNS),
     )

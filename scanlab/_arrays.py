@@ -102,6 +102,19 @@ def normalize_axis(axis, ndim: int) -> int:
     return axis % ndim
 
 
+def moved_axis(array: np.ndarray, source: int, destination: int) -> np.ndarray:
+    """``np.moveaxis(array, source, destination)`` for one axis of a host array, at a tenth of
+    its cost (which the front ends pay several times a call): ``array`` itself where the axis
+    stays where it is."""
+    ndim = array.ndim
+    source, destination = source % ndim, destination % ndim
+    if source == destination:
+        return array
+    order = [k for k in range(ndim) if k != source]
+    order.insert(destination, source)
+    return array.transpose(order)
+
+
 def as_time_major(
     array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype, core: tuple = ()
 ) -> np.ndarray:
@@ -116,7 +129,7 @@ def as_time_major(
     if leading < ndim:
         array = array.reshape((1,) * (ndim - leading) + array.shape)
     if axis:
-        array = np.moveaxis(array, axis, 0)
+        array = moved_axis(array, axis, 0)
     middle = array.shape[1:ndim]
     if middle != rest and any(size != 1 for size in middle):
         array = np.broadcast_to(array, array.shape[:1] + rest + core)
@@ -181,7 +194,7 @@ class LinearProblem:
     def finish(self) -> np.ndarray:
         """Copy the kernel's output into ``result`` unless the kernel wrote there directly."""
         if not self.writes_result:
-            moved = np.moveaxis(self.result, self.axis, -1 if self.time_last else 0)
+            moved = moved_axis(self.result, self.axis, -1 if self.time_last else 0)
             moved[...] = self.kernel_out.reshape(moved.shape)
         return self.result
 
@@ -349,7 +362,7 @@ def kernel_view(result: np.ndarray, axis: int, state_ndim: int = 0):
 
     ``state_ndim`` trailing axes of ``result`` are the state of a matrix recurrence.
     """
-    moved = np.moveaxis(result, axis, 0) if axis else result
+    moved = moved_axis(result, axis, 0)
     if not moved.flags.c_contiguous:
         return None
     channels = math.prod(moved.shape[1 : moved.ndim - state_ndim])
@@ -398,7 +411,7 @@ def as_time_last(array: np.ndarray, ndim: int, axis: int, rest: tuple, dtype) ->
     mirror of :func:`as_time_major`."""
     if array.ndim < ndim:
         array = array.reshape((1,) * (ndim - array.ndim) + array.shape)
-    array = np.moveaxis(array, axis, -1)
+    array = moved_axis(array, axis, -1)
     middle = array.shape[:-1]
     if middle != rest and any(size != 1 for size in middle):
         array = np.broadcast_to(array, rest + array.shape[-1:])
@@ -412,14 +425,14 @@ def lay_out_time_last(a, b, h0, layout: Layout, out) -> LinearProblem:
     shape, axis, dtype, rest = layout.shape, layout.axis, layout.dtype, layout.rest
     h0 = initial_state(h0, layout.initial_shape, dtype, shape, axis)
     if out is None:
-        result = np.moveaxis(np.empty(rest + (shape[axis],), dtype), -1, axis)
+        result = moved_axis(np.empty(rest + (shape[axis],), dtype), -1, axis)
     else:
         result = output_array(out, shape, dtype)
     if np.may_share_memory(h0, result):
         h0 = h0.copy()
     kernel_a = as_time_last(np.asarray(a), len(shape), axis, rest, dtype)
     kernel_b = as_time_last(np.asarray(b), len(shape), axis, rest, dtype)
-    moved = np.moveaxis(result, axis, -1)
+    moved = moved_axis(result, axis, -1)
     rows = math.prod(rest)  # not -1: a length-0 time axis leaves it undetermined
     kernel_out = moved.reshape(rows, shape[axis]) if moved.flags.c_contiguous else None
     writes_result = kernel_out is not None and not any(

@@ -23,9 +23,9 @@ def resolve_device(device, **operands) -> str:
     """
     if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
-    gpu_operands = ", ".join(name for name, value in operands.items() if on_gpu(value))
-    if not gpu_operands:
+    if not any(map(on_gpu, operands.values())):
         return "cpu" if device == "auto" else device
+    gpu_operands = ", ".join(name for name, value in operands.items() if on_gpu(value))
     if device == "cpu":
         raise TypeError(
             f"{gpu_operands} live(s) on the GPU, but device='cpu': pass device='cuda' (or "

@@ -16,19 +16,71 @@ from functools import partial
 import numba
 import numpy as np
 
-from scanlab._arrays import as_time_last, normalize_axis, numeric_array, read_only, stand_in
+from scanlab import config
+from scanlab._arrays import (
+    as_time_last,
+    moved_axis,
+    normalize_axis,
+    numeric_array,
+    read_only,
+    stand_in,
+)
 from scanlab._devices import cuda_module, on_gpu
 from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import ewm as cpu_ewm
+from scanlab.cpu import filter_registers
 from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.threads import share_out
 from scanlab.linear import linear_recurrence
 
 
 def run_iir(b, a, rows, state, out):
-    """The IIR filter ``b``, ``a`` over ``rows`` (see :func:`filtered_rows`):
-    each thread walks ``ROW_CHAINS`` rows in lockstep."""
+    """The IIR filter ``b``, ``a`` over ``rows`` (see :func:`filtered_rows`): each thread
+    walks ``ROW_CHAINS`` rows in lockstep, or, for fewer rows, one row at a time with its
+    delays in registers."""
+    order = state.shape[1]
+    if in_registers(rows, out, order, filter_registers.MAX_DELAYS):
+        size = filter_registers.register_count(order) + 1
+        b, a = (tuple(zero_padded(values, size, out.dtype)) for values in (b, a))
+        arguments = (b, a, order, read_only(rows), state, out)
+        share_out(filter_registers.lfilter_registers, len(rows), arguments)
+        return
     cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
+
+
+def zero_padded(values, size: int, dtype) -> np.ndarray:
+    """The 1-D ``values`` followed by zeros up to ``size``, a new array of ``dtype``
+    (``np.pad`` costs ten times as much, on every call of a filter)."""
+    padded = np.zeros(size, dtype)
+    padded[: len(values)] = values
+    return padded
+
+
+def run_sections(sos, rows, state, out):
+    """The second-order sections ``sos`` (``(S, 6)``) in cascade over ``rows``, from the
+    delays ``state`` (``(D, 2 S)``): as :func:`run_iir` walks them."""
+    sections = len(sos)
+    if in_registers(rows, out, sections, filter_registers.MAX_SECTIONS):
+        size = 6 * filter_registers.register_count(sections)
+        coefficients = tuple(zero_padded(sos.reshape(-1), size, out.dtype))
+        arguments = (coefficients, sections, read_only(rows), state, out)
+        share_out(filter_registers.sosfilt_registers, len(rows), arguments)
+        return
+    states = state.reshape(len(state), sections, 2)
+    cpu_iir.sosfilt_rows(read_only(sos), read_only(rows), states, out)
+
+
+def run_sections_steps(sos, steps, state, out):
+    """The sections ``sos`` over a time-major signal ``steps`` (``(T, D)``)."""
+    threads = numba.get_num_threads()
+    cpu_iir.sosfilt_steps(read_only(sos), steps, state, out, threads)
+
+
+def in_registers(rows, out, size: int, largest: int) -> bool:
+    """Whether a filter of ``size`` delays or sections over ``rows`` runs with its delays in
+    registers (:mod:`scanlab.cpu.filter_registers`): fewer rows than the lockstep kernels walk
+    together, a real dtype, ``size`` from 1 to ``largest``."""
+    return len(rows) < cpu_iir.ROW_CHAINS and 1 <= size <= largest and out.dtype.kind == "f"
 
 
 def run_iir_steps(b, a, steps, state, out):
@@ -94,7 +146,7 @@ def conditions_by_row(zi, state_shape: tuple, x, axis: int, dtype) -> np.ndarray
     order = state_shape[axis]
     if zi is None:
         return np.zeros((rows, order), dtype)
-    full = np.moveaxis(np.broadcast_to(zi, state_shape), axis, -1)
+    full = moved_axis(np.broadcast_to(zi, state_shape), axis, -1)
     return np.array(full, dtype, order="C").reshape(rows, order)  # a copy: the kernel writes
 
 
@@ -102,7 +154,7 @@ def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndar
     """``(D, K)`` rows of conditions back in the layout of ``zi``: ``shape`` with ``axis`` of
     length ``order``."""
     rest = shape[:axis] + shape[axis + 1 :]
-    return np.moveaxis(state.reshape(*rest, order), -1, axis)
+    return moved_axis(state.reshape(*rest, order), -1, axis)
 
 
 def filtered_rows(
@@ -126,15 +178,16 @@ def filtered_rows(
             out = two_axis_view(result, axis, 0)
             out = np.empty((length, channels), dtype) if out is None else out
             run_steps(read_only(np.asarray(steps, dtype)), state, out)
-            return np.moveaxis(out.reshape(length, *rest), 0, axis)
+            return moved_axis(out.reshape(length, *rest), 0, axis)
     rows = as_time_last(x, x.ndim, axis, rest, dtype)
     out = two_axis_view(result, axis, -1)
     if out is None:
         out = np.empty((math.prod(rest), length), dtype)
     if not out.size:
-        return np.moveaxis(out.reshape(*rest, length), -1, axis)
+        return moved_axis(out.reshape(*rest, length), -1, axis)
     choice = contextlib.nullcontext("sequential")
-    if task is not None and len(rows) < cpu_iir.ROW_CHAINS:
+    few = len(rows) < cpu_iir.ROW_CHAINS and length >= config.cpu.auto_scan_min_length
+    if task is not None and few:  # shorter ones run sequentially: no measured choice to make
         threads = numba.get_num_threads()
         measure = partial(filter_speeds, run, state.shape[1])
         name = f"{task} states={state.shape[1]}"
@@ -145,7 +198,7 @@ def filtered_rows(
                 over_time(run, rows[row], state[row], out[row])
         else:
             run(rows, state, out)
-    return np.moveaxis(out.reshape(*rest, length), -1, axis)
+    return moved_axis(out.reshape(*rest, length), -1, axis)
 
 
 def first_order(b0, a1, x, axis: int, zi, dtype, out=None):
@@ -177,6 +230,14 @@ def first_order(b0, a1, x, axis: int, zi, dtype, out=None):
     return y, -a1 * y[tuple(last)]
 
 
+def first_order_pays(series: int, length: int) -> bool:
+    """Whether :func:`first_order` runs a first-order filter of ``series`` of ``length``
+    samples: fewer series than the lockstep kernels walk together, long enough for ``auto``
+    to consider the scan (``config.cpu.auto_scan_min_length``); shorter ones the filter's
+    own loop runs faster (its delay in a register: no ``linear_recurrence`` call around it)."""
+    return series < cpu_iir.ROW_CHAINS and length >= config.cpu.auto_scan_min_length
+
+
 def first_shape(shape: tuple, axis: int) -> tuple:
     """``shape`` with ``axis`` of length 1."""
     return shape[:axis] + (1,) + shape[axis + 1 :]
@@ -188,7 +249,7 @@ def two_axis_view(array, axis: int, time: int):
     does not lie so."""
     if array is None:
         return None
-    moved = np.moveaxis(array, axis, time)
+    moved = moved_axis(array, axis, time)
     if not moved.flags.c_contiguous:
         return None
     length = moved.shape[time]
@@ -326,7 +387,7 @@ def both_ways(run, x, axis: int, padtype, padlen, taps: int) -> np.ndarray:
     # copy's memory (ours, no longer needed), and writes over y: no fresh memory, whose first
     # touch (page faults) costs as much as the copy itself (10**7 samples: 46 -> 36 ms on Zen
     # 4; (10**5, 100) along axis 0: 82 -> 57 ms).
-    x = np.moveaxis(x, axis, -1)
+    x = moved_axis(x, axis, -1)
     last = x.ndim - 1
     ext = x if padtype is None or edge <= 0 else padded(x, last, padtype, edge)
     y, _ = run(ext, steps(ext, last, 0, 1))
@@ -336,7 +397,7 @@ def both_ways(run, x, axis: int, padtype, padlen, taps: int) -> np.ndarray:
         backward, out = ext, y
     y, _ = run(backward, steps(y, last, -1, None).copy(), out)
     y = np.flip(y, last)
-    return np.moveaxis(y if edge <= 0 else steps(y, last, edge, -edge), -1, axis)
+    return moved_axis(y if edge <= 0 else steps(y, last, edge, -edge), -1, axis)
 
 
 def padded(x, axis: int, padtype: str, edge: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from scanlab._arrays import (
     as_time_major,
     check_broadcasts,
     initial_state,
+    moved_axis,
     normalize_axis,
     numeric_array,
     result_dtype,
@@ -349,7 +350,7 @@ def kernel_operands(operands, shape: tuple, axis: int, dtype) -> list:
 
 def in_callers_layout(result: np.ndarray, state_shape: tuple, axis: int) -> np.ndarray:
     """A ``(T, D)`` result with time back at ``axis`` and the channels in ``state_shape``."""
-    return np.moveaxis(result.reshape((len(result), *state_shape)), 0, axis)
+    return moved_axis(result.reshape((len(result), *state_shape)), 0, axis)
 
 
 def real_number(name: str, value) -> float:

@@ -25,6 +25,7 @@ import numpy as np
 from scanlab._arrays import (
     as_time_last,
     as_time_major,
+    moved_axis,
     normalize_axis,
     numeric_array,
     pandas_labels,
@@ -42,6 +43,7 @@ from scanlab._filters import (
     filter_coefficients,
     filtered_rows,
     first_order,
+    first_order_pays,
     from_rows,
     host_signal,
     on_device,
@@ -49,12 +51,14 @@ from scanlab._filters import (
     run_fir_steps,
     run_iir,
     run_iir_steps,
+    run_sections,
+    run_sections_steps,
     section_array,
     signal_array,
     step_decays,
+    zero_padded,
 )
 from scanlab.cpu import ewm as cpu_ewm
-from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.blocks import channel_block
 
 
@@ -153,8 +157,7 @@ def run_lfilter(b, a, x, axis, zi, device, out=None):
         check_conditions("zi", given, state_shape, signal.shape, axis)
         operands["zi"] = zi
     dtype = result_dtype(**operands)
-    b = np.pad(np.asarray(b, dtype), (0, order + 1 - len(b)))
-    a = np.pad(np.asarray(a, dtype), (0, order + 1 - len(a)))
+    b, a = (zero_padded(values, order + 1, dtype) for values in (b, a))
     if a[0] != 1:
         b, a = b / a[0], a / a[0]
     if device == "cuda":
@@ -164,7 +167,7 @@ def run_lfilter(b, a, x, axis, zi, device, out=None):
         return on_device(run, x, signal.shape, axis, dtype, zi, state_shape, order_of_zi)
     x, zi = signal, zi if zi is None else np.asarray(zi)
     rows = math.prod(state_shape) // max(order, 1)
-    if order == 1 and not fir and b[1] == 0 and rows < cpu_iir.ROW_CHAINS:
+    if order == 1 and not fir and b[1] == 0 and first_order_pays(rows, x.shape[axis]):
         result = first_order(b[0], a[1], x, axis, zi, dtype, out)
         if result is not None:
             return result
@@ -272,14 +275,7 @@ def run_sosfilt(sos, x, axis, zi, device, out=None):
     flat = state.reshape(len(state), 2 * sections)  # a view: the kernel's final state lands here
 
     sos = read_only(sos)
-
-    def run(rows, conditions, out):
-        states = conditions.reshape(len(conditions), sections, 2)
-        cpu_iir.sosfilt_rows(sos, read_only(rows), states, out)
-
-    def run_steps(steps, conditions, out):
-        cpu_iir.sosfilt_steps(sos, steps, conditions, out, numba.get_num_threads())
-
+    run, run_steps = partial(run_sections, sos), partial(run_sections_steps, sos)
     y = filtered_rows(x, axis, dtype, run, flat, "sosfilt", out, run_steps)
     if zi is None:
         return y
@@ -569,14 +565,14 @@ def ewm_mean(
         out = np.empty((channels, length), dtype)
         rows = as_time_last(values, values.ndim, axis, rest, dtype)
         cpu_ewm.ewm_mean_rows(rows.T, *options, out.T, cpu_ewm.SERIES_LANES)
-        result = np.moveaxis(out.reshape((*rest, length)), -1, axis)
+        result = moved_axis(out.reshape((*rest, length)), -1, axis)
         return result if labelled is None else labelled(result)
     out = np.empty((length, channels), dtype)
     if out.size:
         values = as_time_major(values, values.ndim, axis, rest, dtype)
         block = channel_block(channels, dtype.itemsize, numba.get_num_threads())
         cpu_ewm.ewm_mean_rows(values, *options, out, block)
-    result = np.moveaxis(out.reshape((length, *rest)), 0, axis)
+    result = moved_axis(out.reshape((length, *rest)), 0, axis)
     return result if labelled is None else labelled(result)
 
 

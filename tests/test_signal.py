@@ -11,8 +11,10 @@ import scipy.signal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scanlab import config
 from scanlab import signal as signal_module
 from scanlab.cpu import auto as cpu_auto
+from scanlab.cpu import filter_registers
 from scanlab.cpu import iir as cpu_iir
 from scanlab.signal import ewm_mean, lfilter, sosfilt
 
@@ -416,6 +418,49 @@ def test_a_stream_filtered_in_pieces_is_the_whole():
     np.testing.assert_array_equal(np.concatenate(pieces_ba, axis=-1), whole_ba)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 3, 7])
+def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, dtype, monkeypatch):
+    """Fewer series than the lockstep kernels walk together are filtered one at a time with
+    their delays in registers (``scanlab.cpu.filter_registers``, in sizes of powers of two):
+    every order up to the largest they take and one beyond it (the lockstep kernel), scipy's
+    outputs and final delays bit for bit, with NaN and Inf samples and an infinite delay."""
+    ran = []
+    for name in ("lfilter_registers", "sosfilt_registers"):
+        kernel = getattr(filter_registers, name)
+        monkeypatch.setattr(
+            filter_registers, name, lambda *args, k=kernel: ran.append(k) or k(*args)
+        )
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 300))
+    x[0, [10, 50, 51]] = np.nan, np.inf, -np.inf
+    x = x.astype(dtype)
+    filters = [
+        ("lfilter", [c.astype(dtype) for c in scipy.signal.butter(order, 0.1 * order)], order)
+        for order in range(1, filter_registers.MAX_DELAYS + 2)
+    ]
+    filters.append(("lfilter", [np.array([0.3], dtype), np.array([1.0, -0.9], dtype)], 1))
+    filters += [
+        ("sosfilt", [scipy.signal.butter(2 * count, 0.2, output="sos").astype(dtype)], 2 * count)
+        for count in range(1, filter_registers.MAX_SECTIONS + 2)
+    ]
+    with np.errstate(invalid="ignore", over="ignore"):
+        for function, coefficients, delays in filters:
+            before = len(ran)
+            shape = (rows, delays) if function == "lfilter" else (delays // 2, rows, 2)
+            zi = rng.standard_normal(shape).astype(dtype)
+            zi[..., -1, 0] = np.inf
+            ours = getattr(signal_module, function)(*coefficients, x, zi=zi)
+            theirs = getattr(scipy.signal, function)(*coefficients, x, zi=zi)
+            for found, expected in zip(ours, theirs, strict=True):
+                assert found.dtype == expected.dtype == dtype
+                np.testing.assert_array_equal(found, expected)
+            largest = filter_registers.MAX_DELAYS
+            if function == "sosfilt":
+                largest = 2 * filter_registers.MAX_SECTIONS
+            assert (len(ran) > before) == (delays <= largest)
+
+
 def test_integers_are_filtered_in_float64():
     assert lfilter([1, 1], [2, 1], np.arange(5)).dtype == np.float64
     np.testing.assert_array_equal(
@@ -501,6 +546,15 @@ def test_first_order_initial_conditions_of_every_kind(b, a, zi):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.fixture
+def over_time(monkeypatch):
+    """Few series of any length filtered in parallel over time (``auto`` choosing the scan)."""
+    monkeypatch.setattr(config.cpu, "auto_scan_min_length", 1)
+    monkeypatch.setattr(
+        cpu_auto, "measured_choice", lambda *arguments, **keywords: contextlib.nullcontext("scan")
+    )
+
+
 OVER_TIME_FILTERS = {
     "Butterworth 8 as sections": ("sosfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
     "narrow band-pass sections": (
@@ -516,13 +570,10 @@ OVER_TIME_FILTERS = {
 @pytest.mark.parametrize("name", OVER_TIME_FILTERS)
 @pytest.mark.parametrize("length", [1, 31, 33, 1000, 4099])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
-def test_filters_over_time_agree_with_scipy(name, length, dtype, monkeypatch):
+def test_filters_over_time_agree_with_scipy(name, length, dtype, over_time):
     """Few long series are cut into chunks filtered together; each chunk's start state is
     carried across, its free response added until it decays: scipy's result to rounding,
     stable, narrow-band and unstable filters alike, with zi and zf."""
-    monkeypatch.setattr(
-        cpu_auto, "measured_choice", lambda *arguments, **keywords: contextlib.nullcontext("scan")
-    )
     function, coefficients = OVER_TIME_FILTERS[name]
     rng = np.random.default_rng(length)
     x = rng.standard_normal((2, length)).astype(dtype)
@@ -566,12 +617,9 @@ def test_an_fir_filter_is_scipys_convolution_across_blocks_of_time(dtype):
 
 
 @pytest.mark.parametrize("value", [1e308, np.inf, np.nan])
-def test_a_state_gone_infinite_or_nan_in_one_chunk_stays_so_in_the_next(value, monkeypatch):
+def test_a_state_gone_infinite_or_nan_in_one_chunk_stays_so_in_the_next(value, over_time):
     """The free response of an infinite start state never decays (its tolerance is not
     infinite), as NaN's does not: the chunks after it hold what the loop holds."""
-    monkeypatch.setattr(
-        cpu_auto, "measured_choice", lambda *arguments, **keywords: contextlib.nullcontext("scan")
-    )
     x = np.random.default_rng(5).standard_normal((1, 4000))
     x[0, 100] = value
     for function, coefficients in (

@@ -63,4 +63,7 @@ def share_out(worker, tasks: int, args: tuple) -> None:
     :func:`scanlab.cpu.atomics.fetch_add`) until they reach ``tasks``, so a thread that comes
     free takes over the share of one that was descheduled."""
     counter = np.zeros(1, np.int64)
-    run_together(max(1, min(tasks, numba.get_num_threads())), worker, (counter, *args))
+    if tasks <= 1:  # one thread: the caller's (no need to ask Numba for its thread count)
+        worker(counter, *args)
+        return
+    run_together(min(tasks, numba.get_num_threads()), worker, (counter, *args))
