@@ -36,16 +36,53 @@ from scanlab.linear import linear_recurrence
 
 def run_iir(b, a, rows, state, out):
     """The IIR filter ``b``, ``a`` over ``rows`` (see :func:`filtered_rows`): each thread
-    walks ``ROW_CHAINS`` rows in lockstep, or, for fewer rows, one row at a time with its
-    delays in registers."""
+    walks ``ROW_CHAINS`` rows in lockstep, or, for fewer rows (:func:`in_registers`), one row
+    at a time with its delays in registers."""
     order = state.shape[1]
-    if in_registers(rows, out, order, filter_registers.MAX_DELAYS):
+    if in_registers(len(rows), out.dtype, order):
         size = filter_registers.register_count(order) + 1
         b, a = (tuple(zero_padded(values, size, out.dtype)) for values in (b, a))
-        arguments = (b, a, order, read_only(rows), state, out)
+        arguments = (b, a, order, *lying_flat(rows, out), state)
         share_out(filter_registers.lfilter_registers, len(rows), arguments)
         return
     cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
+
+
+def run_sections(sos, rows, state, out):
+    """The second-order sections ``sos`` (``(S, 6)``) in cascade over ``rows``, from the
+    delays ``state`` (``(D, 2 S)``): as :func:`run_iir` walks them."""
+    sections = len(sos)
+    if in_registers(len(rows), out.dtype, 2 * sections):
+        size = 6 * filter_registers.register_count(sections)
+        coefficients = tuple(zero_padded(sos.reshape(-1), size, out.dtype))
+        arguments = (coefficients, sections, *lying_flat(rows, out), state)
+        share_out(filter_registers.sosfilt_registers, len(rows), arguments)
+        return
+    states = state.reshape(len(state), sections, 2)
+    cpu_iir.sosfilt_rows(read_only(sos), read_only(rows), states, out)
+
+
+def in_registers(rows: int, dtype, delays: int) -> bool:
+    """Whether a filter of ``delays`` delays over ``rows`` rows runs with its delays in
+    registers (:mod:`scanlab.cpu.filter_registers`): fewer rows than the lockstep kernels walk
+    together, a real dtype, 1 to ``MAX_DELAYS`` delays. Its rows may then lie as a C or a
+    Fortran array does (:func:`lying_flat`)."""
+    return (
+        rows < cpu_iir.ROW_CHAINS
+        and 1 <= delays <= filter_registers.MAX_DELAYS
+        and (np.dtype(dtype).kind == "f")
+    )
+
+
+def lying_flat(rows, out) -> tuple:
+    """``(x, out, layout)`` for the register kernels: ``rows`` and ``out`` (``(D, T)``, each
+    C- or Fortran-contiguous) flat as they lie, and the layout of both in elements (``(D, T,
+    rows' row step, rows' time step, out's row step, out's time step)``)."""
+    if not all(array.flags.c_contiguous or array.flags.f_contiguous for array in (rows, out)):
+        raise ValueError("the register kernels take rows that lie C- or Fortran-contiguous")
+    steps = (stride // rows.itemsize for stride in rows.strides + out.strides)
+    flat = (array.reshape(-1, order="A") for array in (read_only(rows), out))
+    return (*flat, (*rows.shape, *steps))
 
 
 def zero_padded(values, size: int, dtype) -> np.ndarray:
@@ -56,31 +93,10 @@ def zero_padded(values, size: int, dtype) -> np.ndarray:
     return padded
 
 
-def run_sections(sos, rows, state, out):
-    """The second-order sections ``sos`` (``(S, 6)``) in cascade over ``rows``, from the
-    delays ``state`` (``(D, 2 S)``): as :func:`run_iir` walks them."""
-    sections = len(sos)
-    if in_registers(rows, out, sections, filter_registers.MAX_SECTIONS):
-        size = 6 * filter_registers.register_count(sections)
-        coefficients = tuple(zero_padded(sos.reshape(-1), size, out.dtype))
-        arguments = (coefficients, sections, read_only(rows), state, out)
-        share_out(filter_registers.sosfilt_registers, len(rows), arguments)
-        return
-    states = state.reshape(len(state), sections, 2)
-    cpu_iir.sosfilt_rows(read_only(sos), read_only(rows), states, out)
-
-
 def run_sections_steps(sos, steps, state, out):
     """The sections ``sos`` over a time-major signal ``steps`` (``(T, D)``)."""
     threads = numba.get_num_threads()
     cpu_iir.sosfilt_steps(read_only(sos), steps, state, out, threads)
-
-
-def in_registers(rows, out, size: int, largest: int) -> bool:
-    """Whether a filter of ``size`` delays or sections over ``rows`` runs with its delays in
-    registers (:mod:`scanlab.cpu.filter_registers`): fewer rows than the lockstep kernels walk
-    together, a real dtype, ``size`` from 1 to ``largest``."""
-    return len(rows) < cpu_iir.ROW_CHAINS and 1 <= size <= largest and out.dtype.kind == "f"
 
 
 def run_iir_steps(b, a, steps, state, out):
@@ -160,9 +176,10 @@ def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndar
 def filtered_rows(
     x, axis: int, dtype, run, state, task: str | None, result=None, run_steps=None
 ) -> np.ndarray:
-    """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous; ``state``
-    ``(D, n)``, left holding the final state) applied to ``x`` as such rows (no copy when it
-    lies so, as ``axis=-1`` of a C array does), and the result in ``x``'s shape: ``result``
+    """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous, or as
+    :func:`laid_out_rows` lays them out; ``state`` ``(D, n)``, left holding the final state)
+    applied to ``x`` as such rows (no copy when it lies so, as ``axis=-1`` of a C array
+    does), and the result in ``x``'s shape: ``result``
     where given and laid out so (of ``x``'s shape and ``dtype``), else a new array. Fewer
     series than a thread walks at once are filtered in parallel over time (:func:`over_time`)
     where that was measured faster for ``task`` on this machine (``None``: ``run`` is parallel
@@ -179,26 +196,46 @@ def filtered_rows(
             out = np.empty((length, channels), dtype) if out is None else out
             run_steps(read_only(np.asarray(steps, dtype)), state, out)
             return moved_axis(out.reshape(length, *rest), 0, axis)
-    rows = as_time_last(x, x.ndim, axis, rest, dtype)
-    out = two_axis_view(result, axis, -1)
-    if out is None:
-        out = np.empty((math.prod(rest), length), dtype)
-    if not out.size:
-        return moved_axis(out.reshape(*rest, length), -1, axis)
+    if not length or not channels:
+        return np.empty(x.shape, dtype) if result is None else result
     choice = contextlib.nullcontext("sequential")
-    few = len(rows) < cpu_iir.ROW_CHAINS and length >= config.cpu.auto_scan_min_length
+    few = channels < cpu_iir.ROW_CHAINS and length >= config.cpu.auto_scan_min_length
     if task is not None and few:  # shorter ones run sequentially: no measured choice to make
         threads = numba.get_num_threads()
         measure = partial(filter_speeds, run, state.shape[1])
         name = f"{task} states={state.shape[1]}"
         choice = cpu_auto.measured_choice(name, length, 1, dtype, threads, measure)
     with choice as method:
+        as_they_lie = method == "sequential" and task is not None
+        as_they_lie = as_they_lie and in_registers(channels, dtype, state.shape[1])
+        rows, out, shaped = laid_out_rows(x, axis, dtype, result, as_they_lie)
         if method == "scan":
             for row in range(len(rows)):
                 over_time(run, rows[row], state[row], out[row])
         else:
             run(rows, state, out)
-    return moved_axis(out.reshape(*rest, length), -1, axis)
+    return shaped(out)
+
+
+def laid_out_rows(x, axis: int, dtype, result, as_they_lie: bool) -> tuple:
+    """``(rows, out, shaped)``: ``x`` as ``(D, T)`` rows of ``dtype``, ``out`` the rows the
+    filter writes (``result``'s memory where given and laid out so), ``shaped(out)`` the
+    result in ``x``'s shape. Rows are C-contiguous, copied where ``x`` does not lie so, but
+    where ``as_they_lie`` (a filter that reads Fortran-contiguous rows too, :func:`in_registers`)
+    a time-major ``x`` of ``dtype`` is read as it lies, its steps' channels, and ``out`` lies
+    alike: no transposing copy either way (NumPy's took longer than the filter)."""
+    rest = x.shape[:axis] + x.shape[axis + 1 :]
+    length = x.shape[axis]
+    if as_they_lie and x.dtype == dtype and two_axis_view(x, axis, -1) is None:
+        steps = two_axis_view(x, axis, 0)
+        if steps is not None:
+            out = two_axis_view(result, axis, 0)
+            out = np.empty(steps.shape, dtype) if out is None else out
+            return steps.T, out.T, lambda out: moved_axis(out.T.reshape(length, *rest), 0, axis)
+    rows = as_time_last(x, x.ndim, axis, rest, dtype)
+    out = two_axis_view(result, axis, -1)
+    out = np.empty((math.prod(rest), length), dtype) if out is None else out
+    return rows, out, lambda out: moved_axis(out.reshape(*rest, length), -1, axis)
 
 
 def first_order(b0, a1, x, axis: int, zi, dtype, out=None):

@@ -419,12 +419,14 @@ def test_a_stream_filtered_in_pieces_is_the_whole():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [-1, 0])
 @pytest.mark.parametrize("rows", [1, 3, 7])
-def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, dtype, monkeypatch):
+def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, axis, dtype, monkeypatch):
     """Fewer series than the lockstep kernels walk together are filtered one at a time with
-    their delays in registers (``scanlab.cpu.filter_registers``, in sizes of powers of two):
-    every order up to the largest they take and one beyond it (the lockstep kernel), scipy's
-    outputs and final delays bit for bit, with NaN and Inf samples and an infinite delay."""
+    their delays in registers (``scanlab.cpu.filter_registers``, in sizes of powers of two),
+    time last or time first as they lie: every order up to the largest they take and one
+    beyond it (the lockstep kernel), scipy's outputs and final delays bit for bit, with NaN and
+    Inf samples and an infinite delay."""
     ran = []
     for name in ("lfilter_registers", "sosfilt_registers"):
         kernel = getattr(filter_registers, name)
@@ -435,6 +437,8 @@ def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, dtype, monk
     x = rng.standard_normal((rows, 300))
     x[0, [10, 50, 51]] = np.nan, np.inf, -np.inf
     x = x.astype(dtype)
+    if axis == 0:
+        x = np.ascontiguousarray(x.T)  # time first, channels contiguous
     filters = [
         ("lfilter", [c.astype(dtype) for c in scipy.signal.butter(order, 0.1 * order)], order)
         for order in range(1, filter_registers.MAX_DELAYS + 2)
@@ -442,23 +446,22 @@ def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, dtype, monk
     filters.append(("lfilter", [np.array([0.3], dtype), np.array([1.0, -0.9], dtype)], 1))
     filters += [
         ("sosfilt", [scipy.signal.butter(2 * count, 0.2, output="sos").astype(dtype)], 2 * count)
-        for count in range(1, filter_registers.MAX_SECTIONS + 2)
+        for count in range(1, filter_registers.MAX_DELAYS // 2 + 2)
     ]
     with np.errstate(invalid="ignore", over="ignore"):
         for function, coefficients, delays in filters:
             before = len(ran)
-            shape = (rows, delays) if function == "lfilter" else (delays // 2, rows, 2)
+            shape = [rows, rows]  # x's shape, the time axis of the delays' length
+            shape[axis] = delays if function == "lfilter" else 2
+            shape = shape if function == "lfilter" else [delays // 2, *shape]
             zi = rng.standard_normal(shape).astype(dtype)
-            zi[..., -1, 0] = np.inf
-            ours = getattr(signal_module, function)(*coefficients, x, zi=zi)
-            theirs = getattr(scipy.signal, function)(*coefficients, x, zi=zi)
+            zi[..., 0, -1] = np.inf
+            ours = getattr(signal_module, function)(*coefficients, x, axis=axis, zi=zi)
+            theirs = getattr(scipy.signal, function)(*coefficients, x, axis=axis, zi=zi)
             for found, expected in zip(ours, theirs, strict=True):
                 assert found.dtype == expected.dtype == dtype
                 np.testing.assert_array_equal(found, expected)
-            largest = filter_registers.MAX_DELAYS
-            if function == "sosfilt":
-                largest = 2 * filter_registers.MAX_SECTIONS
-            assert (len(ran) > before) == (delays <= largest)
+            assert (len(ran) > before) == (delays <= filter_registers.MAX_DELAYS)
 
 
 def test_integers_are_filtered_in_float64():

@@ -14,14 +14,14 @@ last one's arithmetic done and never used. Selects on the filter's true order ke
 out of the true delays: scipy's results bit for bit, NaN and Inf included.
 """
 
-from numba import njit, types
+from numba import njit, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from scanlab.cpu import atomics
 
-#: Delays (direct form) or sections (cascade) that the register kernels take at most.
-MAX_DELAYS, MAX_SECTIONS = 8, 4
+#: Delays that the register kernels take at most: a direct form of order 8, 4 sections.
+MAX_DELAYS = 8
 
 
 def register_count(size: int) -> int:
@@ -175,38 +175,40 @@ def cascade_register_step(typingctx, z, sos, sections, sample):
 
 
 @njit(cache=True, nogil=True)
-def lfilter_registers(counter, b, a, order, x, state, out):
-    """Filter each row of ``x`` (``(D, T)``) by ``b``, ``a`` (normalised, of order
-    ``order``, tuples of ``register_count(order) + 1`` values in ``x``'s dtype: zeros past
-    ``order + 1``) from ``state`` (``(D, order)``, overwritten with the final delays) into
-    ``out``. Rows from ``counter``
-    (:func:`scanlab.cpu.threads.share_out`)."""
-    rows, length = x.shape
+def lfilter_registers(counter, b, a, order, x, out, layout, state):
+    """Filter each row of ``x`` by ``b``, ``a`` (normalised, of order ``order``, tuples of
+    ``register_count(order) + 1`` values in ``x``'s dtype: zeros past ``order + 1``) from
+    ``state`` (``(D, order)``, overwritten with the final delays) into ``out``. ``x`` and
+    ``out`` are flat; ``layout`` is ``(D, T, x's row step, x's time step, out's row step,
+    out's time step)`` in elements (rows of a C array, or the channels of a time-major one as
+    they lie). Rows from ``counter`` (:func:`scanlab.cpu.threads.share_out`)."""
+    rows, length, x_row, x_time, out_row, out_time = layout
     row = atomics.fetch_add(counter, 0, 1)
     while row < rows:
         z = direct_form_delays(state, row, order, a)
-        samples, filtered = x[row], out[row]
-        for t in range(length):
-            output, z = direct_form_register_step(z, b, a, order, samples[t])
-            filtered[t] = output
+        sample, filtered = uint64(row * x_row), uint64(row * out_row)
+        for _ in range(length):
+            output, z = direct_form_register_step(z, b, a, order, x[sample])
+            out[filtered] = output
+            sample, filtered = sample + uint64(x_time), filtered + uint64(out_time)
         store_delays(z, state, row, order)
         row = atomics.fetch_add(counter, 0, 1)
 
 
 @njit(cache=True, nogil=True)
-def sosfilt_registers(counter, sos, sections, x, state, out):
-    """Filter each row of ``x`` (``(D, T)``) through ``sections`` second-order sections
-    ``sos`` (a flat tuple of ``6 register_count(sections)`` values in ``x``'s dtype: zeros
-    past the true sections') in cascade, from ``state``
-    (``(D, 2 sections)``, overwritten with the final delays) into ``out``. Rows from
-    ``counter``."""
-    rows, length = x.shape
+def sosfilt_registers(counter, sos, sections, x, out, layout, state):
+    """Filter each row of ``x`` through ``sections`` second-order sections ``sos`` (a flat
+    tuple of ``6 register_count(sections)`` values in ``x``'s dtype: zeros past the true
+    sections') in cascade, from ``state`` (``(D, 2 sections)``, overwritten with the final
+    delays) into ``out``; ``x``, ``out`` and ``layout`` as for :func:`lfilter_registers`."""
+    rows, length, x_row, x_time, out_row, out_time = layout
     row = atomics.fetch_add(counter, 0, 1)
     while row < rows:
         z = cascade_delays(state, row, 2 * sections, sos)
-        samples, filtered = x[row], out[row]
-        for t in range(length):
-            output, z = cascade_register_step(z, sos, sections, samples[t])
-            filtered[t] = output
+        sample, filtered = uint64(row * x_row), uint64(row * out_row)
+        for _ in range(length):
+            output, z = cascade_register_step(z, sos, sections, x[sample])
+            out[filtered] = output
+            sample, filtered = sample + uint64(x_time), filtered + uint64(out_time)
         store_delays(z, state, row, 2 * sections)
         row = atomics.fetch_add(counter, 0, 1)
