@@ -4,21 +4,19 @@ Usage: python benchmarks/front_ends.py [--quick] [--busy] [--only TABLE]
        python benchmarks/front_ends.py --device cuda [--seconds S] [--quick]
 
 Each row times scanlab and the library it replaces on the same data, taking turns: ``lfilter`` and
-``sosfilt`` against scipy's on one series of 10**7 samples, a (100, 10**5) array along
-``axis=-1`` and a (10**5, 100) one along ``axis=0`` (a first-order filter, a 4th-order
-Butterworth as ``lfilter(b, a)``, an 8th-order one as ``sosfilt``, a 32-tap low-pass FIR filter
-as ``lfilter(b, [1])``, the first-order filter from initial conditions ``zi`` (a stream's next
-piece), and the zero-phase ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); the
-first three filters on a stream of 2**20 samples filtered in pieces of 256, 4096 and 65536
-samples, ``zi`` carried (where the calls' own cost shows);
-``ewm_mean`` against pandas' ``ewm(span=20).mean()``
-on a Series of 10**7 values and a (10**5, 100) DataFrame, without and with
-10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and
-``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a
-user would write with ``@njit``) and, for rollouts of at most 10**5
-steps, the per-step NumPy loop of PPO implementations (rewards and values standard normal, episodes
-ending with probability 1/200 per step, gamma 0.99, lambda 0.95). The tables replace the
-``filter-table``, ``stream-table``, ``ewm-table`` and ``rl-table`` blocks of
+``sosfilt`` against scipy's on one series of 10**7 samples, a (100, 10**5) array along ``axis=-1``,
+and a (10**5, 100) and a (10**6, 2) one along ``axis=0`` (a first-order filter, a 4th-order
+Butterworth as ``lfilter(b, a)``, an 8th-order one as ``sosfilt``, a 32-tap low-pass FIR filter as
+``lfilter(b, [1])``, the first-order filter from initial conditions ``zi`` (a stream's next piece),
+and the zero-phase ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); the first three
+filters on a stream of 2**20 samples filtered in pieces of 256, 4096 and 65536 samples, ``zi``
+carried (where the calls' own cost shows); ``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a
+Series of 10**7 values and a (10**5, 100) DataFrame, without and with 10% missing values, and with
+uneven ``times`` (``halflife="20s"``); ``gae`` and ``discounted_returns`` against the same loop
+compiled by Numba (sequential, one thread: what a user would write with ``@njit``) and, for rollouts
+of at most 10**5 steps, the per-step NumPy loop of PPO implementations (rewards and values standard
+normal, episodes ending with probability 1/200 per step, gamma 0.99, lambda 0.95). The tables
+replace the ``filter-table``, ``stream-table``, ``ewm-table`` and ``rl-table`` blocks of
 benchmarks/RESULTS.md (``--only``: one of them: filter, stream, ewm or rl).
 
 ``--busy``: the same next to another process spinning on one core, each function's median run
@@ -91,8 +89,9 @@ HOST_FILTERS = (
     ("Butterworth 8 sosfiltfilt", "sosfiltfilt", (scipy.signal.butter(8, 0.1, output="sos"),)),
 )
 FILTER_SHAPES = ((10**7,), (100, 10**5))
-#: On the host also time first: channels along rows, filtered along ``axis=0``.
-TIME_FIRST_SHAPE = (10**5, 100)
+#: On the host also time first: channels along rows, filtered along ``axis=0`` (many of them,
+#: and a stereo pair).
+TIME_FIRST_SHAPES = ((10**5, 100), (10**6, 2))
 FILTER_COLUMNS = (
     ("filter", "{}"),
     ("shape", "{}"),
@@ -449,7 +448,8 @@ def main() -> None:
     filter_cases = [
         (*case, shape, axis)
         for case in FILTERS + HOST_FILTERS
-        for shape, axis in [*((shape, -1) for shape in FILTER_SHAPES), (TIME_FIRST_SHAPE, 0)]
+        for shape, axis in [(shape, -1) for shape in FILTER_SHAPES]
+        + [(shape, 0) for shape in TIME_FIRST_SHAPES]
     ]
     stream_cases = [(*case, piece) for case in FILTERS[:3] for piece in STREAM_PIECES]
     tables = (

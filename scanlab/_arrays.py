@@ -35,6 +35,9 @@ def result_dtype(**operands) -> np.dtype:
     for name, value in operands.items():
         if value is None and name in OPTIONAL_OPERANDS:
             continue
+        if type(value) is np.ndarray and value.dtype.kind in "biufc":
+            given[name] = value  # checked as it is (a NumPy array of numbers)
+            continue
         array = numeric_array(name, value, stand_in)
         given[name] = value if isinstance(value, (int, float, complex)) else array
     dtype = np.result_type(*given.values())

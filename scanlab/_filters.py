@@ -162,7 +162,8 @@ def conditions_by_row(zi, state_shape: tuple, x, axis: int, dtype) -> np.ndarray
     order = state_shape[axis]
     if zi is None:
         return np.zeros((rows, order), dtype)
-    full = moved_axis(np.broadcast_to(zi, state_shape), axis, -1)
+    full = zi if zi.shape == state_shape else np.broadcast_to(zi, state_shape)
+    full = moved_axis(full, axis, -1)
     return np.array(full, dtype, order="C").reshape(rows, order)  # a copy: the kernel writes
 
 
