@@ -1,8 +1,10 @@
 """What ``scanlab.signal``'s filters stand on: their operands' checks; on the host, the initial
 conditions as rows and a filter's kernel (:mod:`scanlab.cpu.iir`) run over rows in lockstep (or
-over a time-first signal's steps as they lie), or over one long series in parallel over time,
-whichever ``auto`` measured faster on this machine (:func:`filtered_rows`), a first-order filter
-of few series as ``linear_recurrence`` (:func:`first_order`); on the GPU, the layout around
+over a time-first signal's steps as they lie), fewer rows one at a time with their delays in
+registers (:mod:`scanlab.cpu.filter_registers`, time first or last as they lie), or one long
+series in parallel over time, whichever ``auto`` measured faster on this machine
+(:func:`filtered_rows`), a first-order filter of few long series as ``linear_recurrence``
+(:func:`first_order`); on the GPU, the layout around
 :mod:`scanlab.cuda.iir`'s filters (:func:`on_device`); the forward-backward passes of
 zero-phase filtering (:func:`both_ways`)."""
 

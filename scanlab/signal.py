@@ -68,20 +68,24 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     The one-line change from scipy: ``from scanlab.signal import lfilter``. The same
     arguments, normalisation by ``a[0]``, initial and final conditions, dtypes and errors; the
     filter runs in scipy's transposed direct form II with scipy's arithmetic (bit for bit for
-    IIR filters), in parallel over channels, each thread walking 8 channels in lockstep. An
-    FIR filter (``a`` of length 1) is, as in scipy, a convolution, in parallel over channels
-    and time: a NaN or Inf sample reaches the ``len(b)`` outputs from it on, no further
-    (32 taps: 2.9-4.4x scipy on Zen 3). A first-order IIR filter (``b = [b0]``, ``a = [1,
-    a1]``) of fewer than 8 series is solved as ``b0 * linear_recurrence(-a1, x)`` (with
-    ``zi``, from ``h0 = -zi / (a1 b0)``), in parallel over time (equal to scipy to rounding);
-    where NaN or Inf turns up (scipy's delay line then differs: ``0 * inf`` is NaN), the
-    filter is run again as scipy runs it. Measured (2 cores of AMD Zen 3 and of Zen 5,
-    ``benchmarks/front_ends.py``): a first-order filter 3.3-5.2x scipy on a (100, 10**5) array
-    along ``axis=-1`` and 2.0-2.8x on one series of 10**7 samples; a 4th-order Butterworth
-    filter 3.4-5.9x, both shapes; with one of the two cores kept busy by another process,
-    1.6-2.6x. Time first (``axis=0`` of a C array, 8 channels or more) is read as it lies, with
-    no transposing copy: a (10**5, 100) array 3.8-5.5x scipy (2 cores of AMD Zen 4, three runs;
-    the FIR filter 4.2x).
+    IIR filters), in parallel over channels, each thread walking 8 channels in lockstep; fewer
+    series (up to order 8, real dtypes) one at a time with their delays in registers, or, where
+    ``auto`` measured it faster, one long series in parallel over time (equal to scipy to
+    rounding). An FIR filter (``a`` of length 1) is, as in scipy, a convolution, in parallel
+    over channels and time: a NaN or Inf sample reaches the ``len(b)`` outputs from it on, no
+    further (32 taps: 2.9-4.4x scipy on Zen 3). A first-order IIR filter (``b = [b0]``, ``a =
+    [1, a1]``) of fewer than 8 series of ``config.cpu.auto_scan_min_length`` samples or more is
+    solved as ``b0 * linear_recurrence(-a1, x)`` (with ``zi``, from ``h0 = -zi / (a1 b0)``),
+    in parallel over time (equal to scipy to rounding); where NaN or Inf turns up (scipy's
+    delay line then differs: ``0 * inf`` is NaN), the filter is run again as scipy runs it.
+    Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): a first-order
+    filter 3.3-5.2x scipy on a (100, 10**5) array along ``axis=-1`` and 2.0-3.8x on one series
+    of 10**7 samples; a 4th-order Butterworth filter 2.9-5.9x, both shapes; with one of the two
+    cores kept busy by another process, 1.6-2.9x. Time first (``axis=0`` of a C array) is read
+    as it lies, with no transposing copy: a (10**5, 100) array 3.8-6.5x scipy (Zen 4 and 5;
+    the FIR filter 4.2-4.8x), a stereo (10**6, 2) one 2.9-4.0x (Zen 5). Each call costs about
+    20 us more than scipy's: pieces of a stream shorter than about 4096 samples run slower
+    than scipy (256 samples: 0.2-0.3x, Zen 5).
 
     Parameters
     ----------
@@ -184,12 +188,16 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
 
     The one-line change from scipy: ``from scanlab.signal import sosfilt``. The same
     arguments, initial and final conditions, dtypes and errors, and scipy's arithmetic (bit for
-    bit), in parallel over channels, each thread walking 8 channels in lockstep; one long series
-    in parallel over time, equal to scipy to rounding. Measured (2 cores of AMD Zen 3 and of
-    Zen 5, ``benchmarks/front_ends.py``): an 8th-order Butterworth filter 3.5-6.4x scipy on a
-    (100, 10**5) array along ``axis=-1`` and 3.4-5.8x on one series of 10**7 samples; with one
-    of the two cores kept busy by another process, 1.6-2.7x. Time first (``axis=0`` of a C
-    array, 8 channels or more) is read as it lies: a (10**5, 100) array 3.2-4.3x (Zen 4).
+    bit), in parallel over channels, each thread walking 8 channels in lockstep; fewer series
+    (up to 4 sections, real dtypes) one at a time with their delays in registers, or one long
+    series in parallel over time, equal to scipy to rounding, where ``auto`` measured that
+    faster. Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): an
+    8th-order Butterworth filter 3.5-6.4x scipy on a (100, 10**5) array along ``axis=-1`` and
+    3.4-5.8x on one series of 10**7 samples; with one of the two cores kept busy by another
+    process, 1.6-3.4x. Time first (``axis=0`` of a C array) is read as it lies: a (10**5, 100)
+    array 3.2-4.6x (Zen 4 and 5), a stereo (10**6, 2) one 2.8x (Zen 5; 1.3x with a core busy).
+    Pieces of a stream shorter than about 4096 samples run slower than scipy (the call's cost:
+    256 samples 0.5-0.7x, Zen 5).
 
     Parameters
     ----------
