@@ -41,7 +41,7 @@ def run_iir(b, a, rows, state, out):
     walks ``ROW_CHAINS`` rows in lockstep, or, for fewer rows (:func:`in_registers`), one row
     at a time with its delays in registers."""
     order = state.shape[1]
-    if in_registers(len(rows), out.dtype, order):
+    if in_registers(len(rows), out.dtype, order, cascade=False):
         size = filter_registers.register_count(order) + 1
         b, a = (tuple(zero_padded(values, size, out.dtype)) for values in (b, a))
         arguments = (b, a, order, *lying_flat(rows, out), state)
@@ -54,26 +54,24 @@ def run_sections(sos, rows, state, out):
     """The second-order sections ``sos`` (``(S, 6)``) in cascade over ``rows``, from the
     delays ``state`` (``(D, 2 S)``): as :func:`run_iir` walks them."""
     sections = len(sos)
-    if in_registers(len(rows), out.dtype, 2 * sections):
-        size = 6 * filter_registers.register_count(sections)
-        coefficients = tuple(zero_padded(sos.reshape(-1), size, out.dtype))
-        arguments = (coefficients, sections, *lying_flat(rows, out), state)
+    if in_registers(len(rows), out.dtype, 2 * sections, cascade=True):
+        size = min(filter_registers.register_count(sections), filter_registers.MAX_DELAYS // 2)
+        padded = zero_padded(sos.reshape(-1), 6 * size * -(-sections // size), out.dtype)
+        group = tuple(padded[: 6 * size])
+        arguments = (read_only(padded), group, sections, *lying_flat(rows, out), state)
         share_out(filter_registers.sosfilt_registers, len(rows), arguments)
         return
     states = state.reshape(len(state), sections, 2)
     cpu_iir.sosfilt_rows(read_only(sos), read_only(rows), states, out)
 
 
-def in_registers(rows: int, dtype, delays: int) -> bool:
+def in_registers(rows: int, dtype, delays: int, cascade: bool) -> bool:
     """Whether a filter of ``delays`` delays over ``rows`` rows runs with its delays in
     registers (:mod:`scanlab.cpu.filter_registers`): fewer rows than the lockstep kernels walk
-    together, a real dtype, 1 to ``MAX_DELAYS`` delays. Its rows may then lie as a C or a
-    Fortran array does (:func:`lying_flat`)."""
-    return (
-        rows < cpu_iir.ROW_CHAINS
-        and 1 <= delays <= filter_registers.MAX_DELAYS
-        and (np.dtype(dtype).kind == "f")
-    )
+    together, a real dtype, a ``cascade`` of sections or a direct form of 1 to ``MAX_DELAYS``
+    delays. Its rows may then lie as a C or a Fortran array does (:func:`lying_flat`)."""
+    largest = math.inf if cascade else filter_registers.MAX_DELAYS
+    return rows < cpu_iir.ROW_CHAINS and 1 <= delays <= largest and np.dtype(dtype).kind == "f"
 
 
 def lying_flat(rows, out) -> tuple:
@@ -210,7 +208,8 @@ def filtered_rows(
         choice = cpu_auto.measured_choice(name, length, 1, dtype, threads, measure)
     with choice as method:
         as_they_lie = method == "sequential" and task is not None
-        as_they_lie = as_they_lie and in_registers(channels, dtype, state.shape[1])
+        cascade = task == "sosfilt"
+        as_they_lie = as_they_lie and in_registers(channels, dtype, state.shape[1], cascade)
         rows, out, shaped = laid_out_rows(x, axis, dtype, result, as_they_lie)
         if method == "scan":
             for row in range(len(rows)):
