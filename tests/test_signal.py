@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from scanlab import config
 from scanlab import signal as signal_module
+from scanlab._arrays import read_only
 from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import filter_registers
 from scanlab.cpu import iir as cpu_iir
@@ -399,6 +400,30 @@ def test_time_major_signals_are_filtered_as_they_lie_bit_for_bit(channels, dtype
     for ours, theirs in zip(found, expected, strict=True):
         assert_matches(ours, theirs, exact=False)
     assert len(calls) >= 3  # the FIR kernel once per task
+
+
+@pytest.mark.parametrize("threads", [1, 3, 5, 16])
+def test_time_major_kernels_share_the_channels_among_any_number_of_threads(threads):
+    """The ``*_steps`` kernels cut the groups of 8 channels into one run per thread: any thread
+    count, more than there are groups included, gives scipy's results and final delays."""
+    rng = np.random.default_rng(threads)
+    channels = 37  # 5 groups of 8, the last one partial
+    x = read_only(rng.standard_normal((2 * cpu_iir.STEPS + 3, channels)))
+    out = np.empty_like(x)
+    b, a = scipy.signal.butter(3, 0.2)
+    zi = rng.standard_normal((3, channels))
+    state = np.ascontiguousarray(zi.T)
+    cpu_iir.lfilter_steps(read_only(b), read_only(a), x, state, out, threads)
+    expected, final = scipy.signal.lfilter(b, a, x, axis=0, zi=zi)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(state, final.T)
+    sos = scipy.signal.butter(6, 0.3, output="sos")
+    zi = rng.standard_normal((len(sos), 2, channels))
+    state = np.ascontiguousarray(zi.transpose(2, 0, 1).reshape(channels, -1))
+    cpu_iir.sosfilt_steps(read_only(sos), x, state, out, threads)
+    expected, final = scipy.signal.sosfilt(sos, x, axis=0, zi=zi)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(state, final.transpose(2, 0, 1).reshape(channels, -1))
 
 
 def test_a_stream_filtered_in_pieces_is_the_whole():
