@@ -10,6 +10,8 @@ DEVICES = ("auto", "cpu", "cuda")
 def on_gpu(value) -> bool:
     """Whether ``value`` is a GPU array: it exposes ``__cuda_array_interface__`` (CuPy, PyTorch,
     Numba device arrays) or is a device array of Numba's CUDA simulator."""
+    if value is None or type(value) is np.ndarray:  # the common case, answered at once
+        return False
     return hasattr(value, "__cuda_array_interface__") or bool(
         getattr(type(value), "__cuda_ndarray__", False)
     )
