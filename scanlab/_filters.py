@@ -68,10 +68,11 @@ def run_sections(sos, rows, state, out):
 def in_registers(rows: int, dtype, delays: int, cascade: bool) -> bool:
     """Whether a filter of ``delays`` delays over ``rows`` rows runs with its delays in
     registers (:mod:`scanlab.cpu.filter_registers`): fewer rows than the lockstep kernels walk
-    together, a real dtype, a ``cascade`` of sections or a direct form of 1 to ``MAX_DELAYS``
-    delays. Its rows may then lie as a C or a Fortran array does (:func:`lying_flat`)."""
+    together, a float or complex dtype, a ``cascade`` of sections or a direct form of 1 to
+    ``MAX_DELAYS`` delays. Its rows may then lie as a C or a Fortran array does
+    (:func:`lying_flat`)."""
     largest = math.inf if cascade else filter_registers.MAX_DELAYS
-    return rows < cpu_iir.ROW_CHAINS and 1 <= delays <= largest and np.dtype(dtype).kind == "f"
+    return rows < cpu_iir.ROW_CHAINS and 1 <= delays <= largest and np.dtype(dtype).kind in "fc"
 
 
 def lying_flat(rows, out) -> tuple:
