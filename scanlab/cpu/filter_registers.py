@@ -20,9 +20,8 @@ each group over a block of steps in turn (8 sections 8.6 ns, scipy's 10.8); a di
 order above ``MAX_DELAYS`` keeps the lockstep kernel (high orders belong in sections).
 """
 
-import operator
-
 import numpy as np
+from llvmlite import ir
 from numba import njit, types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -34,8 +33,6 @@ from scanlab.cpu import atomics
 MAX_DELAYS = 8
 #: Steps of a row that each group of sections filters in turn (:func:`sosfilt_registers`).
 BLOCK_STEPS = 256
-#: The operators of a step's arithmetic (:func:`arithmetic`).
-OPERATORS = (operator.add, operator.sub, operator.mul)
 
 
 def register_count(size: int) -> int:
@@ -49,15 +46,36 @@ def index_constant(context, value: int):
 
 
 def arithmetic(context, builder, dtype) -> tuple:
-    """``(add, subtract, multiply)`` of two LLVM values of the Numba scalar ``dtype``, as
-    Numba's own operators compute them (for complex numbers the textbook products, as the
-    lockstep kernels' complex steps)."""
-    signature = dtype(dtype, dtype)
-    implementations = (context.get_function(op, signature) for op in OPERATORS)
-    return tuple(
-        (lambda x, y, implementation=implementation: implementation(builder, (x, y)))
-        for implementation in implementations
-    )
+    """``(add, subtract, multiply)`` of two LLVM values of the Numba scalar ``dtype``: IEEE
+    operations, complex products the textbook ``(ac - bd) + (ad + bc)i`` (scipy's: its results
+    bit for bit). Written out here rather than taken from Numba's operators: Numba reuses its
+    compiled complex operators across kernels, and one compiled first for a kernel with
+    contracted multiply-adds carried them into every kernel compiled after it."""
+    if isinstance(dtype, types.Float):
+        return builder.fadd, builder.fsub, builder.fmul
+    complex_type = context.get_value_type(dtype)
+
+    def parts(value):
+        return builder.extract_value(value, 0), builder.extract_value(value, 1)
+
+    def joined(real, imaginary):
+        value = builder.insert_value(ir.Constant(complex_type, ir.Undefined), real, 0)
+        return builder.insert_value(value, imaginary, 1)
+
+    def add(x, y):
+        (a, b), (c, d) = parts(x), parts(y)
+        return joined(builder.fadd(a, c), builder.fadd(b, d))
+
+    def subtract(x, y):
+        (a, b), (c, d) = parts(x), parts(y)
+        return joined(builder.fsub(a, c), builder.fsub(b, d))
+
+    def multiply(x, y):
+        (a, b), (c, d) = parts(x), parts(y)
+        real = builder.fsub(builder.fmul(a, c), builder.fmul(b, d))
+        return joined(real, builder.fadd(builder.fmul(a, d), builder.fmul(b, c)))
+
+    return add, subtract, multiply
 
 
 def check_scalars(name: str, z, sample) -> None:
