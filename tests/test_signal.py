@@ -3,6 +3,9 @@
 import contextlib
 import datetime
 import inspect
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -493,6 +496,30 @@ def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, axis, dtype
                 np.testing.assert_array_equal(found, expected)
             in_registers = function == "sosfilt" or delays <= filter_registers.MAX_DELAYS
             assert (len(ran) > before) == in_registers
+
+
+COMPLEX_AFTER_FASTMATH = """
+import numpy as np, scipy.signal, scanlab
+from scanlab.signal import lfilter
+x = np.random.default_rng(1).standard_normal((2, 300, 2)) @ np.array([1, 1j])
+scanlab.linear_recurrence(0.5 * x[0], x[1], method="sequential")  # contracted multiply-adds
+b, a = scipy.signal.butter(4, 0.4)
+ours, theirs = lfilter(b * (1 + 0.5j), a, x), scipy.signal.lfilter(b * (1 + 0.5j), a, x)
+assert np.array_equal(ours, theirs), abs(ours - theirs).max()
+"""
+
+
+def test_complex_filters_stay_scipys_after_a_fastmath_kernel_compiled_first(tmp_path):
+    """Numba reuses its compiled complex operators across kernels: taken from Numba, the
+    register kernels' complex products had contracted multiply-adds when a fastmath kernel
+    with complex numbers was compiled first in the process (off scipy's in the last bit). A new
+    process, a new Numba cache, that order."""
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    completed = subprocess.run(
+        [sys.executable, "-c", COMPLEX_AFTER_FASTMATH], env=environment, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
 
 
 def test_integers_are_filtered_in_float64():
