@@ -7,8 +7,8 @@ once; for one row, every step waits on a store and a load of the delay it just w
 filter ran 1.7x slower than scipy's own loop (order 4, 10 ns a step on AMD Zen 5, where scipy
 takes 6). Here the delays are a tuple, which LLVM keeps in registers, and a step is the
 multiply-adds between them: 2.2-3.5 ns a step, float32 and float64 alike. Complex filters
-take the same steps in Numba's complex arithmetic (6.5 ns a step at order 4, scipy's 15.5;
-the lockstep kernel's 52).
+take the same steps with complex products written out (:func:`arithmetic`; 6.5 ns a step at
+order 4, scipy's 15.5, the lockstep kernel's 52).
 
 A tuple's length is part of the kernel's type, so the delays come in a few sizes (powers of
 two, :func:`register_count`), each compiled once: a filter of order 3 runs in four delays, the
@@ -42,6 +42,7 @@ def register_count(size: int) -> int:
 
 
 def index_constant(context, value: int):
+    """``value`` as an LLVM constant of Numba's index type."""
     return context.get_constant(types.intp, value)
 
 
