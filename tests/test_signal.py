@@ -454,11 +454,12 @@ def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, axis, dtype
     """Fewer series than the lockstep kernels walk together are filtered one at a time with
     their delays in registers (``scanlab.cpu.filter_registers``, in sizes of powers of two),
     time last or time first as they lie: every order of a direct form up to the largest they
-    take and one beyond it (the lockstep kernel), cascades of 1 to 9 sections (in groups of
-    four over blocks of steps, more than one block), scipy's outputs and final delays bit for
-    bit, with NaN and Inf samples and an infinite delay."""
+    take and one beyond it (the lockstep kernel), cascades of 1 to 9 sections (one section
+    after the other, or the sections of a float dtype advanced together in vector lanes, in
+    groups over blocks of steps beyond a vector's lanes; more than one block), scipy's outputs
+    and final delays bit for bit, with NaN and Inf samples and an infinite delay."""
     ran = []
-    for name in ("lfilter_registers", "sosfilt_registers"):
+    for name in ("lfilter_registers", "sosfilt_registers", "sosfilt_wavefront"):
         kernel = getattr(filter_registers, name)
         monkeypatch.setattr(
             filter_registers, name, lambda *args, k=kernel: ran.append(k) or k(*args)

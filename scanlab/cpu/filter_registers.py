@@ -27,12 +27,16 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from scanlab.cpu import atomics
+from scanlab.cpu.vector_ir import VECTOR_BYTES
 
 #: The largest order of a direct form that the register kernels take; a cascade of any length
 #: is taken ``MAX_DELAYS // 2`` sections at a time.
 MAX_DELAYS = 8
 #: Steps of a row that each group of sections filters in turn (:func:`sosfilt_registers`).
 BLOCK_STEPS = 256
+#: Sections that :func:`cascade_wavefront` advances together, one a lane: a vector register of
+#: float64 (8 with AVX-512, 4 with AVX2, where the wavefront is not used).
+WAVE_LANES = max(4, VECTOR_BYTES // 8)
 
 
 def register_count(size: int) -> int:
@@ -246,6 +250,167 @@ def cascade_register_step(typingctx, z, sos, sections, sample):
         return context.make_tuple(builder, result, [output, updated])
 
     return result(z, sos, sections, sample), codegen
+
+
+def splat_index(builder, value):
+    """``value`` (an LLVM index) in every one of ``WAVE_LANES`` lanes."""
+    lanes = ir.VectorType(value.type, WAVE_LANES)
+    single = builder.insert_element(ir.Constant(lanes, ir.Undefined), value, ir.IntType(32)(0))
+    return builder.shuffle_vector(single, single, ir.Constant(lanes_of(32), [0] * WAVE_LANES))
+
+
+def lanes_of(bits: int):
+    """The LLVM vector type of ``WAVE_LANES`` integers of ``bits`` bits."""
+    return ir.VectorType(ir.IntType(bits), WAVE_LANES)
+
+
+@intrinsic
+def cascade_wavefront(typingctx, sos, first, sections, x, x_start, x_step, length, out,
+                      out_start, out_step, state, row):  # fmt: skip
+    """Filter ``length`` samples of ``x`` (from ``x_start``, every ``x_step``) through the
+    ``sections`` second-order sections of ``sos`` from section ``first`` (flat, six
+    coefficients a section, ``WAVE_LANES`` sections from ``first`` on, zeros after the true
+    ones) into ``out`` (from ``out_start``, every ``out_step``; ``out`` may be ``x`` itself,
+    its writes trail its reads), from and back to their delays in ``state[row]`` (two a
+    section).
+
+    Each section is a lane of one vector: at step ``t`` lane ``s`` filters sample ``t - s``,
+    the output its left neighbour gave at the step before, so that all sections advance at once
+    and a step costs one section's latency, not ``sections`` of them. Lanes outside their
+    samples (the first and the last ``sections - 1`` steps) keep their delays. Each lane does a
+    section's arithmetic in scipy's order: scipy's results bit for bit."""
+    dtype = x.dtype
+    if not isinstance(dtype, types.Float) or sos.dtype != dtype or state.dtype != dtype:
+        raise TypeError(f"cascade_wavefront needs one float dtype: {sos}, {x}, {state}")
+
+    def codegen(context, builder, signature, args):
+        arrays = {
+            k: context.make_array(signature.args[k])(context, builder, args[k])
+            for k in (0, 3, 7, 10)
+        }
+        index = {
+            k: context.cast(builder, args[k], signature.args[k], types.intp)
+            for k in (1, 2, 4, 5, 6, 8, 9, 11)
+        }
+        first, sections, x_start, x_step, length = (index[k] for k in (1, 2, 4, 5, 6))
+        out_start, out_step, row = index[8], index[9], index[11]
+        vector = ir.VectorType(context.get_data_type(dtype), WAVE_LANES)
+        intp = context.get_value_type(types.intp)
+
+        def pointer(k, indices):
+            return cgutils.get_item_pointer(context, builder, signature.args[k], arrays[k], indices)
+
+        def coefficient(column):
+            values = ir.Constant(vector, ir.Undefined)
+            for lane in range(WAVE_LANES):
+                position = builder.add(builder.mul(first, intp(6)), intp(6 * lane + column))
+                value = builder.load(pointer(0, [position]))
+                values = builder.insert_element(values, value, ir.IntType(32)(lane))
+            return values
+
+        b0, b1, b2, a1, a2 = (coefficient(column) for column in (0, 1, 2, 4, 5))
+        delays = []
+        for column in (0, 1):
+            values = ir.Constant(vector, None)
+            for lane in range(WAVE_LANES):
+                inside = builder.icmp_signed("<", intp(lane), sections)
+                lane_delay = builder.select(inside, intp(2 * lane + column), intp(column))
+                position = builder.add(builder.mul(first, intp(2)), lane_delay)
+                value = builder.select(inside, builder.load(pointer(10, [row, position])),
+                                       ir.Constant(vector.element, 0.0))  # fmt: skip
+                values = builder.insert_element(values, value, ir.IntType(32)(lane))
+            delays.append(cgutils.alloca_once_value(builder, values))
+        previous = cgutils.alloca_once_value(builder, ir.Constant(vector, None))
+        lane_numbers = ir.Constant(lanes_of(64), list(range(WAVE_LANES)))
+        last = builder.sub(sections, intp(1))
+        shift = ir.Constant(lanes_of(32), [WAVE_LANES] + list(range(WAVE_LANES - 1)))
+
+        def step(t, masked):
+            inside = builder.icmp_signed("<", t, length)
+            sample_index = builder.add(
+                x_start, builder.mul(builder.select(inside, t, intp(0)), x_step)
+            )
+            sample = builder.select(inside, builder.load(pointer(3, [sample_index])),
+                                    ir.Constant(vector.element, 0.0))  # fmt: skip
+            entering = builder.insert_element(ir.Constant(vector, None), sample, ir.IntType(32)(0))
+            current = builder.shuffle_vector(builder.load(previous), entering, shift)
+            first, second = (builder.load(delay) for delay in delays)
+            filtered = builder.fadd(builder.fmul(b0, current), first)
+            forward = builder.fsub(builder.fmul(b1, current), builder.fmul(a1, filtered))
+            new_first = builder.fadd(forward, second)
+            new_second = builder.fsub(builder.fmul(b2, current), builder.fmul(a2, filtered))
+            if masked:  # lane s filters sample t - s where 0 <= t - s < length
+                behind = builder.sub(splat_index(builder, t), lane_numbers)
+                active = builder.and_(
+                    builder.icmp_signed(">=", behind, ir.Constant(lanes_of(64), None)),
+                    builder.icmp_signed("<", behind, splat_index(builder, length)),
+                )
+                new_first = builder.select(active, new_first, first)
+                new_second = builder.select(active, new_second, second)
+            builder.store(new_first, delays[0])
+            builder.store(new_second, delays[1])
+            builder.store(filtered, previous)
+            with builder.if_then(builder.icmp_signed(">=", t, last)):
+                output = builder.extract_element(filtered, last)
+                position = builder.add(out_start, builder.mul(builder.sub(t, last), out_step))
+                builder.store(output, pointer(7, [position]))
+
+        # Masked while the sections fill (the first sections - 1 steps) and drain (the last).
+        filling = builder.select(builder.icmp_signed("<", last, length), last, length)
+        with cgutils.for_range(builder, filling) as loop:
+            step(loop.index, True)
+        with cgutils.for_range_slice(builder, filling, length, intp(1)) as (t, _):
+            step(t, False)
+        with cgutils.for_range_slice(builder, length, builder.add(length, last), intp(1)) as (t, _):
+            step(t, True)
+        for column, delay in enumerate(delays):
+            values = builder.load(delay)
+            for lane in range(WAVE_LANES):
+                with builder.if_then(builder.icmp_signed("<", intp(lane), sections)):
+                    value = builder.extract_element(values, ir.IntType(32)(lane))
+                    position = builder.add(builder.mul(first, intp(2)), intp(2 * lane + column))
+                    builder.store(value, pointer(10, [row, position]))
+        return context.get_dummy_value()
+
+    arguments = (sos, first, sections, x, x_start, x_step, length, out, out_start, out_step)
+    return types.void(*arguments, state, row), codegen
+
+
+@njit(cache=True, nogil=True)
+def sosfilt_wavefront(counter, sos, sections, x, out, layout, state):
+    """:func:`sosfilt_registers` of a float dtype, ``WAVE_LANES`` sections advanced together
+    (:func:`cascade_wavefront`; ``sos`` flat, zeros up to a whole number of ``WAVE_LANES``
+    sections); more sections than that take turns over blocks of ``BLOCK_STEPS`` steps, the
+    blocks passed between them in the L1 cache."""
+    rows, length, x_row, x_time, out_row, out_time = layout
+    groups = (sections + WAVE_LANES - 1) // WAVE_LANES
+    block = np.empty(min(BLOCK_STEPS, length) if groups > 1 else 0, out.dtype)
+    row = atomics.fetch_add(counter, 0, 1)
+    while row < rows:
+        x_start, out_start = row * x_row, row * out_row
+        if groups == 1:
+            cascade_wavefront(
+                sos, 0, sections, x, x_start, x_time, length, out, out_start, out_time, state, row
+            )
+        for start in range(0, length if groups > 1 else 0, BLOCK_STEPS):
+            steps = min(BLOCK_STEPS, length - start)
+            taken, given = x_start + start * x_time, out_start + start * out_time
+            for g in range(groups):
+                first = g * WAVE_LANES
+                count = min(WAVE_LANES, sections - first)
+                if g == 0:
+                    cascade_wavefront(
+                        sos, first, count, x, taken, x_time, steps, block, 0, 1, state, row
+                    )
+                elif g < groups - 1:
+                    cascade_wavefront(
+                        sos, first, count, block, 0, 1, steps, block, 0, 1, state, row
+                    )
+                else:
+                    cascade_wavefront(
+                        sos, first, count, block, 0, 1, steps, out, given, out_time, state, row
+                    )
+        row = atomics.fetch_add(counter, 0, 1)
 
 
 @njit(cache=True, nogil=True)
