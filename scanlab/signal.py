@@ -190,7 +190,8 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     The one-line change from scipy: ``from scanlab.signal import sosfilt``. The same arguments,
     initial and final conditions, dtypes and errors, and scipy's arithmetic (bit for bit, real
     and complex), in parallel over channels, each thread walking 8 channels in lockstep; fewer
-    series one at a time with their delays in registers (four sections at a time), or one long
+    series one at a time with their delays in registers (3 sections or more of a float dtype
+    advancing together in vector lanes), or one long
     series in parallel over time, equal to scipy to rounding, where ``auto`` measured that
     faster. Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): an
     8th-order Butterworth filter 3.5-6.4x scipy on a (100, 10**5) array along ``axis=-1`` and
