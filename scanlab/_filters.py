@@ -50,11 +50,11 @@ def run_iir(b, a, rows, state, out):
     cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
 
 
-#: Sections from which a cascade of a float dtype over few rows advances its sections together,
-#: one a vector lane (:func:`scanlab.cpu.filter_registers.sosfilt_wavefront`, 3.1-3.2 ns a step
-#: for up to 8 sections on Zen 5), rather than one after the other (1 and 2 sections 2.8-3.1 ns,
-#: 3 and 4 4.2).
-WAVEFRONT_SECTIONS = 3
+#: Sections from which a cascade over few rows advances its sections together, one a vector
+#: lane (:func:`scanlab.cpu.filter_registers.sosfilt_wavefront`), rather than one after the
+#: other, by dtype kind (Zen 5, ns a step: float 1 and 2 sections 2.7-2.9 in turn, 3 and 4 4.2
+#: in turn, 3.0-3.1 together up to 8; complex 2 sections 8.3 in turn, 5.1 together).
+WAVEFRONT_SECTIONS = {"f": 3, "c": 2}
 
 
 def run_sections(sos, rows, state, out):
@@ -62,7 +62,7 @@ def run_sections(sos, rows, state, out):
     delays ``state`` (``(D, 2 S)``): as :func:`run_iir` walks them."""
     sections = len(sos)
     if in_registers(len(rows), out.dtype, 2 * sections, cascade=True):
-        if sections >= WAVEFRONT_SECTIONS and out.dtype.kind == "f":
+        if sections >= WAVEFRONT_SECTIONS[out.dtype.kind]:
             size, kernel = filter_registers.WAVE_LANES, filter_registers.sosfilt_wavefront
             padded = zero_padded(sos.reshape(-1), 6 * size * -(-sections // size), out.dtype)
             arguments = (read_only(padded), sections, *lying_flat(rows, out), state)

@@ -190,7 +190,7 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     The one-line change from scipy: ``from scanlab.signal import sosfilt``. The same arguments,
     initial and final conditions, dtypes and errors, and scipy's arithmetic (bit for bit, real
     and complex), in parallel over channels, each thread walking 8 channels in lockstep; fewer
-    series one at a time with their delays in registers (3 sections or more of a float dtype
+    series one at a time with their delays in registers (3 sections or more, 2 if complex,
     advancing together in vector lanes), or one long
     series in parallel over time, equal to scipy to rounding, where ``auto`` measured that
     faster. Measured (2 cores of AMD Zen 3 and of Zen 5, ``benchmarks/front_ends.py``): an
