@@ -30,7 +30,7 @@ from scanlab._arrays import (
 from scanlab._devices import cuda_module, on_gpu
 from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import ewm as cpu_ewm
-from scanlab.cpu import filter_registers
+from scanlab.cpu import filter_registers, filter_wavefront
 from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.threads import share_out
 from scanlab.linear import linear_recurrence
@@ -51,7 +51,7 @@ def run_iir(b, a, rows, state, out):
 
 
 #: Sections from which a cascade over few rows advances its sections together, one a vector
-#: lane (:func:`scanlab.cpu.filter_registers.sosfilt_wavefront`), rather than one after the
+#: lane (:func:`scanlab.cpu.filter_wavefront.sosfilt_wavefront`), rather than one after the
 #: other, by dtype kind (Zen 5, ns a step: float 1 and 2 sections 2.7-2.9 in turn, 3 and 4 4.2
 #: in turn, 3.0-3.1 together up to 8; complex 2 sections 8.3 in turn, 5.1 together).
 WAVEFRONT_SECTIONS = {"f": 3, "c": 2}
@@ -63,15 +63,14 @@ def run_sections(sos, rows, state, out):
     sections = len(sos)
     if in_registers(len(rows), out.dtype, 2 * sections, cascade=True):
         if sections >= WAVEFRONT_SECTIONS[out.dtype.kind]:
-            size, kernel = filter_registers.WAVE_LANES, filter_registers.sosfilt_wavefront
+            size, kernel = filter_wavefront.WAVE_LANES, filter_wavefront.sosfilt_wavefront
             padded = zero_padded(sos.reshape(-1), 6 * size * -(-sections // size), out.dtype)
             arguments = (read_only(padded), sections, *lying_flat(rows, out), state)
         else:
-            size = min(filter_registers.register_count(sections), filter_registers.MAX_DELAYS // 2)
-            padded = zero_padded(sos.reshape(-1), 6 * size * -(-sections // size), out.dtype)
-            group = tuple(padded[: 6 * size])
+            size = 6 * filter_registers.register_count(sections)
+            coefficients = tuple(zero_padded(sos.reshape(-1), size, out.dtype))
             kernel = filter_registers.sosfilt_registers
-            arguments = (read_only(padded), group, sections, *lying_flat(rows, out), state)
+            arguments = (coefficients, sections, *lying_flat(rows, out), state)
         share_out(kernel, len(rows), arguments)
         return
     states = state.reshape(len(state), sections, 2)

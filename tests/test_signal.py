@@ -18,7 +18,7 @@ from scanlab import config
 from scanlab import signal as signal_module
 from scanlab._arrays import read_only
 from scanlab.cpu import auto as cpu_auto
-from scanlab.cpu import filter_registers
+from scanlab.cpu import filter_registers, filter_wavefront
 from scanlab.cpu import iir as cpu_iir
 from scanlab.signal import ewm_mean, lfilter, sosfilt
 
@@ -454,16 +454,18 @@ def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, axis, dtype
     """Fewer series than the lockstep kernels walk together are filtered one at a time with
     their delays in registers (``scanlab.cpu.filter_registers``, in sizes of powers of two),
     time last or time first as they lie: every order of a direct form up to the largest they
-    take and one beyond it (the lockstep kernel), cascades of 1 to 9 sections (one section
-    after the other, or the sections of a float dtype advanced together in vector lanes, in
+    take and one beyond it (the lockstep kernel), cascades of one section to one more than a
+    vector's lanes (the few one after the other, more advanced together in vector lanes, in
     groups over blocks of steps beyond a vector's lanes; more than one block), scipy's outputs
     and final delays bit for bit, with NaN and Inf samples and an infinite delay."""
     ran = []
-    for name in ("lfilter_registers", "sosfilt_registers", "sosfilt_wavefront"):
-        kernel = getattr(filter_registers, name)
-        monkeypatch.setattr(
-            filter_registers, name, lambda *args, k=kernel: ran.append(k) or k(*args)
-        )
+    for module, name in [
+        (filter_registers, "lfilter_registers"),
+        (filter_registers, "sosfilt_registers"),
+        (filter_wavefront, "sosfilt_wavefront"),
+    ]:
+        kernel = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, k=kernel: ran.append(k) or k(*args))
     rng = np.random.default_rng(rows)
     x = rng.standard_normal((rows, 300))
     if np.dtype(dtype).kind == "c":  # complex products as scipy's: the textbook formula
@@ -479,7 +481,7 @@ def test_few_series_keep_their_delays_in_registers_bit_for_bit(rows, axis, dtype
         for b, a in [scipy.signal.butter(order, 0.1 * order)]
     ]
     filters.append(("lfilter", [np.array([0.3], dtype), np.array([1.0, -0.9], dtype)], 1))
-    for count in range(1, filter_registers.MAX_DELAYS + 2):  # groups of 4 sections
+    for count in range(1, filter_wavefront.WAVE_LANES + 2):  # more than a vector's lanes
         sos = scipy.signal.butter(2 * count, 0.2, output="sos") * np.array([twist] * 3 + [1] * 3)
         filters.append(("sosfilt", [sos.astype(dtype)], 2 * count))
     with np.errstate(invalid="ignore", over="ignore"):
