@@ -1,7 +1,8 @@
 """What ``scanlab.signal``'s filters stand on: their operands' checks; on the host, the initial
 conditions as rows and a filter's kernel (:mod:`scanlab.cpu.iir`) run over rows in lockstep (or
 over a time-first signal's steps as they lie), fewer rows one at a time with their delays in
-registers (:mod:`scanlab.cpu.filter_registers`, time first or last as they lie), or one long
+registers (:mod:`scanlab.cpu.filter_registers`, a cascade's sections in vector lanes:
+:mod:`scanlab.cpu.filter_wavefront`; time first or last as they lie), or one long
 series in parallel over time, whichever ``auto`` measured faster on this machine
 (:func:`filtered_rows`), a first-order filter of few long series as ``linear_recurrence``
 (:func:`first_order`); on the GPU, the layout around
@@ -191,15 +192,15 @@ def filtered_rows(
     x, axis: int, dtype, run, state, task: str | None, result=None, run_steps=None
 ) -> np.ndarray:
     """The filter ``run(rows, state, out)`` (``(D, T)`` rows, time contiguous, or as
-    :func:`laid_out_rows` lays them out; ``state`` ``(D, n)``, left holding the final state)
-    applied to ``x`` as such rows (no copy when it lies so, as ``axis=-1`` of a C array
-    does), and the result in ``x``'s shape: ``result``
-    where given and laid out so (of ``x``'s shape and ``dtype``), else a new array. Fewer
-    series than a thread walks at once are filtered in parallel over time (:func:`over_time`)
-    where that was measured faster for ``task`` on this machine (``None``: ``run`` is parallel
-    over time itself). A time-major ``x`` (``axis=0`` of a C array) of at least ``ROW_CHAINS``
-    channels is filtered as it lies by ``run_steps(steps, state, out)`` where given (``(T, D)``
-    arrays): transposing it into rows (NumPy's copy) took twice as long as filtering them."""
+    :func:`laid_out_rows` lays them out; ``state`` ``(D, n)``, left holding the final state) applied
+    to ``x`` as such rows (no copy when it lies so, as ``axis=-1`` of a C array does), and the
+    result in ``x``'s shape: ``result`` where given and laid out so (of ``x``'s shape and
+    ``dtype``), else a new array. Fewer series than a thread walks at once are filtered in parallel
+    over time (:func:`over_time`) where that was measured faster for ``task`` on this machine
+    (``None``: ``run`` is parallel over time itself). A time-major ``x`` (``axis=0`` of a C array)
+    of at least ``ROW_CHAINS`` channels is filtered as it lies by ``run_steps(steps, state, out)``
+    where given (``(T, D)`` arrays): transposing it into rows (NumPy's copy) took twice as long as
+    filtering them."""
     rest = x.shape[:axis] + x.shape[axis + 1 :]
     length = x.shape[axis]
     channels = math.prod(rest)
