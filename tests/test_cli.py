@@ -332,11 +332,13 @@ def test_bench_nonlinear_on_the_gpu_quick_prints_both_tables(capsys, monkeypatch
 
 
 @pytest.mark.parametrize("layout", ["time-first", "time-last"])
-def test_one_spread_row_is_complete_and_consistent(layout):
-    row = spread.measure_spread_case("U(-1,1)", 4, np.float64, layout, 2**12, 1)
-    assert [name for name, _ in spread.SPREAD_COLUMNS] == list(row)
-    assert row["best"] in ("sequential", "scan") and row["layout"] == layout
-    assert 0 < row["best ms"] <= row["auto ms"] / row["auto/best"] * 1.0001
+def test_the_spread_rows_of_a_shape_are_complete_and_consistent(layout):
+    rows = spread.measure_spread_shape(4, np.float64, layout, 2**12, 1)
+    assert [row["a"] for row in rows] == list(spread.DISTRIBUTIONS)
+    for row in rows:
+        assert [name for name, _ in spread.SPREAD_COLUMNS] == list(row)
+        assert row["best"] in ("sequential", "scan") and row["layout"] == layout
+        assert 0 < row["best ms"] <= row["auto ms"] / row["auto/best"] * 1.0001
 
 
 @pytest.mark.parametrize("distribution", ["0.9", "U(0.5,1)", "U(-1,1)", "complex, modulus<1"])

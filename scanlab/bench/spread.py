@@ -1,15 +1,16 @@
 """The spread of ``linear_recurrence``'s speed: input distributions, layouts, and a busy core.
 
 Used by ``scanlab bench --spread`` and ``benchmarks/linear_recurrence.py --spread`` (which
-writes ``benchmarks/RESULTS.md``). For every distribution of the coefficients, channel count,
-dtype and layout, the public call with ``method="auto"``, ``"sequential"`` and ``"scan"`` take
-turns (:func:`scanlab.bench.timing.best_times`); then the same again while another process keeps
-one core busy.
+writes ``benchmarks/RESULTS.md``). For every channel count, dtype and layout, the public call
+with ``method="auto"``, ``"sequential"`` and ``"scan"`` on every distribution of the
+coefficients take turns (:func:`scanlab.bench.timing.best_times`); then the same again while
+another process keeps one core busy.
 """
 
 import contextlib
 import subprocess
 import sys
+from functools import partial
 
 import numba
 import numpy as np
@@ -56,36 +57,48 @@ def busy_core():
         spinner.wait()
 
 
-def measure_spread_case(
-    distribution: str, channels: int, dtype, layout: str, elements: int, repeats: int,
-    statistic=min,
-) -> dict:  # fmt: skip
-    """Time the three methods on one problem (the best run of each, or ``statistic`` of its
-    runs); return one table row."""
+def measure_spread_shape(
+    channels: int, dtype, layout: str, elements: int, repeats: int, statistic=min
+) -> list[dict]:
+    """Time the three methods on one problem of each distribution of this shape, all of them
+    taking turns (so that a machine whose speed drifts over the minutes is not read as a cost
+    that depends on the coefficients); return one table row per distribution (each method's
+    best run, or ``statistic`` of its runs)."""
     rng = np.random.default_rng(0)
     length = elements // channels
     shape = (length, channels) if layout == "time-first" else (channels, length)
     axis = 0 if layout == "time-first" else -1
-    a = coefficients(distribution, shape, dtype, rng)
     b = rng.standard_normal(shape).astype(dtype)
-    out = np.empty(shape, np.result_type(a, b))
+    problems = {}
+    for distribution in DISTRIBUTIONS:
+        a = coefficients(distribution, shape, dtype, rng)
+        problems[distribution] = (a, np.empty(shape, np.result_type(a, b)))
     calls = {
-        method: (lambda m=method: scanlab.linear_recurrence(a, b, axis=axis, method=m, out=out))
+        (distribution, method): partial(
+            scanlab.linear_recurrence, a, b, axis=axis, method=method, out=out
+        )
+        for distribution, (a, out) in problems.items()
         for method in METHODS
     }
     times = best_times(calls, repeats, statistic)
-    best = min(("sequential", "scan"), key=times.get)
-    return {
-        "a": distribution,
-        "dtype": out.dtype.name,
-        "D": channels,
-        "layout": layout,
-        "auto ms": times["auto"] * 1e3,
-        "best": best,
-        "best ms": times[best] * 1e3,
-        "auto/best": times["auto"] / times[best],
-        "ns/element": times["auto"] * 1e9 / elements,
-    }
+    rows = []
+    for distribution, (_, out) in problems.items():
+        seen = {method: times[distribution, method] for method in METHODS}
+        best = min(("sequential", "scan"), key=seen.get)
+        rows.append(
+            {
+                "a": distribution,
+                "dtype": out.dtype.name,
+                "D": channels,
+                "layout": layout,
+                "auto ms": seen["auto"] * 1e3,
+                "best": best,
+                "best ms": seen[best] * 1e3,
+                "auto/best": seen["auto"] / seen[best],
+                "ns/element": seen["auto"] * 1e9 / elements,
+            }
+        )
+    return rows
 
 
 def spread_table(quick: bool = False, busy: bool = False, show_progress: bool = True) -> list:
@@ -95,23 +108,23 @@ def spread_table(quick: bool = False, busy: bool = False, show_progress: bool = 
     time varies most)."""
     elements = QUICK_ELEMENTS if quick else ELEMENTS
     statistic = np.median if busy else min
-    cases = [
-        (distribution, channels, dtype, layout, elements, 2 if quick else 3, statistic)
+    shapes = [
+        (channels, dtype, layout, elements, 2 if quick else 3, statistic)
         for dtype in DTYPES
         for channels in CHANNELS
         for layout in LAYOUTS
-        for distribution in DISTRIBUTIONS
     ]
     context = busy_core() if busy else contextlib.nullcontext()
     with context:
-        return measure_rows(
-            cases,
-            measure_spread_case,
-            lambda d, c, t, layout, *_: (
-                f"{d} D={c} {np.dtype(t).name} {layout}" + (" (busy core)" if busy else "")
+        groups = measure_rows(
+            shapes,
+            measure_spread_shape,
+            lambda c, t, layout, *_: (
+                f"D={c} {np.dtype(t).name} {layout}" + (" (busy core)" if busy else "")
             ),
             show_progress,
         )
+    return [row for group in groups for row in group]
 
 
 def spread_summary(quiet: list, busy: list) -> list[str]:
