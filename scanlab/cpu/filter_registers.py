@@ -70,11 +70,17 @@ def arithmetic(context, builder, dtype) -> tuple:
         return joined(builder.fsub(a, c), builder.fsub(b, d))
 
     def multiply(x, y):
-        (a, b), (c, d) = parts(x), parts(y)
-        real = builder.fsub(builder.fmul(a, c), builder.fmul(b, d))
-        return joined(real, builder.fadd(builder.fmul(a, d), builder.fmul(b, c)))
+        return joined(*textbook_product(builder, parts(x), parts(y)))
 
     return add, subtract, multiply
+
+
+def textbook_product(builder, x: tuple, y: tuple) -> tuple:
+    """``(real, imaginary)`` of the product of ``x = (a, b)`` and ``y = (c, d)`` (LLVM values,
+    scalars or vectors of parts): ``(ac - bd, ad + bc)``, scipy's complex product."""
+    (a, b), (c, d) = x, y
+    real = builder.fsub(builder.fmul(a, c), builder.fmul(b, d))
+    return real, builder.fadd(builder.fmul(a, d), builder.fmul(b, c))
 
 
 def check_scalars(name: str, z, sample) -> None:

@@ -20,6 +20,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from scanlab.cpu import atomics
+from scanlab.cpu.filter_registers import textbook_product
 from scanlab.cpu.vector_ir import VECTOR_BYTES
 
 #: Steps of a row that each group of ``WAVE_LANES`` sections filters in turn
@@ -46,7 +47,7 @@ class WaveLanes:
     """``WAVE_LANES`` lanes of a float or complex dtype in LLVM IR for
     :func:`cascade_wavefront`: a list of vectors of the ``component`` float, one for a float
     dtype, the real and the imaginary parts for a complex one (the products the textbook
-    ``(ac - bd) + (ad + bc)i``, as ``filter_registers.arithmetic``'s)."""
+    ``(ac - bd) + (ad + bc)i``: ``filter_registers.textbook_product``)."""
 
     def __init__(self, context, builder, component, complex_parts: bool):
         self.builder = builder
@@ -113,12 +114,9 @@ class WaveLanes:
         return [self.builder.fsub(a, b) for a, b in zip(x, y, strict=True)]
 
     def multiply(self, x: list, y: list) -> list:
-        builder = self.builder
         if self.parts == 1:
-            return [builder.fmul(x[0], y[0])]
-        (a, b), (c, d) = x, y
-        real = builder.fsub(builder.fmul(a, c), builder.fmul(b, d))
-        return [real, builder.fadd(builder.fmul(a, d), builder.fmul(b, c))]
+            return [self.builder.fmul(x[0], y[0])]
+        return list(textbook_product(self.builder, x, y))
 
 
 @intrinsic
@@ -247,22 +245,24 @@ def sosfilt_wavefront(counter, sos, sections, x, out, layout, state):
             cascade_wavefront(
                 sos, 0, sections, x, x_start, x_time, length, out, out_start, out_time, state, row
             )
-        for start in range(0, length if groups > 1 else 0, BLOCK_STEPS):
-            steps = min(BLOCK_STEPS, length - start)
-            taken, given = x_start + start * x_time, out_start + start * out_time
-            for g in range(groups):
-                first = g * WAVE_LANES
-                count = min(WAVE_LANES, sections - first)
-                if g == 0:
-                    cascade_wavefront(
-                        sos, first, count, x, taken, x_time, steps, block, 0, 1, state, row
-                    )
-                elif g < groups - 1:
-                    cascade_wavefront(
-                        sos, first, count, block, 0, 1, steps, block, 0, 1, state, row
-                    )
-                else:
-                    cascade_wavefront(
-                        sos, first, count, block, 0, 1, steps, out, given, out_time, state, row
-                    )
+        else:
+            for start in range(0, length, BLOCK_STEPS):
+                steps = min(BLOCK_STEPS, length - start)
+                taken, given = x_start + start * x_time, out_start + start * out_time
+                for g in range(groups):
+                    first = g * WAVE_LANES
+                    count = min(WAVE_LANES, sections - first)
+                    if g == 0:
+                        cascade_wavefront(
+                            sos, first, count, x, taken, x_time, steps, block, 0, 1, state, row
+                        )
+                    elif g < groups - 1:
+                        cascade_wavefront(
+                            sos, first, count, block, 0, 1, steps, block, 0, 1, state, row
+                        )
+                    else:
+                        cascade_wavefront(
+                            sos, first, count, block, 0, 1, steps, out, given, out_time, state,
+                            row,
+                        )  # fmt: skip
         row = atomics.fetch_add(counter, 0, 1)
