@@ -10,19 +10,22 @@ Butterworth as ``lfilter(b, a)``, an 8th-order one as ``sosfilt``, a 32-tap low-
 ``lfilter(b, [1])``, the first-order filter from initial conditions ``zi`` (a stream's next piece),
 and the zero-phase ``filtfilt`` and ``sosfiltfilt`` of the Butterworth filters); the first three
 filters on a stream of 2**20 samples filtered in pieces of 256, 4096 and 65536 samples, ``zi``
-carried (where the calls' own cost shows); ``ewm_mean`` against pandas' ``ewm(span=20).mean()`` on a
-Series of 10**7 values and a (10**5, 100) DataFrame, without and with 10% missing values, and with
-uneven ``times`` (``halflife="20s"``); ``gae`` and ``discounted_returns`` against the same loop
-compiled by Numba (sequential, one thread: what a user would write with ``@njit``) and, for rollouts
-of at most 10**5 steps, the per-step NumPy loop of PPO implementations (rewards and values standard
-normal, episodes ending with probability 1/200 per step, gamma 0.99, lambda 0.95). The tables
-replace the ``filter-table``, ``stream-table``, ``ewm-table`` and ``rl-table`` blocks of
-benchmarks/RESULTS.md (``--only``: one of them: filter, stream, ewm or rl).
+carried (where the calls' own cost shows); what a call costs on small problems (256 to 4096
+samples: ``linear_recurrence`` against ``lfilter``, the filters with ``zi``, ``ewm_mean``, ``gae``
+and ``discounted_returns`` on (256, 8) rollouts against the Numba loop); ``ewm_mean`` against
+pandas' ``ewm(span=20).mean()`` on a Series of 10**7 values and a (10**5, 100) DataFrame, without
+and with 10% missing values, and with uneven ``times`` (``halflife="20s"``); ``gae`` and
+``discounted_returns`` against the same loop compiled by Numba (sequential, one thread: what a user
+would write with ``@njit``) and, for rollouts of at most 10**5 steps, the per-step NumPy loop of
+PPO implementations (rewards and values standard normal, episodes ending with probability 1/200 per
+step, gamma 0.99, lambda 0.95). The tables
+replace the ``filter-table``, ``stream-table``, ``calls-table``, ``ewm-table`` and ``rl-table``
+blocks of benchmarks/RESULTS.md (``--only``: one of them: filter, stream, calls, ewm or rl).
 
 ``--busy``: the same next to another process spinning on one core, each function's median run
 (the best of many runs there is the one the neighbour happened to leave alone); the
-``filter-busy-table``, ``stream-busy-table``, ``ewm-busy-table`` and ``rl-busy-table``
-blocks.
+``filter-busy-table``, ``stream-busy-table``, ``calls-busy-table``, ``ewm-busy-table`` and
+``rl-busy-table`` blocks.
 
 ``--device cuda``: the front ends on GPU arrays (float32, the data on the GPU before timing,
 CUDA events) against the CPU library of the same run (scipy, pandas, the Numba loop) and
@@ -40,7 +43,7 @@ import pandas as pd
 import scipy.signal
 from numba import njit
 
-from scanlab import signal
+from scanlab import linear_recurrence, signal
 from scanlab.bench.spread import busy_core
 from scanlab.bench.tables import (
     format_table,
@@ -182,6 +185,77 @@ def measure_stream(
         "scanlab ms": 1e3 * times["scanlab"],
         "scipy ms": 1e3 * times["scipy"],
         "x scipy": times["scipy"] / times["scanlab"],
+    }
+
+
+#: Small problems, where a call's own cost shows (checks, layout, choosing a kernel): (front
+#: end, shape), each against what a user would call instead.
+CALL_CASES = (
+    ("linear_recurrence", (256,)),
+    ("linear_recurrence", (4096,)),
+    ("linear_recurrence", (8, 256)),
+    ("lfilter with zi", (256,)),
+    ("lfilter with zi", (2, 256)),
+    ("sosfilt with zi", (256,)),
+    ("ewm_mean", (256,)),
+    ("ewm_mean", (4096,)),
+    ("gae", (256, 8)),
+    ("discounted_returns", (256, 8)),
+)
+CALL_COLUMNS = (
+    ("front end", "{}"),
+    ("shape", "{}"),
+    ("scanlab us", "{:.1f}"),
+    ("instead", "{}"),
+    ("instead us", "{:.1f}"),
+    ("x instead", "{:.2f}"),
+)
+
+
+def call_pair(front_end: str, x: np.ndarray) -> tuple:
+    """``(scanlab's call, what a user would call instead, its call)`` on ``x`` (time last; the
+    rollouts ``(T, envs)``)."""
+    butterworth, sections = scipy.signal.butter(4, 0.1), scipy.signal.butter(8, 0.1, output="sos")
+    if front_end == "linear_recurrence":
+        alternative = partial(scipy.signal.lfilter, [1.0], [1.0, -0.9], x)
+        return partial(linear_recurrence, 0.9, x, axis=-1), "scipy lfilter", alternative
+    if front_end in ("lfilter with zi", "sosfilt with zi"):
+        coefficients = butterworth if front_end == "lfilter with zi" else (sections,)
+        name = front_end.split()[0]
+        zi = np.zeros(
+            (len(sections), *x.shape[:-1], 2) if name == "sosfilt" else (*x.shape[:-1], 4)
+        )
+        scanlab_call, scipy_call = (
+            partial(getattr(module, name), *coefficients, x, zi=zi)
+            for module in (signal, scipy.signal)
+        )
+        return scanlab_call, f"scipy {name}", scipy_call
+    if front_end == "ewm_mean":
+        series = pd.Series(x)
+        return partial(ewm_mean, series, span=20), "pandas ewm", series.ewm(span=20).mean
+    rng = np.random.default_rng(1)
+    dones = (rng.random(x.shape) < 1 / 200).astype(x.dtype)
+    if front_end == "gae":
+        values, last = rng.standard_normal(x.shape), rng.standard_normal(x.shape[1])
+        scanlab_call = partial(gae, x, values, dones, last, gamma=GAMMA, lam=LAM)
+        return scanlab_call, "Numba loop", partial(gae_numba, x, values, dones, last, GAMMA, LAM)
+    scanlab_call = partial(discounted_returns, x, GAMMA, dones=dones)
+    return scanlab_call, "Numba loop", partial(returns_numba, x, dones, GAMMA)
+
+
+def measure_call(front_end: str, shape: tuple, quick: bool, statistic=min) -> dict:
+    """One row: the microseconds of a call of a front end and of its alternative on a small
+    float64 problem (the same size when ``quick``)."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    scanlab_call, alternative, alternative_call = call_pair(front_end, x)
+    times = best_times({"scanlab": scanlab_call, "instead": alternative_call}, 50, statistic)
+    return {
+        "front end": front_end,
+        "shape": "x".join(map(str, shape)),
+        "scanlab us": 1e6 * times["scanlab"],
+        "instead": alternative,
+        "instead us": 1e6 * times["instead"],
+        "x instead": times["instead"] / times["scanlab"],
     }
 
 
@@ -429,7 +503,9 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, help="with --device cuda: start no row after this many seconds"
     )
-    parser.add_argument("--only", choices=("filter", "stream", "ewm", "rl"), help="one table (CPU)")
+    parser.add_argument(
+        "--only", choices=("filter", "stream", "calls", "ewm", "rl"), help="one table (CPU)"
+    )
     arguments = parser.parse_args()
     quick = arguments.quick
     if arguments.device == "cuda":
@@ -455,6 +531,7 @@ def main() -> None:
     tables = (
         ("filter", filter_cases, measure_filter, FILTER_COLUMNS),
         ("stream", stream_cases, measure_stream, STREAM_COLUMNS),
+        ("calls", CALL_CASES, measure_call, CALL_COLUMNS),
         ("ewm", EWM_CASES, measure_ewm, EWM_COLUMNS),
         ("rl", RL_CASES, measure_rl, RL_COLUMNS),
     )

@@ -6,10 +6,12 @@ arguments, work out the result's dtype and shape (a :class:`Layout`), and move `
 front of host arrays; :mod:`scanlab.cuda.arrays` does the same on the GPU for GPU arrays.
 """
 
+import ctypes
 import math
 import operator
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -143,25 +145,22 @@ def as_time_major(
     )
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """A checked recurrence: its result's ``shape`` and ``dtype``, the time ``axis``, and the
-    ``state`` shape that ends the result's (``()`` elementwise, ``(n,)`` with matrices)."""
+    ``state`` shape that ends the result's (``()`` elementwise, ``(n,)`` with matrices), and
+    ``rest``, the shape of the channel axes (the leading ones other than time). A named tuple
+    (:func:`checked_layout` makes one on every call, at a third of a dataclass's cost)."""
 
     shape: tuple
     axis: int
     state: tuple
     dtype: np.dtype
+    rest: tuple
 
     @property
     def leading(self) -> int:
         """The number of axes before the state's."""
         return len(self.shape) - len(self.state)
-
-    @property
-    def rest(self) -> tuple:
-        """The shape of the channel axes: the leading ones other than time."""
-        return self.shape[: self.axis] + self.shape[self.axis + 1 : self.leading]
 
     @property
     def initial_shape(self) -> tuple:
@@ -256,7 +255,8 @@ def check_linear_matrix(a, b, h0, axis) -> Layout:
 
 def checked_layout(h0, shape: tuple, axis: int, state: tuple, dtype) -> Layout:
     """The layout of a result of ``shape``, after checking ``h0`` against it."""
-    layout = Layout(shape, axis, state, dtype)
+    rest = shape[:axis] + shape[axis + 1 : len(shape) - len(state)]
+    layout = Layout(shape, axis, state, dtype, rest)
     if h0 is not None:
         check_initial_state(stand_in(h0).shape, layout.initial_shape, shape, axis)
     return layout
@@ -273,14 +273,15 @@ def lay_out(a, b, h0, layout: Layout, out) -> LinearProblem:
     h0 = initial_state(h0, layout.initial_shape, dtype, shape, axis)
     h0 = h0.reshape(math.prod(rest), *state)
     result = output_array(out, shape, dtype)
-    if np.may_share_memory(h0, result):
+    if out is not None and np.may_share_memory(h0, result):
         # The kernels read h0 while writing out's first rows: a copy of one row is cheap.
         h0 = h0.copy()
     kernel_a = as_time_major(np.asarray(a), leading, axis, rest, dtype, state * 2)
     kernel_b = as_time_major(np.asarray(b), leading, axis, rest, dtype, state)
     kernel_out = kernel_view(result, axis, len(state))
-    writes_result = kernel_out is not None and not any(
-        np.may_share_memory(kernel_out, operand) for operand in (kernel_a, kernel_b)
+    writes_result = kernel_out is not None and (
+        out is None  # a new result shares no memory
+        or not any(np.may_share_memory(kernel_out, operand) for operand in (kernel_a, kernel_b))
     )
     if not writes_result:
         kernel_out = np.empty((shape[axis], math.prod(rest), *state), dtype)
@@ -296,6 +297,8 @@ def check_initial_state(h0_shape: tuple, state_shape: tuple, shape: tuple, axis:
 def check_broadcasts(name: str, given: tuple, target: tuple, axis: int, whose: str) -> None:
     """A ValueError unless the shape ``given`` of the operand ``name`` broadcasts to ``target``;
     ``whose`` says what needs it ("a result of shape (3, 4) needs")."""
+    if given == target or not given:  # the common cases, without NumPy's 1-2 us
+        return
     try:
         fits = np.broadcast_shapes(given, target) == target
     except ValueError:
@@ -313,6 +316,8 @@ def initial_state(h0, state_shape: tuple, dtype, shape: tuple, axis: int) -> np.
         return read_only(np.zeros(math.prod(state_shape), dtype))
     h0 = np.asarray(h0)
     check_initial_state(h0.shape, state_shape, shape, axis)
+    if not h0.ndim:
+        return read_only(np.full(math.prod(state_shape), h0, dtype))
     return read_only(
         np.ascontiguousarray(np.broadcast_to(h0, state_shape), dtype=dtype).reshape(-1)
     )
@@ -345,8 +350,15 @@ def aligned_empty(shape: tuple, dtype) -> np.ndarray:
     if size == 0:
         return np.empty(shape, dtype)
     buffer = np.empty(size + RESULT_ALIGNMENT, np.uint8)
-    start = -buffer.ctypes.data % RESULT_ALIGNMENT
-    return buffer[start : start + size].view(dtype).reshape(shape)
+    start = -address(buffer) % RESULT_ALIGNMENT
+    return np.ndarray(shape, dtype, buffer, start)
+
+
+def address(array: np.ndarray) -> int:
+    """Where a writable contiguous host ``array`` starts in memory (ctypes' address of a
+    character over its buffer: a third of the cost of ``array.ctypes.data``, which every new
+    result asks for)."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(array))
 
 
 def output_array(out, shape: tuple, dtype) -> np.ndarray:

@@ -10,9 +10,7 @@ series in parallel over time, whichever ``auto`` measured faster on this machine
 zero-phase filtering (:func:`both_ways`)."""
 
 import contextlib
-import datetime
 import math
-import numbers
 import operator
 from functools import partial
 
@@ -30,7 +28,6 @@ from scanlab._arrays import (
 )
 from scanlab._devices import cuda_module, on_gpu
 from scanlab.cpu import auto as cpu_auto
-from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu import filter_registers, filter_wavefront
 from scanlab.cpu import iir as cpu_iir
 from scanlab.cpu.threads import share_out
@@ -44,9 +41,9 @@ def run_iir(b, a, rows, state, out):
     order = state.shape[1]
     if in_registers(len(rows), out.dtype, order, cascade=False):
         size = filter_registers.register_count(order) + 1
-        b, a = (tuple(zero_padded(values, size, out.dtype)) for values in (b, a))
+        b, a = register_values(b, size, out.dtype), register_values(a, size, out.dtype)
         arguments = (b, a, order, *lying_flat(rows, out), state)
-        share_out(filter_registers.lfilter_registers, len(rows), arguments)
+        share_out(filter_registers.lfilter_registers, len(rows), arguments, rows.size)
         return
     cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
 
@@ -69,10 +66,10 @@ def run_sections(sos, rows, state, out):
             arguments = (read_only(padded), sections, *lying_flat(rows, out), state)
         else:
             size = 6 * filter_registers.register_count(sections)
-            coefficients = tuple(zero_padded(sos.reshape(-1), size, out.dtype))
+            coefficients = register_values(sos.reshape(-1), size, out.dtype)
             kernel = filter_registers.sosfilt_registers
             arguments = (coefficients, sections, *lying_flat(rows, out), state)
-        share_out(kernel, len(rows), arguments)
+        share_out(kernel, len(rows), arguments, rows.size)
         return
     states = state.reshape(len(state), sections, 2)
     cpu_iir.sosfilt_rows(read_only(sos), read_only(rows), states, out)
@@ -92,11 +89,21 @@ def lying_flat(rows, out) -> tuple:
     """``(x, out, layout)`` for the register kernels: ``rows`` and ``out`` (``(D, T)``, each
     C- or Fortran-contiguous) flat as they lie, and the layout of both in elements (``(D, T,
     rows' row step, rows' time step, out's row step, out's time step)``)."""
-    if not all(array.flags.c_contiguous or array.flags.f_contiguous for array in (rows, out)):
-        raise ValueError("the register kernels take rows that lie C- or Fortran-contiguous")
-    steps = (stride // rows.itemsize for stride in rows.strides + out.strides)
-    flat = (array.reshape(-1, order="A") for array in (read_only(rows), out))
-    return (*flat, (*rows.shape, *steps))
+    for array in (rows, out):
+        if not (array.flags.c_contiguous or array.flags.f_contiguous):
+            raise ValueError("the register kernels take rows that lie C- or Fortran-contiguous")
+    (row, time), (out_row, out_time) = rows.strides, out.strides
+    size = rows.itemsize
+    layout = (*rows.shape, row // size, time // size, out_row // size, out_time // size)
+    return read_only(rows).ravel(order="K"), out.ravel(order="K"), layout
+
+
+def register_values(values, size: int, dtype) -> tuple:
+    """The 1-D ``values`` followed by zeros up to ``size``, a tuple of ``dtype``'s numbers for
+    the register kernels: Python floats or complex numbers for float64 and complex128 (the
+    same type to Numba, at a fifth of the cost of NumPy's scalars), NumPy's for the others."""
+    padded = zero_padded(values, size, dtype)
+    return tuple(padded.tolist() if padded.dtype.char in "dD" else padded)
 
 
 def zero_padded(values, size: int, dtype) -> np.ndarray:
@@ -124,7 +131,7 @@ def run_fir(b, a, rows, state, out):
     final = np.empty_like(state)
     blocks = -(-rows.shape[1] // cpu_iir.FIR_STEPS)
     arguments = (read_only(b), read_only(rows), state, out, final)
-    share_out(cpu_iir.fir_blocks, len(rows) * blocks, arguments)
+    share_out(cpu_iir.fir_blocks, len(rows) * blocks, arguments, rows.size)
     state[:] = final
 
 
@@ -133,7 +140,7 @@ def run_fir_steps(b, a, steps, state, out):
     time."""
     final = np.empty_like(state)
     arguments = (read_only(b), steps, state, out, final)
-    share_out(cpu_iir.fir_steps, -(-len(steps) // cpu_iir.FIR_ROWS), arguments)
+    share_out(cpu_iir.fir_steps, -(-len(steps) // cpu_iir.FIR_ROWS), arguments, steps.size)
     state[:] = final
 
 
@@ -166,7 +173,7 @@ def scaled_finite(values, scale) -> bool:
         return bool(np.isfinite(values).all())
     finite = np.empty(-(-values.size // cpu_iir.SCALE_BLOCK), np.bool_)
     arguments = (values.reshape(-1), values.dtype.type(scale), finite)
-    share_out(cpu_iir.scale_blocks, len(finite), arguments)
+    share_out(cpu_iir.scale_blocks, len(finite), arguments, values.size)
     return bool(finite.all())
 
 
@@ -179,6 +186,26 @@ def conditions_by_row(zi, state_shape: tuple, x, axis: int, dtype) -> np.ndarray
     full = zi if zi.shape == state_shape else np.broadcast_to(zi, state_shape)
     full = moved_axis(full, axis, -1)
     return np.array(full, dtype, order="C").reshape(rows, order)  # a copy: the kernel writes
+
+
+def section_conditions(zi, zi_shape: tuple, axis: int, dtype) -> np.ndarray:
+    """``sosfilt``'s initial conditions (``zi_shape``: ``(S, ..., 2, ...)``, the delays at
+    ``axis + 1``) as a new C-contiguous ``(D, S, 2)`` array of rows (zeros for None)."""
+    sections, ndim = zi_shape[0], len(zi_shape)
+    rows = math.prod(zi_shape) // (2 * sections)
+    if zi is None:
+        return np.zeros((rows, sections, 2), dtype)
+    order = (*range(1, axis + 1), *range(axis + 2, ndim), 0, axis + 1)
+    return np.array(zi.transpose(order), dtype, order="C").reshape(rows, sections, 2)
+
+
+def from_section_rows(state: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
+    """``(D, S, 2)`` rows of conditions back in ``sosfilt``'s layout of ``zi`` for a signal of
+    ``shape``: the mirror of :func:`section_conditions`."""
+    rest = shape[:axis] + shape[axis + 1 :]
+    last = len(rest)
+    moved = state.reshape(*rest, *state.shape[1:])
+    return moved.transpose(last, *range(axis), last + 1, *range(axis, last))
 
 
 def from_rows(state: np.ndarray, shape: tuple, axis: int, order: int) -> np.ndarray:
@@ -389,7 +416,8 @@ def host_coefficients(name: str, value) -> np.ndarray:
 
 def filter_coefficients(name: str, value) -> np.ndarray:
     """``b`` or ``a`` as a non-empty 1-D numeric array, on the host (``a[0]`` not 0)."""
-    array = np.atleast_1d(host_coefficients(name, value))
+    array = host_coefficients(name, value)
+    array = array.reshape(1) if not array.ndim else array
     if array.ndim != 1 or not array.size:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
     if name == "a" and array[0] == 0:
@@ -408,9 +436,13 @@ def signal_array(x) -> np.ndarray:
 def check_conditions(name: str, given: tuple, expected: tuple, shape: tuple, axis: int) -> None:
     """A ValueError unless ``given`` is ``expected`` or has 1 where ``expected`` does not (the
     time axis excepted): scipy's rule for ``zi``."""
-    fits = len(given) == len(expected) and all(
-        size == wanted or (size == 1 and k != axis)
-        for k, (size, wanted) in enumerate(zip(given, expected, strict=True))
+    fits = (
+        given == expected
+        or len(given) == len(expected)
+        and all(
+            size == wanted or (size == 1 and k != axis)
+            for k, (size, wanted) in enumerate(zip(given, expected, strict=True))
+        )
     )
     if not fits:
         raise ValueError(
@@ -498,72 +530,3 @@ def section_array(sos) -> np.ndarray:
     if not (sos[:, 3] == 1).all():
         raise ValueError("sos[:, 3] should be all ones")
     return sos
-
-
-def centre_of_mass(com, span, halflife, alpha, times=None) -> float:
-    """pandas' centre of mass ``com`` (``alpha = 1 / (1 + com)``) from exactly one of
-    ``com``, ``span``, ``halflife``, ``alpha``, validated and converted as pandas does. With
-    ``times`` the half-life is a duration (see :func:`step_decays`) and ``com`` comes from the
-    others, or is 1 (the weight halves in one half-life)."""
-    if times is not None:
-        if not isinstance(halflife, (str, datetime.timedelta, np.timedelta64)):
-            raise ValueError("halflife must be a timedelta convertible object")
-        if (com, span, alpha) == (None, None, None):
-            return 1.0
-        return centre_of_mass(com, span, None, alpha)
-    if isinstance(halflife, (str, datetime.timedelta, np.timedelta64)):
-        raise ValueError(
-            "halflife can only be a timedelta convertible argument if times is not None."
-        )
-    given = {"com": com, "span": span, "halflife": halflife, "alpha": alpha}
-    for name, value in given.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-            raise TypeError(f"{name} must be a real number, got {value!r}")
-    if sum(value is not None for value in given.values()) > 1:
-        raise ValueError("comass, span, halflife, and alpha are mutually exclusive")
-    if com is not None:
-        if com < 0:
-            raise ValueError("comass must satisfy: comass >= 0")
-    elif span is not None:
-        if span < 1:
-            raise ValueError("span must satisfy: span >= 1")
-        com = (span - 1) / 2
-    elif halflife is not None:
-        if halflife <= 0:
-            raise ValueError("halflife must satisfy: halflife > 0")
-        com = 1 / (1 - np.exp(np.log(0.5) / halflife)) - 1
-    elif alpha is not None:
-        if alpha <= 0 or alpha > 1:
-            raise ValueError("alpha must satisfy: 0 < alpha <= 1")
-        com = (1 - alpha) / alpha
-    else:
-        raise ValueError("Must pass one of comass, span, halflife, or alpha")
-    return float(com)
-
-
-def step_decays(times, halflife, alpha: float, length: int) -> np.ndarray:
-    """What each of ``length`` steps ages the weights by, as pandas' ``ewm(times=...)`` does:
-    ``(1 - alpha) ** delta[t]``, ``delta[t]`` the time from step ``t - 1`` to step ``t`` in
-    half-lives (the first step's 1, never used: nothing before it to age); empty without
-    ``times``. pandas' checks and messages, and times that go back in time refused (pandas
-    requires them increasing and does not check)."""
-    if times is None:
-        return np.empty(0)
-    import pandas as pd  # times are pandas' (tz-aware ones too); only then imported
-
-    dtype = getattr(times, "dtype", None)
-    if not (isinstance(dtype, pd.DatetimeTZDtype) or np.dtype(dtype or object).kind == "M"):
-        raise ValueError("times must be datetime64 dtype.")
-    if len(times) != length:
-        raise ValueError("times must be the same length as the object.")
-    moments = pd.DatetimeIndex(times)
-    if moments.hasnans:
-        raise ValueError("Cannot convert NaT values to integer")
-    unit = pd.Timedelta(halflife).as_unit(moments.unit).to_timedelta64().astype(np.int64)
-    decays = np.empty(length)
-    if cpu_ewm.time_decays(moments.asi8, float(unit), 1.0 - alpha, decays):
-        step = int(np.argmax(np.diff(moments.asi8) < 0)) + 1
-        raise ValueError(
-            f"times must be monotonically increasing; times[{step}] comes before times[{step - 1}]"
-        )
-    return decays

@@ -343,7 +343,13 @@ def kernel_operands(operands, shape: tuple, axis: int, dtype) -> list:
     in ``dtype`` (the kernels read every element; no copy where one lies so already)."""
     state_shape = shape[:axis] + shape[axis + 1 :]
     return [
-        as_time_major(np.broadcast_to(operand, shape), len(shape), axis, state_shape, dtype)
+        as_time_major(
+            operand if operand.shape == shape else np.broadcast_to(operand, shape),
+            len(shape),
+            axis,
+            state_shape,
+            dtype,
+        )  # fmt: skip
         for operand in operands
     ]
 

@@ -35,9 +35,9 @@ from scanlab._arrays import (
     time_contiguous,
 )
 from scanlab._devices import cuda_module, on_gpu, resolve_device
+from scanlab._ewm_weights import centre_of_mass, step_decays
 from scanlab._filters import (
     both_ways,
-    centre_of_mass,
     check_conditions,
     conditions_by_row,
     filter_coefficients,
@@ -45,6 +45,7 @@ from scanlab._filters import (
     first_order,
     first_order_pays,
     from_rows,
+    from_section_rows,
     host_signal,
     on_device,
     run_fir,
@@ -54,8 +55,8 @@ from scanlab._filters import (
     run_sections,
     run_sections_steps,
     section_array,
+    section_conditions,
     signal_array,
-    step_decays,
     zero_padded,
 )
 from scanlab.cpu import ewm as cpu_ewm
@@ -275,13 +276,7 @@ def run_sosfilt(sos, x, axis, zi, device, out=None):
         run = partial(cuda_module("iir").sosfilt_on_device, sos)
         return on_device(run, x, signal.shape, axis, dtype, zi, zi_shape, order_of_zi)
     x, zi = signal, zi if zi is None else np.asarray(zi)
-    state = np.stack(
-        [
-            conditions_by_row(zi if zi is None else zi[s], zi_shape[1:], x, axis, dtype)
-            for s in range(sections)
-        ],
-        axis=1,
-    )
+    state = section_conditions(zi, zi_shape, axis, dtype)
     flat = state.reshape(len(state), 2 * sections)  # a view: the kernel's final state lands here
 
     sos = read_only(sos)
@@ -289,7 +284,7 @@ def run_sosfilt(sos, x, axis, zi, device, out=None):
     y = filtered_rows(x, axis, dtype, run, flat, "sosfilt", out, run_steps)
     if zi is None:
         return y
-    return y, np.stack([from_rows(state[:, s], x.shape, axis, 2) for s in range(sections)])
+    return y, from_section_rows(state, x.shape, axis)
 
 
 def filtfilt(

@@ -69,8 +69,10 @@ def cpu_caches() -> tuple:
     return tuple(caches)
 
 
+@functools.cache
 def last_level_cache_bytes() -> int | None:
-    """Bytes of the largest data cache the first processor reaches, or None where unknown."""
+    """Bytes of the largest data cache the first processor reaches, or None where unknown
+    (worked out once: the sequential kernel asks on every call)."""
     sizes = [size for _, kind, size in cpu_caches() if kind != "Instruction"]
     return max(sizes, default=None)
 

@@ -42,6 +42,9 @@ settings.load_profile(
 # tests of the measured choice turn it back on with measurements of their own.
 config.cpu.auto_scan_max_row_bytes = 32
 config.cpu.wisdom = None
+# The suite's small problems are shared among threads as large ones are (the threads' paths
+# tested on them); test_threads checks that by default the calling thread does them alone.
+config.cpu.shared_min_elements = 0
 if numba.config.ENABLE_CUDASIM:
     # The simulator runs a Python thread per GPU thread, one block after another: blocks of two
     # warps run the block-level code as blocks of 256 threads do, with a quarter of the threads

@@ -7,9 +7,11 @@ import numba
 import numpy as np
 import pytest
 import reference
+import scipy.signal
 from conftest import assert_close
 
 import scanlab
+import scanlab.signal
 from scanlab.cpu import threads
 
 #: Many channels, so that ``"sequential"`` shares blocks of them among threads.
@@ -65,3 +67,21 @@ def test_an_exception_in_one_thread_reaches_the_caller():
     with pytest.raises(RuntimeError, match="from a worker"):
         threads.run_together(2, failing, (None,))
     assert calls
+
+
+@pytest.mark.skipif(numba.get_num_threads() < 2, reason="one thread: nothing is shared out")
+def test_small_problems_stay_on_the_calling_thread(monkeypatch):
+    """Under ``config.cpu.shared_min_elements`` no pool thread is woken (it would start after
+    the caller had done the work); from it on, the tasks are shared."""
+    monkeypatch.setattr(scanlab.config.cpu, "shared_min_elements", 2**12)
+    shared = []
+    run_together = threads.run_together
+    monkeypatch.setattr(
+        threads, "run_together", lambda *args: shared.append(args[0]) or run_together(*args)
+    )
+    rng = np.random.default_rng(1)
+    for channels, length in [(2, 2**11 - 1), (2, 2**11)]:
+        x = rng.normal(size=(channels, length))
+        y = scanlab.signal.lfilter([0.5, 0.5], [1.0, -0.3], x)
+        assert_close(y, scipy.signal.lfilter([0.5, 0.5], [1.0, -0.3], x), np.float64)
+    assert len(shared) == 1

@@ -23,7 +23,6 @@ and dtype (:func:`streaming_choice`): they pay on some CPUs and not on others.
 
 import collections
 import contextlib
-import math
 import time
 from functools import cache, partial
 
@@ -92,11 +91,13 @@ class Observed:
         what was seen turned away is retried sooner, after ``r`` times 2, 4, 8, ... runs
         (doubling with each recheck since it was last the faster, up to the same), so that a
         turn that did not last is undone within a few runs."""
-        options = self.options
-        seen = {method: self.speed(method, measured[method]) for method in options}
-        estimate = {m: measured[m] if seen[m] is None else seen[m] for m in options}
-        faster = min(options, key=estimate.get)
-        other = options[1 - options.index(faster)]
+        first, second = self.options
+        seen = {first: self.speed(first, measured[first])}
+        seen[second] = self.speed(second, measured[second])
+        estimate = {
+            method: measured[method] if speed is None else speed for method, speed in seen.items()
+        }
+        faster, other = (first, second) if estimate[first] <= estimate[second] else (second, first)
         if seen[faster] is not None and seen[other] is None:
             if measured[other] <= TRY_WITHIN * seen[faster]:
                 return other
@@ -144,7 +145,11 @@ class CompileCounter(event.Listener):
 event.register("numba:compile", CompileCounter())
 
 
-@contextlib.contextmanager
+#: The choice for a problem with none to make (short, or one thread): a context manager that
+#: may be entered again and again.
+SEQUENTIAL = contextlib.nullcontext("sequential")
+
+
 def measured_choice(
     task: str,
     length: int,
@@ -172,8 +177,15 @@ def measured_choice(
     cache), which a script that solves a problem once should not pay.
     """
     if threads < 2 or length < config.cpu.auto_scan_min_length:
-        yield "sequential"
-        return
+        return SEQUENTIAL  # at once: a small problem's call costs a few microseconds in all
+    return timed_choice(task, length, channels, dtype, threads, measure, timed, operands)
+
+
+@contextlib.contextmanager
+def timed_choice(
+    task: str, length: int, channels: int, dtype, threads: int, measure, timed: bool, operands
+):
+    """:func:`measured_choice` for a problem with a choice to make."""
     dtype = np.dtype(dtype)
     if config.cpu.auto_scan_max_row_bytes is not None:
         few_channels = channels * dtype.itemsize <= config.cpu.auto_scan_max_row_bytes
@@ -202,14 +214,16 @@ def measured_choice(
 def broadcast_operands(out, **operands) -> str:
     """The ``operands`` (by name) whose shape is not ``out``'s, with their shapes: ``""``
     where none broadcasts."""
+    if all(array.shape == out.shape for array in operands.values()):
+        return ""
     return " ".join(
         f"{name} {array.shape}" for name, array in operands.items() if array.shape != out.shape
     )
 
 
 def power_of_4_above(count: int) -> int:
-    """``count`` rounded up to a power of 4 (1 for 0 or 1)."""
-    return 4 ** math.ceil(math.log(count, 4)) if count > 1 else 1
+    """``count`` rounded up to a power of 4 (1 for 0 or 1), in integers."""
+    return 4 ** (((count - 1).bit_length() + 1) // 2) if count > 1 else 1
 
 
 def problem_class(length: int, channels: int) -> tuple[int, int]:

@@ -185,7 +185,7 @@ def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream):
     """One pass over time, parallel over blocks of ``channel_block`` contiguous channels;
     ``stream``: with streaming stores (:func:`scanlab.cpu.streaming.streams` must hold)."""
     blocks = -(-out.shape[1] // channel_block)
-    share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block, stream))
+    share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block, stream), out.size)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -550,8 +550,10 @@ def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
     ``auto.streaming_choice``)."""
     a, b, h0 = read_only(a), read_only(b), read_only(h0)
     length, channels = out.shape
-    threads = numba.get_num_threads()
+    if method == "auto" and length < config.cpu.auto_scan_min_length:
+        method = "sequential"  # as measured_choice decides, without its cost (a few us)
     if method == "auto":
+        threads = numba.get_num_threads()
         operands = auto.broadcast_operands(out, a=a, b=b)
         with auto.measured_choice(
             "linear", length, channels, out.dtype, threads, measured_speeds, operands=operands
@@ -563,6 +565,7 @@ def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
         possible = streaming.streams(out, channel_block)
         run = partial(run_sequential, a, b, h0, out, reverse, channel_block)
     else:
+        threads = numba.get_num_threads()
         lanes, chunk_length = scan_tiles(a, b, out, threads)
         possible = lanes and lanes_stream(out, reverse)
         run = partial(run_scan, a, b, h0, out, reverse, chunk_length, lanes, threads)

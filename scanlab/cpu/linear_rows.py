@@ -122,7 +122,7 @@ def linear_recurrence_rows(a, b, h0, out, reverse):
         if a.shape[0] == channels
         else (PER_STEP if a.shape[1] == length else CONSTANT)
     )
-    share_out(run_row_tiles, -(-channels // units), (a, b, h0, out, reverse, a_mode))
+    share_out(run_row_tiles, -(-channels // units), (a, b, h0, out, reverse, a_mode), out.size)
 
 
 def solve_rows(a, b, h0, out, reverse: bool, method: str) -> None:

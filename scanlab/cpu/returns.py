@@ -136,9 +136,9 @@ def advantages_backwards(
     chunk = chunk_length(length, chunks)
     flat = [x.reshape(-1) for x in (rewards, values, dones, advantages, returns)]
     operands = (*flat[:3], last_value, gamma, lam, *flat[3:], length, channel_block, chunk)
-    share_out(advantage_chunks, blocks * -(-length // chunk), operands)
+    share_out(advantage_chunks, blocks * -(-length // chunk), operands, rewards.size)
     if chunk < length:
-        share_out(settle_advantages, blocks, operands)
+        share_out(settle_advantages, blocks, operands, rewards.size)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -241,9 +241,9 @@ def returns_backwards(rewards, dones, bootstrap, gamma, out, channel_block, chun
     chunk = chunk_length(length, chunks)
     flat = [x.reshape(-1) for x in (rewards, dones, out)]
     operands = (*flat[:2], bootstrap, gamma, flat[2], length, channel_block, chunk)
-    share_out(return_chunks, blocks * -(-length // chunk), operands)
+    share_out(return_chunks, blocks * -(-length // chunk), operands, rewards.size)
     if chunk < length:
-        share_out(settle_returns, blocks, operands)
+        share_out(settle_returns, blocks, operands, rewards.size)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

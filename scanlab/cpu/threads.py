@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from scanlab import config
+
 #: Made on first use: one pool per process, as many threads as CPUs (made again in a child
 #: process forked from this one, which does not inherit the threads).
 POOL = None
@@ -57,13 +59,16 @@ def run_together(count: int, kernel, args: tuple) -> None:
         other.result()
 
 
-def share_out(worker, tasks: int, args: tuple) -> None:
+def share_out(worker, tasks: int, args: tuple, elements: int | None = None) -> None:
     """Run ``worker(counter, *args)`` on as many threads as Numba's thread count allows (at
     most ``tasks``): each takes task numbers from ``counter`` (a one-element int64 array,
     :func:`scanlab.cpu.atomics.fetch_add`) until they reach ``tasks``, so a thread that comes
-    free takes over the share of one that was descheduled."""
+    free takes over the share of one that was descheduled. ``elements``: the size of the
+    problem, where the caller knows it; under ``config.cpu.shared_min_elements`` the calling
+    thread does all the work (a pool thread would wake after it was done)."""
     counter = np.zeros(1, np.int64)
-    if tasks <= 1:  # one thread: the caller's (no need to ask Numba for its thread count)
+    small = elements is not None and elements < config.cpu.shared_min_elements
+    if tasks <= 1 or small:  # the caller's thread alone (no need to ask for the thread count)
         worker(counter, *args)
         return
     run_together(min(tasks, numba.get_num_threads()), worker, (counter, *args))
