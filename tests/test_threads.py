@@ -85,3 +85,14 @@ def test_small_problems_stay_on_the_calling_thread(monkeypatch):
         y = scanlab.signal.lfilter([0.5, 0.5], [1.0, -0.3], x)
         assert_close(y, scipy.signal.lfilter([0.5, 0.5], [1.0, -0.3], x), np.float64)
     assert len(shared) == 1
+
+
+def test_by_default_the_machine_decides_what_is_shared(monkeypatch):
+    """``config.cpu.shared_min_elements = None``: from twice the measured time a sleeping
+    thread takes to start work, in nanoseconds."""
+    monkeypatch.setattr(scanlab.config.cpu, "shared_min_elements", None)
+    latency = threads.start_latency()
+    assert 0 < latency < 1.0
+    assert threads.shared_min_elements() == int(2e9 * latency) >= 1
+    monkeypatch.setattr(scanlab.config.cpu, "shared_min_elements", 12)
+    assert threads.shared_min_elements() == 12

@@ -6,8 +6,11 @@ threads take their work themselves (an atomic counter, :mod:`scanlab.cpu.atomics
 body, which costs seconds of compilation per dtype, where a plain kernel costs a fraction.
 """
 
+import functools
 import os
+import statistics
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -38,6 +41,48 @@ def forget_pool() -> None:
 
 os.register_at_fork(after_in_child=forget_pool)
 
+#: Wake-ups :func:`start_latency` times (the first, a new thread's, not counted).
+WAKE_ROUNDS = 8
+
+
+@functools.cache
+def start_latency() -> float:
+    """Seconds a sleeping thread of this process takes to start work handed to it on this
+    machine: the median of ``WAKE_ROUNDS - 1`` wake-ups of a thread waiting on an event, until
+    it holds the GIL (what a pool thread does before it runs a kernel). Measured once per
+    process, in about a millisecond (45-50 us each on a KVM guest of AMD Zen 5, 150 us after
+    10 ms asleep; a few microseconds on an idle bare-metal machine)."""
+    wake, woken, woke = threading.Event(), threading.Event(), []
+
+    def sleeper():
+        for _ in range(WAKE_ROUNDS):
+            wake.wait()
+            woke.append(time.perf_counter())
+            wake.clear()
+            woken.set()
+
+    thread = threading.Thread(target=sleeper, daemon=True)
+    thread.start()
+    delays = []
+    for _ in range(WAKE_ROUNDS):
+        woken.clear()
+        start = time.perf_counter()
+        wake.set()
+        woken.wait()
+        delays.append(woke[-1] - start)
+    thread.join()
+    return statistics.median(delays[1:])
+
+
+def shared_min_elements() -> int:
+    """Elements from which :func:`share_out` hands tasks to other threads:
+    ``config.cpu.shared_min_elements``, or by default twice this machine's
+    :func:`start_latency` in nanoseconds: work at a nanosecond an element (the fastest
+    kernels') that outlasts a helper's start twice over, so that the helper's share pays for
+    its wait."""
+    setting = config.cpu.shared_min_elements
+    return int(2e9 * start_latency()) if setting is None else setting
+
 
 def run_together(count: int, kernel, args: tuple) -> None:
     """Run ``kernel(*args)`` on ``count`` threads at once, the calling thread one of them, and
@@ -64,10 +109,10 @@ def share_out(worker, tasks: int, args: tuple, elements: int | None = None) -> N
     most ``tasks``): each takes task numbers from ``counter`` (a one-element int64 array,
     :func:`scanlab.cpu.atomics.fetch_add`) until they reach ``tasks``, so a thread that comes
     free takes over the share of one that was descheduled. ``elements``: the size of the
-    problem, where the caller knows it; under ``config.cpu.shared_min_elements`` the calling
+    problem, where the caller knows it; under :func:`shared_min_elements` the calling
     thread does all the work (a pool thread would wake after it was done)."""
     counter = np.zeros(1, np.int64)
-    small = elements is not None and elements < config.cpu.shared_min_elements
+    small = elements is not None and elements < shared_min_elements()
     if tasks <= 1 or small:  # the caller's thread alone (no need to ask for the thread count)
         worker(counter, *args)
         return
