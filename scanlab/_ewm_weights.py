@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from scanlab.cpu import ewm as cpu_ewm
+from scanlab.cpu.threads import threads_for
 
 
 def centre_of_mass(com, span, halflife, alpha, times=None) -> float:
@@ -71,7 +72,9 @@ def step_decays(times, halflife, alpha: float, length: int) -> np.ndarray:
         raise ValueError("Cannot convert NaT values to integer")
     unit = pd.Timedelta(halflife).as_unit(moments.unit).to_timedelta64().astype(np.int64)
     decays = np.empty(length)
-    if cpu_ewm.time_decays(moments.asi8, float(unit), 1.0 - alpha, decays):
+    with threads_for(length):
+        went_back = cpu_ewm.time_decays(moments.asi8, float(unit), 1.0 - alpha, decays)
+    if went_back:
         step = int(np.argmax(np.diff(moments.asi8) < 0)) + 1
         raise ValueError(
             f"times must be monotonically increasing; times[{step}] comes before times[{step - 1}]"

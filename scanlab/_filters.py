@@ -30,7 +30,7 @@ from scanlab._devices import cuda_module, on_gpu
 from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import filter_registers, filter_wavefront
 from scanlab.cpu import iir as cpu_iir
-from scanlab.cpu.threads import share_out
+from scanlab.cpu.threads import share_out, threads_for
 from scanlab.linear import linear_recurrence
 
 
@@ -45,7 +45,8 @@ def run_iir(b, a, rows, state, out):
         arguments = (b, a, order, *lying_flat(rows, out), state)
         share_out(filter_registers.lfilter_registers, len(rows), arguments, rows.size)
         return
-    cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
+    with threads_for(rows.size):
+        cpu_iir.lfilter_rows(read_only(b), read_only(a), read_only(rows), state, out)
 
 
 #: Sections from which a cascade over few rows advances its sections together, one a vector
@@ -72,7 +73,8 @@ def run_sections(sos, rows, state, out):
         share_out(kernel, len(rows), arguments, rows.size)
         return
     states = state.reshape(len(state), sections, 2)
-    cpu_iir.sosfilt_rows(read_only(sos), read_only(rows), states, out)
+    with threads_for(rows.size):
+        cpu_iir.sosfilt_rows(read_only(sos), read_only(rows), states, out)
 
 
 def in_registers(rows: int, dtype, delays: int, cascade: bool) -> bool:
@@ -116,14 +118,16 @@ def zero_padded(values, size: int, dtype) -> np.ndarray:
 
 def run_sections_steps(sos, steps, state, out):
     """The sections ``sos`` over a time-major signal ``steps`` (``(T, D)``)."""
-    threads = numba.get_num_threads()
-    cpu_iir.sosfilt_steps(read_only(sos), steps, state, out, threads)
+    with threads_for(steps.size):
+        cpu_iir.sosfilt_steps(read_only(sos), steps, state, out, numba.get_num_threads())
 
 
 def run_iir_steps(b, a, steps, state, out):
     """The IIR filter ``b``, ``a`` over a time-major signal ``steps`` (``(T, D)``)."""
-    threads = numba.get_num_threads()
-    cpu_iir.lfilter_steps(read_only(b), read_only(a), steps, state, out, threads)
+    with threads_for(steps.size):
+        cpu_iir.lfilter_steps(
+            read_only(b), read_only(a), steps, state, out, numba.get_num_threads()
+        )
 
 
 def run_fir(b, a, rows, state, out):

@@ -68,13 +68,14 @@ class CPUConfig:
         runs seen, as ``"auto"`` chooses a method (``scanlab.cpu.auto.streaming_choice``): on
         an AMD Zen 4 VM the sequential method took 1.1-1.6x as long with them, the scan 0.9x.
     shared_min_elements : int or None
-        Kernels that hand tasks to the pool's threads (``scanlab.cpu.threads.share_out``) do
-        so for problems of at least this many elements; smaller ones run on the calling thread
-        alone. ``None`` (the default): twice the time this machine takes to wake a sleeping
-        thread, in nanoseconds (``scanlab.cpu.threads.start_latency``, measured once per
-        process): on a KVM guest of AMD Zen 5 a wake-up took 45-150 us, and two rows of a
-        filter of 16384 steps ran in 54 us on one thread, 77 us shared (the helper started
-        after the caller had done the work; ``benchmarks/RESULTS.md``).
+        Kernels that hand tasks to the pool's threads (``scanlab.cpu.threads.share_out``), and
+        Numba's parallel kernels (``threads_for``), use other threads for problems of at least
+        this many elements; smaller ones run on the calling thread alone. ``None`` (the
+        default): twice the time this machine takes to wake a sleeping thread, in nanoseconds
+        (``scanlab.cpu.threads.start_latency``, measured once per process): on a KVM guest of
+        AMD Zen 5 a wake-up took 45-150 us, and two rows of a filter of 16384 steps ran in 54
+        us on one thread, 77 us shared (the helper started after the caller had done the work;
+        ``benchmarks/RESULTS.md``).
     wisdom : str or None
         Where the measurements are kept: ``"default"`` (``scanlab.wisdom.default_path()``, in
         the user's cache directory), a file path, or ``None`` to keep them in this process only.

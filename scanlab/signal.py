@@ -61,6 +61,7 @@ from scanlab._filters import (
 )
 from scanlab.cpu import ewm as cpu_ewm
 from scanlab.cpu.blocks import channel_block
+from scanlab.cpu.threads import threads_for
 
 
 def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
@@ -569,14 +570,16 @@ def ewm_mean(
         # Time contiguous (a DataFrame's columns): read and written as they lie.
         out = np.empty((channels, length), dtype)
         rows = as_time_last(values, values.ndim, axis, rest, dtype)
-        cpu_ewm.ewm_mean_rows(rows.T, *options, out.T, cpu_ewm.SERIES_LANES)
+        with threads_for(out.size):
+            cpu_ewm.ewm_mean_rows(rows.T, *options, out.T, cpu_ewm.SERIES_LANES)
         result = moved_axis(out.reshape((*rest, length)), -1, axis)
         return result if labelled is None else labelled(result)
     out = np.empty((length, channels), dtype)
     if out.size:
         values = as_time_major(values, values.ndim, axis, rest, dtype)
-        block = channel_block(channels, dtype.itemsize, numba.get_num_threads())
-        cpu_ewm.ewm_mean_rows(values, *options, out, block)
+        with threads_for(out.size):
+            block = channel_block(channels, dtype.itemsize, numba.get_num_threads())
+            cpu_ewm.ewm_mean_rows(values, *options, out, block)
     result = moved_axis(out.reshape((length, *rest)), 0, axis)
     return result if labelled is None else labelled(result)
 

@@ -5,6 +5,7 @@ import threading
 
 import numba
 import numpy as np
+import pandas as pd
 import pytest
 import reference
 import scipy.signal
@@ -96,3 +97,32 @@ def test_by_default_the_machine_decides_what_is_shared(monkeypatch):
     assert threads.shared_min_elements() == int(2e9 * latency) >= 1
     monkeypatch.setattr(scanlab.config.cpu, "shared_min_elements", 12)
     assert threads.shared_min_elements() == 12
+
+
+@pytest.mark.skipif(numba.get_num_threads() < 2, reason="one thread: nothing is shared out")
+def test_small_problems_run_the_parallel_kernels_on_one_thread(monkeypatch):
+    """Under ``shared_min_elements`` the ``prange`` kernels (lockstep filters, time-major
+    filters, ``ewm_mean``) run on the calling thread alone, with the same results, and the
+    thread count is restored."""
+    monkeypatch.setattr(scanlab.config.cpu, "shared_min_elements", 10**9)
+    counts, numba_threads = [], threads.numba_threads
+
+    def recorded(count):
+        counts.append(count)
+        return numba_threads(count)
+
+    monkeypatch.setattr(threads, "numba_threads", recorded)
+    before = numba.get_num_threads()
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(16, 300))
+    b, a = scipy.signal.butter(3, 0.2)
+    sos = scipy.signal.butter(6, 0.2, output="sos")
+    np.testing.assert_array_equal(scanlab.signal.lfilter(b, a, x), scipy.signal.lfilter(b, a, x))
+    np.testing.assert_array_equal(
+        scanlab.signal.sosfilt(sos, x.T, axis=0), scipy.signal.sosfilt(sos, x.T, axis=0)
+    )
+    expected = pd.DataFrame(x.T).ewm(span=5).mean().to_numpy()
+    assert_close(scanlab.signal.ewm_mean(x.T, span=5), expected, np.float64)
+    assert_close(scanlab.signal.ewm_mean(np.asfortranarray(x.T), span=5), expected, np.float64)
+    assert counts == [1, 1, 1, 1]
+    assert numba.get_num_threads() == before

@@ -33,6 +33,7 @@ from numba.core import event
 from scanlab import config, wisdom
 from scanlab._arrays import aligned_empty, read_only
 from scanlab.cpu import streaming
+from scanlab.cpu.threads import numba_threads
 from scanlab.cpu.vector_ir import LANE_BYTES
 
 #: Timed runs of each kernel when ``auto`` measures a kind of problem (``measured_speeds``).
@@ -363,14 +364,3 @@ def streaming_speeds(method: str, dtype, solver) -> dict:
         for run in runs.values():
             run()
     return median_speeds(runs, out.size, numba.get_num_threads())
-
-
-@contextlib.contextmanager
-def numba_threads(count: int):
-    """Run with ``count`` Numba threads, then restore the previous count."""
-    saved = numba.get_num_threads()
-    numba.set_num_threads(count)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(saved)
