@@ -137,8 +137,8 @@ def share_out(worker, tasks: int, args: tuple, elements: int | None = None) -> N
     problem, where the caller knows it; under :func:`shared_min_elements` the calling
     thread does all the work (a pool thread would wake after it was done)."""
     counter = np.zeros(1, np.int64)
-    small = elements is not None and elements < shared_min_elements()
-    if tasks <= 1 or small:  # the caller's thread alone (no need to ask for the thread count)
+    alone = tasks <= 1 or (elements is not None and elements < shared_min_elements())
+    if alone:  # the caller's thread (no need to ask Numba for its thread count)
         worker(counter, *args)
         return
     run_together(min(tasks, numba.get_num_threads()), worker, (counter, *args))
