@@ -196,9 +196,11 @@ CALL_CASES = (
     ("linear_recurrence", (8, 256)),
     ("lfilter with zi", (256,)),
     ("lfilter with zi", (2, 256)),
+    ("lfilter", (16, 256)),
     ("sosfilt with zi", (256,)),
     ("ewm_mean", (256,)),
     ("ewm_mean", (4096,)),
+    ("ewm_mean", (16, 256)),
     ("gae", (256, 8)),
     ("discounted_returns", (256, 8)),
 )
@@ -214,7 +216,8 @@ CALL_COLUMNS = (
 
 def call_pair(front_end: str, x: np.ndarray) -> tuple:
     """``(scanlab's call, what a user would call instead, its call)`` on ``x`` (time last; the
-    rollouts ``(T, envs)``)."""
+    rollouts ``(T, envs)``; ``ewm_mean`` of a Series, or of a DataFrame of ``x``'s rows as
+    columns)."""
     butterworth, sections = scipy.signal.butter(4, 0.1), scipy.signal.butter(8, 0.1, output="sos")
     if front_end == "linear_recurrence":
         alternative = partial(scipy.signal.lfilter, [1.0], [1.0, -0.9], x)
@@ -230,9 +233,14 @@ def call_pair(front_end: str, x: np.ndarray) -> tuple:
             for module in (signal, scipy.signal)
         )
         return scanlab_call, f"scipy {name}", scipy_call
+    if front_end == "lfilter":
+        scanlab_call, scipy_call = (
+            partial(module.lfilter, *butterworth, x) for module in (signal, scipy.signal)
+        )
+        return scanlab_call, "scipy lfilter", scipy_call
     if front_end == "ewm_mean":
-        series = pd.Series(x)
-        return partial(ewm_mean, series, span=20), "pandas ewm", series.ewm(span=20).mean
+        data = pd.Series(x) if x.ndim == 1 else pd.DataFrame(x.T)  # columns: time contiguous
+        return partial(ewm_mean, data, span=20), "pandas ewm", data.ewm(span=20).mean
     rng = np.random.default_rng(1)
     dones = (rng.random(x.shape) < 1 / 200).astype(x.dtype)
     if front_end == "gae":

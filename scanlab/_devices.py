@@ -14,7 +14,7 @@ def on_gpu(value) -> bool:
     Numba device arrays) or is a device array of Numba's CUDA simulator."""
     if value is None or type(value) in HOST_TYPES:  # the common cases, answered at once
         return False
-    if type(value).__module__.startswith("pandas."):
+    if type(value).__module__.partition(".")[0] == "pandas":
         return False  # host data, whose attribute lookup searches the labels (3 us a call)
     return hasattr(value, "__cuda_array_interface__") or bool(
         getattr(type(value), "__cuda_ndarray__", False)
