@@ -19,6 +19,7 @@ from scanlab._devices import on_gpu
 
 #: The dtypes the kernels compute in; integers and bools are promoted to float64.
 COMPUTE_DTYPES = tuple(np.dtype(name) for name in ("float32", "float64", "complex64", "complex128"))
+COMPUTE_DTYPE_SET = frozenset(COMPUTE_DTYPES)
 
 
 #: The operands that may be None (the initial state: zeros); any other None is a TypeError.
@@ -45,7 +46,7 @@ def result_dtype(**operands) -> np.dtype:
     dtype = np.result_type(*given.values())
     if dtype.kind in "biu":
         return np.dtype(np.float64)
-    if dtype not in COMPUTE_DTYPES:
+    if dtype not in COMPUTE_DTYPE_SET:
         arrays = {name: value for name, value in given.items() if isinstance(value, np.ndarray)}
         found = ", ".join(f"{name} {value.dtype}" for name, value in arrays.items())
         raise TypeError(

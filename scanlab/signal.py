@@ -577,9 +577,12 @@ def ewm_mean(
     out = np.empty((length, channels), dtype)
     if out.size:
         values = as_time_major(values, values.ndim, axis, rest, dtype)
-        with threads_for(out.size):
-            block = channel_block(channels, dtype.itemsize, numba.get_num_threads())
-            cpu_ewm.ewm_mean_rows(values, *options, out, block)
+        if channels == 1:  # one series: the kernel walks it without a parallel region
+            cpu_ewm.ewm_mean_rows(values, *options, out, 1)
+        else:
+            with threads_for(out.size):
+                block = channel_block(channels, dtype.itemsize, numba.get_num_threads())
+                cpu_ewm.ewm_mean_rows(values, *options, out, block)
     result = moved_axis(out.reshape((length, *rest)), 0, axis)
     return result if labelled is None else labelled(result)
 
