@@ -174,7 +174,8 @@ def run_block(a, b, h0, out, reverse, first, stop, stream):
     buffer = np.empty(width + spare, h0.dtype)
     start = (-buffer.ctypes.data % LANE_BYTES) // h0.itemsize
     state = buffer[start : start + width]
-    state[:] = h0[first:stop]
+    for channel in range(width):  # not a slice assignment: its shape check's message costs
+        state[channel] = h0[first + channel]  # 2.4 s of compilation in a process without cache
     if 1 < width <= REGISTER_CHAINS:
         run_in_registers(a, b, state, out, 0, out.shape[0], reverse, first)
     else:
