@@ -162,7 +162,7 @@ def test_a_package_folder_that_cannot_be_written_caches_in_the_users_cache(tmp_p
 
     first, second = run(), run()
     assert first["file"] == str(package / "__init__.py")
-    assert "run_steps" in first["compiled"] and second["compiled"] == []
+    assert "run_series" in first["compiled"] and second["compiled"] == []
     assert first["last"] == second["last"] == 1.0 + 0.5 * (1.0 - 0.5**99) / 0.5
     assert list((tmp_path / "cache" / "numba").rglob("*.nbi"))
 

@@ -1,6 +1,6 @@
 """The sequential loop of the elementwise recurrence for a few channels, each state in a
-register of its own (:func:`run_in_registers`): the layout of ``scanlab.cpu.linear``'s kernels,
-``(T, D)`` with time first."""
+register of its own (:func:`run_in_registers`; one series: :func:`run_series`): the layout of
+``scanlab.cpu.linear``'s kernels, ``(T, D)`` with time first."""
 
 from numba import njit, uint64
 
@@ -44,3 +44,28 @@ def run_in_registers(a, b, state, out, first_step, stop_step, reverse, first_cha
     for k, h in enumerate((h0, h1, h2, h3)):
         if k <= last:
             state[k] = h
+
+
+@njit(inline="always")
+def series_steps(a, b, h, out, first_step, stop_step, reverse, channel):
+    """The recurrence of ``channel`` alone over steps ``[first_step, stop_step)`` from the
+    state ``h``, kept in a register; the final state."""
+    length, channels = out.shape
+    origin, direction = time_direction(length, reverse)
+    a_row, a_column = broadcast_steps(a, length, channels)
+    b_row, b_column = broadcast_steps(b, length, channels)
+    a_d = uint64(channel) * a_column
+    b_d = uint64(channel) * b_column
+    for step in range(first_step, stop_step):
+        t = time_index(step, origin, direction)
+        h = a[t * a_row, a_d] * h + b[t * b_row, b_d]
+        out[t, channel] = h
+    return h
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_series(a, b, h0, out, reverse):
+    """The sequential recurrence of a problem of one channel (``out`` ``(T, 1)``): what a first
+    call on one series compiles, without the loops over several channels (0.4 s against 2 s
+    cold on Zen 5)."""
+    series_steps(a, b, h0[0], out, 0, out.shape[0], reverse, 0)

@@ -27,7 +27,7 @@ from scanlab._scaled_products import (
 )
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto, streaming
-from scanlab.cpu.few_channels import REGISTER_CHAINS, run_in_registers
+from scanlab.cpu.few_channels import REGISTER_CHAINS, run_in_registers, run_series, series_steps
 from scanlab.cpu.scan_lanes import apply_lanes, compose_lanes
 from scanlab.cpu.streaming import store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
@@ -78,15 +78,7 @@ def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel, s
     a_row, a_column = broadcast_steps(a, length, channels)
     b_row, b_column = broadcast_steps(b, length, channels)
     if state.shape[0] == 1:
-        # One series: keep the state in a register.
-        h = state[0]
-        a_d = uint64(first_channel) * a_column
-        b_d = uint64(first_channel) * b_column
-        for step in range(first_step, stop_step):
-            t = time_index(step, origin, direction)
-            h = a[t * a_row, a_d] * h + b[t * b_row, b_d]
-            out[t, first_channel] = h
-        state[0] = h
+        state[0] = series_steps(a, b, state[0], out, first_step, stop_step, reverse, first_channel)
         return
     width = state.shape[0]
     if stream and b_column == 1:
@@ -579,7 +571,9 @@ def solve(a, b, h0, out, reverse: bool, method: str, stream=None) -> None:
 
 def run_sequential(a, b, h0, out, reverse: bool, channel_block: int, stream: bool) -> None:
     """The sequential kernel: blocks of ``channel_block`` channels in parallel."""
-    if out.shape[1] <= channel_block:
+    if out.shape[1] == 1:
+        run_series(a, b, h0, out, reverse)
+    elif out.shape[1] <= channel_block:
         # One block: the plain loop, without starting a parallel region for one task.
         run_block(a, b, h0, out, reverse, 0, out.shape[1], stream)
     else:
