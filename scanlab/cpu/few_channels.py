@@ -18,8 +18,8 @@ def run_in_registers(a, b, state, out, first_step, stop_step, reverse, first_cha
     its work per step, not the multiply-add's latency, sets the pace (2-3 channels 1.5-1.7x
     slower); flat indices here, the rows' views cost as much again. Channels past ``state``'s
     last repeat it (the same values, written to the same place). A function of its own, called
-    by ``run_block``: inlined into ``run_steps``, it made LLVM compile that function's row loop
-    4x slower (5 channels)."""
+    by :func:`run_few`: inlined into ``run_steps``, it made LLVM compile that function's row
+    loop 4x slower (5 channels)."""
     length, channels = out.shape
     origin, direction = time_direction(length, reverse)
     a_row, a_column = broadcast_steps(a, length, channels)
@@ -69,3 +69,12 @@ def run_series(a, b, h0, out, reverse):
     call on one series compiles, without the loops over several channels (0.4 s against 2 s
     cold on Zen 5)."""
     series_steps(a, b, h0[0], out, 0, out.shape[0], reverse, 0)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def run_few(a, b, h0, out, reverse):
+    """The sequential recurrence of a problem of 2 to ``REGISTER_CHAINS`` channels, from
+    ``h0``: a kernel of its own, so that a first call on many channels does not compile this
+    loop, nor one on few channels the row loops (0.4 s and 1.6 s cold on Zen 5)."""
+    state = h0.copy()
+    run_in_registers(a, b, state, out, 0, out.shape[0], reverse, 0)

@@ -27,7 +27,7 @@ from scanlab._scaled_products import (
 )
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto, streaming
-from scanlab.cpu.few_channels import REGISTER_CHAINS, run_in_registers, run_series, series_steps
+from scanlab.cpu.few_channels import REGISTER_CHAINS, run_few, run_series, series_steps
 from scanlab.cpu.scan_lanes import apply_lanes, compose_lanes
 from scanlab.cpu.streaming import store_fence, stream_step
 from scanlab.cpu.threads import run_together, share_out
@@ -168,10 +168,7 @@ def run_block(a, b, h0, out, reverse, first, stop, stream):
     state = buffer[start : start + width]
     for channel in range(width):  # not a slice assignment: its shape check's message costs
         state[channel] = h0[first + channel]  # 2.4 s of compilation in a process without cache
-    if 1 < width <= REGISTER_CHAINS:
-        run_in_registers(a, b, state, out, 0, out.shape[0], reverse, first)
-    else:
-        run_steps(a, b, state, out, 0, out.shape[0], reverse, first, stream)
+    run_steps(a, b, state, out, 0, out.shape[0], reverse, first, stream)
 
 
 def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream):
@@ -573,6 +570,8 @@ def run_sequential(a, b, h0, out, reverse: bool, channel_block: int, stream: boo
     """The sequential kernel: blocks of ``channel_block`` channels in parallel."""
     if out.shape[1] == 1:
         run_series(a, b, h0, out, reverse)
+    elif out.shape[1] <= REGISTER_CHAINS:
+        run_few(a, b, h0, out, reverse)
     elif out.shape[1] <= channel_block:
         # One block: the plain loop, without starting a parallel region for one task.
         run_block(a, b, h0, out, reverse, 0, out.shape[1], stream)
