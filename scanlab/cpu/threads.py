@@ -51,8 +51,8 @@ def start_latency() -> float:
     """Seconds a sleeping thread of this process takes to start work handed to it on this
     machine: the median of ``WAKE_ROUNDS - 1`` wake-ups of a thread waiting on an event, until
     it holds the GIL (what a pool thread does before it runs a kernel). Measured once per
-    process, in about a millisecond (45-50 us each on a KVM guest of AMD Zen 5, 150 us after
-    10 ms asleep; a few microseconds on an idle bare-metal machine)."""
+    process, in about a millisecond (30-55 us on a KVM guest of AMD Zen 5, where a pool
+    thread asleep for 10 ms took 150 us)."""
     wake, woken, woke = threading.Event(), threading.Event(), []
 
     def sleeper():
