@@ -70,6 +70,23 @@ def test_matches_sequential_reference(problem, device, small_chunks):
             np.testing.assert_array_equal(given_input, original)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("h0", [2.5, np.float32(-1.5), np.array(0.25), np.array([3.0])])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_a_scalar_h0_starts_every_channel(dtype, h0, axis):
+    """A 0-d ``h0`` (a Python or NumPy number, a 0-d array) or one of shape (1,) broadcasts to every
+    channel; the result's dtype is NumPy's promotion (a Python float is weak, arrays are not)."""
+    rng = np.random.default_rng(5)
+    b = random_array(rng, (37, 5) if axis == 0 else (5, 37), dtype)
+    a = random_array(rng, b.shape, dtype)
+    result = scanlab.linear_recurrence(a, b, h0, axis=axis)
+    expected_dtype = np.result_type(a, b, h0)
+    full = np.broadcast_to(np.asarray(h0).reshape(()), (5,)).astype(expected_dtype)
+    assert result.dtype == expected_dtype
+    expected = reference.linear_recurrence(a, b, full, axis=axis)
+    assert_close(result, expected, expected_dtype)
+
+
 @pytest.mark.parametrize("length", [1, 2, 97, 300, 4099])
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("reverse", [False, True])
