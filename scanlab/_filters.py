@@ -9,7 +9,6 @@ series in parallel over time, whichever ``auto`` measured faster on this machine
 :mod:`scanlab.cuda.iir`'s filters (:func:`on_device`); the forward-backward passes of
 zero-phase filtering (:func:`both_ways`)."""
 
-import contextlib
 import math
 import operator
 from functools import partial
@@ -247,9 +246,8 @@ def filtered_rows(
             return moved_axis(out.reshape(length, *rest), 0, axis)
     if not length or not channels:
         return np.empty(x.shape, dtype) if result is None else result
-    choice = contextlib.nullcontext("sequential")
-    few = channels < cpu_iir.ROW_CHAINS and length >= config.cpu.auto_scan_min_length
-    if task is not None and few:  # shorter ones run sequentially: no measured choice to make
+    choice = cpu_auto.SEQUENTIAL
+    if task is not None and few_long_series(channels, length):  # else no choice to make
         threads = numba.get_num_threads()
         measure = partial(filter_speeds, run, state.shape[1])
         name = f"{task} states={state.shape[1]}"
@@ -317,11 +315,12 @@ def first_order(b0, a1, x, axis: int, zi, dtype, out=None):
     return y, -a1 * y[tuple(last)]
 
 
-def first_order_pays(series: int, length: int) -> bool:
-    """Whether :func:`first_order` runs a first-order filter of ``series`` of ``length``
-    samples: fewer series than the lockstep kernels walk together, long enough for ``auto``
-    to consider the scan (``config.cpu.auto_scan_min_length``); shorter ones the filter's
-    own loop runs faster (its delay in a register: no ``linear_recurrence`` call around it)."""
+def few_long_series(series: int, length: int) -> bool:
+    """Whether ``series`` of ``length`` samples may be filtered in parallel over time: fewer
+    series than the lockstep kernels walk together, long enough for ``auto`` to consider the
+    scan (``config.cpu.auto_scan_min_length``). Then ``auto`` chooses (:func:`filtered_rows`),
+    and a first-order filter is :func:`first_order`; shorter ones the filter's own loop runs
+    faster (its delays in registers: no ``linear_recurrence`` call around it)."""
     return series < cpu_iir.ROW_CHAINS and length >= config.cpu.auto_scan_min_length
 
 

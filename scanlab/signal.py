@@ -40,10 +40,10 @@ from scanlab._filters import (
     both_ways,
     check_conditions,
     conditions_by_row,
+    few_long_series,
     filter_coefficients,
     filtered_rows,
     first_order,
-    first_order_pays,
     from_rows,
     from_section_rows,
     host_signal,
@@ -174,7 +174,7 @@ def run_lfilter(b, a, x, axis, zi, device, out=None):
         return on_device(run, x, signal.shape, axis, dtype, zi, state_shape, order_of_zi)
     x, zi = signal, zi if zi is None else np.asarray(zi)
     rows = math.prod(state_shape) // max(order, 1)
-    if order == 1 and not fir and b[1] == 0 and first_order_pays(rows, x.shape[axis]):
+    if order == 1 and not fir and b[1] == 0 and few_long_series(rows, x.shape[axis]):
         result = first_order(b[0], a[1], x, axis, zi, dtype, out)
         if result is not None:
             return result

@@ -106,29 +106,29 @@ def loaded_delays(context, builder, signature, args, size: int) -> list:
     return values
 
 
-@intrinsic
-def direct_form_delays(typingctx, state, row, order, a):
-    """``state[row, :order]`` as a tuple of ``len(a) - 1`` delays, zeros past ``order``."""
-    delays = types.UniTuple(state.dtype, a.count - 1)
+def delay_loader(delays_for):
+    """An intrinsic ``(state, row, count, coefficients)``: ``state[row, :count]`` as a tuple of
+    ``delays_for(len(coefficients))`` delays (the filter's tuple of coefficients sets how
+    many), zeros past ``count``."""
 
-    def codegen(context, builder, signature, args):
-        values = loaded_delays(context, builder, signature, args, delays.count)
-        return context.make_tuple(builder, delays, values)
+    @intrinsic
+    def load(typingctx, state, row, count, coefficients):
+        delays = types.UniTuple(state.dtype, delays_for(coefficients.count))
 
-    return delays(state, row, order, a), codegen
+        def codegen(context, builder, signature, args):
+            values = loaded_delays(context, builder, signature, args, delays.count)
+            return context.make_tuple(builder, delays, values)
+
+        return delays(state, row, count, coefficients), codegen
+
+    return load
 
 
-@intrinsic
-def cascade_delays(typingctx, state, row, count, sos):
-    """``state[row, :count]`` as a tuple of two delays per section of ``sos`` (flat, six
-    coefficients a section), zeros past ``count``."""
-    delays = types.UniTuple(state.dtype, sos.count // 3)
-
-    def codegen(context, builder, signature, args):
-        values = loaded_delays(context, builder, signature, args, delays.count)
-        return context.make_tuple(builder, delays, values)
-
-    return delays(state, row, count, sos), codegen
+#: The delays of a direct form, ``(state, row, order, a)``: one fewer than ``a``'s coefficients.
+direct_form_delays = delay_loader(lambda coefficients: coefficients - 1)
+#: The delays of a cascade, ``(state, row, count, sos)``: two a section of the flat ``sos``
+#: (six coefficients a section).
+cascade_delays = delay_loader(lambda coefficients: coefficients // 3)
 
 
 @intrinsic
