@@ -3,6 +3,7 @@ centre of mass from one of ``com``, ``span``, ``halflife``, ``alpha`` (pandas' c
 messages), and what each step of uneven ``times`` ages the weights by."""
 
 import datetime
+import decimal
 import numbers
 
 import numpy as np
@@ -28,7 +29,8 @@ def centre_of_mass(com, span, halflife, alpha, times=None) -> float:
         )
     given = {"com": com, "span": span, "halflife": halflife, "alpha": alpha}
     for name, value in given.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        # pandas compares and converts whatever it is given: bools and Decimals pass.
+        if value is not None and not isinstance(value, (numbers.Real, decimal.Decimal)):
             raise TypeError(f"{name} must be a real number, got {value!r}")
     if sum(value is not None for value in given.values()) > 1:
         raise ValueError("comass, span, halflife, and alpha are mutually exclusive")
@@ -71,6 +73,8 @@ def step_decays(times, halflife, alpha: float, length: int) -> np.ndarray:
     if moments.hasnans:
         raise ValueError("Cannot convert NaT values to integer")
     unit = pd.Timedelta(halflife).as_unit(moments.unit).to_timedelta64().astype(np.int64)
+    if unit <= 0:  # pandas does not check: its weights are then meaningless
+        raise ValueError(f"halflife must be a positive duration, got {halflife!r}")
     decays = np.empty(length)
     with threads_for(length):
         went_back = cpu_ewm.time_decays(moments.asi8, float(unit), 1.0 - alpha, decays)

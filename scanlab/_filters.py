@@ -365,34 +365,45 @@ def over_time(run, series, state, out) -> None:
     heads, head_out = series[:whole].reshape(chunks, chunk), out[:whole].reshape(chunks, chunk)
     finals = np.zeros((chunks, size), out.dtype)
     run(heads, finals, head_out)
-    # Far below rounding of the states the chunk holds (its final state from zero, its start):
-    # a cascade's state may grow for a while before it decays. Of the finite ones: an infinite
-    # start never decays (nor does NaN), as in the loop.
-    eps = np.finfo(out.dtype).eps
     carried = state.copy()
     for k in range(chunks):
-        magnitudes = np.abs(np.concatenate([finals[k], carried]))
-        scale = max(magnitudes[np.isfinite(magnitudes)].max(initial=0), 1e-300)
-        remaining = add_free_response(run, carried, head_out[k], eps * 1e-6 * scale)
-        carried = finals[k] + remaining
+        carried = finals[k] + add_free_response(run, carried, head_out[k])
     tail_state = carried.reshape(1, size)
     run(series[whole:].reshape(1, -1), tail_state, out[whole:].reshape(1, -1))
     state[:] = tail_state[0]
 
 
-def add_free_response(run, start, out, tolerance) -> np.ndarray:
-    """Add to ``out`` (one row) the filter's response to the state ``start``, free of input,
-    in stretches of growing length until the state has decayed below ``tolerance`` (zero is
-    returned) or the row ends (the state then is returned). NaN never decays."""
+def add_free_response(run, start, out) -> np.ndarray:
+    """Add to ``out`` (one row of the filter's output from a zero state) the filter's response
+    to the state ``start``, free of input, in stretches of growing length until that response's
+    state is far below rounding of what it is added to (zero is returned) or the row ends (the
+    state then is returned).
+
+    Far below: under ``1e-6`` of an ulp of the larger of ``start`` and the output it would be
+    added to next, so that a response that decays is dropped once it is negligible there (a
+    cascade's state may grow for a while before it decays: hence the margin), and one that
+    grows as fast as the output (an unstable filter) never is. NaN and Inf never decay, as in
+    the loop."""
     state = start.reshape(1, -1).copy()
+    margin = np.finfo(out.dtype).eps * 1e-6
+    start_scale = finite_max(start)
     offset, stretch, length = 0, 256, len(out)
-    while offset < length and not np.abs(state).max() <= tolerance:
+    while offset < length:
         stretch = min(stretch, length - offset)
+        scale = max(start_scale, finite_max(out[offset : offset + stretch]), 1e-300)
+        if np.abs(state).max() <= margin * scale:
+            return np.zeros_like(state[0])
         response = np.empty((1, stretch), out.dtype)
         run(np.zeros((1, stretch), out.dtype), state, response)
         out[offset : offset + stretch] += response[0]
         offset, stretch = offset + stretch, 2 * stretch
-    return state[0] if offset == length else np.zeros_like(state[0])
+    return state[0]
+
+
+def finite_max(values: np.ndarray) -> float:
+    """The largest finite magnitude among ``values`` (0 if none)."""
+    magnitudes = np.abs(values)
+    return float(magnitudes[np.isfinite(magnitudes)].max(initial=0))
 
 
 def filter_speeds(run, size: int, dtype, channels: int, threads: int, elements: int) -> dict:
@@ -527,8 +538,9 @@ def host_signal(name: str, x) -> np.ndarray:
 
 
 def section_array(sos) -> np.ndarray:
-    """``sos`` as a checked ``(n_sections, 6)`` host array with ``a0 = 1``."""
-    sos = host_coefficients("sos", sos)
+    """``sos`` as a checked ``(n_sections, 6)`` host array with ``a0 = 1`` (one section may
+    be 1-D, as in scipy)."""
+    sos = np.atleast_2d(host_coefficients("sos", sos))
     if sos.ndim != 2 or sos.shape[1] != 6 or not sos.shape[0]:
         raise ValueError(
             f"sos must have shape (n_sections, 6) with n_sections >= 1, got {sos.shape}"

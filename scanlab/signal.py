@@ -70,7 +70,9 @@ def lfilter(b, a, x, axis: int = -1, zi=None, *, device: str = "auto"):
     The one-line change from scipy: ``from scanlab.signal import lfilter``. The same
     arguments, normalisation by ``a[0]``, initial and final conditions, dtypes and errors; the
     filter runs in scipy's transposed direct form II with scipy's arithmetic (bit for bit for
-    IIR filters: real ones, and complex ones with ``a[0] = 1``), in parallel over channels,
+    IIR filters: real ones, and complex ones with ``a[0] = 1``; where a complex sample is
+    infinite, which part of an output is NaN rather than infinite may differ, the outputs
+    that are not finite are the same), in parallel over channels,
     each thread walking 8 channels in lockstep; fewer series (up to order 8) one at a time
     with their delays in registers, or, where
     ``auto`` measured it faster, one long series in parallel over time (equal to scipy to
@@ -191,7 +193,9 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
 
     The one-line change from scipy: ``from scanlab.signal import sosfilt``. The same arguments,
     initial and final conditions, dtypes and errors, and scipy's arithmetic (bit for bit, real
-    and complex), in parallel over channels, each thread walking 8 channels in lockstep; fewer
+    and complex; where a complex sample is infinite, which part of an output is NaN rather than
+    infinite may differ, the outputs that are not finite are the same), in parallel over
+    channels, each thread walking 8 channels in lockstep; fewer
     series one at a time with their delays in registers (3 sections or more, 2 if complex,
     advancing together in vector lanes), or one long
     series in parallel over time, equal to scipy to rounding, where ``auto`` measured that
@@ -207,7 +211,7 @@ def sosfilt(sos, x, axis: int = -1, zi=None, *, device: str = "auto"):
     ----------
     sos : array_like
         ``(n_sections, 6)``: each row ``b0, b1, b2, a0, a1, a2`` with ``a0 = 1`` (as
-        ``scipy.signal.butter(..., output="sos")`` gives).
+        ``scipy.signal.butter(..., output="sos")`` gives); one section may be ``(6,)``.
     x : array_like
         The signal; float32, float64 or complex (integers become float64).
     axis : int, optional
@@ -433,7 +437,7 @@ def ewm_mean(
     alpha=None,
     adjust: bool = True,
     ignore_na: bool = False,
-    min_periods: int = 0,
+    min_periods: int | None = 0,
     axis: int = 0,
     times=None,
     device: str = "auto",
@@ -467,7 +471,8 @@ def ewm_mean(
         False: missing values still age the observations before them (weights by absolute
         position). True: they are skipped.
     min_periods : int, optional
-        NaN until this many observations were seen (pandas counts at least 1).
+        NaN until this many observations were seen: as in pandas, at least 1 (None too),
+        a float truncated.
     axis : int, optional
         The time axis.
     times : array_like of datetime64, optional
@@ -489,8 +494,9 @@ def ewm_mean(
     Raises
     ------
     ValueError
-        Not exactly one of com/span/halflife/alpha, one outside its domain (pandas' messages),
-        a negative ``min_periods``, ``x`` without a time axis, an unknown ``device``.
+        Not exactly one of com/span/halflife/alpha, one outside its domain (pandas' messages;
+        with ``times``, a ``halflife`` that is not a positive duration), ``x`` without a time
+        axis, an unknown ``device``.
     TypeError
         Complex or non-numeric ``x``; a decay or ``min_periods`` that is not a number; a GPU
         ``x`` with ``device="cpu"``.
@@ -535,10 +541,9 @@ def ewm_mean(
         )
     com = centre_of_mass(com, span, halflife, alpha, times)
     alpha = 1.0 / (1.0 + com)
-    if not isinstance(min_periods, numbers.Integral) or isinstance(min_periods, bool):
+    if min_periods is not None and not isinstance(min_periods, numbers.Real):
         raise TypeError(f"min_periods must be an integer, got {min_periods!r}")
-    if min_periods < 0:
-        raise ValueError(f"min_periods must be >= 0, got {min_periods}")
+    min_periods = 1 if min_periods is None else max(int(min_periods), 1)  # as pandas
     device = resolve_device(device, x=x)
     values = numeric_array("x", x, stand_in)
     if values.dtype.kind == "c":
@@ -555,7 +560,7 @@ def ewm_mean(
     # the last one, 1 - V (not alpha). pandas 3.0-3.1 does so without times too when com == 1
     # (pandas-dev/pandas#66523, against its documented weights): scanlab keeps the documented.
     complement = times is not None and not adjust
-    options = (alpha, decays, bool(adjust), complement, bool(ignore_na), max(int(min_periods), 1))
+    options = (alpha, decays, bool(adjust), complement, bool(ignore_na), min_periods)
     if device == "cuda":
         arrays = cuda_module("arrays")
         rows = arrays.time_first_rows(x, values.shape, axis, np.float64)
@@ -587,4 +592,4 @@ def ewm_mean(
     return result if labelled is None else labelled(result)
 
 
-__all__ = ["ewm_mean", "lfilter", "sosfilt"]
+__all__ = ["ewm_mean", "filtfilt", "lfilter", "sosfilt", "sosfiltfilt"]

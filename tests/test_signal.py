@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime
+import decimal
 import inspect
 import os
 import subprocess
@@ -195,8 +196,10 @@ FOUR_DAYS = pd.date_range("2026-12-01", periods=4, freq="D")
         ({"alpha": 0}, ValueError, r"alpha must satisfy: 0 < alpha <= 1"),
         ({"alpha": 1.5}, ValueError, r"alpha must satisfy: 0 < alpha <= 1"),
         ({"alpha": "0.5"}, TypeError, "alpha must be a real number"),
-        ({"alpha": 0.5, "min_periods": -1}, ValueError, "min_periods must be >= 0"),
-        ({"alpha": 0.5, "min_periods": 1.5}, TypeError, "min_periods must be an integer"),
+        ({"alpha": 0.5, "min_periods": "2"}, TypeError, "min_periods must be an integer"),
+        ({"com": 1j}, TypeError, "com must be a real number"),
+        ({"halflife": "-1 days", "times": FOUR_DAYS}, ValueError, "positive duration"),
+        ({"halflife": "0 days", "times": FOUR_DAYS}, ValueError, "positive duration"),
         ({"alpha": 0.5, "axis": 2}, np.exceptions.AxisError, "axis"),
         ({"halflife": "1 day"}, ValueError, "halflife can only be a timedelta convertible"),
         ({"halflife": 2.0, "times": FOUR_DAYS}, ValueError, "halflife must be a timedelta"),
@@ -226,6 +229,25 @@ FOUR_DAYS = pd.date_range("2026-12-01", periods=4, freq="D")
 def test_errors_as_pandas_words_them(options, error, match):
     with pytest.raises(error, match=match):
         ewm_mean(np.ones((4, 2)), **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"alpha": 0.5, "min_periods": None},
+        {"alpha": 0.5, "min_periods": -1},
+        {"alpha": 0.5, "min_periods": 2.7},
+        {"com": True, "min_periods": np.int64(2)},
+        {"com": decimal.Decimal("0.5")},
+        {"span": np.float32(3)},
+    ],
+)
+def test_parameters_pandas_accepts_are_accepted(options):
+    """What pandas takes (``min_periods`` None, negative or a float; a bool or Decimal
+    decay), taken alike, with pandas' result."""
+    frame = pd.DataFrame([[1.0, np.nan], [np.nan, 2.0], [3.0, 4.0], [5.0, np.nan]])
+    expected = frame.ewm(**options).mean()
+    pd.testing.assert_frame_equal(ewm_mean(frame, **options), expected)
 
 
 @pytest.mark.parametrize(
@@ -525,6 +547,18 @@ def test_complex_filters_stay_scipys_after_a_fastmath_kernel_compiled_first(tmp_
     assert completed.returncode == 0, completed.stderr
 
 
+def test_one_section_may_be_one_dimensional_as_in_scipy():
+    section = scipy.signal.butter(2, 0.2, output="sos")[0]
+    x = np.random.default_rng(6).standard_normal(50)
+    np.testing.assert_array_equal(sosfilt(section, x), scipy.signal.sosfilt(section, x))
+    np.testing.assert_allclose(
+        signal_module.sosfiltfilt(section, x),
+        scipy.signal.sosfiltfilt(section, x),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
 def test_integers_are_filtered_in_float64():
     assert lfilter([1, 1], [2, 1], np.arange(5)).dtype == np.float64
     np.testing.assert_array_equal(
@@ -655,6 +689,28 @@ def test_filters_over_time_agree_with_scipy(name, length, dtype, over_time):
             scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
             tolerance = 1e-4 if dtype == np.float32 else 1e-9
             np.testing.assert_allclose(found, expected, rtol=0, atol=tolerance * scale)
+
+
+@pytest.mark.parametrize("function", ["lfilter", "sosfilt"])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_a_start_state_is_judged_against_the_outputs_it_reaches(function, dtype, over_time):
+    """The response to ``zi`` is added to the first chunk until it is negligible against the
+    outputs it reaches: outputs of 1 at the start of the chunk, 1e30 at its end (or an
+    unstable filter's growth) once made ``zi`` look negligible against the chunk's final
+    state, and it was dropped. Each output within rounding of the largest before it."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 128_000)).astype(dtype)  # chunks of 2000 steps at least
+    x[:, 1000:] *= 1e30
+    b, a = [1.0, 0.5], [1.0, -0.9]
+    if function == "lfilter":
+        coefficients, zi = (b, a), np.array([[-0.5]], dtype)
+    else:
+        coefficients, zi = ([[*b, 0.0, *a, 0.0]],), np.array([[[-0.5, 0.0]]], dtype)
+    ours = getattr(signal_module, function)(*coefficients, x, zi=zi)
+    theirs = getattr(scipy.signal, function)(*coefficients, x, zi=zi)
+    for found, expected in zip(ours, theirs, strict=True):
+        scale = np.maximum.accumulate(np.abs(expected), axis=-1)
+        assert np.all(np.abs(found - expected) <= 1e-12 * scale)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128])
