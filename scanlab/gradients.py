@@ -31,7 +31,7 @@ from scanlab._devices import (
 )
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
-from scanlab.linear import linear_recurrence, linear_recurrence_matrix
+from scanlab.linear import check_flag, linear_recurrence, linear_recurrence_matrix
 from scanlab.nonlinear import Problem, laid_out
 
 #: Default largest scaled residual of a forward result that :func:`nonlinear_recurrence_vjp`
@@ -218,6 +218,7 @@ class AdjointLayout:
 def adjoint_gradients(a, h, g, h0, axis, reverse, device, matrices: bool):
     """Both VJPs: the adjoint recurrence on the forward solvers, then the gradients."""
     device = resolve_device(device, a=a, h=h, g=g, h0=h0)
+    reverse = check_flag("reverse", reverse)
     layout = AdjointLayout.of(a, h, g, h0, axis, matrices)
     solve = linear_recurrence_matrix if matrices else linear_recurrence
     if any(on_gpu(value) for value in (a, h, g, h0)):

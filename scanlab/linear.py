@@ -1,6 +1,10 @@
 """Linear recurrences, elementwise ``h_t = a_t * h_{t-1} + b_t`` and with matrices
 ``h_t = A_t h_{t-1} + b_t``, solved in parallel."""
 
+import numbers
+
+import numpy as np
+
 from scanlab._arrays import (
     check_linear,
     check_linear_matrix,
@@ -21,6 +25,16 @@ def check_method(method, methods=METHODS) -> str:
     if not isinstance(method, str) or method not in methods:
         raise ValueError(f"method must be one of {', '.join(map(repr, methods))}; got {method!r}")
     return method
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` as a bool if it is one (NumPy's too) or the integer 0 or 1, else a TypeError
+    naming ``name`` (``reverse="no"`` would otherwise run backwards)."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, numbers.Integral) and value in (0, 1)
+    ):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def linear_recurrence(
@@ -107,18 +121,22 @@ def linear_recurrence(
     any other is laid out by one copy on the GPU (``scanlab.cuda.arrays``). GPU work is queued
     on the default stream, after the stream an operand's interface names, and the function
     returns without waiting for it, unless it uploads something: a host operand, or the few
-    index numbers of a layout copy (an upload waits for the GPU work queued before it). NaN and
-    Inf propagate as in the sequential loop: from the step where they appear onwards. The
-    ``"scan"`` method reorders the arithmetic, so its results differ from ``"sequential"`` by
-    rounding (relative differences of a few ulps times the length of a chunk when ``|a|`` is
-    near 1). Every chunk's composed carry is checked against the state the sequential loop
-    reaches at the end of the chunk before it (on the CPU, in Dask and on the GPU alike): where
-    they disagree beyond rounding (a state that overflowed inside the chunk, a product that
-    underflowed and grew back, ``inf * 0``), the following chunks are rerun step by step from
-    the loop's state until they agree again, so non-finite values appear exactly where the loop
-    has them and no state is lost or invented. On the CPU and in Dask the products of ``a`` are
-    kept as a mantissa and a power-of-two exponent, never subnormal, so their cost does not
-    depend on the coefficients' values.
+    index numbers of a layout copy (an upload waits for the GPU work queued before it). Each
+    step is a fused multiply-add, rounded once: results can differ from a NumPy loop's
+    (``a[t] * h + b[t]``, rounded twice) in the last bit, and where ``a[t] * h`` alone
+    overflows or cancels against ``b[t]`` (``1e200 * 1e200 - inf`` is ``-inf``, NaN in
+    NumPy). NaN and Inf propagate as in the sequential loop: from the step where they appear
+    onwards. The ``"scan"``
+    method reorders the arithmetic, so its results differ from ``"sequential"`` by rounding
+    (relative differences of a few ulps times the length of a chunk when ``|a|`` is near 1).
+    Every chunk's composed carry is checked against the state the sequential loop reaches at the
+    end of the chunk before it (on the CPU, in Dask and on the GPU alike): where they disagree
+    beyond rounding (a state that overflowed inside the chunk, a product that underflowed and
+    grew back, ``inf * 0``), the following chunks are rerun step by step from the loop's state
+    until they agree again, so non-finite values appear exactly where the loop has them and no
+    state is lost or invented. On the CPU and in Dask the products of ``a`` are kept as a
+    mantissa and a power-of-two exponent, never subnormal, so their cost does not depend on the
+    coefficients' values.
 
     See Also
     --------
@@ -149,6 +167,7 @@ def linear_recurrence(
     """
     device = resolve_device(device, a=a, b=b, h0=h0, out=out)
     method = check_method(method)
+    reverse = check_flag("reverse", reverse)
     layout = check_linear(a, b, h0, axis)
     if device == "cpu" and time_runs_last(b, layout, 2):
         # Time contiguous in memory (axis=-1 of a C array, axis=0 of a Fortran one): solved
@@ -156,13 +175,13 @@ def linear_recurrence(
         problem = lay_out_time_last(a, b, h0, layout, out)
         if not problem.is_empty:
             cpu_linear_rows.solve_rows(
-                problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method
+                problem.a, problem.b, problem.h0, problem.kernel_out, reverse, method
             )
         return problem.finish()
     problem = in_kernel_layout(layout, a, b, h0, out, device)
     if not problem.is_empty:
         solve = solver(problem, cpu_linear if device == "cpu" else cuda_module("linear"))
-        solve(problem.a, problem.b, problem.h0, problem.kernel_out, bool(reverse), method)
+        solve(problem.a, problem.b, problem.h0, problem.kernel_out, reverse, method)
     return problem.finish()
 
 
@@ -285,9 +304,9 @@ def linear_recurrence_matrix(
     """
     device = resolve_device(device, A=A, b=b, h0=h0, out=out)
     method = check_method(method)
+    reverse = check_flag("reverse", reverse)
     problem = in_kernel_layout(check_linear_matrix(A, b, h0, axis), A, b, h0, out, device)
     if not problem.is_empty:
-        reverse = bool(reverse)
         if problem.h0.shape[1] == 1:
             # One state: the elementwise recurrence, with the trailing unit axes dropped.
             solve = solver(problem, cpu_linear if device == "cpu" else cuda_module("linear"))

@@ -120,14 +120,14 @@ def discounted_returns(
             axis,
             f"rewards of shape {shape} need",
         )
-    if dones is None:
-        return linear_recurrence(gamma, rewards, bootstrap, axis=axis, reverse=True, device=device)
-    dones_shape = numeric_array("dones", dones, stand_in).shape
-    check_broadcasts("dones", dones_shape, shape, axis, f"rewards of shape {shape} need")
     operands = (
         {"rewards": rewards} if bootstrap is None else {"rewards": rewards, "bootstrap": bootstrap}
     )
     dtype = real_dtype(result_dtype(**operands))
+    if dones is None:
+        return linear_recurrence(gamma, rewards, bootstrap, axis=axis, reverse=True, device=device)
+    dones_shape = episode_ends(dones).shape
+    check_broadcasts("dones", dones_shape, shape, axis, f"rewards of shape {shape} need")
     if device == "cuda":
         solve = partial(cuda_module("returns").solve_returns, gamma=gamma)
         results = on_device(solve, (rewards, dones), bootstrap, shape, axis, dtype)
@@ -233,7 +233,8 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0, device
     given = {"values": values, "dones": dones, "last_value": last_value}
     for name, value in given.items():
         target = state_shape if name == "last_value" else shape
-        given_shape = numeric_array(name, value, stand_in).shape
+        array = episode_ends(value) if name == "dones" else numeric_array(name, value, stand_in)
+        given_shape = array.shape
         check_broadcasts(name, given_shape, target, axis, f"rewards of shape {shape} need")
     dtype = real_dtype(result_dtype(rewards=rewards, values=values, last_value=last_value))
     if device == "cuda":
@@ -371,6 +372,14 @@ def real_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "c":
         raise TypeError(f"the operands promote to {dtype}; returns and advantages are real")
     return dtype
+
+
+def episode_ends(dones) -> np.ndarray:
+    """``dones`` as a numeric array (GPU arrays as stand-ins), or a TypeError if complex."""
+    array = numeric_array("dones", dones, stand_in)
+    if array.dtype.kind == "c":
+        raise TypeError(f"dones has dtype {array.dtype}; pass booleans or 0 and 1")
+    return array
 
 
 def time_series(name: str, value) -> np.ndarray:

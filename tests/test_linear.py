@@ -285,6 +285,7 @@ class FakeGPUArray:
             "out has dtype float32, but the result has dtype float64",
         ),
         ({"a": 0.5, "b": np.ones(3), "out": [0.0, 0.0, 0.0]}, TypeError, "out must be a NumPy"),
+        ({"a": 0.5, "b": np.ones(3), "reverse": "no"}, TypeError, "reverse must be True or"),
         (
             {"a": 0.5, "b": FakeGPUArray(), "device": "cpu"},
             TypeError,

@@ -226,6 +226,23 @@ def test_an_episode_end_cuts_the_bootstrap():
             TypeError,
             "dones",
         ),
+        (
+            lambda: gae(np.ones(4), np.ones(4), np.zeros(4, complex), 0.0, gamma=0.9, lam=0.9),
+            TypeError,
+            "dones has dtype complex128",
+        ),
+        (
+            lambda: discounted_returns(np.ones(3), 0.9, dones=np.zeros(3, complex)),
+            TypeError,
+            "dones has dtype complex128",
+        ),
+        # Without dones too (the elementwise solver's path), in the front end's words.
+        (lambda: discounted_returns(np.ones(3), 0.9, bootstrap=1j), TypeError, "are real"),
+        (
+            lambda: discounted_returns(np.ones(3, np.float16), 0.9),
+            TypeError,
+            r"\(rewards float16\)",
+        ),
     ],
 )
 def test_errors_name_the_argument(call, error, match):
