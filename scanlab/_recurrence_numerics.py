@@ -1,6 +1,7 @@
 """Scalar checks and time indexing shared by the kernels of both backends.
 
-Finiteness of a real or complex value (:func:`is_finite`, :func:`is_inf`), which the scaled
+Finiteness of a real or complex value (:func:`is_finite`, :func:`is_inf`) and its identity
+with another, NaN parts included (:func:`is_identical`), which the scaled
 products, the CPU scans and the routines of a nonlinear cell's step all test, and how a kernel
 walks the kernel layout of :mod:`scanlab._arrays`: time in *steps*, step ``s`` visiting row
 ``time_index(s, *time_direction(length, reverse))``, and the broadcast axes of an operand
@@ -23,6 +24,19 @@ def is_finite(value):
 def is_inf(value):
     """Whether a real or complex ``value`` is infinite: neither finite nor NaN."""
     return not is_finite(value) and value == value
+
+
+@njit(inline="always")
+def is_identical(value, other):
+    """Whether two real or complex values are the same number, NaN included: equal, or NaN
+    where the other is NaN, a complex's real and imaginary parts apart (``nan + inf j`` and
+    ``-inf + nan j``, both ``!= themselves``, are not the same)."""
+    real, imaginary = value.real, value.imag
+    other_real, other_imaginary = other.real, other.imag
+    return (real == other_real or (real != real and other_real != other_real)) and (
+        imaginary == other_imaginary
+        or (imaginary != imaginary and other_imaginary != other_imaginary)
+    )
 
 
 @njit(inline="always")

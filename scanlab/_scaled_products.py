@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from scanlab._float_bits import bits_of, power_of_two
-from scanlab._recurrence_numerics import is_finite
+from scanlab._recurrence_numerics import is_finite, is_identical
 
 #: Steps between the checks that keep a chunk's product of ``a`` in range, in the CPU scans. The
 #: product is kept in double precision, so between two checks it falls out of the normal range
@@ -124,9 +124,9 @@ def carried(product, exponent, partial, incoming, bounds):
 @njit(inline="always")
 def agrees(loop_state, carry, bounds):
     """Whether ``carry`` is the loop's state ``loop_state`` up to the rounding of composition:
-    equal (infinities and zeros included), both NaN, or both finite and within ``tolerance``
-    relative to the larger."""
-    if loop_state == carry or (loop_state != loop_state and carry != carry):
+    the same number (infinities, zeros and NaN parts included: :func:`is_identical`), or both
+    finite and within ``tolerance`` relative to the larger."""
+    if is_identical(loop_state, carry):
         return True
     if not (is_finite(loop_state) and is_finite(carry)):
         return False
@@ -150,7 +150,7 @@ def state_agrees(loop_state, carry, size, bounds):
     for i in range(len(loop_state)):
         if i < size:
             state, composed = loop_state[i], carry[i]
-            if state == composed or (state != state and composed != composed):
+            if is_identical(state, composed):
                 continue
             if not (is_finite(state) and is_finite(composed)):
                 return False

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import scanlab
 from scanlab._arrays import read_only
-from scanlab._scaled_products import product_bounds, renormalised
+from scanlab._scaled_products import agrees, product_bounds, renormalised
 from scanlab.cpu import linear as cpu_linear
 from scanlab.cpu.vector_ir import VECTOR_BYTES
 
@@ -251,3 +251,23 @@ def test_scan_in_vector_lanes_matches_the_loop(problem, stream):
         assert (error <= rtol * np.nan_to_num(terms[finite], nan=np.inf) + atol).all()
     else:
         extremes.assert_like_the_loop(scanned, sequential, terms)
+
+
+@pytest.mark.parametrize(
+    ("state", "carry", "same"),
+    [
+        (complex(np.nan, np.inf), complex(-np.inf, np.nan), False),
+        (complex(np.nan, np.inf), complex(np.nan, np.inf), True),
+        (complex(np.nan, 1.0), complex(np.nan, 1.0), True),
+        (complex(np.nan, 1.0), complex(np.nan, 2.0), False),
+        (complex(np.inf, 0.0), complex(np.inf, -0.0), True),
+        (np.nan, np.nan, True),
+        (np.inf, -np.inf, False),
+        (1.0, 1.0 + 1e-15, True),
+    ],
+)
+def test_a_carry_agrees_with_the_loop_only_where_its_nan_parts_are_the_loops(state, carry, same):
+    """A complex carry whose real part is NaN where the loop's imaginary part is (both are
+    ``!= themselves``) is not the loop's state: the chunk after it reruns."""
+    bounds = product_bounds(np.float64, 64)
+    assert agrees(state, carry, bounds) is same
