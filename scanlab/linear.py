@@ -134,9 +134,10 @@ def linear_recurrence(
     beyond rounding (a state that overflowed inside the chunk, a product that underflowed and
     grew back, ``inf * 0``), the following chunks are rerun step by step from the loop's state
     until they agree again, so non-finite values appear exactly where the loop has them and no
-    state is lost or invented. On the CPU and in Dask the products of ``a`` are kept as a
-    mantissa and a power-of-two exponent, never subnormal, so their cost does not depend on the
-    coefficients' values.
+    state is lost or invented (with complex values, which part of a product that overflowed is
+    NaN may differ: the methods contract their multiply-adds differently). On the CPU and in
+    Dask the products of ``a`` are kept as a mantissa and a power-of-two exponent, never
+    subnormal, so their cost does not depend on the coefficients' values.
 
     See Also
     --------
