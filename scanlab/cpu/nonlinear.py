@@ -34,11 +34,11 @@ from scanlab.cpu.threads import share_out
 
 
 def build_kernels(step, jacobian, method, step_with_jacobian=None):
-    """The CPU kernels of a cell: ``evaluate`` (parallel over steps and sequences),
-    ``run_sequential`` (parallel over sequences) and ``differentiate`` (one step); ``method``
-    None for the loop only; ``step_with_jacobian`` a built-in cell's step that also writes its
-    analytic Jacobian (see :func:`scanlab._step_routines.evaluation`). The parallel kernels are
-    workers that take tasks from a counter (:func:`scanlab.cpu.threads.share_out`)."""
+    """The CPU kernels of a cell: ``evaluate`` (parallel over steps and sequences) and
+    ``run_sequential`` (parallel over sequences); ``method`` None for the loop only;
+    ``step_with_jacobian`` a built-in cell's step that also writes its analytic Jacobian
+    (see :func:`scanlab._step_routines.evaluation`). The parallel kernels are workers that
+    take tasks from a counter (:func:`scanlab.cpu.threads.share_out`)."""
     compile_routine = kernel_cache.jit(fastmath=FASTMATH)
     compile_worker = kernel_cache.jit(fastmath=FASTMATH, nogil=True)
     run_from = sequence_loop(step, compile_routine)
@@ -68,8 +68,7 @@ def build_kernels(step, jacobian, method, step_with_jacobian=None):
         return loops
     # The routines of one step are inlined into the kernel's loop by Numba, not compiled on
     # their own: LLVM optimises each compiled function, then again inside every caller, so
-    # each level of calls cost 0.3-0.5 s of a cell's first solve. (``differentiate`` is also
-    # called alone, from the host, to probe a cell's Jacobian: then it is compiled and cached.)
+    # each level of calls cost 0.3-0.5 s of a cell's first solve.
     inline_routine = kernel_cache.jit(fastmath=FASTMATH, inline="always")
     differentiate = differentiation(step, jacobian, method, inline_routine)
     evaluate_at = evaluation(step, differentiate, inline_routine, step_with_jacobian)
@@ -115,7 +114,7 @@ def build_kernels(step, jacobian, method, step_with_jacobian=None):
             if not (arguments[-1][first:] == FAILED).any():
                 raise
 
-    loops.evaluate, loops.differentiate = evaluate, differentiate
+    loops.evaluate = evaluate
     return loops
 
 
