@@ -417,8 +417,8 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
                 f"{stand_in(value).shape}"
             )
     tol = SOLUTION_TOLERANCES[dtype] if tol is None else float(tol)
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol}")
+    if not 0 < tol < np.inf:  # an infinite one would take any h for the solution
+        raise ValueError(f"tol must be positive and finite, got {tol}")
     sequences = problem.h0.shape[0]
     states = laid_out(h, shape, dtype).reshape(length, sequences, size)
     gradient = laid_out(g, shape, dtype).reshape(length, sequences, size)

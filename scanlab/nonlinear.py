@@ -13,7 +13,7 @@ from scanlab._devices import cuda_module, gpu_leaf, host_leaves, on_gpu, resolve
 from scanlab._newton import CONVERGED, DIVERGED, EXHAUSTED, iterate_newton
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
-from scanlab.linear import check_method
+from scanlab.linear import check_flag, check_method
 
 METHODS = ("auto", "newton", "quasi", "damped", "sequential")
 ON_FAIL = ("fallback", "raise", "accept")
@@ -227,6 +227,7 @@ def nonlinear_recurrence(
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     method = check_method(method, METHODS)
     check_method(on_fail, ON_FAIL)
+    full_output = check_flag("full_output", full_output)
     dtype = result_dtype(x=x, h0=h0)
     problem = Problem.of(cell, x, h0, params, dtype)
     length, batch, size = problem.length, problem.batch, problem.size
@@ -423,9 +424,11 @@ def newton_settings(method: str, dtype, tol, max_iter, length: int) -> tuple:
     """The tolerance and iteration limit of ``method`` over ``length`` steps, from the ``tol``
     and ``max_iter`` given (None: the defaults for ``dtype`` and ``method``), checked."""
     tol = TOLERANCES[dtype] if tol is None else float(tol)
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol}")
-    if max_iter is not None and (not isinstance(max_iter, (int, np.integer)) or max_iter < 0):
+    if not 0 < tol < math.inf:  # an infinite one would take any guess as converged
+        raise ValueError(f"tol must be positive and finite, got {tol}")
+    if max_iter is not None and (
+        not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 0
+    ):
         raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
     limit = MAX_ITERATIONS.get(method, 0) if max_iter is None else int(max_iter)
     if method != "damped":  # T steps solve every step (rejected damped steps solve none)

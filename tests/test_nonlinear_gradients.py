@@ -215,6 +215,7 @@ def test_empty_sequences():
         ({"g": np.zeros((4, 2))}, ValueError, r"g must have the forward result's shape"),
         ({"x": np.zeros((5, 2))}, ValueError, "takes inputs of size 1"),
         ({"tol": 0.0}, ValueError, "tol must be positive"),
+        ({"tol": np.inf}, ValueError, "tol must be positive and finite"),
         ({"x": np.zeros((5, 1), complex)}, TypeError, "float32 or float64"),
     ],
 )
