@@ -467,7 +467,8 @@ def solve_adjoint(cell, problem, states, gradient, tol, device):
     """The adjoint ``(T, B, n)`` (a device array when solved on the GPU) and ``dh0`` ``(B, n)``
     (on the host) at the solution ``states``, checked."""
     length, sequences, size = states.shape
-    plan = cell.plan(size, problem.dtype, problem.probe_inputs(), problem.host_params)
+    start = to_host(problem.h0[:1])[0]
+    plan = cell.plan(size, problem.dtype, problem.probe_inputs(), problem.host_params, start)
     backend_module = cpu_nonlinear if device == "cpu" else cuda_module("nonlinear")
     backend = backend_module.Backend(
         cell, plan, problem.inputs, problem.step_params, problem.h0, False

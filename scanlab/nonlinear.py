@@ -244,9 +244,11 @@ def nonlinear_recurrence(
         info.finished_sequentially = np.zeros(batch, bool)
         h = cuda_module("memory").zeros(shape, dtype) if resident else np.empty(shape, dtype)
         return (h, info) if full_output else h
-    probes = problem.probe_inputs()
-    cell.check_step(to_host(h0_array[:1])[0], probes, problem.host_params)
-    plan = cell.plan(size, dtype, probes, problem.host_params) if method != "sequential" else None
+    probes, start = problem.probe_inputs(), to_host(h0_array[:1])[0]
+    cell.check_step(start, probes, problem.host_params)
+    plan = None
+    if method != "sequential":
+        plan = cell.plan(size, dtype, probes, problem.host_params, visited=start)
     backend = backend_module.Backend(cell, plan, inputs, step_params, h0_array, method == "quasi")
     h = backend.states()
     if method == "sequential":

@@ -158,10 +158,10 @@ def test_inputs_shared_by_outputs_get_their_own_colours():
     cell = scanlab.cell(neighbours_step, structure="diagonal")
     rng = np.random.default_rng(8)
     x, h0 = rng.standard_normal((5, 2, 5)), rng.standard_normal((2, 5))
-    colours, owners = cell.input_colouring(x, None, 5)
+    h = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
+    colours, owners = cell.input_colouring(x, None, h, h0)
     assert owners.shape == (3, 5)
     assert sorted(np.bincount(colours)) == [1, 2, 2]
-    h = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
     g = rng.standard_normal(h.shape)
     dx, _, _ = scanlab.nonlinear_recurrence_vjp(cell, x, h0, h, g)
 

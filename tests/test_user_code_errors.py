@@ -118,6 +118,29 @@ def guarded_problem(batch, trigger, position, length=6):
     return x, rng.uniform(-1.0, 1.0, (*batch, 2))
 
 
+def square_root_step(h_prev, x_t, params, h_out):
+    for i in range(h_prev.shape[0]):
+        if h_prev[i] < 0.0:
+            raise ValueError("square_root_step: negative state")
+        h_out[i] = 0.5 * math.sqrt(h_prev[i]) + x_t[i] * x_t[i]
+
+
+@pytest.mark.parametrize("method", NEWTON_METHODS)
+def test_a_step_that_raises_outside_its_domain_is_probed_inside_it(method):
+    """The probes that choose how to differentiate a cell start at a random state, of both
+    signs: where the step raises there (a square root of a negative state), they start from
+    the initial state instead, which the recurrence visits; Newton then solves as the loop."""
+    cell = scanlab.cell(square_root_step, structure="diagonal")
+    x = np.random.default_rng(7).uniform(0.2, 0.6, (50, 4))
+    h0 = np.full(4, 0.5)
+    expected = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
+    found = scanlab.nonlinear_recurrence(cell, x, h0, method=method)
+    np.testing.assert_allclose(found, expected, rtol=1e-10, atol=1e-12)
+    h = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
+    dx, dh0, _ = scanlab.nonlinear_recurrence_vjp(cell, x, h0, h, np.ones_like(h))
+    assert np.isfinite(dx).all() and np.isfinite(dh0).all()
+
+
 def test_an_exception_while_the_jacobian_is_probed_is_noted():
     """A cell already checked (a loop solved it), then solved by Newton where its first input is
     out of range: the probe that chooses how to differentiate it raises the step's exception,

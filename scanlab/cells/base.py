@@ -206,7 +206,7 @@ class Cell:
         wide = [np.ascontiguousarray(value, np.float64) for value in (inputs, states, h0, adjoint)]
         wide_params = float64_leaves(step_params)
         length, sequences, _ = inputs.shape
-        colours, owners = self.input_colouring(wide[0], wide_params, states.shape[-1])
+        colours, owners = self.input_colouring(wide[0], wide_params, wide[1], wide[2])
         tasks = cpu_nonlinear.task_count(length * sequences)
         dx = np.empty(inputs.shape)
         failures = np.empty(tasks, np.int64)
@@ -244,37 +244,52 @@ class Cell:
             raise_from_reruns(self, ((item // sequences, item % sequences, partial(rerun, item))
                                for item in failed))  # fmt: skip
 
-    def input_colouring(self, inputs: np.ndarray, params, n: int):
+    def input_colouring(self, inputs: np.ndarray, params, states: np.ndarray, h0: np.ndarray):
         """Which outputs of the step depend on which inputs, probed like the structure (see
         :meth:`plan`), and a colouring of the inputs such that no output depends on two of one
         colour, so that they can be perturbed together.
 
-        The probes pair three random states with three steps of ``inputs`` ``(T, B, m)``
-        (float64) whose inputs are all finite, and move each input by a quarter of its size: an
-        output that changes depends on it (as with the structure, a dependence that no probe
-        shows is taken to be absent). An output that is not finite at a probe, or inputs with
-        no finite step, cannot show it: such an output is taken to depend on every input.
-        Returns ``colours`` ``(m,)`` and ``owners`` ``(colours, n)``: the input of each colour
-        that each of the ``n`` outputs depends on, or -1.
+        The probes pair three steps of ``inputs`` ``(T, B, m)`` (float64) whose inputs are all
+        finite with three random states, and with the states the recurrence had there
+        (``states`` ``(T, B, n)`` after each step, ``h0`` ``(B, n)`` before the first), and
+        move each input by a quarter of its size: an output that changes at any probe depends
+        on it (as with the structure, a dependence that no probe shows is taken to be absent).
+        A probe where the step raises (outside its domain) shows nothing. An output that is
+        not finite at a probe, or no probe that runs, cannot show it: such an output is taken
+        to depend on every input. Returns ``colours`` ``(m,)`` and ``owners`` ``(colours,
+        n)``: the input of each colour that each of the ``n`` outputs depends on, or -1.
         """
         length, sequences, m = inputs.shape
+        n = states.shape[-1]
         if length * sequences == 0:
             return np.zeros(m, np.int64), np.empty((0, n), np.int64)
-        state = np.random.default_rng(2025).standard_normal(n) * 0.5
         rows = inputs.reshape(length * sequences, m)
-        finite = rows[np.isfinite(rows).all(axis=1)]
-        samples = [finite[0], finite[len(finite) // 2], finite[-1]] if len(finite) else []
-        depends = np.zeros((n, m), bool) if samples else np.ones((n, m), bool)
+        finite = np.flatnonzero(np.isfinite(rows).all(axis=1))
+        items = finite[[0, len(finite) // 2, -1]] if len(finite) else finite
+        random = np.random.default_rng(2025).standard_normal(n) * 0.5
+        probes = [
+            *zip((random, -np.abs(random), 4 * random[::-1]), rows[items], strict=False),
+            *((states[t - 1, s] if t else h0[s], rows[item])
+              for item in items for t, s in [divmod(int(item), sequences)]),
+        ]  # fmt: skip
+        depends = np.zeros((n, m), bool)
         value, changed = np.empty(n), np.empty(n)
-        states = (state, -np.abs(state), 4 * state[::-1])[: len(samples)]
-        for h_prev, x_t in zip(states, samples, strict=True):
-            self.step(h_prev, x_t, params, value)
-            depends[~np.isfinite(value)] = True
-            for j in range(m):
-                moved = x_t.copy()
-                moved[j] += 0.25 * (1 + abs(moved[j]))
-                self.step(h_prev, moved, params, changed)
-                depends[:, j] |= (changed != value) & ~(np.isnan(changed) & np.isnan(value))
+        shown = False
+        for h_prev, x_t in probes:
+            try:
+                self.step(h_prev, x_t, params, value)
+                found = ~np.isfinite(value)[:, None] | np.zeros((n, m), bool)
+                for j in range(m):
+                    moved = x_t.copy()
+                    moved[j] += 0.25 * (1 + abs(moved[j]))
+                    self.step(h_prev, moved, params, changed)
+                    found[:, j] |= (changed != value) & ~(np.isnan(changed) & np.isnan(value))
+            except Exception:  # noqa: BLE001 - outside the step's domain: shows nothing
+                continue
+            depends |= found
+            shown = True
+        if not shown:
+            depends[:] = True
         colours = np.empty(m, np.int64)
         owners = []
         for j in range(m):
@@ -289,7 +304,7 @@ class Cell:
             colours[j] = colour
         return colours, np.array(owners, np.int64).reshape(len(owners), n)
 
-    def plan(self, size: int, dtype, x_t: np.ndarray, params) -> JacobianPlan:
+    def plan(self, size: int, dtype, x_t: np.ndarray, params, visited=None) -> JacobianPlan:
         """Check the step (and Jacobian) at a random state and choose how to differentiate it.
 
         ``x_t`` holds the inputs of one step ``(m,)``, or of many ``(..., m)``: the probes use
@@ -300,8 +315,11 @@ class Cell:
         against central differences. A complex step that disagrees (a step that is not
         complex-analytic, e.g. one using ``abs``) falls back to central differences.
 
+        Where the step raises at the random state (outside its domain: a square root's), the
+        probes start from ``visited``, a state the recurrence passes through (its initial
+        state); a probe state where the step raises is left out, as one where it is NaN.
         A plan is kept for later calls only once its probes proved it: every output finite at
-        the random state, and central differences finite at one of the probe states at least.
+        the probe state, and central differences finite at one of the probe states at least.
         Otherwise (NaN in ``params``, or a step not finite at any probe) this call gets the
         cell's own Jacobian, or central differences, which need no proof. The built-in cells
         skip these probes (their :meth:`make_plan`). The host passes the step read-only
@@ -312,7 +330,7 @@ class Cell:
         key = (size, dtype.str)
         if key not in self.plans:
             probe_inputs = read_only(finite_row(np.asarray(x_t)))
-            plan, proven = self.make_plan(size, dtype, probe_inputs, params)
+            plan, proven = self.make_plan(size, dtype, probe_inputs, params, visited)
             if not proven:
                 return plan
             self.plans[key] = plan
@@ -328,30 +346,41 @@ class Cell:
             add_note(error, f"raised by the step of {self!r}, run on the host to probe it")
             raise
 
-    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> tuple:
+    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params, visited=None):
         """The :class:`JacobianPlan` of :meth:`plan`, and whether its probes proved it."""
         period = self.period(size)
         shape = self.jacobian_shape(size)
         eps = float(np.finfo(dtype).eps)
-        state = (np.random.default_rng(2024).standard_normal(size) * 0.5).astype(dtype)
-        value = np.empty(size, dtype)
-        with self.probing():
-            self.step(read_only(state), x_t, params, value)
-        # An output that is NaN at the probe cannot show what it depends on.
+        random = (np.random.default_rng(2024).standard_normal(size) * 0.5).astype(dtype)
+        # Probed at a random state, or where the step raises there (outside its domain: a
+        # square root's), at the state the recurrence starts from; raising at both, it raises.
+        candidates = [random] + ([] if visited is None else [np.asarray(visited, dtype)])
+        state, value = next(
+            ((state, value) for state in candidates
+             if (value := self.output_at(state, x_t, params)) is not None),
+            (random, None),
+        )  # fmt: skip
+        if value is None:
+            state, value = random, np.empty(size, dtype)
+            with self.probing():
+                self.step(read_only(random), x_t, params, value)
+        # An output that is NaN at the probe cannot show what it depends on, nor one whose
+        # state moved out of the step's domain.
         structure_proven = bool(np.isfinite(value).all())
         coupled = []
         for j in range(size):
             moved = state.copy()
             moved[j] += dtype.type(0.25) * (1 + abs(moved[j]))
-            changed = np.empty(size, dtype)
-            with self.probing():
-                self.step(read_only(moved), x_t, params, changed)
+            changed = self.output_at(moved, x_t, params)
+            if changed is None:
+                structure_proven = False
+                continue
             rows = np.flatnonzero((changed != value) & ~(np.isnan(changed) & np.isnan(value)))
             coupled += [(i, j) for i in rows if i // period != j // period]
         if coupled:
             i, j = coupled[0]
             raise ValueError(
-                f"the cell was declared structure={self.structure!r}, but at a random probe "
+                f"the cell was declared structure={self.structure!r}, but at a probe "
                 f"state its output {i} depends on h_prev[{j}] ({len(coupled)} such pairs of "
                 f"{size} states): declare a structure that holds this coupling, e.g. "
                 "structure='dense'"
@@ -386,16 +415,28 @@ class Cell:
 
     def finite_references(self, shape, period, states, x_t, params) -> list:
         """``(state, Jacobian)`` by central differences at each of ``states`` where it is finite
-        (the others are outside the step's domain, e.g. a square root's, or NaN comes from
-        ``params``): the probes a Jacobian is checked at."""
+        (the others are outside the step's domain, e.g. a square root's, where it is NaN or
+        the step raises, or NaN comes from ``params``): the probes a Jacobian is checked at."""
         difference = np.finfo(states[0].dtype).eps ** (1 / 3)
         probes = []
         for state in states:
-            reference = self.jacobian_with(CENTRAL_DIFFERENCES, shape, period, state, x_t,
-                                           params, spacing=difference)  # fmt: skip
+            try:
+                reference = self.jacobian_with(CENTRAL_DIFFERENCES, shape, period, state, x_t,
+                                               params, spacing=difference)  # fmt: skip
+            except Exception:  # noqa: BLE001 - outside the step's domain
+                continue
             if np.isfinite(reference).all():
                 probes.append((state, reference))
         return probes
+
+    def output_at(self, state, x_t, params):
+        """The step's output at ``state``, or None where it raises there."""
+        value = np.empty(state.size, state.dtype)
+        try:
+            self.step(read_only(state), x_t, params, value)
+        except Exception:  # noqa: BLE001 - the caller probes elsewhere, or raises it again
+            return None
+        return value
 
     def jacobian_error(self, method, shape, period, spacing, probes, x_t, params):
         """The largest difference between the Jacobians by ``method`` and by central differences

@@ -303,7 +303,7 @@ class BuiltinCell(Cell):
         """The cell's output ``h`` from its states (the states themselves)."""
         return states
 
-    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params) -> tuple:
+    def make_plan(self, size: int, dtype: np.dtype, x_t: np.ndarray, params, visited=None):
         """Its analytic Jacobian, unprobed (see :meth:`Cell.plan`): a built-in cell's structure
         and Jacobian are known (``test_builtin_jacobians_match_finite_differences`` checks
         both), and the probes' central differences would compile its step once more."""

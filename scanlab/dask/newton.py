@@ -231,7 +231,8 @@ def persist_blocks(*arrays: np.ndarray) -> None:
 
 def plan_of(cell: Cell, problem) -> JacobianPlan:
     """How the cell is differentiated, chosen at the first input as the in-memory solver does."""
-    return cell.plan(problem.size, problem.dtype, problem.inputs, problem.step_params)
+    start = problem.h0.reshape(-1, problem.size)[0]
+    return cell.plan(problem.size, problem.dtype, problem.inputs, problem.step_params, start)
 
 
 def first_guess(cell: Cell, plan: JacobianPlan, problem) -> np.ndarray:
