@@ -294,6 +294,30 @@ def test_newton_matches_in_memory(length, batch, dtype, dense, method, with_h0, 
     np.testing.assert_allclose(h.compute(), expected, rtol=tolerance, atol=tolerance)
 
 
+def raising_step(h_prev, x_t, params, h_out):
+    for i in range(h_prev.shape[0]):
+        if x_t[0] > 5.0:
+            raise ValueError("raising_step: input too large")
+        h_out[i] = 0.5 * h_prev[i] + x_t[0]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes")
+@pytest.mark.parametrize("strategy", ["carry", "newton"])
+def test_a_steps_exception_says_which_chunk_it_came_from(strategy):
+    """The in-memory solver notes the step and sequence within its chunk; the chunk's place in
+    the whole array is noted too (a fuzzing run found only chunk-local ones)."""
+    cell = scanlab.cell(raising_step, structure="diagonal")
+    x = np.zeros((50, 3, 1))
+    x[30, 2, 0] = 10.0
+    with dask.config.set(scheduler="synchronous"), pytest.raises(ValueError) as error:
+        scanlab_dask.nonlinear_recurrence(
+            cell, da.from_array(x, (7, 1, 1)), np.zeros(2), strategy=strategy
+        ).compute()
+    notes = "".join(error.value.__notes__)
+    assert "input too large" in str(error.value)
+    assert "in the Dask chunk from step 28 and batch index (2,)" in notes
+
+
 def test_newton_raises_when_it_does_not_converge():
     x = da.from_array(np.random.default_rng(5).standard_normal((30, 2, 2)), (7, 1, 2))
     with pytest.raises(scanlab.ConvergenceError, match="did not converge in 2 iterations") as error:

@@ -13,6 +13,7 @@ import numpy as np
 from scanlab import nonlinear
 from scanlab._newton import CONVERGED, DIVERGED, NOT_FINITE, iterate_newton
 from scanlab._row_summary import RowSummary
+from scanlab._step_checks import add_note
 from scanlab.cells import Cell, JacobianPlan
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.cpu.row_summary import summarise_rows
@@ -104,7 +105,9 @@ class ChunkedBackend:
         self.problem, self.homes, self.quasi = problems, chunk_homes(problems), quasi
         with at_home(self.homes.flat[0]):
             (self.plan,) = dask.compute(dask.delayed(plan_of)(self.cell, problems.flat[0]))
-        # The batch axes' chunk boundaries, and from which chunk each batch chunk changed.
+        # The chunks (for the notes of a step that raised), the batch axes' chunk boundaries,
+        # and from which chunk each batch chunk changed.
+        self.chunks = x.chunks
         self.bounds = [np.cumsum((0, *sizes)) for sizes in x.chunks[1:-1]]
         self.changed = np.zeros(problems.shape[1:], int)
         self.table = None
@@ -118,7 +121,9 @@ class ChunkedBackend:
         guess = dask.delayed(first_guess)
         for block in np.ndindex(h.shape):
             with at_home(self.homes[block]):
-                h[block] = guess(self.cell, self.plan, self.problem[block])
+                h[block] = guess(
+                    self.cell, self.plan, self.problem[block], chunk_origin(self.chunks, block)
+                )
 
     def iterate(self, h: np.ndarray, with_jacobian: bool = True) -> ChunkedIterate:
         return ChunkedIterate(h)
@@ -135,7 +140,7 @@ class ChunkedBackend:
                 iterate.last[block] = last(iterate.h[block])
                 iterate.linearisation[block], iterate.summary[block], iterate.worst[block] = (
                     linearise(self.cell, self.plan, self.quasi, self.problem[block],
-                              iterate.h[block], previous)
+                              chunk_origin(self.chunks, block), iterate.h[block], previous)
                 )  # fmt: skip
         persist_blocks(iterate.h, iterate.last, iterate.linearisation, iterate.summary,
                        iterate.worst)  # fmt: skip
@@ -229,32 +234,56 @@ def persist_blocks(*arrays: np.ndarray) -> None:
         values[:] = [next(persisted) for _ in values]
 
 
+def chunk_origin(chunks: tuple, block: tuple) -> tuple:
+    """The index of the first element of chunk ``block`` of an array with ``chunks``."""
+    return tuple(int(sum(sizes[:index])) for sizes, index in zip(chunks, block, strict=False))
+
+
+@contextlib.contextmanager
+def noting_chunk(origin: tuple):
+    """Note on an exception of the user's step, raised while a chunk whose first element is at
+    ``origin`` (step, then batch indices) is solved, that its step and sequence count from
+    there (the in-memory solver's note counts within the chunk)."""
+    try:
+        yield
+    except Exception as error:
+        step, *batch = origin
+        add_note(
+            error,
+            f"in the Dask chunk from step {step} and batch index {tuple(batch)}: the step and "
+            "sequence above count from there",
+        )
+        raise
+
+
 def plan_of(cell: Cell, problem) -> JacobianPlan:
     """How the cell is differentiated, chosen at the first input as the in-memory solver does."""
     start = problem.h0.reshape(-1, problem.size)[0]
     return cell.plan(problem.size, problem.dtype, problem.inputs, problem.step_params, start)
 
 
-def first_guess(cell: Cell, plan: JacobianPlan, problem) -> np.ndarray:
+def first_guess(cell: Cell, plan: JacobianPlan, problem, origin: tuple) -> np.ndarray:
     """A chunk's initial iterate ``f(h0, x[t])``, ``(T, *batch, n)`` (``h0``: the sequence's
-    initial states)."""
+    initial states; ``origin``: the chunk's first element, for :func:`noting_chunk`)."""
     backend = cpu_nonlinear.Backend(
         cell, plan, problem.inputs, problem.step_params, problem.h0, False
     )
     h = backend.states()
-    backend.guess(h)
+    with noting_chunk(origin):
+        backend.guess(h)
     return h.reshape(problem.length, *problem.batch, problem.size)
 
 
-def linearise_chunk(cell: Cell, plan: JacobianPlan, quasi: bool, problem, h, previous):
+def linearise_chunk(cell: Cell, plan: JacobianPlan, quasi: bool, problem, origin, h, previous):
     """Newton's linearisation of a chunk at its states ``h``, after the ``previous`` chunk's
     last states (None: the first chunk, after ``h0``): the correction's coefficients and
     right-hand side ``f - h`` in the layout of :func:`solve_chunk`, the chunk's summary and the
-    largest scaled residual of each sequence."""
+    largest scaled residual of each sequence (``origin``: as for :func:`first_guess`)."""
     h0 = problem.h0 if previous is None else previous.reshape(problem.h0.shape)
     backend = cpu_nonlinear.Backend(cell, plan, problem.inputs, problem.step_params, h0, quasi)
     iterate = backend.iterate(h.reshape(problem.length, *problem.h0.shape))
-    backend.evaluate(iterate, 0)
+    with noting_chunk(origin):
+        backend.evaluate(iterate, 0)
     length, width = problem.length, iterate.jacobians.shape[-1]
     matrices = width > problem.size
     if matrices:

@@ -13,7 +13,13 @@ from scanlab._arrays import result_dtype
 from scanlab._devices import gpu_leaf
 from scanlab.cells import Cell
 from scanlab.dask.linear import array_of_blocks, dtype_stand_in
-from scanlab.dask.newton import distributed_client, last_state, newton_over_chunks
+from scanlab.dask.newton import (
+    chunk_origin,
+    distributed_client,
+    last_state,
+    newton_over_chunks,
+    noting_chunk,
+)
 
 STRATEGIES = ("auto", "carry", "newton")
 
@@ -205,14 +211,19 @@ def carry_passing(cell: Cell, x, start, params, method, options):
     for index in np.ndindex(x_blocks.shape[1:]):
         carry = start_blocks[index]
         for k in range(x_blocks.shape[0]):
-            states = solve(cell, x_blocks[(k, *index)], carry, dtype, params, method, options)
+            origin = chunk_origin(x.chunks, (k, *index))
+            states = solve(
+                cell, x_blocks[(k, *index)], carry, dtype, params, method, options, origin
+            )
             blocks[(k, *index, 0)] = states
             carry = last(states, carry)
     return array_of_blocks("nonlinear_recurrence", blocks, x.chunks[:-1] + ((size,),), dtype)
 
 
-def solve_nonlinear_chunk(cell, x, h0, dtype, params, method, options):
-    """One chunk of :func:`nonlinear_recurrence`, from its initial states ``h0``."""
-    return nonlinear.nonlinear_recurrence(
-        cell, x.astype(dtype, copy=False), h0, params=params, method=method, **options
-    )
+def solve_nonlinear_chunk(cell, x, h0, dtype, params, method, options, origin):
+    """One chunk of :func:`nonlinear_recurrence`, from its initial states ``h0`` (``origin``:
+    its first element, for :func:`scanlab.dask.newton.noting_chunk`)."""
+    with noting_chunk(origin):
+        return nonlinear.nonlinear_recurrence(
+            cell, x.astype(dtype, copy=False), h0, params=params, method=method, **options
+        )
