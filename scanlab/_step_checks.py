@@ -85,8 +85,21 @@ def unwritten_error(owner, unwritten: np.ndarray, size: int, returned) -> ValueE
 
 
 def compile_error(owner, error: Exception, h_prev, x_t, params) -> TypeError:
-    """A TypeError naming ``params`` for a step of ``owner`` that Numba cannot compile for its
-    arguments (``error``, Numba's TypingError, is chained to it)."""
+    """A TypeError for a step of ``owner`` that Numba cannot compile for its arguments
+    (``error``, Numba's TypingError, is chained to it): naming ``params``, unless the step
+    writes into its read-only inputs or names a global Numba cannot type."""
+    text = str(error)
+    if "setitem(readonly array" in text:
+        return TypeError(
+            f"the step of {owner!r} writes into h_prev or x_t ({typing_reason(error)}), which "
+            "scanlab passes read-only (the kernels share them between steps): write only "
+            "h_out, or copy them first"
+        )
+    if "Untyped global name" in text or "NameError" in text:
+        return TypeError(
+            f"the step of {owner!r} does not compile: {typing_reason(error)} (a name it uses "
+            "is not defined, or is not a compiled function Numba can call)"
+        )
     return TypeError(
         f"params: the step of {owner!r} does not compile for params of type "
         f"{numba.typeof(params)} (h_prev, x_t and h_out being 1-D arrays of {h_prev.dtype}): "

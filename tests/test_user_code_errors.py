@@ -374,6 +374,31 @@ def test_params_the_step_does_not_expect_are_named(params, expected):
     np.testing.assert_allclose(h[:, 0], [1.5, 1.75, 1.875])
 
 
+def writes_its_inputs(h_prev, x_t, params, h_out):
+    x_t[0] = 0.0
+    for i in range(h_prev.shape[0]):
+        h_out[i] = 0.5 * h_prev[i]
+
+
+def calls_an_undefined_name(h_prev, x_t, params, h_out):
+    for i in range(h_prev.shape[0]):
+        h_out[i] = no_such_function(h_prev[i])  # noqa: F821 - the error under test
+
+
+@pytest.mark.parametrize(
+    ("step", "match"),
+    [
+        (writes_its_inputs, r"writes into h_prev or x_t .*at `x_t\[0\] = 0.0`.*read-only"),
+        (calls_an_undefined_name, r"does not compile: .*no_such_function.* is not defined"),
+    ],
+)
+def test_a_step_that_does_not_compile_for_its_own_reasons_is_not_blamed_on_params(step, match):
+    with pytest.raises(TypeError, match=match) as caught:
+        scanlab.nonlinear_recurrence(scanlab.cell(step), np.ones((5, 1)), np.ones(1))
+    assert "params" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, numba.core.errors.TypingError)
+
+
 @pytest.mark.parametrize(
     ("params", "error", "match"),
     [
