@@ -294,6 +294,17 @@ def test_newton_matches_in_memory(length, batch, dtype, dense, method, with_h0, 
     np.testing.assert_allclose(h.compute(), expected, rtol=tolerance, atol=tolerance)
 
 
+def test_unknown_chunk_sizes_are_named():
+    """Boolean indexing leaves a Dask array's chunk sizes unknown (NaN): named, with the fix."""
+    unknown = da.ones(10, chunks=4)[da.arange(10, chunks=4) < 5]
+    with pytest.raises(ValueError, match=r"b has unknown chunk sizes.*compute_chunk_sizes"):
+        scanlab_dask.linear_recurrence(0.5, unknown)
+    with pytest.raises(ValueError, match=r"x has unknown chunk sizes"):
+        scanlab_dask.nonlinear_recurrence(
+            GRU, da.ones((10, 1), chunks=(4, 1))[da.arange(10, chunks=4) < 5], None
+        )
+
+
 def raising_step(h_prev, x_t, params, h_out):
     for i in range(h_prev.shape[0]):
         if x_t[0] > 5.0:

@@ -89,11 +89,23 @@ def dtype_stand_in(value):
     return value
 
 
+def check_known_chunks(**operands) -> None:
+    """A ValueError naming the first Dask array of ``operands`` whose chunk sizes are unknown
+    (NaN, as after boolean indexing): a solve needs them to place the chunks along time."""
+    for name, value in operands.items():
+        if isinstance(value, da.Array) and any(map(math.isnan, value.shape)):
+            raise ValueError(
+                f"{name} has unknown chunk sizes (shape {value.shape}): call "
+                f"{name}.compute_chunk_sizes() first"
+            )
+
+
 def chunked_solve(a, b, h0, axis, reverse, method, matrices):
     """Both solvers: summaries per chunk, carries across chunks, then each chunk solved and
     checked against the loop."""
     check_method(method, METHODS)
     operands = {"A" if matrices else "a": a, "b": b, "h0": h0}
+    check_known_chunks(**operands)
     dtype = result_dtype(**{name: dtype_stand_in(value) for name, value in operands.items()})
     follow_a = isinstance(a, da.Array) and not isinstance(b, da.Array)
     a, b = da.asarray(a).astype(dtype), da.asarray(b).astype(dtype)

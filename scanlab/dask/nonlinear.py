@@ -12,7 +12,7 @@ from scanlab import config, nonlinear
 from scanlab._arrays import result_dtype
 from scanlab._devices import gpu_leaf
 from scanlab.cells import Cell
-from scanlab.dask.linear import array_of_blocks, dtype_stand_in
+from scanlab.dask.linear import array_of_blocks, check_known_chunks, dtype_stand_in
 from scanlab.dask.newton import (
     chunk_origin,
     distributed_client,
@@ -155,6 +155,7 @@ def aligned_inputs(cell: Cell, x, h0):
     """``x`` ``(T, *batch, m)`` broadcast to the batch shape of ``x`` and ``h0``, one chunk
     along ``m``, and the initial states ``(*batch, n)`` in the result's dtype, chunked like
     it."""
+    check_known_chunks(x=x, h0=h0)
     dtype = result_dtype(x=dtype_stand_in(x), h0=dtype_stand_in(h0))
     x = da.asarray(x)
     if x.ndim < 2:
