@@ -117,6 +117,23 @@ def test_nan_propagates_only_downstream_in_its_system(method, reverse, size):
     assert np.isfinite(result[:, [0, 2]]).all()
 
 
+@pytest.mark.parametrize("method", LAUNCHERS)
+@pytest.mark.parametrize("size", [2, 3, 4, 5])
+def test_an_infinite_state_stays_infinite_not_nan(method, size):
+    """States that overflow to inf (every matrix entry positive: no inf - inf) stay inf, as in
+    the loop: the register kernels' zero padding once made them NaN (``0 * inf`` in a padding
+    row, then ``0 * NaN`` in every row)."""
+    length = 12
+    a = np.full((length, 1, size, size), 2.0)
+    b = np.zeros((length, 1, size))
+    h0 = np.full((1, size), 1e307)
+    with np.errstate(over="ignore", invalid="ignore"):  # the simulator's arithmetic
+        expected = reference.linear_recurrence_matrix(a, b, h0, reverse=False)
+        result = solve(method, a, b, h0, False)
+    assert np.isinf(expected[3:]).all()
+    np.testing.assert_array_equal(result, expected)
+
+
 @settings(deadline=None, max_examples=20)
 @given(
     length=st.integers(1, 40),

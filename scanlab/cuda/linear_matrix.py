@@ -52,13 +52,15 @@ def load_padded(matrix, offset, size, padded_matrix, padded_offset):
 
 
 @cuda.jit(device=True)
-def affine_padded(matrix, vector, offset, result):
-    """``result = matrix @ vector + offset`` for padded local arrays (unrolled)."""
+def affine_padded(matrix, vector, offset, size, result):
+    """``result = matrix @ vector + offset`` for padded local arrays (unrolled), the padding
+    rows kept 0: computed, ``0 * inf`` would make them NaN, and the next step's ``0 * NaN``
+    every state."""
     for i in range(REGISTER_SIZE):
         value = offset[i]
         for j in range(REGISTER_SIZE):
             value += matrix[i * REGISTER_SIZE + j] * vector[j]
-        result[i] = value
+        result[i] = value if i < size else 0
 
 
 @cuda.jit(device=True)
@@ -69,7 +71,7 @@ def padded_step(a, b, a_steps, b_steps, t, system, size, matrix, offset, state, 
     b_row, b_system = b_steps
     load_padded(a[t * a_row, system * a_system], b[t * b_row, system * b_system], size,
                 matrix, offset)  # fmt: skip
-    affine_padded(matrix, state, offset, next_state)
+    affine_padded(matrix, state, offset, size, next_state)
 
 
 @cuda.jit(device=True)
@@ -96,7 +98,8 @@ def compose_in_registers(a, b, a_steps, b_steps, shape, reverse, steps, system, 
                 value = matrix[i * REGISTER_SIZE] * current[k]
                 for j in range(1, REGISTER_SIZE):
                     value += matrix[i * REGISTER_SIZE + j] * current[j * REGISTER_SIZE + k]
-                following[i * REGISTER_SIZE + k] = value
+                # The padding of the product is 0 (as affine_padded's): never NaN from 0 * inf.
+                following[i * REGISTER_SIZE + k] = value if i < size and k < size else 0
         for entry in range(REGISTER_ENTRIES):
             current[entry] = following[entry]
     # Constant indices only (the loops unroll): a run-time index would put the arrays in memory.
