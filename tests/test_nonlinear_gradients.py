@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from test_nonlinear import CELLS, COMPILED, problem
 
 import scanlab
+from scanlab.cells.finite_differences import input_colouring
 
 
 def central_differences(loss, value, spacing=1e-6):
@@ -159,7 +160,7 @@ def test_inputs_shared_by_outputs_get_their_own_colours():
     rng = np.random.default_rng(8)
     x, h0 = rng.standard_normal((5, 2, 5)), rng.standard_normal((2, 5))
     h = scanlab.nonlinear_recurrence(cell, x, h0, method="sequential")
-    colours, owners = cell.input_colouring(x, None, h, h0)
+    colours, owners = input_colouring(cell.step, x, None, h, h0)
     assert owners.shape == (3, 5)
     assert sorted(np.bincount(colours)) == [1, 2, 2]
     g = rng.standard_normal(h.shape)
