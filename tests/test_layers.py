@@ -218,6 +218,18 @@ class GPUArray:
             TypeError,
             "dy is a GPU array.*ran on the host",
         ),
+        (
+            lambda: GILR(3, 2).forward(np.ones((4, 3)), h0=np.full(2, 1 + 5j)),
+            TypeError,
+            "h0 has dtype complex128",
+        ),
+        (
+            lambda: Linear(3, 2).backward(
+                Linear(3, 2).forward(np.ones((4, 3)))[1], np.ones((4, 2), complex)
+            ),
+            TypeError,
+            "dy has dtype complex128",
+        ),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error, message):

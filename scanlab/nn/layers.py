@@ -12,7 +12,10 @@ Every layer has the same interface:
     ``(T, *batch, hidden_size)``. ``h0`` is the state before the first step, of shape
     ``(*batch, hidden_size)`` or broadcastable to it (zeros by default). ``device`` is where the
     scans run, as in :func:`scanlab.linear_recurrence`. ``cache`` holds what the backward pass
-    needs (the input and the activations, ``O(T * batch * hidden_size)`` memory).
+    needs (the input and the activations, ``O(T * batch * hidden_size)`` memory): ``x`` and
+    ``y`` themselves, not copies, so change neither in place before :meth:`backward` (copy
+    ``y`` first; a changed one gives wrong gradients, or a Newton layer's "h does not solve
+    the recurrence").
 
     With host (NumPy) arrays everything runs on the host: the dense products in NumPy (BLAS),
     the gates in compiled kernels on Numba's threads (:mod:`scanlab.cpu.layer_gates`);

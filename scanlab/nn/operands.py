@@ -171,7 +171,7 @@ def initial_state(h0, batch: tuple, size: int, dtype, gpu: bool = False, broadca
     shape = batch + (size,)
     if h0 is None:
         return None, shape
-    view = numeric_array("h0", h0, stand_in)
+    view = real_array("h0", h0)
     try:
         broadcasts = np.broadcast_shapes(view.shape, shape) == shape
     except ValueError:
@@ -193,10 +193,19 @@ def check_output_gradient(dy, shape: tuple, dtype, gpu: bool = False):
             "dy is a GPU array, but the forward pass ran on the host (NumPy arrays): pass a host "
             "dy, or run the forward pass on GPU arrays"
         )
-    view = numeric_array("dy", dy, stand_in)
+    view = real_array("dy", dy)
     if view.shape != shape:
         raise ValueError(f"dy must have the forward output's shape {shape}, got {view.shape}")
     return in_dtype(dy, shape, dtype, gpu)
+
+
+def real_array(name: str, value):
+    """``value`` as an array (GPU arrays as stand-ins), or a TypeError naming ``name`` if it is
+    complex (the layers are real: its imaginary part would be dropped)."""
+    view = numeric_array(name, value, stand_in)
+    if view.dtype.kind == "c":
+        raise TypeError(f"{name} has dtype {view.dtype}; the layers take real numbers")
+    return view
 
 
 def in_dtype(value, shape: tuple, dtype, gpu: bool = False):
