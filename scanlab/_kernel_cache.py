@@ -26,7 +26,7 @@ import types
 from functools import partial
 
 import numba
-from numba.core.caching import CompileResultCacheImpl, FunctionCache
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, IndexDataCacheFile
 from numba.core.dispatcher import Dispatcher
 
 #: Values closed over that are described by their ``repr``.
@@ -65,16 +65,50 @@ class QuietCacheImpl(CompileResultCacheImpl):
 
 
 class KeyedCache(FunctionCache):
-    """Numba's cache of one function, indexed by the signature, the CPU and ``identity``."""
+    """Numba's cache of one function, indexed by the signature, the CPU and ``identity``, in
+    files of its own (:class:`KeyedFiles`)."""
 
     _impl_class = QuietCacheImpl
 
     def __init__(self, py_func, identity: str):
         super().__init__(py_func)
         self.identity = identity
+        self._cache_file = KeyedFiles(
+            self._cache_path,
+            f"{self._impl.filename_base}-{identity[:16]}",
+            self._impl.locator.get_source_stamp(),
+        )
 
     def _index_key(self, sig, codegen):
         return (sig, codegen.magic_tuple(), self.identity)
+
+
+class KeyedFiles(IndexDataCacheFile):
+    """Numba's index and data files for the kernels of one description, each kernel's data file
+    named after its key.
+
+    Numba numbers a function's data files in the order they are saved, from the index as each
+    process last read it: two processes saving different kernels of one function at once
+    (pytest's workers, Dask's) may both write data file 1, and the index left maps one kernel to
+    the other's code, which a later process then runs, silently (found when a cell's loop ran
+    another cell's step). Every cell's kernels had shared the index and data files of the
+    closure they are built from. Here each description has its own index, and a kernel's data
+    file depends only on its key: concurrent saves may lose an index entry (compiled again
+    later), never point one at another kernel's code."""
+
+    def __init__(self, cache_path, filename_base, source_stamp):
+        super().__init__(cache_path, filename_base, source_stamp)
+        self._filename_base = filename_base
+
+    def save(self, key, data):
+        """Write the data file of ``key``, then its index entry."""
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+        data_name = f"{self._filename_base}.{digest}.nbc"
+        self._save_data(data_name, data)
+        overloads = self._load_index()
+        if overloads.get(key) != data_name:
+            overloads[key] = data_name
+            self._save_index(overloads)
 
 
 def describe(value, seen: tuple = ()) -> str:

@@ -179,3 +179,23 @@ def test_a_steps_description_follows_scanlab_math():
     assert f"module:scanlab.math.for_cells[{kernel_cache.file_stamp(scanlab_math.__file__)}]" in (
         description
     )
+
+
+def test_kernels_saved_at_once_by_two_processes_never_swap_their_code(tmp_path):
+    """Two processes read the index before either saved, write their kernels' data, then their
+    indexes, the second's first. With Numba's numbered data files both wrote file 1 and the
+    index left mapped the first's kernel to the second's code (a cell's loop once ran another
+    cell's step so). Each kernel's data file is named after its key: an entry may be lost (the
+    last index written wins), never pointed at the other's code."""
+    deferred = []
+    first, second = (kernel_cache.KeyedFiles(str(tmp_path), "kernel", "stamp") for _ in range(2))
+    for files in (first, second):
+        files._load_index = dict  # the index as it was before either saved
+        files._save_index = lambda overloads, files=files: deferred.append((files, overloads))
+    first.save(("signature A",), "code A")
+    second.save(("signature B",), "code B")
+    for files, overloads in reversed(deferred):
+        kernel_cache.KeyedFiles._save_index(files, overloads)
+    reader = kernel_cache.KeyedFiles(str(tmp_path), "kernel", "stamp")
+    assert reader.load(("signature A",)) == "code A"
+    assert reader.load(("signature B",)) in (None, "code B")
