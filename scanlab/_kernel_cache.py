@@ -1,4 +1,5 @@
-"""Numba's on-disk cache for kernels built per cell: closures over the cell's step.
+"""Numba's on-disk cache for kernels built per cell (closures over the cell's step), and for
+scanlab's own kernels with safe data files.
 
 A kernel that calls a cell's step is made by a function (``scanlab.cpu.nonlinear.build_kernels``)
 as a closure over the step. Numba can keep closures in its cache, but indexes them by a pickle of
@@ -18,6 +19,10 @@ and more:
 Like Numba's cache it does not notice a changed global array or object. A closure over anything
 else (an array, an object) or a function defined outside a file (an interactive session) is
 compiled in each process as before.
+
+Every kernel kept on disk, these and scanlab's own (:func:`njit_cached`, for
+``numba.njit(cache=True)``), names its data file after its key (:class:`KeyedFiles`): Numba's
+numbered data files can be swapped between two kernels saved at once by two processes.
 """
 
 import hashlib
@@ -42,6 +47,22 @@ def jit(**options):
     cache when the function's closure has a stable description (else compiled in each
     process)."""
     return partial(cached_dispatcher, options=options)
+
+
+def njit_cached(**options):
+    """``numba.njit(cache=True, **options)`` for scanlab's own kernels, their data files named
+    after their keys (:class:`KeyedFiles`): Numba's numbered ones can be swapped between two
+    signatures compiled at once by two processes."""
+
+    def decorate(function):
+        dispatcher = numba.njit(cache=True, **options)(function)
+        cache = dispatcher._cache
+        cache._cache_file = KeyedFiles(
+            cache._cache_path, cache._impl.filename_base, cache._impl.locator.get_source_stamp()
+        )
+        return dispatcher
+
+    return decorate
 
 
 def cached_dispatcher(function, options: dict):

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from scanlab._float_bits import bits_of, power_of_two
+from scanlab._kernel_cache import njit_cached
 from scanlab._recurrence_numerics import is_finite, is_identical
 
 #: Steps between the checks that keep a chunk's product of ``a`` in range, in the CPU scans. The
@@ -159,7 +160,7 @@ def state_agrees(loop_state, carry, size, bounds):
     return True
 
 
-@njit(cache=True)
+@njit_cached()
 def rows_agree(loop_states, carries, bounds):
     """``state_agrees`` for each row of the 2-D ``loop_states`` and ``carries``, one state a row
     (of one entry for the elementwise recurrence: then it is ``agrees``)."""
@@ -169,7 +170,7 @@ def rows_agree(loop_states, carries, bounds):
     return result
 
 
-@njit(cache=True)
+@njit_cached()
 def column_products(values, bounds, mantissa, exponent):
     """``mantissa * 2**exponent`` (1-D arrays, the mantissa in double precision) becomes the
     product of each column of the 2-D ``values``, renormalised whenever a step takes the
@@ -185,7 +186,7 @@ def column_products(values, bounds, mantissa, exponent):
             mantissa[column] = product
 
 
-@njit(cache=True)
+@njit_cached()
 def carried_states(mantissa, exponent, partial, incoming, bounds):
     """``mantissa * 2**exponent * incoming + partial`` for 1-D arrays, in ``partial``'s dtype:
     carries through chunks whose products ``column_products`` kept (NaN and Inf as the

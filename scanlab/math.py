@@ -55,6 +55,7 @@ from scanlab._float_bits import (
     is_single,
     scale,
 )  # fmt: skip
+from scanlab._kernel_cache import njit_cached
 from scanlab.config import FASTMATH
 
 
@@ -138,7 +139,7 @@ def reduce(x):
     return k, expm1_reduced(r)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def exp(x):
     """``e ** x`` for a float32 or float64 ``x``, in its precision (within 2 ulp)."""
     k, part = reduce(x)
@@ -146,7 +147,7 @@ def exp(x):
     return result if x == x else x
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def expm1(x):
     """``e ** x - 1``, accurate for small ``|x|`` too (within 2 ulp)."""
     one = type(x)(1)
@@ -162,7 +163,7 @@ def expm1(x):
     return math.copysign(result, x) if x == x else x
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def tanh(x):
     """The hyperbolic tangent, ``expm1(2|x|) / (expm1(2|x|) + 2)`` with ``x``'s sign (3 ulp)."""
     real = type(x)
@@ -172,7 +173,7 @@ def tanh(x):
     return math.copysign(divide(grown, grown + real(2)), x) if x == x else x
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def sigmoid(x):
     """The logistic function ``1 / (1 + e ** -x)``, accurate in both tails (3 ulp)."""
     real = type(x)
@@ -201,7 +202,7 @@ def log_series(f):
     return f - (half_square - s * (half_square + z * tail))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def log(x):
     """The natural logarithm, for a float32 or float64 ``x``, in its precision (within 2 ulp):
     ``x = 2^k m`` with ``m`` within ``sqrt(2)`` of 1, ``log x = k ln 2 + log m``; NaN below 0,
@@ -229,7 +230,7 @@ def log(x):
     return result if x >= 0 else real(math.nan)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def log1p(x):
     """``log(1 + x)``, accurate for small ``|x|`` too (within 3 ulp): with ``u = 1 + x``
     rounded, ``log(u) x / (u - 1)`` (Goldberg's correction; ``x`` itself where ``u`` is 1).
@@ -332,7 +333,7 @@ compiled_cosine = inlined_subroutine(
 )
 
 
-@njit(cache=True)
+@njit_cached()
 def sin(x):
     """The sine, for a float32 or float64 ``x``, in its precision (within 1 ulp): ``x``
     reduced modulo ``pi/2`` exactly enough for every finite float (see
@@ -341,7 +342,7 @@ def sin(x):
     return compiled_sine(x)
 
 
-@njit(cache=True)
+@njit_cached()
 def cos(x):
     """The cosine, for a float32 or float64 ``x``, in its precision (within 1 ulp), as
     :func:`sin` of a quarter turn more. NaN at NaN and the infinities."""

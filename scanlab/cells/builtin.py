@@ -8,12 +8,13 @@ import math
 import operator
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
 from scanlab import math as smath
 from scanlab._arrays import stand_in
 from scanlab._devices import cuda_module, on_gpu, to_host
+from scanlab._kernel_cache import njit_cached
 from scanlab._step_routines import ANALYTIC
 from scanlab.cells.base import Cell, JacobianPlan
 from scanlab.config import FASTMATH_DOT_PRODUCTS
@@ -64,7 +65,7 @@ def recurrent_sums_on_cpus(weights, columns, h_prev, x_t, h_out):
     )
 
 
-@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+@njit_cached(fastmath=FASTMATH_DOT_PRODUCTS)
 def elman_step(h_prev, x_t, params, h_out):
     """``h = tanh(W h_prev + u_t)``, ``u_t`` the projected input, ``params`` ``(W, W.T)``:
     the sums first (:func:`recurrent_sums`), then ``tanh`` over the whole row (one vectorised
@@ -75,7 +76,7 @@ def elman_step(h_prev, x_t, params, h_out):
         h_out[i] = smath.tanh(h_out[i])
 
 
-@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+@njit_cached(fastmath=FASTMATH_DOT_PRODUCTS)
 def elman_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
     """:func:`elman_step` and :func:`elman_jacobian` at once (one product with ``W``)."""
     weights, columns = params
@@ -89,7 +90,7 @@ def elman_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
             jacobian_out[i, j] = slope * weights[i, j]
 
 
-@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+@njit_cached(fastmath=FASTMATH_DOT_PRODUCTS)
 def elman_jacobian(h_prev, x_t, params, jacobian_out):
     """``diag(1 - h^2) W``."""
     weights = params[0]

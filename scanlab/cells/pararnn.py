@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from scanlab import math as smath
+from scanlab._kernel_cache import njit_cached
 from scanlab.cells.builtin import BuiltinCell
 from scanlab.config import FASTMATH
 
@@ -31,7 +32,7 @@ def gru_channel(h, u_update, u_reset, u_candidate, a_update, a_reset, a_candidat
 # as Python, and a compiled helper cannot take the simulator's arrays.
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def gru_step(h_prev, x_t, params, h_out):
     """ParaGRU: gates with diagonal recurrent weights (:class:`ParaGRU`)."""
     a = params[0]
@@ -42,7 +43,7 @@ def gru_step(h_prev, x_t, params, h_out):
         )
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def gru_jacobian(h_prev, x_t, params, jacobian_out):
     """The diagonal of ParaGRU's Jacobian."""
     a = params[0]
@@ -53,7 +54,7 @@ def gru_jacobian(h_prev, x_t, params, jacobian_out):
         )
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def gru_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
     """:func:`gru_step` and :func:`gru_jacobian` at once (the gates computed once)."""
     a = params[0]
@@ -90,7 +91,7 @@ def lstm_block(c, forget, candidate, output, squashed, a_forget, a_candidate, a_
     return dcell_dc, dcell_dh, dh_dcell * dcell_dc, output_slope * a_output + dh_dcell * dcell_dh
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def lstm_step(h_prev, x_t, params, h_out):
     """ParaLSTM, CIFG with peepholes: state ``[c_0, h_0, c_1, h_1, ...]`` (:class:`ParaLSTM`).
 
@@ -110,7 +111,7 @@ def lstm_step(h_prev, x_t, params, h_out):
         h_out[2 * j + 1] = output * smath.tanh(cell_state)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def lstm_jacobian(h_prev, x_t, params, jacobian_out):
     """ParaLSTM's 2x2 blocks ``d(c, h)_j / d(c, h)_j``."""
     a, p = params
@@ -128,7 +129,7 @@ def lstm_jacobian(h_prev, x_t, params, jacobian_out):
         )  # fmt: skip
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def lstm_step_with_jacobian(h_prev, x_t, params, h_out, jacobian_out):
     """:func:`lstm_step` and :func:`lstm_jacobian` at once (the gates computed once)."""
     a, p = params
@@ -183,7 +184,7 @@ def lstm_channel_gradients(c, h, d_c, d_h, u_forget, u_candidate, u_output, a_fo
     )  # fmt: skip
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit_cached(parallel=True, fastmath=FASTMATH)
 def gru_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
     """ParaGRU's gradients at every step: of its projected inputs into ``d_inputs``, and of its
     recurrent weights, summed per task into ``partial`` ``(tasks, 3, n)`` (float64)."""
@@ -207,7 +208,7 @@ def gru_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
                 partial[task, 2, i] += w_candidate
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
+@njit_cached(parallel=True, fastmath=FASTMATH)
 def lstm_pullback(u, params, states, h0, adjoint, tasks, d_inputs, partial):
     """ParaLSTM's gradients at every step (as :func:`gru_pullback`): ``partial`` ``(tasks, 5,
     n)`` holds the recurrent weights' rows, then the peephole weights'."""

@@ -15,11 +15,12 @@ import numpy as np
 from numba import njit, prange
 
 from scanlab import math as smath
+from scanlab._kernel_cache import njit_cached
 from scanlab.config import FASTMATH
 from scanlab.cpu.branchless import select_unpredictable
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH, error_model="numpy")
+@njit_cached(parallel=True, fastmath=FASTMATH, error_model="numpy")
 def ewm_mean_rows(
     values, alpha, decays, adjust, complement, ignore_na, min_periods, out, channel_block
 ):
@@ -102,7 +103,7 @@ def ewm_step(value, state, alpha, step_decay, adjust, complement, ignore_na):
     return mean, weighted_sum, weight, observed + is_observation
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit_cached(parallel=True, fastmath=FASTMATH)
 def time_decays(ticks, halflife, factor, out):
     """``out[t] = factor ** delta[t]``, ``delta[t] = (ticks[t] - ticks[t-1]) / halflife`` as
     pandas computes it (the ticks as float64 first), ``out[0] = 1``: what each step of

@@ -4,6 +4,7 @@ register of its own (:func:`run_in_registers`; one series: :func:`run_series`): 
 
 from numba import njit, uint64
 
+from scanlab._kernel_cache import njit_cached
 from scanlab._recurrence_numerics import broadcast_steps, time_direction, time_index
 from scanlab.config import FASTMATH
 
@@ -11,7 +12,7 @@ from scanlab.config import FASTMATH
 REGISTER_CHAINS = 4
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def run_in_registers(a, b, state, out, first_step, stop_step, reverse, first_channel):
     """``scanlab.cpu.linear.run_steps`` for at most ``REGISTER_CHAINS`` channels, each state
     in a register. ``run_steps``' row loop keeps the states in memory, and for so few channels
@@ -63,7 +64,7 @@ def series_steps(a, b, h, out, first_step, stop_step, reverse, channel):
     return h
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def run_series(a, b, h0, out, reverse):
     """The sequential recurrence of a problem of one channel (``out`` ``(T, 1)``): what a first
     call on one series compiles, without the loops over several channels (0.4 s against 2 s
@@ -71,7 +72,7 @@ def run_series(a, b, h0, out, reverse):
     series_steps(a, b, h0[0], out, 0, out.shape[0], reverse, 0)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def run_few(a, b, h0, out, reverse):
     """The sequential recurrence of a problem of 2 to ``REGISTER_CHAINS`` channels, from
     ``h0``: a kernel of its own, so that a first call on many channels does not compile this

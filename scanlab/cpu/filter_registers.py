@@ -23,10 +23,11 @@ A cascade of more sections advances them together in vector lanes instead
 """
 
 from llvmlite import ir
-from numba import njit, types, uint64
+from numba import types, uint64
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from scanlab._kernel_cache import njit_cached
 from scanlab.cpu import atomics
 
 #: The largest order of a direct form that the register kernels take (a cascade, any length).
@@ -227,7 +228,7 @@ def cascade_register_step(typingctx, z, sos, sections, sample):
     return result(z, sos, sections, sample), codegen
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def lfilter_registers(counter, b, a, order, x, out, layout, state):
     """Filter each row of ``x`` by ``b``, ``a`` (normalised, of order ``order``, tuples of
     ``register_count(order) + 1`` values in ``x``'s dtype: zeros past ``order + 1``) from
@@ -248,7 +249,7 @@ def lfilter_registers(counter, b, a, order, x, out, layout, state):
         row = atomics.fetch_add(counter, 0, 1)
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def sosfilt_registers(counter, sos, sections, x, out, layout, state):
     """Filter each row of ``x`` through ``sections`` second-order sections ``sos`` (a flat
     tuple of ``6 register_count(sections)`` values in ``x``'s dtype: zeros past the true

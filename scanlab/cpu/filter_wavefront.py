@@ -15,10 +15,11 @@ parts in two vectors: 2 to 8 complex sections 4.5-5.4 ns a step (in turn 8.3-15.
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from scanlab._kernel_cache import njit_cached
 from scanlab.cpu import atomics
 from scanlab.cpu.filter_registers import textbook_product
 from scanlab.cpu.vector_ir import VECTOR_BYTES
@@ -229,7 +230,7 @@ def cascade_wavefront(typingctx, sos, first, sections, x, x_start, x_step, lengt
     return types.void(*arguments, state, row), codegen
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def sosfilt_wavefront(counter, sos, sections, x, out, layout, state):
     """``filter_registers.sosfilt_registers`` with ``WAVE_LANES`` sections advanced together
     (:func:`cascade_wavefront`; ``sos`` a flat array, zeros up to a whole number of

@@ -13,6 +13,7 @@ contracted multiply-adds the results are scipy's, bit for bit.
 import numpy as np
 from numba import njit, prange, uint64
 
+from scanlab._kernel_cache import njit_cached
 from scanlab.cpu import atomics
 from scanlab.cpu.filter_lanes import (
     LANES,
@@ -37,7 +38,7 @@ FIR_STEPS, FIR_TILE = 2**14, 256
 FIR_ROWS, FIR_TILE_ELEMENTS = 2**10, 2048
 
 
-@njit(cache=True, parallel=True)
+@njit_cached(parallel=True)
 def lfilter_rows(b, a, x, state, out):
     """Filter each row of ``x`` (``(D, T)``) by ``b``, ``a`` (normalised, ``a[0] = 1``, both
     of length ``K + 1``) from ``state`` (``(D, K)``, overwritten with the final state) into
@@ -73,7 +74,7 @@ def lfilter_rows(b, a, x, state, out):
                 state[first + k, i] = z[i, k]
 
 
-@njit(cache=True, parallel=True)
+@njit_cached(parallel=True)
 def sosfilt_rows(sos, x, state, out):
     """Filter each row of ``x`` (``(D, T)``) through the second-order sections ``sos``
     (``(S, 6)``: ``b0 b1 b2 1 a1 a2``) in cascade, from ``state`` (``(D, S, 2)``, overwritten
@@ -123,7 +124,7 @@ def thread_groups(channels, threads):
     return max(1, min(threads, groups)), groups
 
 
-@njit(cache=True, parallel=True)
+@njit_cached(parallel=True)
 def lfilter_steps(b, a, x, state, out, threads):
     """:func:`lfilter_rows` of a time-major ``x`` (``(T, D)``) into ``out`` (``(T, D)``), with
     no transposing copy: each of ``threads`` threads takes a run of consecutive groups of
@@ -154,7 +155,7 @@ def lfilter_steps(b, a, x, state, out, threads):
         copy_delays(state, z[:, :order], first_group, False)
 
 
-@njit(cache=True, parallel=True)
+@njit_cached(parallel=True)
 def sosfilt_steps(sos, x, state, out, threads):
     """:func:`sosfilt_rows` of a time-major ``x`` (``(T, D)``) into ``out``, walked as
     :func:`lfilter_steps` walks it; ``state`` is ``(D, 2 S)`` (each section's two delays)."""
@@ -196,7 +197,7 @@ def final_delays(b, samples, initial, final):
         final[i] = total
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def fir_blocks(counter, b, x, state, out, final):
     """Filter each row of ``x`` (``(D, T)``) by the FIR filter ``b`` (length ``K + 1``) from
     the delays ``state`` (``(D, K)``) into ``out``, as scipy does (a convolution)::
@@ -234,7 +235,7 @@ def fir_blocks(counter, b, x, state, out, final):
         task = atomics.fetch_add(counter, 0, 1)
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def fir_steps(counter, b, x, state, out, final):
     """:func:`fir_blocks` of a time-major ``x`` (``(T, D)``) into ``out`` (``(T, D)``), the
     same sums in the same order, with no transposing copy: tasks of ``FIR_ROWS`` steps of every
@@ -265,7 +266,7 @@ def fir_steps(counter, b, x, state, out, final):
         task = atomics.fetch_add(counter, 0, 1)
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def scale_blocks(counter, values, scale, finite):
     """``values *= scale`` (a flat array), in blocks of ``SCALE_BLOCK`` elements taken from
     ``counter`` (:func:`scanlab.cpu.threads.share_out`); ``finite[k]``: whether block ``k`` is

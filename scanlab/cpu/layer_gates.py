@@ -11,10 +11,10 @@ compiled once per dtype) and return new arrays.
 """
 
 import numpy as np
-from numba import njit
 
 from scanlab._arrays import read_only
 from scanlab._gates import gilr_gate, gilr_gradient, lstm_gate, lstm_gradient
+from scanlab._kernel_cache import njit_cached
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics
 from scanlab.cpu.threads import share_out
@@ -24,7 +24,7 @@ from scanlab.cpu.threads import share_out
 ELEMENT_BLOCK = 1 << 15
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def gilr_gates_blocks(next_block, rows_per_block, pre, gate, candidate, drive):
     """GILR's gates of the blocks of rows taken from the counter."""
     rows, n = gate.shape
@@ -37,7 +37,7 @@ def gilr_gates_blocks(next_block, rows_per_block, pre, gate, candidate, drive):
         block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def gilr_gradients_blocks(next_block, rows_per_block, dgate, ddrive, gate, candidate, dpre):
     """GILR's pre-activations' gradients of the blocks of rows taken from the counter."""
     rows, n = gate.shape
@@ -53,7 +53,7 @@ def gilr_gradients_blocks(next_block, rows_per_block, dgate, ddrive, gate, candi
         block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def lstm_gates_blocks(
     next_block, rows_per_block, pre, forget, input_gate, output_gate, candidate, drive
 ):
@@ -70,7 +70,7 @@ def lstm_gates_blocks(
         block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def lstm_gradients_blocks(
     next_block, rows_per_block, dforget, dinput, dy, forget, input_gate, output_gate,
     candidate, cells, dpre,

@@ -16,6 +16,7 @@ from numba import njit, uint64
 
 from scanlab import config
 from scanlab._arrays import read_only
+from scanlab._kernel_cache import njit_cached
 from scanlab._recurrence_numerics import broadcast_steps, time_direction, time_index
 from scanlab._scaled_products import (
     CHECK_PERIOD,
@@ -65,7 +66,7 @@ def advance_row(a_t, b_t, a_column, b_column, state, out_t):
         out_t[d] = value
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def run_steps(a, b, state, out, first_step, stop_step, reverse, first_channel, stream):
     """Sequential recurrence over steps ``[first_step, stop_step)`` for the channels of ``state``.
 
@@ -142,7 +143,7 @@ def stream_steps(a, b, state, out, first_step, stop_step, reverse, first_channel
     store_fence()
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def run_blocks(next_block, a, b, h0, out, reverse, channel_block, stream):
     """The blocks of ``linear_recurrence_sequential`` taken from the counter ``next_block``."""
     length, channels = out.shape
@@ -154,7 +155,7 @@ def run_blocks(next_block, a, b, h0, out, reverse, channel_block, stream):
         block = atomics.fetch_add(next_block, 0, 1)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def run_block(a, b, h0, out, reverse, first, stop, stream):
     """The sequential recurrence of channels ``[first, stop)`` over all steps, from ``h0``'s.
 
@@ -178,7 +179,7 @@ def linear_recurrence_sequential(a, b, h0, out, reverse, channel_block, stream):
     share_out(run_blocks, blocks, (a, b, h0, out, reverse, channel_block, stream), out.size)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def compose_chunks(a, b, first_step, chunk_length, length, reverse, summary, bounds):
     """Summaries of ``CHAINS`` consecutive chunks, walked in lockstep.
 
@@ -255,7 +256,7 @@ def compose_chunks(a, b, first_step, chunk_length, length, reverse, summary, bou
             exponent[chain, d] = local_exponent[chain, d]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def apply_chunks(a, b, first_step, chunk_length, length, reverse, incoming, out, ends):
     """Run ``CHAINS`` consecutive chunks in lockstep from their ``incoming`` states into ``out``;
     ``ends`` receives the state each chunk ends in."""
@@ -343,7 +344,7 @@ def settle_chunks(a, b, out, starts, ends, chunk_length, length, reverse, bounds
                 ends[chunk, d] = state[0]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def work_on_tiles(
     a, b, h0, out, reverse, chunk_length, chains, lanes, stream, bounds, summary, starts, ends,
     carries, status, next_tile,
@@ -450,7 +451,7 @@ def linear_recurrence_scan(
     finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def finish_scan(a, b, h0, out, reverse, chunk_length, bounds, starts, ends):
     """The end of ``linear_recurrence_scan``: chunks whose carry disagrees with the loop's state
     rerun (``settle_chunks``), then the steps after the last tile."""

@@ -32,6 +32,7 @@ from numba.cpython.unsafe.tuple import tuple_setitem
 
 from scanlab import config
 from scanlab._arrays import read_only
+from scanlab._kernel_cache import njit_cached
 from scanlab._recurrence_numerics import (
     broadcast_steps,
     is_finite,
@@ -211,7 +212,7 @@ def zero_product_registers(registers, zero):
     return four + four + four + four
 
 
-@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+@njit_cached(fastmath=FASTMATH_DOT_PRODUCTS)
 def run_steps(a, b, state, out, first_step, stop_step, reverse, system, registers):
     """Sequential recurrence of one ``system`` over steps ``[first_step, stop_step)``.
 
@@ -239,7 +240,7 @@ def run_steps(a, b, state, out, first_step, stop_step, reverse, system, register
         store_tuple(h, state)
 
 
-@njit(cache=True, fastmath=FASTMATH_DOT_PRODUCTS)
+@njit_cached(fastmath=FASTMATH_DOT_PRODUCTS)
 def run_systems(a, b, h0, out, reverse, first_system, stop_system, registers):
     """Sequential recurrence of systems ``[first_system, stop_system)``, a step for all at a time.
 
@@ -266,7 +267,7 @@ def run_systems(a, b, h0, out, reverse, first_system, stop_system, registers):
         previous_t = t
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def compose_chunk(
     a, b, shape, first_step, stop_step, reverse, system, product, partial, exponents, registers,
     bounds,
@@ -325,7 +326,7 @@ def compose_chunk(
     exponents[system] = exponent
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def run_system(a, b, h0, out, reverse, system, registers):
     """The recurrence of one ``system`` over all steps from ``h0`` (``run_steps``).
 
@@ -338,7 +339,7 @@ def run_system(a, b, h0, out, reverse, system, registers):
     run_steps(a, b, h0[system].copy(), out, start, out.shape[0], reverse, system, registers)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def run_tasks(next_task, a, b, h0, out, reverse, systems_per_task, registers):
     """The tasks of ``linear_recurrence_matrix_sequential`` taken from the counter: one system
     keeps its state in registers (``run_system``), more advance a step at a time
@@ -390,7 +391,7 @@ def composed_carry(product, exponent, partial, incoming, state, bounds):
         state[i] = scaled(value, exponent, bounds) + partial[i]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def incoming_states(
     a, b, out, reverse, block_start, chunk_length, summaries, carry, ends, registers, bounds
 ):  # fmt: skip
@@ -434,7 +435,7 @@ def states_agree(loop_state, carry, bounds):
     return True
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def settle_block(
     a, b, out, reverse, block_start, chunk_length, starts, ends, carry, registers, bounds
 ):  # fmt: skip
@@ -456,7 +457,7 @@ def settle_block(
         copy_vector(ends[chunks - 1, system], carry[system])
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit_cached(parallel=True, fastmath=FASTMATH)
 def linear_recurrence_matrix_scan(
     a, b, h0, out, reverse, chunk_length, threads, bounds, product_dtype, registers
 ):  # fmt: skip

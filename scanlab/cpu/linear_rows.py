@@ -11,6 +11,7 @@ from numba import njit, types, uint64
 from numba.extending import intrinsic
 
 from scanlab._arrays import read_only
+from scanlab._kernel_cache import njit_cached
 from scanlab._recurrence_numerics import broadcast_steps, time_direction
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics, auto
@@ -73,7 +74,7 @@ def complex_elements(typingctx, array):
     return types.boolean(array), codegen
 
 
-@njit(cache=True, inline="always")
+@njit_cached(inline="always")
 def tile_bytes(out):
     """Bytes of the time-last kernel's vectors for ``out``'s dtype: :data:`REAL_TILE_BYTES` for
     real ones, the widest register for complex ones (32-byte tiles of complex values ran
@@ -81,7 +82,7 @@ def tile_bytes(out):
     return VECTOR_BYTES if complex_elements(out) else REAL_TILE_BYTES
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def run_row_tiles(next_group, a, b, h0, out, reverse, a_mode):
     """Groups of ``U`` rows (:mod:`scanlab.cpu.row_tiles`; the last may have fewer) taken from
     the counter ``next_group``: ``U`` steps at a time by :func:`tile_step`, the last ``T mod U``

@@ -20,6 +20,7 @@ with its parallel scan). Every operand is ``(T, D)``, time first, but the ``(D,)
 import numpy as np
 from numba import njit, uint64
 
+from scanlab._kernel_cache import njit_cached
 from scanlab.config import FASTMATH
 from scanlab.cpu import atomics
 from scanlab.cpu.threads import share_out
@@ -141,7 +142,7 @@ def advantages_backwards(
         share_out(settle_advantages, blocks, operands, rewards.size)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def advantage_chunks(
     next_task, rewards, values, dones, last_value, gamma, lam, advantages, returns, length,
     block, chunk,
@@ -167,7 +168,7 @@ def advantage_chunks(
         task = atomics.fetch_add(next_task, 0, 1)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def settle_advantages(
     next_block, rewards, values, dones, last_value, gamma, lam, advantages, returns, length,
     block, chunk,
@@ -246,7 +247,7 @@ def returns_backwards(rewards, dones, bootstrap, gamma, out, channel_block, chun
         share_out(settle_returns, blocks, operands, rewards.size)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def return_chunks(next_task, rewards, dones, bootstrap, gamma, out, length, block, chunk):
     """The tasks (chunk of time, block of channels) of :func:`returns_backwards` taken from the
     counter, each walked from a zero return (the last chunk from ``bootstrap``)."""
@@ -264,7 +265,7 @@ def return_chunks(next_task, rewards, dones, bootstrap, gamma, out, length, bloc
         task = atomics.fetch_add(next_task, 0, 1)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit_cached(nogil=True, fastmath=FASTMATH)
 def settle_returns(next_block, rewards, dones, bootstrap, gamma, out, length, block, chunk):
     """The blocks of channels of :func:`returns_backwards`' second walk (as
     :func:`settle_advantages`)."""

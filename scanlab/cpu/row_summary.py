@@ -5,12 +5,12 @@ iterate's residual rows ``(T, B)`` in one compiled pass over them (the twin of
 import math
 
 import numpy as np
-from numba import njit
 
+from scanlab._kernel_cache import njit_cached
 from scanlab._row_summary import RowSummary
 
 
-@njit(cache=True)
+@njit_cached()
 def summary_columns(rows, first, tol, first_bad, bad_is_nan, finite, worst, merit):
     """Fill the summary's arrays (``B`` each) from ``rows`` ``(T, B)``, row by row: a sequence's
     first step from ``first`` on not within ``tol`` (NaN counts; ``T`` if none) and whether it

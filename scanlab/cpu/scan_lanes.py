@@ -11,6 +11,7 @@ full in time.
 import numpy as np
 from numba import njit
 
+from scanlab._kernel_cache import njit_cached
 from scanlab._scaled_products import CHECK_PERIOD, in_range, renormalised
 from scanlab.config import FASTMATH
 from scanlab.cpu.row_tiles import CONSTANT, FULL, tile_compose, tile_step
@@ -66,7 +67,7 @@ def lane_compose(a, b, product, state, start, reverse):
         tile_compose(a, b, product, state, 0, rows, start, False, FULL, VECTOR_BYTES)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def compose_lanes(a, b, first_step, chunk_length, length, reverse, summary, bounds):
     """``scanlab.cpu.linear.compose_chunks`` for one series with a ``b`` full in time: its
     ``U`` chunks (``chunk_length`` a multiple of ``U``) composed in the lanes of one vector,
@@ -91,7 +92,7 @@ def compose_lanes(a, b, first_step, chunk_length, length, reverse, summary, boun
         exponent[chain, 0] = shift[lane]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit_cached(fastmath=FASTMATH)
 def apply_lanes(a, b, first_step, chunk_length, length, reverse, incoming, out, ends, stream):
     """``scanlab.cpu.linear.apply_chunks`` for the tiles of :func:`compose_lanes`: the ``U``
     chunks run in the lanes of one vector; with ``stream``, ``out`` written with streaming
