@@ -20,7 +20,9 @@ import numpy as np
 from scanlab import config
 
 #: Made on first use: one pool per process, as many threads as CPUs (made again in a child
-#: process forked from this one, which does not inherit the threads).
+#: process forked from this one, which does not inherit the threads; Numba's OpenMP layer, which
+#: the ``prange`` kernels use, is not fork-safe in the same way: see README, "What scanlab
+#: guarantees").
 POOL = None
 POOL_LOCK = threading.Lock()
 
