@@ -75,6 +75,16 @@ def numeric_array(name: str, value, convert=np.asarray) -> np.ndarray:
     return array
 
 
+def real_array(name: str, value, instead: str) -> np.ndarray:
+    """``value`` as an array by :func:`numeric_array` (GPU arrays as stand-ins), or a TypeError
+    naming ``name`` if it is complex (its imaginary part would be dropped), saying ``instead``
+    what to pass."""
+    array = numeric_array(name, value, stand_in)
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} has dtype {array.dtype}; {instead}")
+    return array
+
+
 def stand_in(value) -> np.ndarray:
     """``value`` as a NumPy array, for checks of its shape and dtype.
 

@@ -56,10 +56,7 @@ def njit_cached(**options):
 
     def decorate(function):
         dispatcher = numba.njit(cache=True, **options)(function)
-        cache = dispatcher._cache
-        cache._cache_file = KeyedFiles(
-            cache._cache_path, cache._impl.filename_base, cache._impl.locator.get_source_stamp()
-        )
+        dispatcher._cache._cache_file = KeyedFiles.of(dispatcher._cache)
         return dispatcher
 
     return decorate
@@ -94,11 +91,7 @@ class KeyedCache(FunctionCache):
     def __init__(self, py_func, identity: str):
         super().__init__(py_func)
         self.identity = identity
-        self._cache_file = KeyedFiles(
-            self._cache_path,
-            f"{self._impl.filename_base}-{identity[:16]}",
-            self._impl.locator.get_source_stamp(),
-        )
+        self._cache_file = KeyedFiles.of(self, f"-{identity[:16]}")
 
     def _index_key(self, sig, codegen):
         return (sig, codegen.magic_tuple(), self.identity)
@@ -120,6 +113,13 @@ class KeyedFiles(IndexDataCacheFile):
     def __init__(self, cache_path, filename_base, source_stamp):
         super().__init__(cache_path, filename_base, source_stamp)
         self._filename_base = filename_base
+
+    @classmethod
+    def of(cls, cache: FunctionCache, suffix: str = "") -> "KeyedFiles":
+        """The files of Numba's ``cache`` of one function, their names' base ending in
+        ``suffix``."""
+        impl = cache._impl
+        return cls(cache._cache_path, impl.filename_base + suffix, impl.locator.get_source_stamp())
 
     def save(self, key, data):
         """Write the data file of ``key``, then its index entry."""

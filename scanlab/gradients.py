@@ -32,7 +32,7 @@ from scanlab._devices import (
 from scanlab.cells import Cell
 from scanlab.cpu import nonlinear as cpu_nonlinear
 from scanlab.linear import check_flag, linear_recurrence, linear_recurrence_matrix
-from scanlab.nonlinear import Problem, laid_out
+from scanlab.nonlinear import Problem, checked_tolerance, laid_out
 
 #: Default largest scaled residual of a forward result that :func:`nonlinear_recurrence_vjp`
 #: accepts as a solution, by dtype (ten times the solver's default tolerance and more).
@@ -416,9 +416,7 @@ def nonlinear_recurrence_vjp(cell, x, h0, h, g, *, params=None, tol=None, device
                 f"{stand_in(x).shape} and h0 {np.shape(stand_in(h0))}, got "
                 f"{stand_in(value).shape}"
             )
-    tol = SOLUTION_TOLERANCES[dtype] if tol is None else float(tol)
-    if not 0 < tol < np.inf:  # an infinite one would take any h for the solution
-        raise ValueError(f"tol must be positive and finite, got {tol}")
+    tol = checked_tolerance(SOLUTION_TOLERANCES[dtype] if tol is None else tol)
     sequences = problem.h0.shape[0]
     states = laid_out(h, shape, dtype).reshape(length, sequences, size)
     gradient = laid_out(g, shape, dtype).reshape(length, sequences, size)

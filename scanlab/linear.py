@@ -127,9 +127,9 @@ def linear_recurrence(
     (``a[t] * h + b[t]``, rounded twice) in the last bit, and where ``a[t] * h`` alone
     overflows or cancels against ``b[t]`` (``1e200 * 1e200 - inf`` is ``-inf``, NaN in
     NumPy). NaN and Inf propagate as in the sequential loop: from the step where they appear
-    onwards. The ``"scan"``
-    method reorders the arithmetic, so its results differ from ``"sequential"`` by rounding
-    (relative differences of a few ulps times the length of a chunk when ``|a|`` is near 1).
+    onwards. The ``"scan"`` method reorders the arithmetic, so its results differ from
+    ``"sequential"`` by rounding (relative differences of a few ulps times the length of a
+    chunk when ``|a|`` is near 1).
     Every chunk's composed carry is checked against the state the sequential loop reaches at the
     end of the chunk before it (on the CPU, in Dask and on the GPU alike): where they disagree
     beyond rounding (a state that overflowed inside the chunk, a product that underflowed and

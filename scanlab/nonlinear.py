@@ -422,12 +422,19 @@ def initial_guess(guess, shape: tuple, dtype):
     return laid_out(guess if on_gpu(guess) else view, shape, dtype)
 
 
+def checked_tolerance(tol) -> float:
+    """``tol`` as a float, or a ValueError unless positive and finite (an infinite one would
+    take any iterate for the solution)."""
+    tol = float(tol)
+    if not 0 < tol < math.inf:
+        raise ValueError(f"tol must be positive and finite, got {tol}")
+    return tol
+
+
 def newton_settings(method: str, dtype, tol, max_iter, length: int) -> tuple:
     """The tolerance and iteration limit of ``method`` over ``length`` steps, from the ``tol``
     and ``max_iter`` given (None: the defaults for ``dtype`` and ``method``), checked."""
-    tol = TOLERANCES[dtype] if tol is None else float(tol)
-    if not 0 < tol < math.inf:  # an infinite one would take any guess as converged
-        raise ValueError(f"tol must be positive and finite, got {tol}")
+    tol = checked_tolerance(TOLERANCES[dtype] if tol is None else tol)
     if max_iter is not None and (
         not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 0
     ):

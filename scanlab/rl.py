@@ -30,6 +30,7 @@ from scanlab._arrays import (
     moved_axis,
     normalize_axis,
     numeric_array,
+    real_array,
     result_dtype,
     stand_in,
 )
@@ -38,6 +39,9 @@ from scanlab.cpu import auto as cpu_auto
 from scanlab.cpu import returns as cpu_returns
 from scanlab.cpu.blocks import channel_block
 from scanlab.linear import linear_recurrence
+
+#: What to pass for ``dones`` instead of complex numbers.
+DONES_INSTEAD = "pass booleans or 0 and 1"
 
 
 def discounted_returns(
@@ -126,7 +130,7 @@ def discounted_returns(
     dtype = real_dtype(result_dtype(**operands))
     if dones is None:
         return linear_recurrence(gamma, rewards, bootstrap, axis=axis, reverse=True, device=device)
-    dones_shape = episode_ends(dones).shape
+    dones_shape = real_array("dones", dones, DONES_INSTEAD).shape
     check_broadcasts("dones", dones_shape, shape, axis, f"rewards of shape {shape} need")
     if device == "cuda":
         solve = partial(cuda_module("returns").solve_returns, gamma=gamma)
@@ -233,8 +237,10 @@ def gae(rewards, values, dones, last_value, *, gamma, lam, axis: int = 0, device
     given = {"values": values, "dones": dones, "last_value": last_value}
     for name, value in given.items():
         target = state_shape if name == "last_value" else shape
-        array = episode_ends(value) if name == "dones" else numeric_array(name, value, stand_in)
-        given_shape = array.shape
+        if name == "dones":
+            given_shape = real_array(name, value, DONES_INSTEAD).shape
+        else:
+            given_shape = numeric_array(name, value, stand_in).shape
         check_broadcasts(name, given_shape, target, axis, f"rewards of shape {shape} need")
     dtype = real_dtype(result_dtype(rewards=rewards, values=values, last_value=last_value))
     if device == "cuda":
@@ -372,14 +378,6 @@ def real_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "c":
         raise TypeError(f"the operands promote to {dtype}; returns and advantages are real")
     return dtype
-
-
-def episode_ends(dones) -> np.ndarray:
-    """``dones`` as a numeric array (GPU arrays as stand-ins), or a TypeError if complex."""
-    array = numeric_array("dones", dones, stand_in)
-    if array.dtype.kind == "c":
-        raise TypeError(f"dones has dtype {array.dtype}; pass booleans or 0 and 1")
-    return array
 
 
 def time_series(name: str, value) -> np.ndarray:

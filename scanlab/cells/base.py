@@ -301,8 +301,8 @@ class Cell:
              if (value := self.output_at(state, x_t, params)) is not None),
             (random, None),
         )  # fmt: skip
-        if value is None:
-            state, value = random, np.empty(size, dtype)
+        if value is None:  # the step raises at every candidate: the random state's exception
+            value = np.empty(size, dtype)
             with self.probing():
                 self.step(read_only(random), x_t, params, value)
         # An output that is NaN at the probe cannot show what it depends on, nor one whose

@@ -31,18 +31,21 @@ def input_colouring(step, inputs: np.ndarray, params, states: np.ndarray, h0: np
     finite = np.flatnonzero(np.isfinite(rows).all(axis=1))
     items = finite[[0, len(finite) // 2, -1]] if len(finite) else finite
     random = np.random.default_rng(2025).standard_normal(n) * 0.5
+    steps, sequence_of = np.divmod(items, sequences)
+    visited = [states[t - 1, s] if t else h0[s] for t, s in zip(steps, sequence_of, strict=True)]
+    samples = rows[items]
     probes = [
-        *zip((random, -np.abs(random), 4 * random[::-1]), rows[items], strict=False),
-        *((states[t - 1, s] if t else h0[s], rows[item])
-          for item in items for t, s in [divmod(int(item), sequences)]),
-    ]  # fmt: skip
+        *zip((random, -np.abs(random), 4 * random[::-1]), samples, strict=False),
+        *zip(visited, samples, strict=True),
+    ]
     depends = np.zeros((n, m), bool)
     value, changed = np.empty(n), np.empty(n)
     shown = False
     for h_prev, x_t in probes:
         try:
             step(h_prev, x_t, params, value)
-            found = ~np.isfinite(value)[:, None] | np.zeros((n, m), bool)
+            found = np.zeros((n, m), bool)
+            found[~np.isfinite(value)] = True
             for j in range(m):
                 moved = x_t.copy()
                 moved[j] += 0.25 * (1 + abs(moved[j]))

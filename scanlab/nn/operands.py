@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scanlab._arrays import numeric_array, stand_in
+from scanlab._arrays import numeric_array, real_array, stand_in
 from scanlab._devices import cuda_module, on_gpu
+
+#: What to pass instead of complex numbers: the layers are real.
+REAL_INSTEAD = "the layers take real numbers"
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def initial_state(h0, batch: tuple, size: int, dtype, gpu: bool = False, broadca
     shape = batch + (size,)
     if h0 is None:
         return None, shape
-    view = real_array("h0", h0)
+    view = real_array("h0", h0, REAL_INSTEAD)
     try:
         broadcasts = np.broadcast_shapes(view.shape, shape) == shape
     except ValueError:
@@ -193,19 +196,10 @@ def check_output_gradient(dy, shape: tuple, dtype, gpu: bool = False):
             "dy is a GPU array, but the forward pass ran on the host (NumPy arrays): pass a host "
             "dy, or run the forward pass on GPU arrays"
         )
-    view = real_array("dy", dy)
+    view = real_array("dy", dy, REAL_INSTEAD)
     if view.shape != shape:
         raise ValueError(f"dy must have the forward output's shape {shape}, got {view.shape}")
     return in_dtype(dy, shape, dtype, gpu)
-
-
-def real_array(name: str, value):
-    """``value`` as an array (GPU arrays as stand-ins), or a TypeError naming ``name`` if it is
-    complex (the layers are real: its imaginary part would be dropped)."""
-    view = numeric_array(name, value, stand_in)
-    if view.dtype.kind == "c":
-        raise TypeError(f"{name} has dtype {view.dtype}; the layers take real numbers")
-    return view
 
 
 def in_dtype(value, shape: tuple, dtype, gpu: bool = False):
